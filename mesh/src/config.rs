@@ -1,0 +1,308 @@
+//! Layered configuration: defaults in code < an optional TOML file < `WARBLE_*`
+//! environment variables.
+//!
+//! Nested keys use a double underscore in env vars: the key
+//! `telemetry.log_format` is set by `WARBLE_TELEMETRY__LOG_FORMAT`. The file
+//! comes from `--config <path>` or `WARBLE_CONFIG`. Every service validates
+//! its config at start and fails naming the offending key; the effective
+//! config is logged with secrets redacted.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Prefix of every environment variable Warble reads.
+pub const ENV_PREFIX: &str = "WARBLE_";
+/// Env var naming a config file, used when `--config` is not given.
+pub const CONFIG_FILE_ENV: &str = "WARBLE_CONFIG";
+
+/// A service's configuration: defaults come from `Default`, validation names the failing key.
+pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
+    /// Checks values that types alone cannot (ranges, relationships).
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value is present but unacceptable.
+    #[error("invalid config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+    /// The file or an env var could not be parsed into the expected shape
+    /// (figment's message names the key and the source).
+    #[error("cannot read config: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    /// The named config file does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl ConfigError {
+    /// Shorthand for [`ConfigError::Invalid`].
+    pub fn invalid(key: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Loads `T` from defaults, then `file` (if any), then `WARBLE_*` env vars, and validates it.
+pub fn load<T: ServiceConfig>(file: Option<&Path>) -> Result<T, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(ConfigError::MissingFile(file.to_owned()));
+        }
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"));
+    let config: T = figment.extract().map_err(Box::new)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// The effective config as pretty JSON with secrets replaced by `"[redacted]"`.
+/// A key is secret when its name contains `password`, `secret`, `token` or `private_key`.
+pub fn redacted_json<T: Serialize>(config: &T) -> String {
+    let mut value = serde_json::to_value(config).unwrap_or(serde_json::Value::Null);
+    redact(&mut value);
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+fn is_secret_key(key: &str) -> bool {
+    ["password", "secret", "token", "private_key"]
+        .iter()
+        .any(|marker| key.contains(marker))
+}
+
+fn redact(value: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = value {
+        for (key, child) in map.iter_mut() {
+            if is_secret_key(key) && !child.is_object() {
+                if !(child.is_null() || child.as_str() == Some("")) {
+                    *child = serde_json::Value::String("[redacted]".into());
+                }
+            } else {
+                redact(child);
+            }
+        }
+    }
+}
+
+/// Every key `T` reads, as `(dotted.key, WARBLE_ENV_VAR)` pairs, sorted. Lets
+/// deployment tooling check it only sets variables a service understands.
+pub fn keys<T: ServiceConfig>() -> Vec<(String, String)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    let dotted = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(&dotted, child, out);
+                }
+            }
+            _ => {
+                let env = format!("{ENV_PREFIX}{}", prefix.replace('.', "__").to_uppercase());
+                out.push((prefix.to_owned(), env));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "",
+        &serde_json::to_value(T::default()).unwrap_or(serde_json::Value::Null),
+        &mut out,
+    );
+    out.sort();
+    out
+}
+
+/// What a service binary was asked to do on its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the service.
+    Run,
+    /// Print the effective config (secrets redacted) and exit.
+    PrintConfig,
+    /// Print every config key and its env var and exit.
+    PrintConfigKeys,
+}
+
+/// Parsed command line of a service binary: `[--config <file>] [--print-config | --print-config-keys]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    /// The config file, from `--config` or `WARBLE_CONFIG`.
+    pub config_file: Option<PathBuf>,
+    /// What to do.
+    pub command: Command,
+}
+
+impl Cli {
+    /// Parses `args` (without the program name).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut config_file = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);
+        let mut command = Command::Run;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--config" => {
+                    config_file = Some(args.next().ok_or("--config needs a file path")?.into())
+                }
+                "--print-config" => command = Command::PrintConfig,
+                "--print-config-keys" => command = Command::PrintConfigKeys,
+                "-h" | "--help" => {
+                    return Err(
+                        "usage: [--config <file.toml>] [--print-config | --print-config-keys]\n\
+                         Config layers: defaults < file < WARBLE_* env vars (nested keys use `__`)."
+                            .into(),
+                    );
+                }
+                other => return Err(format!("unknown argument `{other}` (try --help)")),
+            }
+        }
+        Ok(Self {
+            config_file,
+            command,
+        })
+    }
+}
+
+/// The standard `main` prologue: parse the command line, load and validate
+/// the config, handle the print commands. Returns `None` when the process
+/// should exit successfully without running; exits with status 2 on bad
+/// arguments or config, naming the problem.
+pub fn load_for_main<T: ServiceConfig>(service: &str) -> Option<T> {
+    let cli = match Cli::parse(std::env::args().skip(1)) {
+        Ok(cli) => cli,
+        Err(message) => {
+            eprintln!("{service}: {message}");
+            std::process::exit(2);
+        }
+    };
+    if cli.command == Command::PrintConfigKeys {
+        for (key, env) in keys::<T>() {
+            println!("{key}\t{env}");
+        }
+        return None;
+    }
+    let config = match load::<T>(cli.config_file.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{service}: {error}");
+            std::process::exit(2);
+        }
+    };
+    if cli.command == Command::PrintConfig {
+        println!("{}", redacted_json(&config));
+        return None;
+    }
+    Some(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Sample {
+        port: u16,
+        name: String,
+        jwt_secret: String,
+        nested: Nested,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
+    #[serde(default)]
+    struct Nested {
+        level: String,
+    }
+
+    impl Default for Sample {
+        fn default() -> Self {
+            Self {
+                port: 1,
+                name: "default".into(),
+                jwt_secret: String::new(),
+                nested: Nested {
+                    level: "info".into(),
+                },
+            }
+        }
+    }
+
+    impl ServiceConfig for Sample {
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.port == 0 {
+                return Err(ConfigError::invalid("port", "must not be 0"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_nested_env_keys_work() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("warble.toml", "port = 7\nname = \"from-file\"")?;
+            jail.set_env("WARBLE_NAME", "from-env");
+            jail.set_env("WARBLE_NESTED__LEVEL", "debug");
+            let config: Sample = load(Some(Path::new("warble.toml"))).unwrap();
+            assert_eq!(config.port, 7);
+            assert_eq!(config.name, "from-env");
+            assert_eq!(config.nested.level, "debug");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WARBLE_PORT", "0");
+            let error = load::<Sample>(None).unwrap_err().to_string();
+            assert!(error.contains("`port`"), "{error}");
+            jail.set_env("WARBLE_PORT", "not-a-number");
+            let error = load::<Sample>(None).unwrap_err().to_string();
+            assert!(error.to_lowercase().contains("key \"port\""), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        assert!(matches!(
+            load::<Sample>(Some(Path::new("/nonexistent/warble.toml"))),
+            Err(ConfigError::MissingFile(_))
+        ));
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_keys_listed() {
+        let config = Sample {
+            jwt_secret: "hunter2".into(),
+            ..Sample::default()
+        };
+        let printed = redacted_json(&config);
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("[redacted]"));
+        let keys = keys::<Sample>();
+        assert!(keys.contains(&("nested.level".into(), "WARBLE_NESTED__LEVEL".into())));
+        assert!(keys.contains(&("port".into(), "WARBLE_PORT".into())));
+    }
+
+    #[test]
+    fn cli_parses_flags() {
+        let cli =
+            Cli::parse(["--config".into(), "a.toml".into(), "--print-config".into()]).unwrap();
+        assert_eq!(cli.config_file.as_deref(), Some(Path::new("a.toml")));
+        assert_eq!(cli.command, Command::PrintConfig);
+        assert!(Cli::parse(["--bogus".into()]).is_err());
+    }
+}

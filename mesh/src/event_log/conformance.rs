@@ -1,0 +1,223 @@
+//! The event log contract as executable checks, run against every
+//! [`EventLog`] implementation (embedded here; Redis Streams in its own crate).
+//!
+//! Each check takes a fresh log from `make`, which returns a guard to keep
+//! alive (e.g. a temp dir or a server) alongside the log.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::{EventId, EventLog};
+
+/// Runs every check, each on a fresh log.
+pub async fn run_all<G, L, F, Fut>(make: F)
+where
+    L: EventLog,
+    F: Fn() -> Fut,
+    Fut: Future<Output = (G, L)>,
+{
+    let (_guard, log) = make().await;
+    delivers_in_append_order_with_increasing_ids(&log).await;
+    let (_guard, log) = make().await;
+    acked_entries_are_never_redelivered(&log).await;
+    let (_guard, log) = make().await;
+    unacked_entries_go_to_another_consumer_after_the_idle_timeout(&log).await;
+    let (_guard, log) = make().await;
+    order_per_key_is_preserved_across_consumers(&log).await;
+    let (_guard, log) = make().await;
+    groups_are_independent_and_start_at_the_beginning(&log).await;
+    let (_guard, log) = make().await;
+    blocked_reader_wakes_on_append(&log).await;
+    let (_guard, log) = make().await;
+    lag_counts_unacknowledged_entries(&log).await;
+}
+
+fn ids(deliveries: &[super::Delivery]) -> Vec<EventId> {
+    deliveries.iter().map(|delivery| delivery.id).collect()
+}
+
+/// Entries come back in append order with their key and payload, ids increasing.
+pub async fn delivers_in_append_order_with_increasing_ids(log: &impl EventLog) {
+    let mut appended = Vec::new();
+    for i in 0..20u64 {
+        appended.push(
+            log.append("order", i % 3, format!("e{i}").as_bytes())
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(
+        appended.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids must increase"
+    );
+    let first = log
+        .read_group("order", "g", "c", 15, Duration::ZERO)
+        .await
+        .unwrap();
+    let rest = log
+        .read_group("order", "g", "c", 15, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 15);
+    assert_eq!(rest.len(), 5);
+    let all: Vec<_> = first.iter().chain(&rest).collect();
+    for (i, delivery) in all.iter().enumerate() {
+        assert_eq!(delivery.id, appended[i]);
+        assert_eq!(delivery.key, i as u64 % 3);
+        assert_eq!(delivery.payload, format!("e{i}").as_bytes());
+        assert_eq!(delivery.delivery_count, 1);
+    }
+    assert!(
+        log.read_group("order", "g", "c", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Once acknowledged, an entry is never delivered again, by read or reclaim.
+pub async fn acked_entries_are_never_redelivered(log: &impl EventLog) {
+    for i in 0..5u64 {
+        log.append("acked", i, b"x").await.unwrap();
+    }
+    let got = log
+        .read_group("acked", "g", "c1", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(log.ack("acked", "g", &ids(&got)).await.unwrap(), 5);
+    // Acking again changes nothing.
+    assert_eq!(log.ack("acked", "g", &ids(&got)).await.unwrap(), 0);
+    assert!(
+        log.reclaim("acked", "g", "c2", Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        log.read_group("acked", "g", "c2", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// An entry left unacked (its consumer died) is not reclaimable before the
+/// idle timeout, and is handed to another consumer after it.
+pub async fn unacked_entries_go_to_another_consumer_after_the_idle_timeout(log: &impl EventLog) {
+    let a = log.append("reclaim", 1, b"a").await.unwrap();
+    let b = log.append("reclaim", 2, b"b").await.unwrap();
+    let got = log
+        .read_group("reclaim", "g", "dead", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), vec![a, b]);
+    // The consumer acks `a`, then dies before acking `b`.
+    log.ack("reclaim", "g", &[a]).await.unwrap();
+
+    let idle = Duration::from_millis(300);
+    assert!(
+        log.reclaim("reclaim", "g", "alive", idle, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is idle long enough yet"
+    );
+    tokio::time::sleep(idle + Duration::from_millis(50)).await;
+    let reclaimed = log
+        .reclaim("reclaim", "g", "alive", idle, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&reclaimed), vec![b]);
+    assert_eq!(reclaimed[0].payload, b"b");
+    assert_eq!(reclaimed[0].delivery_count, 2);
+    // Reclaiming resets the idle clock: an immediate second reclaim finds nothing.
+    assert!(
+        log.reclaim("reclaim", "g", "other", idle, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    log.ack("reclaim", "g", &[b]).await.unwrap();
+    assert_eq!(log.lag("reclaim", "g").await.unwrap(), 0);
+}
+
+/// Deliveries to consumers sharing a group keep each key's append order.
+pub async fn order_per_key_is_preserved_across_consumers(log: &impl EventLog) {
+    let mut expected: std::collections::HashMap<u64, Vec<EventId>> = Default::default();
+    for i in 0..30u64 {
+        let key = i % 4;
+        let id = log.append("keys", key, &i.to_be_bytes()).await.unwrap();
+        expected.entry(key).or_default().push(id);
+    }
+    let mut seen: std::collections::HashMap<u64, Vec<EventId>> = Default::default();
+    for consumer in ["c1", "c2", "c1", "c2", "c1", "c2", "c1", "c2"] {
+        for delivery in log
+            .read_group("keys", "g", consumer, 4, Duration::ZERO)
+            .await
+            .unwrap()
+        {
+            seen.entry(delivery.key).or_default().push(delivery.id);
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
+/// Every group sees every entry, including entries appended before the group first read.
+pub async fn groups_are_independent_and_start_at_the_beginning(log: &impl EventLog) {
+    let first = log.append("groups", 1, b"early").await.unwrap();
+    let one = log
+        .read_group("groups", "fanout", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ids(&one), vec![first]);
+    let second = log.append("groups", 1, b"late").await.unwrap();
+    let other = log
+        .read_group("groups", "search", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ids(&other), vec![first, second]);
+    let one_more = log
+        .read_group("groups", "fanout", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ids(&one_more), vec![second]);
+}
+
+/// A reader blocked on an empty stream returns as soon as an entry is appended.
+pub async fn blocked_reader_wakes_on_append(log: &impl EventLog) {
+    assert!(
+        log.read_group("block", "g", "c", 1, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let started = std::time::Instant::now();
+    let (deliveries, appended) = tokio::join!(
+        log.read_group("block", "g", "c", 10, Duration::from_secs(20)),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            log.append("block", 9, b"wake").await.unwrap()
+        }
+    );
+    assert_eq!(ids(&deliveries.unwrap()), vec![appended]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "reader must wake on append, not on timeout"
+    );
+}
+
+/// Lag counts entries appended and not yet acknowledged, delivered or not.
+pub async fn lag_counts_unacknowledged_entries(log: &impl EventLog) {
+    assert_eq!(log.lag("lag", "g").await.unwrap(), 0);
+    for i in 0..6u64 {
+        log.append("lag", i, b"x").await.unwrap();
+    }
+    assert_eq!(log.lag("lag", "g").await.unwrap(), 6);
+    let got = log
+        .read_group("lag", "g", "c", 4, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(log.lag("lag", "g").await.unwrap(), 6);
+    log.ack("lag", "g", &ids(&got[..3])).await.unwrap();
+    assert_eq!(log.lag("lag", "g").await.unwrap(), 3);
+}

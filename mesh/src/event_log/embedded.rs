@@ -1,0 +1,425 @@
+//! The embedded event log: streams kept in the process's redb database.
+//!
+//! Stores append to it inside their own write transactions
+//! ([`EmbeddedEventLog::append_in`]), which is what makes "write plus event"
+//! one durable step in the single-process stack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{
+    Database, ReadableDatabase as _, ReadableTable as _, TableDefinition, WriteTransaction,
+};
+use tokio::sync::Notify;
+
+use super::{Delivery, EventId, EventLog, EventLogError};
+use crate::time::now_ms;
+
+/// (stream, id.ms, id.seq) -> key (8 bytes, big-endian) ++ payload.
+const ENTRIES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("event_log.entries");
+/// stream -> (last id ms, last id seq, entries ever appended).
+const HEADS: TableDefinition<&str, (u64, u64, u64)> = TableDefinition::new("event_log.heads");
+/// (stream, group) -> (last delivered ms, last delivered seq, entries acknowledged).
+const GROUPS: TableDefinition<(&str, &str), (u64, u64, u64)> =
+    TableDefinition::new("event_log.groups");
+/// (stream, group, id.ms, id.seq) -> delivered-at ms (8) ++ delivery count (4) ++ consumer name.
+const PENDING: TableDefinition<(&str, &str, u64, u64), &[u8]> =
+    TableDefinition::new("event_log.pending");
+
+/// Event log on the embedded database. Cheap to clone; clones share wake-ups.
+#[derive(Clone)]
+pub struct EmbeddedEventLog {
+    database: Arc<Database>,
+    appended: Arc<Notify>,
+}
+
+impl std::fmt::Debug for EmbeddedEventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedEventLog").finish_non_exhaustive()
+    }
+}
+
+struct PendingEntry {
+    delivered_at_ms: u64,
+    delivery_count: u32,
+    consumer: String,
+}
+
+impl PendingEntry {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(12 + self.consumer.len());
+        bytes.extend_from_slice(&self.delivered_at_ms.to_be_bytes());
+        bytes.extend_from_slice(&self.delivery_count.to_be_bytes());
+        bytes.extend_from_slice(self.consumer.as_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Self {
+        let (at, rest) = bytes.split_at(8.min(bytes.len()));
+        let (count, consumer) = rest.split_at(4.min(rest.len()));
+        Self {
+            delivered_at_ms: u64::from_be_bytes(at.try_into().unwrap_or_default()),
+            delivery_count: u32::from_be_bytes(count.try_into().unwrap_or_default()),
+            consumer: String::from_utf8_lossy(consumer).into_owned(),
+        }
+    }
+}
+
+fn split_entry(bytes: &[u8]) -> (u64, Vec<u8>) {
+    let (key, payload) = bytes.split_at(8.min(bytes.len()));
+    (
+        u64::from_be_bytes(key.try_into().unwrap_or_default()),
+        payload.to_vec(),
+    )
+}
+
+impl EmbeddedEventLog {
+    /// Opens the log on `database`, creating its tables if needed.
+    pub fn open(database: Arc<Database>) -> Result<Self, EventLogError> {
+        let txn = database.begin_write()?;
+        txn.open_table(ENTRIES)?;
+        txn.open_table(HEADS)?;
+        txn.open_table(GROUPS)?;
+        txn.open_table(PENDING)?;
+        txn.commit()?;
+        Ok(Self {
+            database,
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The database the log lives in; stores share it to append in their transactions.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.database
+    }
+
+    /// Appends an entry inside the caller's write transaction, so it commits
+    /// (or not) together with the caller's own writes. Call
+    /// [`EmbeddedEventLog::notify_appended`] after the commit.
+    pub fn append_in(
+        txn: &WriteTransaction,
+        stream: &str,
+        key: u64,
+        payload: &[u8],
+    ) -> Result<EventId, redb::Error> {
+        let mut heads = txn.open_table(HEADS)?;
+        let (last_ms, last_seq, count) = heads
+            .get(stream)?
+            .map(|head| head.value())
+            .unwrap_or((0, 0, 0));
+        let now = now_ms();
+        let id = if now > last_ms {
+            EventId { ms: now, seq: 0 }
+        } else {
+            EventId {
+                ms: last_ms,
+                seq: last_seq + 1,
+            }
+        };
+        heads.insert(stream, (id.ms, id.seq, count + 1))?;
+        let mut value = Vec::with_capacity(8 + payload.len());
+        value.extend_from_slice(&key.to_be_bytes());
+        value.extend_from_slice(payload);
+        txn.open_table(ENTRIES)?
+            .insert((stream, id.ms, id.seq), value.as_slice())?;
+        Ok(id)
+    }
+
+    /// Wakes consumers blocked in `read_group` after a commit that appended.
+    pub fn notify_appended(&self) {
+        self.appended.notify_waiters();
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> Result<T, EventLogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, EventLogError> + Send + 'static,
+    {
+        let database = self.database.clone();
+        tokio::task::spawn_blocking(move || work(&database)).await?
+    }
+
+    fn read_new(
+        database: &Database,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<Delivery>, EventLogError> {
+        // Cheap read-only check first: an idle consumer polling an empty
+        // stream must not cost a durable write transaction.
+        {
+            let read = database.begin_read()?;
+            let heads = read.open_table(HEADS)?;
+            let groups = read.open_table(GROUPS)?;
+            let head = heads.get(stream)?.map(|head| head.value());
+            let position = groups
+                .get((stream, group))?
+                .map(|position| position.value());
+            match (head, position) {
+                (None, _) => return Ok(Vec::new()),
+                (Some((ms, seq, _)), Some((at_ms, at_seq, _))) if (ms, seq) <= (at_ms, at_seq) => {
+                    return Ok(Vec::new());
+                }
+                _ => {}
+            }
+        }
+        let txn = database.begin_write()?;
+        let deliveries = {
+            let entries = txn.open_table(ENTRIES)?;
+            let mut groups = txn.open_table(GROUPS)?;
+            let mut pending = txn.open_table(PENDING)?;
+            let (at_ms, at_seq, acked) = groups
+                .get((stream, group))?
+                .map(|g| g.value())
+                .unwrap_or((0, 0, 0));
+            let now = now_ms();
+            let mut deliveries = Vec::new();
+            let start = (stream, at_ms, at_seq);
+            for entry in entries.range(start..=(stream, u64::MAX, u64::MAX))? {
+                let (position, value) = entry?;
+                let (_, ms, seq) = position.value();
+                if (ms, seq) == (at_ms, at_seq) {
+                    continue;
+                }
+                if deliveries.len() >= max {
+                    break;
+                }
+                let (key, payload) = split_entry(value.value());
+                let record = PendingEntry {
+                    delivered_at_ms: now,
+                    delivery_count: 1,
+                    consumer: consumer.to_owned(),
+                };
+                pending.insert((stream, group, ms, seq), record.encode().as_slice())?;
+                deliveries.push(Delivery {
+                    id: EventId { ms, seq },
+                    key,
+                    payload,
+                    delivery_count: 1,
+                });
+            }
+            if let Some(last) = deliveries.last() {
+                groups.insert((stream, group), (last.id.ms, last.id.seq, acked))?;
+            }
+            deliveries
+        };
+        if deliveries.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(deliveries)
+    }
+}
+
+#[async_trait]
+impl EventLog for EmbeddedEventLog {
+    async fn append(
+        &self,
+        stream: &str,
+        key: u64,
+        payload: &[u8],
+    ) -> Result<EventId, EventLogError> {
+        let (stream, payload) = (stream.to_owned(), payload.to_vec());
+        let id = self
+            .blocking(move |database| {
+                let txn = database.begin_write()?;
+                let id = Self::append_in(&txn, &stream, key, &payload)?;
+                txn.commit()?;
+                Ok(id)
+            })
+            .await?;
+        self.notify_appended();
+        Ok(id)
+    }
+
+    async fn read_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, EventLogError> {
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            // Register for the wake-up before looking, so an append between
+            // the look and the wait is not missed.
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let (s, g, c) = (stream.to_owned(), group.to_owned(), consumer.to_owned());
+            let deliveries = self
+                .blocking(move |database| Self::read_new(database, &s, &g, &c, max.max(1)))
+                .await?;
+            if !deliveries.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(deliveries);
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn ack(&self, stream: &str, group: &str, ids: &[EventId]) -> Result<u64, EventLogError> {
+        let (stream, group, ids) = (stream.to_owned(), group.to_owned(), ids.to_vec());
+        self.blocking(move |database| {
+            let txn = database.begin_write()?;
+            let mut acknowledged = 0;
+            {
+                let mut pending = txn.open_table(PENDING)?;
+                for id in &ids {
+                    if pending
+                        .remove((stream.as_str(), group.as_str(), id.ms, id.seq))?
+                        .is_some()
+                    {
+                        acknowledged += 1;
+                    }
+                }
+                if acknowledged > 0 {
+                    let mut groups = txn.open_table(GROUPS)?;
+                    let (ms, seq, acked) = groups
+                        .get((stream.as_str(), group.as_str()))?
+                        .map(|g| g.value())
+                        .unwrap_or((0, 0, 0));
+                    groups.insert(
+                        (stream.as_str(), group.as_str()),
+                        (ms, seq, acked + acknowledged),
+                    )?;
+                }
+            }
+            txn.commit()?;
+            Ok(acknowledged)
+        })
+        .await
+    }
+
+    async fn reclaim(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, EventLogError> {
+        let (stream, group, consumer) = (stream.to_owned(), group.to_owned(), consumer.to_owned());
+        let min_idle_ms = min_idle.as_millis() as u64;
+        self.blocking(move |database| {
+            let (s, g) = (stream.as_str(), group.as_str());
+            let now = now_ms();
+            let txn = database.begin_write()?;
+            let mut deliveries = Vec::new();
+            {
+                let entries = txn.open_table(ENTRIES)?;
+                let mut pending = txn.open_table(PENDING)?;
+                let mut idle = Vec::new();
+                for item in pending.range((s, g, 0, 0)..=(s, g, u64::MAX, u64::MAX))? {
+                    let (position, value) = item?;
+                    let record = PendingEntry::decode(value.value());
+                    if now.saturating_sub(record.delivered_at_ms) >= min_idle_ms {
+                        let (_, _, ms, seq) = position.value();
+                        idle.push((EventId { ms, seq }, record.delivery_count));
+                        if idle.len() >= max.max(1) {
+                            break;
+                        }
+                    }
+                }
+                for (id, count) in idle {
+                    let Some(entry) = entries.get((s, id.ms, id.seq))? else {
+                        // The entry is gone; nothing left to deliver.
+                        pending.remove((s, g, id.ms, id.seq))?;
+                        continue;
+                    };
+                    let (key, payload) = split_entry(entry.value());
+                    let record = PendingEntry {
+                        delivered_at_ms: now,
+                        delivery_count: count.saturating_add(1),
+                        consumer: consumer.clone(),
+                    };
+                    pending.insert((s, g, id.ms, id.seq), record.encode().as_slice())?;
+                    deliveries.push(Delivery {
+                        id,
+                        key,
+                        payload,
+                        delivery_count: record.delivery_count,
+                    });
+                }
+            }
+            txn.commit()?;
+            Ok(deliveries)
+        })
+        .await
+    }
+
+    async fn lag(&self, stream: &str, group: &str) -> Result<u64, EventLogError> {
+        let (stream, group) = (stream.to_owned(), group.to_owned());
+        self.blocking(move |database| {
+            let read = database.begin_read()?;
+            let appended = read
+                .open_table(HEADS)?
+                .get(stream.as_str())?
+                .map(|head| head.value().2)
+                .unwrap_or(0);
+            let acked = read
+                .open_table(GROUPS)?
+                .get((stream.as_str(), group.as_str()))?
+                .map(|g| g.value().2)
+                .unwrap_or(0);
+            Ok(appended.saturating_sub(acked))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_log::conformance;
+
+    fn fresh() -> (tempfile::TempDir, EmbeddedEventLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let database = crate::embedded::open_shared(dir.path()).unwrap();
+        (dir, EmbeddedEventLog::open(database).unwrap())
+    }
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        conformance::run_all(|| async { fresh() }).await;
+    }
+
+    #[tokio::test]
+    async fn entries_and_pending_state_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_id = {
+            let log =
+                EmbeddedEventLog::open(crate::embedded::open_shared(dir.path()).unwrap()).unwrap();
+            let first = log.append("s", 1, b"one").await.unwrap();
+            log.append("s", 1, b"two").await.unwrap();
+            let got = log
+                .read_group("s", "g", "c1", 1, Duration::ZERO)
+                .await
+                .unwrap();
+            assert_eq!(got[0].id, first);
+            first
+        };
+        let log =
+            EmbeddedEventLog::open(crate::embedded::open_shared(dir.path()).unwrap()).unwrap();
+        // The unacked first entry is still pending and can be reclaimed; the second is still new.
+        let reclaimed = log
+            .reclaim("s", "g", "c2", Duration::ZERO, 10)
+            .await
+            .unwrap();
+        assert_eq!(reclaimed.len(), 1);
+        assert_eq!(reclaimed[0].id, first_id);
+        assert_eq!(reclaimed[0].delivery_count, 2);
+        let new = log
+            .read_group("s", "g", "c2", 10, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].payload, b"two");
+        assert_eq!(log.lag("s", "g").await.unwrap(), 2);
+    }
+}

@@ -1,0 +1,145 @@
+//! The durable event log services publish domain events to and consumers
+//! read in groups, modelled on Redis Streams so both implementations share
+//! one contract:
+//!
+//! - `append` adds an entry to a stream and returns its id; ids increase.
+//! - `read_group` hands each new entry to exactly one consumer of a group and
+//!   records it as pending for that consumer; a group created on first read
+//!   starts at the beginning of the stream, so nothing appended earlier is missed.
+//! - `ack` marks entries done; acknowledged entries are never delivered again.
+//! - `reclaim` transfers entries left pending longer than `min_idle` (their
+//!   consumer died) to another consumer.
+//!
+//! Entries are delivered in append order, so the order of events with the
+//! same key (e.g. one author's tweets) is preserved in delivery.
+
+pub mod conformance;
+mod embedded;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use embedded::EmbeddedEventLog;
+
+/// The stream domain events are published to.
+pub const DOMAIN_EVENTS_STREAM: &str = "warble.events.v1";
+
+/// Position of an entry in a stream: `ms-seq`, as in Redis Streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    /// Milliseconds part (append time, kept monotonic).
+    pub ms: u64,
+    /// Sequence within the millisecond.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl std::str::FromStr for EventId {
+    type Err = EventLogError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (ms, seq) = text
+            .split_once('-')
+            .ok_or_else(|| EventLogError::InvalidId(text.to_owned()))?;
+        Ok(Self {
+            ms: ms
+                .parse()
+                .map_err(|_| EventLogError::InvalidId(text.to_owned()))?,
+            seq: seq
+                .parse()
+                .map_err(|_| EventLogError::InvalidId(text.to_owned()))?,
+        })
+    }
+}
+
+/// One entry handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The entry's id; pass it to `ack`.
+    pub id: EventId,
+    /// The ordering key given at append (e.g. the author id).
+    pub key: u64,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+    /// How many times this entry has been delivered to this group, this delivery included.
+    pub delivery_count: u32,
+}
+
+/// Why an event log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventLogError {
+    /// The embedded database failed.
+    #[error("embedded event log: {0}")]
+    Embedded(#[from] redb::Error),
+    /// A background task failed to complete.
+    #[error("event log task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The backing store is unreachable or failed.
+    #[error("event log backend unavailable: {0}")]
+    Unavailable(String),
+    /// An entry id could not be parsed.
+    #[error("invalid event id `{0}`")]
+    InvalidId(String),
+}
+
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for EventLogError {
+            fn from(error: $error) -> Self {
+                Self::Embedded(error.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A durable, consumer-group event log.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends one entry; durable when this returns.
+    async fn append(
+        &self,
+        stream: &str,
+        key: u64,
+        payload: &[u8],
+    ) -> Result<EventId, EventLogError>;
+
+    /// Delivers up to `max` entries no consumer of `group` has received yet,
+    /// waiting up to `block` for one to arrive when there are none.
+    async fn read_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, EventLogError>;
+
+    /// Acknowledges entries; returns how many were pending (repeats count once).
+    async fn ack(&self, stream: &str, group: &str, ids: &[EventId]) -> Result<u64, EventLogError>;
+
+    /// Transfers to `consumer` up to `max` entries pending in `group` for at
+    /// least `min_idle` without an ack, oldest first, and delivers them again.
+    async fn reclaim(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, EventLogError>;
+
+    /// Entries appended but not yet acknowledged by `group` (delivered or not).
+    async fn lag(&self, stream: &str, group: &str) -> Result<u64, EventLogError>;
+}

@@ -1,0 +1,201 @@
+//! gRPC server bootstrap shared by every service.
+//!
+//! A server runs on a listener the caller already bound (tests bind port 0)
+//! and stops when a shutdown future resolves. Every server also answers
+//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha), so any
+//! gRPC tool can discover and probe it. On shutdown it reports NOT_SERVING,
+//! stops accepting, lets in-flight calls finish, and gives up on stragglers
+//! after the drain deadline.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::Request;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tower::Service;
+
+use crate::config::ConfigError;
+
+/// The `server.*` config section every gRPC service has.
+///
+/// Deserialized from the layered figment, where defaults are always merged
+/// in first, so every key is present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerConfig {
+    /// Address the gRPC server listens on.
+    pub listen_addr: SocketAddr,
+    /// Seconds in-flight calls get to finish after SIGTERM/SIGINT. Keep it
+    /// below the pod's `terminationGracePeriodSeconds`.
+    pub drain_timeout_secs: u64,
+}
+
+impl ServerConfig {
+    /// Defaults for a service listening on `port` on all interfaces.
+    pub fn on_port(port: u16) -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], port)),
+            drain_timeout_secs: 10,
+        }
+    }
+
+    /// Validates the section; `prefix` is where it sits in the service's config.
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        if self.drain_timeout_secs == 0 || self.drain_timeout_secs > 3600 {
+            return Err(ConfigError::invalid(
+                &format!("{prefix}.drain_timeout_secs"),
+                "must be between 1 and 3600",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The drain deadline as a `Duration`.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+/// Why a server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed.
+    #[error("gRPC transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built from the descriptors.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A gRPC server under construction: add services, then [`GrpcServer::serve`].
+pub struct GrpcServer {
+    routes: Routes,
+    service_names: Vec<&'static str>,
+    drain_timeout: Duration,
+}
+
+impl GrpcServer {
+    /// An empty server that drains for at most `drain_timeout`.
+    pub fn new(drain_timeout: Duration) -> Self {
+        Self {
+            routes: Routes::default(),
+            service_names: Vec::new(),
+            drain_timeout,
+        }
+    }
+
+    /// Adds a service; its health status is reported under its full name.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: Service<Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME);
+        self.routes = self.routes.add_service(service);
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let local_addr = listener.local_addr().ok();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in &self.service_names {
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(warble_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(warble_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let routes = self
+            .routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
+        let (drain_started, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+        let service_names = self.service_names.clone();
+        let stop_accepting = async move {
+            shutdown.await;
+            // Report NOT_SERVING first so load balancers stop sending new calls.
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            for name in service_names {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+            tracing::info!("draining in-flight calls");
+            let _ = drain_started.send(());
+        };
+
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = Server::builder()
+            .layer(
+                tower_http::trace::TraceLayer::new_for_grpc().make_span_with(
+                    crate::telemetry::grpc_server_span as fn(&Request<Body>) -> tracing::Span,
+                ),
+            )
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, stop_accepting);
+        tracing::info!(addr = ?local_addr, services = ?self.service_names, "gRPC server listening");
+
+        let drain_deadline = async move {
+            if drain_started_rx.await.is_ok() {
+                tokio::time::sleep(self.drain_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result?,
+            () = drain_deadline => {
+                tracing::warn!(timeout = ?self.drain_timeout, "drain deadline passed; dropping remaining calls");
+            }
+        }
+        tracing::info!(addr = ?local_addr, "gRPC server stopped");
+        Ok(())
+    }
+}
+
+/// A client channel to `addr` (`host:port` or a URI) that connects lazily, so
+/// services can start before their dependencies are up.
+pub fn lazy_channel(
+    addr: &str,
+    request_timeout: Duration,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(tonic::transport::Endpoint::from_shared(uri)?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(request_timeout)
+        .connect_lazy())
+}

@@ -1,0 +1,24 @@
+//! The runtime every Warble service shares.
+//!
+//! - [`config`]: layered configuration (defaults < file < `WARBLE_*` env vars), validated at start.
+//! - [`telemetry`]: tracing subscriber, optional OTLP export, W3C trace context across gRPC hops.
+//! - [`grpc`]: server bootstrap on an already-bound listener with health, reflection and graceful drain.
+//! - [`shutdown`]: the SIGTERM/SIGINT future servers drain on.
+//! - [`snowflake`]: time-ordered 64-bit ids.
+//! - [`status`]: the error-to-`tonic::Status` convention.
+//! - [`cursor`]: opaque, versioned page cursors.
+//! - [`event_log`]: the durable event log trait and its embedded implementation.
+//! - [`embedded`]: the embedded database file the single-process stack keeps its data in.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod cursor;
+pub mod embedded;
+pub mod event_log;
+pub mod grpc;
+pub mod shutdown;
+pub mod snowflake;
+pub mod status;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,50 @@
+//! Warble's gRPC contracts: the generated messages, clients and servers of
+//! every `warble.*.v1` package, plus the file descriptor set that servers
+//! register for reflection.
+
+/// Encoded `FileDescriptorSet` of every Warble proto, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("warble_descriptor");
+
+/// Every fully qualified gRPC service name Warble defines.
+pub const SERVICE_NAMES: &[&str] = &[
+    "warble.tweet.v1.TweetService",
+    "warble.graph.v1.GraphService",
+    "warble.timeline.v1.TimelineService",
+    "warble.fanout.v1.FanoutService",
+];
+
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("warble.common.v1");
+    }
+}
+
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("warble.events.v1");
+    }
+}
+
+pub mod tweet {
+    pub mod v1 {
+        tonic::include_proto!("warble.tweet.v1");
+    }
+}
+
+pub mod graph {
+    pub mod v1 {
+        tonic::include_proto!("warble.graph.v1");
+    }
+}
+
+pub mod timeline {
+    pub mod v1 {
+        tonic::include_proto!("warble.timeline.v1");
+    }
+}
+
+pub mod fanout {
+    pub mod v1 {
+        tonic::include_proto!("warble.fanout.v1");
+    }
+}
