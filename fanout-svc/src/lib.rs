@@ -1,6 +1,113 @@
-//! fanout-svc: consumes domain events and pushes new tweets into followers'
-//! timelines (hybrid fan-out). Implements `warble.fanout.v1.FanoutService`
-//! (contract in `proto/`); the implementation lands with the hybrid fan-out issue.
+//! fanout-svc: hybrid fan-out of new tweets into followers' cached timelines.
+//!
+//! It consumes the domain event log in a consumer group (see [`consumer`])
+//! and applies each event to the timeline cache (see [`engine`]): a normal
+//! author's tweet is pushed into each active follower's timeline; a
+//! celebrity's is only recorded in their recent-tweet set, which
+//! timeline-svc merges at read time. GetStatus reports lag and counters.
 
-/// The gRPC service this crate serves.
-pub const SERVICE_NAME: &str = "warble.fanout.v1.FanoutService";
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod consumer;
+pub mod engine;
+pub mod error;
+pub mod service;
+pub mod stats;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use warble_mesh::event_log::EventLog;
+use warble_mesh::grpc::{GrpcServer, ServeError, traced_channel};
+use warble_proto::fanout::v1::fanout_service_server::FanoutServiceServer;
+use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
+use warble_timeline_cache::TimelineCache;
+
+pub use config::FanoutSvcConfig;
+pub use error::FanoutError;
+pub use stats::FanoutStats;
+
+use crate::consumer::ConsumerSettings;
+use crate::engine::{FanoutEngine, FanoutPolicy};
+use crate::service::FanoutApi;
+
+/// A fan-out service ready to run: consumer plus gRPC status endpoint.
+pub struct FanoutSvc {
+    log: Arc<dyn EventLog>,
+    engine: Arc<FanoutEngine>,
+    stats: Arc<FanoutStats>,
+    settings: ConsumerSettings,
+}
+
+impl FanoutSvc {
+    /// Wires the service to its event log, timeline cache and downstream services.
+    pub fn new(
+        config: &FanoutSvcConfig,
+        log: Arc<dyn EventLog>,
+        cache: Arc<dyn TimelineCache>,
+    ) -> Result<Self, tonic::transport::Error> {
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let tweets = TweetServiceClient::new(traced_channel(&config.tweet_service_addr, timeout)?);
+        let graph = GraphServiceClient::new(traced_channel(&config.graph_service_addr, timeout)?);
+        let stats = Arc::new(FanoutStats::default());
+        let engine = FanoutEngine::new(
+            cache,
+            tweets,
+            graph,
+            FanoutPolicy::from(&config.fanout),
+            stats.clone(),
+        );
+        Ok(Self {
+            log,
+            engine: Arc::new(engine),
+            stats,
+            settings: ConsumerSettings::from(&config.consumer),
+        })
+    }
+
+    /// The live counters (also served by GetStatus).
+    pub fn stats(&self) -> Arc<FanoutStats> {
+        self.stats.clone()
+    }
+
+    /// Consumes events and serves GetStatus on `listener` until `shutdown`
+    /// resolves; then stops reading, finishes in-flight events and drains.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        drain_timeout: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let consumer = tokio::spawn(consumer::run(
+            self.log.clone(),
+            self.engine.clone(),
+            self.stats.clone(),
+            self.settings.clone(),
+            stopped,
+        ));
+        let api = FanoutApi {
+            log: self.log.clone(),
+            stats: self.stats.clone(),
+            group: self.settings.group.clone(),
+            workers: self.settings.workers as u32,
+        };
+        let served = GrpcServer::new(drain_timeout)
+            .add_service(FanoutServiceServer::new(api))
+            .serve(listener, async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await;
+        if tokio::time::timeout(drain_timeout, consumer).await.is_err() {
+            tracing::warn!(
+                "fan-out consumer did not finish within the drain deadline; unacknowledged events will be redelivered"
+            );
+        }
+        served
+    }
+}

@@ -179,7 +179,15 @@ impl Cli {
 /// should exit successfully without running; exits with status 2 on bad
 /// arguments or config, naming the problem.
 pub fn load_for_main<T: ServiceConfig>(service: &str) -> Option<T> {
-    let cli = match Cli::parse(std::env::args().skip(1)) {
+    load_for_main_with_args(service, std::env::args().skip(1))
+}
+
+/// [`load_for_main`] over explicit arguments (for binaries with subcommands).
+pub fn load_for_main_with_args<T: ServiceConfig>(
+    service: &str,
+    args: impl IntoIterator<Item = String>,
+) -> Option<T> {
+    let cli = match Cli::parse(args) {
         Ok(cli) => cli,
         Err(message) => {
             eprintln!("{service}: {message}");
@@ -207,6 +215,8 @@ pub fn load_for_main<T: ServiceConfig>(service: &str) -> Option<T> {
 }
 
 #[cfg(test)]
+// figment's test jail returns its own large error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use serde::Deserialize;

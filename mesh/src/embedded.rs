@@ -19,13 +19,13 @@ pub const DATABASE_FILE: &str = "warble.redb";
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
     },
     /// redb refused to open the file (locked by another process, corrupt, ...).
-    #[error("cannot open embedded database {path}: {source}")]
+    #[error("cannot open embedded database {path}")]
     Database {
         path: PathBuf,
         source: redb::DatabaseError,

@@ -156,9 +156,16 @@ impl GrpcServer {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = Server::builder()
             .layer(
-                tower_http::trace::TraceLayer::new_for_grpc().make_span_with(
-                    crate::telemetry::grpc_server_span as fn(&Request<Body>) -> tracing::Span,
-                ),
+                tower_http::trace::TraceLayer::new_for_grpc()
+                    .make_span_with(
+                        crate::telemetry::grpc_server_span as fn(&Request<Body>) -> tracing::Span,
+                    )
+                    // Non-OK statuses are mostly the caller's mistakes (INVALID_ARGUMENT,
+                    // NOT_FOUND); real server faults are logged where they happen
+                    // (`status::internal`), so the trace layer keeps failures at DEBUG.
+                    .on_failure(
+                        tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                    ),
             )
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stop_accepting);
@@ -182,20 +189,31 @@ impl GrpcServer {
     }
 }
 
-/// A client channel to `addr` (`host:port` or a URI) that connects lazily, so
-/// services can start before their dependencies are up.
-pub fn lazy_channel(
+/// A client channel that sends the caller's trace context on every call.
+pub type TracedChannel = tonic::service::interceptor::InterceptedService<
+    tonic::transport::Channel,
+    crate::telemetry::TraceContextInterceptor,
+>;
+
+/// A traced client channel to `addr` (`host:port` or a URI) that connects
+/// lazily, so services can start before their dependencies are up, with a
+/// deadline on every call.
+pub fn traced_channel(
     addr: &str,
     request_timeout: Duration,
-) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+) -> Result<TracedChannel, tonic::transport::Error> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
         format!("http://{addr}")
     };
-    Ok(tonic::transport::Endpoint::from_shared(uri)?
+    let channel = tonic::transport::Endpoint::from_shared(uri)?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5))
         .timeout(request_timeout)
-        .connect_lazy())
+        .connect_lazy();
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        channel,
+        crate::telemetry::TraceContextInterceptor,
+    ))
 }

@@ -71,10 +71,9 @@ impl TelemetryConfig {
                 format!("not a valid filter directive: {error}"),
             ));
         }
-        if !self.otlp_endpoint.is_empty()
-            && !(self.otlp_endpoint.starts_with("http://")
-                || self.otlp_endpoint.starts_with("https://"))
-        {
+        let endpoint = &self.otlp_endpoint;
+        let has_scheme = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !endpoint.is_empty() && !has_scheme {
             return Err(ConfigError::invalid(
                 &format!("{prefix}.otlp_endpoint"),
                 "must start with http:// or https://",

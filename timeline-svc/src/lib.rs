@@ -1,6 +1,82 @@
-//! timeline-svc: home and user timelines from the timeline cache, merging
-//! celebrity tweets at read time. Implements `warble.timeline.v1.TimelineService`
-//! (contract in `proto/`); the implementation lands with the hybrid fan-out issue.
+//! timeline-svc: home timelines as ordered tweet ids, for the gateway to hydrate.
+//!
+//! A home timeline is the user's cached timeline (kept current by
+//! fanout-svc) merged at read time with the recent tweets of the celebrities
+//! they follow. A miss rebuilds the timeline from the following list and each
+//! followee's recent tweets, once per user however many reads miss at the
+//! same time; pages older than the cache holds are pulled from the stores.
 
-/// The gRPC service this crate serves.
-pub const SERVICE_NAME: &str = "warble.timeline.v1.TimelineService";
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod home;
+mod merge;
+pub mod service;
+mod sources;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use warble_mesh::grpc::{GrpcServer, ServeError, traced_channel};
+use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::timeline::v1::timeline_service_server::TimelineServiceServer;
+use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
+use warble_timeline_cache::TimelineCache;
+
+pub use config::TimelineSvcConfig;
+pub use error::TimelineError;
+pub use home::HomeTimelines;
+
+use crate::service::TimelineApi;
+use crate::sources::Sources;
+
+/// A timeline service ready to serve.
+pub struct TimelineSvc {
+    home: Arc<HomeTimelines>,
+    sources: Sources,
+}
+
+impl TimelineSvc {
+    /// Wires the service to its timeline cache and downstream services.
+    pub fn new(
+        config: &TimelineSvcConfig,
+        cache: Arc<dyn TimelineCache>,
+    ) -> Result<Self, tonic::transport::Error> {
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let sources = Sources {
+            tweets: TweetServiceClient::new(traced_channel(&config.tweet_service_addr, timeout)?),
+            graph: GraphServiceClient::new(traced_channel(&config.graph_service_addr, timeout)?),
+        };
+        let home = Arc::new(HomeTimelines::new(
+            cache,
+            sources.clone(),
+            config.celebrity_threshold,
+        ));
+        Ok(Self { home, sources })
+    }
+
+    /// The home timeline builder (exposes the rebuild count).
+    pub fn home(&self) -> Arc<HomeTimelines> {
+        self.home.clone()
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        drain_timeout: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let api = TimelineApi {
+            home: self.home,
+            sources: self.sources,
+        };
+        GrpcServer::new(drain_timeout)
+            .add_service(TimelineServiceServer::new(api))
+            .serve(listener, shutdown)
+            .await
+    }
+}

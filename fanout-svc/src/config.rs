@@ -1,0 +1,219 @@
+//! fanout-svc's configuration (see the README's config reference).
+
+use serde::{Deserialize, Serialize};
+use warble_mesh::config::{ConfigError, ServiceConfig};
+use warble_mesh::grpc::ServerConfig;
+use warble_mesh::telemetry::TelemetryConfig;
+
+/// Which timeline cache and event log implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In-process; only usable when every service runs in one process (`warble dev`).
+    Embedded,
+    /// Redis (timelines in sorted sets, events on Streams): required for separate processes.
+    Redis,
+}
+
+/// fanout-svc's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FanoutSvcConfig {
+    /// gRPC server (GetStatus, health, reflection).
+    pub server: ServerConfig,
+    /// tweet-svc address (`host:port`), for follow backfills.
+    pub tweet_service_addr: String,
+    /// graph-svc address (`host:port`), for follower lists and counts.
+    pub graph_service_addr: String,
+    /// Deadline of each call to tweet-svc or graph-svc, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Timeline cache and event log backend: `embedded` or `redis`.
+    pub backend: Backend,
+    /// The fan-out rules.
+    pub fanout: FanoutPolicyConfig,
+    /// How events are consumed.
+    pub consumer: ConsumerConfig,
+    /// Logging and tracing.
+    pub telemetry: TelemetryConfig,
+}
+
+/// `fanout.*`: who gets pushed what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FanoutPolicyConfig {
+    /// Authors with at least this many followers are celebrities: their tweets
+    /// are not pushed but merged into followers' timelines at read time.
+    /// timeline-svc must use the same value.
+    pub celebrity_threshold: u64,
+    /// Followers not seen for this many days are skipped (their cached
+    /// timeline is dropped and rebuilt when they return).
+    pub inactive_after_days: u64,
+    /// How many of a followee's recent tweets a new follow copies into the follower's timeline.
+    pub follow_backfill_tweets: u32,
+    /// Followers fetched per graph-svc page while fanning out (at most 5000).
+    pub follower_page_size: u32,
+}
+
+/// `consumer.*`: how the event log is consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumerConfig {
+    /// Consumer group name on the event stream (all fan-out replicas share it).
+    pub group: String,
+    /// This process's consumer name; empty derives one from the host name and process id.
+    pub name: String,
+    /// Worker tasks applying events in parallel (events with the same key stay in order).
+    pub workers: u32,
+    /// Events read from the log per batch.
+    pub read_batch: u32,
+    /// Attempts per event before it is moved to the dead-letter stream.
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; doubles per attempt.
+    pub retry_backoff_ms: u64,
+    /// Cap on the retry delay, in milliseconds.
+    pub max_retry_backoff_ms: u64,
+    /// Events unacknowledged this long (their consumer died) are taken over, in seconds.
+    pub reclaim_idle_secs: u64,
+}
+
+impl Default for FanoutSvcConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::on_port(50054),
+            tweet_service_addr: "127.0.0.1:50051".into(),
+            graph_service_addr: "127.0.0.1:50052".into(),
+            request_timeout_ms: 5_000,
+            backend: Backend::Redis,
+            fanout: FanoutPolicyConfig::default(),
+            consumer: ConsumerConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl Default for FanoutPolicyConfig {
+    fn default() -> Self {
+        Self {
+            celebrity_threshold: 10_000,
+            inactive_after_days: 30,
+            follow_backfill_tweets: 50,
+            follower_page_size: 5_000,
+        }
+    }
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            group: "fanout".into(),
+            name: String::new(),
+            workers: 4,
+            read_batch: 256,
+            max_attempts: 5,
+            retry_backoff_ms: 100,
+            max_retry_backoff_ms: 5_000,
+            reclaim_idle_secs: 30,
+        }
+    }
+}
+
+impl ServiceConfig for FanoutSvcConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate("server")?;
+        self.telemetry.validate("telemetry")?;
+        for (key, addr) in [
+            ("tweet_service_addr", &self.tweet_service_addr),
+            ("graph_service_addr", &self.graph_service_addr),
+        ] {
+            if addr.trim().is_empty() {
+                return Err(ConfigError::invalid(key, "must be a host:port address"));
+            }
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "request_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        self.fanout.validate()?;
+        self.consumer.validate()
+    }
+}
+
+impl FanoutPolicyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.celebrity_threshold == 0 {
+            return Err(ConfigError::invalid(
+                "fanout.celebrity_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.inactive_after_days == 0 {
+            return Err(ConfigError::invalid(
+                "fanout.inactive_after_days",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=5_000).contains(&self.follower_page_size) {
+            return Err(ConfigError::invalid(
+                "fanout.follower_page_size",
+                "must be between 1 and 5000",
+            ));
+        }
+        if self.follow_backfill_tweets > 100 {
+            return Err(ConfigError::invalid(
+                "fanout.follow_backfill_tweets",
+                "must be at most 100",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ConsumerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.group.trim().is_empty() {
+            return Err(ConfigError::invalid("consumer.group", "must not be empty"));
+        }
+        if !(1..=256).contains(&self.workers) {
+            return Err(ConfigError::invalid(
+                "consumer.workers",
+                "must be between 1 and 256",
+            ));
+        }
+        if !(1..=10_000).contains(&self.read_batch) {
+            return Err(ConfigError::invalid(
+                "consumer.read_batch",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "consumer.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.max_retry_backoff_ms < self.retry_backoff_ms {
+            return Err(ConfigError::invalid(
+                "consumer.max_retry_backoff_ms",
+                "must be at least consumer.retry_backoff_ms",
+            ));
+        }
+        if self.reclaim_idle_secs == 0 {
+            return Err(ConfigError::invalid(
+                "consumer.reclaim_idle_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The consumer name to register under.
+    pub fn consumer_name(&self) -> String {
+        if !self.name.is_empty() {
+            return self.name.clone();
+        }
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "fanout".into());
+        format!("{host}-{}", std::process::id())
+    }
+}

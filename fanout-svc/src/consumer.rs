@@ -1,0 +1,245 @@
+//! Consuming the event log: at-least-once delivery, per-key order, retries
+//! with backoff, dead letters, and taking over a dead consumer's events.
+//!
+//! One dispatcher reads batches from the consumer group and routes each
+//! entry to a worker by its key, so one author's events are applied in
+//! order while different authors proceed in parallel. A worker retries a
+//! failing event with exponential backoff; after `max_attempts` it writes a
+//! `DeadLetter` record to [`DEAD_LETTER_STREAM`] and acknowledges the entry,
+//! so a poison event never blocks its key forever and is never silently
+//! dropped. Acknowledgements are batched by one acker task. Entries left
+//! pending by a consumer that died are reclaimed after `reclaim_idle`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, Delivery, EventId, EventLog};
+use warble_proto::events::v1::DeadLetter;
+
+use crate::config::ConsumerConfig;
+use crate::engine::FanoutEngine;
+use crate::stats::FanoutStats;
+
+/// Where events that failed every attempt are kept.
+pub const DEAD_LETTER_STREAM: &str = "warble.events.v1.dead-letter";
+
+/// How long one read waits for new entries before checking for shutdown and reclaim.
+const READ_BLOCK: Duration = Duration::from_millis(500);
+/// Entries queued per worker before the dispatcher waits (backpressure).
+const WORKER_QUEUE: usize = 1_024;
+
+/// Consumer settings resolved from config.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Consumer group.
+    pub group: String,
+    /// This consumer's name.
+    pub consumer: String,
+    /// Worker count.
+    pub workers: usize,
+    /// Entries per read.
+    pub read_batch: usize,
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub retry_backoff: Duration,
+    /// Longest retry delay.
+    pub max_retry_backoff: Duration,
+    /// Idle time after which another consumer's pending entries are taken over.
+    pub reclaim_idle: Duration,
+}
+
+impl From<&ConsumerConfig> for ConsumerSettings {
+    fn from(config: &ConsumerConfig) -> Self {
+        Self {
+            group: config.group.clone(),
+            consumer: config.consumer_name(),
+            workers: config.workers as usize,
+            read_batch: config.read_batch as usize,
+            max_attempts: config.max_attempts,
+            retry_backoff: Duration::from_millis(config.retry_backoff_ms),
+            max_retry_backoff: Duration::from_millis(config.max_retry_backoff_ms),
+            reclaim_idle: Duration::from_secs(config.reclaim_idle_secs),
+        }
+    }
+}
+
+/// Runs the consumer until `stop` turns true; in-flight events finish first.
+pub async fn run(
+    log: Arc<dyn EventLog>,
+    engine: Arc<FanoutEngine>,
+    stats: Arc<FanoutStats>,
+    settings: ConsumerSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<EventId>();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(acker(log.clone(), settings.group.clone(), ack_rx));
+    let mut queues = Vec::with_capacity(settings.workers);
+    for _ in 0..settings.workers.max(1) {
+        let (queue, deliveries) = mpsc::channel::<Delivery>(WORKER_QUEUE);
+        queues.push(queue);
+        tasks.spawn(worker(
+            log.clone(),
+            engine.clone(),
+            stats.clone(),
+            settings.clone(),
+            deliveries,
+            ack_tx.clone(),
+        ));
+    }
+    drop(ack_tx);
+
+    let mut next_reclaim = tokio::time::Instant::now();
+    while !*stop.borrow() {
+        let mut batch = Vec::new();
+        if tokio::time::Instant::now() >= next_reclaim {
+            next_reclaim = tokio::time::Instant::now() + settings.reclaim_idle / 2;
+            match log
+                .reclaim(
+                    DOMAIN_EVENTS_STREAM,
+                    &settings.group,
+                    &settings.consumer,
+                    settings.reclaim_idle,
+                    settings.read_batch,
+                )
+                .await
+            {
+                Ok(reclaimed) => {
+                    if !reclaimed.is_empty() {
+                        tracing::info!(
+                            count = reclaimed.len(),
+                            "took over events left pending by a dead consumer"
+                        );
+                    }
+                    batch = reclaimed;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %warble_mesh::status::ErrorChain(&error), "reclaim failed")
+                }
+            }
+        }
+        if batch.is_empty() {
+            let read = log.read_group(
+                DOMAIN_EVENTS_STREAM,
+                &settings.group,
+                &settings.consumer,
+                settings.read_batch,
+                READ_BLOCK,
+            );
+            batch = tokio::select! {
+                result = read => match result {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::warn!(error = %warble_mesh::status::ErrorChain(&error), "reading the event log failed; retrying");
+                        tokio::time::sleep(settings.retry_backoff).await;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => break,
+            };
+        }
+        for delivery in batch {
+            let worker = (mix(delivery.key) % queues.len() as u64) as usize;
+            if queues[worker].send(delivery).await.is_err() {
+                tracing::error!("a fan-out worker stopped; stopping the consumer");
+                return;
+            }
+        }
+    }
+    drop(queues);
+    while let Some(result) = tasks.join_next().await {
+        if let Err(error) = result {
+            tracing::error!(%error, "a fan-out task panicked");
+        }
+    }
+}
+
+/// Spreads Snowflake-shaped keys (low bits often equal) over the workers.
+fn mix(key: u64) -> u64 {
+    key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
+}
+
+async fn worker(
+    log: Arc<dyn EventLog>,
+    engine: Arc<FanoutEngine>,
+    stats: Arc<FanoutStats>,
+    settings: ConsumerSettings,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    acks: mpsc::UnboundedSender<EventId>,
+) {
+    while let Some(delivery) = deliveries.recv().await {
+        let mut backoff = settings.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            match engine.apply_encoded(&delivery.payload).await {
+                Ok(()) => {
+                    FanoutStats::add(&stats.events_processed, 1);
+                    break;
+                }
+                Err(error) => {
+                    if attempt == 1 {
+                        FanoutStats::add(&stats.events_failed, 1);
+                    }
+                    let chain = warble_mesh::status::ErrorChain(&error).to_string();
+                    if attempt >= settings.max_attempts {
+                        tracing::error!(entry = %delivery.id, attempts = attempt, error = %chain, "event failed every attempt; dead-lettering it");
+                        if let Err(error) =
+                            dead_letter(log.as_ref(), &settings, &delivery, attempt, chain).await
+                        {
+                            // Not acknowledged: the entry stays pending and is reclaimed later.
+                            tracing::error!(entry = %delivery.id, error = %warble_mesh::status::ErrorChain(&error), "cannot write the dead letter");
+                            break;
+                        }
+                        FanoutStats::add(&stats.dead_letters, 1);
+                        break;
+                    }
+                    tracing::warn!(entry = %delivery.id, attempt, error = %chain, "event failed; retrying");
+                    FanoutStats::add(&stats.retries, 1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(settings.max_retry_backoff);
+                    attempt += 1;
+                    continue;
+                }
+            }
+        }
+        let _ = acks.send(delivery.id);
+    }
+}
+
+async fn dead_letter(
+    log: &dyn EventLog,
+    settings: &ConsumerSettings,
+    delivery: &Delivery,
+    attempts: u32,
+    last_error: String,
+) -> Result<(), warble_mesh::event_log::EventLogError> {
+    let record = DeadLetter {
+        source_stream: DOMAIN_EVENTS_STREAM.into(),
+        source_entry_id: delivery.id.to_string(),
+        consumer_group: settings.group.clone(),
+        key: delivery.key,
+        payload: delivery.payload.clone(),
+        attempts,
+        last_error,
+        dead_lettered_at_ms: warble_mesh::time::now_ms() as i64,
+    };
+    log.append(DEAD_LETTER_STREAM, delivery.key, &record.encode_to_vec())
+        .await
+        .map(|_| ())
+}
+
+/// Acknowledges in batches: every id already queued goes in one call.
+async fn acker(log: Arc<dyn EventLog>, group: String, mut acks: mpsc::UnboundedReceiver<EventId>) {
+    let mut batch = Vec::new();
+    while acks.recv_many(&mut batch, 512).await > 0 {
+        if let Err(error) = log.ack(DOMAIN_EVENTS_STREAM, &group, &batch).await {
+            // Unacknowledged entries are redelivered via reclaim; effects are idempotent.
+            tracing::warn!(error = %warble_mesh::status::ErrorChain(&error), count = batch.len(), "ack failed");
+        }
+        batch.clear();
+    }
+}

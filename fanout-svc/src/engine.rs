@@ -1,0 +1,304 @@
+//! The effects of each domain event on the timeline cache (hybrid fan-out).
+//!
+//! Every effect is idempotent (set inserts and removals), so an event applied
+//! twice, after a redelivery or a crash, changes nothing the second time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use tracing::instrument;
+use warble_mesh::grpc::TracedChannel;
+use warble_proto::common::v1::PageRequest;
+use warble_proto::events::v1::{
+    Event, Followed, TweetCreated, TweetDeleted, Unfollowed, event::Payload,
+};
+use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::graph::v1::{GetFollowCountsRequest, ListFollowersRequest};
+use warble_proto::tweet::v1::ListUserTweetsRequest;
+use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
+use warble_timeline_cache::{Entry, TimelineCache};
+
+use crate::config::FanoutPolicyConfig;
+use crate::error::FanoutError;
+use crate::stats::FanoutStats;
+
+/// Decides who is a celebrity and who is active.
+#[derive(Debug, Clone)]
+pub struct FanoutPolicy {
+    /// Follower count from which an author is not fanned out to.
+    pub celebrity_threshold: u64,
+    /// Followers idle longer than this are skipped.
+    pub inactive_after: Duration,
+    /// Tweets copied into a timeline on follow.
+    pub follow_backfill_tweets: u32,
+    /// Followers per graph-svc page.
+    pub follower_page_size: u32,
+}
+
+impl From<&FanoutPolicyConfig> for FanoutPolicy {
+    fn from(config: &FanoutPolicyConfig) -> Self {
+        Self {
+            celebrity_threshold: config.celebrity_threshold,
+            inactive_after: Duration::from_secs(config.inactive_after_days * 86_400),
+            follow_backfill_tweets: config.follow_backfill_tweets,
+            follower_page_size: config.follower_page_size,
+        }
+    }
+}
+
+impl FanoutPolicy {
+    /// Whether an author with `followers` followers is a celebrity.
+    pub fn is_celebrity(&self, followers: u64) -> bool {
+        followers >= self.celebrity_threshold
+    }
+}
+
+/// Applies domain events to the timeline cache.
+pub struct FanoutEngine {
+    cache: Arc<dyn TimelineCache>,
+    tweets: TweetServiceClient<TracedChannel>,
+    graph: GraphServiceClient<TracedChannel>,
+    policy: FanoutPolicy,
+    stats: Arc<FanoutStats>,
+}
+
+/// Which followers of a page get a pushed tweet.
+struct Audience {
+    active: Vec<u64>,
+    gone_idle: Vec<u64>,
+}
+
+impl FanoutEngine {
+    /// An engine writing to `cache`, reading from tweet-svc and graph-svc.
+    pub fn new(
+        cache: Arc<dyn TimelineCache>,
+        tweets: TweetServiceClient<TracedChannel>,
+        graph: GraphServiceClient<TracedChannel>,
+        policy: FanoutPolicy,
+        stats: Arc<FanoutStats>,
+    ) -> Self {
+        Self {
+            cache,
+            tweets,
+            graph,
+            policy,
+            stats,
+        }
+    }
+
+    /// Decodes and applies one event-log entry.
+    pub async fn apply_encoded(&self, payload: &[u8]) -> Result<(), FanoutError> {
+        let event = Event::decode(payload)?;
+        match event.payload {
+            Some(Payload::TweetCreated(created)) => self.tweet_created(created).await,
+            Some(Payload::TweetDeleted(deleted)) => self.tweet_deleted(deleted).await,
+            Some(Payload::Followed(followed)) => self.followed(followed).await,
+            Some(Payload::Unfollowed(unfollowed)) => self.unfollowed(unfollowed).await,
+            None => Err(FanoutError::UnknownPayload(event.event_id)),
+        }
+    }
+
+    /// Normal authors: push into every active follower's timeline (and the
+    /// author's own). Celebrities: record in their recent-tweet set only;
+    /// followers merge it at read time.
+    #[instrument(skip_all, fields(tweet_id = created.tweet_id, author_id = created.author_id))]
+    async fn tweet_created(&self, created: TweetCreated) -> Result<(), FanoutError> {
+        let entry = Entry {
+            tweet_id: created.tweet_id,
+            author_id: created.author_id,
+        };
+        self.cache.push(&[created.author_id], entry).await?;
+        FanoutStats::add(&self.stats.deliveries_written, 1);
+        let followers = self.followers_count(created.author_id).await?;
+        if self.policy.is_celebrity(followers) {
+            self.cache
+                .celebrity_add(created.author_id, created.tweet_id)
+                .await?;
+            return Ok(());
+        }
+        let mut cursor = String::new();
+        loop {
+            let (page, next) = self.followers_page(created.author_id, cursor).await?;
+            let audience = self.audience(&page).await?;
+            if !audience.active.is_empty() {
+                self.cache.push(&audience.active, entry).await?;
+                FanoutStats::add(&self.stats.deliveries_written, audience.active.len() as u64);
+            }
+            for user in audience.gone_idle {
+                // Skipped from now on, so the cached copy would go stale: drop it
+                // and let the first read after their return rebuild it.
+                self.cache.evict(user).await?;
+            }
+            match next {
+                Some(next) => cursor = next,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Removes the tweet from every timeline it can have reached: the
+    /// author's, every follower's (it may have been pushed before the author
+    /// became a celebrity) and the celebrity set.
+    #[instrument(skip_all, fields(tweet_id = deleted.tweet_id, author_id = deleted.author_id))]
+    async fn tweet_deleted(&self, deleted: TweetDeleted) -> Result<(), FanoutError> {
+        self.cache
+            .remove(&[deleted.author_id], deleted.tweet_id)
+            .await?;
+        self.cache
+            .celebrity_remove(deleted.author_id, deleted.tweet_id)
+            .await?;
+        let mut cursor = String::new();
+        loop {
+            let (page, next) = self.followers_page(deleted.author_id, cursor).await?;
+            self.cache.remove(&page, deleted.tweet_id).await?;
+            match next {
+                Some(next) => cursor = next,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Copies a normal followee's recent tweets into the new follower's
+    /// timeline; a celebrity's arrive through the read-time merge instead.
+    #[instrument(skip_all, fields(follower_id = followed.follower_id, followee_id = followed.followee_id))]
+    async fn followed(&self, followed: Followed) -> Result<(), FanoutError> {
+        if self.policy.is_celebrity(followed.followee_followers_count)
+            || self.policy.follow_backfill_tweets == 0
+        {
+            return Ok(());
+        }
+        let tweets = self
+            .tweets
+            .clone()
+            .list_user_tweets(ListUserTweetsRequest {
+                author_id: followed.followee_id,
+                page: Some(PageRequest {
+                    cursor: String::new(),
+                    limit: self.policy.follow_backfill_tweets,
+                }),
+            })
+            .await
+            .map_err(FanoutError::tweet_svc)?
+            .into_inner()
+            .tweets;
+        let entries: Vec<Entry> = tweets
+            .iter()
+            .map(|tweet| Entry {
+                tweet_id: tweet.id,
+                author_id: tweet.author_id,
+            })
+            .collect();
+        if !entries.is_empty() {
+            self.cache
+                .insert(followed.follower_id, &entries, false)
+                .await?;
+            FanoutStats::add(&self.stats.deliveries_written, entries.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Removes the followee's tweets from the follower's timeline. When this
+    /// unfollow takes the followee below the celebrity threshold, their
+    /// recent tweets were never pushed: drop the followers' cached timelines
+    /// so each is rebuilt, with those tweets, on its next read.
+    #[instrument(skip_all, fields(follower_id = unfollowed.follower_id, followee_id = unfollowed.followee_id))]
+    async fn unfollowed(&self, unfollowed: Unfollowed) -> Result<(), FanoutError> {
+        self.cache
+            .remove_author(unfollowed.follower_id, unfollowed.followee_id)
+            .await?;
+        let after = unfollowed.followee_followers_count;
+        let demoted = !self.policy.is_celebrity(after) && self.policy.is_celebrity(after + 1);
+        if !demoted {
+            return Ok(());
+        }
+        tracing::info!(
+            author_id = unfollowed.followee_id,
+            "author fell below the celebrity threshold"
+        );
+        let mut cursor = String::new();
+        loop {
+            let (page, next) = self.followers_page(unfollowed.followee_id, cursor).await?;
+            for user in page {
+                self.cache.evict(user).await?;
+            }
+            match next {
+                Some(next) => cursor = next,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn followers_count(&self, user_id: u64) -> Result<u64, FanoutError> {
+        let counts = self
+            .graph
+            .clone()
+            .get_follow_counts(GetFollowCountsRequest {
+                user_ids: vec![user_id],
+            })
+            .await
+            .map_err(FanoutError::graph_svc)?
+            .into_inner()
+            .counts;
+        Ok(counts.first().map_or(0, |counts| counts.followers_count))
+    }
+
+    /// One page of `user_id`'s followers and the cursor of the next, if any.
+    async fn followers_page(
+        &self,
+        user_id: u64,
+        cursor: String,
+    ) -> Result<(Vec<u64>, Option<String>), FanoutError> {
+        let response = self
+            .graph
+            .clone()
+            .list_followers(ListFollowersRequest {
+                user_id,
+                page: Some(PageRequest {
+                    cursor,
+                    limit: self.policy.follower_page_size,
+                }),
+            })
+            .await;
+        let response = match response {
+            Ok(response) => response.into_inner(),
+            // The author is gone: nobody left to deliver to.
+            Err(status) if status.code() == tonic::Code::NotFound => return Ok((Vec::new(), None)),
+            Err(status) => return Err(FanoutError::graph_svc(status)),
+        };
+        let next = response
+            .page
+            .map(|page| page.next_cursor)
+            .filter(|cursor| !cursor.is_empty());
+        Ok((
+            response
+                .followers
+                .into_iter()
+                .map(|edge| edge.user_id)
+                .collect(),
+            next,
+        ))
+    }
+
+    /// Splits a page of followers into those active recently enough to
+    /// receive pushes and those who have just gone idle.
+    async fn audience(&self, followers: &[u64]) -> Result<Audience, FanoutError> {
+        let marks = self.cache.last_active(followers).await?;
+        let cutoff = warble_mesh::time::now_ms()
+            .saturating_sub(self.policy.inactive_after.as_millis() as u64);
+        let mut audience = Audience {
+            active: Vec::with_capacity(followers.len()),
+            gone_idle: Vec::new(),
+        };
+        for (user, mark) in followers.iter().zip(marks) {
+            match mark {
+                Some(at) if at >= cutoff => audience.active.push(*user),
+                Some(_) => audience.gone_idle.push(*user),
+                // Never read their timeline: nothing cached to keep current;
+                // their first read builds it.
+                None => {}
+            }
+        }
+        Ok(audience)
+    }
+}

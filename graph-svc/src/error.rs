@@ -1,0 +1,120 @@
+//! The service's one error type and the one place it becomes a `tonic::Status`.
+
+use tonic::Status;
+use warble_mesh::status;
+
+/// Everything that can go wrong in the graph service, from request
+/// validation to the storage backend.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// A request field is malformed or out of range.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    /// A user the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Creating something that must be unique, e.g. a taken username.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The embedded database failed.
+    #[error("embedded store: {0}")]
+    Storage(#[from] redb::Error),
+    /// The embedded database could not be opened.
+    #[error(transparent)]
+    Open(#[from] warble_mesh::embedded::OpenError),
+    /// The event log could not be opened.
+    #[error(transparent)]
+    EventLog(#[from] warble_mesh::event_log::EventLogError),
+    /// A stored record could not be decoded: the data is corrupt or was
+    /// written by an incompatible version.
+    #[error("corrupt stored record: {0}")]
+    Corrupt(#[from] prost::DecodeError),
+    /// No Snowflake id could be issued (the clock went back too far).
+    #[error("cannot issue an id: {0}")]
+    Ids(#[from] warble_mesh::snowflake::SnowflakeError),
+    /// A blocking storage task panicked or was cancelled.
+    #[error("storage task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl GraphError {
+    /// Shorthand for [`GraphError::InvalidArgument`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+// redb reports each step's failure with its own type; they all fold into `redb::Error`.
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for GraphError {
+            fn from(error: $error) -> Self {
+                Self::Storage(error.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<GraphError> for Status {
+    fn from(error: GraphError) -> Self {
+        match error {
+            GraphError::InvalidArgument { field, reason } => {
+                status::invalid_argument(&field, reason)
+            }
+            GraphError::NotFound(message) => status::not_found(message),
+            GraphError::AlreadyExists(message) => Status::already_exists(message),
+            // A clock that stepped back is transient: callers may retry once it catches up.
+            GraphError::Ids(ref cause) => status::unavailable(cause),
+            GraphError::Storage(_)
+            | GraphError::Open(_)
+            | GraphError::EventLog(_)
+            | GraphError::Corrupt(_)
+            | GraphError::Task(_) => status::internal(&error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn codes_follow_the_mesh_convention() {
+        let status = Status::from(GraphError::invalid("username", "too long"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status::violated_field(&status).as_deref(), Some("username"));
+        assert_eq!(
+            Status::from(GraphError::NotFound("user 1 not found".into())).code(),
+            Code::NotFound
+        );
+        assert_eq!(
+            Status::from(GraphError::AlreadyExists("taken".into())).code(),
+            Code::AlreadyExists
+        );
+    }
+
+    #[test]
+    fn is_a_thread_safe_std_error() {
+        // Callers wrap it with anyhow's `.context()` and move it across tasks.
+        fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+        assert_error::<GraphError>();
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak() {
+        let error = GraphError::Storage(redb::Error::Corrupted("page 7 at /secret".into()));
+        let status = Status::from(error);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"));
+    }
+}

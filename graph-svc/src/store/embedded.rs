@@ -1,0 +1,614 @@
+//! The graph in the process's embedded redb database, next to the event log,
+//! so every change and the event it publishes commit in one transaction.
+//!
+//! Follow counts are kept in their own table and updated in the follow's
+//! transaction: reading them never scans, however many followers a user has.
+//! Each follow is indexed twice, by followee and by follower, under its
+//! `follow_seq`, so both lists are range scans in "most recent first" order.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use prost::Message as _;
+use redb::{
+    Database, ReadableDatabase as _, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
+use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EmbeddedEventLog};
+use warble_mesh::snowflake::{self, SnowflakeGenerator};
+use warble_proto::events::v1::{Event, Followed, Unfollowed, event::Payload};
+
+use super::{
+    EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, NewUser,
+    PageQuery, User,
+};
+use crate::error::GraphError;
+
+/// id -> [`UserRecord`].
+const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("graph.users");
+/// Lower-cased username -> id: the uniqueness constraint.
+const USERNAMES: TableDefinition<&str, u64> = TableDefinition::new("graph.usernames");
+/// (follower, followee) -> follow_seq: the edge itself.
+const FOLLOWS: TableDefinition<(u64, u64), u64> = TableDefinition::new("graph.follows");
+/// (followee, follow_seq, follower): a user's followers in follow order.
+const FOLLOWERS: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("graph.followers");
+/// (follower, follow_seq, followee): whom a user follows in follow order.
+const FOLLOWING: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("graph.following");
+/// id -> (followers, following). Every user has a row from creation, so it
+/// doubles as the cheap "does this user exist" check.
+const COUNTS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("graph.counts");
+/// Store-wide values, see [`MAX_ISSUED_ID`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("graph.meta");
+/// The largest Snowflake id ever persisted (user ids, follow seqs, event
+/// ids), so a restarted generator never reissues one even if the clock went back.
+const MAX_ISSUED_ID: &str = "max_issued_id";
+
+/// Most index entries one page looks at. Bounds the work of a filtered page
+/// whose filter matches little; an unfiltered page always scans `limit + 1`.
+const SCAN_BUDGET: usize = 10_000;
+
+/// The stored form of a user (the id is the key). Protobuf so fields can be
+/// added later without rewriting old records.
+#[derive(Clone, PartialEq, prost::Message)]
+struct UserRecord {
+    #[prost(string, tag = "1")]
+    username: String,
+    #[prost(string, tag = "2")]
+    display_name: String,
+    #[prost(string, tag = "3")]
+    bio: String,
+    #[prost(int64, tag = "4")]
+    created_at_ms: i64,
+}
+
+impl UserRecord {
+    fn into_user(self, id: u64) -> User {
+        User {
+            id,
+            username: self.username,
+            display_name: self.display_name,
+            bio: self.bio,
+            created_at_ms: self.created_at_ms,
+        }
+    }
+}
+
+/// [`GraphStore`] on the embedded database.
+#[derive(Clone)]
+pub struct EmbeddedGraphStore {
+    log: EmbeddedEventLog,
+    ids: Arc<SnowflakeGenerator>,
+}
+
+impl std::fmt::Debug for EmbeddedGraphStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedGraphStore")
+            .field("ids", &self.ids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedGraphStore {
+    /// Opens the store in `log`'s database, creating its tables, and makes
+    /// `ids` issue only ids above every id already stored.
+    ///
+    /// The store draws its ids itself, inside its write transactions: follow
+    /// seqs must follow commit order for paging to be stable.
+    pub fn open(log: EmbeddedEventLog, ids: Arc<SnowflakeGenerator>) -> Result<Self, GraphError> {
+        let txn = log.database().begin_write()?;
+        txn.open_table(USERS)?;
+        txn.open_table(USERNAMES)?;
+        txn.open_table(FOLLOWS)?;
+        txn.open_table(FOLLOWERS)?;
+        txn.open_table(FOLLOWING)?;
+        txn.open_table(COUNTS)?;
+        let max_issued = txn
+            .open_table(META)?
+            .get(MAX_ISSUED_ID)?
+            .map(|id| id.value());
+        txn.commit()?;
+        if let Some(max_issued) = max_issued {
+            ids.resume_after(max_issued);
+        }
+        Ok(Self { log, ids })
+    }
+
+    /// Runs redb work off the async runtime.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, GraphError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database, &SnowflakeGenerator) -> Result<T, GraphError> + Send + 'static,
+    {
+        let (database, ids) = (self.log.database().clone(), self.ids.clone());
+        tokio::task::spawn_blocking(move || work(&database, &ids)).await?
+    }
+
+    /// Runs a follow or unfollow, waking event consumers when it published.
+    async fn change_follow(
+        &self,
+        follower: u64,
+        followee: u64,
+        follow: bool,
+    ) -> Result<FollowChange, GraphError> {
+        // Would read and write one counts row as two users; the service
+        // rejects it earlier, this keeps the store safe on its own.
+        if follower == followee {
+            return Err(GraphError::invalid(
+                "followee_id",
+                "must differ from follower_id",
+            ));
+        }
+        let change = self
+            .blocking(move |database, ids| {
+                let txn = database.begin_write()?;
+                let change = if follow {
+                    write_follow(&txn, ids, follower, followee)?
+                } else {
+                    write_unfollow(&txn, ids, follower, followee)?
+                };
+                if change.changed {
+                    txn.commit()?;
+                } else {
+                    txn.abort()?;
+                }
+                Ok(change)
+            })
+            .await?;
+        if change.changed {
+            self.log.notify_appended();
+        }
+        Ok(change)
+    }
+}
+
+fn user_not_found(id: u64) -> GraphError {
+    GraphError::NotFound(format!("user {id} not found"))
+}
+
+fn ms_of(id: u64) -> i64 {
+    snowflake::decode(id).unix_ms as i64
+}
+
+/// Records that `id` was persisted in this transaction.
+fn raise_max_issued(txn: &WriteTransaction, id: u64) -> Result<(), GraphError> {
+    let mut meta = txn.open_table(META)?;
+    let current = meta.get(MAX_ISSUED_ID)?.map(|v| v.value()).unwrap_or(0);
+    if id > current {
+        meta.insert(MAX_ISSUED_ID, id)?;
+    }
+    Ok(())
+}
+
+/// A user's counts; `NotFound` when the user does not exist.
+fn counts_of(
+    counts: &impl ReadableTable<u64, (u64, u64)>,
+    id: u64,
+) -> Result<FollowCounts, GraphError> {
+    let (followers, following) = counts
+        .get(id)?
+        .map(|c| c.value())
+        .ok_or_else(|| user_not_found(id))?;
+    Ok(FollowCounts {
+        followers,
+        following,
+    })
+}
+
+fn save_counts(
+    counts: &mut Table<u64, (u64, u64)>,
+    id: u64,
+    value: FollowCounts,
+) -> Result<(), GraphError> {
+    counts.insert(id, (value.followers, value.following))?;
+    Ok(())
+}
+
+impl FollowChange {
+    fn new(changed: bool, follower: FollowCounts, followee: FollowCounts) -> Self {
+        Self {
+            changed,
+            followee_followers: followee.followers,
+            follower_following: follower.following,
+        }
+    }
+}
+
+/// Appends `event` in the caller's transaction. Follow events are keyed by the
+/// followee: fan-out processes one key's events in order, and an author's
+/// tweets are keyed by the author, so "bob tweets" and "alice unfollows bob"
+/// are applied in the order they happened.
+fn publish(txn: &WriteTransaction, key: u64, event: &Event) -> Result<(), GraphError> {
+    EmbeddedEventLog::append_in(txn, DOMAIN_EVENTS_STREAM, key, &event.encode_to_vec())?;
+    raise_max_issued(txn, event.event_id)
+}
+
+fn write_follow(
+    txn: &WriteTransaction,
+    ids: &SnowflakeGenerator,
+    follower: u64,
+    followee: u64,
+) -> Result<FollowChange, GraphError> {
+    let mut counts = txn.open_table(COUNTS)?;
+    let mut follower_counts = counts_of(&counts, follower)?;
+    let mut followee_counts = counts_of(&counts, followee)?;
+    let mut follows = txn.open_table(FOLLOWS)?;
+    if follows.get((follower, followee))?.is_some() {
+        return Ok(FollowChange::new(false, follower_counts, followee_counts));
+    }
+    // Drawn inside the write transaction: redb serialises writers, so seqs
+    // increase in commit order and a new follow sorts before every cursor
+    // handed out earlier.
+    let seq = ids.next_id()?;
+    follows.insert((follower, followee), seq)?;
+    txn.open_table(FOLLOWERS)?
+        .insert((followee, seq, follower), ())?;
+    txn.open_table(FOLLOWING)?
+        .insert((follower, seq, followee), ())?;
+    followee_counts.followers += 1;
+    follower_counts.following += 1;
+    save_counts(&mut counts, followee, followee_counts)?;
+    save_counts(&mut counts, follower, follower_counts)?;
+    let event = Event {
+        event_id: ids.next_id()?,
+        occurred_at_ms: ms_of(seq),
+        payload: Some(Payload::Followed(Followed {
+            follower_id: follower,
+            followee_id: followee,
+            followed_at_ms: ms_of(seq),
+            followee_followers_count: followee_counts.followers,
+            follower_following_count: follower_counts.following,
+        })),
+    };
+    publish(txn, followee, &event)?;
+    Ok(FollowChange::new(true, follower_counts, followee_counts))
+}
+
+fn write_unfollow(
+    txn: &WriteTransaction,
+    ids: &SnowflakeGenerator,
+    follower: u64,
+    followee: u64,
+) -> Result<FollowChange, GraphError> {
+    let mut counts = txn.open_table(COUNTS)?;
+    let mut follower_counts = counts_of(&counts, follower)?;
+    let mut followee_counts = counts_of(&counts, followee)?;
+    let Some(seq) = txn
+        .open_table(FOLLOWS)?
+        .remove((follower, followee))?
+        .map(|seq| seq.value())
+    else {
+        return Ok(FollowChange::new(false, follower_counts, followee_counts));
+    };
+    txn.open_table(FOLLOWERS)?
+        .remove((followee, seq, follower))?;
+    txn.open_table(FOLLOWING)?
+        .remove((follower, seq, followee))?;
+    followee_counts.followers = followee_counts.followers.saturating_sub(1);
+    follower_counts.following = follower_counts.following.saturating_sub(1);
+    save_counts(&mut counts, followee, followee_counts)?;
+    save_counts(&mut counts, follower, follower_counts)?;
+    let event_id = ids.next_id()?;
+    let event = Event {
+        event_id,
+        occurred_at_ms: ms_of(event_id),
+        payload: Some(Payload::Unfollowed(Unfollowed {
+            follower_id: follower,
+            followee_id: followee,
+            unfollowed_at_ms: ms_of(event_id),
+            followee_followers_count: followee_counts.followers,
+            follower_following_count: follower_counts.following,
+        })),
+    };
+    publish(txn, followee, &event)?;
+    Ok(FollowChange::new(true, follower_counts, followee_counts))
+}
+
+/// Reads one page of `owner`'s entries in a follow index, newest first,
+/// keeping the users `keep` accepts.
+///
+/// The next page starts after the last entry *looked at*, not the last one
+/// returned, so entries a filter rejected are not scanned again.
+fn scan_page(
+    index: &impl ReadableTable<(u64, u64, u64), ()>,
+    owner: u64,
+    query: PageQuery,
+    scan_budget: usize,
+    mut keep: impl FnMut(u64) -> Result<bool, GraphError>,
+) -> Result<FollowPage, GraphError> {
+    let limit = query.limit.max(1);
+    let end = match query.after {
+        Some(after) => Bound::Excluded((owner, after.follow_seq, after.user_id)),
+        None => Bound::Included((owner, u64::MAX, u64::MAX)),
+    };
+    let budget = scan_budget.max(limit + 1);
+    let mut edges = Vec::new();
+    let mut last_seen = None;
+    for (scanned, entry) in index
+        .range((Bound::Included((owner, 0, 0)), end))?
+        .rev()
+        .enumerate()
+    {
+        let (key, _) = entry?;
+        let (_, follow_seq, user_id) = key.value();
+        // Reaching here means another entry exists, so a next page does too.
+        if scanned == budget {
+            return Ok(FollowPage {
+                edges,
+                next: last_seen,
+            });
+        }
+        if keep(user_id)? {
+            if edges.len() == limit {
+                return Ok(FollowPage {
+                    edges,
+                    next: last_seen,
+                });
+            }
+            let position = EdgePosition {
+                follow_seq,
+                user_id,
+            };
+            edges.push(FollowEdge {
+                user_id,
+                followed_at_ms: ms_of(follow_seq),
+                position,
+            });
+        }
+        last_seen = Some(EdgePosition {
+            follow_seq,
+            user_id,
+        });
+    }
+    Ok(FollowPage { edges, next: None })
+}
+
+fn read_user(
+    users: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Option<User>, GraphError> {
+    users
+        .get(id)?
+        .map(|record| Ok(UserRecord::decode(record.value())?.into_user(id)))
+        .transpose()
+}
+
+#[async_trait]
+impl GraphStore for EmbeddedGraphStore {
+    async fn create_user(&self, user: NewUser) -> Result<User, GraphError> {
+        self.blocking(move |database, ids| {
+            let txn = database.begin_write()?;
+            let lowered = user.username.to_ascii_lowercase();
+            let id = {
+                let mut usernames = txn.open_table(USERNAMES)?;
+                if usernames.get(lowered.as_str())?.is_some() {
+                    return Err(GraphError::AlreadyExists(format!(
+                        "username `{}` is taken",
+                        user.username
+                    )));
+                }
+                let id = ids.next_id()?;
+                usernames.insert(lowered.as_str(), id)?;
+                id
+            };
+            let record = UserRecord {
+                username: user.username,
+                display_name: user.display_name,
+                bio: user.bio,
+                created_at_ms: ms_of(id),
+            };
+            txn.open_table(USERS)?
+                .insert(id, record.encode_to_vec().as_slice())?;
+            txn.open_table(COUNTS)?.insert(id, (0, 0))?;
+            raise_max_issued(&txn, id)?;
+            txn.commit()?;
+            Ok(record.into_user(id))
+        })
+        .await
+    }
+
+    async fn get_users(&self, ids: &[u64]) -> Result<Vec<Option<User>>, GraphError> {
+        let ids = ids.to_vec();
+        self.blocking(move |database, _| {
+            let users = database.begin_read()?.open_table(USERS)?;
+            ids.into_iter().map(|id| read_user(&users, id)).collect()
+        })
+        .await
+    }
+
+    async fn get_user_by_username(&self, username: &str) -> Result<Option<User>, GraphError> {
+        let lowered = username.to_ascii_lowercase();
+        self.blocking(move |database, _| {
+            let read = database.begin_read()?;
+            let Some(id) = read
+                .open_table(USERNAMES)?
+                .get(lowered.as_str())?
+                .map(|id| id.value())
+            else {
+                return Ok(None);
+            };
+            read_user(&read.open_table(USERS)?, id)
+        })
+        .await
+    }
+
+    async fn follow(&self, follower: u64, followee: u64) -> Result<FollowChange, GraphError> {
+        self.change_follow(follower, followee, true).await
+    }
+
+    async fn unfollow(&self, follower: u64, followee: u64) -> Result<FollowChange, GraphError> {
+        self.change_follow(follower, followee, false).await
+    }
+
+    async fn list_followers(&self, user: u64, page: PageQuery) -> Result<FollowPage, GraphError> {
+        self.blocking(move |database, _| {
+            let read = database.begin_read()?;
+            if read.open_table(COUNTS)?.get(user)?.is_none() {
+                return Err(user_not_found(user));
+            }
+            scan_page(
+                &read.open_table(FOLLOWERS)?,
+                user,
+                page,
+                SCAN_BUDGET,
+                |_| Ok(true),
+            )
+        })
+        .await
+    }
+
+    async fn list_following(
+        &self,
+        user: u64,
+        page: PageQuery,
+        min_followers: u64,
+    ) -> Result<FollowPage, GraphError> {
+        self.blocking(move |database, _| {
+            let read = database.begin_read()?;
+            let counts = read.open_table(COUNTS)?;
+            if counts.get(user)?.is_none() {
+                return Err(user_not_found(user));
+            }
+            scan_page(
+                &read.open_table(FOLLOWING)?,
+                user,
+                page,
+                SCAN_BUDGET,
+                |followee| {
+                    if min_followers == 0 {
+                        return Ok(true);
+                    }
+                    let followers = counts.get(followee)?.map_or(0, |c| c.value().0);
+                    Ok(followers >= min_followers)
+                },
+            )
+        })
+        .await
+    }
+
+    async fn follow_counts(&self, ids: &[u64]) -> Result<Vec<Option<FollowCounts>>, GraphError> {
+        let ids = ids.to_vec();
+        self.blocking(move |database, _| {
+            let counts = database.begin_read()?.open_table(COUNTS)?;
+            ids.into_iter()
+                .map(|id| {
+                    Ok(counts.get(id)?.map(|c| {
+                        let (followers, following) = c.value();
+                        FollowCounts {
+                            followers,
+                            following,
+                        }
+                    }))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn is_following(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError> {
+        let pairs = pairs.to_vec();
+        self.blocking(move |database, _| {
+            let follows = database.begin_read()?.open_table(FOLLOWS)?;
+            pairs
+                .into_iter()
+                .map(|pair| Ok(follows.get(pair)?.is_some()))
+                .collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index where user 1 has entries with seqs 1..=count (the other user
+    /// is the seq too), next to entries of users 0 and 2 that must not leak in.
+    fn index(count: u64) -> Database {
+        let database = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let txn = database.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(FOLLOWERS).unwrap();
+            for seq in 1..=count {
+                table.insert((1, seq, seq), ()).unwrap();
+            }
+            table.insert((0, u64::MAX, u64::MAX), ()).unwrap();
+            table.insert((2, 0, 0), ()).unwrap();
+        }
+        txn.commit().unwrap();
+        database
+    }
+
+    /// Pages through owner 1 and returns every page's user ids.
+    fn pages(
+        database: &Database,
+        limit: usize,
+        budget: usize,
+        keep: impl Fn(u64) -> bool,
+    ) -> Vec<Vec<u64>> {
+        let table = database
+            .begin_read()
+            .unwrap()
+            .open_table(FOLLOWERS)
+            .unwrap();
+        let mut after = None;
+        let mut pages = Vec::new();
+        loop {
+            let page = scan_page(&table, 1, PageQuery { after, limit }, budget, |user| {
+                Ok(keep(user))
+            })
+            .unwrap();
+            assert!(page.edges.len() <= limit);
+            pages.push(page.edges.iter().map(|edge| edge.user_id).collect());
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return pages,
+            }
+            assert!(pages.len() <= 100, "paging does not terminate");
+        }
+    }
+
+    #[test]
+    fn unfiltered_pages_are_full_and_the_last_one_says_so() {
+        let database = index(5);
+        assert_eq!(
+            pages(&database, 2, SCAN_BUDGET, |_| true),
+            vec![vec![5, 4], vec![3, 2], vec![1]]
+        );
+        assert_eq!(
+            pages(&database, 5, SCAN_BUDGET, |_| true),
+            vec![vec![5, 4, 3, 2, 1]]
+        );
+        assert_eq!(
+            pages(&index(0), 5, SCAN_BUDGET, |_| true),
+            vec![Vec::<u64>::new()]
+        );
+    }
+
+    #[test]
+    fn filtered_pages_return_every_match_once_whatever_the_budget() {
+        let database = index(30);
+        let keep = |user: u64| user.is_multiple_of(7) || user == 1;
+        let expected: Vec<u64> = (1..=30).rev().filter(|&u| keep(u)).collect();
+        for limit in 1..=6 {
+            for budget in 1..=12 {
+                let pages = pages(&database, limit, budget, keep);
+                assert_eq!(pages.concat(), expected, "limit {limit}, budget {budget}");
+            }
+            // With budget to spare, only the last page comes back short.
+            let pages = pages(&database, limit, SCAN_BUDGET, keep);
+            let (last, full) = pages.split_last().unwrap();
+            assert!(full.iter().all(|page| page.len() == limit), "{pages:?}");
+            assert!(!last.is_empty() && last.len() <= limit, "{pages:?}");
+        }
+    }
+
+    #[test]
+    fn a_filter_matching_nothing_ends_after_bounded_empty_pages() {
+        let database = index(10);
+        let pages = pages(&database, 2, 4, |_| false);
+        assert!(pages.iter().all(Vec::is_empty));
+        assert_eq!(pages.len(), 3, "10 entries in scans of 4");
+    }
+}

@@ -1,0 +1,13 @@
+//! The graph service over real gRPC: each test starts a server on port 0 with
+//! its own data directory and talks to it through the generated client.
+
+mod api {
+    pub mod helpers;
+
+    mod events;
+    mod follows;
+    mod lists;
+    mod paging;
+    mod restart;
+    mod users;
+}

@@ -1,0 +1,130 @@
+//! The single-process stack as `warble dev` runs it: a user journey across
+//! tweet-svc and graph-svc, and a restart that keeps every acknowledged write.
+
+use warble_proto::common::v1::PageRequest;
+use warble_proto::graph::v1 as graph;
+use warble_proto::tweet::v1 as tweet;
+use warble_tests::TestStack;
+
+async fn create_user(stack: &TestStack, username: &str) -> u64 {
+    stack
+        .graph()
+        .await
+        .create_user(graph::CreateUserRequest {
+            username: username.into(),
+            display_name: username.to_uppercase(),
+            bio: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn a_user_journey_survives_a_restart() {
+    let stack = TestStack::start().await;
+    let alice = create_user(&stack, "alice").await;
+    let bob = create_user(&stack, "bob").await;
+    stack
+        .graph()
+        .await
+        .follow(graph::FollowRequest {
+            follower_id: bob,
+            followee_id: alice,
+        })
+        .await
+        .unwrap();
+    let post = tweet::CreateTweetRequest {
+        author_id: alice,
+        text: "hello #warble @bob".into(),
+        idempotency_key: "first-post".into(),
+        ..Default::default()
+    };
+    let created = stack
+        .tweets()
+        .await
+        .create_tweet(post.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let tweet_id = created.tweet.unwrap().id;
+    stack
+        .tweets()
+        .await
+        .like_tweet(tweet::LikeTweetRequest {
+            user_id: bob,
+            tweet_id,
+        })
+        .await
+        .unwrap();
+
+    let stack = stack.restart().await;
+
+    let users = stack
+        .graph()
+        .await
+        .get_users(graph::GetUsersRequest {
+            user_ids: vec![alice, bob],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<_> = users
+        .results
+        .iter()
+        .map(|r| r.user.as_ref().unwrap().username.clone())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let counts = stack
+        .graph()
+        .await
+        .get_follow_counts(graph::GetFollowCountsRequest {
+            user_ids: vec![alice],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(counts.counts[0].followers_count, 1);
+
+    // The idempotency key outlived the restart: a retry returns the original tweet.
+    let retried = stack
+        .tweets()
+        .await
+        .create_tweet(post)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(retried.replayed);
+    assert_eq!(retried.tweet.unwrap().id, tweet_id);
+
+    let listed = stack
+        .tweets()
+        .await
+        .list_user_tweets(tweet::ListUserTweetsRequest {
+            author_id: alice,
+            page: Some(PageRequest::default()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tweets.len(), 1);
+    assert_eq!(listed.tweets[0].hashtags, ["warble"]);
+    let likes = stack
+        .tweets()
+        .await
+        .get_counts(tweet::GetCountsRequest {
+            tweet_ids: vec![tweet_id],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(likes.counts[0].like_count, 1);
+
+    // New ids keep increasing after the restart.
+    let newer = create_user(&stack, "carol").await;
+    assert!(newer > bob);
+    stack.stack.stop().await.unwrap();
+}

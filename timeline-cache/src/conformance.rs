@@ -1,0 +1,284 @@
+//! The timeline cache contract as executable checks, run against every
+//! [`TimelineCache`] implementation. `make` returns a fresh cache plus a guard
+//! to keep alive (e.g. a Redis server).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::{CELEBRITY_CAPACITY, Entry, TIMELINE_CAPACITY, TimelineCache};
+
+/// Runs every check, each on a fresh cache.
+pub async fn run_all<G, C, F, Fut>(make: F)
+where
+    C: TimelineCache,
+    F: Fn() -> Fut,
+    Fut: Future<Output = (G, C)>,
+{
+    let (_guard, cache) = make().await;
+    pushes_are_ordered_and_idempotent(&cache).await;
+    let (_guard, cache) = make().await;
+    capacity_holds_and_drops_the_oldest(&cache).await;
+    let (_guard, cache) = make().await;
+    unbuilt_timelines_read_as_misses_but_keep_pushes(&cache).await;
+    let (_guard, cache) = make().await;
+    removals_and_eviction(&cache).await;
+    let (_guard, cache) = make().await;
+    paging_covers_everything_once(&cache).await;
+    let (_guard, cache) = make().await;
+    celebrity_sets(&cache).await;
+    let (_guard, cache) = make().await;
+    last_active_marks(&cache).await;
+    let (_guard, cache) = make().await;
+    matches_a_reference_model_under_random_operations(&cache).await;
+}
+
+fn entry(tweet_id: u64, author_id: u64) -> Entry {
+    Entry {
+        tweet_id,
+        author_id,
+    }
+}
+
+async fn whole(cache: &impl TimelineCache, user: u64) -> Vec<Entry> {
+    cache
+        .read(user, None, usize::MAX)
+        .await
+        .unwrap()
+        .expect("timeline is built")
+        .entries
+}
+
+/// Entries come back newest first whatever order they were pushed in; a
+/// repeated push changes nothing; a push reaches every listed user.
+pub async fn pushes_are_ordered_and_idempotent(cache: &impl TimelineCache) {
+    for user in [1, 2] {
+        cache.insert(user, &[], true).await.unwrap();
+    }
+    for id in [20, 10, 30, 20] {
+        cache.push(&[1, 2], entry(id, 7)).await.unwrap();
+    }
+    for user in [1, 2] {
+        assert_eq!(
+            whole(cache, user).await,
+            vec![entry(30, 7), entry(20, 7), entry(10, 7)]
+        );
+    }
+}
+
+/// A timeline never exceeds its capacity; the oldest entries go first.
+pub async fn capacity_holds_and_drops_the_oldest(cache: &impl TimelineCache) {
+    cache.insert(1, &[], true).await.unwrap();
+    let total = TIMELINE_CAPACITY as u64 + 200;
+    for id in 1..=total {
+        cache.push(&[1], entry(id, 9)).await.unwrap();
+    }
+    let all = whole(cache, 1).await;
+    assert_eq!(all.len(), TIMELINE_CAPACITY);
+    assert_eq!(all[0].tweet_id, total);
+    assert_eq!(
+        all.last().unwrap().tweet_id,
+        total - TIMELINE_CAPACITY as u64 + 1
+    );
+    // An entry older than everything in a full timeline is not kept.
+    cache.push(&[1], entry(1, 9)).await.unwrap();
+    assert_eq!(whole(cache, 1).await, all);
+    // Bulk insert respects the cap too.
+    let bulk: Vec<_> = (10_000..10_000 + total).map(|id| entry(id, 3)).collect();
+    cache.insert(2, &bulk, true).await.unwrap();
+    let page = cache.read(2, None, 5).await.unwrap().unwrap();
+    assert_eq!(page.len, TIMELINE_CAPACITY);
+    assert_eq!(page.entries[0].tweet_id, 10_000 + total - 1);
+}
+
+/// Pushes to a timeline nobody has built are kept, but reads miss until a
+/// rebuild marks it built, and the rebuild merges with what was pushed.
+pub async fn unbuilt_timelines_read_as_misses_but_keep_pushes(cache: &impl TimelineCache) {
+    cache.push(&[5], entry(50, 1)).await.unwrap();
+    assert_eq!(cache.read(5, None, 10).await.unwrap(), None);
+    cache
+        .insert(5, &[entry(40, 2), entry(60, 3)], true)
+        .await
+        .unwrap();
+    assert_eq!(
+        whole(cache, 5).await,
+        vec![entry(60, 3), entry(50, 1), entry(40, 2)]
+    );
+    assert_eq!(
+        cache.read(6, None, 10).await.unwrap(),
+        None,
+        "never-seen user is a miss"
+    );
+}
+
+/// Deletes, unfollows and evictions.
+pub async fn removals_and_eviction(cache: &impl TimelineCache) {
+    for user in [1, 2] {
+        cache
+            .insert(
+                user,
+                &[entry(1, 10), entry(2, 20), entry(3, 10), entry(4, 30)],
+                true,
+            )
+            .await
+            .unwrap();
+    }
+    cache.remove(&[1, 2, 3], 2).await.unwrap();
+    cache.remove(&[1], 999).await.unwrap();
+    assert_eq!(
+        whole(cache, 2).await,
+        vec![entry(4, 30), entry(3, 10), entry(1, 10)]
+    );
+    cache.remove_author(1, 10).await.unwrap();
+    assert_eq!(whole(cache, 1).await, vec![entry(4, 30)]);
+    cache.evict(1).await.unwrap();
+    assert_eq!(cache.read(1, None, 10).await.unwrap(), None);
+    assert_eq!(whole(cache, 2).await.len(), 3, "other timelines untouched");
+}
+
+/// Walking pages with `before` = last id returns every entry once, in order.
+pub async fn paging_covers_everything_once(cache: &impl TimelineCache) {
+    let entries: Vec<_> = (1..=57).map(|id| entry(id * 3, id % 4)).collect();
+    cache.insert(8, &entries, true).await.unwrap();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = cache.read(8, before, 10).await.unwrap().unwrap();
+        assert_eq!(page.len, 57);
+        seen.extend(page.entries.iter().copied());
+        if !page.has_more {
+            break;
+        }
+        before = Some(page.entries.last().unwrap().tweet_id);
+    }
+    let mut expected = entries;
+    expected.reverse();
+    assert_eq!(seen, expected);
+    // `before` need not be an id in the timeline.
+    let page = cache.read(8, Some(100), 2).await.unwrap().unwrap();
+    assert_eq!(page.entries, vec![entry(99, 1), entry(96, 0)]);
+}
+
+/// Celebrity recent-tweet sets: a miss until filled; a fill unions with
+/// tweets added before it, so a tweet posted during a fill is not lost.
+pub async fn celebrity_sets(cache: &impl TimelineCache) {
+    cache.celebrity_add(100, 5).await.unwrap();
+    assert_eq!(
+        cache.celebrity_recent(&[100], None, 10).await.unwrap(),
+        vec![None]
+    );
+    cache.celebrity_fill(100, &[3, 1, 2]).await.unwrap();
+    cache.celebrity_add(100, 6).await.unwrap();
+    cache.celebrity_add(100, 6).await.unwrap();
+    cache.celebrity_fill(200, &[]).await.unwrap();
+    assert_eq!(
+        cache
+            .celebrity_recent(&[100, 200, 300], None, 10)
+            .await
+            .unwrap(),
+        vec![Some(vec![6, 5, 3, 2, 1]), Some(vec![]), None]
+    );
+    cache.celebrity_remove(100, 3).await.unwrap();
+    assert_eq!(
+        cache.celebrity_recent(&[100], Some(6), 3).await.unwrap(),
+        vec![Some(vec![5, 2, 1])]
+    );
+    let many: Vec<u64> = (1..=CELEBRITY_CAPACITY as u64 + 10).collect();
+    cache.celebrity_fill(300, &many).await.unwrap();
+    let recent = cache
+        .celebrity_recent(&[300], None, usize::MAX)
+        .await
+        .unwrap();
+    let recent = recent[0].as_ref().unwrap();
+    assert_eq!(recent.len(), CELEBRITY_CAPACITY);
+    assert_eq!(
+        recent[0],
+        CELEBRITY_CAPACITY as u64 + 10,
+        "the newest are kept"
+    );
+}
+
+/// Last-active marks only move forward.
+pub async fn last_active_marks(cache: &impl TimelineCache) {
+    cache.mark_active(1, 1_000).await.unwrap();
+    cache.mark_active(1, 500).await.unwrap();
+    cache.mark_active(2, 2_000).await.unwrap();
+    assert_eq!(
+        cache.last_active(&[1, 2, 3]).await.unwrap(),
+        vec![Some(1_000), Some(2_000), None]
+    );
+}
+
+/// A deterministic random walk of pushes, removals, author removals and
+/// bulk inserts over a few users, checked against a model after every step.
+pub async fn matches_a_reference_model_under_random_operations(cache: &impl TimelineCache) {
+    let mut model: BTreeMap<u64, BTreeMap<u64, u64>> = BTreeMap::new();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    };
+    for user in 0..4 {
+        cache.insert(user, &[], true).await.unwrap();
+        model.insert(user, BTreeMap::new());
+    }
+    for _ in 0..3_000 {
+        let user = next(4);
+        match next(10) {
+            0..=5 => {
+                let (id, author) = (1 + next(1_500), next(6));
+                let users: Vec<u64> = (0..4).filter(|_| next(2) == 0).collect();
+                for user in &users {
+                    model_insert(model.get_mut(user).unwrap(), entry(id, author));
+                }
+                cache.push(&users, entry(id, author)).await.unwrap();
+            }
+            6 => {
+                let id = 1 + next(1_500);
+                for timeline in model.values_mut() {
+                    timeline.remove(&id);
+                }
+                cache.remove(&[0, 1, 2, 3], id).await.unwrap();
+            }
+            7 => {
+                let author = next(6);
+                model.get_mut(&user).unwrap().retain(|_, a| *a != author);
+                cache.remove_author(user, author).await.unwrap();
+            }
+            _ => {
+                let batch: Vec<_> = (0..next(30))
+                    .map(|_| entry(1 + next(1_500), next(6)))
+                    .collect();
+                for item in &batch {
+                    model_insert(model.get_mut(&user).unwrap(), *item);
+                }
+                cache.insert(user, &batch, true).await.unwrap();
+            }
+        }
+        let expected: Vec<_> = model[&user]
+            .iter()
+            .rev()
+            .map(|(id, author)| entry(*id, *author))
+            .collect();
+        assert_eq!(whole(cache, user).await, expected);
+    }
+}
+
+/// The reference behaviour of adding one entry to a capped timeline: a
+/// repeat changes nothing, an entry older than a full timeline's oldest is
+/// not kept, and otherwise the oldest entry makes room.
+fn model_insert(timeline: &mut BTreeMap<u64, u64>, item: Entry) {
+    let full = timeline.len() >= TIMELINE_CAPACITY;
+    let older_than_all = timeline
+        .keys()
+        .next()
+        .is_some_and(|oldest| item.tweet_id < *oldest);
+    if timeline.contains_key(&item.tweet_id) || (full && older_than_all) {
+        return;
+    }
+    timeline.insert(item.tweet_id, item.author_id);
+    if timeline.len() > TIMELINE_CAPACITY {
+        timeline.pop_first();
+    }
+}

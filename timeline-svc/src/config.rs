@@ -1,0 +1,79 @@
+//! timeline-svc's configuration (see the README's config reference).
+
+use serde::{Deserialize, Serialize};
+use warble_mesh::config::{ConfigError, ServiceConfig};
+use warble_mesh::grpc::ServerConfig;
+use warble_mesh::telemetry::TelemetryConfig;
+
+/// Which timeline cache implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In-process; only usable when every service runs in one process (`warble dev`).
+    Embedded,
+    /// Redis sorted sets: required for separate processes.
+    Redis,
+}
+
+/// timeline-svc's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TimelineSvcConfig {
+    /// gRPC server.
+    pub server: ServerConfig,
+    /// tweet-svc address (`host:port`), for rebuilds and the pull path.
+    pub tweet_service_addr: String,
+    /// graph-svc address (`host:port`), for following lists.
+    pub graph_service_addr: String,
+    /// Deadline of each call to tweet-svc or graph-svc, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Timeline cache backend: `embedded` or `redis`.
+    pub backend: Backend,
+    /// Authors with at least this many followers are merged at read time
+    /// instead of pushed; must equal fanout-svc's `fanout.celebrity_threshold`.
+    pub celebrity_threshold: u64,
+    /// Logging and tracing.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for TimelineSvcConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::on_port(50053),
+            tweet_service_addr: "127.0.0.1:50051".into(),
+            graph_service_addr: "127.0.0.1:50052".into(),
+            request_timeout_ms: 5_000,
+            backend: Backend::Redis,
+            celebrity_threshold: 10_000,
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl ServiceConfig for TimelineSvcConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate("server")?;
+        self.telemetry.validate("telemetry")?;
+        for (key, addr) in [
+            ("tweet_service_addr", &self.tweet_service_addr),
+            ("graph_service_addr", &self.graph_service_addr),
+        ] {
+            if addr.trim().is_empty() {
+                return Err(ConfigError::invalid(key, "must be a host:port address"));
+            }
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "request_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.celebrity_threshold == 0 {
+            return Err(ConfigError::invalid(
+                "celebrity_threshold",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}

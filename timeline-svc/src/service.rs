@@ -1,0 +1,135 @@
+//! The TimelineService gRPC surface: validation, cursors, and the mapping
+//! onto [`HomeTimelines`] and tweet-svc.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use warble_mesh::cursor;
+use warble_proto::common::v1::{PageRequest, PageResponse, TimelineEntry};
+use warble_proto::timeline::v1::timeline_service_server::TimelineService;
+use warble_proto::timeline::v1::{
+    GetHomeTimelineRequest, GetHomeTimelineResponse, GetUserTimelineRequest,
+    GetUserTimelineResponse,
+};
+
+use crate::error::TimelineError;
+use crate::home::HomeTimelines;
+use crate::sources::Sources;
+
+/// Entries per page when the request does not say.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+/// Largest page a client may ask for.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// Cursor kind byte for home timelines ('H').
+const HOME_CURSOR: u8 = b'H';
+
+/// Serves home and user timelines.
+pub struct TimelineApi {
+    pub(crate) home: Arc<HomeTimelines>,
+    pub(crate) sources: Sources,
+}
+
+fn page_limit(page: &Option<PageRequest>) -> Result<u32, TimelineError> {
+    match page.as_ref().map_or(0, |page| page.limit) {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        limit if limit <= MAX_PAGE_SIZE => Ok(limit),
+        limit => Err(TimelineError::invalid(
+            "page.limit",
+            format!("{limit} is above the maximum of {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+fn require_user(user_id: u64) -> Result<u64, TimelineError> {
+    if user_id == 0 {
+        return Err(TimelineError::invalid(
+            "user_id",
+            "must be a non-zero user id",
+        ));
+    }
+    Ok(user_id)
+}
+
+#[tonic::async_trait]
+impl TimelineService for TimelineApi {
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id))]
+    async fn get_home_timeline(
+        &self,
+        request: Request<GetHomeTimelineRequest>,
+    ) -> Result<Response<GetHomeTimelineResponse>, Status> {
+        let request = request.into_inner();
+        let user = require_user(request.user_id)?;
+        let limit = page_limit(&request.page)?;
+        let cursor_text = request
+            .page
+            .as_ref()
+            .map_or("", |page| page.cursor.as_str());
+        // The cursor names its timeline's owner so it cannot be replayed on another user's.
+        let before = match cursor::decode::<2>(HOME_CURSOR, cursor_text) {
+            Ok(None) => None,
+            Ok(Some([owner, tweet_id])) if owner == user => Some(tweet_id),
+            _ => {
+                return Err(TimelineError::invalid(
+                    "page.cursor",
+                    "malformed or belongs to another timeline",
+                )
+                .into());
+            }
+        };
+        let entries = self.home.page(user, before, limit as usize).await?;
+        let next_cursor = match entries.last() {
+            Some(last) if entries.len() == limit as usize => {
+                cursor::encode(HOME_CURSOR, &[user, last.tweet_id])
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(GetHomeTimelineResponse {
+            entries: entries
+                .into_iter()
+                .map(|entry| TimelineEntry {
+                    tweet_id: entry.tweet_id,
+                    author_id: entry.author_id,
+                })
+                .collect(),
+            page: Some(PageResponse { next_cursor }),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id))]
+    async fn get_user_timeline(
+        &self,
+        request: Request<GetUserTimelineRequest>,
+    ) -> Result<Response<GetUserTimelineResponse>, Status> {
+        let request = request.into_inner();
+        let user = require_user(request.user_id)?;
+        let limit = page_limit(&request.page)?;
+        let cursor = request.page.map(|page| page.cursor).unwrap_or_default();
+        let response = self
+            .sources
+            .user_tweets(user, PageRequest { cursor, limit })
+            .await
+            .map_err(|error| match error {
+                // tweet-svc names its own request fields; ours are the same shape.
+                TimelineError::Downstream { status, .. }
+                    if status.code() == tonic::Code::InvalidArgument =>
+                {
+                    TimelineError::invalid(
+                        "page.cursor",
+                        "malformed or belongs to another timeline",
+                    )
+                }
+                other => other,
+            })?;
+        Ok(Response::new(GetUserTimelineResponse {
+            entries: response
+                .tweets
+                .into_iter()
+                .map(|tweet| TimelineEntry {
+                    tweet_id: tweet.id,
+                    author_id: tweet.author_id,
+                })
+                .collect(),
+            page: response.page,
+        }))
+    }
+}

@@ -1,0 +1,107 @@
+//! The stores behind the cache: following lists from graph-svc and authors'
+//! tweets from tweet-svc, always fetched in batches.
+
+use warble_mesh::grpc::TracedChannel;
+use warble_proto::common::v1::PageRequest;
+use warble_proto::graph::v1::ListFollowingRequest;
+use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
+use warble_proto::tweet::v1::{
+    AuthorTweets, ListAuthorsTweetsRequest, ListUserTweetsRequest, ListUserTweetsResponse,
+};
+
+use crate::error::TimelineError;
+
+/// Followees fetched per graph-svc page.
+const FOLLOWING_PAGE: u32 = 5_000;
+/// Authors per ListAuthorsTweets call (the RPC's maximum).
+pub(crate) const AUTHORS_PER_CALL: usize = 1_000;
+/// Tweets per author per ListAuthorsTweets call (the RPC's maximum).
+pub(crate) const MAX_TWEETS_PER_AUTHOR: u32 = 800;
+
+/// Clients of tweet-svc and graph-svc.
+#[derive(Clone)]
+pub(crate) struct Sources {
+    pub(crate) tweets: TweetServiceClient<TracedChannel>,
+    pub(crate) graph: GraphServiceClient<TracedChannel>,
+}
+
+impl Sources {
+    /// Everyone `user_id` follows who has at least `min_followers` followers.
+    pub(crate) async fn following(
+        &self,
+        user_id: u64,
+        min_followers: u64,
+    ) -> Result<Vec<u64>, TimelineError> {
+        let mut followees = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let response = self
+                .graph
+                .clone()
+                .list_following(ListFollowingRequest {
+                    user_id,
+                    page: Some(PageRequest {
+                        cursor,
+                        limit: FOLLOWING_PAGE,
+                    }),
+                    min_followers,
+                })
+                .await
+                .map_err(TimelineError::graph_svc)?
+                .into_inner();
+            followees.extend(response.following.iter().map(|edge| edge.user_id));
+            match response
+                .page
+                .map(|page| page.next_cursor)
+                .filter(|next| !next.is_empty())
+            {
+                Some(next) => cursor = next,
+                None => return Ok(followees),
+            }
+        }
+    }
+
+    /// Each author's newest live tweets below `before`, at most `limit` each,
+    /// in as few calls as the RPC's batch limit allows.
+    pub(crate) async fn authors_tweets(
+        &self,
+        authors: &[u64],
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuthorTweets>, TimelineError> {
+        let mut results = Vec::with_capacity(authors.len());
+        for chunk in authors.chunks(AUTHORS_PER_CALL) {
+            let response = self
+                .tweets
+                .clone()
+                .list_authors_tweets(ListAuthorsTweetsRequest {
+                    author_ids: chunk.to_vec(),
+                    before_tweet_id: before.unwrap_or(0),
+                    limit_per_author: limit.clamp(1, MAX_TWEETS_PER_AUTHOR),
+                })
+                .await
+                .map_err(TimelineError::tweet_svc)?;
+            results.extend(response.into_inner().authors);
+        }
+        Ok(results)
+    }
+
+    /// One page of a user's own tweets.
+    pub(crate) async fn user_tweets(
+        &self,
+        author_id: u64,
+        page: PageRequest,
+    ) -> Result<ListUserTweetsResponse, TimelineError> {
+        Ok(self
+            .tweets
+            .clone()
+            .list_user_tweets(ListUserTweetsRequest {
+                author_id,
+                page: Some(page),
+            })
+            .await
+            .map_err(TimelineError::tweet_svc)?
+            .into_inner())
+    }
+}

@@ -1,0 +1,116 @@
+//! tweet-svc: tweets, likes, retweets and their counts, behind
+//! `warble.tweet.v1.TweetService`.
+//!
+//! - [`config`]: the service's settings.
+//! - [`text`]: tweet text rules, hashtag and mention extraction.
+//! - [`store`]: the [`store::TweetStore`] trait and its embedded implementation,
+//!   which publishes `TweetCreated` / `TweetDeleted` in the same transaction
+//!   as the write.
+//! - [`service`]: request validation and the gRPC handlers.
+//! - [`error`]: the service's error type and its gRPC status mapping.
+//!
+//! [`TweetSvc`] ties them together; the `tweet-svc` binary is a thin wrapper
+//! around it, and tests serve it on a port-0 listener.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod service;
+pub mod store;
+pub mod text;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use warble_mesh::event_log::EmbeddedEventLog;
+use warble_mesh::grpc::{GrpcServer, ServeError};
+use warble_mesh::snowflake::SnowflakeGenerator;
+use warble_proto::tweet::v1::tweet_service_server::TweetServiceServer;
+
+pub use config::TweetSvcConfig;
+pub use error::TweetError;
+pub use service::TweetApi;
+use store::{EmbeddedTweetStore, TweetStore};
+
+/// The gRPC service this crate serves.
+pub const SERVICE_NAME: &str = "warble.tweet.v1.TweetService";
+
+/// A ready-to-serve tweet service: a store plus an id generator.
+#[derive(Debug, Clone)]
+pub struct TweetSvc {
+    api: TweetApi,
+}
+
+impl TweetSvc {
+    /// Opens the embedded store in `config.data_dir` with its own handle on
+    /// the event log there. Blocks briefly on disk I/O; call it at start-up.
+    pub fn open_embedded(config: &TweetSvcConfig) -> anyhow::Result<Self> {
+        let database = warble_mesh::embedded::open_shared(&config.data_dir)?;
+        let log = EmbeddedEventLog::open(database).context("cannot open the event log")?;
+        Self::open_embedded_with_log(config, log)
+    }
+
+    /// Opens the embedded store on an event log the caller already has (a
+    /// single-process stack can pass the handle its consumers wait on, so
+    /// they wake as soon as a tweet commits). `log` must be the one in
+    /// `config.data_dir`'s database.
+    pub fn open_embedded_with_log(
+        config: &TweetSvcConfig,
+        log: EmbeddedEventLog,
+    ) -> anyhow::Result<Self> {
+        let ttl = Duration::from_secs(config.idempotency_ttl_secs);
+        let store = EmbeddedTweetStore::open(log, ttl).context("cannot open the tweet store")?;
+        let ids = SnowflakeGenerator::new(config.worker_id).context("invalid worker_id")?;
+        // Resume above every stored id: a clock that went back while the
+        // process was down must not make the generator repeat one.
+        if let Some(max_id) = store
+            .max_issued_id_blocking()
+            .context("cannot read the largest stored id")?
+        {
+            ids.resume_after(max_id);
+        }
+        Ok(Self::from_parts(Arc::new(store), Arc::new(ids)))
+    }
+
+    /// A service over any store and id generator.
+    pub fn from_parts(store: Arc<dyn TweetStore>, ids: Arc<SnowflakeGenerator>) -> Self {
+        Self {
+            api: TweetApi::new(store, ids),
+        }
+    }
+
+    /// The gRPC service, for callers composing their own server.
+    pub fn grpc_service(&self) -> TweetServiceServer<TweetApi> {
+        TweetServiceServer::new(self.api.clone())
+    }
+
+    /// Serves on `listener` (with health and reflection) until `shutdown`
+    /// resolves, then lets in-flight calls finish for up to `drain_timeout`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        drain_timeout: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        GrpcServer::new(drain_timeout)
+            .add_service(self.grpc_service())
+            .serve(listener, shutdown)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::server::NamedService as _;
+
+    #[test]
+    fn service_name_matches_the_contract() {
+        assert_eq!(SERVICE_NAME, TweetServiceServer::<TweetApi>::NAME);
+        assert!(warble_proto::SERVICE_NAMES.contains(&SERVICE_NAME));
+    }
+}

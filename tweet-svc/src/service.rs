@@ -1,0 +1,431 @@
+//! The gRPC face of tweet-svc: validates requests, issues ids and turns store
+//! answers into responses. Storage rules live in the store; this module owns
+//! the request rules (field limits, paging, batch sizes).
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use warble_mesh::cursor;
+use warble_mesh::snowflake::SnowflakeGenerator;
+use warble_proto::common::v1::{PageRequest, PageResponse};
+use warble_proto::tweet::v1 as pb;
+use warble_proto::tweet::v1::tweet_service_server::TweetService;
+
+use crate::error::TweetError;
+use crate::store::{CreateOutcome, Engagement, NewTweet, Tweet, TweetLookup, TweetStore};
+use crate::text;
+
+/// Most ids one batch call may ask about.
+pub const MAX_BATCH: usize = 500;
+/// Most media one tweet may attach.
+pub const MAX_MEDIA: usize = 4;
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+/// Page size when the request leaves it at 0.
+pub const DEFAULT_PAGE_LIMIT: usize = 20;
+/// Largest page size a request may ask for.
+pub const MAX_PAGE_LIMIT: usize = 100;
+/// Most authors one ListAuthorsTweets call may name.
+pub const MAX_AUTHORS_PER_CALL: usize = 1_000;
+/// Most tweet ids per author one ListAuthorsTweets call may return (a cached timeline's size).
+pub const MAX_TWEETS_PER_AUTHOR: usize = 800;
+/// Cursor kind of a user's tweet list. Positions: the author (so a cursor
+/// cannot be replayed against another user's list) and the last tweet id
+/// returned; the next page starts strictly below it, so tweets created while
+/// paging can never shift a page and cause skips or repeats.
+const USER_TWEETS_CURSOR: u8 = 0x21;
+
+/// Implements `warble.tweet.v1.TweetService` over a [`TweetStore`].
+#[derive(Clone)]
+pub struct TweetApi {
+    store: Arc<dyn TweetStore>,
+    ids: Arc<SnowflakeGenerator>,
+}
+
+impl std::fmt::Debug for TweetApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TweetApi")
+            .field("ids", &self.ids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TweetApi {
+    /// An API over `store`, issuing tweet and event ids from `ids`.
+    pub fn new(store: Arc<dyn TweetStore>, ids: Arc<SnowflakeGenerator>) -> Self {
+        Self { store, ids }
+    }
+
+    async fn create(
+        &self,
+        request: pb::CreateTweetRequest,
+    ) -> Result<pb::CreateTweetResponse, TweetError> {
+        let author_id = require_id("author_id", request.author_id)?;
+        let text = text::normalize(&request.text)
+            .map_err(|error| TweetError::invalid("text", error.to_string()))?;
+        let reply_to_tweet_id = request
+            .reply_to_tweet_id
+            .map(|id| require_id("reply_to_tweet_id", id))
+            .transpose()?;
+        let quote_of_tweet_id = request
+            .quote_of_tweet_id
+            .map(|id| require_id("quote_of_tweet_id", id))
+            .transpose()?;
+        if request.media_ids.len() > MAX_MEDIA {
+            return Err(TweetError::invalid(
+                "media_ids",
+                format!("at most {MAX_MEDIA} media may be attached"),
+            ));
+        }
+        if request.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+            return Err(TweetError::invalid(
+                "idempotency_key",
+                format!("must be at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
+            ));
+        }
+        let tweet = Tweet {
+            id: self.ids.next_id()?,
+            author_id,
+            hashtags: text::hashtags(&text),
+            mentions: text::mentions(&text),
+            text,
+            reply_to_tweet_id,
+            quote_of_tweet_id,
+            media_ids: request.media_ids,
+        };
+        let new = NewTweet {
+            tweet,
+            idempotency_key: Some(request.idempotency_key).filter(|key| !key.is_empty()),
+            event_id: self.ids.next_id()?,
+        };
+        let (tweet, replayed) = match self.store.create_tweet(new).await? {
+            CreateOutcome::Created(tweet) => (tweet, false),
+            CreateOutcome::Replayed(tweet) => (tweet, true),
+        };
+        Ok(pb::CreateTweetResponse {
+            tweet: Some(to_proto(tweet)),
+            replayed,
+        })
+    }
+
+    async fn list(
+        &self,
+        request: pb::ListUserTweetsRequest,
+    ) -> Result<pb::ListUserTweetsResponse, TweetError> {
+        let author_id = require_id("author_id", request.author_id)?;
+        let page = request.page.unwrap_or_default();
+        let limit = page_limit(&page)?;
+        let before = match cursor::decode::<2>(USER_TWEETS_CURSOR, &page.cursor) {
+            Ok(None) => None,
+            Ok(Some([cursor_author, last_id])) if cursor_author == author_id => Some(last_id),
+            Ok(Some(_)) | Err(_) => {
+                return Err(TweetError::invalid(
+                    "page.cursor",
+                    "malformed, or issued for another list",
+                ));
+            }
+        };
+        // One extra tweet tells whether another page follows.
+        let mut tweets = self
+            .store
+            .list_user_tweets(author_id, before, limit + 1)
+            .await?;
+        let next_cursor = if tweets.len() > limit {
+            tweets.truncate(limit);
+            tweets
+                .last()
+                .map(|last| cursor::encode(USER_TWEETS_CURSOR, &[author_id, last.id]))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::ListUserTweetsResponse {
+            tweets: tweets.into_iter().map(to_proto).collect(),
+            page: Some(PageResponse { next_cursor }),
+        })
+    }
+
+    async fn engage(
+        &self,
+        kind: Engagement,
+        user_id: u64,
+        tweet_id: u64,
+        engaged: bool,
+    ) -> Result<(bool, u64), TweetError> {
+        let user_id = require_id("user_id", user_id)?;
+        let tweet_id = require_id("tweet_id", tweet_id)?;
+        let change = self
+            .store
+            .set_engagement(kind, user_id, tweet_id, engaged)
+            .await?;
+        Ok((change.changed, change.count))
+    }
+}
+
+fn require_id(field: &'static str, id: u64) -> Result<u64, TweetError> {
+    if id == 0 {
+        return Err(TweetError::invalid(field, "must be non-zero"));
+    }
+    Ok(id)
+}
+
+fn check_batch(tweet_ids: &[u64]) -> Result<(), TweetError> {
+    if tweet_ids.len() > MAX_BATCH {
+        return Err(TweetError::invalid(
+            "tweet_ids",
+            format!("at most {MAX_BATCH} ids per call"),
+        ));
+    }
+    Ok(())
+}
+
+fn page_limit(page: &PageRequest) -> Result<usize, TweetError> {
+    match usize::try_from(page.limit).unwrap_or(usize::MAX) {
+        0 => Ok(DEFAULT_PAGE_LIMIT),
+        limit if limit <= MAX_PAGE_LIMIT => Ok(limit),
+        _ => Err(TweetError::invalid(
+            "page.limit",
+            format!("must be at most {MAX_PAGE_LIMIT}"),
+        )),
+    }
+}
+
+fn to_proto(tweet: Tweet) -> pb::Tweet {
+    pb::Tweet {
+        id: tweet.id,
+        author_id: tweet.author_id,
+        created_at_ms: i64::try_from(tweet.created_at_ms()).unwrap_or(i64::MAX),
+        text: tweet.text,
+        reply_to_tweet_id: tweet.reply_to_tweet_id,
+        quote_of_tweet_id: tweet.quote_of_tweet_id,
+        hashtags: tweet.hashtags,
+        mentions: tweet.mentions,
+        media_ids: tweet.media_ids,
+    }
+}
+
+#[tonic::async_trait]
+impl TweetService for TweetApi {
+    #[tracing::instrument(skip_all, fields(author_id = request.get_ref().author_id))]
+    async fn create_tweet(
+        &self,
+        request: Request<pb::CreateTweetRequest>,
+    ) -> Result<Response<pb::CreateTweetResponse>, Status> {
+        Ok(Response::new(self.create(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(count = request.get_ref().tweet_ids.len()))]
+    async fn get_tweets(
+        &self,
+        request: Request<pb::GetTweetsRequest>,
+    ) -> Result<Response<pb::GetTweetsResponse>, Status> {
+        let tweet_ids = request.into_inner().tweet_ids;
+        check_batch(&tweet_ids)?;
+        let lookups = self.store.get_tweets(tweet_ids.clone()).await?;
+        let results = tweet_ids
+            .into_iter()
+            .zip(lookups)
+            .map(|(tweet_id, lookup)| {
+                let (status, tweet) = match lookup {
+                    TweetLookup::Found(tweet) => {
+                        (pb::TweetLookupStatus::Found, Some(to_proto(tweet)))
+                    }
+                    TweetLookup::NotFound => (pb::TweetLookupStatus::NotFound, None),
+                    TweetLookup::Deleted => (pb::TweetLookupStatus::Deleted, None),
+                };
+                pb::TweetLookup {
+                    tweet_id,
+                    status: status.into(),
+                    tweet,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetTweetsResponse { results }))
+    }
+
+    #[tracing::instrument(skip_all, fields(tweet_id = request.get_ref().tweet_id, requester_id = request.get_ref().requester_id))]
+    async fn delete_tweet(
+        &self,
+        request: Request<pb::DeleteTweetRequest>,
+    ) -> Result<Response<pb::DeleteTweetResponse>, Status> {
+        let request = request.into_inner();
+        let tweet_id = require_id("tweet_id", request.tweet_id)?;
+        let requester_id = require_id("requester_id", request.requester_id)?;
+        let event_id = self.ids.next_id().map_err(TweetError::from)?;
+        let deleted = self
+            .store
+            .delete_tweet(tweet_id, requester_id, event_id)
+            .await?;
+        Ok(Response::new(pb::DeleteTweetResponse { deleted }))
+    }
+
+    #[tracing::instrument(skip_all, fields(author_id = request.get_ref().author_id))]
+    async fn list_user_tweets(
+        &self,
+        request: Request<pb::ListUserTweetsRequest>,
+    ) -> Result<Response<pb::ListUserTweetsResponse>, Status> {
+        Ok(Response::new(self.list(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(authors = request.get_ref().author_ids.len()))]
+    async fn list_authors_tweets(
+        &self,
+        request: Request<pb::ListAuthorsTweetsRequest>,
+    ) -> Result<Response<pb::ListAuthorsTweetsResponse>, Status> {
+        let request = request.into_inner();
+        if request.author_ids.len() > MAX_AUTHORS_PER_CALL {
+            return Err(TweetError::invalid(
+                "author_ids",
+                format!("at most {MAX_AUTHORS_PER_CALL} ids per call"),
+            )
+            .into());
+        }
+        for author_id in &request.author_ids {
+            require_id("author_ids", *author_id)?;
+        }
+        let limit = match request.limit_per_author as usize {
+            0 => DEFAULT_PAGE_LIMIT,
+            limit if limit <= MAX_TWEETS_PER_AUTHOR => limit,
+            _ => {
+                return Err(TweetError::invalid(
+                    "limit_per_author",
+                    format!("must be at most {MAX_TWEETS_PER_AUTHOR}"),
+                )
+                .into());
+            }
+        };
+        let before = (request.before_tweet_id != 0).then_some(request.before_tweet_id);
+        let answers = self
+            .store
+            .list_authors_tweet_ids(request.author_ids.clone(), before, limit)
+            .await?;
+        let authors = request
+            .author_ids
+            .into_iter()
+            .zip(answers)
+            .map(|(author_id, (tweet_ids, has_more))| pb::AuthorTweets {
+                author_id,
+                tweet_ids,
+                has_more,
+            })
+            .collect();
+        Ok(Response::new(pb::ListAuthorsTweetsResponse { authors }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id, tweet_id = request.get_ref().tweet_id))]
+    async fn like_tweet(
+        &self,
+        request: Request<pb::LikeTweetRequest>,
+    ) -> Result<Response<pb::LikeTweetResponse>, Status> {
+        let request = request.into_inner();
+        let (changed, like_count) = self
+            .engage(Engagement::Like, request.user_id, request.tweet_id, true)
+            .await?;
+        Ok(Response::new(pb::LikeTweetResponse {
+            changed,
+            like_count,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id, tweet_id = request.get_ref().tweet_id))]
+    async fn unlike_tweet(
+        &self,
+        request: Request<pb::UnlikeTweetRequest>,
+    ) -> Result<Response<pb::UnlikeTweetResponse>, Status> {
+        let request = request.into_inner();
+        let (changed, like_count) = self
+            .engage(Engagement::Like, request.user_id, request.tweet_id, false)
+            .await?;
+        Ok(Response::new(pb::UnlikeTweetResponse {
+            changed,
+            like_count,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id, tweet_id = request.get_ref().tweet_id))]
+    async fn retweet(
+        &self,
+        request: Request<pb::RetweetRequest>,
+    ) -> Result<Response<pb::RetweetResponse>, Status> {
+        let request = request.into_inner();
+        let (changed, retweet_count) = self
+            .engage(Engagement::Retweet, request.user_id, request.tweet_id, true)
+            .await?;
+        Ok(Response::new(pb::RetweetResponse {
+            changed,
+            retweet_count,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id, tweet_id = request.get_ref().tweet_id))]
+    async fn undo_retweet(
+        &self,
+        request: Request<pb::UndoRetweetRequest>,
+    ) -> Result<Response<pb::UndoRetweetResponse>, Status> {
+        let request = request.into_inner();
+        let (changed, retweet_count) = self
+            .engage(
+                Engagement::Retweet,
+                request.user_id,
+                request.tweet_id,
+                false,
+            )
+            .await?;
+        Ok(Response::new(pb::UndoRetweetResponse {
+            changed,
+            retweet_count,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(count = request.get_ref().tweet_ids.len()))]
+    async fn get_counts(
+        &self,
+        request: Request<pb::GetCountsRequest>,
+    ) -> Result<Response<pb::GetCountsResponse>, Status> {
+        let tweet_ids = request.into_inner().tweet_ids;
+        check_batch(&tweet_ids)?;
+        let counts = self.store.get_counts(tweet_ids.clone()).await?;
+        let counts = tweet_ids
+            .into_iter()
+            .zip(counts)
+            .map(|(tweet_id, counts)| {
+                let found = counts.is_some();
+                let counts = counts.unwrap_or_default();
+                pb::TweetCounts {
+                    tweet_id,
+                    found,
+                    like_count: counts.likes,
+                    retweet_count: counts.retweets,
+                    reply_count: counts.replies,
+                    quote_count: counts.quotes,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetCountsResponse { counts }))
+    }
+
+    #[tracing::instrument(skip_all, fields(viewer_id = request.get_ref().viewer_id, count = request.get_ref().tweet_ids.len()))]
+    async fn get_viewer_state(
+        &self,
+        request: Request<pb::GetViewerStateRequest>,
+    ) -> Result<Response<pb::GetViewerStateResponse>, Status> {
+        let request = request.into_inner();
+        let viewer_id = require_id("viewer_id", request.viewer_id)?;
+        check_batch(&request.tweet_ids)?;
+        let states = self
+            .store
+            .get_viewer_state(viewer_id, request.tweet_ids.clone())
+            .await?;
+        let states = request
+            .tweet_ids
+            .into_iter()
+            .zip(states)
+            .map(|(tweet_id, state)| pb::ViewerTweetState {
+                tweet_id,
+                liked: state.liked,
+                retweeted: state.retweeted,
+            })
+            .collect();
+        Ok(Response::new(pb::GetViewerStateResponse { states }))
+    }
+}

@@ -1,0 +1,780 @@
+//! [`TweetStore`] on the embedded redb database, sharing the database (and so
+//! the write transaction) with the embedded event log: a tweet and its event
+//! commit together or not at all.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prost::Message as _;
+use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition, WriteTransaction};
+use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EmbeddedEventLog};
+use warble_mesh::snowflake;
+use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
+
+use super::{
+    CreateOutcome, Engagement, EngagementChange, NewTweet, Tweet, TweetCounts, TweetLookup,
+    TweetStore, ViewerState,
+};
+use crate::error::TweetError;
+
+// Table names carry the service prefix: in the single-process stack every
+// service shares one database file.
+
+/// tweet id -> [`StoredTweet`] (prost). Deleted tweets stay, flagged.
+const TWEETS: TableDefinition<u64, &[u8]> = TableDefinition::new("tweet_svc.tweets");
+/// (author id, tweet id) -> (). Live tweets only, so listing never skips over deletions.
+const BY_AUTHOR: TableDefinition<(u64, u64), ()> = TableDefinition::new("tweet_svc.by_author");
+/// (tweet id, user id) -> ().
+const LIKES: TableDefinition<(u64, u64), ()> = TableDefinition::new("tweet_svc.likes");
+/// (tweet id, user id) -> ().
+const RETWEETS: TableDefinition<(u64, u64), ()> = TableDefinition::new("tweet_svc.retweets");
+/// tweet id -> (likes, retweets, replies, quotes), kept in step by every write.
+const COUNTS: TableDefinition<u64, (u64, u64, u64, u64)> = TableDefinition::new("tweet_svc.counts");
+/// (author id, key) -> (tweet id, created at ms, content fingerprint).
+const IDEMPOTENCY: TableDefinition<(u64, &str), (u64, u64, u128)> =
+    TableDefinition::new("tweet_svc.idempotency");
+/// (created at ms, author id, key) -> (): finds expired keys oldest first.
+const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, u64, &str), ()> =
+    TableDefinition::new("tweet_svc.idempotency_expiry");
+/// name -> value, for [`MAX_ISSUED_ID`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("tweet_svc.meta");
+/// The largest Snowflake id persisted (tweet ids and event ids).
+const MAX_ISSUED_ID: &str = "max_issued_id";
+
+/// Expired idempotency keys removed per created tweet. Purging a few on each
+/// write keeps the table bounded without a background task, and costs little
+/// because the write transaction is open anyway.
+const EXPIRED_KEYS_PURGED_PER_WRITE: usize = 16;
+
+/// A tweet's record; its id is the key.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredTweet {
+    #[prost(uint64, tag = "1")]
+    author_id: u64,
+    #[prost(string, tag = "2")]
+    text: String,
+    #[prost(uint64, optional, tag = "3")]
+    reply_to_tweet_id: Option<u64>,
+    #[prost(uint64, optional, tag = "4")]
+    quote_of_tweet_id: Option<u64>,
+    #[prost(string, repeated, tag = "5")]
+    hashtags: Vec<String>,
+    #[prost(string, repeated, tag = "6")]
+    mentions: Vec<String>,
+    #[prost(uint64, repeated, tag = "7")]
+    media_ids: Vec<u64>,
+    #[prost(bool, tag = "8")]
+    deleted: bool,
+}
+
+impl StoredTweet {
+    fn new(tweet: &Tweet) -> Self {
+        Self {
+            author_id: tweet.author_id,
+            text: tweet.text.clone(),
+            reply_to_tweet_id: tweet.reply_to_tweet_id,
+            quote_of_tweet_id: tweet.quote_of_tweet_id,
+            hashtags: tweet.hashtags.clone(),
+            mentions: tweet.mentions.clone(),
+            media_ids: tweet.media_ids.clone(),
+            deleted: false,
+        }
+    }
+
+    fn into_tweet(self, id: u64) -> Tweet {
+        Tweet {
+            id,
+            author_id: self.author_id,
+            text: self.text,
+            reply_to_tweet_id: self.reply_to_tweet_id,
+            quote_of_tweet_id: self.quote_of_tweet_id,
+            hashtags: self.hashtags,
+            mentions: self.mentions,
+            media_ids: self.media_ids,
+        }
+    }
+}
+
+macro_rules! storage_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for TweetError {
+            fn from(error: $error) -> Self {
+                Self::storage(error)
+            }
+        }
+    )*};
+}
+storage_errors!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    prost::DecodeError,
+    tokio::task::JoinError
+);
+
+/// The embedded tweet store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EmbeddedTweetStore {
+    log: EmbeddedEventLog,
+    idempotency_ttl_ms: u64,
+}
+
+impl EmbeddedTweetStore {
+    /// Opens the store in the event log's database, creating its tables.
+    /// Idempotency keys return their tweet for `idempotency_ttl`.
+    pub fn open(log: EmbeddedEventLog, idempotency_ttl: Duration) -> Result<Self, TweetError> {
+        let txn = log.database().begin_write()?;
+        txn.open_table(TWEETS)?;
+        txn.open_table(BY_AUTHOR)?;
+        txn.open_table(LIKES)?;
+        txn.open_table(RETWEETS)?;
+        txn.open_table(COUNTS)?;
+        txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(IDEMPOTENCY_EXPIRY)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(Self {
+            log,
+            idempotency_ttl_ms: u64::try_from(idempotency_ttl.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// [`TweetStore::max_issued_id`] without a runtime, for start-up code.
+    pub fn max_issued_id_blocking(&self) -> Result<Option<u64>, TweetError> {
+        let read = self.log.database().begin_read()?;
+        let recorded = read
+            .open_table(META)?
+            .get(MAX_ISSUED_ID)?
+            .map(|v| v.value());
+        let last_tweet = read.open_table(TWEETS)?.last()?.map(|(id, _)| id.value());
+        Ok(recorded.max(last_tweet))
+    }
+
+    /// Runs redb work, which blocks on disk I/O, off the async workers.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, TweetError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Self, &Database) -> Result<T, TweetError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store, store.log.database())).await?
+    }
+
+    fn create(&self, database: &Database, new: NewTweet) -> Result<CreateOutcome, TweetError> {
+        let txn = database.begin_write()?;
+        match self.create_in(&txn, &new)? {
+            Some(original) => {
+                txn.abort()?;
+                Ok(CreateOutcome::Replayed(original))
+            }
+            None => {
+                txn.commit()?;
+                self.log.notify_appended();
+                Ok(CreateOutcome::Created(new.tweet))
+            }
+        }
+    }
+
+    /// Writes the tweet and its event into `txn`, or returns the original
+    /// tweet of a replayed idempotency key (writing nothing).
+    fn create_in(
+        &self,
+        txn: &WriteTransaction,
+        new: &NewTweet,
+    ) -> Result<Option<Tweet>, TweetError> {
+        if let Some(original) = self.replayed(txn, new)? {
+            return Ok(Some(original));
+        }
+        let tweet = &new.tweet;
+        let now_ms = tweet.created_at_ms();
+        let mut tweets = txn.open_table(TWEETS)?;
+        let reply_to_author_id =
+            live_author(&tweets, tweet.reply_to_tweet_id, "reply_to_tweet_id")?;
+        let quote_of_author_id =
+            live_author(&tweets, tweet.quote_of_tweet_id, "quote_of_tweet_id")?;
+
+        let record = StoredTweet::new(tweet).encode_to_vec();
+        if tweets.insert(tweet.id, record.as_slice())?.is_some() {
+            return Err(TweetError::storage(format!(
+                "tweet id {} issued twice",
+                tweet.id
+            )));
+        }
+        txn.open_table(BY_AUTHOR)?
+            .insert((tweet.author_id, tweet.id), ())?;
+        let mut counts = txn.open_table(COUNTS)?;
+        counts.insert(tweet.id, (0, 0, 0, 0))?;
+        if let Some(parent) = tweet.reply_to_tweet_id {
+            adjust_counts(&mut counts, parent, |c| c.replies += 1)?;
+        }
+        if let Some(quoted) = tweet.quote_of_tweet_id {
+            adjust_counts(&mut counts, quoted, |c| c.quotes += 1)?;
+        }
+
+        if let Some(key) = new.idempotency_key.as_deref() {
+            remember_key(txn, tweet, key)?;
+        }
+
+        let event = Event {
+            event_id: new.event_id,
+            occurred_at_ms: millis(now_ms),
+            payload: Some(event::Payload::TweetCreated(TweetCreated {
+                tweet_id: tweet.id,
+                author_id: tweet.author_id,
+                created_at_ms: millis(now_ms),
+                text: tweet.text.clone(),
+                reply_to_tweet_id: tweet.reply_to_tweet_id,
+                reply_to_author_id,
+                quote_of_tweet_id: tweet.quote_of_tweet_id,
+                quote_of_author_id,
+                hashtags: tweet.hashtags.clone(),
+                mentions: tweet.mentions.clone(),
+                media_ids: tweet.media_ids.clone(),
+            })),
+        };
+        EmbeddedEventLog::append_in(
+            txn,
+            DOMAIN_EVENTS_STREAM,
+            tweet.author_id,
+            &event.encode_to_vec(),
+        )?;
+        record_issued(txn, tweet.id.max(new.event_id))?;
+        self.purge_expired_keys(txn, now_ms)?;
+        Ok(None)
+    }
+
+    /// The original tweet when `new` retries a live idempotency key; an
+    /// error when the key was used for other content or its tweet is gone.
+    fn replayed(
+        &self,
+        txn: &WriteTransaction,
+        new: &NewTweet,
+    ) -> Result<Option<Tweet>, TweetError> {
+        let Some(key) = new.idempotency_key.as_deref() else {
+            return Ok(None);
+        };
+        let earlier = txn
+            .open_table(IDEMPOTENCY)?
+            .get((new.tweet.author_id, key))?
+            .map(|entry| entry.value());
+        let Some((original_id, created_ms, fingerprint)) = earlier else {
+            return Ok(None);
+        };
+        if new.tweet.created_at_ms().saturating_sub(created_ms) >= self.idempotency_ttl_ms {
+            return Ok(None);
+        }
+        if fingerprint != new.tweet.content_fingerprint() {
+            return Err(TweetError::IdempotencyKeyReused);
+        }
+        match load(&txn.open_table(TWEETS)?, original_id)? {
+            Some(original) if !original.deleted => Ok(Some(original.into_tweet(original_id))),
+            _ => Err(TweetError::IdempotentTweetDeleted {
+                tweet_id: original_id,
+            }),
+        }
+    }
+
+    fn purge_expired_keys(&self, txn: &WriteTransaction, now_ms: u64) -> Result<(), TweetError> {
+        // A key created at or before `cutoff` has lived a full TTL.
+        let Some(cutoff) = now_ms.checked_sub(self.idempotency_ttl_ms) else {
+            return Ok(());
+        };
+        let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+        let expired = expiry
+            .range(..(cutoff.saturating_add(1), 0, ""))?
+            .take(EXPIRED_KEYS_PURGED_PER_WRITE)
+            .map(|entry| {
+                let (position, _) = entry?;
+                let (created_ms, author_id, key) = position.value();
+                Ok((created_ms, author_id, key.to_owned()))
+            })
+            .collect::<Result<Vec<_>, redb::StorageError>>()?;
+        let mut keys = txn.open_table(IDEMPOTENCY)?;
+        for (created_ms, author_id, key) in expired {
+            expiry.remove((created_ms, author_id, key.as_str()))?;
+            keys.remove((author_id, key.as_str()))?;
+        }
+        Ok(())
+    }
+
+    fn delete(
+        &self,
+        database: &Database,
+        tweet_id: u64,
+        requester_id: u64,
+        event_id: u64,
+    ) -> Result<bool, TweetError> {
+        let txn = database.begin_write()?;
+        {
+            let mut tweets = txn.open_table(TWEETS)?;
+            let mut stored = load(&tweets, tweet_id)?.ok_or(TweetError::TweetNotFound(tweet_id))?;
+            if stored.author_id != requester_id {
+                return Err(TweetError::NotAuthor { tweet_id });
+            }
+            if stored.deleted {
+                return Ok(false);
+            }
+            stored.deleted = true;
+            tweets.insert(tweet_id, stored.encode_to_vec().as_slice())?;
+            txn.open_table(BY_AUTHOR)?
+                .remove((stored.author_id, tweet_id))?;
+            let mut counts = txn.open_table(COUNTS)?;
+            if let Some(parent) = stored.reply_to_tweet_id {
+                adjust_counts(&mut counts, parent, |c| {
+                    c.replies = c.replies.saturating_sub(1);
+                })?;
+            }
+            if let Some(quoted) = stored.quote_of_tweet_id {
+                adjust_counts(&mut counts, quoted, |c| {
+                    c.quotes = c.quotes.saturating_sub(1)
+                })?;
+            }
+
+            let deleted_at_ms = millis(snowflake::decode(event_id).unix_ms);
+            let event = Event {
+                event_id,
+                occurred_at_ms: deleted_at_ms,
+                payload: Some(event::Payload::TweetDeleted(TweetDeleted {
+                    tweet_id,
+                    author_id: stored.author_id,
+                    created_at_ms: millis(snowflake::decode(tweet_id).unix_ms),
+                    deleted_at_ms,
+                    reply_to_tweet_id: stored.reply_to_tweet_id,
+                    quote_of_tweet_id: stored.quote_of_tweet_id,
+                })),
+            };
+            EmbeddedEventLog::append_in(
+                &txn,
+                DOMAIN_EVENTS_STREAM,
+                stored.author_id,
+                &event.encode_to_vec(),
+            )?;
+            record_issued(&txn, event_id)?;
+        }
+        txn.commit()?;
+        self.log.notify_appended();
+        Ok(true)
+    }
+
+    fn engage(
+        database: &Database,
+        kind: Engagement,
+        user_id: u64,
+        tweet_id: u64,
+        engaged: bool,
+    ) -> Result<EngagementChange, TweetError> {
+        let txn = database.begin_write()?;
+        let change = {
+            if !is_live(&txn.open_table(TWEETS)?, tweet_id)? {
+                return Err(TweetError::TweetNotFound(tweet_id));
+            }
+            let mut engagements = txn.open_table(match kind {
+                Engagement::Like => LIKES,
+                Engagement::Retweet => RETWEETS,
+            })?;
+            let changed = if engaged {
+                engagements.insert((tweet_id, user_id), ())?.is_none()
+            } else {
+                engagements.remove((tweet_id, user_id))?.is_some()
+            };
+            let mut counts = txn.open_table(COUNTS)?;
+            let after = if changed {
+                adjust_counts(&mut counts, tweet_id, |c| {
+                    let count = match kind {
+                        Engagement::Like => &mut c.likes,
+                        Engagement::Retweet => &mut c.retweets,
+                    };
+                    *count = if engaged {
+                        *count + 1
+                    } else {
+                        count.saturating_sub(1)
+                    };
+                })?
+            } else {
+                read_counts(&counts, tweet_id)?
+            };
+            EngagementChange {
+                changed,
+                count: match kind {
+                    Engagement::Like => after.likes,
+                    Engagement::Retweet => after.retweets,
+                },
+            }
+        };
+        if change.changed {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(change)
+    }
+}
+
+#[async_trait]
+impl TweetStore for EmbeddedTweetStore {
+    async fn create_tweet(&self, new: NewTweet) -> Result<CreateOutcome, TweetError> {
+        self.blocking(move |store, database| store.create(database, new))
+            .await
+    }
+
+    async fn get_tweets(&self, tweet_ids: Vec<u64>) -> Result<Vec<TweetLookup>, TweetError> {
+        self.blocking(move |_, database| {
+            let read = database.begin_read()?;
+            let tweets = read.open_table(TWEETS)?;
+            tweet_ids
+                .into_iter()
+                .map(|id| {
+                    Ok(match load(&tweets, id)? {
+                        None => TweetLookup::NotFound,
+                        Some(stored) if stored.deleted => TweetLookup::Deleted,
+                        Some(stored) => TweetLookup::Found(stored.into_tweet(id)),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_tweet(
+        &self,
+        tweet_id: u64,
+        requester_id: u64,
+        event_id: u64,
+    ) -> Result<bool, TweetError> {
+        self.blocking(move |store, database| {
+            store.delete(database, tweet_id, requester_id, event_id)
+        })
+        .await
+    }
+
+    async fn list_user_tweets(
+        &self,
+        author_id: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Tweet>, TweetError> {
+        self.blocking(move |_, database| {
+            let read = database.begin_read()?;
+            let by_author = read.open_table(BY_AUTHOR)?;
+            let tweets = read.open_table(TWEETS)?;
+            let below = before.unwrap_or(u64::MAX);
+            let mut page = Vec::with_capacity(limit);
+            for entry in by_author.range((author_id, 0)..(author_id, below))?.rev() {
+                if page.len() >= limit {
+                    break;
+                }
+                let (_, tweet_id) = entry?.0.value();
+                // The index holds live tweets only, and both tables are read
+                // from one snapshot, so the record is there and live.
+                if let Some(stored) = load(&tweets, tweet_id)?.filter(|s| !s.deleted) {
+                    page.push(stored.into_tweet(tweet_id));
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn list_authors_tweet_ids(
+        &self,
+        author_ids: Vec<u64>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u64>, bool)>, TweetError> {
+        self.blocking(move |_, database| {
+            // One snapshot for every author: the merged result is consistent.
+            let read = database.begin_read()?;
+            let by_author = read.open_table(BY_AUTHOR)?;
+            let below = before.unwrap_or(u64::MAX);
+            let mut answers = Vec::with_capacity(author_ids.len());
+            for author_id in author_ids {
+                // The index holds live tweets only, so ids need no record lookup.
+                let mut ids = Vec::with_capacity(limit.min(64));
+                let mut has_more = false;
+                for entry in by_author.range((author_id, 0)..(author_id, below))?.rev() {
+                    if ids.len() == limit {
+                        has_more = true;
+                        break;
+                    }
+                    ids.push(entry?.0.value().1);
+                }
+                answers.push((ids, has_more));
+            }
+            Ok(answers)
+        })
+        .await
+    }
+
+    async fn set_engagement(
+        &self,
+        kind: Engagement,
+        user_id: u64,
+        tweet_id: u64,
+        engaged: bool,
+    ) -> Result<EngagementChange, TweetError> {
+        self.blocking(move |_, database| Self::engage(database, kind, user_id, tweet_id, engaged))
+            .await
+    }
+
+    async fn get_counts(
+        &self,
+        tweet_ids: Vec<u64>,
+    ) -> Result<Vec<Option<TweetCounts>>, TweetError> {
+        self.blocking(move |_, database| {
+            let read = database.begin_read()?;
+            let tweets = read.open_table(TWEETS)?;
+            let counts = read.open_table(COUNTS)?;
+            tweet_ids
+                .into_iter()
+                .map(|id| {
+                    if is_live(&tweets, id)? {
+                        Ok(Some(read_counts(&counts, id)?))
+                    } else {
+                        Ok(None)
+                    }
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn get_viewer_state(
+        &self,
+        viewer_id: u64,
+        tweet_ids: Vec<u64>,
+    ) -> Result<Vec<ViewerState>, TweetError> {
+        self.blocking(move |_, database| {
+            let read = database.begin_read()?;
+            let tweets = read.open_table(TWEETS)?;
+            let likes = read.open_table(LIKES)?;
+            let retweets = read.open_table(RETWEETS)?;
+            tweet_ids
+                .into_iter()
+                .map(|id| {
+                    if !is_live(&tweets, id)? {
+                        return Ok(ViewerState::default());
+                    }
+                    Ok(ViewerState {
+                        liked: likes.get((id, viewer_id))?.is_some(),
+                        retweeted: retweets.get((id, viewer_id))?.is_some(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn max_issued_id(&self) -> Result<Option<u64>, TweetError> {
+        self.blocking(|store, _| store.max_issued_id_blocking())
+            .await
+    }
+}
+
+/// Snowflake milliseconds fit an `i64` until the year 292 million.
+fn millis(unix_ms: u64) -> i64 {
+    i64::try_from(unix_ms).unwrap_or(i64::MAX)
+}
+
+fn load(
+    tweets: &impl ReadableTable<u64, &'static [u8]>,
+    tweet_id: u64,
+) -> Result<Option<StoredTweet>, TweetError> {
+    match tweets.get(tweet_id)? {
+        Some(bytes) => Ok(Some(StoredTweet::decode(bytes.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn is_live(
+    tweets: &impl ReadableTable<u64, &'static [u8]>,
+    tweet_id: u64,
+) -> Result<bool, TweetError> {
+    Ok(load(tweets, tweet_id)?.is_some_and(|stored| !stored.deleted))
+}
+
+/// The author of a live reply/quote target, or `TargetNotFound` naming `field`.
+fn live_author(
+    tweets: &impl ReadableTable<u64, &'static [u8]>,
+    target: Option<u64>,
+    field: &'static str,
+) -> Result<Option<u64>, TweetError> {
+    let Some(tweet_id) = target else {
+        return Ok(None);
+    };
+    match load(tweets, tweet_id)? {
+        Some(stored) if !stored.deleted => Ok(Some(stored.author_id)),
+        _ => Err(TweetError::TargetNotFound { field, tweet_id }),
+    }
+}
+
+fn read_counts(
+    counts: &impl ReadableTable<u64, (u64, u64, u64, u64)>,
+    tweet_id: u64,
+) -> Result<TweetCounts, TweetError> {
+    let (likes, retweets, replies, quotes) = counts
+        .get(tweet_id)?
+        .map(|entry| entry.value())
+        .unwrap_or_default();
+    Ok(TweetCounts {
+        likes,
+        retweets,
+        replies,
+        quotes,
+    })
+}
+
+fn adjust_counts(
+    counts: &mut redb::Table<'_, u64, (u64, u64, u64, u64)>,
+    tweet_id: u64,
+    change: impl FnOnce(&mut TweetCounts),
+) -> Result<TweetCounts, TweetError> {
+    let mut current = read_counts(counts, tweet_id)?;
+    change(&mut current);
+    counts.insert(
+        tweet_id,
+        (
+            current.likes,
+            current.retweets,
+            current.replies,
+            current.quotes,
+        ),
+    )?;
+    Ok(current)
+}
+
+/// Points `key` at `tweet`, replacing an expired use of the key.
+fn remember_key(txn: &WriteTransaction, tweet: &Tweet, key: &str) -> Result<(), TweetError> {
+    let created_ms = tweet.created_at_ms();
+    let mut keys = txn.open_table(IDEMPOTENCY)?;
+    let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    let expired = keys
+        .insert(
+            (tweet.author_id, key),
+            (tweet.id, created_ms, tweet.content_fingerprint()),
+        )?
+        .map(|entry| entry.value().1);
+    if let Some(expired_ms) = expired {
+        expiry.remove((expired_ms, tweet.author_id, key))?;
+    }
+    expiry.insert((created_ms, tweet.author_id, key), ())?;
+    Ok(())
+}
+
+fn record_issued(txn: &WriteTransaction, id: u64) -> Result<(), TweetError> {
+    let mut meta = txn.open_table(META)?;
+    let recorded = meta.get(MAX_ISSUED_ID)?.map(|v| v.value()).unwrap_or(0);
+    if id > recorded {
+        meta.insert(MAX_ISSUED_ID, id)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata as _;
+    use warble_mesh::snowflake::WARBLE_EPOCH_MS;
+
+    const T0: u64 = WARBLE_EPOCH_MS + 1_000_000_000;
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn open(ttl: Duration) -> (tempfile::TempDir, EmbeddedTweetStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let database = warble_mesh::embedded::open_shared(dir.path()).unwrap();
+        let log = EmbeddedEventLog::open(database).unwrap();
+        (dir, EmbeddedTweetStore::open(log, ttl).unwrap())
+    }
+
+    /// A tweet id issued at `unix_ms`, so tests control the clock the TTL reads.
+    fn id_at(unix_ms: u64, sequence: u64) -> u64 {
+        ((unix_ms - WARBLE_EPOCH_MS) << 22) | sequence
+    }
+
+    fn keyed(id: u64, text: &str, key: &str) -> NewTweet {
+        NewTweet {
+            tweet: Tweet {
+                id,
+                author_id: 7,
+                text: text.into(),
+                reply_to_tweet_id: None,
+                quote_of_tweet_id: None,
+                hashtags: vec![],
+                mentions: vec![],
+                media_ids: vec![],
+            },
+            idempotency_key: Some(key.into()),
+            event_id: id + 1,
+        }
+    }
+
+    fn idempotency_rows(store: &EmbeddedTweetStore) -> (u64, u64) {
+        let read = store.log.database().begin_read().unwrap();
+        (
+            read.open_table(IDEMPOTENCY).unwrap().len().unwrap(),
+            read.open_table(IDEMPOTENCY_EXPIRY).unwrap().len().unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn keys_replay_within_the_ttl_and_start_over_after_it() {
+        let (_dir, store) = open(TTL);
+        let original = store
+            .create_tweet(keyed(id_at(T0, 0), "first", "k"))
+            .await
+            .unwrap();
+        let CreateOutcome::Created(original) = original else {
+            panic!("expected a new tweet");
+        };
+
+        let last_moment = T0 + 59_999;
+        let retry = store
+            .create_tweet(keyed(id_at(last_moment, 0), "first", "k"))
+            .await
+            .unwrap();
+        assert_eq!(retry, CreateOutcome::Replayed(original));
+        assert!(matches!(
+            store
+                .create_tweet(keyed(id_at(last_moment, 2), "second", "k"))
+                .await,
+            Err(TweetError::IdempotencyKeyReused)
+        ));
+
+        // A full TTL later the key is free for new content.
+        let reused = store
+            .create_tweet(keyed(id_at(T0 + 60_000, 0), "second", "k"))
+            .await
+            .unwrap();
+        assert!(matches!(reused, CreateOutcome::Created(_)));
+        assert_eq!(idempotency_rows(&store), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn expired_keys_are_purged_by_later_writes() {
+        let (_dir, store) = open(TTL);
+        for n in 0..5 {
+            store
+                .create_tweet(keyed(id_at(T0, n * 2), "old", &format!("key-{n}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(idempotency_rows(&store), (5, 5));
+        store
+            .create_tweet(keyed(id_at(T0 + 60_000, 0), "new", "fresh"))
+            .await
+            .unwrap();
+        assert_eq!(idempotency_rows(&store), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn max_issued_id_covers_event_ids() {
+        let (_dir, store) = open(TTL);
+        assert_eq!(store.max_issued_id().await.unwrap(), None);
+        let tweet_id = id_at(T0, 0);
+        store.create_tweet(keyed(tweet_id, "t", "k")).await.unwrap();
+        let delete_event = id_at(T0 + 5, 0);
+        assert!(store.delete_tweet(tweet_id, 7, delete_event).await.unwrap());
+        assert_eq!(store.max_issued_id().await.unwrap(), Some(delete_event));
+    }
+}

@@ -1,0 +1,200 @@
+//! Tweet text rules and what is extracted from the text.
+//!
+//! Length is counted in Unicode scalar values *after* NFC normalisation, so a
+//! letter typed as base + combining accent counts once, exactly as its
+//! precomposed form does, and the stored text is the normalised one.
+
+use std::collections::HashSet;
+
+use unicode_normalization::UnicodeNormalization as _;
+use unicode_normalization::char::is_combining_mark;
+
+/// Most Unicode scalar values a tweet's normalised text may have.
+pub const MAX_TEXT_CHARS: usize = 280;
+
+/// Longest username a mention can name.
+pub const MAX_USERNAME_CHARS: usize = 15;
+
+/// Input longer than this is rejected before normalising. A canonical
+/// decomposition is at most a few scalar values long, so any text that could
+/// normalise to 280 scalar values is far shorter; the bound only keeps a
+/// hostile multi-megabyte request from costing a full normalisation pass.
+const MAX_RAW_TEXT_BYTES: usize = 64 * 1024;
+
+/// Why a text is not acceptable as a tweet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// Empty, or whitespace only.
+    #[error("must contain something other than whitespace")]
+    Blank,
+    /// More than [`MAX_TEXT_CHARS`] scalar values after normalisation.
+    #[error("must be at most {MAX_TEXT_CHARS} characters after NFC normalisation")]
+    TooLong,
+}
+
+/// NFC-normalises `raw` and checks the tweet text rules; returns the text to store.
+pub fn normalize(raw: &str) -> Result<String, TextError> {
+    if raw.len() > MAX_RAW_TEXT_BYTES {
+        return Err(TextError::TooLong);
+    }
+    let text: String = raw.nfc().collect();
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(TextError::TooLong);
+    }
+    if text.trim().is_empty() {
+        return Err(TextError::Blank);
+    }
+    Ok(text)
+}
+
+/// Hashtags in `text`: `#` followed by word characters, lower-cased, without
+/// the `#`, deduplicated, in order of first appearance.
+pub fn hashtags(text: &str) -> Vec<String> {
+    first_occurrences(after_sigils(text, '#').filter_map(|rest| {
+        let end = rest.find(|c| !is_word_char(c)).unwrap_or(rest.len());
+        (end > 0).then(|| rest[..end].to_lowercase())
+    }))
+}
+
+/// Mentioned usernames in `text`: `@` followed by 1 to 15 of `[A-Za-z0-9_]`,
+/// lower-cased, without the `@`, deduplicated, in order of first appearance.
+/// A longer run names no possible user and is not a mention.
+pub fn mentions(text: &str) -> Vec<String> {
+    first_occurrences(after_sigils(text, '@').filter_map(|rest| {
+        // Username characters are ASCII, so the byte offset is the length.
+        let end = rest.find(|c| !is_username_char(c)).unwrap_or(rest.len());
+        (1..=MAX_USERNAME_CHARS)
+            .contains(&end)
+            .then(|| rest[..end].to_ascii_lowercase())
+    }))
+}
+
+/// Letters, digits, `_` and combining marks: marks are part of words in many
+/// scripts (Devanagari vowel signs, for one), so a hashtag must not stop at them.
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || is_combining_mark(c)
+}
+
+fn is_username_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The text after each `sigil` that starts a token. A sigil glued to a
+/// preceding word (`a@b.com`, `c#`) starts nothing.
+fn after_sigils(text: &str, sigil: char) -> impl Iterator<Item = &str> {
+    let mut previous: Option<char> = None;
+    text.char_indices().filter_map(move |(index, c)| {
+        let starts = c == sigil && previous.is_none_or(|p| !is_word_char(p));
+        previous = Some(c);
+        starts.then(|| &text[index + c.len_utf8()..])
+    })
+}
+
+fn first_occurrences(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items.filter(|item| seen.insert(item.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text units with the number of scalar values each becomes under NFC.
+    const UNITS: &[(&str, usize)] = &[
+        ("a", 1),
+        ("é", 1),                // precomposed, 2 bytes
+        ("e\u{301}", 1),         // base + combining acute composes to é
+        ("\u{1100}\u{1161}", 1), // Hangul jamo compose to one syllable
+        ("😀", 1),               // 4 bytes
+        ("\u{0958}", 2),         // Devanagari QA: NFC decomposes it (composition exclusion)
+    ];
+
+    #[test]
+    fn length_is_counted_after_normalisation() {
+        for (unit, nfc_chars) in UNITS {
+            let fits = MAX_TEXT_CHARS / nfc_chars;
+            assert!(normalize(&unit.repeat(fits)).is_ok(), "{unit:?} x {fits}");
+            assert_eq!(
+                normalize(&unit.repeat(fits + 1)),
+                Err(TextError::TooLong),
+                "{unit:?} x {}",
+                fits + 1
+            );
+        }
+        // 280 raw scalar values that NFC turns into 560.
+        assert_eq!(normalize(&"\u{0958}".repeat(280)), Err(TextError::TooLong));
+    }
+
+    #[test]
+    fn stored_text_is_nfc() {
+        assert_eq!(normalize("cafe\u{301}").unwrap(), "café");
+    }
+
+    #[test]
+    fn blank_text_is_rejected() {
+        for text in ["", " ", "\n\t ", "\u{3000}"] {
+            assert_eq!(normalize(text), Err(TextError::Blank), "{text:?}");
+        }
+        assert!(normalize(" x ").is_ok());
+    }
+
+    #[test]
+    fn extracts_hashtags_and_mentions() {
+        let text =
+            "#Rust and #rust, #tokio_rs! c# @Alice hi @bob @ALICE a@b.com @x_1 #日本語 #नमस्ते";
+        assert_eq!(hashtags(text), ["rust", "tokio_rs", "日本語", "नमस्ते"]);
+        assert_eq!(mentions(text), ["alice", "bob", "x_1"]);
+    }
+
+    #[test]
+    fn overlong_usernames_and_bare_sigils_are_not_extracted() {
+        assert!(mentions("@abcdefghijklmnop @ @.").is_empty());
+        assert_eq!(mentions("@abcdefghijklmno."), ["abcdefghijklmno"]);
+        assert!(hashtags("# #. ##").is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(input in any::<String>()) {
+            let _ = normalize(&input);
+            let _ = hashtags(&input);
+            let _ = mentions(&input);
+        }
+
+        /// The rule holds exactly at the boundary for every kind of unit.
+        #[test]
+        fn length_rule_is_exact(unit in 0..UNITS.len(), count in 270usize..290) {
+            let (text, nfc_chars) = UNITS[unit];
+            let accepted = normalize(&text.repeat(count)).is_ok();
+            prop_assert_eq!(accepted, count * nfc_chars <= MAX_TEXT_CHARS);
+        }
+
+        #[test]
+        fn accepted_text_is_nfc_and_within_bounds(input in "\\PC{0,300}") {
+            if let Ok(text) = normalize(&input) {
+                prop_assert!(unicode_normalization::is_nfc(&text));
+                let chars = text.chars().count();
+                prop_assert!((1..=MAX_TEXT_CHARS).contains(&chars));
+                prop_assert!(!text.trim().is_empty());
+            }
+        }
+
+        #[test]
+        fn extracted_tokens_are_lowercase_and_unique(input in "([#@ ]|\\w|[A-Z]){0,80}") {
+            let tags = hashtags(&input);
+            let names = mentions(&input);
+            for tag in &tags {
+                prop_assert!(!tag.is_empty());
+                prop_assert_eq!(tag, &tag.to_lowercase());
+                prop_assert!(tag.chars().all(is_word_char));
+            }
+            for name in &names {
+                prop_assert!((1..=MAX_USERNAME_CHARS).contains(&name.len()));
+                prop_assert!(name.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || c == '_'));
+            }
+            prop_assert_eq!(tags.iter().collect::<HashSet<_>>().len(), tags.len());
+            prop_assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
+        }
+    }
+}
