@@ -32,8 +32,8 @@ pub use error::GraphError;
 pub use service::GraphApi;
 pub use store::{EmbeddedGraphStore, GraphStore};
 
-/// The name the service logs and reports telemetry under.
-pub const SERVICE_NAME: &str = "graph-svc";
+/// The gRPC service this crate serves.
+pub const SERVICE_NAME: &str = "warble.graph.v1.GraphService";
 
 /// A graph service ready to serve.
 #[derive(Debug, Clone)]
@@ -48,6 +48,17 @@ impl GraphSvc {
     pub fn open_embedded(config: &GraphSvcConfig) -> Result<Self, GraphError> {
         let database = warble_mesh::embedded::open_shared(&config.data_dir)?;
         let log = EmbeddedEventLog::open(database)?;
+        Self::open_embedded_with_log(config, log)
+    }
+
+    /// Opens the embedded store on an event log the caller already has (a
+    /// single-process stack passes the handle its consumers wait on, so they
+    /// wake as soon as a follow commits). `log` must be the one in
+    /// `config.data_dir`'s database.
+    pub fn open_embedded_with_log(
+        config: &GraphSvcConfig,
+        log: EmbeddedEventLog,
+    ) -> Result<Self, GraphError> {
         let ids = Arc::new(SnowflakeGenerator::new(config.worker_id)?);
         let store = EmbeddedGraphStore::open(log, ids)?;
         Ok(Self::from_parts(Arc::new(store)))

@@ -3,28 +3,31 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use warble_graph_svc::{GraphSvc, GraphSvcConfig, SERVICE_NAME};
+use warble_graph_svc::{GraphSvc, GraphSvcConfig};
 use warble_mesh::config::{load_for_main, redacted_json};
+
+/// The name this binary logs and reports telemetry under.
+const BINARY: &str = "graph-svc";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Some(config) = load_for_main::<GraphSvcConfig>(SERVICE_NAME) else {
+    let Some(config) = load_for_main::<GraphSvcConfig>(BINARY) else {
         return ExitCode::SUCCESS;
     };
     // Held until main returns so buffered spans are flushed on exit.
-    let _telemetry = match warble_mesh::telemetry::init(&config.telemetry, SERVICE_NAME) {
+    let _telemetry = match warble_mesh::telemetry::init(&config.telemetry, BINARY) {
         Ok(guard) => guard,
         Err(error) => {
-            eprintln!("{SERVICE_NAME}: {error}");
+            eprintln!("{BINARY}: {error}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(config = %redacted_json(&config), "starting {SERVICE_NAME}");
+    tracing::info!(config = %redacted_json(&config), "starting {BINARY}");
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "{SERVICE_NAME} failed");
-            eprintln!("{SERVICE_NAME}: {error:#}");
+            tracing::error!(error = format!("{error:#}"), "{BINARY} failed");
+            eprintln!("{BINARY}: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,11 +1,13 @@
 //! The single-process Warble stack: every service in one process, on
-//! loopback, sharing one embedded database in one data directory.
+//! loopback, sharing one embedded database (stores and event log) and one
+//! in-memory timeline cache.
 //!
 //! The `warble dev` command and the end-to-end tests both start the stack
 //! through [`DevStack::start`], so tests exercise exactly what developers run.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,8 +15,13 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use warble_fanout_svc::config::{ConsumerConfig, FanoutPolicyConfig};
+use warble_fanout_svc::{FanoutStats, FanoutSvc, FanoutSvcConfig};
 use warble_mesh::config::{ConfigError, ServiceConfig};
+use warble_mesh::event_log::EmbeddedEventLog;
 use warble_mesh::telemetry::TelemetryConfig;
+use warble_timeline_cache::EmbeddedTimelineCache;
+use warble_timeline_svc::{HomeTimelines, TimelineSvc, TimelineSvcConfig};
 
 /// Configuration of `warble dev` (keys are read like every service's:
 /// defaults < `--config` file < `WARBLE_*` env vars).
@@ -29,8 +36,16 @@ pub struct DevConfig {
     pub tweet_port: u16,
     /// graph-svc's gRPC port; 0 picks a free port.
     pub graph_port: u16,
+    /// timeline-svc's gRPC port; 0 picks a free port.
+    pub timeline_port: u16,
+    /// fanout-svc's gRPC port; 0 picks a free port.
+    pub fanout_port: u16,
     /// Seconds in-flight calls get to finish on Ctrl-C.
     pub drain_timeout_secs: u64,
+    /// Fan-out rules, shared by fanout-svc and timeline-svc (see fanout-svc's keys).
+    pub fanout: FanoutPolicyConfig,
+    /// How fanout-svc consumes the event log (see fanout-svc's keys).
+    pub consumer: ConsumerConfig,
     /// Logging and tracing (see the telemetry keys of the services).
     pub telemetry: TelemetryConfig,
 }
@@ -42,7 +57,11 @@ impl Default for DevConfig {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             tweet_port: 50051,
             graph_port: 50052,
+            timeline_port: 50053,
+            fanout_port: 50054,
             drain_timeout_secs: 5,
+            fanout: FanoutPolicyConfig::default(),
+            consumer: ConsumerConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -56,12 +75,27 @@ impl ServiceConfig for DevConfig {
                 "must be at least 1",
             ));
         }
-        if self.tweet_port != 0 && self.tweet_port == self.graph_port {
-            return Err(ConfigError::invalid(
-                "graph_port",
-                "must differ from tweet_port",
-            ));
+        let ports = [
+            ("tweet_port", self.tweet_port),
+            ("graph_port", self.graph_port),
+            ("timeline_port", self.timeline_port),
+            ("fanout_port", self.fanout_port),
+        ];
+        for (index, (key, port)) in ports.iter().enumerate() {
+            if *port != 0 && ports[..index].iter().any(|(_, other)| other == port) {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must differ from the other services' ports",
+                ));
+            }
         }
+        // The services validate these sections the same way on their own.
+        let fanout = FanoutSvcConfig {
+            fanout: self.fanout.clone(),
+            consumer: self.consumer.clone(),
+            ..FanoutSvcConfig::default()
+        };
+        fanout.validate()?;
         self.telemetry.validate("telemetry")
     }
 }
@@ -72,6 +106,18 @@ pub struct DevStack {
     pub tweet_addr: SocketAddr,
     /// Where graph-svc listens.
     pub graph_addr: SocketAddr,
+    /// Where timeline-svc listens.
+    pub timeline_addr: SocketAddr,
+    /// Where fanout-svc listens.
+    pub fanout_addr: SocketAddr,
+    /// The event log every service shares (tests inject entries through it).
+    pub event_log: EmbeddedEventLog,
+    /// The timeline cache fanout-svc writes and timeline-svc reads.
+    pub timeline_cache: Arc<EmbeddedTimelineCache>,
+    /// timeline-svc's home timeline builder (exposes its rebuild count).
+    pub home_timelines: Arc<HomeTimelines>,
+    /// fanout-svc's live counters.
+    pub fanout_stats: Arc<FanoutStats>,
     stop: watch::Sender<bool>,
     servers: JoinSet<anyhow::Result<()>>,
 }
@@ -88,56 +134,116 @@ impl DevStack {
             }
         };
 
-        let tweet_config = warble_tweet_svc::TweetSvcConfig {
-            data_dir: config.data_dir.clone(),
-            ..Default::default()
-        };
-        let graph_config = warble_graph_svc::GraphSvcConfig {
-            data_dir: config.data_dir.clone(),
-            ..Default::default()
-        };
-        let tweets = warble_tweet_svc::TweetSvc::open_embedded(&tweet_config)
-            .context("cannot open tweet-svc's embedded store")?;
-        let graph = warble_graph_svc::GraphSvc::open_embedded(&graph_config)
-            .context("cannot open graph-svc's embedded store")?;
+        // One database and one event log handle: stores append in their own
+        // transactions, and the fan-out consumer wakes on every commit.
+        let database = warble_mesh::embedded::open_shared(&config.data_dir).with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let event_log = EmbeddedEventLog::open(database).context("cannot open the event log")?;
+        let tweets = warble_tweet_svc::TweetSvc::open_embedded_with_log(
+            &warble_tweet_svc::TweetSvcConfig {
+                data_dir: config.data_dir.clone(),
+                ..Default::default()
+            },
+            event_log.clone(),
+        )
+        .context("cannot open tweet-svc's embedded store")?;
+        let graph = warble_graph_svc::GraphSvc::open_embedded_with_log(
+            &warble_graph_svc::GraphSvcConfig {
+                data_dir: config.data_dir.clone(),
+                ..Default::default()
+            },
+            event_log.clone(),
+        )
+        .context("cannot open graph-svc's embedded store")?;
 
         let tweet_listener = bind(config.host, config.tweet_port, "tweet-svc").await?;
         let graph_listener = bind(config.host, config.graph_port, "graph-svc").await?;
+        let timeline_listener = bind(config.host, config.timeline_port, "timeline-svc").await?;
+        let fanout_listener = bind(config.host, config.fanout_port, "fanout-svc").await?;
         let tweet_addr = tweet_listener.local_addr()?;
         let graph_addr = graph_listener.local_addr()?;
 
-        let mut servers = JoinSet::new();
-        servers.spawn({
-            let shutdown = shutdown();
-            async move {
-                tweets
-                    .serve(tweet_listener, drain, shutdown)
-                    .await
-                    .context("tweet-svc failed")
-            }
-        });
-        servers.spawn({
-            let shutdown = shutdown();
-            async move {
-                graph
-                    .serve(graph_listener, drain, shutdown)
-                    .await
-                    .context("graph-svc failed")
-            }
-        });
-        Ok(Self {
+        let timeline_cache = Arc::new(EmbeddedTimelineCache::new());
+        let timeline = TimelineSvc::new(
+            &TimelineSvcConfig {
+                tweet_service_addr: tweet_addr.to_string(),
+                graph_service_addr: graph_addr.to_string(),
+                backend: warble_timeline_svc::config::Backend::Embedded,
+                celebrity_threshold: config.fanout.celebrity_threshold,
+                ..Default::default()
+            },
+            timeline_cache.clone(),
+        )
+        .context("cannot configure timeline-svc")?;
+        let fanout = FanoutSvc::new(
+            &FanoutSvcConfig {
+                tweet_service_addr: tweet_addr.to_string(),
+                graph_service_addr: graph_addr.to_string(),
+                backend: warble_fanout_svc::config::Backend::Embedded,
+                fanout: config.fanout.clone(),
+                consumer: config.consumer.clone(),
+                ..Default::default()
+            },
+            Arc::new(event_log.clone()),
+            timeline_cache.clone(),
+        )
+        .context("cannot configure fanout-svc")?;
+        let home_timelines = timeline.home();
+        let fanout_stats = fanout.stats();
+
+        let mut stack = Self {
             tweet_addr,
             graph_addr,
+            timeline_addr: timeline_listener.local_addr()?,
+            fanout_addr: fanout_listener.local_addr()?,
+            event_log,
+            timeline_cache,
+            home_timelines,
+            fanout_stats,
             stop,
-            servers,
-        })
+            servers: JoinSet::new(),
+        };
+        let servers = &mut stack.servers;
+        let down = shutdown();
+        servers.spawn(async move {
+            tweets
+                .serve(tweet_listener, drain, down)
+                .await
+                .context("tweet-svc failed")
+        });
+        let down = shutdown();
+        servers.spawn(async move {
+            graph
+                .serve(graph_listener, drain, down)
+                .await
+                .context("graph-svc failed")
+        });
+        let down = shutdown();
+        servers.spawn(async move {
+            timeline
+                .serve(timeline_listener, drain, down)
+                .await
+                .context("timeline-svc failed")
+        });
+        let down = shutdown();
+        servers.spawn(async move {
+            fanout
+                .serve(fanout_listener, drain, down)
+                .await
+                .context("fanout-svc failed")
+        });
+        Ok(stack)
     }
 
     /// The line `warble dev` prints once every service accepts connections.
     pub fn ready_line(&self) -> String {
         format!(
-            "warble ready tweet={} graph={}",
-            self.tweet_addr, self.graph_addr
+            "warble ready tweet={} graph={} timeline={} fanout={}",
+            self.tweet_addr, self.graph_addr, self.timeline_addr, self.fanout_addr
         )
     }
 
@@ -169,7 +275,7 @@ impl DevStack {
 
 async fn bind(host: IpAddr, port: u16, service: &str) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(host, port);
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("{service}: cannot listen on {addr} (is another stack running? set the port to 0 for any free port)"))
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("{service}: cannot listen on {addr} (is another stack running? set the port to 0 for any free port)")
+    })
 }

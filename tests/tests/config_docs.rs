@@ -32,3 +32,13 @@ fn graph_svc_keys_are_documented() {
 fn dev_stack_keys_are_documented() {
     assert_documented::<warble_launcher::DevConfig>("warble dev");
 }
+
+#[test]
+fn timeline_svc_keys_are_documented() {
+    assert_documented::<warble_timeline_svc::TimelineSvcConfig>("timeline-svc");
+}
+
+#[test]
+fn fanout_svc_keys_are_documented() {
+    assert_documented::<warble_fanout_svc::FanoutSvcConfig>("fanout-svc");
+}

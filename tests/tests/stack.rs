@@ -6,31 +6,13 @@ use warble_proto::graph::v1 as graph;
 use warble_proto::tweet::v1 as tweet;
 use warble_tests::TestStack;
 
-async fn create_user(stack: &TestStack, username: &str) -> u64 {
-    stack
-        .graph()
-        .await
-        .create_user(graph::CreateUserRequest {
-            username: username.into(),
-            display_name: username.to_uppercase(),
-            bio: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-        .id
-}
-
 #[tokio::test]
 async fn a_user_journey_survives_a_restart() {
     let stack = TestStack::start().await;
-    let alice = create_user(&stack, "alice").await;
-    let bob = create_user(&stack, "bob").await;
+    let alice = stack.create_user("alice").await;
+    let bob = stack.create_user("bob").await;
     stack
         .graph()
-        .await
         .follow(graph::FollowRequest {
             follower_id: bob,
             followee_id: alice,
@@ -45,7 +27,6 @@ async fn a_user_journey_survives_a_restart() {
     };
     let created = stack
         .tweets()
-        .await
         .create_tweet(post.clone())
         .await
         .unwrap()
@@ -53,7 +34,6 @@ async fn a_user_journey_survives_a_restart() {
     let tweet_id = created.tweet.unwrap().id;
     stack
         .tweets()
-        .await
         .like_tweet(tweet::LikeTweetRequest {
             user_id: bob,
             tweet_id,
@@ -65,7 +45,6 @@ async fn a_user_journey_survives_a_restart() {
 
     let users = stack
         .graph()
-        .await
         .get_users(graph::GetUsersRequest {
             user_ids: vec![alice, bob],
         })
@@ -80,7 +59,6 @@ async fn a_user_journey_survives_a_restart() {
     assert_eq!(names, ["alice", "bob"]);
     let counts = stack
         .graph()
-        .await
         .get_follow_counts(graph::GetFollowCountsRequest {
             user_ids: vec![alice],
         })
@@ -92,7 +70,6 @@ async fn a_user_journey_survives_a_restart() {
     // The idempotency key outlived the restart: a retry returns the original tweet.
     let retried = stack
         .tweets()
-        .await
         .create_tweet(post)
         .await
         .unwrap()
@@ -102,7 +79,6 @@ async fn a_user_journey_survives_a_restart() {
 
     let listed = stack
         .tweets()
-        .await
         .list_user_tweets(tweet::ListUserTweetsRequest {
             author_id: alice,
             page: Some(PageRequest::default()),
@@ -114,7 +90,6 @@ async fn a_user_journey_survives_a_restart() {
     assert_eq!(listed.tweets[0].hashtags, ["warble"]);
     let likes = stack
         .tweets()
-        .await
         .get_counts(tweet::GetCountsRequest {
             tweet_ids: vec![tweet_id],
         })
@@ -124,7 +99,7 @@ async fn a_user_journey_survives_a_restart() {
     assert_eq!(likes.counts[0].like_count, 1);
 
     // New ids keep increasing after the restart.
-    let newer = create_user(&stack, "carol").await;
+    let newer = stack.create_user("carol").await;
     assert!(newer > bob);
-    stack.stack.stop().await.unwrap();
+    stack.stop().await;
 }

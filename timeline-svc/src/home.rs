@@ -149,6 +149,14 @@ impl HomeTimelines {
         authors.push(user);
         let entries = self.pull(&authors, None, TIMELINE_CAPACITY).await?;
         self.cache.insert(user, &entries, true).await?;
+        // A tweet deleted between the pull and the insert may have had its
+        // fan-out removal run before the insert put it back. Any such delete
+        // committed before this check, so the check catches it; later ones
+        // find the entry in place and remove it themselves.
+        let ids: Vec<u64> = entries.iter().map(|entry| entry.tweet_id).collect();
+        for tweet_id in self.sources.gone(&ids).await? {
+            self.cache.remove(&[user], tweet_id).await?;
+        }
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             user,

@@ -7,7 +7,8 @@ use warble_proto::graph::v1::ListFollowingRequest;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 use warble_proto::tweet::v1::{
-    AuthorTweets, ListAuthorsTweetsRequest, ListUserTweetsRequest, ListUserTweetsResponse,
+    AuthorTweets, GetTweetsRequest, ListAuthorsTweetsRequest, ListUserTweetsRequest,
+    ListUserTweetsResponse, TweetLookupStatus,
 };
 
 use crate::error::TimelineError;
@@ -16,6 +17,8 @@ use crate::error::TimelineError;
 const FOLLOWING_PAGE: u32 = 5_000;
 /// Authors per ListAuthorsTweets call (the RPC's maximum).
 pub(crate) const AUTHORS_PER_CALL: usize = 1_000;
+/// Ids per GetTweets call (the RPC's maximum).
+const TWEETS_PER_LOOKUP: usize = 500;
 /// Tweets per author per ListAuthorsTweets call (the RPC's maximum).
 pub(crate) const MAX_TWEETS_PER_AUTHOR: u32 = 800;
 
@@ -85,6 +88,30 @@ impl Sources {
             results.extend(response.into_inner().authors);
         }
         Ok(results)
+    }
+
+    /// Which of `tweet_ids` are deleted (or never existed) now.
+    pub(crate) async fn gone(&self, tweet_ids: &[u64]) -> Result<Vec<u64>, TimelineError> {
+        let mut gone = Vec::new();
+        for chunk in tweet_ids.chunks(TWEETS_PER_LOOKUP) {
+            let results = self
+                .tweets
+                .clone()
+                .get_tweets(GetTweetsRequest {
+                    tweet_ids: chunk.to_vec(),
+                })
+                .await
+                .map_err(TimelineError::tweet_svc)?
+                .into_inner()
+                .results;
+            gone.extend(
+                results
+                    .iter()
+                    .filter(|lookup| lookup.status() != TweetLookupStatus::Found)
+                    .map(|lookup| lookup.tweet_id),
+            );
+        }
+        Ok(gone)
     }
 
     /// One page of a user's own tweets.
