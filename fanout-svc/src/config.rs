@@ -1,6 +1,7 @@
 //! fanout-svc's configuration (see the README's config reference).
 
 use serde::{Deserialize, Serialize};
+use warble_mesh::backends::RedisConfig;
 use warble_mesh::config::{ConfigError, ServiceConfig};
 use warble_mesh::grpc::ServerConfig;
 use warble_mesh::telemetry::TelemetryConfig;
@@ -29,6 +30,8 @@ pub struct FanoutSvcConfig {
     pub request_timeout_ms: u64,
     /// Timeline cache and event log backend: `embedded` or `redis`.
     pub backend: Backend,
+    /// Redis connection, used when `backend = "redis"`.
+    pub redis: RedisConfig,
     /// The fan-out rules.
     pub fanout: FanoutPolicyConfig,
     /// How events are consumed.
@@ -84,6 +87,7 @@ impl Default for FanoutSvcConfig {
             graph_service_addr: "127.0.0.1:50052".into(),
             request_timeout_ms: 5_000,
             backend: Backend::Redis,
+            redis: RedisConfig::default(),
             fanout: FanoutPolicyConfig::default(),
             consumer: ConsumerConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -121,6 +125,9 @@ impl ServiceConfig for FanoutSvcConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;
         self.telemetry.validate("telemetry")?;
+        if self.backend == Backend::Redis {
+            self.redis.validate("redis")?;
+        }
         for (key, addr) in [
             ("tweet_service_addr", &self.tweet_service_addr),
             ("graph_service_addr", &self.graph_service_addr),

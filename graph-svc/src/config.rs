@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use warble_mesh::backends::{EventsConfig, Neo4jConfig};
 use warble_mesh::config::{ConfigError, ServiceConfig};
 use warble_mesh::grpc::ServerConfig;
 use warble_mesh::snowflake::MAX_WORKER_ID;
@@ -28,9 +29,34 @@ pub struct GraphSvcConfig {
     /// issues. Must be unique among processes issuing ids at the same time,
     /// otherwise two of them can issue the same id.
     pub worker_id: u32,
+    /// Where users and follows are stored (`store.backend`: `embedded` or `neo4j`).
+    pub store: GraphStoreConfig,
+    /// Where domain events are published (`events.backend`: `embedded` or `redis`).
+    pub events: EventsConfig,
     /// Logging and trace export (`telemetry.log_format`, `telemetry.log_level`,
     /// `telemetry.otlp_endpoint`, `telemetry.service_name`).
     pub telemetry: TelemetryConfig,
+}
+
+/// Which graph store implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphStoreBackend {
+    /// redb in `data_dir` (the default; single process).
+    #[default]
+    Embedded,
+    /// Neo4j over Bolt (`store.neo4j.*`).
+    Neo4j,
+}
+
+/// The `store.*` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct GraphStoreConfig {
+    /// `embedded` or `neo4j`.
+    pub backend: GraphStoreBackend,
+    /// Neo4j connection, used when `backend = "neo4j"`.
+    pub neo4j: Neo4jConfig,
 }
 
 impl Default for GraphSvcConfig {
@@ -39,6 +65,8 @@ impl Default for GraphSvcConfig {
             server: ServerConfig::on_port(DEFAULT_PORT),
             data_dir: PathBuf::from("./data/graph-svc"),
             worker_id: 2,
+            store: GraphStoreConfig::default(),
+            events: EventsConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -48,6 +76,10 @@ impl ServiceConfig for GraphSvcConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;
         self.telemetry.validate("telemetry")?;
+        self.events.validate("events")?;
+        if self.store.backend == GraphStoreBackend::Neo4j {
+            self.store.neo4j.validate("store.neo4j")?;
+        }
         if self.worker_id > u32::from(MAX_WORKER_ID) {
             return Err(ConfigError::invalid(
                 "worker_id",

@@ -34,6 +34,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: GraphSvcConfig) -> anyhow::Result<()> {
+    let embedded_only = config.store.backend
+        == warble_graph_svc::config::GraphStoreBackend::Embedded
+        && config.events.backend == warble_mesh::backends::EventsBackend::Embedded;
+    anyhow::ensure!(
+        embedded_only,
+        "store.backend = \"neo4j\" and events.backend = \"redis\" are not available in this build yet; \
+         use the embedded defaults"
+    );
     let service = GraphSvc::open_embedded(&config)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.server.listen_addr)

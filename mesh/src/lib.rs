@@ -1,5 +1,6 @@
 //! The runtime every Warble service shares.
 //!
+//! - [`backends`]: config sections of the production backends (Redis, ScyllaDB, Neo4j).
 //! - [`config`]: layered configuration (defaults < file < `WARBLE_*` env vars), validated at start.
 //! - [`telemetry`]: tracing subscriber, optional OTLP export, W3C trace context across gRPC hops.
 //! - [`grpc`]: server bootstrap on an already-bound listener with health, reflection and graceful drain.
@@ -8,15 +9,18 @@
 //! - [`status`]: the error-to-`tonic::Status` convention.
 //! - [`cursor`]: opaque, versioned page cursors.
 //! - [`event_log`]: the durable event log trait and its embedded implementation.
+//! - [`outbox`]: the transactional outbox and the relay that publishes it idempotently.
 //! - [`embedded`]: the embedded database file the single-process stack keeps its data in.
 
 #![forbid(unsafe_code)]
 
+pub mod backends;
 pub mod config;
 pub mod cursor;
 pub mod embedded;
 pub mod event_log;
 pub mod grpc;
+pub mod outbox;
 pub mod shutdown;
 pub mod snowflake;
 pub mod status;

@@ -1,6 +1,7 @@
 //! timeline-svc's configuration (see the README's config reference).
 
 use serde::{Deserialize, Serialize};
+use warble_mesh::backends::RedisConfig;
 use warble_mesh::config::{ConfigError, ServiceConfig};
 use warble_mesh::grpc::ServerConfig;
 use warble_mesh::telemetry::TelemetryConfig;
@@ -29,6 +30,8 @@ pub struct TimelineSvcConfig {
     pub request_timeout_ms: u64,
     /// Timeline cache backend: `embedded` or `redis`.
     pub backend: Backend,
+    /// Redis connection, used when `backend = "redis"`.
+    pub redis: RedisConfig,
     /// Authors with at least this many followers are merged at read time
     /// instead of pushed; must equal fanout-svc's `fanout.celebrity_threshold`.
     pub celebrity_threshold: u64,
@@ -44,6 +47,7 @@ impl Default for TimelineSvcConfig {
             graph_service_addr: "127.0.0.1:50052".into(),
             request_timeout_ms: 5_000,
             backend: Backend::Redis,
+            redis: RedisConfig::default(),
             celebrity_threshold: 10_000,
             telemetry: TelemetryConfig::default(),
         }
@@ -54,6 +58,9 @@ impl ServiceConfig for TimelineSvcConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;
         self.telemetry.validate("telemetry")?;
+        if self.backend == Backend::Redis {
+            self.redis.validate("redis")?;
+        }
         for (key, addr) in [
             ("tweet_service_addr", &self.tweet_service_addr),
             ("graph_service_addr", &self.graph_service_addr),

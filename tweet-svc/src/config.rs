@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use warble_mesh::backends::{EventsConfig, ScyllaConfig};
 use warble_mesh::config::{ConfigError, ServiceConfig};
 use warble_mesh::grpc::ServerConfig;
 use warble_mesh::snowflake::MAX_WORKER_ID;
@@ -31,8 +32,33 @@ pub struct TweetSvcConfig {
     /// How long, in seconds, an idempotency key keeps returning the tweet it
     /// created; after that the key may be reused. At least 60.
     pub idempotency_ttl_secs: u64,
+    /// Where tweets are stored (`store.backend`: `embedded` or `scylla`).
+    pub store: TweetStoreConfig,
+    /// Where domain events are published (`events.backend`: `embedded` or `redis`).
+    pub events: EventsConfig,
     /// Log format and level, and optional OTLP span export (`telemetry.*`).
     pub telemetry: TelemetryConfig,
+}
+
+/// Which tweet store implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TweetStoreBackend {
+    /// redb in `data_dir` (the default; single process).
+    #[default]
+    Embedded,
+    /// ScyllaDB (`store.scylla.*`).
+    Scylla,
+}
+
+/// The `store.*` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TweetStoreConfig {
+    /// `embedded` or `scylla`.
+    pub backend: TweetStoreBackend,
+    /// ScyllaDB connection, used when `backend = "scylla"`.
+    pub scylla: ScyllaConfig,
 }
 
 impl Default for TweetSvcConfig {
@@ -42,6 +68,8 @@ impl Default for TweetSvcConfig {
             data_dir: PathBuf::from("./data/tweet-svc"),
             worker_id: 1,
             idempotency_ttl_secs: 86_400,
+            store: TweetStoreConfig::default(),
+            events: EventsConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -51,6 +79,10 @@ impl ServiceConfig for TweetSvcConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;
         self.telemetry.validate("telemetry")?;
+        self.events.validate("events")?;
+        if self.store.backend == TweetStoreBackend::Scylla {
+            self.store.scylla.validate("store.scylla")?;
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("data_dir", "must not be empty"));
         }

@@ -33,6 +33,14 @@ async fn main() -> ExitCode {
 
 async fn run(config: TweetSvcConfig) -> anyhow::Result<()> {
     tracing::info!(config = %redacted_json(&config), "effective config");
+    let embedded_only = config.store.backend
+        == warble_tweet_svc::config::TweetStoreBackend::Embedded
+        && config.events.backend == warble_mesh::backends::EventsBackend::Embedded;
+    anyhow::ensure!(
+        embedded_only,
+        "store.backend = \"scylla\" and events.backend = \"redis\" are not available in this build yet; \
+         use the embedded defaults"
+    );
     let service = TweetSvc::open_embedded(&config)?;
     let addr = config.server.listen_addr;
     let listener = tokio::net::TcpListener::bind(addr)

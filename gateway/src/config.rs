@@ -1,0 +1,201 @@
+//! The gateway's configuration (see the README's config reference).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use warble_mesh::config::{ConfigError, ServiceConfig};
+use warble_mesh::telemetry::TelemetryConfig;
+
+/// How bearer tokens are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `auth.hs256_secret`.
+    #[default]
+    HS256,
+    /// RSA-SHA256 with the PEM public key in `auth.public_key_pem`.
+    RS256,
+    /// Ed25519 with the PEM public key in `auth.public_key_pem`.
+    EdDSA,
+}
+
+/// The gateway's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// HTTP listen address: `/graphql` (queries, mutations, WebSocket
+    /// subscriptions), `/healthz` (liveness), `/readyz` (readiness), `/metrics`.
+    pub listen_addr: SocketAddr,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub drain_timeout_secs: u64,
+    /// tweet-svc address (`host:port`).
+    pub tweet_service_addr: String,
+    /// graph-svc address (`host:port`).
+    pub graph_service_addr: String,
+    /// timeline-svc address (`host:port`).
+    pub timeline_service_addr: String,
+    /// Deadline of each downstream call, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Token verification and development sign-up.
+    pub auth: AuthConfig,
+    /// Abuse limits.
+    pub limits: LimitsConfig,
+    /// Serve GraphiQL at `GET /graphql` (development).
+    pub graphiql: bool,
+    /// Answer introspection queries (turn off in production if the schema is private).
+    pub introspection: bool,
+    /// Logging and tracing.
+    pub telemetry: TelemetryConfig,
+}
+
+/// The `auth.*` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// `HS256`, `RS256` or `EdDSA`.
+    pub algorithm: JwtAlgorithm,
+    /// HS256 shared secret (at least 32 bytes). Also signs tokens issued by `signUp` in dev mode.
+    pub hs256_secret: String,
+    /// RS256/EdDSA public key, PEM.
+    pub public_key_pem: String,
+    /// Expected `iss` claim; empty accepts any.
+    pub issuer: String,
+    /// Expected `aud` claim; empty accepts any.
+    pub audience: String,
+    /// Development mode: the `signUp` and `issueToken` mutations create
+    /// users and issue HS256 tokens without a password. Never in production.
+    pub dev_mode: bool,
+    /// Lifetime of tokens issued in development mode, in seconds.
+    pub dev_token_ttl_secs: u64,
+}
+
+/// The `limits.*` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Deepest query nesting accepted.
+    pub max_depth: usize,
+    /// Largest query complexity accepted (each field costs 1; lists multiply by `first`).
+    pub max_complexity: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Mutations a user may make in a burst (token bucket capacity).
+    pub mutation_burst: u32,
+    /// Mutations a user regains per minute (token bucket refill).
+    pub mutations_per_minute: u32,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            drain_timeout_secs: 10,
+            tweet_service_addr: "127.0.0.1:50051".into(),
+            graph_service_addr: "127.0.0.1:50052".into(),
+            timeline_service_addr: "127.0.0.1:50053".into(),
+            request_timeout_ms: 2_000,
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            graphiql: false,
+            introspection: true,
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::HS256,
+            hs256_secret: String::new(),
+            public_key_pem: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            dev_mode: false,
+            dev_token_ttl_secs: 86_400,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_depth: 12,
+            max_complexity: 5_000,
+            max_body_bytes: 64 * 1024,
+            mutation_burst: 30,
+            mutations_per_minute: 60,
+        }
+    }
+}
+
+/// Shortest HS256 secret accepted (RFC 7518 asks for at least the hash size).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+impl ServiceConfig for GatewayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.telemetry.validate("telemetry")?;
+        if self.drain_timeout_secs == 0 || self.drain_timeout_secs > 3600 {
+            return Err(ConfigError::invalid(
+                "drain_timeout_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        for (key, addr) in [
+            ("tweet_service_addr", &self.tweet_service_addr),
+            ("graph_service_addr", &self.graph_service_addr),
+            ("timeline_service_addr", &self.timeline_service_addr),
+        ] {
+            if addr.trim().is_empty() {
+                return Err(ConfigError::invalid(key, "must be a host:port address"));
+            }
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "request_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        match self.auth.algorithm {
+            JwtAlgorithm::HS256 if self.auth.hs256_secret.len() < MIN_HS256_SECRET_BYTES => {
+                return Err(ConfigError::invalid(
+                    "auth.hs256_secret",
+                    format!("must be at least {MIN_HS256_SECRET_BYTES} bytes for HS256"),
+                ));
+            }
+            JwtAlgorithm::RS256 | JwtAlgorithm::EdDSA
+                if !self.auth.public_key_pem.contains("BEGIN PUBLIC KEY") =>
+            {
+                return Err(ConfigError::invalid(
+                    "auth.public_key_pem",
+                    "must be a PEM public key",
+                ));
+            }
+            _ => {}
+        }
+        if self.auth.dev_mode && self.auth.hs256_secret.len() < MIN_HS256_SECRET_BYTES {
+            return Err(ConfigError::invalid(
+                "auth.hs256_secret",
+                "dev_mode issues HS256 tokens and needs a secret of at least 32 bytes",
+            ));
+        }
+        if self.limits.max_depth == 0 || self.limits.max_complexity == 0 {
+            return Err(ConfigError::invalid(
+                "limits.max_depth",
+                "depth and complexity limits must be at least 1",
+            ));
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "limits.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.limits.mutation_burst == 0 || self.limits.mutations_per_minute == 0 {
+            return Err(ConfigError::invalid(
+                "limits.mutations_per_minute",
+                "rate limit burst and refill must be positive",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! The transactional outbox: how a store that cannot share a transaction
+//! with the event log (ScyllaDB, Neo4j, or an embedded store publishing to
+//! Redis Streams) still never has a write without its event.
+//!
+//! The store writes each event into its own outbox in the same batch or
+//! transaction as the change ([`Outbox`]). A relay ([`run_relay`]) then
+//! publishes pending entries to an [`EventSink`] and marks them published.
+//! A crash between publish and mark means the entry is published again on
+//! restart; the sink drops the repeat by the event's id, so every event is
+//! delivered exactly once in effect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prost::Message as _;
+use tokio::sync::watch;
+use warble_proto::events::v1::Event;
+
+use crate::event_log::{EventId, EventLog, EventLogError};
+
+/// An event waiting in a store's outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The outbox's own handle for the entry (passed back to `mark_published`).
+    pub handle: String,
+    /// The stream to publish to.
+    pub stream: String,
+    /// The ordering key (as for [`EventLog::append`]).
+    pub key: u64,
+    /// The encoded `warble.events.v1.Event`.
+    pub payload: Vec<u8>,
+}
+
+/// A store's outbox of events not yet published, oldest first.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Up to `max` unpublished entries, oldest first.
+    async fn pending(&self, max: usize) -> Result<Vec<OutboxEntry>, EventLogError>;
+    /// Marks entries published (they are never returned by `pending` again).
+    async fn mark_published(&self, handles: &[String]) -> Result<(), EventLogError>;
+}
+
+/// Where the relay publishes. Publishing the same `event_id` twice must
+/// leave one entry in the stream.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    /// Appends `payload` to `stream` unless an entry with `event_id` was already published.
+    async fn publish_once(
+        &self,
+        stream: &str,
+        key: u64,
+        payload: &[u8],
+        event_id: u64,
+    ) -> Result<(), EventLogError>;
+}
+
+/// How often an idle relay looks for new entries.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// Entries moved per round.
+const BATCH: usize = 256;
+
+/// Moves entries from `outbox` to `sink` until `stop` turns true. Entries are
+/// published in outbox order; a failed round is retried with backoff.
+pub async fn run_relay(
+    outbox: Arc<dyn Outbox>,
+    sink: Arc<dyn EventSink>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = IDLE_POLL;
+    while !*stop.borrow() {
+        match relay_once(outbox.as_ref(), sink.as_ref()).await {
+            Ok(0) => backoff = IDLE_POLL,
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::warn!(error = %crate::status::ErrorChain(&error), "outbox relay failed; retrying");
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// One relay round: publishes up to a batch of pending entries and marks
+/// them; returns how many were moved.
+pub async fn relay_once(outbox: &dyn Outbox, sink: &dyn EventSink) -> Result<usize, EventLogError> {
+    let entries = outbox.pending(BATCH).await?;
+    for entry in &entries {
+        // The payload's own event id makes a republish after a crash a no-op.
+        // An undecodable payload still moves on (id 0 is never deduplicated),
+        // so one bad entry cannot stall the outbox; consumers dead-letter it.
+        let event_id = Event::decode(entry.payload.as_slice()).map_or(0, |event| event.event_id);
+        sink.publish_once(&entry.stream, entry.key, &entry.payload, event_id)
+            .await?;
+    }
+    let handles: Vec<String> = entries.iter().map(|entry| entry.handle.clone()).collect();
+    if !handles.is_empty() {
+        outbox.mark_published(&handles).await?;
+    }
+    Ok(entries.len())
+}
+
+/// An [`EventLog`] consumer group used as an outbox: an embedded store
+/// appends to its log in its own transaction; the relay reads the group.
+pub struct EventLogOutbox {
+    log: Arc<dyn EventLog>,
+    stream: String,
+    group: String,
+}
+
+impl EventLogOutbox {
+    /// The outbox of `stream` in `log`, tracked by consumer group `group`.
+    pub fn new(log: Arc<dyn EventLog>, stream: &str, group: &str) -> Self {
+        Self {
+            log,
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Outbox for EventLogOutbox {
+    async fn pending(&self, max: usize) -> Result<Vec<OutboxEntry>, EventLogError> {
+        // Entries a crashed relay read but never marked come first.
+        let mut deliveries = self
+            .log
+            .reclaim(&self.stream, &self.group, "relay", Duration::ZERO, max)
+            .await?;
+        if deliveries.len() < max {
+            deliveries.extend(
+                self.log
+                    .read_group(
+                        &self.stream,
+                        &self.group,
+                        "relay",
+                        max - deliveries.len(),
+                        Duration::ZERO,
+                    )
+                    .await?,
+            );
+        }
+        Ok(deliveries
+            .into_iter()
+            .map(|delivery| OutboxEntry {
+                handle: delivery.id.to_string(),
+                stream: self.stream.clone(),
+                key: delivery.key,
+                payload: delivery.payload,
+            })
+            .collect())
+    }
+
+    async fn mark_published(&self, handles: &[String]) -> Result<(), EventLogError> {
+        let ids = handles
+            .iter()
+            .map(|handle| handle.parse::<EventId>())
+            .collect::<Result<Vec<_>, _>>()?;
+        self.log
+            .ack(&self.stream, &self.group, &ids)
+            .await
+            .map(|_| ())
+    }
+}
