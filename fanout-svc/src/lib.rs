@@ -19,13 +19,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
 use warble_mesh::event_log::EventLog;
+use warble_mesh::event_log::RedisEventLog;
 use warble_mesh::grpc::{GrpcServer, ServeError, traced_channel};
 use warble_proto::fanout::v1::fanout_service_server::FanoutServiceServer;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
-use warble_timeline_cache::TimelineCache;
+use warble_timeline_cache::{RedisTimelineCache, TimelineCache};
 
 pub use config::FanoutSvcConfig;
 pub use error::FanoutError;
@@ -110,4 +112,41 @@ impl FanoutSvc {
         }
         served
     }
+}
+
+/// Runs fanout-svc as its own process until `shutdown` resolves: connects
+/// the Redis timeline cache and event stream (checking they answer), binds,
+/// consumes and serves GetStatus. The embedded cache lives in one process's
+/// memory, so a standalone process refuses it.
+pub async fn run(
+    config: FanoutSvcConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (log, cache): (Arc<dyn EventLog>, Arc<dyn TimelineCache>) = match config.backend {
+        config::Backend::Embedded => anyhow::bail!(
+            "backend = \"embedded\" keeps the timeline cache in this process's memory, where \
+             timeline-svc cannot read it. Run the single-process stack (`warble dev`) or set \
+             WARBLE_BACKEND=redis"
+        ),
+        config::Backend::Redis => (
+            Arc::new(
+                RedisEventLog::connect(&config.redis)
+                    .await
+                    .context("event stream (redis.*)")?,
+            ),
+            Arc::new(
+                RedisTimelineCache::connect(&config.redis)
+                    .await
+                    .context("timeline cache (redis.*)")?,
+            ),
+        ),
+    };
+    let service = FanoutSvc::new(&config, log, cache).context("invalid downstream address")?;
+    let listener = TcpListener::bind(config.server.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen_addr))?;
+    service
+        .serve(listener, config.server.drain_timeout(), shutdown)
+        .await?;
+    Ok(())
 }

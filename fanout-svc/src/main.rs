@@ -1,27 +1,30 @@
-//! fanout-svc as its own process. A separate process cannot share the
-//! in-memory timeline cache with timeline-svc, so it needs the Redis backend.
+//! The `fanout-svc` binary: config, telemetry, then [`warble_fanout_svc::run`]
+//! until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
 
 use warble_fanout_svc::FanoutSvcConfig;
-use warble_fanout_svc::config::Backend;
 
-fn main() {
-    let Some(config) = warble_mesh::config::load_for_main::<FanoutSvcConfig>("fanout-svc") else {
-        return;
+const BINARY: &str = "fanout-svc";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let Some(config) = warble_mesh::config::load_for_main::<FanoutSvcConfig>(BINARY) else {
+        return ExitCode::SUCCESS;
     };
-    match config.backend {
-        Backend::Embedded => {
-            eprintln!(
-                "fanout-svc: backend = \"embedded\" keeps the timeline cache in this process's memory, \
-                 where timeline-svc cannot read it. Run the single-process stack (`warble dev`) \
-                 or set WARBLE_BACKEND=redis."
-            );
+    let _telemetry = match warble_mesh::telemetry::init(&config.telemetry, BINARY) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("{BINARY}: {error}");
+            return ExitCode::from(2);
         }
-        Backend::Redis => {
-            eprintln!(
-                "fanout-svc: the Redis timeline cache and event log are not available in this build yet; \
-                 run the single-process stack with `warble dev`."
-            );
+    };
+    tracing::info!(config = %warble_mesh::config::redacted_json(&config), "effective config");
+    match warble_fanout_svc::run(config, warble_mesh::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{BINARY}: {error:#}");
+            ExitCode::from(2)
         }
     }
-    std::process::exit(2);
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use warble_mesh::backends::EventsConfig;
 use warble_mesh::config::{ConfigError, ServiceConfig};
 use warble_mesh::telemetry::TelemetryConfig;
 
@@ -43,6 +44,10 @@ pub struct GatewayConfig {
     pub graphiql: bool,
     /// Answer introspection queries (turn off in production if the schema is private).
     pub introspection: bool,
+    /// The event stream live subscriptions tail (`events.backend = "redis"`
+    /// in production; a standalone gateway with `embedded` serves no
+    /// subscriptions).
+    pub events: EventsConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
 }
@@ -97,6 +102,7 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             graphiql: false,
             introspection: true,
+            events: EventsConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -134,6 +140,7 @@ pub const MIN_HS256_SECRET_BYTES: usize = 32;
 impl ServiceConfig for GatewayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.telemetry.validate("telemetry")?;
+        self.events.validate("events")?;
         if self.drain_timeout_secs == 0 || self.drain_timeout_secs > 3600 {
             return Err(ConfigError::invalid(
                 "drain_timeout_secs",

@@ -1,8 +1,189 @@
-//! gateway: the GraphQL edge frontend teams query (async-graphql over the
-//! gRPC mesh, with batched timeline hydration).
+//! gateway: the GraphQL edge frontend teams query.
+//!
+//! One async-graphql schema over the gRPC mesh. Timeline pages are hydrated
+//! in a constant number of batched calls ([`hydrate`]); auth comes from a
+//! verified bearer token ([`auth`]); errors carry stable codes ([`error`]);
+//! abuse is bounded by depth/complexity/body limits and per-user mutation
+//! rate limits. The schema is a library ([`schema`]); [`http`] is a thin
+//! axum layer; [`Gateway`] runs both with graceful shutdown.
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
+pub mod downstream;
+pub mod error;
+pub mod feed;
+pub mod http;
+pub mod hydrate;
+pub mod loaders;
+pub mod model;
+pub mod paging;
+pub mod rate_limit;
+pub mod resolvers;
+pub mod schema;
+mod time;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use warble_mesh::backends::EventsBackend;
+use warble_mesh::event_log::{EventLog, RedisEventLog};
 
 pub use config::GatewayConfig;
+pub use downstream::RpcCounts;
+pub use schema::WarbleSchema;
+
+use crate::auth::Authenticator;
+use crate::downstream::Downstream;
+use crate::feed::LiveFeed;
+use crate::rate_limit::RateLimiter;
+use crate::resolvers::GatewayState;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A downstream address is not a valid URI.
+    #[error("invalid downstream address")]
+    Downstream(#[from] tonic::transport::Error),
+    /// The auth key cannot be used.
+    #[error("invalid auth configuration")]
+    Auth(#[from] auth::AuthError),
+}
+
+/// A gateway ready to serve.
+pub struct Gateway {
+    schema: WarbleSchema,
+    state: Arc<GatewayState>,
+    config: GatewayConfig,
+    event_log: Option<Arc<dyn EventLog>>,
+}
+
+impl Gateway {
+    /// Builds the gateway. With `event_log`, live subscriptions tail it.
+    pub fn new(
+        config: &GatewayConfig,
+        event_log: Option<Arc<dyn EventLog>>,
+    ) -> Result<Self, StartError> {
+        let downstream = Downstream::connect(
+            &config.tweet_service_addr,
+            &config.graph_service_addr,
+            &config.timeline_service_addr,
+            Duration::from_millis(config.request_timeout_ms),
+        )?;
+        let state = Arc::new(GatewayState {
+            downstream,
+            auth: Authenticator::new(&config.auth)?,
+            limiter: RateLimiter::new(
+                config.limits.mutation_burst,
+                config.limits.mutations_per_minute,
+            ),
+            feed: event_log.as_ref().map(|_| LiveFeed::new()),
+        });
+        Ok(Self {
+            schema: schema::build(state.clone(), &config.limits, config.introspection),
+            state,
+            config: config.clone(),
+            event_log,
+        })
+    }
+
+    /// The schema (execute requests on it directly in tests).
+    pub fn schema(&self) -> &WarbleSchema {
+        &self.schema
+    }
+
+    /// Downstream calls made so far, by method.
+    pub fn rpc_counts(&self) -> Arc<RpcCounts> {
+        self.state.downstream.counts.clone()
+    }
+
+    /// Issues a development token (dev mode only).
+    pub fn issue_token(&self, user_id: u64) -> Option<String> {
+        self.state.auth.issue(user_id)
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then lets
+    /// requests finish for up to `drain_timeout_secs` (open subscriptions are
+    /// closed at the deadline).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let feed = match (&self.state.feed, &self.event_log) {
+            (Some(feed), Some(log)) => {
+                Some(tokio::spawn(feed.clone().run(log.clone(), stopped.clone())))
+            }
+            _ => None,
+        };
+        let app = http::AppState {
+            schema: self.schema.clone(),
+            state: self.state.clone(),
+            graphiql: self.config.graphiql,
+        };
+        let router = http::router(app, self.config.limits.max_body_bytes);
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "GraphQL gateway listening");
+        let drain = Duration::from_secs(self.config.drain_timeout_secs);
+        let (drain_started, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+            tracing::info!("gateway draining");
+            let _ = drain_started.send(());
+        });
+        let deadline = async move {
+            if drain_started_rx.await.is_ok() {
+                tokio::time::sleep(drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result?,
+            () = deadline => tracing::warn!("gateway drain deadline passed; closing remaining connections"),
+        }
+        if let Some(feed) = feed {
+            feed.abort();
+        }
+        Ok(())
+    }
+}
+
+/// Runs the gateway as its own process until `shutdown` resolves. With
+/// `events.backend = "redis"` live subscriptions tail the shared event
+/// stream; with `embedded` (nothing to share) they are disabled.
+pub async fn run(
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let event_log: Option<Arc<dyn EventLog>> = match config.events.backend {
+        EventsBackend::Redis => Some(Arc::new(
+            RedisEventLog::connect(&config.events.redis)
+                .await
+                .context("event stream (events.redis.*)")?,
+        )),
+        EventsBackend::Embedded => {
+            tracing::warn!(
+                "events.backend = \"embedded\": no shared event stream, live subscriptions are disabled"
+            );
+            None
+        }
+    };
+    let gateway = Gateway::new(&config, event_log).context("cannot configure the gateway")?;
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+    gateway.serve(listener, shutdown).await?;
+    Ok(())
+}

@@ -35,9 +35,18 @@ pub enum GraphError {
     /// A blocking storage task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A production store (Neo4j) failed, timed out or is unreachable; the
+    /// cause is logged, never sent to clients.
+    #[error("graph store backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl GraphError {
+    /// Wraps any production-store failure as [`GraphError::Backend`].
+    pub fn backend(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend(error.into())
+    }
+
     /// Shorthand for [`GraphError::InvalidArgument`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidArgument {
@@ -78,7 +87,8 @@ impl From<GraphError> for Status {
             | GraphError::Open(_)
             | GraphError::EventLog(_)
             | GraphError::Corrupt(_)
-            | GraphError::Task(_) => status::internal(&error),
+            | GraphError::Task(_)
+            | GraphError::Backend(_) => status::internal(&error),
         }
     }
 }

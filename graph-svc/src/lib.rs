@@ -6,8 +6,9 @@
 //! it, so fan-out and timelines never need to call back.
 //!
 //! The library holds everything; the `graph-svc` binary only loads config
-//! and calls [`GraphSvc::open_embedded`] and [`GraphSvc::serve`]. Tests and
-//! the all-in-one dev launcher do the same on their own listeners.
+//! and calls [`GraphSvc::open_embedded`] (or [`GraphSvc::open_neo4j`]) and
+//! [`GraphSvc::serve`]. Tests and the all-in-one dev launcher do the same on
+//! their own listeners.
 
 #![forbid(unsafe_code)]
 
@@ -21,16 +22,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
 use warble_mesh::event_log::EmbeddedEventLog;
 use warble_mesh::grpc::{GrpcServer, ServeError};
+use warble_mesh::outbox::Outbox;
 use warble_mesh::snowflake::SnowflakeGenerator;
 use warble_proto::graph::v1::graph_service_server::GraphServiceServer;
 
 pub use config::GraphSvcConfig;
 pub use error::GraphError;
 pub use service::GraphApi;
-pub use store::{EmbeddedGraphStore, GraphStore};
+pub use store::{EmbeddedGraphStore, GraphStore, Neo4jGraphStore};
 
 /// The gRPC service this crate serves.
 pub const SERVICE_NAME: &str = "warble.graph.v1.GraphService";
@@ -64,6 +67,35 @@ impl GraphSvc {
         Ok(Self::from_parts(Arc::new(store)))
     }
 
+    /// Connects to Neo4j as `config.store.neo4j` says: checks that the
+    /// server answers and accepts the credentials, creates the constraints
+    /// and indexes if missing and waits until they are online, and issues
+    /// ids as `config.worker_id` above every id already stored. Fails with a
+    /// message naming the store and its address.
+    ///
+    /// Also returns the store's outbox, where `Followed`/`Unfollowed` wait
+    /// until a relay (`warble_mesh::outbox::run_relay`) publishes them.
+    pub async fn open_neo4j(config: &GraphSvcConfig) -> anyhow::Result<(Self, Arc<dyn Outbox>)> {
+        let neo4j = &config.store.neo4j;
+        let ids = Arc::new(SnowflakeGenerator::new(config.worker_id).context("invalid worker_id")?);
+        let store = Neo4jGraphStore::connect(neo4j, ids)
+            .await
+            .with_context(|| {
+                format!(
+                    "graph store unavailable: Neo4j at {} (database `{}`, user `{}`)",
+                    neo4j.uri,
+                    if neo4j.database.is_empty() {
+                        "neo4j"
+                    } else {
+                        &neo4j.database
+                    },
+                    neo4j.user
+                )
+            })?;
+        let outbox: Arc<dyn Outbox> = Arc::new(store.clone());
+        Ok((Self::from_parts(Arc::new(store)), outbox))
+    }
+
     /// A service over any store.
     pub fn from_parts(store: Arc<dyn GraphStore>) -> Self {
         Self {
@@ -89,4 +121,54 @@ impl GraphSvc {
             .serve(listener, shutdown)
             .await
     }
+}
+
+/// Runs graph-svc as its own process until `shutdown` resolves: opens the
+/// configured store, relays its outbox to Redis Streams when
+/// `events.backend = "redis"`, binds and serves.
+pub async fn run(
+    config: GraphSvcConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use config::GraphStoreBackend;
+    use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
+    use warble_mesh::outbox::{EventLogOutbox, RELAY_GROUP, Relay};
+
+    let (service, outbox): (GraphSvc, Arc<dyn Outbox>) = match config.store.backend {
+        GraphStoreBackend::Embedded => {
+            let database =
+                warble_mesh::embedded::open_shared(&config.data_dir).with_context(|| {
+                    format!("cannot open the store in {}", config.data_dir.display())
+                })?;
+            let log = EmbeddedEventLog::open(database).context("cannot open the event log")?;
+            let service = GraphSvc::open_embedded_with_log(&config, log.clone())?;
+            let outbox = Arc::new(EventLogOutbox::new(
+                Arc::new(log),
+                DOMAIN_EVENTS_STREAM,
+                RELAY_GROUP,
+            ));
+            (service, outbox)
+        }
+        GraphStoreBackend::Neo4j => GraphSvc::open_neo4j(&config).await?,
+    };
+    let relay = Relay::start(&config.events, outbox)
+        .await
+        .context("event stream (events.redis.*)")?;
+    if relay.is_none() && config.store.backend == GraphStoreBackend::Neo4j {
+        tracing::warn!(
+            "store.backend = \"neo4j\" with events.backend = \"embedded\": events wait in the outbox"
+        );
+    }
+    let listener = TcpListener::bind(config.server.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen_addr))?;
+    service
+        .serve(listener, config.server.drain_timeout(), shutdown)
+        .await
+        .context("gRPC server failed")?;
+    if let Some(relay) = relay {
+        relay.stop(config.server.drain_timeout()).await;
+    }
+    Ok(())
 }

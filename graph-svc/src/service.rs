@@ -54,6 +54,7 @@ fn edges_and_page(
         .map(|edge| pb::FollowEdge {
             user_id: edge.user_id,
             followed_at_ms: edge.followed_at_ms,
+            cursor: validate::next_cursor(list, owner, Some(edge.position)),
         })
         .collect();
     let next_cursor = validate::next_cursor(list, owner, page.next);

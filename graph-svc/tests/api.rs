@@ -9,5 +9,6 @@ mod api {
     mod lists;
     mod paging;
     mod restart;
+    mod store_neo4j;
     mod users;
 }

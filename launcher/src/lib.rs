@@ -5,6 +5,8 @@
 //! The `warble dev` command and the end-to-end tests both start the stack
 //! through [`DevStack::start`], so tests exercise exactly what developers run.
 
+pub mod demo;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use warble_fanout_svc::config::{ConsumerConfig, FanoutPolicyConfig};
 use warble_fanout_svc::{FanoutStats, FanoutSvc, FanoutSvcConfig};
+use warble_gateway::config::{AuthConfig, LimitsConfig};
+use warble_gateway::{Gateway, GatewayConfig, RpcCounts};
 use warble_mesh::config::{ConfigError, ServiceConfig};
 use warble_mesh::event_log::EmbeddedEventLog;
 use warble_mesh::telemetry::TelemetryConfig;
@@ -40,6 +44,13 @@ pub struct DevConfig {
     pub timeline_port: u16,
     /// fanout-svc's gRPC port; 0 picks a free port.
     pub fanout_port: u16,
+    /// The GraphQL gateway's HTTP port; 0 picks a free port.
+    pub gateway_port: u16,
+    /// HS256 secret the dev gateway signs and verifies tokens with (at least
+    /// 32 bytes). The default is public: never expose the dev stack.
+    pub jwt_secret: String,
+    /// Gateway abuse limits (see the gateway's `limits.*` keys).
+    pub limits: LimitsConfig,
     /// Seconds in-flight calls get to finish on Ctrl-C.
     pub drain_timeout_secs: u64,
     /// Fan-out rules, shared by fanout-svc and timeline-svc (see fanout-svc's keys).
@@ -59,6 +70,9 @@ impl Default for DevConfig {
             graph_port: 50052,
             timeline_port: 50053,
             fanout_port: 50054,
+            gateway_port: 8080,
+            jwt_secret: "warble-dev-only-insecure-jwt-secret-0123456789".into(),
+            limits: LimitsConfig::default(),
             drain_timeout_secs: 5,
             fanout: FanoutPolicyConfig::default(),
             consumer: ConsumerConfig::default(),
@@ -80,6 +94,7 @@ impl ServiceConfig for DevConfig {
             ("graph_port", self.graph_port),
             ("timeline_port", self.timeline_port),
             ("fanout_port", self.fanout_port),
+            ("gateway_port", self.gateway_port),
         ];
         for (index, (key, port)) in ports.iter().enumerate() {
             if *port != 0 && ports[..index].iter().any(|(_, other)| other == port) {
@@ -96,7 +111,48 @@ impl ServiceConfig for DevConfig {
             ..FanoutSvcConfig::default()
         };
         fanout.validate()?;
+        // The gateway section is validated as the gateway itself would (the
+        // service addresses are only known once the listeners are bound).
+        let any = "127.0.0.1:1";
+        self.gateway_config(SocketAddr::new(self.host, self.gateway_port), any, any, any)
+            .validate()
+            .map_err(|error| match error {
+                ConfigError::Invalid { key, reason } if key == "auth.hs256_secret" => {
+                    ConfigError::invalid("jwt_secret", reason)
+                }
+                other => other,
+            })?;
         self.telemetry.validate("telemetry")
+    }
+}
+
+impl DevConfig {
+    /// The gateway's config inside the dev stack: development sign-up and
+    /// GraphiQL on, tokens signed with `jwt_secret`.
+    fn gateway_config(
+        &self,
+        listen_addr: SocketAddr,
+        tweet: &str,
+        graph: &str,
+        timeline: &str,
+    ) -> GatewayConfig {
+        GatewayConfig {
+            listen_addr,
+            drain_timeout_secs: self.drain_timeout_secs,
+            tweet_service_addr: tweet.into(),
+            graph_service_addr: graph.into(),
+            timeline_service_addr: timeline.into(),
+            auth: AuthConfig {
+                hs256_secret: self.jwt_secret.clone(),
+                dev_mode: true,
+                ..AuthConfig::default()
+            },
+            limits: self.limits.clone(),
+            graphiql: true,
+            introspection: true,
+            telemetry: self.telemetry.clone(),
+            ..GatewayConfig::default()
+        }
     }
 }
 
@@ -110,6 +166,10 @@ pub struct DevStack {
     pub timeline_addr: SocketAddr,
     /// Where fanout-svc listens.
     pub fanout_addr: SocketAddr,
+    /// Where the GraphQL gateway listens (HTTP).
+    pub gateway_addr: SocketAddr,
+    /// Downstream calls the gateway made, by method.
+    pub gateway_rpc_counts: Arc<RpcCounts>,
     /// The event log every service shares (tests inject entries through it).
     pub event_log: EmbeddedEventLog,
     /// The timeline cache fanout-svc writes and timeline-svc reads.
@@ -164,6 +224,7 @@ impl DevStack {
         let graph_listener = bind(config.host, config.graph_port, "graph-svc").await?;
         let timeline_listener = bind(config.host, config.timeline_port, "timeline-svc").await?;
         let fanout_listener = bind(config.host, config.fanout_port, "fanout-svc").await?;
+        let gateway_listener = bind(config.host, config.gateway_port, "gateway").await?;
         let tweet_addr = tweet_listener.local_addr()?;
         let graph_addr = graph_listener.local_addr()?;
 
@@ -194,12 +255,27 @@ impl DevStack {
         .context("cannot configure fanout-svc")?;
         let home_timelines = timeline.home();
         let fanout_stats = fanout.stats();
+        let timeline_addr = timeline_listener.local_addr()?;
+        let gateway_addr = gateway_listener.local_addr()?;
+        let gateway = Gateway::new(
+            &config.gateway_config(
+                gateway_addr,
+                &tweet_addr.to_string(),
+                &graph_addr.to_string(),
+                &timeline_addr.to_string(),
+            ),
+            Some(Arc::new(event_log.clone())),
+        )
+        .context("cannot configure the gateway")?;
+        let gateway_rpc_counts = gateway.rpc_counts();
 
         let mut stack = Self {
             tweet_addr,
             graph_addr,
-            timeline_addr: timeline_listener.local_addr()?,
+            timeline_addr,
             fanout_addr: fanout_listener.local_addr()?,
+            gateway_addr,
+            gateway_rpc_counts,
             event_log,
             timeline_cache,
             home_timelines,
@@ -236,14 +312,25 @@ impl DevStack {
                 .await
                 .context("fanout-svc failed")
         });
+        let down = shutdown();
+        servers.spawn(async move {
+            gateway
+                .serve(gateway_listener, down)
+                .await
+                .context("gateway failed")
+        });
         Ok(stack)
     }
 
     /// The line `warble dev` prints once every service accepts connections.
     pub fn ready_line(&self) -> String {
         format!(
-            "warble ready tweet={} graph={} timeline={} fanout={}",
-            self.tweet_addr, self.graph_addr, self.timeline_addr, self.fanout_addr
+            "warble ready gateway=http://{}/graphql tweet={} graph={} timeline={} fanout={}",
+            self.gateway_addr,
+            self.tweet_addr,
+            self.graph_addr,
+            self.timeline_addr,
+            self.fanout_addr
         )
     }
 

@@ -59,24 +59,73 @@ pub fn load<T: ServiceConfig>(file: Option<&Path>) -> Result<T, ConfigError> {
         }
         figment = figment.merge(Toml::file_exact(file));
     }
-    figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"));
-    let config: T = figment.extract().map_err(Box::new)?;
+    figment = figment.merge(EnvStrings(
+        Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"),
+    ));
+    // Lossy: an env var's text becomes a number or bool only where the key is one.
+    let config: T = figment.extract_lossy().map_err(Box::new)?;
     config.validate()?;
     Ok(config)
 }
 
-/// The effective config as pretty JSON with secrets replaced by `"[redacted]"`.
-/// A key is secret when its name contains `password`, `secret`, `token` or `private_key`.
+/// `WARBLE_*` variables with their values kept as text. figment's own `Env`
+/// parses values, so an all-digit password would arrive as a number and fail
+/// to load into a string key; with text values, `extract_lossy` converts only
+/// where the key's type asks for a number or a bool.
+struct EnvStrings(Env);
+
+impl figment::Provider for EnvStrings {
+    fn metadata(&self) -> figment::Metadata {
+        self.0.metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (key, value) in self.0.iter() {
+            let nested = figment::util::nest(key.as_str(), figment::value::Value::from(value))
+                .into_dict()
+                .unwrap_or_default();
+            merge_into(&mut dict, nested);
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+/// Merges `from` into `into`, descending into nested tables.
+fn merge_into(into: &mut figment::value::Dict, from: figment::value::Dict) {
+    use figment::value::Value;
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, nested)) => {
+                merge_into(existing, nested)
+            }
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The effective config as pretty JSON with secrets replaced by `"[redacted]"`
+/// (see [`is_secret_key`]).
 pub fn redacted_json<T: Serialize>(config: &T) -> String {
     let mut value = serde_json::to_value(config).unwrap_or(serde_json::Value::Null);
     redact(&mut value);
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
-fn is_secret_key(key: &str) -> bool {
+/// Whether a config key holds a secret: its last segment ends in the word
+/// `password`, `secret`, `token` or `private_key` (`auth.hs256_secret`,
+/// `redis.password`), as opposed to merely mentioning one
+/// (`auth.dev_token_ttl_secs`). Printing redacts these; deployments must
+/// supply them from a secret store.
+pub fn is_secret_key(key: &str) -> bool {
+    let leaf = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
     ["password", "secret", "token", "private_key"]
         .iter()
-        .any(|marker| key.contains(marker))
+        .any(|marker| leaf == *marker || leaf.ends_with(&format!("_{marker}")))
 }
 
 fn redact(value: &mut serde_json::Value) {
@@ -286,6 +335,21 @@ mod tests {
     }
 
     #[test]
+    fn all_digit_values_load_into_string_keys() {
+        figment::Jail::expect_with(|jail| {
+            // An all-digit password must not be read as a number.
+            jail.set_env("WARBLE_JWT_SECRET", "123456");
+            jail.set_env("WARBLE_NAME", "true");
+            jail.set_env("WARBLE_PORT", "8080");
+            let config: Sample = load(None).unwrap();
+            assert_eq!(config.jwt_secret, "123456");
+            assert_eq!(config.name, "true");
+            assert_eq!(config.port, 8080);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn missing_file_is_an_error() {
         assert!(matches!(
             load::<Sample>(Some(Path::new("/nonexistent/warble.toml"))),
@@ -302,6 +366,9 @@ mod tests {
         let printed = redacted_json(&config);
         assert!(!printed.contains("hunter2"));
         assert!(printed.contains("[redacted]"));
+        assert!(is_secret_key("auth.hs256_secret") && is_secret_key("redis.password"));
+        assert!(is_secret_key("api_token") && is_secret_key("tls.private_key"));
+        assert!(!is_secret_key("auth.dev_token_ttl_secs") && !is_secret_key("auth.public_key_pem"));
         let keys = keys::<Sample>();
         assert!(keys.contains(&("nested.level".into(), "WARBLE_NESTED__LEVEL".into())));
         assert!(keys.contains(&("port".into(), "WARBLE_PORT".into())));

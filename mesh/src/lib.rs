@@ -8,8 +8,9 @@
 //! - [`snowflake`]: time-ordered 64-bit ids.
 //! - [`status`]: the error-to-`tonic::Status` convention.
 //! - [`cursor`]: opaque, versioned page cursors.
-//! - [`event_log`]: the durable event log trait and its embedded implementation.
+//! - [`event_log`]: the durable event log trait, its embedded implementation and Redis Streams.
 //! - [`outbox`]: the transactional outbox and the relay that publishes it idempotently.
+//! - [`redis_client`]: the Redis connection (single node or cluster) the Redis adapters share.
 //! - [`embedded`]: the embedded database file the single-process stack keeps its data in.
 
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod embedded;
 pub mod event_log;
 pub mod grpc;
 pub mod outbox;
+pub mod redis_client;
 pub mod shutdown;
 pub mod snowflake;
 pub mod status;

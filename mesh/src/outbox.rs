@@ -165,3 +165,44 @@ impl Outbox for EventLogOutbox {
             .map(|_| ())
     }
 }
+
+/// Consumer group the relay tracks an embedded outbox with.
+pub const RELAY_GROUP: &str = "outbox-relay";
+
+/// A running relay from a store's outbox to the shared event stream.
+pub struct Relay {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts relaying `outbox` to Redis Streams when `events.backend` is
+    /// `redis` (checking Redis answers first); `None` for `embedded`, where
+    /// the store's own event log is the stream.
+    pub async fn start(
+        events: &crate::backends::EventsConfig,
+        outbox: Arc<dyn Outbox>,
+    ) -> Result<Option<Self>, crate::redis_client::RedisClientError> {
+        match events.backend {
+            crate::backends::EventsBackend::Embedded => Ok(None),
+            crate::backends::EventsBackend::Redis => {
+                let sink: Arc<dyn EventSink> =
+                    Arc::new(crate::event_log::RedisEventLog::connect(&events.redis).await?);
+                let (stop, stopped) = watch::channel(false);
+                let task = tokio::spawn(run_relay(outbox, sink, stopped));
+                tracing::info!("relaying the outbox to Redis Streams");
+                Ok(Some(Self { stop, task }))
+            }
+        }
+    }
+
+    /// Stops after the current round (unpublished entries wait for the next start).
+    pub async fn stop(self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(deadline, self.task).await.is_err() {
+            tracing::warn!(
+                "outbox relay did not stop in time; its entries are published after the next start"
+            );
+        }
+    }
+}

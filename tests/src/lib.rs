@@ -18,6 +18,11 @@ use warble_proto::timeline::v1::timeline_service_client::TimelineServiceClient;
 use warble_proto::tweet::v1 as tweet;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 
+pub mod cases;
+pub mod frontend;
+pub mod graphql;
+pub mod processes;
+
 /// How long asynchronous effects (fan-out) may take before a test fails.
 pub const EVENTUALLY: Duration = Duration::from_secs(20);
 
@@ -51,6 +56,7 @@ impl TestStack {
             graph_port: 0,
             timeline_port: 0,
             fanout_port: 0,
+            gateway_port: 0,
             ..DevConfig::default()
         };
         customize(&mut config);
@@ -256,10 +262,20 @@ impl TestStack {
         .await;
     }
 
+    /// A GraphQL client of the stack's gateway.
+    pub fn graphql(&self) -> graphql::GraphqlClient {
+        graphql::GraphqlClient::new(self.stack.gateway_addr)
+    }
+
     /// The config the stack runs with.
     pub fn config(&self) -> &DevConfig {
         &self.config
     }
+}
+
+/// Installs test telemetry once per test process.
+pub fn telemetry_for_tests() {
+    warble_mesh::telemetry::init_for_tests();
 }
 
 /// Polls `condition` until it holds, failing the test after [`EVENTUALLY`].

@@ -42,3 +42,8 @@ fn timeline_svc_keys_are_documented() {
 fn fanout_svc_keys_are_documented() {
     assert_documented::<warble_fanout_svc::FanoutSvcConfig>("fanout-svc");
 }
+
+#[test]
+fn gateway_keys_are_documented() {
+    assert_documented::<warble_gateway::GatewayConfig>("gateway");
+}

@@ -18,10 +18,12 @@
 
 pub mod conformance;
 mod embedded;
+mod redis;
 
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedTimelineCache;
+pub use redis::RedisTimelineCache;
 
 /// Entries kept per home timeline; older ones are dropped and served by the pull path.
 pub const TIMELINE_CAPACITY: usize = 800;

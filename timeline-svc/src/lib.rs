@@ -19,12 +19,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
 use warble_mesh::grpc::{GrpcServer, ServeError, traced_channel};
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::timeline::v1::timeline_service_server::TimelineServiceServer;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
-use warble_timeline_cache::TimelineCache;
+use warble_timeline_cache::{RedisTimelineCache, TimelineCache};
 
 pub use config::TimelineSvcConfig;
 pub use error::TimelineError;
@@ -79,4 +80,34 @@ impl TimelineSvc {
             .serve(listener, shutdown)
             .await
     }
+}
+
+/// Runs timeline-svc as its own process until `shutdown` resolves: connects
+/// the Redis timeline cache (checking it answers), binds, serves. The
+/// embedded cache lives in one process's memory, so a standalone process
+/// refuses it.
+pub async fn run(
+    config: TimelineSvcConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let cache: Arc<dyn TimelineCache> = match config.backend {
+        config::Backend::Embedded => anyhow::bail!(
+            "backend = \"embedded\" keeps the timeline cache in this process's memory, where \
+             fanout-svc cannot write it. Run the single-process stack (`warble dev`) or set \
+             WARBLE_BACKEND=redis"
+        ),
+        config::Backend::Redis => Arc::new(
+            RedisTimelineCache::connect(&config.redis)
+                .await
+                .context("timeline cache (redis.*)")?,
+        ),
+    };
+    let service = TimelineSvc::new(&config, cache).context("invalid downstream address")?;
+    let listener = TcpListener::bind(config.server.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen_addr))?;
+    service
+        .serve(listener, config.server.drain_timeout(), shutdown)
+        .await?;
+    Ok(())
 }

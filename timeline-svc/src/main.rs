@@ -1,24 +1,30 @@
-//! timeline-svc as its own process. A separate process cannot share the
-//! in-memory timeline cache with fanout-svc, so it needs the Redis backend.
+//! The `timeline-svc` binary: config, telemetry, then [`warble_timeline_svc::run`]
+//! until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
 
 use warble_timeline_svc::TimelineSvcConfig;
-use warble_timeline_svc::config::Backend;
 
-fn main() {
-    let Some(config) = warble_mesh::config::load_for_main::<TimelineSvcConfig>("timeline-svc")
-    else {
-        return;
+const BINARY: &str = "timeline-svc";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let Some(config) = warble_mesh::config::load_for_main::<TimelineSvcConfig>(BINARY) else {
+        return ExitCode::SUCCESS;
     };
-    match config.backend {
-        Backend::Embedded => eprintln!(
-            "timeline-svc: backend = \"embedded\" keeps the timeline cache in this process's memory, \
-             where fanout-svc cannot write it. Run the single-process stack (`warble dev`) \
-             or set WARBLE_BACKEND=redis."
-        ),
-        Backend::Redis => eprintln!(
-            "timeline-svc: the Redis timeline cache is not available in this build yet; \
-             run the single-process stack with `warble dev`."
-        ),
+    let _telemetry = match warble_mesh::telemetry::init(&config.telemetry, BINARY) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("{BINARY}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(config = %warble_mesh::config::redacted_json(&config), "effective config");
+    match warble_timeline_svc::run(config, warble_mesh::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{BINARY}: {error:#}");
+            ExitCode::from(2)
+        }
     }
-    std::process::exit(2);
 }

@@ -89,6 +89,7 @@ impl TimelineService for TimelineApi {
                 .map(|entry| TimelineEntry {
                     tweet_id: entry.tweet_id,
                     author_id: entry.author_id,
+                    cursor: cursor::encode(HOME_CURSOR, &[user, entry.tweet_id]),
                 })
                 .collect(),
             page: Some(PageResponse { next_cursor }),
@@ -124,9 +125,11 @@ impl TimelineService for TimelineApi {
             entries: response
                 .tweets
                 .into_iter()
-                .map(|tweet| TimelineEntry {
+                .zip(response.cursors)
+                .map(|(tweet, cursor)| TimelineEntry {
                     tweet_id: tweet.id,
                     author_id: tweet.author_id,
+                    cursor,
                 })
                 .collect(),
             page: response.page,

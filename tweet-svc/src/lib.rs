@@ -3,9 +3,10 @@
 //!
 //! - [`config`]: the service's settings.
 //! - [`text`]: tweet text rules, hashtag and mention extraction.
-//! - [`store`]: the [`store::TweetStore`] trait and its embedded implementation,
-//!   which publishes `TweetCreated` / `TweetDeleted` in the same transaction
-//!   as the write.
+//! - [`store`]: the [`store::TweetStore`] trait, its embedded implementation
+//!   (which publishes `TweetCreated` / `TweetDeleted` in the same transaction
+//!   as the write), its ScyllaDB implementation (which writes them to a
+//!   transactional outbox in the same batch), and the conformance suite both pass.
 //! - [`service`]: request validation and the gRPC handlers.
 //! - [`error`]: the service's error type and its gRPC status mapping.
 //!
@@ -28,13 +29,14 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use warble_mesh::event_log::EmbeddedEventLog;
 use warble_mesh::grpc::{GrpcServer, ServeError};
+use warble_mesh::outbox::Outbox;
 use warble_mesh::snowflake::SnowflakeGenerator;
 use warble_proto::tweet::v1::tweet_service_server::TweetServiceServer;
 
 pub use config::TweetSvcConfig;
 pub use error::TweetError;
 pub use service::TweetApi;
-use store::{EmbeddedTweetStore, TweetStore};
+use store::{EmbeddedTweetStore, ScyllaTweetStore, TweetStore};
 
 /// The gRPC service this crate serves.
 pub const SERVICE_NAME: &str = "warble.tweet.v1.TweetService";
@@ -76,6 +78,36 @@ impl TweetSvc {
         Ok(Self::from_parts(Arc::new(store), Arc::new(ids)))
     }
 
+    /// Connects to ScyllaDB as `config.store.scylla` says: checks that the
+    /// cluster answers, creates the keyspace and tables if missing, prepares
+    /// every statement (a schema check) and resumes the id generator above
+    /// the largest stored id. Fails with a message naming the store and its
+    /// address.
+    ///
+    /// Also returns the store's outbox, where `TweetCreated`/`TweetDeleted`
+    /// wait until a relay (`warble_mesh::outbox::run_relay`) publishes them.
+    pub async fn open_scylla(config: &TweetSvcConfig) -> anyhow::Result<(Self, Arc<dyn Outbox>)> {
+        let scylla = &config.store.scylla;
+        let describe = || {
+            format!(
+                "tweet store unavailable: ScyllaDB at {} (keyspace `{}`, datacenter `{}`)",
+                scylla.node_list().join(","),
+                scylla.keyspace,
+                scylla.local_datacenter
+            )
+        };
+        let ttl = Duration::from_secs(config.idempotency_ttl_secs);
+        let store = ScyllaTweetStore::connect(scylla, ttl)
+            .await
+            .with_context(describe)?;
+        let ids = SnowflakeGenerator::new(config.worker_id).context("invalid worker_id")?;
+        if let Some(max_id) = store.max_issued_id().await.with_context(describe)? {
+            ids.resume_after(max_id);
+        }
+        let outbox: Arc<dyn Outbox> = Arc::new(store.clone());
+        Ok((Self::from_parts(Arc::new(store), Arc::new(ids)), outbox))
+    }
+
     /// A service over any store and id generator.
     pub fn from_parts(store: Arc<dyn TweetStore>, ids: Arc<SnowflakeGenerator>) -> Self {
         Self {
@@ -101,6 +133,52 @@ impl TweetSvc {
             .serve(listener, shutdown)
             .await
     }
+}
+
+/// Runs tweet-svc as its own process until `shutdown` resolves: opens the
+/// configured store, relays its outbox to Redis Streams when
+/// `events.backend = "redis"`, binds and serves.
+pub async fn run(
+    config: TweetSvcConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use config::TweetStoreBackend;
+    use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
+    use warble_mesh::outbox::{EventLogOutbox, RELAY_GROUP, Relay};
+
+    let (service, outbox): (TweetSvc, Arc<dyn Outbox>) = match config.store.backend {
+        TweetStoreBackend::Embedded => {
+            let database = warble_mesh::embedded::open_shared(&config.data_dir)?;
+            let log = EmbeddedEventLog::open(database).context("cannot open the event log")?;
+            let service = TweetSvc::open_embedded_with_log(&config, log.clone())?;
+            let outbox = Arc::new(EventLogOutbox::new(
+                Arc::new(log),
+                DOMAIN_EVENTS_STREAM,
+                RELAY_GROUP,
+            ));
+            (service, outbox)
+        }
+        TweetStoreBackend::Scylla => TweetSvc::open_scylla(&config).await?,
+    };
+    let relay = Relay::start(&config.events, outbox)
+        .await
+        .context("event stream (events.redis.*)")?;
+    if relay.is_none() && config.store.backend == TweetStoreBackend::Scylla {
+        tracing::warn!(
+            "store.backend = \"scylla\" with events.backend = \"embedded\": events wait in the outbox"
+        );
+    }
+    let addr = config.server.listen_addr;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    service
+        .serve(listener, config.server.drain_timeout(), shutdown)
+        .await?;
+    if let Some(relay) = relay {
+        relay.stop(config.server.drain_timeout()).await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

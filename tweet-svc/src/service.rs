@@ -139,9 +139,14 @@ impl TweetApi {
         } else {
             String::new()
         };
+        let cursors = tweets
+            .iter()
+            .map(|tweet| cursor::encode(USER_TWEETS_CURSOR, &[author_id, tweet.id]))
+            .collect();
         Ok(pb::ListUserTweetsResponse {
             tweets: tweets.into_iter().map(to_proto).collect(),
             page: Some(PageResponse { next_cursor }),
+            cursors,
         })
     }
 

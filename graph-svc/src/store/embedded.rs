@@ -521,6 +521,28 @@ impl GraphStore for EmbeddedGraphStore {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn conforms_to_the_graph_store_contract() {
+        use warble_mesh::outbox::{EventLogOutbox, Outbox};
+
+        super::super::conformance::run_all(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let database = warble_mesh::embedded::open_shared(dir.path()).unwrap();
+            let log = EmbeddedEventLog::open(database).unwrap();
+            let ids = Arc::new(SnowflakeGenerator::new(2).unwrap());
+            let store = EmbeddedGraphStore::open(log.clone(), ids).unwrap();
+            // The embedded store's "outbox" is its event log, read by a group
+            // the way the relay reads it when events go to Redis.
+            let outbox: Arc<dyn Outbox> = Arc::new(EventLogOutbox::new(
+                Arc::new(log),
+                DOMAIN_EVENTS_STREAM,
+                "conformance",
+            ));
+            (dir, store, outbox)
+        })
+        .await;
+    }
+
     /// An index where user 1 has entries with seqs 1..=count (the other user
     /// is the seq too), next to entries of users 0 and 2 that must not leak in.
     fn index(count: u64) -> Database {

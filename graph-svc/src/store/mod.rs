@@ -1,20 +1,24 @@
 //! Where users and the follow graph live.
 //!
 //! [`GraphStore`] is the one storage role of this service. Its methods are
-//! batch-shaped and use plain domain types, so a graph database (Neo4j) can
-//! implement it later next to the embedded [`EmbeddedGraphStore`]. Stores
+//! batch-shaped and use plain domain types, so the embedded
+//! [`EmbeddedGraphStore`] and Neo4j ([`Neo4jGraphStore`]) both implement it,
+//! and [`conformance`] checks both against the same contract. Stores
 //! enforce what only they can check atomically (username uniqueness, that
 //! both users of a follow exist, idempotent follows) and publish the matching
 //! domain event in the same durable step as the change; request validation
 //! happens before, in the service.
 
+pub mod conformance;
 mod embedded;
+mod neo4j;
 
 use async_trait::async_trait;
 
 use crate::error::GraphError;
 
 pub use embedded::EmbeddedGraphStore;
+pub use neo4j::Neo4jGraphStore;
 
 /// A user profile.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,7 +40,7 @@ async fn follows_and_unfollows_publish_one_event_each_with_counts() {
     );
     assert_eq!(envelope.occurred_at_ms, followed_at);
     // The listed follow time is the one the event announced.
-    let carol_edge = app.try_followers_page(bob, "", 10).await.unwrap().followers[0];
+    let carol_edge = app.try_followers_page(bob, "", 10).await.unwrap().followers[0].clone();
 
     let (key, Payload::Followed(second), _) = &events[1] else {
         panic!("expected Followed, got {:?}", events[1]);

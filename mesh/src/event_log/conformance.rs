@@ -30,6 +30,8 @@ where
     blocked_reader_wakes_on_append(&log).await;
     let (_guard, log) = make().await;
     lag_counts_unacknowledged_entries(&log).await;
+    let (_guard, log) = make().await;
+    tailing_reads_every_entry_after_a_position(&log).await;
 }
 
 fn ids(deliveries: &[super::Delivery]) -> Vec<EventId> {
@@ -220,4 +222,44 @@ pub async fn lag_counts_unacknowledged_entries(log: &impl EventLog) {
     assert_eq!(log.lag("lag", "g").await.unwrap(), 6);
     log.ack("lag", "g", &ids(&got[..3])).await.unwrap();
     assert_eq!(log.lag("lag", "g").await.unwrap(), 3);
+}
+
+/// A tail reader (no group) sees every entry after its position, in order,
+/// whatever consumer groups do, and can start from "now".
+pub async fn tailing_reads_every_entry_after_a_position(log: &impl EventLog) {
+    assert_eq!(log.last_id("tail").await.unwrap(), None);
+    let old = log.append("tail", 1, b"before").await.unwrap();
+    let now = log.last_id("tail").await.unwrap();
+    assert_eq!(now, Some(old));
+    let a = log.append("tail", 2, b"a").await.unwrap();
+    let b = log.append("tail", 3, b"b").await.unwrap();
+    // A consumer group taking entries does not hide them from tail readers.
+    log.read_group("tail", "g", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    let seen = log
+        .read_after("tail", now, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ids(&seen), vec![a, b]);
+    assert_eq!(seen[1].payload, b"b");
+    let all = log
+        .read_after("tail", None, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), vec![old, a, b]);
+    let first = log
+        .read_after("tail", None, 1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), vec![old]);
+    // A blocked tail read wakes on append.
+    let (woken, c) = tokio::join!(
+        log.read_after("tail", Some(b), 10, Duration::from_secs(20)),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            log.append("tail", 4, b"c").await.unwrap()
+        }
+    );
+    assert_eq!(ids(&woken.unwrap()), vec![c]);
 }

@@ -353,6 +353,69 @@ impl EventLog for EmbeddedEventLog {
         .await
     }
 
+    async fn last_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {
+        let stream = stream.to_owned();
+        self.blocking(move |database| {
+            let read = database.begin_read()?;
+            let head = read
+                .open_table(HEADS)?
+                .get(stream.as_str())?
+                .map(|head| head.value());
+            Ok(head.map(|(ms, seq, _)| EventId { ms, seq }))
+        })
+        .await
+    }
+
+    async fn read_after(
+        &self,
+        stream: &str,
+        after: Option<EventId>,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, EventLogError> {
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let s = stream.to_owned();
+            let entries = self
+                .blocking(move |database| {
+                    let read = database.begin_read()?;
+                    let entries = read.open_table(ENTRIES)?;
+                    let start = after.map_or((0, 0), |id| (id.ms, id.seq));
+                    let mut found = Vec::new();
+                    for entry in entries
+                        .range((s.as_str(), start.0, start.1)..=(s.as_str(), u64::MAX, u64::MAX))?
+                    {
+                        let (position, value) = entry?;
+                        let (_, ms, seq) = position.value();
+                        if after.is_some() && (ms, seq) == start {
+                            continue;
+                        }
+                        if found.len() >= max.max(1) {
+                            break;
+                        }
+                        let (key, payload) = split_entry(value.value());
+                        found.push(Delivery {
+                            id: EventId { ms, seq },
+                            key,
+                            payload,
+                            delivery_count: 1,
+                        });
+                    }
+                    Ok(found)
+                })
+                .await?;
+            if !entries.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(entries);
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
     async fn lag(&self, stream: &str, group: &str) -> Result<u64, EventLogError> {
         let (stream, group) = (stream.to_owned(), group.to_owned());
         self.blocking(move |database| {

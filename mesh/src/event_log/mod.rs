@@ -15,12 +15,14 @@
 
 pub mod conformance;
 mod embedded;
+mod redis;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedEventLog;
+pub use redis::{DEFAULT_DEDUPE_TTL, DEFAULT_TRIM_EVERY, RedisEventLog};
 
 /// The stream domain events are published to.
 pub const DOMAIN_EVENTS_STREAM: &str = "warble.events.v1";
@@ -142,4 +144,30 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Entries appended but not yet acknowledged by `group` (delivered or not).
     async fn lag(&self, stream: &str, group: &str) -> Result<u64, EventLogError>;
+
+    /// The id of the newest entry in `stream`, `None` when it is empty. With
+    /// [`EventLog::read_after`], lets a reader tail a stream from "now".
+    async fn last_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {
+        let _ = stream;
+        Err(EventLogError::Unavailable(
+            "this event log cannot be tailed".into(),
+        ))
+    }
+
+    /// Up to `max` entries with ids greater than `after` (all when `None`),
+    /// waiting up to `block` for one when there are none: a plain read
+    /// outside any consumer group (XREAD), for readers that each need every
+    /// entry, such as live subscriptions.
+    async fn read_after(
+        &self,
+        stream: &str,
+        after: Option<EventId>,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, EventLogError> {
+        let _ = (stream, after, max, block);
+        Err(EventLogError::Unavailable(
+            "this event log cannot be tailed".into(),
+        ))
+    }
 }

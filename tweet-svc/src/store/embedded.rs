@@ -718,6 +718,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn conforms_to_the_tweet_store_contract() {
+        use std::sync::Arc;
+        use warble_mesh::outbox::{EventLogOutbox, Outbox};
+
+        super::super::conformance::run_all(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let database = warble_mesh::embedded::open_shared(dir.path()).unwrap();
+            let log = EmbeddedEventLog::open(database).unwrap();
+            let store =
+                EmbeddedTweetStore::open(log.clone(), super::super::conformance::IDEMPOTENCY_TTL)
+                    .unwrap();
+            // The embedded store's "outbox" is its event log, read by a group
+            // the way the relay reads it when events go to Redis.
+            let outbox: Arc<dyn Outbox> = Arc::new(EventLogOutbox::new(
+                Arc::new(log),
+                DOMAIN_EVENTS_STREAM,
+                "conformance",
+            ));
+            (dir, store, outbox)
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn keys_replay_within_the_ttl_and_start_over_after_it() {
         let (_dir, store) = open(TTL);
         let original = store

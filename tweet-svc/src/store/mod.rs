@@ -1,16 +1,22 @@
 //! Where tweets and engagement live: one small trait, implemented by the
-//! embedded store ([`EmbeddedTweetStore`]) and, later, by a ScyllaDB store.
+//! embedded store ([`EmbeddedTweetStore`]) and by ScyllaDB ([`ScyllaTweetStore`]).
 //!
 //! The trait speaks plain domain types. Every write that changes what other
 //! services see (a new tweet, a deletion) publishes its event atomically with
-//! the write; how is up to the implementation.
+//! the write; how is up to the implementation (the embedded store appends to
+//! the event log in its own transaction, ScyllaDB writes a transactional
+//! outbox in the same logged batch). [`conformance`] holds the contract as
+//! executable checks every implementation must pass.
 
+pub mod conformance;
 mod embedded;
+mod scylla;
 
 use async_trait::async_trait;
 use warble_mesh::snowflake;
 
 pub use embedded::EmbeddedTweetStore;
+pub use scylla::ScyllaTweetStore;
 
 use crate::error::TweetError;
 

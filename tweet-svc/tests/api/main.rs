@@ -11,3 +11,4 @@ mod events;
 mod paging;
 mod read;
 mod restart;
+mod store_scylla;

@@ -1,0 +1,194 @@
+//! Every scenario at smoke size, as CI runs them: the benchmarks keep
+//! working, and what they observed is correct (every posted tweet reached
+//! every timeline it should, no request failed, the JSON summary reads
+//! back). Never a timing: a slow machine must not fail these.
+//!
+//! The Redis rows of `fanout` need `redis-server` (and `redis-benchmark`
+//! for the ceiling): without them the scenario notes the skip and the test
+//! prints a notice and passes, except under `CI=true`, where the missing
+//! server fails the test.
+
+use warble_bench::{Options, Report, Scenario};
+
+async fn smoke(scenario: Scenario) -> Report {
+    warble_mesh::telemetry::init_for_tests();
+    let options = Options {
+        smoke: true,
+        progress: false,
+        ..Options::default()
+    };
+    let report = scenario
+        .run(&options)
+        .await
+        .unwrap_or_else(|error| panic!("{} failed: {error:#}", scenario.name()));
+    let rendered = report.render();
+    println!("{rendered}");
+
+    assert!(report.checks.ok(), "checks failed:\n{rendered}");
+    assert_eq!(report.checks.errors, 0, "{rendered}");
+    assert_eq!(report.checks.dead_letters, 0, "{rendered}");
+    assert!(!report.measurements.is_empty(), "{rendered}");
+    for row in &report.measurements {
+        assert_eq!(row.errors, 0, "{}: errors\n{rendered}", row.name);
+        assert!(
+            row.operations > 0 || !row.extra.is_empty(),
+            "{} measured nothing\n{rendered}",
+            row.name
+        );
+        assert!(row.throughput_per_s.is_finite(), "{}", row.name);
+        if let Some(latency) = &row.latency {
+            assert!(
+                latency.count == 0
+                    || (latency.p50_us <= latency.p99_us && latency.p99_us <= latency.max_us),
+                "{}: percentiles out of order",
+                row.name
+            );
+        }
+    }
+    for target in &report.targets {
+        assert_eq!(target.met, None, "smoke runs never claim a target");
+    }
+
+    // The JSON summary is well-formed and reads back to the same report.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(format!("{}.json", scenario.name()));
+    report.write_json(&path).expect("summary written");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("summary read")).expect("JSON");
+    for key in [
+        "schema_version",
+        "scenario",
+        "machine",
+        "params",
+        "measurements",
+        "ratios",
+        "targets",
+        "checks",
+    ] {
+        assert!(json.get(key).is_some(), "summary lacks `{key}`");
+    }
+    let back = Report::read_json(&path).expect("summary parses");
+    assert_eq!(back.scenario, scenario.name());
+    assert_eq!(back.size, "smoke");
+    assert_eq!(back.checks, report.checks);
+    assert_eq!(
+        back.measurements
+            .iter()
+            .map(|m| &m.name)
+            .collect::<Vec<_>>(),
+        report
+            .measurements
+            .iter()
+            .map(|m| &m.name)
+            .collect::<Vec<_>>()
+    );
+    // The plots render from it.
+    assert!(!warble_bench::plot::charts(&back).is_empty());
+    report
+}
+
+fn redis_installed() -> bool {
+    std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_every_tweet_and_measures_the_redis_ceiling() {
+    let report = smoke(Scenario::Fanout).await;
+    assert!(report.checks.tweets_posted > 0);
+    assert!(report.checks.deliveries_verified > 0);
+    let has = |name: &str| report.measurements.iter().any(|m| m.name.contains(name));
+    assert!(has("fanout-svc pipeline") && has("(embedded)"));
+    if redis_installed() {
+        assert!(has("(redis)"), "the Redis rows ran");
+        assert!(has("ceiling: raw pipelined ZADD"));
+        assert!(
+            report
+                .ratios
+                .iter()
+                .any(|r| r.name.starts_with("redis cache.push / raw ZADD loop")),
+            "the Redis figures are ratios against the same run's ceiling"
+        );
+    } else {
+        // RedisTarget::acquire panics under CI=true before we get here.
+        eprintln!("notice: redis-server not installed; the Redis half of `fanout` was skipped");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_sees_every_post_reach_every_follower() {
+    let report = smoke(Scenario::Delivery).await;
+    assert!(report.checks.tweets_posted > 0);
+    let row = report
+        .measurements
+        .iter()
+        .find(|m| {
+            m.name
+                .starts_with("post-to-visible, per follower: 200 followers")
+        })
+        .expect("the 200-follower row");
+    assert_eq!(
+        row.operations,
+        4 * 201,
+        "every post landed in the author's and all 200 followers' timelines"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_measures_every_layer_at_every_concurrency() {
+    let report = smoke(Scenario::Read).await;
+    for client in [
+        "homeTimeline(first: 20) GraphQL",
+        "{ __typename } GraphQL",
+        "GetHomeTimeline(20) gRPC",
+    ] {
+        for concurrency in [1, 4] {
+            let name = format!("{client} closed c={concurrency}");
+            let row = report
+                .measurement(&name)
+                .unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(row.operations, 40, "{name}");
+        }
+    }
+    assert_eq!(report.ratios.len(), 6, "three ratios per concurrency");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn celebrity_reads_merge_and_celebrity_posts_are_visible() {
+    let report = smoke(Scenario::Celebrity).await;
+    assert_eq!(report.checks.tweets_posted, 10);
+    assert_eq!(report.targets.len(), 1, "the merge-cost target is reported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_runs_the_mix_and_delivers_its_posts() {
+    let report = smoke(Scenario::Mixed).await;
+    let total = report
+        .measurements
+        .iter()
+        .find(|m| m.name.starts_with("all operations"))
+        .expect("the total row");
+    assert_eq!(total.operations, 80);
+    assert!(report.checks.tweets_posted > 0, "10% of 80 operations post");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_measures_memory_and_fanout_at_each_size() {
+    let report = smoke(Scenario::Scale).await;
+    for users in [200, 400] {
+        let row = report
+            .measurements
+            .iter()
+            .find(|m| m.name == format!("memory and rebuilds: {users} users (embedded)"))
+            .expect("a memory row per size");
+        assert_eq!(
+            row.operations, users as u64,
+            "every user's timeline was built"
+        );
+        assert!(row.extra["cached_entries"].as_u64().unwrap() > 0);
+        assert!(row.extra["rss_after_warmup_bytes"].as_u64().unwrap() > 0);
+    }
+    assert!(report.checks.deliveries_verified > 0);
+}

@@ -1,0 +1,146 @@
+//! Clients of the services behind the gateway, traced and counted.
+//!
+//! Every call carries the caller's trace context and a deadline, and is
+//! counted per gRPC method so tests (and `/metrics`) can show that a page of
+//! N tweets costs a constant number of downstream calls.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use warble_mesh::telemetry::TraceContextInterceptor;
+use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::timeline::v1::timeline_service_client::TimelineServiceClient;
+use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
+
+/// Calls made per gRPC method (`/warble.tweet.v1.TweetService/GetTweets` ...).
+#[derive(Debug, Default)]
+pub struct RpcCounts {
+    by_method: Mutex<BTreeMap<String, u64>>,
+}
+
+impl RpcCounts {
+    fn record(&self, method: &str) {
+        let mut by_method = self
+            .by_method
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *by_method.entry(method.to_owned()).or_default() += 1;
+    }
+
+    /// A copy of the counters, keyed by the method's short name (`GetTweets`).
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        let by_method = self
+            .by_method
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        by_method
+            .iter()
+            .map(|(path, count)| (path.rsplit('/').next().unwrap_or(path).to_owned(), *count))
+            .collect()
+    }
+
+    /// The full counters, keyed by path, for `/metrics`.
+    pub fn by_path(&self) -> BTreeMap<String, u64> {
+        self.by_method
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+/// A channel that counts each call by method before sending it.
+#[derive(Debug, Clone)]
+pub struct Counted<S> {
+    inner: S,
+    counts: Arc<RpcCounts>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Counted<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.counts.record(request.uri().path());
+        self.inner.call(request)
+    }
+}
+
+/// The channel type every downstream client uses.
+pub type DownstreamChannel = InterceptedService<Counted<Channel>, TraceContextInterceptor>;
+
+/// The gateway's downstream clients (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// tweet-svc.
+    pub tweets: TweetServiceClient<DownstreamChannel>,
+    /// graph-svc.
+    pub graph: GraphServiceClient<DownstreamChannel>,
+    /// timeline-svc.
+    pub timeline: TimelineServiceClient<DownstreamChannel>,
+    /// The raw channels by service name, for health checks.
+    pub channels: Vec<(&'static str, DownstreamChannel)>,
+    /// Calls made so far.
+    pub counts: Arc<RpcCounts>,
+}
+
+fn channel(
+    addr: &str,
+    timeout: Duration,
+    counts: &Arc<RpcCounts>,
+) -> Result<DownstreamChannel, tonic::transport::Error> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let channel = Endpoint::from_shared(uri)?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(timeout)
+        .connect_lazy();
+    Ok(InterceptedService::new(
+        Counted {
+            inner: channel,
+            counts: counts.clone(),
+        },
+        TraceContextInterceptor,
+    ))
+}
+
+impl Downstream {
+    /// Lazily connecting clients to the three services; every call has `timeout`.
+    pub fn connect(
+        tweet_addr: &str,
+        graph_addr: &str,
+        timeline_addr: &str,
+        timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let counts = Arc::new(RpcCounts::default());
+        let tweets = channel(tweet_addr, timeout, &counts)?;
+        let graph = channel(graph_addr, timeout, &counts)?;
+        let timeline = channel(timeline_addr, timeout, &counts)?;
+        Ok(Self {
+            tweets: TweetServiceClient::new(tweets.clone()),
+            graph: GraphServiceClient::new(graph.clone()),
+            timeline: TimelineServiceClient::new(timeline.clone()),
+            channels: vec![
+                ("tweet-svc", tweets),
+                ("graph-svc", graph),
+                ("timeline-svc", timeline),
+            ],
+            counts,
+        })
+    }
+}

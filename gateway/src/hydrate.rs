@@ -1,0 +1,264 @@
+//! Batched hydration: a page of N tweets costs one GetTweets, then one
+//! GetUsers, one GetCounts and one GetViewerState in parallel (plus one
+//! GetFollowCounts / IsFollowing when the query asks for the authors' counts
+//! or follow state) — never N calls, and no DataLoader batching delay.
+//! What to fetch is read from the query's selection (look-ahead).
+
+use std::collections::HashMap;
+
+use async_graphql::Lookahead;
+use warble_proto::graph::v1 as graph;
+use warble_proto::tweet::v1 as tweet;
+
+use crate::auth::Viewer;
+use crate::downstream::Downstream;
+use crate::error::{StatusExt as _, from_status};
+use crate::model::{Slot, TweetNode, UserNode};
+
+/// Which user fields a selection asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserWants {
+    /// followersCount or followingCount.
+    pub counts: bool,
+    /// viewerFollows.
+    pub viewer_follows: bool,
+}
+
+impl UserWants {
+    /// Reads a `User` selection.
+    pub fn of(user: Lookahead<'_>) -> Self {
+        Self {
+            counts: user.field("followersCount").exists() || user.field("followingCount").exists(),
+            viewer_follows: user.field("viewerFollows").exists(),
+        }
+    }
+}
+
+/// Which tweet fields a selection asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TweetWants {
+    /// author (and what of it).
+    pub author: Option<UserWants>,
+    /// any of the four counts.
+    pub counts: bool,
+    /// viewerHasLiked or viewerHasRetweeted.
+    pub viewer_state: bool,
+}
+
+impl TweetWants {
+    /// Reads a `Tweet` selection.
+    pub fn of(tweet: Lookahead<'_>) -> Self {
+        let author = tweet.field("author");
+        Self {
+            author: author.exists().then(|| UserWants::of(author)),
+            counts: ["likeCount", "retweetCount", "replyCount", "quoteCount"]
+                .iter()
+                .any(|field| tweet.field(field).exists()),
+            viewer_state: tweet.field("viewerHasLiked").exists()
+                || tweet.field("viewerHasRetweeted").exists(),
+        }
+    }
+}
+
+fn slot<T>(result: Option<Result<T, tonic::Status>>) -> Slot<T> {
+    match result {
+        None => Slot::Lazy,
+        Some(Ok(value)) => Slot::Ready(value),
+        Some(Err(status)) => Slot::Failed(from_status(status)),
+    }
+}
+
+/// One id's share of a batch result: absent when the batch was not made,
+/// the batch's error when it failed.
+fn pick<T: Clone>(
+    batch: &Option<Result<HashMap<u64, T>, tonic::Status>>,
+    id: u64,
+) -> Option<Result<T, tonic::Status>> {
+    match batch {
+        None => None,
+        Some(Ok(by_id)) => by_id.get(&id).cloned().map(Ok),
+        Some(Err(status)) => Some(Err(status.clone())),
+    }
+}
+
+/// Hydrates tweets by id, in order; missing and deleted tweets are `None`.
+pub async fn tweets(
+    downstream: &Downstream,
+    viewer: Option<Viewer>,
+    ids: &[u64],
+    wants: TweetWants,
+) -> async_graphql::Result<Vec<Option<TweetNode>>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lookups = downstream
+        .tweets
+        .clone()
+        .get_tweets(tweet::GetTweetsRequest {
+            tweet_ids: ids.to_vec(),
+        })
+        .await
+        .gql()?
+        .into_inner()
+        .results;
+    let found: Vec<tweet::Tweet> = lookups
+        .into_iter()
+        .filter_map(|lookup| lookup.tweet)
+        .collect();
+    let live_ids: Vec<u64> = found.iter().map(|tweet| tweet.id).collect();
+    let mut author_ids: Vec<u64> = found.iter().map(|tweet| tweet.author_id).collect();
+    author_ids.sort_unstable();
+    author_ids.dedup();
+
+    let authors = async {
+        match wants.author {
+            Some(user_wants) if !author_ids.is_empty() => {
+                Some(users(downstream, viewer, &author_ids, user_wants).await)
+            }
+            _ => None,
+        }
+    };
+    let counts = async {
+        if !wants.counts || live_ids.is_empty() {
+            return None;
+        }
+        Some(
+            downstream
+                .tweets
+                .clone()
+                .get_counts(tweet::GetCountsRequest {
+                    tweet_ids: live_ids.clone(),
+                })
+                .await
+                .map(|response| {
+                    response
+                        .into_inner()
+                        .counts
+                        .into_iter()
+                        .map(|counts| (counts.tweet_id, counts))
+                        .collect::<HashMap<_, _>>()
+                }),
+        )
+    };
+    let states = async {
+        let viewer = viewer.filter(|_| wants.viewer_state && !live_ids.is_empty())?;
+        Some(
+            downstream
+                .tweets
+                .clone()
+                .get_viewer_state(tweet::GetViewerStateRequest {
+                    viewer_id: viewer.user_id,
+                    tweet_ids: live_ids.clone(),
+                })
+                .await
+                .map(|response| {
+                    response
+                        .into_inner()
+                        .states
+                        .into_iter()
+                        .map(|state| (state.tweet_id, state))
+                        .collect::<HashMap<_, _>>()
+                }),
+        )
+    };
+    let (authors, counts, states) = tokio::join!(authors, counts, states);
+
+    let nodes: HashMap<u64, TweetNode> = found
+        .into_iter()
+        .map(|tweet| {
+            let id = tweet.id;
+            let author = match &authors {
+                None => Slot::Lazy,
+                Some(Ok(users)) => Slot::Ready(users.get(&tweet.author_id).cloned()),
+                Some(Err(error)) => Slot::Failed(error.clone()),
+            };
+            let node = TweetNode {
+                author,
+                counts: slot(pick(&counts, id)),
+                viewer_state: slot(pick(&states, id)),
+                tweet: std::sync::Arc::new(tweet),
+            };
+            (id, node)
+        })
+        .collect();
+    Ok(ids.iter().map(|id| nodes.get(id).cloned()).collect())
+}
+
+/// Hydrates users by id (one GetUsers, plus GetFollowCounts / IsFollowing in
+/// parallel when wanted). Missing users are absent from the map.
+pub async fn users(
+    downstream: &Downstream,
+    viewer: Option<Viewer>,
+    ids: &[u64],
+    wants: UserWants,
+) -> Result<HashMap<u64, UserNode>, async_graphql::Error> {
+    let profiles = async {
+        downstream
+            .graph
+            .clone()
+            .get_users(graph::GetUsersRequest {
+                user_ids: ids.to_vec(),
+            })
+            .await
+    };
+    let counts = async {
+        if !wants.counts {
+            return None;
+        }
+        Some(
+            downstream
+                .graph
+                .clone()
+                .get_follow_counts(graph::GetFollowCountsRequest {
+                    user_ids: ids.to_vec(),
+                })
+                .await
+                .map(|response| {
+                    response
+                        .into_inner()
+                        .counts
+                        .into_iter()
+                        .map(|counts| (counts.user_id, counts))
+                        .collect::<HashMap<_, _>>()
+                }),
+        )
+    };
+    let follows = async {
+        let viewer = viewer.filter(|_| wants.viewer_follows)?;
+        let pairs = ids
+            .iter()
+            .map(|followee_id| graph::FollowPair {
+                follower_id: viewer.user_id,
+                followee_id: *followee_id,
+            })
+            .collect();
+        Some(
+            downstream
+                .graph
+                .clone()
+                .is_following(graph::IsFollowingRequest { pairs })
+                .await
+                .map(|response| {
+                    ids.iter()
+                        .copied()
+                        .zip(response.into_inner().following)
+                        .collect::<HashMap<_, _>>()
+                }),
+        )
+    };
+    let (profiles, counts, follows) = tokio::join!(profiles, counts, follows);
+    let profiles = profiles.gql()?.into_inner().results;
+    Ok(profiles
+        .into_iter()
+        .filter_map(|lookup| lookup.user)
+        .map(|user| {
+            let id = user.id;
+            let node = UserNode {
+                user: std::sync::Arc::new(user),
+                follow_counts: slot(pick(&counts, id)),
+                viewer_follows: slot(pick(&follows, id)),
+            };
+            (id, node)
+        })
+        .collect())
+}

@@ -1,0 +1,746 @@
+//! Query, mutation and subscription roots.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Object, Result, Subscription};
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use warble_proto::common::v1::{PageRequest, TimelineEntry};
+use warble_proto::graph::v1 as graph;
+use warble_proto::timeline::v1 as timeline;
+use warble_proto::tweet::v1 as tweet;
+
+use crate::auth::{Authenticator, Viewer};
+use crate::downstream::Downstream;
+use crate::error::{ErrorCode, StatusExt as _, bad_input, gql_error};
+use crate::feed::{FeedEvent, LiveFeed};
+use crate::hydrate::{self, TweetWants, UserWants};
+use crate::model::{
+    AuthPayload, PageInfo, TweetConnection, TweetEdge, TweetNode, UserConnection, UserEdge,
+    UserNode, parse_id, require_viewer,
+};
+use crate::paging;
+use crate::rate_limit::RateLimiter;
+
+/// Everything resolvers share (schema-level data).
+pub struct GatewayState {
+    /// Downstream clients.
+    pub downstream: Downstream,
+    /// Token verification and dev-mode issuance.
+    pub auth: Authenticator,
+    /// Per-user mutation limits.
+    pub limiter: RateLimiter,
+    /// The live feed, when the gateway tails an event log.
+    pub feed: Option<LiveFeed>,
+}
+
+/// The caller's network address, for rate-limiting anonymous mutations.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a Arc<GatewayState>> {
+    ctx.data::<Arc<GatewayState>>()
+}
+
+fn viewer(ctx: &Context<'_>) -> Option<Viewer> {
+    ctx.data_opt::<Viewer>().copied()
+}
+
+/// The viewer, after taking a mutation token from their bucket.
+fn mutating_viewer(ctx: &Context<'_>) -> Result<Viewer> {
+    let viewer = require_viewer(ctx)?;
+    rate_limit(ctx, &format!("user:{}", viewer.user_id))?;
+    Ok(viewer)
+}
+
+fn rate_limit(ctx: &Context<'_>, key: &str) -> Result<()> {
+    if state(ctx)?.limiter.try_acquire(key) {
+        Ok(())
+    } else {
+        Err(gql_error(
+            ErrorCode::RateLimited,
+            "too many changes; slow down and retry shortly",
+        ))
+    }
+}
+
+async fn user_node(ctx: &Context<'_>, user_id: u64) -> Result<Option<UserNode>> {
+    let state = state(ctx)?;
+    let wants = UserWants::of(ctx.look_ahead());
+    let mut users = hydrate::users(&state.downstream, viewer(ctx), &[user_id], wants).await?;
+    Ok(users.remove(&user_id))
+}
+
+async fn tweet_node(
+    ctx: &Context<'_>,
+    tweet_id: u64,
+    wants: TweetWants,
+) -> Result<Option<TweetNode>> {
+    let state = state(ctx)?;
+    let mut nodes = hydrate::tweets(&state.downstream, viewer(ctx), &[tweet_id], wants).await?;
+    Ok(nodes.pop().flatten())
+}
+
+/// A connection over timeline entries, hydrated in one batch.
+async fn tweet_connection(
+    ctx: &Context<'_>,
+    entries: Vec<TimelineEntry>,
+    next_cursor: String,
+) -> Result<TweetConnection> {
+    let state = state(ctx)?;
+    let wants = TweetWants::of(ctx.look_ahead().field("edges").field("node"));
+    let ids: Vec<u64> = entries.iter().map(|entry| entry.tweet_id).collect();
+    let nodes = hydrate::tweets(&state.downstream, viewer(ctx), &ids, wants).await?;
+    // A tweet deleted after the timeline was read drops out of the page.
+    let edges: Vec<TweetEdge> = entries
+        .into_iter()
+        .zip(nodes)
+        .filter_map(|(entry, node)| {
+            node.map(|node| TweetEdge {
+                node,
+                cursor: entry.cursor,
+            })
+        })
+        .collect();
+    let has_next_page = !next_cursor.is_empty();
+    let end_cursor = edges
+        .last()
+        .map(|edge| edge.cursor.clone())
+        .or(has_next_page.then_some(next_cursor));
+    Ok(TweetConnection {
+        page_info: PageInfo {
+            has_next_page,
+            has_previous_page: false,
+            start_cursor: edges.first().map(|edge| edge.cursor.clone()),
+            end_cursor,
+        },
+        edges,
+    })
+}
+
+fn empty_tweet_connection() -> TweetConnection {
+    TweetConnection {
+        edges: Vec::new(),
+        page_info: PageInfo::default(),
+    }
+}
+
+/// Which follow list to page.
+#[derive(Debug, Clone, Copy)]
+pub enum FollowList {
+    /// Who follows the user.
+    Followers,
+    /// Whom the user follows.
+    Following,
+}
+
+/// One page of a follow list, hydrated in one batch.
+pub async fn follow_list(
+    ctx: &Context<'_>,
+    user_id: u64,
+    list: FollowList,
+    first: Option<i32>,
+    after: Option<String>,
+) -> Result<UserConnection> {
+    let first = paging::first(first)?;
+    let cursor = paging::after(after)?;
+    if first == 0 {
+        return Ok(UserConnection {
+            edges: Vec::new(),
+            page_info: PageInfo::default(),
+        });
+    }
+    let state = state(ctx)?;
+    let page = Some(PageRequest {
+        cursor,
+        limit: first,
+    });
+    let (edges, next_cursor) = match list {
+        FollowList::Followers => {
+            let response = state
+                .downstream
+                .graph
+                .clone()
+                .list_followers(graph::ListFollowersRequest { user_id, page })
+                .await
+                .gql()?
+                .into_inner();
+            (
+                response.followers,
+                response.page.unwrap_or_default().next_cursor,
+            )
+        }
+        FollowList::Following => {
+            let response = state
+                .downstream
+                .graph
+                .clone()
+                .list_following(graph::ListFollowingRequest {
+                    user_id,
+                    page,
+                    min_followers: 0,
+                })
+                .await
+                .gql()?
+                .into_inner();
+            (
+                response.following,
+                response.page.unwrap_or_default().next_cursor,
+            )
+        }
+    };
+    let ids: Vec<u64> = edges.iter().map(|edge| edge.user_id).collect();
+    let wants = UserWants::of(ctx.look_ahead().field("edges").field("node"));
+    let users = hydrate::users(&state.downstream, viewer(ctx), &ids, wants).await?;
+    let edges: Vec<UserEdge> = edges
+        .into_iter()
+        .filter_map(|edge| {
+            users.get(&edge.user_id).map(|node| UserEdge {
+                node: node.clone(),
+                cursor: edge.cursor,
+                followed_at_ms: edge.followed_at_ms,
+            })
+        })
+        .collect();
+    let has_next_page = !next_cursor.is_empty();
+    Ok(UserConnection {
+        page_info: PageInfo {
+            has_next_page,
+            has_previous_page: false,
+            start_cursor: edges.first().map(|edge| edge.cursor.clone()),
+            end_cursor: edges
+                .last()
+                .map(|edge| edge.cursor.clone())
+                .or(has_next_page.then_some(next_cursor)),
+        },
+        edges,
+    })
+}
+
+/// The query root.
+pub struct QueryRoot;
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    /// The signed-in user; null when not signed in.
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<UserNode>> {
+        match viewer(ctx) {
+            Some(viewer) => user_node(ctx, viewer.user_id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// A user by id or by username (exactly one). NOT_FOUND when there is none.
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        username: Option<String>,
+    ) -> Result<Option<UserNode>> {
+        let user_id = match (id, username) {
+            (Some(id), None) => parse_id("id", &id)?,
+            (None, Some(username)) => {
+                let state = state(ctx)?;
+                state
+                    .downstream
+                    .graph
+                    .clone()
+                    .get_user_by_username(graph::GetUserByUsernameRequest { username })
+                    .await
+                    .gql()?
+                    .into_inner()
+                    .user
+                    .map(|user| user.id)
+                    .unwrap_or_default()
+            }
+            _ => return Err(bad_input("id", "give exactly one of `id` and `username`")),
+        };
+        match user_node(ctx, user_id).await? {
+            Some(user) => Ok(Some(user)),
+            None => Err(gql_error(
+                ErrorCode::NotFound,
+                format!("no user with id {user_id}"),
+            )),
+        }
+    }
+
+    /// A tweet by id. NOT_FOUND when it does not exist or was deleted.
+    async fn tweet(&self, ctx: &Context<'_>, id: ID) -> Result<Option<TweetNode>> {
+        let tweet_id = parse_id("id", &id)?;
+        match tweet_node(ctx, tweet_id, TweetWants::of(ctx.look_ahead())).await? {
+            Some(tweet) => Ok(Some(tweet)),
+            None => Err(gql_error(
+                ErrorCode::NotFound,
+                format!("no tweet with id {tweet_id}"),
+            )),
+        }
+    }
+
+    /// The signed-in user's home timeline, newest first.
+    #[graphql(complexity = "first.unwrap_or(paging::DEFAULT_FIRST) as usize * child_complexity")]
+    async fn home_timeline(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<TweetConnection> {
+        let viewer = require_viewer(ctx)?;
+        let first = paging::first(first)?;
+        let cursor = paging::after(after)?;
+        if first == 0 {
+            return Ok(empty_tweet_connection());
+        }
+        let response = state(ctx)?
+            .downstream
+            .timeline
+            .clone()
+            .get_home_timeline(timeline::GetHomeTimelineRequest {
+                user_id: viewer.user_id,
+                page: Some(PageRequest {
+                    cursor,
+                    limit: first,
+                }),
+            })
+            .await
+            .gql()?
+            .into_inner();
+        tweet_connection(
+            ctx,
+            response.entries,
+            response.page.unwrap_or_default().next_cursor,
+        )
+        .await
+    }
+
+    /// One user's tweets, newest first.
+    #[graphql(complexity = "first.unwrap_or(paging::DEFAULT_FIRST) as usize * child_complexity")]
+    async fn user_timeline(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<TweetConnection> {
+        let first = paging::first(first)?;
+        let cursor = paging::after(after)?;
+        let state = state(ctx)?;
+        let user = state
+            .downstream
+            .graph
+            .clone()
+            .get_user_by_username(graph::GetUserByUsernameRequest { username })
+            .await
+            .gql()?
+            .into_inner()
+            .user
+            .unwrap_or_default();
+        if first == 0 {
+            return Ok(empty_tweet_connection());
+        }
+        let response = state
+            .downstream
+            .timeline
+            .clone()
+            .get_user_timeline(timeline::GetUserTimelineRequest {
+                user_id: user.id,
+                page: Some(PageRequest {
+                    cursor,
+                    limit: first,
+                }),
+            })
+            .await
+            .gql()?
+            .into_inner();
+        tweet_connection(
+            ctx,
+            response.entries,
+            response.page.unwrap_or_default().next_cursor,
+        )
+        .await
+    }
+}
+
+/// The mutation root. Every mutation needs a signed-in viewer (except the
+/// development sign-up) and takes a token from the viewer's rate-limit bucket.
+pub struct MutationRoot;
+
+async fn engaged(ctx: &Context<'_>, tweet_id: u64) -> Result<TweetNode> {
+    tweet_node(ctx, tweet_id, TweetWants::of(ctx.look_ahead()))
+        .await?
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, format!("no tweet with id {tweet_id}")))
+}
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// Posts a tweet as the viewer. Retrying with the same `idempotencyKey`
+    /// returns the original tweet instead of posting twice.
+    async fn post_tweet(
+        &self,
+        ctx: &Context<'_>,
+        text: String,
+        reply_to: Option<ID>,
+        quote_of: Option<ID>,
+        idempotency_key: Option<String>,
+    ) -> Result<TweetNode> {
+        let viewer = mutating_viewer(ctx)?;
+        let request = tweet::CreateTweetRequest {
+            author_id: viewer.user_id,
+            text,
+            reply_to_tweet_id: reply_to
+                .as_ref()
+                .map(|id| parse_id("replyTo", id))
+                .transpose()?,
+            quote_of_tweet_id: quote_of
+                .as_ref()
+                .map(|id| parse_id("quoteOf", id))
+                .transpose()?,
+            media_ids: Vec::new(),
+            idempotency_key: idempotency_key.unwrap_or_default(),
+        };
+        let created = state(ctx)?
+            .downstream
+            .tweets
+            .clone()
+            .create_tweet(request)
+            .await
+            .gql()?
+            .into_inner()
+            .tweet
+            .ok_or_else(|| gql_error(ErrorCode::Internal, "tweet-svc returned no tweet"))?;
+        Ok(TweetNode::lazy(created))
+    }
+
+    /// Deletes one of the viewer's tweets (FORBIDDEN for anyone else's).
+    /// True when it was deleted now, false when it already was.
+    async fn delete_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        let viewer = mutating_viewer(ctx)?;
+        let tweet_id = parse_id("id", &id)?;
+        Ok(state(ctx)?
+            .downstream
+            .tweets
+            .clone()
+            .delete_tweet(tweet::DeleteTweetRequest {
+                tweet_id,
+                requester_id: viewer.user_id,
+            })
+            .await
+            .gql()?
+            .into_inner()
+            .deleted)
+    }
+
+    /// Likes a tweet (idempotent); returns it with fresh counts.
+    async fn like_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
+        let viewer = mutating_viewer(ctx)?;
+        let tweet_id = parse_id("id", &id)?;
+        let request = tweet::LikeTweetRequest {
+            user_id: viewer.user_id,
+            tweet_id,
+        };
+        state(ctx)?
+            .downstream
+            .tweets
+            .clone()
+            .like_tweet(request)
+            .await
+            .gql()?;
+        engaged(ctx, tweet_id).await
+    }
+
+    /// Removes the viewer's like (idempotent); returns the tweet with fresh counts.
+    async fn unlike_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
+        let viewer = mutating_viewer(ctx)?;
+        let tweet_id = parse_id("id", &id)?;
+        let request = tweet::UnlikeTweetRequest {
+            user_id: viewer.user_id,
+            tweet_id,
+        };
+        state(ctx)?
+            .downstream
+            .tweets
+            .clone()
+            .unlike_tweet(request)
+            .await
+            .gql()?;
+        engaged(ctx, tweet_id).await
+    }
+
+    /// Retweets (idempotent); returns the tweet with fresh counts.
+    async fn retweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
+        let viewer = mutating_viewer(ctx)?;
+        let tweet_id = parse_id("id", &id)?;
+        let request = tweet::RetweetRequest {
+            user_id: viewer.user_id,
+            tweet_id,
+        };
+        state(ctx)?
+            .downstream
+            .tweets
+            .clone()
+            .retweet(request)
+            .await
+            .gql()?;
+        engaged(ctx, tweet_id).await
+    }
+
+    /// Removes the viewer's retweet (idempotent); returns the tweet with fresh counts.
+    async fn undo_retweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
+        let viewer = mutating_viewer(ctx)?;
+        let tweet_id = parse_id("id", &id)?;
+        let request = tweet::UndoRetweetRequest {
+            user_id: viewer.user_id,
+            tweet_id,
+        };
+        state(ctx)?
+            .downstream
+            .tweets
+            .clone()
+            .undo_retweet(request)
+            .await
+            .gql()?;
+        engaged(ctx, tweet_id).await
+    }
+
+    /// Follows a user (idempotent); returns them.
+    async fn follow(&self, ctx: &Context<'_>, user_id: ID) -> Result<UserNode> {
+        let viewer = mutating_viewer(ctx)?;
+        let followee_id = parse_id("userId", &user_id)?;
+        let request = graph::FollowRequest {
+            follower_id: viewer.user_id,
+            followee_id,
+        };
+        state(ctx)?
+            .downstream
+            .graph
+            .clone()
+            .follow(request)
+            .await
+            .gql()?;
+        user_node(ctx, followee_id).await?.ok_or_else(|| {
+            gql_error(
+                ErrorCode::NotFound,
+                format!("no user with id {followee_id}"),
+            )
+        })
+    }
+
+    /// Unfollows a user (idempotent); returns them.
+    async fn unfollow(&self, ctx: &Context<'_>, user_id: ID) -> Result<UserNode> {
+        let viewer = mutating_viewer(ctx)?;
+        let followee_id = parse_id("userId", &user_id)?;
+        let request = graph::UnfollowRequest {
+            follower_id: viewer.user_id,
+            followee_id,
+        };
+        state(ctx)?
+            .downstream
+            .graph
+            .clone()
+            .unfollow(request)
+            .await
+            .gql()?;
+        user_node(ctx, followee_id).await?.ok_or_else(|| {
+            gql_error(
+                ErrorCode::NotFound,
+                format!("no user with id {followee_id}"),
+            )
+        })
+    }
+
+    /// Development only: creates a user and returns a token for them.
+    async fn sign_up(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        display_name: String,
+        bio: Option<String>,
+    ) -> Result<AuthPayload> {
+        let state = state(ctx)?;
+        dev_only(&state.auth)?;
+        let client = ctx
+            .data_opt::<ClientAddr>()
+            .map_or("unknown", |addr| addr.0.as_str());
+        rate_limit(ctx, &format!("addr:{client}"))?;
+        let user = state
+            .downstream
+            .graph
+            .clone()
+            .create_user(graph::CreateUserRequest {
+                username,
+                display_name,
+                bio: bio.unwrap_or_default(),
+            })
+            .await
+            .gql()?
+            .into_inner()
+            .user
+            .ok_or_else(|| gql_error(ErrorCode::Internal, "graph-svc returned no user"))?;
+        issued(state, user)
+    }
+
+    /// Development only: a token for an existing user, by username.
+    async fn issue_token(&self, ctx: &Context<'_>, username: String) -> Result<AuthPayload> {
+        let state = state(ctx)?;
+        dev_only(&state.auth)?;
+        let client = ctx
+            .data_opt::<ClientAddr>()
+            .map_or("unknown", |addr| addr.0.as_str());
+        rate_limit(ctx, &format!("addr:{client}"))?;
+        let user = state
+            .downstream
+            .graph
+            .clone()
+            .get_user_by_username(graph::GetUserByUsernameRequest { username })
+            .await
+            .gql()?
+            .into_inner()
+            .user
+            .ok_or_else(|| gql_error(ErrorCode::Internal, "graph-svc returned no user"))?;
+        issued(state, user)
+    }
+}
+
+fn dev_only(auth: &Authenticator) -> Result<()> {
+    if auth.dev_mode() {
+        Ok(())
+    } else {
+        Err(gql_error(
+            ErrorCode::Forbidden,
+            "sign-up and token issuance are disabled outside development mode",
+        ))
+    }
+}
+
+fn issued(state: &GatewayState, user: graph::User) -> Result<AuthPayload> {
+    let token = state
+        .auth
+        .issue(user.id)
+        .ok_or_else(|| gql_error(ErrorCode::Internal, "cannot issue a token"))?;
+    Ok(AuthPayload {
+        token,
+        user: UserNode::lazy(user),
+    })
+}
+
+/// The subscription root.
+pub struct SubscriptionRoot;
+
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// Each new tweet that lands in the viewer's home timeline (their own,
+    /// and those of everyone they follow, celebrities included), as it is posted.
+    async fn home_timeline_updates(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = Result<TweetNode>> + use<>> {
+        let viewer = require_viewer(ctx)?;
+        let state = state(ctx)?.clone();
+        let feed = state.feed.as_ref().ok_or_else(|| {
+            gql_error(
+                ErrorCode::Unavailable,
+                "live updates are not available on this gateway",
+            )
+        })?;
+        // Subscribe before reading the following list, so nothing posted
+        // meanwhile is missed.
+        let events = feed.subscribe();
+        let following = following_all(&state.downstream, viewer.user_id).await?;
+        let wants = TweetWants::of(ctx.look_ahead());
+        let watch = Watch {
+            viewer,
+            following,
+            events,
+            state,
+            wants,
+        };
+        Ok(futures::stream::unfold(watch, |mut watch| async move {
+            let item = watch.next().await?;
+            Some((item, watch))
+        }))
+    }
+}
+
+/// One subscription's view of the feed.
+struct Watch {
+    viewer: Viewer,
+    following: HashSet<u64>,
+    events: tokio::sync::broadcast::Receiver<FeedEvent>,
+    state: Arc<GatewayState>,
+    wants: TweetWants,
+}
+
+impl Watch {
+    async fn next(&mut self) -> Option<Result<TweetNode>> {
+        loop {
+            match self.events.recv().await {
+                Ok(FeedEvent::TweetCreated {
+                    tweet_id,
+                    author_id,
+                }) if author_id == self.viewer.user_id || self.following.contains(&author_id) => {
+                    let nodes = hydrate::tweets(
+                        &self.state.downstream,
+                        Some(self.viewer),
+                        &[tweet_id],
+                        self.wants,
+                    )
+                    .await;
+                    match nodes {
+                        Ok(mut nodes) => match nodes.pop().flatten() {
+                            Some(node) => return Some(Ok(node)),
+                            None => continue, // deleted already
+                        },
+                        Err(error) => return Some(Err(error)),
+                    }
+                }
+                Ok(FeedEvent::Followed {
+                    follower_id,
+                    followee_id,
+                }) if follower_id == self.viewer.user_id => {
+                    self.following.insert(followee_id);
+                }
+                Ok(FeedEvent::Unfollowed {
+                    follower_id,
+                    followee_id,
+                }) if follower_id == self.viewer.user_id => {
+                    self.following.remove(&followee_id);
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        viewer = self.viewer.user_id,
+                        "subscriber fell behind the live feed"
+                    );
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+async fn following_all(downstream: &Downstream, user_id: u64) -> Result<HashSet<u64>> {
+    let mut following = HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let response = downstream
+            .graph
+            .clone()
+            .list_following(graph::ListFollowingRequest {
+                user_id,
+                page: Some(PageRequest {
+                    cursor,
+                    limit: 5_000,
+                }),
+                min_followers: 0,
+            })
+            .await
+            .gql()?
+            .into_inner();
+        following.extend(response.following.iter().map(|edge| edge.user_id));
+        cursor = response.page.unwrap_or_default().next_cursor;
+        if cursor.is_empty() {
+            return Ok(following);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Every Cypher statement the Neo4j graph store runs, in one place.
+//!
+//! # Model
+//!
+//! - `(:User {id, username, username_lower, display_name, bio,
+//!   created_at_ms, followers, following})`. `followers` and `following`
+//!   are maintained in the transaction of every follow and unfollow, so a
+//!   count is one property read, never a scan of a celebrity's edges.
+//! - `(:User)-[:FOLLOWS {seq, follower, followee}]->(:User)`. `seq` is a
+//!   Snowflake id drawn while both users are locked, so one user's follows
+//!   get increasing seqs in commit order; the two endpoint ids are copied
+//!   onto the relationship so a page of a list is a seek in a composite
+//!   relationship index (`followee, seq` or `follower, seq`) that returns
+//!   edges already ordered, whatever the user's degree.
+//! - `(:Outbox:OutboxPending {event_id, stream, event_key, payload})`: the
+//!   transactional outbox, created in the transaction of the follow it
+//!   describes. Publishing removes the `OutboxPending` label; published
+//!   nodes are kept a week (they carry the largest event ids, which a
+//!   restarted id generator must stay above) and then pruned.
+//!
+//! Labels, the relationship type and schema names carry a namespace
+//! prefix: empty in production, unique per run in the gated test suite, so
+//! runs sharing one database (Neo4j Community has only one) never meet.
+//!
+//! Syntax is the common subset of Neo4j 4.4 and 5.x (`FOR ... REQUIRE`
+//! constraints, `IF NOT EXISTS`, relationship property indexes).
+
+/// Labels, relationship type and schema-name prefix of one namespace.
+#[derive(Debug, Clone)]
+pub(super) struct Names {
+    user: String,
+    follows: String,
+    outbox: String,
+    pending: String,
+    schema: String,
+}
+
+impl Names {
+    /// The names in `namespace` (`[A-Za-z][A-Za-z0-9_]*` or empty; checked by the caller).
+    pub(super) fn new(namespace: &str) -> Self {
+        Self {
+            user: format!("{namespace}User"),
+            follows: format!("{namespace}FOLLOWS"),
+            outbox: format!("{namespace}Outbox"),
+            pending: format!("{namespace}OutboxPending"),
+            schema: if namespace.is_empty() {
+                "warble".to_owned()
+            } else {
+                format!(
+                    "warble_{}",
+                    namespace.trim_end_matches('_').to_ascii_lowercase()
+                )
+            },
+        }
+    }
+}
+
+/// Every statement, with the namespace's names filled in.
+#[derive(Debug, Clone)]
+pub(super) struct Cypher {
+    /// Constraints and indexes, each idempotent.
+    pub schema: Vec<String>,
+    /// Names of the constraints and indexes [`Cypher::schema`] creates, to
+    /// check they are all online.
+    pub schema_names: Vec<String>,
+    /// Lists the schema objects and their state (`SHOW` works on 4.4 and 5.x).
+    pub show_indexes: String,
+    /// A round trip that touches nothing.
+    pub ping: String,
+    /// `$id, $username, $username_lower, $display_name, $bio, $created_at_ms`.
+    pub create_user: String,
+    /// `$ids` -> users found (any order; the caller restores request order).
+    pub get_users: String,
+    /// `$username_lower` -> the user.
+    pub get_user_by_username: String,
+    /// `$ids` -> `id, followers, following` of users found.
+    pub follow_counts: String,
+    /// `$followers, $followees` (parallel lists) -> `i, follows` per pair.
+    pub is_following: String,
+    /// Takes the write lock of user `$id` (held to the end of the
+    /// transaction) and returns its counts; no row when it does not exist.
+    pub lock_user: String,
+    /// Creates the follow if absent (under both users' locks), raising both
+    /// counts only when it did; returns whether it did and the counts.
+    pub merge_follow: String,
+    /// Deletes the follow if present, lowering both counts (never below
+    /// zero); one row when it did, none otherwise.
+    pub delete_follow: String,
+    /// Creates a pending outbox node.
+    pub create_outbox: String,
+    /// Whether user `$id` exists.
+    pub user_exists: String,
+    /// `$user, $before, $limit` -> `user_id, seq` of followers, newest first.
+    pub followers_page: String,
+    /// `$user, $before, $limit` -> `user_id, seq, followers` of followees, newest first.
+    pub following_page: String,
+    /// `$max` -> the oldest pending outbox entries.
+    pub pending: String,
+    /// `$ids` (event ids) -> marks them published.
+    pub mark_published: String,
+    /// `$cutoff` -> deletes a bounded number of published entries older than it.
+    pub prune_published: String,
+    /// The largest user id and the largest outbox event id.
+    pub max_ids: String,
+}
+
+impl Cypher {
+    /// The statements for `names`.
+    pub(super) fn new(names: &Names) -> Self {
+        let Names {
+            user,
+            follows,
+            outbox,
+            pending,
+            schema,
+        } = names;
+        let schema_names = [
+            "user_id",
+            "user_username",
+            "outbox_event",
+            "outbox_pending",
+            "follows_by_followee",
+            "follows_by_follower",
+        ]
+        .map(|name| format!("{schema}_{name}"))
+        .to_vec();
+        let user_fields = "u.id AS id, u.username AS username, u.display_name AS display_name, \
+                           u.bio AS bio, u.created_at_ms AS created_at_ms";
+        Self {
+            schema: vec![
+                format!(
+                    "CREATE CONSTRAINT {schema}_user_id IF NOT EXISTS \
+                     FOR (u:{user}) REQUIRE u.id IS UNIQUE"
+                ),
+                // Uniqueness ignoring case, enforced by the database itself.
+                format!(
+                    "CREATE CONSTRAINT {schema}_user_username IF NOT EXISTS \
+                     FOR (u:{user}) REQUIRE u.username_lower IS UNIQUE"
+                ),
+                format!(
+                    "CREATE CONSTRAINT {schema}_outbox_event IF NOT EXISTS \
+                     FOR (e:{outbox}) REQUIRE e.event_id IS UNIQUE"
+                ),
+                format!(
+                    "CREATE INDEX {schema}_outbox_pending IF NOT EXISTS \
+                     FOR (e:{pending}) ON (e.event_id)"
+                ),
+                format!(
+                    "CREATE INDEX {schema}_follows_by_followee IF NOT EXISTS \
+                     FOR ()-[r:{follows}]-() ON (r.followee, r.seq)"
+                ),
+                format!(
+                    "CREATE INDEX {schema}_follows_by_follower IF NOT EXISTS \
+                     FOR ()-[r:{follows}]-() ON (r.follower, r.seq)"
+                ),
+            ],
+            schema_names,
+            show_indexes: "SHOW INDEXES YIELD name, state RETURN name, state".into(),
+            ping: "RETURN 1 AS ok".into(),
+            create_user: format!(
+                "CREATE (u:{user} {{id: $id, username: $username, username_lower: $username_lower, \
+                 display_name: $display_name, bio: $bio, created_at_ms: $created_at_ms, \
+                 followers: 0, following: 0}})"
+            ),
+            get_users: format!(
+                "UNWIND $ids AS wanted MATCH (u:{user} {{id: wanted}}) RETURN {user_fields}"
+            ),
+            get_user_by_username: format!(
+                "MATCH (u:{user} {{username_lower: $username_lower}}) RETURN {user_fields}"
+            ),
+            follow_counts: format!(
+                "UNWIND $ids AS wanted MATCH (u:{user} {{id: wanted}}) \
+                 RETURN u.id AS id, u.followers AS followers, u.following AS following"
+            ),
+            // Expand(Into) between two bound users walks the smaller side.
+            is_following: format!(
+                "UNWIND range(0, size($followers) - 1) AS i \
+                 OPTIONAL MATCH (a:{user} {{id: $followers[i]}})-[r:{follows}]->(b:{user} {{id: $followees[i]}}) \
+                 RETURN i, count(r) > 0 AS follows"
+            ),
+            // Writing a property takes the node's write lock until commit;
+            // removing it again leaves no trace. Callers lock the smaller id
+            // first, so two opposite follows cannot deadlock.
+            lock_user: format!(
+                "MATCH (u:{user} {{id: $id}}) SET u.warble_lock = true REMOVE u.warble_lock \
+                 RETURN u.followers AS followers, u.following AS following"
+            ),
+            // Both users are locked, so MERGE cannot race another MERGE of
+            // the same edge; ON CREATE makes the counts move only with it.
+            merge_follow: format!(
+                "MATCH (a:{user} {{id: $follower}}), (b:{user} {{id: $followee}}) \
+                 MERGE (a)-[r:{follows}]->(b) \
+                 ON CREATE SET r.seq = $seq, r.follower = $follower, r.followee = $followee, \
+                 a.following = a.following + 1, b.followers = b.followers + 1 \
+                 RETURN r.seq = $seq AS created, r.seq AS seq, \
+                 a.following AS following, b.followers AS followers"
+            ),
+            delete_follow: format!(
+                "MATCH (a:{user} {{id: $follower}})-[r:{follows}]->(b:{user} {{id: $followee}}) \
+                 DELETE r \
+                 SET a.following = CASE WHEN a.following > 0 THEN a.following - 1 ELSE 0 END, \
+                 b.followers = CASE WHEN b.followers > 0 THEN b.followers - 1 ELSE 0 END \
+                 RETURN a.following AS following, b.followers AS followers"
+            ),
+            create_outbox: format!(
+                "CREATE (e:{outbox}:{pending} {{event_id: $event_id, stream: $stream, \
+                 event_key: $event_key, payload: $payload}})"
+            ),
+            user_exists: format!("MATCH (u:{user} {{id: $id}}) RETURN u.id AS id"),
+            // Anchored on the relationship index only (no user lookup), so
+            // the page is an ordered index seek of `limit` entries.
+            followers_page: format!(
+                "MATCH ()-[r:{follows}]->() WHERE r.followee = $user AND r.seq < $before \
+                 RETURN r.follower AS user_id, r.seq AS seq \
+                 ORDER BY r.seq DESC LIMIT $limit"
+            ),
+            following_page: format!(
+                "MATCH ()-[r:{follows}]->(b:{user}) WHERE r.follower = $user AND r.seq < $before \
+                 WITH r, b ORDER BY r.seq DESC LIMIT $limit \
+                 RETURN r.followee AS user_id, r.seq AS seq, b.followers AS followers"
+            ),
+            pending: format!(
+                "MATCH (e:{pending}) WHERE e.event_id IS NOT NULL \
+                 RETURN e.event_id AS event_id, e.stream AS stream, e.event_key AS event_key, \
+                 e.payload AS payload ORDER BY e.event_id ASC LIMIT $max"
+            ),
+            mark_published: format!(
+                "UNWIND $ids AS published MATCH (e:{pending} {{event_id: published}}) \
+                 REMOVE e:{pending}"
+            ),
+            prune_published: format!(
+                "MATCH (e:{outbox}) WHERE e.event_id < $cutoff AND NOT e:{pending} \
+                 WITH e LIMIT 1000 DELETE e"
+            ),
+            max_ids: format!(
+                "CALL {{ MATCH (u:{user}) WHERE u.id IS NOT NULL \
+                 RETURN u.id AS id ORDER BY u.id DESC LIMIT 1 \
+                 UNION ALL MATCH (e:{outbox}) WHERE e.event_id IS NOT NULL \
+                 RETURN e.event_id AS id ORDER BY e.event_id DESC LIMIT 1 }} \
+                 RETURN max(id) AS max_id"
+            ),
+        }
+    }
+}

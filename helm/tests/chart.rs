@@ -1,0 +1,1048 @@
+//! The Helm chart, rendered with the default values and every value set in
+//! `helm/warble/ci/`: it lints clean in strict mode, every object passes the
+//! Kubernetes schemas, pods are locked down and probed, and every `WARBLE_*`
+//! variable it sets is a config key the service reads and accepts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use warble_helm_tests::{EnvSource, EnvVar, KUBE_VERSIONS, Report, ValueSet, Workload, report};
+use warble_mesh::config::{ServiceConfig, keys, load};
+
+/// The five workloads, by their `app.kubernetes.io/component` label.
+const COMPONENTS: [&str; 5] = [
+    "tweet-svc",
+    "graph-svc",
+    "timeline-svc",
+    "fanout-svc",
+    "gateway",
+];
+
+/// The services that issue Snowflake ids and so need a unique worker id per pod.
+const ID_ISSUERS: [&str; 2] = ["tweet-svc", "graph-svc"];
+
+/// The downward-API path the chart derives worker ids from.
+const POD_INDEX_FIELD: &str = "metadata.labels['apps.kubernetes.io/pod-index']";
+
+/// Runs `check` on the report, once every value set has rendered (nothing
+/// to check otherwise); does nothing when the tooling is missing outside CI.
+fn with_report(check: impl FnOnce(&Report)) {
+    let Some(report) = report() else { return };
+    for set in &report.value_sets {
+        if let Some(error) = &set.render_error {
+            panic!("[{}] the chart does not render: {error}", set.name);
+        }
+    }
+    check(&report);
+}
+
+/// Every env var `component`'s binary reads.
+fn config_env_vars(component: &str) -> BTreeSet<String> {
+    let pairs = match component {
+        "tweet-svc" => keys::<warble_tweet_svc::TweetSvcConfig>(),
+        "graph-svc" => keys::<warble_graph_svc::GraphSvcConfig>(),
+        "timeline-svc" => keys::<warble_timeline_svc::TimelineSvcConfig>(),
+        "fanout-svc" => keys::<warble_fanout_svc::FanoutSvcConfig>(),
+        "gateway" => keys::<warble_gateway::GatewayConfig>(),
+        other => panic!("unknown component {other}"),
+    };
+    pairs.into_iter().map(|(_, env)| env).collect()
+}
+
+/// Loads `component`'s config exactly as its binary does, from `env` alone.
+fn load_config(component: &str, env: &BTreeMap<String, String>) -> Result<(), String> {
+    // The closure's error type is figment's, which clippy finds large.
+    #[allow(clippy::result_large_err)]
+    fn load_as<T: ServiceConfig>(env: &BTreeMap<String, String>) -> Result<(), String> {
+        let mut outcome = Ok(());
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (name, value) in env {
+                jail.set_env(name, value);
+            }
+            outcome = load::<T>(None).map(drop).map_err(|error| error.to_string());
+            Ok(())
+        });
+        outcome
+    }
+    match component {
+        "tweet-svc" => load_as::<warble_tweet_svc::TweetSvcConfig>(env),
+        "graph-svc" => load_as::<warble_graph_svc::GraphSvcConfig>(env),
+        "timeline-svc" => load_as::<warble_timeline_svc::TimelineSvcConfig>(env),
+        "fanout-svc" => load_as::<warble_fanout_svc::FanoutSvcConfig>(env),
+        "gateway" => load_as::<warble_gateway::GatewayConfig>(env),
+        other => panic!("unknown component {other}"),
+    }
+}
+
+/// The single container of a workload (every Warble pod runs one).
+fn container<'a>(set: &ValueSet, workload: &Workload<'a>) -> &'a Value {
+    let containers = workload.containers();
+    assert_eq!(
+        containers.len(),
+        1,
+        "[{}] {} should run exactly one container",
+        set.name,
+        workload.name
+    );
+    &containers[0]
+}
+
+/// The env vars of a workload's container, by name (duplicates are an error).
+fn env_by_name(set: &ValueSet, workload: &Workload<'_>) -> BTreeMap<String, EnvVar> {
+    let mut by_name = BTreeMap::new();
+    for var in set.container_env(container(set, workload)) {
+        let name = var.name.clone();
+        if let Some(previous) = by_name.insert(name.clone(), var) {
+            panic!(
+                "[{}] {} sets {name} twice ({:?} and again); which one wins is not obvious",
+                set.name, workload.name, previous.source
+            );
+        }
+    }
+    by_name
+}
+
+fn env_value(set: &ValueSet, workload: &Workload<'_>, name: &str) -> Option<String> {
+    env_by_name(set, workload)
+        .get(name)
+        .and_then(|var| var.value.clone())
+}
+
+/// Whether the key behind `name` is secret, by the rule the services redact by.
+fn is_secret_var(name: &str) -> bool {
+    let key = name
+        .trim_start_matches("WARBLE_")
+        .to_ascii_lowercase()
+        .replace("__", ".");
+    warble_mesh::config::is_secret_key(&key)
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|selector| selector.iter().all(|(key, value)| &labels[key] == value))
+}
+
+fn set_named<'a>(report: &'a Report, name: &str) -> &'a ValueSet {
+    report
+        .value_sets
+        .iter()
+        .find(|set| set.name == name)
+        .unwrap_or_else(|| panic!("no value set {name}"))
+}
+
+#[test]
+fn chart_lints_renders_and_passes_the_kubernetes_schemas_with_every_value_set() {
+    with_report(|report| {
+        assert!(
+            report.value_sets.len() >= 4,
+            "the default values and at least three value sets"
+        );
+        assert_eq!(report.value_sets[0].name, "default");
+        for set in &report.value_sets {
+            assert!(
+                set.lint.errors.is_empty(),
+                "[{}] lint: {:?}",
+                set.name,
+                set.lint.errors
+            );
+            let findings: Vec<_> = set
+                .lint
+                .messages
+                .iter()
+                .filter(|message| message.severity >= 2)
+                .collect();
+            assert!(
+                findings.is_empty(),
+                "[{}] strict lint findings: {findings:?}",
+                set.name
+            );
+            assert!(
+                set.render_error.is_none(),
+                "[{}] render failed: {}",
+                set.name,
+                set.render_error.as_deref().unwrap_or_default()
+            );
+            assert!(!set.objects.is_empty(), "[{}] rendered nothing", set.name);
+            assert_eq!(
+                set.validation.len(),
+                set.objects.len() * KUBE_VERSIONS.len(),
+                "[{}] every object is validated against every Kubernetes version",
+                set.name
+            );
+            for validation in &set.validation {
+                assert!(
+                    validation.error.is_none(),
+                    "[{}] {} {} is invalid for Kubernetes {}: {}",
+                    set.name,
+                    validation.kind,
+                    validation.name,
+                    validation.kube_version,
+                    validation.error.as_deref().unwrap_or_default()
+                );
+                if let Some(reason) = &validation.skipped {
+                    assert_eq!(
+                        validation.kind, "ServiceMonitor",
+                        "[{}] only the ServiceMonitor custom resource may lack a schema: {reason}",
+                        set.name
+                    );
+                }
+            }
+
+            let workloads = set.workloads();
+            assert_eq!(
+                workloads.len(),
+                COMPONENTS.len(),
+                "[{}] one workload per service",
+                set.name
+            );
+            for component in COMPONENTS {
+                let workload = set.workload(component);
+                let expected_kind = if ID_ISSUERS.contains(&component) {
+                    "StatefulSet"
+                } else {
+                    "Deployment"
+                };
+                assert_eq!(workload.kind, expected_kind, "[{}] {component}", set.name);
+                let service = set
+                    .object("Service", workload.name)
+                    .unwrap_or_else(|| panic!("[{}] no Service {}", set.name, workload.name));
+                assert!(
+                    labels_match(
+                        &service["spec"]["selector"],
+                        &workload.object["spec"]["template"]["metadata"]["labels"]
+                    ),
+                    "[{}] Service {} does not select its pods",
+                    set.name,
+                    workload.name
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn every_pod_runs_non_root_read_only_without_privileges() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            let mut pods: Vec<(String, &Value)> = set
+                .workloads()
+                .iter()
+                .map(|workload| (workload.name.to_owned(), workload.pod_spec()))
+                .collect();
+            pods.extend(set.objects("Pod").map(|pod| {
+                (
+                    pod["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    &pod["spec"],
+                )
+            }));
+            assert!(
+                pods.len() > COMPONENTS.len(),
+                "[{}] the helm test pod is rendered",
+                set.name
+            );
+            for (name, pod) in pods {
+                let at = format!("[{}] {name}", set.name);
+                let pod_security = &pod["securityContext"];
+                assert_eq!(pod_security["runAsNonRoot"], true, "{at}: pod runAsNonRoot");
+                assert_eq!(
+                    pod_security["seccompProfile"]["type"], "RuntimeDefault",
+                    "{at}: pod seccomp profile"
+                );
+                assert_ne!(pod_security["runAsUser"], 0, "{at}: pod runs as root");
+                assert_eq!(
+                    pod["automountServiceAccountToken"], false,
+                    "{at}: API token mounted"
+                );
+                assert_eq!(
+                    pod["enableServiceLinks"], false,
+                    "{at}: service links inject env vars"
+                );
+                assert!(
+                    pod["hostNetwork"] != true && pod["hostPID"] != true,
+                    "{at}: host namespaces"
+                );
+
+                let tmp_volumes: BTreeSet<&str> = pod["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|volume| volume["emptyDir"].is_object())
+                    .filter_map(|volume| volume["name"].as_str())
+                    .collect();
+                let containers = pod["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .chain(pod["initContainers"].as_array().into_iter().flatten());
+                for container in containers {
+                    let at = format!("{at}/{}", container["name"].as_str().unwrap_or_default());
+                    let security = &container["securityContext"];
+                    assert_eq!(
+                        security["allowPrivilegeEscalation"], false,
+                        "{at}: privilege escalation"
+                    );
+                    assert_eq!(
+                        security["readOnlyRootFilesystem"], true,
+                        "{at}: writable root filesystem"
+                    );
+                    assert_ne!(security["privileged"], true, "{at}: privileged");
+                    assert_ne!(security["runAsUser"], 0, "{at}: runs as root");
+                    let drops: Vec<_> = security["capabilities"]["drop"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    assert!(drops.contains(&"ALL"), "{at}: capabilities not all dropped");
+                    assert!(
+                        security["capabilities"]["add"]
+                            .as_array()
+                            .is_none_or(Vec::is_empty),
+                        "{at}: capabilities added"
+                    );
+                    assert!(
+                        security["runAsNonRoot"] == true
+                            || (security["runAsNonRoot"].is_null()
+                                && pod_security["runAsNonRoot"] == true),
+                        "{at}: runAsNonRoot"
+                    );
+                    let seccomp = if security["seccompProfile"].is_null() {
+                        &pod_security["seccompProfile"]
+                    } else {
+                        &security["seccompProfile"]
+                    };
+                    assert_eq!(seccomp["type"], "RuntimeDefault", "{at}: seccomp profile");
+                    let tmp = container["volumeMounts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|mount| mount["mountPath"] == "/tmp");
+                    assert!(
+                        tmp.and_then(|mount| mount["name"].as_str())
+                            .is_some_and(|volume| tmp_volumes.contains(volume)),
+                        "{at}: /tmp is not a writable emptyDir"
+                    );
+                    assert!(
+                        container["resources"]["requests"]["memory"].is_string()
+                            && container["resources"]["limits"]["memory"].is_string(),
+                        "{at}: memory request and limit"
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn probes_are_native_distinct_and_aimed_at_the_serving_port() {
+    let readiness_service = BTreeMap::from([
+        ("tweet-svc", "warble.tweet.v1.TweetService"),
+        ("graph-svc", "warble.graph.v1.GraphService"),
+        ("timeline-svc", "warble.timeline.v1.TimelineService"),
+        ("fanout-svc", "warble.fanout.v1.FanoutService"),
+    ]);
+    let budget = |probe: &Value| {
+        probe["periodSeconds"].as_u64().unwrap_or(10)
+            * probe["failureThreshold"].as_u64().unwrap_or(3)
+    };
+    with_report(|report| {
+        for set in &report.value_sets {
+            for workload in set.workloads() {
+                let at = format!("[{}] {}", set.name, workload.name);
+                let container = container(set, &workload);
+                let [startup, readiness, liveness] =
+                    ["startupProbe", "readinessProbe", "livenessProbe"].map(|probe| {
+                        let value = &container[probe];
+                        assert!(value.is_object(), "{at}: no {probe}");
+                        value
+                    });
+                assert_ne!(
+                    readiness, liveness,
+                    "{at}: readiness and liveness are the same probe"
+                );
+                assert!(
+                    budget(liveness) > budget(readiness),
+                    "{at}: liveness must tolerate longer outages than readiness"
+                );
+                assert!(
+                    budget(startup) >= 30,
+                    "{at}: startup allows under 30s to start"
+                );
+                let port = &container["ports"][0];
+                if workload.component == "gateway" {
+                    assert_eq!(port["name"], "http", "{at}");
+                    for probe in [startup, readiness, liveness] {
+                        assert_eq!(probe["httpGet"]["port"], "http", "{at}: HTTP probe port");
+                    }
+                    assert_eq!(readiness["httpGet"]["path"], "/readyz", "{at}");
+                    assert_eq!(liveness["httpGet"]["path"], "/healthz", "{at}");
+                    assert_eq!(startup["httpGet"]["path"], "/healthz", "{at}");
+                } else {
+                    assert_eq!(port["name"], "grpc", "{at}");
+                    for probe in [startup, readiness, liveness] {
+                        assert_eq!(
+                            probe["grpc"]["port"], port["containerPort"],
+                            "{at}: native gRPC probe on the serving port"
+                        );
+                    }
+                    assert_eq!(
+                        readiness["grpc"]["service"], readiness_service[workload.component],
+                        "{at}: readiness asks about the service's own API"
+                    );
+                    assert_eq!(
+                        liveness["grpc"]["service"], "",
+                        "{at}: liveness asks about the server"
+                    );
+                    assert_eq!(
+                        startup["grpc"]["service"], "",
+                        "{at}: startup asks about the server"
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn termination_grace_period_outlasts_the_drain() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            for workload in set.workloads() {
+                let at = format!("[{}] {}", set.name, workload.name);
+                let drain_var = if workload.component == "gateway" {
+                    "WARBLE_DRAIN_TIMEOUT_SECS"
+                } else {
+                    "WARBLE_SERVER__DRAIN_TIMEOUT_SECS"
+                };
+                let drain: u64 = env_value(set, &workload, drain_var)
+                    .unwrap_or_else(|| panic!("{at}: {drain_var} is not set"))
+                    .parse()
+                    .unwrap_or_else(|error| panic!("{at}: {drain_var}: {error}"));
+                let pre_stop =
+                    container(set, &workload)["lifecycle"]["preStop"]["sleep"]["seconds"]
+                        .as_u64()
+                        .unwrap_or(0);
+                let grace = workload.pod_spec()["terminationGracePeriodSeconds"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{at}: terminationGracePeriodSeconds is not set"));
+                assert!(
+                    grace > pre_stop + drain,
+                    "{at}: grace period {grace}s does not outlast preStop {pre_stop}s + drain {drain}s"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn every_warble_variable_is_a_config_key_its_service_reads() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            for workload in set.workloads() {
+                let at = format!("[{}] {}", set.name, workload.name);
+                let known = config_env_vars(workload.component);
+                let env = env_by_name(set, &workload);
+                assert!(!env.is_empty(), "{at}: no configuration at all");
+                for (name, var) in &env {
+                    assert!(
+                        name.starts_with("WARBLE_"),
+                        "{at}: sets {name}, which no Warble service reads"
+                    );
+                    assert!(
+                        known.contains(name),
+                        "{at}: sets {name}, which is not a config key of {} (see `{} --print-config-keys`)",
+                        workload.component,
+                        workload.component
+                    );
+                    match &var.source {
+                        EnvSource::ConfigMap(map) => {
+                            assert!(
+                                !is_secret_var(name),
+                                "{at}: secret {name} comes from ConfigMap {map}"
+                            );
+                            assert_eq!(
+                                map, workload.name,
+                                "{at}: {name} comes from another service's ConfigMap"
+                            );
+                        }
+                        EnvSource::Secret { .. } => {
+                            assert!(
+                                is_secret_var(name),
+                                "{at}: {name} is not secret but comes from a Secret"
+                            )
+                        }
+                        EnvSource::Field(_) | EnvSource::Literal => {
+                            assert!(
+                                !is_secret_var(name),
+                                "{at}: secret {name} is set in the pod spec"
+                            )
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn every_service_accepts_the_config_the_chart_gives_it() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            for workload in set.workloads() {
+                let at = format!("[{}] {}", set.name, workload.name);
+                let mut env = BTreeMap::new();
+                for (name, var) in env_by_name(set, &workload) {
+                    let value = match (&var.source, var.value) {
+                        (_, Some(value)) => value,
+                        (EnvSource::Field(path), None) if path == POD_INDEX_FIELD => workload
+                            .object["spec"]["ordinals"]["start"]
+                            .as_u64()
+                            .unwrap_or(0)
+                            .to_string(),
+                        (EnvSource::Field(path), None) if path == "metadata.name" => {
+                            format!("{}-0", workload.name)
+                        }
+                        // A credential kept in the operator's own Secret.
+                        (
+                            EnvSource::Secret {
+                                in_chart: false, ..
+                            },
+                            None,
+                        ) => "from-an-existing-secret-0123456789abcdef".to_owned(),
+                        (source, None) => {
+                            panic!("{at}: cannot tell the value of {name} ({source:?})")
+                        }
+                    };
+                    env.insert(name, value);
+                }
+                if let Err(error) = load_config(workload.component, &env) {
+                    panic!("{at} refuses the chart's config: {error}\n{env:#?}");
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn services_are_wired_to_each_other_and_to_one_redis() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            // Every *_SERVICE_ADDR names a rendered Service and its port.
+            for workload in set.workloads() {
+                for (name, var) in env_by_name(set, &workload) {
+                    if !name.ends_with("_SERVICE_ADDR") {
+                        continue;
+                    }
+                    let value = var.value.expect("service address");
+                    let (host, port) = value.rsplit_once(':').expect("host:port");
+                    let service = set.object("Service", host).unwrap_or_else(|| {
+                        panic!("[{}] {name}={value}: no such Service", set.name)
+                    });
+                    assert_eq!(
+                        service["spec"]["ports"][0]["port"].to_string(),
+                        port,
+                        "[{}] {name}={value}: wrong port",
+                        set.name
+                    );
+                }
+            }
+            // fanout-svc reads the events from the Redis it writes timelines
+            // to, so the event streams and the cache must be the same Redis.
+            let redis = |component: &str, prefix: &str| {
+                let workload = set.workload(component);
+                ["MODE", "URL", "CLUSTER_NODES"]
+                    .map(|key| env_value(set, &workload, &format!("{prefix}{key}")))
+            };
+            let cache = redis("fanout-svc", "WARBLE_REDIS__");
+            assert!(cache[0].is_some(), "[{}] fanout-svc has no Redis", set.name);
+            assert_eq!(
+                redis("timeline-svc", "WARBLE_REDIS__"),
+                cache,
+                "[{}] timeline-svc",
+                set.name
+            );
+            assert_eq!(
+                redis("tweet-svc", "WARBLE_EVENTS__REDIS__"),
+                cache,
+                "[{}] tweet-svc events",
+                set.name
+            );
+            assert_eq!(
+                redis("graph-svc", "WARBLE_EVENTS__REDIS__"),
+                cache,
+                "[{}] graph-svc events",
+                set.name
+            );
+            assert_eq!(
+                redis("gateway", "WARBLE_EVENTS__REDIS__"),
+                cache,
+                "[{}] gateway events",
+                set.name
+            );
+            for component in ["tweet-svc", "graph-svc", "gateway"] {
+                let workload = set.workload(component);
+                assert_eq!(
+                    env_value(set, &workload, "WARBLE_EVENTS__BACKEND").as_deref(),
+                    Some("redis"),
+                    "[{}] {component}: the event streams must be Redis Streams, shared across processes",
+                    set.name
+                );
+            }
+            for component in ["timeline-svc", "fanout-svc"] {
+                let workload = set.workload(component);
+                assert_eq!(
+                    env_value(set, &workload, "WARBLE_BACKEND").as_deref(),
+                    Some("redis"),
+                    "[{}] {component}: the embedded cache cannot be shared across pods",
+                    set.name
+                );
+            }
+            assert_eq!(
+                env_value(
+                    set,
+                    &set.workload("timeline-svc"),
+                    "WARBLE_CELEBRITY_THRESHOLD"
+                ),
+                env_value(
+                    set,
+                    &set.workload("fanout-svc"),
+                    "WARBLE_FANOUT__CELEBRITY_THRESHOLD"
+                ),
+                "[{}] timeline-svc and fanout-svc disagree on the celebrity threshold",
+                set.name
+            );
+        }
+    });
+}
+
+#[test]
+fn snowflake_worker_ids_are_unique_per_running_pod() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            let mut ranges = Vec::new();
+            for workload in set.workloads() {
+                let at = format!("[{}] {}", set.name, workload.name);
+                let worker_id = env_by_name(set, &workload).remove("WARBLE_WORKER_ID");
+                if !ID_ISSUERS.contains(&workload.component) {
+                    assert!(
+                        worker_id.is_none(),
+                        "{at}: replicas of a Deployment would share a worker id"
+                    );
+                    continue;
+                }
+                assert_eq!(
+                    workload.kind, "StatefulSet",
+                    "{at}: worker ids need stable pod ordinals"
+                );
+                let worker_id =
+                    worker_id.unwrap_or_else(|| panic!("{at}: WARBLE_WORKER_ID is not set"));
+                assert_eq!(
+                    worker_id.source,
+                    EnvSource::Field(POD_INDEX_FIELD.to_owned()),
+                    "{at}: the worker id must be the pod's ordinal"
+                );
+                let start = workload.object["spec"]["ordinals"]["start"]
+                    .as_u64()
+                    .unwrap_or(0);
+                let end = start + set.max_pods(&workload) - 1;
+                assert!(end <= 1023, "{at}: worker ids {start}..={end} pass 1023");
+                ranges.push((workload.component, start, end));
+            }
+            assert_eq!(ranges.len(), ID_ISSUERS.len(), "[{}]", set.name);
+            let [(a, a_start, a_end), (b, b_start, b_end)] = [ranges[0], ranges[1]];
+            assert!(
+                a_end < b_start || b_end < a_start,
+                "[{}] worker ids overlap: {a} {a_start}..={a_end}, {b} {b_start}..={b_end}",
+                set.name
+            );
+        }
+    });
+    // On a cluster without the pod-index label the variable is empty: the
+    // service must refuse to start rather than fall back to a shared default.
+    let env = BTreeMap::from([("WARBLE_WORKER_ID".to_owned(), String::new())]);
+    for component in ID_ISSUERS {
+        assert!(
+            load_config(component, &env).is_err(),
+            "{component} starts with an empty WARBLE_WORKER_ID"
+        );
+    }
+}
+
+#[test]
+fn network_policies_admit_only_each_services_callers() {
+    let callers = BTreeMap::from([
+        ("tweet-svc", vec!["fanout-svc", "gateway", "timeline-svc"]),
+        ("graph-svc", vec!["fanout-svc", "gateway", "timeline-svc"]),
+        ("timeline-svc", vec!["gateway"]),
+        ("fanout-svc", vec![]),
+    ]);
+    with_report(|report| {
+        let mut checked = 0;
+        for set in &report.value_sets {
+            let policies: Vec<_> = set.objects("NetworkPolicy").collect();
+            if policies.is_empty() {
+                continue;
+            }
+            checked += 1;
+            assert_eq!(
+                policies.len(),
+                COMPONENTS.len(),
+                "[{}] one policy per workload",
+                set.name
+            );
+            for workload in set.workloads() {
+                let at = format!("[{}] {}", set.name, workload.name);
+                let policy = policies
+                    .iter()
+                    .find(|policy| {
+                        labels_match(
+                            &policy["spec"]["podSelector"]["matchLabels"],
+                            &workload.object["spec"]["template"]["metadata"]["labels"],
+                        )
+                    })
+                    .unwrap_or_else(|| panic!("{at}: no NetworkPolicy selects it"));
+                assert!(
+                    policy["spec"]["policyTypes"]
+                        .as_array()
+                        .is_some_and(|types| types.iter().any(|kind| kind == "Ingress")),
+                    "{at}: the policy does not restrict ingress"
+                );
+                let rules = policy["spec"]["ingress"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let open = rules
+                    .iter()
+                    .any(|rule| rule["from"].as_array().is_none_or(Vec::is_empty));
+                let mut admitted = BTreeSet::new();
+                for peer in rules
+                    .iter()
+                    .flat_map(|rule| rule["from"].as_array().into_iter().flatten())
+                {
+                    let selector = &peer["podSelector"];
+                    if peer["namespaceSelector"].is_object() || peer["ipBlock"].is_object() {
+                        continue; // operator-supplied extraFrom peers
+                    }
+                    assert_eq!(
+                        selector["matchLabels"]["app.kubernetes.io/instance"], "warble",
+                        "{at}: a peer outside the release: {peer}"
+                    );
+                    for expression in selector["matchExpressions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        assert_eq!(expression["operator"], "In", "{at}");
+                        admitted.extend(
+                            expression["values"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str),
+                        );
+                    }
+                    if let Some(component) =
+                        selector["matchLabels"]["app.kubernetes.io/component"].as_str()
+                    {
+                        admitted.insert(component);
+                    }
+                }
+                if workload.component == "gateway" {
+                    assert!(
+                        open || admitted.contains("test"),
+                        "{at}: the gateway must take outside traffic (or at least the helm test pod)"
+                    );
+                } else {
+                    assert!(!open, "{at}: accepts traffic from anywhere");
+                    let admitted: Vec<_> = admitted.into_iter().collect();
+                    assert_eq!(
+                        admitted, callers[workload.component],
+                        "{at}: admitted callers"
+                    );
+                }
+            }
+        }
+        assert!(
+            checked >= 3,
+            "NetworkPolicies are checked in several value sets"
+        );
+    });
+}
+
+#[test]
+fn optional_resources_follow_their_switches() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            for workload in set.workloads() {
+                let at = format!("[{}] {}", set.name, workload.name);
+                let hpas = set
+                    .objects("HorizontalPodAutoscaler")
+                    .filter(|hpa| hpa["spec"]["scaleTargetRef"]["name"] == workload.name)
+                    .count();
+                let fixed = workload.object["spec"]["replicas"].is_u64();
+                assert!(
+                    (hpas == 1) != fixed,
+                    "{at}: either an HPA ({hpas}) or a fixed replica count ({fixed}), not both or neither"
+                );
+                let checksum = workload.pod_annotations()["checksum/config"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert!(
+                    checksum.len() == 64 && checksum.chars().all(|c| c.is_ascii_hexdigit()),
+                    "{at}: checksum/config annotation missing so config changes would not roll pods"
+                );
+            }
+            for hpa in set.objects("HorizontalPodAutoscaler") {
+                let target = &hpa["spec"]["scaleTargetRef"];
+                assert!(
+                    set.object(
+                        target["kind"].as_str().unwrap_or_default(),
+                        target["name"].as_str().unwrap_or_default()
+                    )
+                    .is_some(),
+                    "[{}] HPA targets a missing workload: {target}",
+                    set.name
+                );
+            }
+            for pdb in set.objects("PodDisruptionBudget") {
+                assert!(
+                    set.workloads().iter().any(|workload| labels_match(
+                        &pdb["spec"]["selector"]["matchLabels"],
+                        &workload.object["spec"]["template"]["metadata"]["labels"]
+                    )),
+                    "[{}] PDB {} selects no workload",
+                    set.name,
+                    pdb["metadata"]["name"]
+                );
+            }
+            let gateway = set.workload("gateway");
+            for ingress in set.objects("Ingress") {
+                for rule in ingress["spec"]["rules"].as_array().into_iter().flatten() {
+                    for path in rule["http"]["paths"].as_array().into_iter().flatten() {
+                        assert_eq!(
+                            path["backend"]["service"]["name"], gateway.name,
+                            "[{}] Ingress",
+                            set.name
+                        );
+                        assert_eq!(
+                            path["backend"]["service"]["port"]["name"], "http",
+                            "[{}] Ingress",
+                            set.name
+                        );
+                    }
+                }
+            }
+            for monitor in set.objects("ServiceMonitor") {
+                let service = set
+                    .object("Service", gateway.name)
+                    .expect("gateway Service");
+                assert!(
+                    labels_match(
+                        &monitor["spec"]["selector"]["matchLabels"],
+                        &service["metadata"]["labels"]
+                    ),
+                    "[{}] the ServiceMonitor does not select the gateway Service",
+                    set.name
+                );
+                assert_eq!(
+                    monitor["spec"]["endpoints"][0]["path"], "/metrics",
+                    "[{}]",
+                    set.name
+                );
+                assert_eq!(
+                    monitor["spec"]["endpoints"][0]["port"], "http",
+                    "[{}]",
+                    set.name
+                );
+            }
+            // The `helm test` hook queries the gateway.
+            let test_pod = set
+                .objects("Pod")
+                .find(|pod| pod["metadata"]["annotations"]["helm.sh/hook"] == "test")
+                .unwrap_or_else(|| panic!("[{}] no helm test hook", set.name));
+            let script = test_pod["spec"]["containers"][0]["command"].to_string();
+            assert!(
+                script.contains("__typename")
+                    && script.contains(&format!("http://{}:", gateway.name)),
+                "[{}] the test hook does not query the gateway: {script}",
+                set.name
+            );
+            let address = set
+                .objects("Ingress")
+                .next()
+                .and_then(|ingress| ingress["spec"]["rules"][0]["host"].as_str())
+                .unwrap_or(gateway.name);
+            assert!(
+                set.notes.contains(address) && set.notes.contains("helm test"),
+                "[{}] NOTES.txt does not say how to reach the gateway ({address}):\n{}",
+                set.name,
+                set.notes
+            );
+        }
+
+        // The value sets cover every switch the issue names.
+        let sets = &report.value_sets;
+        let covered = |what: &str, found: bool| assert!(found, "no value set covers {what}");
+        covered(
+            "an Ingress",
+            sets.iter()
+                .any(|set| set.objects("Ingress").next().is_some()),
+        );
+        covered(
+            "a ServiceMonitor",
+            sets.iter()
+                .any(|set| set.objects("ServiceMonitor").next().is_some()),
+        );
+        covered(
+            "autoscaling off",
+            sets.iter()
+                .any(|set| set.objects("HorizontalPodAutoscaler").next().is_none()),
+        );
+        let redis_modes: BTreeSet<_> = sets
+            .iter()
+            .filter_map(|set| env_value(set, &set.workload("fanout-svc"), "WARBLE_REDIS__MODE"))
+            .collect();
+        assert_eq!(
+            redis_modes,
+            BTreeSet::from(["cluster".to_owned(), "single".to_owned()]),
+            "single-node Redis and Redis Cluster"
+        );
+        let defaults = set_named(report, "default");
+        assert!(
+            defaults.objects("Ingress").next().is_none(),
+            "no Ingress by default"
+        );
+        assert_eq!(
+            defaults.objects("HorizontalPodAutoscaler").count(),
+            COMPONENTS.len()
+        );
+        assert_eq!(
+            defaults.objects("PodDisruptionBudget").count(),
+            COMPONENTS.len()
+        );
+    });
+}
+
+#[test]
+fn config_changes_roll_the_pods() {
+    with_report(|report| {
+        // (component, checksum) -> the config it was computed from, across
+        // every value set: two different configs must never share a checksum.
+        // (Secret values are left out: a generated HS256 secret differs on
+        // every render but deliberately does not roll the gateway.)
+        let mut configs: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+        for set in &report.value_sets {
+            for workload in set.workloads() {
+                let config = env_by_name(set, &workload)
+                    .into_values()
+                    .map(|var| match var.source {
+                        EnvSource::Secret { .. } => format!("{} from {:?}", var.name, var.source),
+                        // The ConfigMap's name follows the release, not the config.
+                        EnvSource::ConfigMap(_) => {
+                            format!("{}={:?} from a ConfigMap", var.name, var.value)
+                        }
+                        source => format!("{}={:?} from {source:?}", var.name, var.value),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let checksum = workload.pod_annotations()["checksum/config"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let key = (workload.component.to_owned(), checksum);
+                if let Some((other_set, other)) =
+                    configs.insert(key, (set.name.clone(), config.clone()))
+                {
+                    assert_eq!(
+                        other, config,
+                        "{}: value sets {other_set} and {} configure it differently but share a \
+                         checksum/config, so the change would not roll its pods",
+                        workload.component, set.name
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn bad_values_are_refused_with_a_readable_error() {
+    // file -> (refused by the schema?, fragments the message must contain)
+    let expected = BTreeMap::from([
+        (
+            "redis-mode.yaml",
+            (true, vec!["/redis/mode", "'single', 'cluster'"]),
+        ),
+        (
+            "embedded-replicas.yaml",
+            (
+                true,
+                vec!["/tweetSvc/replicas", "/tweetSvc/autoscaling/enabled"],
+            ),
+        ),
+        (
+            "typo.yaml",
+            (true, vec!["/gateway", "'replicaCount' not allowed"]),
+        ),
+        (
+            "short-hs256-secret.yaml",
+            (true, vec!["/gateway/auth/hs256Secret", "want 32"]),
+        ),
+        (
+            "overlapping-worker-ids.yaml",
+            (false, vec!["worker ids overlap", "graph-svc 4..11"]),
+        ),
+        (
+            "grace-period.yaml",
+            (
+                false,
+                vec!["terminationGracePeriodSeconds (30) must be greater"],
+            ),
+        ),
+    ]);
+    with_report(|report| {
+        let files: BTreeSet<_> = report
+            .bad_values
+            .iter()
+            .map(|bad| bad.file.as_str())
+            .collect();
+        assert_eq!(
+            files,
+            expected.keys().copied().collect(),
+            "every bad values file has an expectation"
+        );
+        for bad in &report.bad_values {
+            let (by_schema, fragments) = &expected[bad.file.as_str()];
+            let message = if *by_schema {
+                bad.schema_error.as_deref().unwrap_or_else(|| {
+                    panic!(
+                        "{}: the schema accepted it (render error: {:?})",
+                        bad.file, bad.render_error
+                    )
+                })
+            } else {
+                assert!(
+                    bad.schema_error.is_none(),
+                    "{}: {:?}",
+                    bad.file,
+                    bad.schema_error
+                );
+                bad.render_error
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("{}: the chart rendered it", bad.file))
+            };
+            for fragment in fragments {
+                assert!(
+                    message.contains(fragment),
+                    "{}: the error does not mention {fragment:?}:\n{message}",
+                    bad.file
+                );
+            }
+        }
+    });
+}

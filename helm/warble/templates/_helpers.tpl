@@ -1,0 +1,609 @@
+{{/*
+The five workloads: values key -> facts the templates need. `callers` are the
+values keys of the workloads allowed to connect (NetworkPolicy); the gateway
+alone takes traffic from outside the release. `grpcService` is the service
+name the readiness probe asks grpc.health.v1.Health about.
+*/}}
+{{- define "warble.components" -}}
+tweetSvc:
+  name: tweet-svc
+  port: 50051
+  kind: StatefulSet
+  grpcService: warble.tweet.v1.TweetService
+  callers: [gateway, timelineSvc, fanoutSvc]
+graphSvc:
+  name: graph-svc
+  port: 50052
+  kind: StatefulSet
+  grpcService: warble.graph.v1.GraphService
+  callers: [gateway, timelineSvc, fanoutSvc]
+timelineSvc:
+  name: timeline-svc
+  port: 50053
+  kind: Deployment
+  grpcService: warble.timeline.v1.TimelineService
+  callers: [gateway]
+fanoutSvc:
+  name: fanout-svc
+  port: 50054
+  kind: Deployment
+  grpcService: warble.fanout.v1.FanoutService
+  callers: []
+gateway:
+  name: gateway
+  port: 8080
+  kind: Deployment
+  http: true
+  callers: []
+{{- end -}}
+
+{{/* The facts of one component: (dict "root" $ "key" "tweetSvc"). */}}
+{{- define "warble.component" -}}
+{{- index (include "warble.components" .root | fromYaml) .key | toYaml -}}
+{{- end -}}
+
+{{- define "warble.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Resource name prefix, at most 40 characters so `<prefix>-timeline-svc` and a
+StatefulSet pod's `controller-revision-hash` label stay within 63.
+*/}}
+{{- define "warble.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of a component's resources: (dict "root" $ "key" "tweetSvc"). */}}
+{{- define "warble.componentName" -}}
+{{- $c := include "warble.component" . | fromYaml -}}
+{{- printf "%s-%s" (include "warble.fullname" .root) $c.name -}}
+{{- end -}}
+
+{{- define "warble.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every resource: (dict "root" $ "component" "tweet-svc"). */}}
+{{- define "warble.labels" -}}
+helm.sh/chart: {{ include "warble.chart" .root }}
+{{ include "warble.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: warble
+{{- end -}}
+
+{{/* Selector labels: (dict "root" $ "component" "tweet-svc"). */}}
+{{- define "warble.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "warble.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "warble.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "warble.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image of a component: (dict "root" $ "key" "tweetSvc"). */}}
+{{- define "warble.image" -}}
+{{- $v := index .root.Values .key -}}
+{{- $tag := $v.image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" .root.Values.image.registry) $v.image.repository $tag -}}
+{{- end -}}
+
+{{/* The most pods of a component that can run at once (bounds worker ids). */}}
+{{- define "warble.maxPods" -}}
+{{- if .autoscaling.enabled -}}{{ .autoscaling.maxReplicas | int }}{{- else -}}{{ .replicas | int }}{{- end -}}
+{{- end -}}
+
+{{/*
+Checks the schema cannot express (it has no arithmetic). Included by every
+workload template, so a bad combination stops the render with this message.
+*/}}
+{{- define "warble.validate" -}}
+{{- $s := .Values.shutdown -}}
+{{- if le (int $s.terminationGracePeriodSeconds) (add (int $s.preStopSleepSecs) (int $s.drainTimeoutSecs)) -}}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must be greater than shutdown.preStopSleepSecs + shutdown.drainTimeoutSecs (%d + %d), or pods are killed while draining" (int $s.terminationGracePeriodSeconds) (int $s.preStopSleepSecs) (int $s.drainTimeoutSecs)) -}}
+{{- end -}}
+{{- range $key := list "tweetSvc" "graphSvc" "timelineSvc" "fanoutSvc" "gateway" -}}
+{{- $a := (index $.Values $key).autoscaling -}}
+{{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) -}}
+{{- fail (printf "%s.autoscaling.minReplicas (%d) must not exceed %s.autoscaling.maxReplicas (%d)" $key (int $a.minReplicas) $key (int $a.maxReplicas)) -}}
+{{- end -}}
+{{- end -}}
+{{- if lt (int64 .Values.consumer.maxRetryBackoffMs) (int64 .Values.consumer.retryBackoffMs) -}}
+{{- fail "consumer.maxRetryBackoffMs must be at least consumer.retryBackoffMs" -}}
+{{- end -}}
+{{- $tweetStart := int .Values.tweetSvc.workerIdStart -}}
+{{- $tweetEnd := sub (add $tweetStart (include "warble.maxPods" .Values.tweetSvc | int)) 1 -}}
+{{- $graphStart := int .Values.graphSvc.workerIdStart -}}
+{{- $graphEnd := sub (add $graphStart (include "warble.maxPods" .Values.graphSvc | int)) 1 -}}
+{{- if gt $tweetEnd 1023 -}}
+{{- fail (printf "tweet-svc worker ids %d..%d pass 1023: lower tweetSvc.workerIdStart or its replica count" $tweetStart $tweetEnd) -}}
+{{- end -}}
+{{- if gt $graphEnd 1023 -}}
+{{- fail (printf "graph-svc worker ids %d..%d pass 1023: lower graphSvc.workerIdStart or its replica count" $graphStart $graphEnd) -}}
+{{- end -}}
+{{- if and (le $tweetStart $graphEnd) (le $graphStart $tweetEnd) -}}
+{{- fail (printf "Snowflake worker ids overlap: tweet-svc uses %d..%d and graph-svc %d..%d (workerIdStart + up to replicas or autoscaling.maxReplicas pods); move tweetSvc.workerIdStart or graphSvc.workerIdStart apart" $tweetStart $tweetEnd $graphStart $graphEnd) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* `redis.*` settings as env vars under `prefix` (WARBLE_REDIS__ or WARBLE_EVENTS__REDIS__). */}}
+{{- define "warble.redisEnv" -}}
+{{- $r := .root.Values.redis -}}
+{{ .prefix }}MODE: {{ $r.mode | quote }}
+{{- if eq $r.mode "cluster" }}
+{{ .prefix }}CLUSTER_NODES: {{ join "," $r.clusterNodes | quote }}
+{{- else }}
+{{ .prefix }}URL: {{ $r.url | quote }}
+{{- end }}
+{{ .prefix }}CONNECT_TIMEOUT_MS: {{ $r.connectTimeoutMs | int64 | quote }}
+{{ .prefix }}RESPONSE_TIMEOUT_MS: {{ $r.responseTimeoutMs | int64 | quote }}
+{{- end -}}
+
+{{/* `telemetry.*` settings of a component: (dict "root" $ "key" "tweetSvc"). */}}
+{{- define "warble.telemetryEnv" -}}
+{{- $t := .root.Values.telemetry -}}
+{{- $v := index .root.Values .key -}}
+WARBLE_TELEMETRY__LOG_FORMAT: {{ $t.logFormat | quote }}
+WARBLE_TELEMETRY__LOG_LEVEL: {{ $v.logLevel | default $t.logLevel | quote }}
+WARBLE_TELEMETRY__OTLP_ENDPOINT: {{ $t.otlpEndpoint | quote }}
+{{- end -}}
+
+{{/*
+The non-secret config of a component, as the env vars of its ConfigMap:
+(dict "root" $ "key" "tweetSvc"). Every name must be a key the binary reads
+(`<binary> --print-config-keys`); helm/tests checks it.
+*/}}
+{{- define "warble.configEnv" -}}
+{{- $root := .root -}}
+{{- $V := $root.Values -}}
+{{- $c := include "warble.component" . | fromYaml -}}
+{{- $v := index $V .key -}}
+{{- $tweetAddr := printf "%s:50051" (include "warble.componentName" (dict "root" $root "key" "tweetSvc")) -}}
+{{- $graphAddr := printf "%s:50052" (include "warble.componentName" (dict "root" $root "key" "graphSvc")) -}}
+{{- $timelineAddr := printf "%s:50053" (include "warble.componentName" (dict "root" $root "key" "timelineSvc")) -}}
+{{- if eq .key "gateway" -}}
+WARBLE_LISTEN_ADDR: "0.0.0.0:{{ $c.port }}"
+WARBLE_DRAIN_TIMEOUT_SECS: {{ $V.shutdown.drainTimeoutSecs | int64 | quote }}
+WARBLE_TWEET_SERVICE_ADDR: {{ $tweetAddr | quote }}
+WARBLE_GRAPH_SERVICE_ADDR: {{ $graphAddr | quote }}
+WARBLE_TIMELINE_SERVICE_ADDR: {{ $timelineAddr | quote }}
+WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
+WARBLE_GRAPHIQL: {{ $v.graphiql | quote }}
+WARBLE_INTROSPECTION: {{ $v.introspection | quote }}
+WARBLE_AUTH__ALGORITHM: {{ $v.auth.algorithm | quote }}
+{{- if $v.auth.publicKeyPem }}
+WARBLE_AUTH__PUBLIC_KEY_PEM: {{ $v.auth.publicKeyPem | quote }}
+{{- end }}
+WARBLE_AUTH__ISSUER: {{ $v.auth.issuer | quote }}
+WARBLE_AUTH__AUDIENCE: {{ $v.auth.audience | quote }}
+WARBLE_AUTH__DEV_MODE: {{ $v.auth.devMode | quote }}
+WARBLE_AUTH__DEV_TOKEN_TTL_SECS: {{ $v.auth.devTokenTtlSecs | int64 | quote }}
+WARBLE_LIMITS__MAX_DEPTH: {{ $v.limits.maxDepth | int64 | quote }}
+WARBLE_LIMITS__MAX_COMPLEXITY: {{ $v.limits.maxComplexity | int64 | quote }}
+WARBLE_LIMITS__MAX_BODY_BYTES: {{ $v.limits.maxBodyBytes | int64 | quote }}
+WARBLE_LIMITS__MUTATION_BURST: {{ $v.limits.mutationBurst | int64 | quote }}
+WARBLE_LIMITS__MUTATIONS_PER_MINUTE: {{ $v.limits.mutationsPerMinute | int64 | quote }}
+WARBLE_EVENTS__BACKEND: "redis"
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_EVENTS__REDIS__") }}
+{{- else }}
+WARBLE_SERVER__LISTEN_ADDR: "0.0.0.0:{{ $c.port }}"
+WARBLE_SERVER__DRAIN_TIMEOUT_SECS: {{ $V.shutdown.drainTimeoutSecs | int64 | quote }}
+{{- end }}
+{{- if eq .key "tweetSvc" }}
+WARBLE_DATA_DIR: "/var/lib/warble"
+WARBLE_IDEMPOTENCY_TTL_SECS: {{ $v.idempotencyTtlSecs | int64 | quote }}
+WARBLE_STORE__BACKEND: {{ $v.store.backend | quote }}
+{{- if eq $v.store.backend "scylla" }}
+{{- $s := $V.scylla }}
+WARBLE_STORE__SCYLLA__NODES: {{ join "," $s.nodes | quote }}
+WARBLE_STORE__SCYLLA__KEYSPACE: {{ $s.keyspace | quote }}
+WARBLE_STORE__SCYLLA__REPLICATION_FACTOR: {{ $s.replicationFactor | int64 | quote }}
+WARBLE_STORE__SCYLLA__LOCAL_DATACENTER: {{ $s.localDatacenter | quote }}
+WARBLE_STORE__SCYLLA__USERNAME: {{ $s.username | quote }}
+WARBLE_STORE__SCYLLA__REQUEST_TIMEOUT_MS: {{ $s.requestTimeoutMs | int64 | quote }}
+{{- end }}
+WARBLE_EVENTS__BACKEND: "redis"
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_EVENTS__REDIS__") }}
+{{- end }}
+{{- if eq .key "graphSvc" }}
+WARBLE_DATA_DIR: "/var/lib/warble"
+WARBLE_STORE__BACKEND: {{ $v.store.backend | quote }}
+{{- if eq $v.store.backend "neo4j" }}
+{{- $n := $V.neo4j }}
+WARBLE_STORE__NEO4J__URI: {{ $n.uri | quote }}
+WARBLE_STORE__NEO4J__USER: {{ $n.user | quote }}
+WARBLE_STORE__NEO4J__DATABASE: {{ $n.database | quote }}
+WARBLE_STORE__NEO4J__MAX_CONNECTIONS: {{ $n.maxConnections | int64 | quote }}
+{{- end }}
+WARBLE_EVENTS__BACKEND: "redis"
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_EVENTS__REDIS__") }}
+{{- end }}
+{{- if or (eq .key "timelineSvc") (eq .key "fanoutSvc") }}
+WARBLE_TWEET_SERVICE_ADDR: {{ $tweetAddr | quote }}
+WARBLE_GRAPH_SERVICE_ADDR: {{ $graphAddr | quote }}
+WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
+WARBLE_BACKEND: "redis"
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_REDIS__") }}
+{{- end }}
+{{- if eq .key "timelineSvc" }}
+WARBLE_CELEBRITY_THRESHOLD: {{ $V.fanout.celebrityThreshold | int64 | quote }}
+{{- end }}
+{{- if eq .key "fanoutSvc" }}
+{{- $f := $V.fanout }}
+{{- $k := $V.consumer }}
+WARBLE_FANOUT__CELEBRITY_THRESHOLD: {{ $f.celebrityThreshold | int64 | quote }}
+WARBLE_FANOUT__INACTIVE_AFTER_DAYS: {{ $f.inactiveAfterDays | int64 | quote }}
+WARBLE_FANOUT__FOLLOW_BACKFILL_TWEETS: {{ $f.followBackfillTweets | int64 | quote }}
+WARBLE_FANOUT__FOLLOWER_PAGE_SIZE: {{ $f.followerPageSize | int64 | quote }}
+WARBLE_CONSUMER__GROUP: {{ $k.group | quote }}
+WARBLE_CONSUMER__WORKERS: {{ $k.workers | int64 | quote }}
+WARBLE_CONSUMER__READ_BATCH: {{ $k.readBatch | int64 | quote }}
+WARBLE_CONSUMER__MAX_ATTEMPTS: {{ $k.maxAttempts | int64 | quote }}
+WARBLE_CONSUMER__RETRY_BACKOFF_MS: {{ $k.retryBackoffMs | int64 | quote }}
+WARBLE_CONSUMER__MAX_RETRY_BACKOFF_MS: {{ $k.maxRetryBackoffMs | int64 | quote }}
+WARBLE_CONSUMER__RECLAIM_IDLE_SECS: {{ $k.reclaimIdleSecs | int64 | quote }}
+{{- end }}
+{{ include "warble.telemetryEnv" . }}
+{{- end -}}
+
+{{/*
+Where one credential comes from, as `name:`/`key:` of a secretKeyRef, or
+nothing when it is not set: (dict "root" $ "cred" <values with password,
+existingSecret, existingSecretKey> "chartKey" "redis-password").
+*/}}
+{{- define "warble.secretRef" -}}
+{{- if .cred.existingSecret -}}
+name: {{ .cred.existingSecret }}
+key: {{ .cred.existingSecretKey }}
+{{- else if .cred.password -}}
+name: {{ include "warble.fullname" .root }}
+key: {{ .chartKey }}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the gateway gets an HS256 secret (needed for HS256 tokens and dev mode). */}}
+{{- define "warble.gatewayNeedsHs256" -}}
+{{- $a := .Values.gateway.auth -}}
+{{- if or (eq $a.algorithm "HS256") $a.devMode $a.hs256Secret $a.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The secret env vars of a component (env entries with secretKeyRef):
+(dict "root" $ "key" "tweetSvc"). Secrets never go into a ConfigMap.
+*/}}
+{{- define "warble.secretEnv" -}}
+{{- $root := .root -}}
+{{- $V := $root.Values -}}
+{{- $v := index $V .key -}}
+{{- $refs := dict -}}
+{{- if or (eq .key "tweetSvc") (eq .key "graphSvc") (eq .key "gateway") -}}
+{{- $_ := set $refs "WARBLE_EVENTS__REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
+{{- end -}}
+{{- if or (eq .key "timelineSvc") (eq .key "fanoutSvc") -}}
+{{- $_ := set $refs "WARBLE_REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
+{{- end -}}
+{{- if and (eq .key "tweetSvc") (eq $v.store.backend "scylla") -}}
+{{- $_ := set $refs "WARBLE_STORE__SCYLLA__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.scylla "chartKey" "scylla-password")) -}}
+{{- end -}}
+{{- if and (eq .key "graphSvc") (eq $v.store.backend "neo4j") -}}
+{{- $_ := set $refs "WARBLE_STORE__NEO4J__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.neo4j "chartKey" "neo4j-password")) -}}
+{{- end -}}
+{{- if and (eq .key "gateway") (include "warble.gatewayNeedsHs256" $root) -}}
+{{- $a := $V.gateway.auth -}}
+{{- $cred := dict "existingSecret" $a.existingSecret "existingSecretKey" $a.existingSecretKey "password" "chart" -}}
+{{- $_ := set $refs "WARBLE_AUTH__HS256_SECRET" (include "warble.secretRef" (dict "root" $root "cred" $cred "chartKey" "gateway-hs256-secret")) -}}
+{{- end -}}
+{{- range $env, $ref := $refs }}
+{{- if $ref }}
+- name: {{ $env }}
+  valueFrom:
+    secretKeyRef:
+      {{- $ref | nindent 6 }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+What rolls a component's pods when it changes: its ConfigMap data and the
+secret values given in values (not a generated HS256 secret, which stays the
+same across upgrades).
+*/}}
+{{- define "warble.configChecksum" -}}
+{{- $V := .root.Values -}}
+{{- $inputs := list (include "warble.configEnv" .) (include "warble.secretEnv" .) $V.redis.password $V.scylla.password $V.neo4j.password $V.gateway.auth.hs256Secret -}}
+{{- $inputs | toJson | sha256sum -}}
+{{- end -}}
+
+{{/* Probe timing: (dict "root" $ "probe" "readiness"). */}}
+{{- define "warble.probeTiming" -}}
+{{- $p := index .root.Values.probes .probe -}}
+periodSeconds: {{ $p.periodSeconds }}
+failureThreshold: {{ $p.failureThreshold }}
+timeoutSeconds: {{ $p.timeoutSeconds }}
+{{- end -}}
+
+{{/* Topology spread constraints of a component's pods. */}}
+{{- define "warble.topologySpread" -}}
+{{- $t := .root.Values.topologySpread -}}
+{{- $c := include "warble.component" . | fromYaml -}}
+{{- $revisionLabel := ternary "controller-revision-hash" "pod-template-hash" (eq $c.kind "StatefulSet") -}}
+{{- range $topology := list (dict "key" "topology.kubernetes.io/zone" "when" $t.zoneWhenUnsatisfiable) (dict "key" "kubernetes.io/hostname" "when" $t.hostWhenUnsatisfiable) }}
+- maxSkew: {{ $t.maxSkew }}
+  topologyKey: {{ $topology.key }}
+  whenUnsatisfiable: {{ $topology.when }}
+  labelSelector:
+    matchLabels:
+      {{- include "warble.selectorLabels" (dict "root" $.root "component" $c.name) | nindent 6 }}
+  matchLabelKeys:
+    - {{ $revisionLabel }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A component's workload: Deployment, or StatefulSet for the services that
+issue Snowflake ids (each pod's ordinal is its worker id). Then its Service.
+(dict "root" $ "key" "tweetSvc").
+*/}}
+{{- define "warble.workload" -}}
+{{- $root := .root -}}
+{{- $V := $root.Values -}}
+{{- $c := include "warble.component" . | fromYaml -}}
+{{- $v := index $V .key -}}
+{{- $name := include "warble.componentName" . -}}
+{{- $sts := eq $c.kind "StatefulSet" -}}
+{{- $embedded := and $sts (eq (dig "store" "backend" "" $v) "embedded") -}}
+{{- $pvc := and $embedded $v.persistence.enabled -}}
+{{- $portName := ternary "http" "grpc" (hasKey $c "http") -}}
+{{- include "warble.validate" $root -}}
+apiVersion: apps/v1
+kind: {{ $c.kind }}
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "warble.labels" (dict "root" $root "component" $c.name) | nindent 4 }}
+spec:
+  {{- if not $v.autoscaling.enabled }}
+  replicas: {{ $v.replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "warble.selectorLabels" (dict "root" $root "component" $c.name) | nindent 6 }}
+  {{- if $sts }}
+  serviceName: {{ $name }}-headless
+  # Pods start and stop in parallel: the ordinal only names the worker id.
+  podManagementPolicy: Parallel
+  # Pod N is `<name>-N` and carries the label apps.kubernetes.io/pod-index=N,
+  # which becomes WARBLE_WORKER_ID: worker ids workerIdStart, workerIdStart+1, ...
+  # A StatefulSet never runs two pods with the same ordinal at once (a
+  # replacement starts only after its predecessor is gone), so no two live
+  # processes share a worker id.
+  ordinals:
+    start: {{ $v.workerIdStart }}
+  updateStrategy:
+    type: RollingUpdate
+  {{- else }}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 25%
+      maxUnavailable: 0
+  {{- end }}
+  template:
+    metadata:
+      labels:
+        {{- include "warble.labels" (dict "root" $root "component" $c.name) | nindent 8 }}
+        {{- with $V.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        checksum/config: {{ include "warble.configChecksum" . }}
+        {{- with (merge (dict) $v.podAnnotations $V.podAnnotations) }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "warble.serviceAccountName" $root }}
+      # No Warble service calls the Kubernetes API.
+      automountServiceAccountToken: false
+      # Service links would inject WARBLE_<SERVICE>_PORT-style variables that
+      # the services would read as (unknown) config keys.
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: {{ $V.shutdown.terminationGracePeriodSeconds }}
+      securityContext:
+        {{- toYaml $V.podSecurityContext | nindent 8 }}
+      {{- with $V.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $V.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
+      {{- if $V.topologySpread.enabled }}
+      topologySpreadConstraints:
+        {{- include "warble.topologySpread" . | trim | nindent 8 }}
+      {{- end }}
+      {{- with $V.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $V.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $V.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      containers:
+        - name: {{ $c.name }}
+          image: {{ include "warble.image" . | quote }}
+          imagePullPolicy: {{ $V.image.pullPolicy }}
+          ports:
+            - name: {{ $portName }}
+              containerPort: {{ $c.port }}
+              protocol: TCP
+          envFrom:
+            - configMapRef:
+                name: {{ $name }}
+          {{- $secretEnv := include "warble.secretEnv" . }}
+          {{- if or $secretEnv $sts (eq .key "fanoutSvc") $v.extraEnv }}
+          env:
+            {{- if $sts }}
+            - name: WARBLE_WORKER_ID
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
+            {{- end }}
+            {{- if eq .key "fanoutSvc" }}
+            - name: WARBLE_CONSUMER__NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
+            {{- end }}
+            {{- with $secretEnv }}
+            {{- . | trim | nindent 12 }}
+            {{- end }}
+            {{- with $v.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          {{- end }}
+          {{- if hasKey $c "http" }}
+          startupProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            {{- include "warble.probeTiming" (dict "root" $root "probe" "startup") | nindent 12 }}
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: http
+            {{- include "warble.probeTiming" (dict "root" $root "probe" "readiness") | nindent 12 }}
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            {{- include "warble.probeTiming" (dict "root" $root "probe" "liveness") | nindent 12 }}
+          {{- else }}
+          startupProbe:
+            grpc:
+              port: {{ $c.port }}
+              service: ""
+            {{- include "warble.probeTiming" (dict "root" $root "probe" "startup") | nindent 12 }}
+          readinessProbe:
+            grpc:
+              port: {{ $c.port }}
+              service: {{ $c.grpcService }}
+            {{- include "warble.probeTiming" (dict "root" $root "probe" "readiness") | nindent 12 }}
+          livenessProbe:
+            grpc:
+              port: {{ $c.port }}
+              service: ""
+            {{- include "warble.probeTiming" (dict "root" $root "probe" "liveness") | nindent 12 }}
+          {{- end }}
+          {{- if gt (int $V.shutdown.preStopSleepSecs) 0 }}
+          lifecycle:
+            preStop:
+              sleep:
+                seconds: {{ $V.shutdown.preStopSleepSecs }}
+          {{- end }}
+          resources:
+            {{- toYaml $v.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $V.securityContext | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+            {{- if $sts }}
+            - name: data
+              mountPath: /var/lib/warble
+            {{- end }}
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: {{ $V.tmpSizeLimit }}
+        {{- if and $sts (not $pvc) }}
+        # `data_dir`: the production stores keep nothing here; an embedded store
+        # without persistence loses its data with the pod.
+        - name: data
+          emptyDir: {}
+        {{- end }}
+  {{- if $pvc }}
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+        labels:
+          {{- include "warble.selectorLabels" (dict "root" $root "component" $c.name) | nindent 10 }}
+      spec:
+        accessModes:
+          - ReadWriteOnce
+        {{- with $v.persistence.storageClassName }}
+        storageClassName: {{ . }}
+        {{- end }}
+        resources:
+          requests:
+            storage: {{ $v.persistence.size }}
+  {{- end }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "warble.labels" (dict "root" $root "component" $c.name) | nindent 4 }}
+  {{- if hasKey $c "http" }}
+  {{- with $v.service.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- end }}
+spec:
+  {{- if hasKey $c "http" }}
+  type: {{ $v.service.type }}
+  {{- else }}
+  type: ClusterIP
+  {{- end }}
+  selector:
+    {{- include "warble.selectorLabels" (dict "root" $root "component" $c.name) | nindent 4 }}
+  ports:
+    - name: {{ $portName }}
+      port: {{ if hasKey $c "http" }}{{ $v.service.port }}{{ else }}{{ $c.port }}{{ end }}
+      targetPort: {{ $portName }}
+      protocol: TCP
+      appProtocol: {{ if hasKey $c "http" }}http{{ else }}kubernetes.io/h2c{{ end }}
+{{- if $sts }}
+---
+# Governing Service of the StatefulSet (stable per-pod DNS names).
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}-headless
+  labels:
+    {{- include "warble.labels" (dict "root" $root "component" $c.name) | nindent 4 }}
+spec:
+  clusterIP: None
+  selector:
+    {{- include "warble.selectorLabels" (dict "root" $root "component" $c.name) | nindent 4 }}
+  ports:
+    - name: {{ $portName }}
+      port: {{ $c.port }}
+      targetPort: {{ $portName }}
+      protocol: TCP
+      appProtocol: kubernetes.io/h2c
+{{- end }}
+{{- end -}}

@@ -1,0 +1,553 @@
+//! The Redis Streams event log and the shared Redis client against real
+//! redis-server processes: the event log conformance suite on a single node
+//! and on a three-master cluster, publish-once, trimming, batching, and
+//! fault tests (a killed server, a dead consumer).
+//!
+//! Skipped with a notice when redis-server is not installed, except under
+//! `CI=true` (see `warble-testkit`).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use warble_mesh::backends::{RedisConfig, RedisMode};
+use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventId, EventLog, RedisEventLog, conformance};
+use warble_mesh::outbox::EventSink;
+use warble_mesh::redis_client::{RedisClient, RedisScript, Request, key_slot};
+use warble_testkit::{RedisCluster, RedisServer, Reply, ServerOptions, unique_prefix};
+
+fn single(url: String) -> RedisConfig {
+    RedisConfig {
+        url,
+        ..RedisConfig::default()
+    }
+}
+
+fn cluster(seeds: String) -> RedisConfig {
+    RedisConfig {
+        mode: RedisMode::Cluster,
+        cluster_nodes: seeds,
+        ..RedisConfig::default()
+    }
+}
+
+async fn log_on(config: &RedisConfig) -> RedisEventLog {
+    RedisEventLog::connect(config)
+        .await
+        .expect("connecting to the test Redis")
+        .with_key_prefix(unique_prefix())
+}
+
+#[tokio::test]
+async fn conformance_on_a_single_node() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let config = single(server.url());
+    let started = Instant::now();
+    conformance::run_all(|| async { ((), log_on(&config).await) }).await;
+    eprintln!(
+        "event log conformance, single node: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn conformance_on_a_three_master_cluster() {
+    let Some(redis) = RedisCluster::shared() else {
+        return;
+    };
+    let config = cluster(redis.seed_urls());
+    let started = Instant::now();
+    conformance::run_all(|| async { ((), log_on(&config).await) }).await;
+    eprintln!("event log conformance, cluster: {:?}", started.elapsed());
+}
+
+async fn publish_once_keeps_one_entry_per_event_id(log: &RedisEventLog) {
+    for _ in 0..3 {
+        log.publish_once("outbox", 7, b"first", 1001).await.unwrap();
+    }
+    log.publish_once("outbox", 8, b"second", 1002)
+        .await
+        .unwrap();
+    log.publish_once("outbox", 7, b"first again", 1001)
+        .await
+        .unwrap();
+    // Id 0 (undecodable event) is never deduplicated.
+    log.publish_once("outbox", 9, b"anonymous", 0)
+        .await
+        .unwrap();
+    log.publish_once("outbox", 9, b"anonymous", 0)
+        .await
+        .unwrap();
+    let got = log
+        .read_group("outbox", "g", "c", 100, Duration::ZERO)
+        .await
+        .unwrap();
+    let payloads: Vec<&[u8]> = got.iter().map(|d| d.payload.as_slice()).collect();
+    assert_eq!(
+        payloads,
+        vec![&b"first"[..], b"second", b"anonymous", b"anonymous"]
+    );
+    assert_eq!(got[0].key, 7);
+}
+
+#[tokio::test]
+async fn publish_once_deduplicates_by_event_id_on_a_single_node() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    publish_once_keeps_one_entry_per_event_id(&log_on(&single(server.url())).await).await;
+}
+
+#[tokio::test]
+async fn publish_once_deduplicates_by_event_id_on_a_cluster() {
+    let Some(redis) = RedisCluster::shared() else {
+        return;
+    };
+    publish_once_keeps_one_entry_per_event_id(&log_on(&cluster(redis.seed_urls())).await).await;
+}
+
+#[tokio::test]
+async fn the_dead_letter_stream_is_a_stream_like_any_other() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let log = log_on(&single(server.url())).await;
+    let stream = format!("{DOMAIN_EVENTS_STREAM}.dead-letter");
+    let id = log.append(&stream, 3, b"poison").await.unwrap();
+    assert_eq!(log.lag(&stream, "ops").await.unwrap(), 1);
+    let got = log
+        .read_group(&stream, "ops", "human", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].id, got[0].key, got[0].payload.as_slice()),
+        (id, 3, &b"poison"[..])
+    );
+    log.ack(&stream, "ops", &[id]).await.unwrap();
+    assert_eq!(log.lag(&stream, "ops").await.unwrap(), 0);
+}
+
+async fn stream_len(log: &RedisEventLog, stream: &str) -> u64 {
+    log.client()
+        .query(Request::new("XLEN", log.stream_key(stream)))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn trimming_removes_only_what_every_group_acknowledged() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let log = log_on(&single(server.url()))
+        .await
+        .with_trim_every(1_000_000);
+    let mut ids = Vec::new();
+    for i in 0..10u64 {
+        ids.push(log.append("trim", i, b"x").await.unwrap());
+    }
+    assert_eq!(log.trim("trim").await.unwrap(), 0, "no group yet: keep all");
+
+    // `fast` is done with everything; `slow` acknowledged 3, holds 2 pending,
+    // and has 5 it has not even received.
+    let fast = log
+        .read_group("trim", "fast", "c", 100, Duration::ZERO)
+        .await
+        .unwrap();
+    log.ack(
+        "trim",
+        "fast",
+        &fast.iter().map(|d| d.id).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let slow = log
+        .read_group("trim", "slow", "c", 5, Duration::ZERO)
+        .await
+        .unwrap();
+    log.ack("trim", "slow", &ids[..3]).await.unwrap();
+    assert_eq!(log.trim("trim").await.unwrap(), 3);
+    assert_eq!(stream_len(&log, "trim").await, 7);
+    assert_eq!(log.lag("trim", "slow").await.unwrap(), 7);
+    assert_eq!(log.lag("trim", "fast").await.unwrap(), 0);
+
+    // The pending ones are still reclaimable, the undelivered still readable.
+    let reclaimed = log
+        .reclaim("trim", "slow", "c2", Duration::ZERO, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        reclaimed.iter().map(|d| d.id).collect::<Vec<_>>(),
+        slow[3..].iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+    let rest = log
+        .read_group("trim", "slow", "c2", 100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|d| d.id).collect::<Vec<_>>(), ids[5..]);
+    log.ack("trim", "slow", &ids[3..]).await.unwrap();
+    assert_eq!(log.trim("trim").await.unwrap(), 7);
+    assert_eq!(stream_len(&log, "trim").await, 0);
+
+    // New appends after a full trim still flow to both groups.
+    let late = log.append("trim", 1, b"late").await.unwrap();
+    for group in ["fast", "slow"] {
+        let got = log
+            .read_group("trim", group, "c", 10, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), vec![late]);
+    }
+}
+
+#[tokio::test]
+async fn acknowledgements_trigger_trimming_in_the_background() {
+    let Some(redis) = RedisCluster::shared() else {
+        return;
+    };
+    let log = log_on(&cluster(redis.seed_urls()))
+        .await
+        .with_trim_every(50);
+    for i in 0..120u64 {
+        log.append("auto", i, b"x").await.unwrap();
+    }
+    let got = log
+        .read_group("auto", "g", "c", 200, Duration::ZERO)
+        .await
+        .unwrap();
+    log.ack(
+        "auto",
+        "g",
+        &got.iter().map(|d| d.id).collect::<Vec<_>>()[..100],
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stream_len(&log, "auto").await != 20 {
+        assert!(Instant::now() < deadline, "the background trim never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn start_up_failures_name_the_address() {
+    let Some(server) = RedisServer::start_with(ServerOptions {
+        password: Some("s3cret".into()),
+        ..ServerOptions::default()
+    }) else {
+        return;
+    };
+    // Nothing listens on a port we just freed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = RedisClient::connect(&single(format!("redis://127.0.0.1:{closed}/0")))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&format!("redis://127.0.0.1:{closed}/0")),
+        "{error}"
+    );
+
+    let mut wrong = single(server.url());
+    wrong.password = "nope".into();
+    let error = RedisClient::connect(&wrong).await.unwrap_err().to_string();
+    assert!(error.contains(&server.url()), "{error}");
+    assert!(!error.contains("nope"), "the password never shows: {error}");
+
+    let mut right = single(server.url());
+    right.password = "s3cret".into();
+    let client = RedisClient::connect(&right).await.unwrap();
+    let pong: String = client
+        .query(Request::routed_by("PING", "any"))
+        .await
+        .unwrap();
+    assert_eq!(pong, "PONG");
+
+    let error = RedisClient::connect(&cluster(format!("redis://127.0.0.1:{closed}")))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains(&format!("127.0.0.1:{closed}")), "{error}");
+}
+
+static ECHO_KEY: std::sync::LazyLock<RedisScript> = std::sync::LazyLock::new(|| {
+    RedisScript::new("redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])")
+});
+
+#[tokio::test]
+async fn cluster_batches_go_as_one_pipeline_per_node() {
+    let Some(redis) = RedisCluster::shared() else {
+        return;
+    };
+    let client = RedisClient::connect(&cluster(redis.seed_urls()))
+        .await
+        .unwrap();
+    let prefix = unique_prefix();
+    // Our slot computation agrees with the server's.
+    for key in ["tl:1", "{warble.events.v1}:dedupe:9", "la:77", "x{}y"] {
+        let Reply::Integer(slot) = redis.nodes()[0]
+            .command(&["CLUSTER", "KEYSLOT", key])
+            .unwrap()
+        else {
+            panic!("CLUSTER KEYSLOT answers an integer");
+        };
+        assert_eq!(i64::from(key_slot(key.as_bytes())), slot, "{key}");
+    }
+
+    let keys: Vec<String> = (0..6_000).map(|i| format!("{prefix}k{i}")).collect();
+    let before = client.round_trips();
+    let replies = client
+        .batch(
+            &keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| ECHO_KEY.call(&[key]).arg(i))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replies.len(), keys.len());
+    for (i, reply) in replies.into_iter().enumerate() {
+        assert_eq!(redis::from_redis_value::<usize>(reply).unwrap(), i);
+    }
+    // 6,000 keys over three nodes: one pipeline each, plus (the script
+    // being new) one load and one resend per node.
+    let used = client.round_trips() - before;
+    assert!(used <= 3 + 1 + 3, "{used} round trips");
+
+    let before = client.round_trips();
+    let values: Vec<String> = client
+        .batch(
+            &keys
+                .iter()
+                .map(|key| Request::new("GET", key))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|value| redis::from_redis_value(value).unwrap())
+        .collect();
+    assert_eq!(client.round_trips() - before, 3);
+    assert_eq!(values[5_999], "5999");
+}
+
+#[tokio::test]
+async fn scripts_survive_a_script_flush() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let client = RedisClient::connect(&single(server.url())).await.unwrap();
+    let key = format!("{}echo", unique_prefix());
+    let first: String = client.query(ECHO_KEY.call(&[&key]).arg("a")).await.unwrap();
+    assert_eq!(first, "a");
+    assert_eq!(
+        server.command(&["SCRIPT", "FLUSH"]).unwrap(),
+        Reply::Status("OK".into())
+    );
+    let second: String = client.query(ECHO_KEY.call(&[&key]).arg("b")).await.unwrap();
+    assert_eq!(second, "b");
+}
+
+#[tokio::test]
+async fn a_blocked_reader_does_not_stall_other_commands() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let log = log_on(&single(server.url())).await;
+    let (blocked, quick) = tokio::join!(
+        log.read_group("idle", "g", "c", 10, Duration::from_secs(2)),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let started = Instant::now();
+            for i in 0..20u64 {
+                log.append("busy", i, b"x").await.unwrap();
+            }
+            started.elapsed()
+        }
+    );
+    assert!(blocked.unwrap().is_empty());
+    assert!(
+        quick < Duration::from_secs(1),
+        "appends waited behind the blocked read: {quick:?}"
+    );
+}
+
+/// Retries `attempt` until it succeeds: the client reconnects on its own
+/// after a server restart, but the first calls may fail while it does.
+async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, warble_mesh::event_log::EventLogError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("{what}: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("{what} never recovered: {error}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_appends_survive_kill_9_and_reads_resume() {
+    let Some(mut server) = RedisServer::start_with(ServerOptions {
+        appendonly: true,
+        ..ServerOptions::default()
+    }) else {
+        return;
+    };
+    let log = log_on(&single(server.url())).await;
+    // Concurrent appenders, as several publishing services would be.
+    let mut appended = BTreeSet::new();
+    for round in 0..20u64 {
+        let batch = futures::future::join_all(
+            (0..100u64).map(|i| log.append("durable", round * 100 + i, b"event")),
+        )
+        .await;
+        for id in batch {
+            appended.insert(id.unwrap());
+        }
+    }
+    assert_eq!(appended.len(), 2_000);
+    // The consumer got half way: 800 done, 200 in hand, 1000 unread.
+    let first = log
+        .read_group("durable", "fanout", "c1", 1_000, Duration::ZERO)
+        .await
+        .unwrap();
+    let done: Vec<EventId> = first[..800].iter().map(|d| d.id).collect();
+    assert_eq!(log.ack("durable", "fanout", &done).await.unwrap(), 800);
+
+    // A blocking read parks a dedicated connection in the pool; the crash kills it.
+    assert!(
+        log.read_group("warm-up", "g", "c", 1, Duration::from_millis(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    server.kill();
+    server.restart();
+
+    // Every acknowledged append is there, in order.
+    let audit: Vec<EventId> = eventually("reading after restart", || {
+        log.read_group("durable", "audit", "a", 10_000, Duration::ZERO)
+    })
+    .await
+    .iter()
+    .map(|d| d.id)
+    .collect();
+    assert_eq!(audit, appended.iter().copied().collect::<Vec<_>>());
+    // The group's state survived: the 200 in hand are pending (reclaimable),
+    // the 1000 unread come next, the 800 done never come back.
+    assert_eq!(log.lag("durable", "fanout").await.unwrap(), 1_200);
+    let in_hand = log
+        .reclaim("durable", "fanout", "c2", Duration::ZERO, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        in_hand.iter().map(|d| d.id).collect::<Vec<_>>(),
+        first[800..].iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+    let unread = log
+        .read_group("durable", "fanout", "c2", 10_000, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(unread.len(), 1_000);
+    assert_eq!(unread[0].id, *appended.iter().nth(1_000).unwrap());
+    // Blocking reads work again at once: the dead pooled connection is replaced.
+    let (woken, _) = tokio::join!(
+        log.read_group("durable", "fanout", "c2", 10, Duration::from_secs(10)),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            log.append("durable", 1, b"after").await.unwrap()
+        }
+    );
+    assert_eq!(woken.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_dead_consumers_batch_is_finished_by_another() {
+    let Some(redis) = RedisCluster::shared() else {
+        return;
+    };
+    let config = cluster(redis.seed_urls());
+    let prefix = unique_prefix();
+    let dead = RedisEventLog::connect(&config)
+        .await
+        .unwrap()
+        .with_key_prefix(prefix.clone());
+    let alive = RedisEventLog::connect(&config)
+        .await
+        .unwrap()
+        .with_key_prefix(prefix);
+    for i in 0..60u64 {
+        dead.append("work", i, &i.to_be_bytes()).await.unwrap();
+    }
+    // The first consumer takes a batch and dies without acknowledging it.
+    let taken = dead
+        .read_group("work", "fanout", "worker-1", 50, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 50);
+    drop(dead);
+
+    // The survivor first gets only what nobody holds...
+    let idle = Duration::from_millis(200);
+    let fresh = alive
+        .read_group("work", "fanout", "worker-2", 100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), 10);
+    assert!(
+        alive
+            .reclaim("work", "fanout", "worker-2", idle, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    alive
+        .ack(
+            "work",
+            "fanout",
+            &fresh.iter().map(|d| d.id).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    // ...and after the idle timeout takes over the dead one's batch, in order.
+    tokio::time::sleep(idle + Duration::from_millis(50)).await;
+    let mut reclaimed = Vec::new();
+    while reclaimed.len() < 50 {
+        let page = alive
+            .reclaim("work", "fanout", "worker-2", idle, 20)
+            .await
+            .unwrap();
+        assert!(!page.is_empty());
+        reclaimed.extend(page);
+    }
+    assert_eq!(
+        reclaimed.iter().map(|d| d.id).collect::<Vec<_>>(),
+        taken.iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+    assert!(reclaimed.iter().all(|d| d.delivery_count == 2));
+    assert_eq!(reclaimed[49].payload, 49u64.to_be_bytes());
+    alive
+        .ack(
+            "work",
+            "fanout",
+            &reclaimed.iter().map(|d| d.id).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(alive.lag("work", "fanout").await.unwrap(), 0);
+}

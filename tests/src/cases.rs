@@ -1,0 +1,380 @@
+//! Frontend-level end-to-end cases: only HTTP GraphQL, WebSocket and
+//! fan-out's status. Each runs against the single-process stack
+//! (`tests/graphql.rs`) and against the services as separate processes on
+//! Redis (`tests/processes.rs`): the same assertions, not a copy per mode.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::frontend::{Frontend, StackSpec};
+use crate::graphql::{Subscription, error_codes};
+
+const HOME: &str = r#"query($first: Int, $after: String) {
+  homeTimeline(first: $first, after: $after) {
+    edges { cursor node {
+      id text createdAt hashtags mentions
+      author { id username displayName followersCount followingCount viewerFollows }
+      likeCount retweetCount replyCount quoteCount viewerHasLiked viewerHasRetweeted
+    } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"#;
+
+fn ids(connection: &Value) -> Vec<String> {
+    connection["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The spec the error-code case needs: a tiny mutation bucket.
+pub fn rate_limited_spec() -> StackSpec {
+    StackSpec {
+        mutation_burst: 5,
+        mutations_per_minute: 1,
+        ..StackSpec::default()
+    }
+}
+
+/// Sign up, follow, post, like, then page a hydrated home timeline with cursors.
+pub async fn sign_up_follow_post_and_page_a_hydrated_home_timeline(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let (alice_id, alice) = gql.sign_up("alice").await;
+    let (_, bob) = gql.sign_up("bob").await;
+    gql.follow(&bob, &alice_id).await;
+    // Bob reads once: he is active, so fan-out pushes to him.
+    gql.data(Some(&bob), HOME, json!({})).await;
+    let mut posted = Vec::new();
+    for n in 0..3 {
+        posted.push(gql.post(&alice, &format!("post {n} #warble @bob")).await);
+    }
+    gql.data(
+        Some(&bob),
+        "mutation($id: ID!) { likeTweet(id: $id) { id } }",
+        json!({ "id": posted[1] }),
+    )
+    .await;
+    stack.settle().await;
+
+    let first = gql.data(Some(&bob), HOME, json!({ "first": 2 })).await["homeTimeline"].clone();
+    assert_eq!(ids(&first), [posted[2].clone(), posted[1].clone()]);
+    let node = &first["edges"][1]["node"];
+    assert_eq!(node["text"], "post 1 #warble @bob");
+    assert_eq!(node["hashtags"], json!(["warble"]));
+    assert_eq!(node["mentions"], json!(["bob"]));
+    assert_eq!(node["author"]["username"], "alice");
+    assert_eq!(node["author"]["id"], alice_id.as_str());
+    assert_eq!(node["author"]["followersCount"], 1);
+    assert_eq!(node["author"]["viewerFollows"], true);
+    assert_eq!(node["likeCount"], 1);
+    assert_eq!(node["viewerHasLiked"], true);
+    assert_eq!(node["viewerHasRetweeted"], false);
+    assert_eq!(first["edges"][0]["node"]["viewerHasLiked"], false);
+    assert!(node["createdAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(first["pageInfo"]["hasNextPage"], true);
+
+    let after = first["pageInfo"]["endCursor"].clone();
+    let second = gql
+        .data(Some(&bob), HOME, json!({ "first": 2, "after": after }))
+        .await["homeTimeline"]
+        .clone();
+    assert_eq!(ids(&second), [posted[0].clone()]);
+    assert_eq!(second["pageInfo"]["hasNextPage"], false);
+    // Any edge's cursor continues right after that edge.
+    let from_edge = first["edges"][0]["cursor"].clone();
+    let resumed = gql
+        .data(Some(&bob), HOME, json!({ "first": 5, "after": from_edge }))
+        .await["homeTimeline"]
+        .clone();
+    assert_eq!(ids(&resumed), [posted[1].clone(), posted[0].clone()]);
+}
+
+/// A page of 5 and a page of 25 cost the same downstream calls, one of each.
+pub async fn a_timeline_page_costs_a_constant_number_of_downstream_calls(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let mut authors = Vec::new();
+    for n in 0..2 {
+        authors.push(gql.sign_up(&format!("writer{n}")).await);
+    }
+    let (_, reader) = gql.sign_up("reader").await;
+    for (id, _) in &authors {
+        gql.follow(&reader, id).await;
+    }
+    for n in 0..30 {
+        gql.post(&authors[n % 2].1, &format!("tweet {n}")).await;
+    }
+    stack.settle().await;
+    gql.data(Some(&reader), HOME, json!({ "first": 1 })).await; // warm: rebuild on first read
+
+    let mut costs = Vec::new();
+    for first in [5, 25] {
+        let before = gql.downstream_calls().await;
+        let page = gql
+            .data(Some(&reader), HOME, json!({ "first": first }))
+            .await;
+        assert_eq!(ids(&page["homeTimeline"]).len(), first);
+        let after = gql.downstream_calls().await;
+        let delta: BTreeMap<String, u64> = after
+            .iter()
+            .map(|(method, count)| {
+                (
+                    method.clone(),
+                    count - before.get(method).copied().unwrap_or(0),
+                )
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        costs.push(delta);
+    }
+    let expected: BTreeMap<String, u64> = [
+        "GetHomeTimeline",
+        "GetTweets",
+        "GetUsers",
+        "GetCounts",
+        "GetViewerState",
+        "GetFollowCounts",
+        "IsFollowing",
+    ]
+    .into_iter()
+    .map(|method| (method.to_owned(), 1))
+    .collect();
+    assert_eq!(costs[0], expected, "a page of 5");
+    assert_eq!(costs[1], expected, "a page of 25 costs the same calls");
+}
+
+/// Likes, retweets, replies and deletes, with counts updating and never negative.
+pub async fn likes_retweets_and_deletes_update_counts(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let (_, author) = gql.sign_up("author").await;
+    let (_, fan) = gql.sign_up("fan").await;
+    let tweet = gql.post(&author, "count me").await;
+    let engage = |mutation: &'static str| {
+        let gql = gql.clone();
+        let fan = fan.clone();
+        let tweet = tweet.clone();
+        async move {
+            let query = format!(
+                "mutation($id: ID!) {{ {mutation}(id: $id) {{ likeCount retweetCount viewerHasLiked viewerHasRetweeted }} }}"
+            );
+            gql.data(Some(&fan), &query, json!({ "id": tweet })).await[mutation].clone()
+        }
+    };
+    let liked = engage("likeTweet").await;
+    assert_eq!(
+        (liked["likeCount"].clone(), liked["viewerHasLiked"].clone()),
+        (json!(1), json!(true))
+    );
+    assert_eq!(
+        engage("likeTweet").await["likeCount"],
+        1,
+        "liking twice counts once"
+    );
+    let retweeted = engage("retweet").await;
+    assert_eq!(
+        (
+            retweeted["retweetCount"].clone(),
+            retweeted["viewerHasRetweeted"].clone()
+        ),
+        (json!(1), json!(true))
+    );
+    assert_eq!(engage("undoRetweet").await["retweetCount"], 0);
+    assert_eq!(engage("unlikeTweet").await["likeCount"], 0);
+    assert_eq!(
+        engage("unlikeTweet").await["likeCount"],
+        0,
+        "never negative"
+    );
+
+    let reply = gql
+        .data(
+            Some(&fan),
+            "mutation($id: ID!) { postTweet(text: \"a reply\", replyTo: $id) { id replyTo { id text } } }",
+            json!({ "id": tweet }),
+        )
+        .await;
+    assert_eq!(reply["postTweet"]["replyTo"]["text"], "count me");
+    let counts = gql
+        .data(
+            None,
+            "query($id: ID!) { tweet(id: $id) { replyCount quoteCount } }",
+            json!({ "id": tweet }),
+        )
+        .await;
+    assert_eq!(counts["tweet"]["replyCount"], 1);
+
+    let deleted = gql
+        .data(
+            Some(&author),
+            "mutation($id: ID!) { deleteTweet(id: $id) }",
+            json!({ "id": tweet }),
+        )
+        .await;
+    assert_eq!(deleted["deleteTweet"], true);
+    let gone = gql
+        .request(
+            None,
+            "query($id: ID!) { tweet(id: $id) { id } }",
+            json!({ "id": tweet }),
+        )
+        .await;
+    assert_eq!(error_codes(&gone), ["NOT_FOUND"]);
+}
+
+/// A celebrity's tweet reaches followers by the read-time merge and subscribers live.
+pub async fn a_celebrity_tweet_reaches_followers_and_subscribers(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let (celebrity_id, celebrity) = gql.sign_up("celebrity").await;
+    let mut fans = Vec::new();
+    for n in 0..3 {
+        let (_, token) = gql.sign_up(&format!("fan{n}")).await;
+        gql.follow(&token, &celebrity_id).await;
+        fans.push(token);
+    }
+    stack.settle().await;
+    let mut subscription = Subscription::start(
+        gql.addr(),
+        &fans[0],
+        "subscription { homeTimelineUpdates { id text author { username } } }",
+    )
+    .await;
+    let posted_at = Instant::now();
+    let tweet = gql.post(&celebrity, "hello from the top").await;
+    let update = subscription
+        .next_data(Duration::from_secs(10))
+        .await
+        .expect("the subscription delivers the celebrity's tweet");
+    println!("subscription latency: {:?}", posted_at.elapsed());
+    assert_eq!(update["homeTimelineUpdates"]["id"], tweet.as_str());
+    assert_eq!(
+        update["homeTimelineUpdates"]["author"]["username"],
+        "celebrity"
+    );
+
+    // The fans' timelines show it through the read-time merge.
+    stack.settle().await;
+    for fan in &fans {
+        let page = gql.data(Some(fan), HOME, json!({ "first": 5 })).await;
+        assert_eq!(ids(&page["homeTimeline"]), std::slice::from_ref(&tweet));
+    }
+    // A tweet from someone the subscriber does not follow is not delivered; their own is.
+    let (_, stranger) = gql.sign_up("stranger").await;
+    gql.post(&stranger, "not for you").await;
+    let own = gql.post(&fans[0], "my own").await;
+    let update = subscription
+        .next_data(Duration::from_secs(10))
+        .await
+        .expect("own tweet delivered");
+    assert_eq!(update["homeTimelineUpdates"]["id"], own.as_str());
+}
+
+/// Every error code from a real bad request (start the stack with [`rate_limited_spec`]).
+pub async fn every_error_code_comes_from_a_real_bad_request(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let (_, alice) = gql.sign_up("alice").await;
+    let (_, bob) = gql.sign_up("bob").await;
+    let tweet = gql.post(&alice, "mine").await;
+
+    let bad_token = gql
+        .request(Some("not.a.token"), "{ viewer { id } }", json!({}))
+        .await;
+    assert_eq!(error_codes(&bad_token), ["UNAUTHENTICATED"]);
+    let anonymous = gql
+        .request(
+            None,
+            "mutation { postTweet(text: \"hi\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_codes(&anonymous), ["UNAUTHENTICATED"]);
+    let anonymous_home = gql
+        .request(None, "{ homeTimeline { edges { cursor } } }", json!({}))
+        .await;
+    assert_eq!(error_codes(&anonymous_home), ["UNAUTHENTICATED"]);
+
+    let not_yours = gql
+        .request(
+            Some(&bob),
+            "mutation($id: ID!) { deleteTweet(id: $id) }",
+            json!({ "id": tweet }),
+        )
+        .await;
+    assert_eq!(error_codes(&not_yours), ["FORBIDDEN"]);
+
+    let too_long = gql
+        .request(
+            Some(&bob),
+            "mutation($t: String!) { postTweet(text: $t) { id } }",
+            json!({ "t": "x".repeat(281) }),
+        )
+        .await;
+    assert_eq!(error_codes(&too_long), ["BAD_USER_INPUT"]);
+    assert_eq!(too_long["errors"][0]["extensions"]["field"], "text");
+
+    let deep = "{ viewer { followers { edges { node { followers { edges { node { followers { edges { node { \
+                followers { edges { node { username } } } } } } } } } } } } } }";
+    assert_eq!(
+        error_codes(&gql.request(Some(&bob), deep, json!({})).await),
+        ["BAD_USER_INPUT"]
+    );
+
+    let huge_page = gql
+        .request(
+            Some(&bob),
+            "{ homeTimeline(first: 1000) { edges { cursor } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_codes(&huge_page), ["BAD_USER_INPUT"]);
+
+    let unknown = gql
+        .request(None, "{ tweet(id: \"123456789\") { id } }", json!({}))
+        .await;
+    assert_eq!(error_codes(&unknown), ["NOT_FOUND"]);
+    let unknown_user = gql
+        .request(None, "{ user(username: \"nobody\") { id } }", json!({}))
+        .await;
+    assert_eq!(error_codes(&unknown_user), ["NOT_FOUND"]);
+
+    // Bob has spent 1 of 5 mutation tokens on the rejected delete and post... keep going until refused.
+    let mut codes = Vec::new();
+    for n in 0..10 {
+        let response = gql
+            .request(
+                Some(&bob),
+                "mutation($t: String!) { postTweet(text: $t) { id } }",
+                json!({ "t": format!("spam {n}") }),
+            )
+            .await;
+        codes.extend(error_codes(&response));
+    }
+    assert!(codes.iter().any(|code| code == "RATE_LIMITED"), "{codes:?}");
+    // Alice's bucket is her own.
+    gql.post(&alice, "still allowed").await;
+
+    // Internal details never leak: every error message is free of addresses and file paths.
+    for response in [bad_token, not_yours, too_long, huge_page, unknown] {
+        let text = response["errors"].to_string();
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains(".rs"),
+            "{text}"
+        );
+    }
+}
+
+/// A body over the limit is refused before parsing.
+pub async fn oversized_requests_are_refused_before_parsing(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let padding = "x".repeat(warble_gateway::config::LimitsConfig::default().max_body_bytes + 1);
+    let body = json!({ "query": format!("{{ viewer {{ id }} }} # {padding}") });
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/graphql", gql.addr()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+}

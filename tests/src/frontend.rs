@@ -1,0 +1,58 @@
+//! What a frontend-level test needs from a running stack, whether it runs
+//! in one process (`warble dev`) or as separate service processes on Redis.
+
+use std::future::Future;
+
+use crate::graphql::GraphqlClient;
+
+/// Settings a frontend-level test chooses for the stack it starts.
+#[derive(Debug, Clone)]
+pub struct StackSpec {
+    /// Followers from which an author is a celebrity.
+    pub celebrity_threshold: u64,
+    /// Mutations per user in a burst.
+    pub mutation_burst: u32,
+    /// Mutations regained per minute.
+    pub mutations_per_minute: u32,
+}
+
+impl Default for StackSpec {
+    fn default() -> Self {
+        Self {
+            celebrity_threshold: 3,
+            mutation_burst: 1_000,
+            mutations_per_minute: 1_000,
+        }
+    }
+}
+
+/// A running stack seen from outside: the gateway and fan-out's status.
+pub trait Frontend {
+    /// A GraphQL client of the gateway.
+    fn graphql(&self) -> GraphqlClient;
+    /// Waits until fan-out has applied every event so far.
+    fn settle(&self) -> impl Future<Output = ()>;
+}
+
+impl Frontend for crate::TestStack {
+    fn graphql(&self) -> GraphqlClient {
+        crate::TestStack::graphql(self)
+    }
+
+    fn settle(&self) -> impl Future<Output = ()> {
+        crate::TestStack::settle(self)
+    }
+}
+
+impl crate::TestStack {
+    /// An in-process stack configured by `spec`.
+    pub async fn start_spec(spec: &StackSpec) -> Self {
+        let spec = spec.clone();
+        Self::start_with(move |config| {
+            config.fanout.celebrity_threshold = spec.celebrity_threshold;
+            config.limits.mutation_burst = spec.mutation_burst;
+            config.limits.mutations_per_minute = spec.mutations_per_minute;
+        })
+        .await
+    }
+}

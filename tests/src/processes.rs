@@ -1,0 +1,260 @@
+//! The services as separate processes, as in production: the real
+//! `tweet-svc`, `graph-svc`, `timeline-svc`, `fanout-svc` and `gateway`
+//! binaries, configured only through `WARBLE_*` environment variables, with
+//! Redis as timeline cache and event stream (each store relaying its
+//! outbox to Redis Streams).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use warble_proto::fanout::v1::GetStatusRequest;
+use warble_proto::fanout::v1::fanout_service_client::FanoutServiceClient;
+use warble_testkit::RedisServer;
+
+use crate::frontend::{Frontend, StackSpec};
+use crate::graphql::GraphqlClient;
+use crate::{EVENTUALLY, eventually};
+
+const BINARIES: [&str; 5] = [
+    "tweet-svc",
+    "graph-svc",
+    "timeline-svc",
+    "fanout-svc",
+    "gateway",
+];
+const JWT_SECRET: &str = "separate-process-test-secret-0123456789abcdef";
+
+/// A stack of service processes; killed when dropped.
+pub struct ProcessStack {
+    children: Vec<(String, Child)>,
+    gateway: SocketAddr,
+    fanout: SocketAddr,
+    _redis: RedisServer,
+    _data: tempfile::TempDir,
+}
+
+fn free_port() -> SocketAddr {
+    // Bound and released: another process could take it meanwhile, which
+    // would fail the start loudly rather than silently.
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Where cargo put this workspace's binaries (next to the test executable's `deps`).
+fn binary_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().unwrap_or(deps).to_owned()
+}
+
+/// Builds the service binaries unless this run already did (`cargo nextest
+/// run --workspace` builds every binary first, so this is a no-op there).
+fn ensure_binaries(dir: &Path) {
+    if BINARIES.iter().all(|binary| dir.join(binary).exists()) {
+        return;
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--bins"])
+        .args(
+            BINARIES
+                .iter()
+                .flat_map(|binary| ["-p", package_of(binary)]),
+        )
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the service binaries failed");
+}
+
+fn package_of(binary: &str) -> &'static str {
+    match binary {
+        "tweet-svc" => "warble-tweet-svc",
+        "graph-svc" => "warble-graph-svc",
+        "timeline-svc" => "warble-timeline-svc",
+        "fanout-svc" => "warble-fanout-svc",
+        _ => "warble-gateway",
+    }
+}
+
+impl ProcessStack {
+    /// Starts Redis and the five services; `None` (after a printed notice)
+    /// when redis-server is not installed outside CI.
+    pub async fn start(spec: &StackSpec) -> Option<Self> {
+        crate::telemetry_for_tests();
+        let redis = RedisServer::start()?;
+        let dir = binary_dir();
+        ensure_binaries(&dir);
+        let data = tempfile::tempdir().unwrap();
+        let [tweet, graph, timeline, fanout, gateway] = [(); 5].map(|_| free_port());
+        let common = [
+            ("WARBLE_TELEMETRY__LOG_LEVEL", "warn".to_owned()),
+            ("WARBLE_TELEMETRY__LOG_FORMAT", "compact".to_owned()),
+            ("WARBLE_TWEET_SERVICE_ADDR", tweet.to_string()),
+            ("WARBLE_GRAPH_SERVICE_ADDR", graph.to_string()),
+            ("WARBLE_TIMELINE_SERVICE_ADDR", timeline.to_string()),
+        ];
+        let redis_url = redis.url();
+        let threshold = spec.celebrity_threshold.to_string();
+        let services: Vec<(&str, Vec<(&str, String)>)> = vec![
+            (
+                "tweet-svc",
+                vec![
+                    ("WARBLE_SERVER__LISTEN_ADDR", tweet.to_string()),
+                    (
+                        "WARBLE_DATA_DIR",
+                        data.path().join("tweet").display().to_string(),
+                    ),
+                    ("WARBLE_WORKER_ID", "1".into()),
+                    ("WARBLE_EVENTS__BACKEND", "redis".into()),
+                    ("WARBLE_EVENTS__REDIS__URL", redis_url.clone()),
+                ],
+            ),
+            (
+                "graph-svc",
+                vec![
+                    ("WARBLE_SERVER__LISTEN_ADDR", graph.to_string()),
+                    (
+                        "WARBLE_DATA_DIR",
+                        data.path().join("graph").display().to_string(),
+                    ),
+                    ("WARBLE_WORKER_ID", "2".into()),
+                    ("WARBLE_EVENTS__BACKEND", "redis".into()),
+                    ("WARBLE_EVENTS__REDIS__URL", redis_url.clone()),
+                ],
+            ),
+            (
+                "timeline-svc",
+                vec![
+                    ("WARBLE_SERVER__LISTEN_ADDR", timeline.to_string()),
+                    ("WARBLE_BACKEND", "redis".into()),
+                    ("WARBLE_REDIS__URL", redis_url.clone()),
+                    ("WARBLE_CELEBRITY_THRESHOLD", threshold.clone()),
+                ],
+            ),
+            (
+                "fanout-svc",
+                vec![
+                    ("WARBLE_SERVER__LISTEN_ADDR", fanout.to_string()),
+                    ("WARBLE_BACKEND", "redis".into()),
+                    ("WARBLE_REDIS__URL", redis_url.clone()),
+                    ("WARBLE_FANOUT__CELEBRITY_THRESHOLD", threshold.clone()),
+                    ("WARBLE_CONSUMER__RECLAIM_IDLE_SECS", "2".into()),
+                ],
+            ),
+            (
+                "gateway",
+                vec![
+                    ("WARBLE_LISTEN_ADDR", gateway.to_string()),
+                    ("WARBLE_AUTH__HS256_SECRET", JWT_SECRET.into()),
+                    ("WARBLE_AUTH__DEV_MODE", "true".into()),
+                    ("WARBLE_EVENTS__BACKEND", "redis".into()),
+                    ("WARBLE_EVENTS__REDIS__URL", redis_url.clone()),
+                    (
+                        "WARBLE_LIMITS__MUTATION_BURST",
+                        spec.mutation_burst.to_string(),
+                    ),
+                    (
+                        "WARBLE_LIMITS__MUTATIONS_PER_MINUTE",
+                        spec.mutations_per_minute.to_string(),
+                    ),
+                ],
+            ),
+        ];
+        let mut children = Vec::new();
+        for (binary, env) in services {
+            let child = Command::new(dir.join(binary))
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .envs(common.iter().map(|(key, value)| (*key, value.as_str())))
+                .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"));
+            children.push((binary.to_owned(), child));
+        }
+        let stack = Self {
+            children,
+            gateway,
+            fanout,
+            _redis: redis,
+            _data: data,
+        };
+        stack.wait_until_ready().await;
+        Some(stack)
+    }
+
+    async fn wait_until_ready(&self) {
+        let client = reqwest::Client::new();
+        let readyz = format!("http://{}/readyz", self.gateway);
+        let deadline = tokio::time::Instant::now() + EVENTUALLY;
+        loop {
+            let gateway_ready = client
+                .get(&readyz)
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success());
+            if gateway_ready && self.fanout_lag().await.is_some() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "services did not become ready (see their stderr above)"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn fanout_lag(&self) -> Option<u64> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.fanout))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let status = FanoutServiceClient::new(channel)
+            .get_status(GetStatusRequest {})
+            .await
+            .ok()?;
+        Some(status.into_inner().consumer_lag)
+    }
+
+    /// Stops every service with SIGTERM, as Kubernetes would, and waits.
+    pub async fn stop(mut self) {
+        for (name, child) in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let exit = tokio::task::block_in_place(|| child.wait());
+            assert!(
+                exit.as_ref().is_ok_and(|status| status.success()),
+                "{name} exited with {exit:?}"
+            );
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for ProcessStack {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Frontend for ProcessStack {
+    fn graphql(&self) -> GraphqlClient {
+        GraphqlClient::new(self.gateway)
+    }
+
+    async fn settle(&self) {
+        eventually("fan-out to catch up", || async {
+            self.fanout_lag().await == Some(0)
+        })
+        .await;
+    }
+}

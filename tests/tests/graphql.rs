@@ -1,0 +1,145 @@
+//! The stack as a frontend sees it, in one process as `warble dev` runs it:
+//! the shared frontend cases (see `warble_tests::cases`) plus the cases that
+//! need the in-process stack (a second, degraded gateway; a restart).
+
+use serde_json::{Value, json};
+use warble_tests::cases;
+use warble_tests::frontend::StackSpec;
+use warble_tests::graphql::error_codes;
+use warble_tests::{TestStack, eventually};
+
+const HOME: &str = r#"query($first: Int, $after: String) {
+  homeTimeline(first: $first, after: $after) {
+    edges { cursor node { id author { followersCount } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"#;
+
+fn ids(connection: &Value) -> Vec<String> {
+    connection["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn start() -> TestStack {
+    TestStack::start_spec(&StackSpec::default()).await
+}
+
+macro_rules! frontend_case {
+    ($name:ident) => {
+        frontend_case!($name, StackSpec::default());
+    };
+    ($name:ident, $spec:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let stack = TestStack::start_spec(&$spec).await;
+            cases::$name(&stack).await;
+            stack.stop().await;
+        }
+    };
+}
+
+frontend_case!(sign_up_follow_post_and_page_a_hydrated_home_timeline);
+frontend_case!(a_timeline_page_costs_a_constant_number_of_downstream_calls);
+frontend_case!(likes_retweets_and_deletes_update_counts);
+frontend_case!(a_celebrity_tweet_reaches_followers_and_subscribers);
+frontend_case!(
+    every_error_code_comes_from_a_real_bad_request,
+    cases::rate_limited_spec()
+);
+frontend_case!(oversized_requests_are_refused_before_parsing);
+
+#[tokio::test]
+async fn a_failing_downstream_degrades_only_the_fields_it_serves() {
+    let stack = start().await;
+    let gql = stack.graphql();
+    let (writer_id, writer) = gql.sign_up("writer").await;
+    let (reader_id, reader) = gql.sign_up("reader").await;
+    gql.follow(&reader, &writer_id).await;
+    let tweet = gql.post(&writer, "still readable").await;
+    stack.settle().await;
+
+    // A second gateway whose graph-svc address is dead: authors cannot be
+    // fetched, but the timeline and the tweets still can.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = warble_gateway::GatewayConfig {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        tweet_service_addr: stack.stack.tweet_addr.to_string(),
+        graph_service_addr: dead.to_string(),
+        timeline_service_addr: stack.stack.timeline_addr.to_string(),
+        request_timeout_ms: 2_000,
+        auth: warble_gateway::config::AuthConfig {
+            hs256_secret: stack.config().jwt_secret.clone(),
+            dev_mode: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let degraded = warble_gateway::Gateway::new(&config, None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(degraded.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let response = warble_tests::graphql::GraphqlClient::new(addr)
+        .request(
+            Some(&reader),
+            "{ homeTimeline { edges { node { id text likeCount author { username } } } } }",
+            json!({}),
+        )
+        .await;
+    let node = &response["data"]["homeTimeline"]["edges"][0]["node"];
+    assert_eq!(node["id"], tweet.as_str());
+    assert_eq!(node["text"], "still readable");
+    assert_eq!(node["likeCount"], 0);
+    assert_eq!(node["author"], Value::Null);
+    assert_eq!(error_codes(&response), ["UNAVAILABLE"]);
+    assert_eq!(
+        response["errors"][0]["path"],
+        json!(["homeTimeline", "edges", 0, "node", "author"])
+    );
+    let _ = reader_id;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_users_follows_tweets_and_timelines() {
+    let stack = start().await;
+    let gql = stack.graphql();
+    let (writer_id, writer) = gql.sign_up("keeper").await;
+    let (_, reader) = gql.sign_up("returner").await;
+    gql.follow(&reader, &writer_id).await;
+    let tweet = gql.post(&writer, "survives restarts").await;
+    stack.settle().await;
+
+    let stack = stack.restart().await;
+    let gql = stack.graphql();
+    // Tokens are still valid (same secret), and every piece of state is back.
+    let home = gql.data(Some(&reader), HOME, json!({})).await;
+    assert_eq!(ids(&home["homeTimeline"]), std::slice::from_ref(&tweet));
+    assert_eq!(
+        home["homeTimeline"]["edges"][0]["node"]["author"]["followersCount"],
+        1
+    );
+    eventually("the viewer to be the same user", || {
+        let gql = gql.clone();
+        let reader = reader.clone();
+        async move {
+            let data = gql
+                .data(Some(&reader), "{ viewer { username } }", json!({}))
+                .await;
+            data["viewer"]["username"] == "returner"
+        }
+    })
+    .await;
+    stack.stop().await;
+}

@@ -1,0 +1,559 @@
+//! The timeline cache on Redis, shared by timeline-svc and fanout-svc
+//! running as separate processes (single node or Redis Cluster alike).
+//!
+//! # Key layout
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `tl:<user>` | sorted set | the home timeline: one member per entry, plus the *built* sentinel |
+//! | `cel:<author>` | sorted set | a celebrity's recent tweet ids, plus the *filled* sentinel |
+//! | `la:<bucket>` | sorted set | last-active marks: member = user id, score = Unix ms; users spread over 1,024 buckets |
+//!
+//! (each after an optional prefix, [`RedisTimelineCache::with_key_prefix`]).
+//! Every operation touches one key, so no key needs a hash tag: on a
+//! cluster, timelines spread over every node by their own names.
+//!
+//! # Members, not scores, carry the ids
+//!
+//! Tweet ids are 64-bit Snowflakes (up to 2^63) and sorted-set scores are
+//! f64, exact only up to 2^53: two tweets a few milliseconds apart can share
+//! a score, and an id cannot be recovered from one. So every member has
+//! score 0 and *is* the data, in fixed-width big-endian binary: a timeline
+//! entry is `tweet id (8 bytes) ++ author id (8 bytes)`, a celebrity set
+//! member the 8-byte tweet id. With equal scores Redis orders members
+//! bytewise, which for big-endian fixed-width integers is numeric order;
+//! reads page with `ZREVRANGEBYLEX` from an exclusive bound `(<before>`, and
+//! trimming by rank drops the lowest, i.e. oldest, ids. (Binary rather than
+//! hex halves each member: at 800 entries for millions of users that is
+//! gigabytes.)
+//!
+//! # Built and filled flags are sentinel members
+//!
+//! A timeline is *built* when its set holds the member `0xFF × 17`, which
+//! sorts above every 16-byte entry (a celebrity set: `0xFF × 9`, above every
+//! 8-byte id). A flag inside the set vanishes with it: `DEL`, expiry or a
+//! `maxmemory` eviction can never leave a "built" flag on a lost timeline,
+//! which would serve an empty timeline as a hit. Reads skip the sentinel by
+//! starting below it; lengths and the cap do not count it.
+//!
+//! # The cap without doubling commands
+//!
+//! Adding to a set is one `EVALSHA` per set of a small script that skips a
+//! tweet already present (by id, whatever the author), `ZADD`s, and only
+//! when the set then exceeds its cap runs `ZREMRANGEBYRANK` on the oldest
+//! excess. One command per follower, atomically: no reader ever sees 801
+//! entries, and an entry older than a full timeline's oldest is added and
+//! dropped in the same step, i.e. not kept, as the contract says. (Trimming
+//! every Nth insert instead would need readers to ignore entries past the
+//! cap, and then a later removal would resurrect an entry the contract says
+//! was never kept.)
+//!
+//! # Fan-out is one round trip
+//!
+//! [`TimelineCache::push`] to thousands of users, `remove` from them,
+//! `celebrity_recent` for many authors and `last_active` for many users each
+//! build one command per key and send them with [`RedisClient::batch`]: one
+//! pipeline per node (at most [`warble_mesh::redis_client::PIPELINE_MAX`]
+//! commands each, sent concurrently), so a page of 5,000 followers costs one
+//! round trip, not 5,000.
+//!
+//! Needs Redis 6.2 or later (`ZADD GT`, `ZMSCORE`); the client requires 7.0.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use redis::{RedisError, Value};
+use warble_mesh::backends::RedisConfig;
+use warble_mesh::redis_client::{RedisClient, RedisClientError, RedisScript, Request};
+
+use crate::{CELEBRITY_CAPACITY, CacheError, CachedPage, Entry, TIMELINE_CAPACITY, TimelineCache};
+
+/// Sorts above every 16-byte timeline member: the *built* flag.
+const BUILT: [u8; 17] = [0xFF; 17];
+/// Sorts above every 8-byte celebrity member: the *filled* flag.
+const FILLED: [u8; 9] = [0xFF; 9];
+/// Last-active buckets. Changing it orphans every existing mark (users are
+/// then treated as never seen until they are active again).
+const LAST_ACTIVE_BUCKETS: u64 = 1_024;
+
+/// KEYS[1] a capped set; ARGV sentinel, cap, mark ('1' adds the sentinel),
+/// members. Adds each member unless one with the same leading 8-byte tweet id
+/// is present, trims the oldest beyond the cap (not counting the sentinel),
+/// then marks. Returns how many members were added.
+static ADD_CAPPED: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+local key, sentinel, cap = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local added = 0
+for i = 4, #ARGV do
+  local member = ARGV[i]
+  local tweet = string.sub(member, 1, 8)
+  local last = tweet .. string.rep('\255', #member - 8)
+  if not redis.call('ZRANGEBYLEX', key, '[' .. tweet, '[' .. last, 'LIMIT', 0, 1)[1] then
+    redis.call('ZADD', key, 0, member)
+    added = added + 1
+  end
+end
+local len = redis.call('ZCARD', key)
+if len > cap then
+  if redis.call('ZSCORE', key, sentinel) then len = len - 1 end
+  if len > cap then redis.call('ZREMRANGEBYRANK', key, 0, len - cap - 1) end
+end
+if ARGV[3] == '1' then redis.call('ZADD', key, 0, sentinel) end
+return added
+"#,
+    )
+});
+
+/// KEYS[1] a capped set; ARGV sentinel, upper bound (exclusive, `(` form),
+/// count. Nil when the sentinel is absent (a miss); else {length without the
+/// sentinel, members below the bound newest first}.
+static READ: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
+local len = redis.call('ZCARD', KEYS[1]) - 1
+return {len, redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[2], '-', 'LIMIT', 0, tonumber(ARGV[3]))}
+"#,
+    )
+});
+
+/// KEYS[1] a timeline; ARGV[1] the 8-byte author id. Removes the author's
+/// entries (at most a timeline's worth to scan); returns how many.
+static REMOVE_AUTHOR: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+local doomed = {}
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if #member == 16 and string.sub(member, 9) == ARGV[1] then doomed[#doomed + 1] = member end
+end
+for i = 1, #doomed, 500 do
+  redis.call('ZREM', KEYS[1], unpack(doomed, i, math.min(i + 499, #doomed)))
+end
+return #doomed
+"#,
+    )
+});
+
+/// [`TimelineCache`] on Redis (see the module docs). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RedisTimelineCache {
+    client: RedisClient,
+    prefix: String,
+    capacity: usize,
+}
+
+impl RedisTimelineCache {
+    /// The cache on `client`'s Redis, keeping [`TIMELINE_CAPACITY`] entries per timeline.
+    pub fn new(client: RedisClient) -> Self {
+        Self {
+            client,
+            prefix: String::new(),
+            capacity: TIMELINE_CAPACITY,
+        }
+    }
+
+    /// Connects as `config` says (checking the server answers) and returns the cache.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, RedisClientError> {
+        Ok(Self::new(RedisClient::connect(config).await?))
+    }
+
+    /// Prepends `prefix` to every key, so several caches (tests,
+    /// environments) can share one Redis. Must not contain `{` or `}`.
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Keeps `capacity` entries per timeline instead (at least 1). Every
+    /// process sharing the Redis must use the same value.
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// The client this cache uses.
+    pub fn client(&self) -> &RedisClient {
+        &self.client
+    }
+
+    fn timeline_key(&self, user: u64) -> String {
+        format!("{}tl:{user}", self.prefix)
+    }
+
+    fn celebrity_key(&self, author: u64) -> String {
+        format!("{}cel:{author}", self.prefix)
+    }
+
+    fn last_active_key(&self, user: u64) -> String {
+        // Snowflake ids' low bits are mostly sequence zeros: mix before bucketing.
+        let bucket = (user.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % LAST_ACTIVE_BUCKETS;
+        format!("{}la:{bucket}", self.prefix)
+    }
+
+    fn unavailable(&self, error: RedisError) -> CacheError {
+        CacheError::Unavailable(format!("redis at {}: {error}", self.client.address()))
+    }
+
+    async fn batch(&self, requests: &[Request]) -> Result<Vec<Value>, CacheError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.client
+            .batch(requests)
+            .await
+            .map_err(|error| self.unavailable(error))
+    }
+
+    async fn add_capped(
+        &self,
+        key: String,
+        sentinel: &[u8],
+        cap: usize,
+        mark: bool,
+        members: Vec<Vec<u8>>,
+    ) -> Result<(), CacheError> {
+        let mut request =
+            ADD_CAPPED
+                .call(&[key])
+                .arg(sentinel)
+                .arg(cap)
+                .arg(if mark { "1" } else { "0" });
+        for member in members {
+            request = request.arg(member);
+        }
+        self.batch(&[request]).await.map(|_| ())
+    }
+}
+
+fn timeline_member(entry: Entry) -> Vec<u8> {
+    let mut member = Vec::with_capacity(16);
+    member.extend_from_slice(&entry.tweet_id.to_be_bytes());
+    member.extend_from_slice(&entry.author_id.to_be_bytes());
+    member
+}
+
+/// An exclusive upper bound for `ZREVRANGEBYLEX`: below `before`'s tweet id,
+/// or below the sentinel (everything) when `None`.
+fn upper_bound(before: Option<u64>, sentinel: &[u8]) -> Vec<u8> {
+    let mut bound = vec![b'('];
+    match before {
+        Some(before) => bound.extend_from_slice(&before.to_be_bytes()),
+        None => bound.extend_from_slice(sentinel),
+    }
+    bound
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes
+        .get(at..at + 8)
+        .and_then(|slice| slice.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
+/// A [`READ`] reply that hit: the set's length (sentinel excluded) and the members read.
+struct SetPage {
+    len: usize,
+    members: Vec<Vec<u8>>,
+}
+
+/// A [`READ`] reply: `None` for a miss.
+fn parse_read(value: Value) -> Result<Option<SetPage>, RedisError> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::Array(mut parts) if parts.len() == 2 => {
+            let members: Vec<Vec<u8>> = redis::from_redis_value(parts.pop().unwrap_or(Value::Nil))?;
+            let len: usize = redis::from_redis_value(parts.pop().unwrap_or(Value::Nil))?;
+            Ok(Some(SetPage { len, members }))
+        }
+        _ => Err(RedisError::from((
+            redis::ErrorKind::Parse,
+            "unexpected timeline read reply",
+        ))),
+    }
+}
+
+#[async_trait]
+impl TimelineCache for RedisTimelineCache {
+    async fn push(&self, users: &[u64], entry: Entry) -> Result<(), CacheError> {
+        let member = timeline_member(entry);
+        let requests: Vec<Request> = users
+            .iter()
+            .map(|&user| {
+                ADD_CAPPED
+                    .call(&[self.timeline_key(user)])
+                    .arg(&BUILT[..])
+                    .arg(self.capacity)
+                    .arg("0")
+                    .arg(member.as_slice())
+            })
+            .collect();
+        self.batch(&requests).await.map(|_| ())
+    }
+
+    async fn remove(&self, users: &[u64], tweet_id: u64) -> Result<(), CacheError> {
+        let first = tweet_id.to_be_bytes();
+        let mut low = vec![b'['];
+        low.extend_from_slice(&first);
+        let mut high = low.clone();
+        high.extend_from_slice(&[0xFF; 8]);
+        let requests: Vec<Request> = users
+            .iter()
+            .map(|&user| {
+                Request::new("ZREMRANGEBYLEX", self.timeline_key(user))
+                    .arg(low.as_slice())
+                    .arg(high.as_slice())
+            })
+            .collect();
+        self.batch(&requests).await.map(|_| ())
+    }
+
+    async fn insert(
+        &self,
+        user: u64,
+        entries: &[Entry],
+        mark_built: bool,
+    ) -> Result<(), CacheError> {
+        if entries.is_empty() && !mark_built {
+            return Ok(());
+        }
+        // Only the first entry of a tweet counts, and only the `capacity`
+        // newest can survive the cap: send no more than that.
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        let mut kept: Vec<Entry> = entries
+            .iter()
+            .copied()
+            .filter(|entry| seen.insert(entry.tweet_id))
+            .collect();
+        kept.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.tweet_id));
+        kept.truncate(self.capacity);
+        let members = kept.into_iter().map(timeline_member).collect();
+        self.add_capped(
+            self.timeline_key(user),
+            &BUILT,
+            self.capacity,
+            mark_built,
+            members,
+        )
+        .await
+    }
+
+    async fn remove_author(&self, user: u64, author_id: u64) -> Result<(), CacheError> {
+        let request = REMOVE_AUTHOR
+            .call(&[self.timeline_key(user)])
+            .arg(&author_id.to_be_bytes()[..]);
+        self.batch(&[request]).await.map(|_| ())
+    }
+
+    async fn evict(&self, user: u64) -> Result<(), CacheError> {
+        self.batch(&[Request::new("DEL", self.timeline_key(user))])
+            .await
+            .map(|_| ())
+    }
+
+    async fn read(
+        &self,
+        user: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<CachedPage>, CacheError> {
+        // One more than asked tells whether more follow; a timeline never
+        // holds more than its capacity.
+        let fetch = limit.min(self.capacity) + 1;
+        let request = READ
+            .call(&[self.timeline_key(user)])
+            .arg(&BUILT[..])
+            .arg(upper_bound(before, &BUILT))
+            .arg(fetch);
+        let reply = self.batch(&[request]).await?.pop().unwrap_or(Value::Nil);
+        let Some(SetPage { len, members }) =
+            parse_read(reply).map_err(|error| self.unavailable(error))?
+        else {
+            return Ok(None);
+        };
+        let has_more = members.len() > limit;
+        let entries = members
+            .iter()
+            .take(limit)
+            .filter_map(|member| {
+                Some(Entry {
+                    tweet_id: u64_at(member, 0)?,
+                    author_id: u64_at(member, 8)?,
+                })
+            })
+            .collect();
+        Ok(Some(CachedPage {
+            entries,
+            has_more,
+            len,
+        }))
+    }
+
+    async fn celebrity_add(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError> {
+        self.add_capped(
+            self.celebrity_key(author_id),
+            &FILLED,
+            CELEBRITY_CAPACITY,
+            false,
+            vec![tweet_id.to_be_bytes().to_vec()],
+        )
+        .await
+    }
+
+    async fn celebrity_remove(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError> {
+        let request =
+            Request::new("ZREM", self.celebrity_key(author_id)).arg(&tweet_id.to_be_bytes()[..]);
+        self.batch(&[request]).await.map(|_| ())
+    }
+
+    async fn celebrity_fill(&self, author_id: u64, tweet_ids: &[u64]) -> Result<(), CacheError> {
+        let mut newest = tweet_ids.to_vec();
+        newest.sort_unstable_by_key(|&id| std::cmp::Reverse(id));
+        newest.dedup();
+        newest.truncate(CELEBRITY_CAPACITY);
+        let members = newest
+            .into_iter()
+            .map(|id| id.to_be_bytes().to_vec())
+            .collect();
+        self.add_capped(
+            self.celebrity_key(author_id),
+            &FILLED,
+            CELEBRITY_CAPACITY,
+            true,
+            members,
+        )
+        .await
+    }
+
+    async fn celebrity_recent(
+        &self,
+        author_ids: &[u64],
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Option<Vec<u64>>>, CacheError> {
+        let bound = upper_bound(before, &FILLED);
+        let fetch = limit.min(CELEBRITY_CAPACITY);
+        let requests: Vec<Request> = author_ids
+            .iter()
+            .map(|&author| {
+                READ.call(&[self.celebrity_key(author)])
+                    .arg(&FILLED[..])
+                    .arg(bound.as_slice())
+                    .arg(fetch)
+            })
+            .collect();
+        self.batch(&requests)
+            .await?
+            .into_iter()
+            .map(|reply| {
+                let read = parse_read(reply).map_err(|error| self.unavailable(error))?;
+                Ok(read.map(|page| {
+                    page.members
+                        .iter()
+                        .filter_map(|member| u64_at(member, 0))
+                        .collect()
+                }))
+            })
+            .collect()
+    }
+
+    async fn mark_active(&self, user: u64, at_ms: u64) -> Result<(), CacheError> {
+        // GT: a mark only moves forward, atomically, in one command. Scores
+        // hold Unix milliseconds exactly (well below 2^53).
+        let request = Request::new("ZADD", self.last_active_key(user))
+            .arg("GT")
+            .arg(at_ms)
+            .arg(user);
+        self.batch(&[request]).await.map(|_| ())
+    }
+
+    async fn last_active(&self, users: &[u64]) -> Result<Vec<Option<u64>>, CacheError> {
+        // One ZMSCORE per bucket touched, all in one batch.
+        let mut buckets: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut bucket_of: std::collections::HashMap<String, usize> = Default::default();
+        for (position, &user) in users.iter().enumerate() {
+            let key = self.last_active_key(user);
+            let bucket = *bucket_of.entry(key.clone()).or_insert_with(|| {
+                buckets.push((key, Vec::new()));
+                buckets.len() - 1
+            });
+            buckets[bucket].1.push(position);
+        }
+        let requests: Vec<Request> = buckets
+            .iter()
+            .map(|(key, positions)| {
+                positions
+                    .iter()
+                    .fold(Request::new("ZMSCORE", key), |request, &position| {
+                        request.arg(users[position])
+                    })
+            })
+            .collect();
+        let replies = self.batch(&requests).await?;
+        let mut marks = vec![None; users.len()];
+        for ((_, positions), reply) in buckets.iter().zip(replies) {
+            let scores: Vec<Option<f64>> =
+                redis::from_redis_value(reply).map_err(|error| self.unavailable(error.into()))?;
+            for (&position, score) in positions.iter().zip(scores) {
+                marks[position] = score.map(|score| score as u64);
+            }
+        }
+        Ok(marks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_sort_bytewise_as_their_ids_do() {
+        let ids = [
+            0u64,
+            1,
+            255,
+            256,
+            (1 << 53) + 1,
+            (1 << 53) + 2,
+            (1 << 63) - 1,
+            u64::MAX,
+        ];
+        for pair in ids.windows(2) {
+            let (low, high) = (
+                timeline_member(Entry {
+                    tweet_id: pair[0],
+                    author_id: u64::MAX,
+                }),
+                timeline_member(Entry {
+                    tweet_id: pair[1],
+                    author_id: 0,
+                }),
+            );
+            assert!(low < high, "{pair:?}");
+            assert!(
+                high.as_slice() < &BUILT[..],
+                "the sentinel sorts above every entry"
+            );
+        }
+        assert!(u64::MAX.to_be_bytes()[..] < FILLED[..]);
+    }
+
+    #[test]
+    fn bounds_exclude_the_given_id_and_the_sentinel() {
+        let bound = upper_bound(Some(7), &BUILT);
+        assert_eq!(bound[0], b'(');
+        let member = timeline_member(Entry {
+            tweet_id: 7,
+            author_id: 0,
+        });
+        assert!(
+            &bound[1..] < member.as_slice(),
+            "entries of tweet 7 are excluded"
+        );
+        let older = timeline_member(Entry {
+            tweet_id: 6,
+            author_id: u64::MAX,
+        });
+        assert!(older.as_slice() < &bound[1..]);
+    }
+}

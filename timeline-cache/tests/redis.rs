@@ -1,0 +1,390 @@
+//! The Redis timeline cache against real redis-server processes: the
+//! conformance suite on a single node and on a three-master cluster, plus
+//! what the suite cannot see (round trips, commands per push, ids past 2^53).
+//!
+//! Skipped with a notice when redis-server is not installed, except under
+//! `CI=true` (see `warble-testkit`).
+
+use std::time::{Duration, Instant};
+
+use warble_mesh::backends::{RedisConfig, RedisMode};
+use warble_mesh::redis_client::Request;
+use warble_testkit::{RedisCluster, RedisServer, Reply, ServerOptions, unique_prefix};
+use warble_timeline_cache::{
+    Entry, RedisTimelineCache, TIMELINE_CAPACITY, TimelineCache, conformance,
+};
+
+fn single(url: String) -> RedisConfig {
+    RedisConfig {
+        url,
+        ..RedisConfig::default()
+    }
+}
+
+fn cluster(seeds: String) -> RedisConfig {
+    RedisConfig {
+        mode: RedisMode::Cluster,
+        cluster_nodes: seeds,
+        ..RedisConfig::default()
+    }
+}
+
+async fn cache_on(config: &RedisConfig) -> RedisTimelineCache {
+    RedisTimelineCache::connect(config)
+        .await
+        .expect("connecting to the test Redis")
+        .with_key_prefix(unique_prefix())
+}
+
+fn entry(tweet_id: u64, author_id: u64) -> Entry {
+    Entry {
+        tweet_id,
+        author_id,
+    }
+}
+
+#[tokio::test]
+async fn conformance_on_a_single_node() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let config = single(server.url());
+    let started = Instant::now();
+    conformance::run_all(|| async { ((), cache_on(&config).await) }).await;
+    eprintln!(
+        "timeline cache conformance, single node: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn conformance_on_a_three_master_cluster() {
+    let Some(redis) = RedisCluster::shared() else {
+        return;
+    };
+    let config = cluster(redis.seed_urls());
+    let started = Instant::now();
+    conformance::run_all(|| async { ((), cache_on(&config).await) }).await;
+    eprintln!(
+        "timeline cache conformance, cluster: {:?}",
+        started.elapsed()
+    );
+}
+
+/// `calls` of `command` in `INFO commandstats` (0 when never called).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let Reply::Bulk(stats) = server.command(&["INFO", "commandstats"]).unwrap() else {
+        panic!("INFO is a bulk string");
+    };
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_push_to_a_follower_page_is_one_round_trip_and_one_command_per_follower() {
+    // Its own server: the test reads the server's command counters.
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let cache = cache_on(&single(server.url())).await;
+    let followers: Vec<u64> = (1..=5_000).collect();
+    // 100 followers have full timelines; the rest have a few entries.
+    let full: Vec<Entry> = (1..=TIMELINE_CAPACITY as u64)
+        .map(|id| entry(id, 9))
+        .collect();
+    for &user in &followers[..100] {
+        cache.insert(user, &full, true).await.unwrap();
+    }
+    cache.push(&followers, entry(5_000, 1)).await.unwrap();
+
+    assert_eq!(
+        server.command(&["CONFIG", "RESETSTAT"]).unwrap(),
+        Reply::Status("OK".into())
+    );
+    let round_trips = cache.client().round_trips();
+    let started = Instant::now();
+    cache.push(&followers, entry(5_001, 1)).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(cache.client().round_trips() - round_trips, 1);
+    assert_eq!(calls(&server, "evalsha"), 5_000, "one command per follower");
+    assert_eq!(calls(&server, "zadd"), 5_000);
+    assert_eq!(
+        calls(&server, "zremrangebyrank"),
+        100,
+        "only full timelines are trimmed"
+    );
+    eprintln!("push to 5,000 timelines: {elapsed:?}");
+
+    let page = cache.read(1, None, 3).await.unwrap().unwrap();
+    assert_eq!(page.len, TIMELINE_CAPACITY);
+    assert_eq!(
+        page.entries,
+        vec![entry(5_001, 1), entry(5_000, 1), entry(800, 9)]
+    );
+
+    // Reading 5,000 last-active marks is one round trip too.
+    for &user in &followers[..10] {
+        cache
+            .mark_active(user, 1_700_000_000_000 + user)
+            .await
+            .unwrap();
+    }
+    let round_trips = cache.client().round_trips();
+    let marks = cache.last_active(&followers).await.unwrap();
+    assert_eq!(cache.client().round_trips() - round_trips, 1);
+    assert_eq!(marks[9], Some(1_700_000_000_010));
+    assert_eq!(marks[10], None);
+}
+
+#[tokio::test]
+async fn a_cluster_push_is_one_pipeline_per_node() {
+    let Some(redis) = RedisCluster::shared() else {
+        return;
+    };
+    let cache = cache_on(&cluster(redis.seed_urls())).await;
+    let followers: Vec<u64> = (1..=3_000).collect();
+    // The first push also loads the script on every node.
+    cache.push(&followers, entry(1, 1)).await.unwrap();
+    let round_trips = cache.client().round_trips();
+    cache.push(&followers, entry(2, 1)).await.unwrap();
+    assert_eq!(cache.client().round_trips() - round_trips, 3);
+    cache.insert(2_999, &[], true).await.unwrap();
+    assert_eq!(
+        cache.read(2_999, None, 10).await.unwrap().unwrap().entries,
+        vec![entry(2, 1), entry(1, 1)]
+    );
+}
+
+async fn ids_beyond_two_to_the_53_keep_their_exact_order(cache: &RedisTimelineCache) {
+    // Neighbouring ids that one f64 cannot tell apart.
+    let top = (1u64 << 63) - 1;
+    let ids: Vec<u64> = (0..5)
+        .map(|i| top - i)
+        .chain([(1 << 53) + 1, 1 << 53])
+        .collect();
+    cache.insert(1, &[], true).await.unwrap();
+    for (i, &id) in ids.iter().enumerate().rev() {
+        cache
+            .push(&[1], entry(id, u64::MAX - i as u64))
+            .await
+            .unwrap();
+    }
+    let all = cache.read(1, None, 100).await.unwrap().unwrap();
+    let expected: Vec<Entry> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| entry(id, u64::MAX - i as u64))
+        .collect();
+    assert_eq!(all.entries, expected);
+    let page = cache.read(1, Some(top - 1), 2).await.unwrap().unwrap();
+    assert_eq!(page.entries, expected[2..4]);
+    assert!(page.has_more);
+    cache.remove(&[1], top - 2).await.unwrap();
+    cache.remove_author(1, u64::MAX).await.unwrap();
+    let ids_left: Vec<u64> = cache
+        .read(1, None, 100)
+        .await
+        .unwrap()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.tweet_id)
+        .collect();
+    assert_eq!(
+        ids_left,
+        vec![top - 1, top - 3, top - 4, (1 << 53) + 1, 1 << 53]
+    );
+
+    cache
+        .celebrity_fill(7, &[top, top - 1, u64::MAX])
+        .await
+        .unwrap();
+    assert_eq!(
+        cache
+            .celebrity_recent(&[7], Some(u64::MAX), 10)
+            .await
+            .unwrap(),
+        vec![Some(vec![top, top - 1])]
+    );
+    assert_eq!(
+        cache.celebrity_recent(&[7], None, 1).await.unwrap(),
+        vec![Some(vec![u64::MAX])]
+    );
+}
+
+#[tokio::test]
+async fn snowflake_ids_beyond_two_to_the_53_stay_exact_on_a_single_node() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    ids_beyond_two_to_the_53_keep_their_exact_order(&cache_on(&single(server.url())).await).await;
+}
+
+#[tokio::test]
+async fn snowflake_ids_beyond_two_to_the_53_stay_exact_on_a_cluster() {
+    let Some(redis) = RedisCluster::shared() else {
+        return;
+    };
+    ids_beyond_two_to_the_53_keep_their_exact_order(&cache_on(&cluster(redis.seed_urls())).await)
+        .await;
+}
+
+#[tokio::test]
+async fn an_evicted_timeline_takes_its_built_flag_with_it() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let cache = RedisTimelineCache::connect(&single(server.url()))
+        .await
+        .unwrap()
+        .with_key_prefix(prefix.clone());
+    cache.insert(4, &[entry(10, 1)], true).await.unwrap();
+    // What a maxmemory eviction or an expiry does: the key goes, whole.
+    assert_eq!(
+        server.command(&["DEL", &format!("{prefix}tl:4")]).unwrap(),
+        Reply::Integer(1)
+    );
+    assert_eq!(
+        cache.read(4, None, 10).await.unwrap(),
+        None,
+        "a miss, not an empty hit"
+    );
+}
+
+#[tokio::test]
+async fn pushes_land_exactly_once_across_a_reshard() {
+    // Its own cluster: the test moves slots.
+    let Some(redis) = RedisCluster::start(3) else {
+        return;
+    };
+    let cache = cache_on(&cluster(redis.seed_urls())).await;
+    let users: Vec<u64> = (1..=3_000).collect();
+    for chunk in users.chunks(500) {
+        for built in
+            futures::future::join_all(chunk.iter().map(|&user| cache.insert(user, &[], true))).await
+        {
+            built.unwrap();
+        }
+    }
+    cache.push(&users, entry(1, 1)).await.unwrap();
+    // Slots (and their timelines) move between nodes; the client's slot
+    // maps are now stale, so its first per-node pipelines meet MOVED.
+    redis.move_slots(0, 1, 600);
+    redis.move_slots(2, 0, 400);
+    let round_trips = cache.client().round_trips();
+    let started = Instant::now();
+    cache.push(&users, entry(2, 1)).await.unwrap();
+    eprintln!(
+        "push after a reshard: {} round trips, {:?}",
+        cache.client().round_trips() - round_trips,
+        started.elapsed()
+    );
+    assert!(
+        cache.client().round_trips() - round_trips > 3,
+        "stale pipelines were regrouped and sent again"
+    );
+    cache.remove(&users, 1).await.unwrap();
+    cache.push(&users, entry(3, 1)).await.unwrap();
+    // With the map refreshed, a push is one pipeline per node again.
+    let round_trips = cache.client().round_trips();
+    cache.push(&users, entry(4, 1)).await.unwrap();
+    assert_eq!(cache.client().round_trips() - round_trips, 3);
+    for &user in &users {
+        assert_eq!(
+            cache.read(user, None, 10).await.unwrap().unwrap().entries,
+            vec![entry(4, 1), entry(3, 1), entry(2, 1)],
+            "user {user}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fan_out_cut_by_a_redis_crash_completes_exactly_once() {
+    let Some(mut server) = RedisServer::start_with(ServerOptions {
+        appendonly: true,
+        ..ServerOptions::default()
+    }) else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let cache = RedisTimelineCache::connect(&single(server.url()))
+        .await
+        .unwrap()
+        .with_key_prefix(prefix.clone());
+    let followers: Vec<u64> = (1..=10_000).collect();
+    for chunk in followers.chunks(1_000) {
+        for built in
+            futures::future::join_all(chunk.iter().map(|&user| cache.insert(user, &[], true))).await
+        {
+            built.unwrap();
+        }
+    }
+    // Redis dies mid-fan-out and comes back on its append-only file.
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let crash = std::thread::spawn({
+        let killed = killed.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(100));
+            server.kill();
+            killed.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            server.restart();
+            server
+        }
+    });
+    // Fan out tweet after tweet, each page retried until it succeeds, as
+    // fanout-svc's consumer retries an event, until the crash is over. (The
+    // connection manager usually rides out the restart itself, so a page
+    // rarely fails; what matters is what the timelines hold afterwards.)
+    let (mut tweets, mut failed_pages) = (0u64, 0u64);
+    let mut done_before_kill = None;
+    while !crash.is_finished() || tweets < 5 {
+        if done_before_kill.is_none() && killed.load(std::sync::atomic::Ordering::SeqCst) {
+            done_before_kill = Some(tweets);
+        }
+        tweets += 1;
+        for page in followers.chunks(5_000) {
+            while cache.push(page, entry(tweets, 1)).await.is_err() {
+                failed_pages += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let server = crash.join().unwrap();
+    let done_before_kill = done_before_kill.unwrap_or(tweets);
+    assert!(
+        done_before_kill > 0 && done_before_kill < tweets,
+        "the crash fell inside the fan-out ({done_before_kill} of {tweets} tweets done before it)"
+    );
+    // Every timeline holds every tweet exactly once: only tweets 1..=n were
+    // pushed, a tweet id is never added twice, so n members (plus the built
+    // sentinel) means each is there once.
+    let counts = cache
+        .client()
+        .batch(
+            &followers
+                .iter()
+                .map(|user| Request::new("ZCARD", format!("{prefix}tl:{user}")))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    for (user, count) in followers.iter().zip(counts) {
+        assert_eq!(
+            redis::from_redis_value::<u64>(count).unwrap(),
+            tweets + 1,
+            "user {user}"
+        );
+    }
+    let page = cache.read(10_000, None, 3).await.unwrap().unwrap();
+    assert_eq!(page.len as u64, tweets);
+    assert_eq!(page.entries[0], entry(tweets, 1));
+    eprintln!(
+        "fan-out of {tweets} tweets to 10,000 timelines survived a kill -9 after tweet {done_before_kill} ({failed_pages} pages retried)"
+    );
+    drop(server);
+}

@@ -1,0 +1,848 @@
+//! The [`TweetStore`] contract as executable checks, run against every
+//! implementation: the embedded store in this crate's unit tests, ScyllaDB in
+//! `tests/api/store_scylla.rs` when `SCYLLA_URI` is set.
+//!
+//! The checks speak only the trait and the store's [`Outbox`] (where its
+//! events wait to be published), so every backend answers the same
+//! assertions. They never assume an empty store: ids, authors and keys are
+//! fresh per check and event assertions filter on them, so a backend whose
+//! `make` hands out one shared keyspace per run gives the same verdicts as
+//! one with a fresh database per check.
+//!
+//! `make` must build stores whose idempotency keys live [`IDEMPOTENCY_TTL`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prost::Message as _;
+use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
+use warble_mesh::outbox::{Outbox, OutboxEntry};
+use warble_mesh::snowflake::{SnowflakeGenerator, WARBLE_EPOCH_MS};
+use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
+
+use super::{
+    CreateOutcome, Engagement, EngagementChange, NewTweet, Tweet, TweetCounts, TweetLookup,
+    TweetStore, ViewerState,
+};
+use crate::error::TweetError;
+
+/// The idempotency window every store under test must be configured with.
+/// The TTL check moves time by issuing ids at chosen instants, so a short
+/// window costs no waiting.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(60);
+
+/// Most outbox entries one look at the outbox reads; far above what a run writes.
+const OUTBOX_SCAN: usize = 100_000;
+
+/// Runs every check, each on what a fresh `make()` returns: a guard to keep
+/// alive (a temp dir, a session), the store, and the store's outbox.
+pub async fn run_all<G, S, F, Fut>(make: F)
+where
+    S: TweetStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = (G, S, Arc<dyn Outbox>)>,
+{
+    let (_guard, store, outbox) = make().await;
+    created_tweets_read_back_exactly(&store, outbox.as_ref()).await;
+    let (_guard, store, outbox) = make().await;
+    an_idempotency_key_replays_its_tweet_and_rejects_other_content(&store, outbox.as_ref()).await;
+    let (_guard, store, _outbox) = make().await;
+    an_idempotency_key_expires_after_its_ttl(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    a_key_whose_tweet_was_deleted_cannot_be_replayed(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    deleted_tweets_are_invisible_to_every_read(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    likes_and_retweets_are_idempotent_and_never_negative(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    concurrent_likes_count_each_user_once(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    replies_and_quotes_are_counted_while_live(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    an_authors_tweets_page_newest_first_below_the_cursor(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    authors_batch_lists_live_ids_newest_first_with_more_flag(&store).await;
+    let (_guard, store, outbox) = make().await;
+    every_create_and_delete_leaves_exactly_one_event(&store, outbox.as_ref()).await;
+    let (_guard, store, _outbox) = make().await;
+    max_issued_id_covers_tweet_and_event_ids(&store).await;
+}
+
+/// Fresh ids for one check: Snowflake ids from a generator on a random
+/// worker, and random author/user ids, so checks sharing a store never meet.
+struct Fixture {
+    ids: SnowflakeGenerator,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let worker = rand::random_range(0..=u32::from(warble_mesh::snowflake::MAX_WORKER_ID));
+        Self {
+            ids: SnowflakeGenerator::new(worker).expect("worker id in range"),
+        }
+    }
+
+    fn id(&self) -> u64 {
+        self.ids.next_id().expect("clock usable")
+    }
+
+    /// A user id unique to this run (user ids are opaque to the tweet store).
+    fn user(&self) -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        // A random base per process plus a counter: unique within the run,
+        // and unlikely to meet a previous run's users in a reused keyspace.
+        static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let base = *BASE.get_or_init(|| rand::random_range(1u64 << 40..1u64 << 50));
+        base + NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn tweet(&self, author_id: u64, text: &str) -> NewTweet {
+        NewTweet {
+            tweet: Tweet {
+                id: self.id(),
+                author_id,
+                text: text.to_owned(),
+                reply_to_tweet_id: None,
+                quote_of_tweet_id: None,
+                hashtags: vec![],
+                mentions: vec![],
+                media_ids: vec![],
+            },
+            idempotency_key: None,
+            event_id: self.id(),
+        }
+    }
+}
+
+async fn create(store: &impl TweetStore, new: NewTweet) -> Tweet {
+    match store.create_tweet(new).await.expect("create_tweet") {
+        CreateOutcome::Created(tweet) => tweet,
+        CreateOutcome::Replayed(tweet) => panic!("expected a new tweet, got a replay of {tweet:?}"),
+    }
+}
+
+async fn post(store: &impl TweetStore, fixture: &Fixture, author: u64, text: &str) -> Tweet {
+    create(store, fixture.tweet(author, text)).await
+}
+
+async fn lookup(store: &impl TweetStore, id: u64) -> TweetLookup {
+    store
+        .get_tweets(vec![id])
+        .await
+        .expect("get_tweets")
+        .pop()
+        .expect("one answer per id")
+}
+
+async fn counts(store: &impl TweetStore, id: u64) -> Option<TweetCounts> {
+    store
+        .get_counts(vec![id])
+        .await
+        .expect("get_counts")
+        .pop()
+        .expect("one answer per id")
+}
+
+async fn engage(
+    store: &impl TweetStore,
+    kind: Engagement,
+    user: u64,
+    tweet: u64,
+    engaged: bool,
+) -> EngagementChange {
+    store
+        .set_engagement(kind, user, tweet, engaged)
+        .await
+        .expect("set_engagement")
+}
+
+/// The events in `outbox` that concern `tweet_ids`, with their entries.
+async fn events_about(outbox: &dyn Outbox, tweet_ids: &[u64]) -> Vec<(OutboxEntry, Event)> {
+    outbox
+        .pending(OUTBOX_SCAN)
+        .await
+        .expect("outbox pending")
+        .into_iter()
+        .filter_map(|entry| {
+            let event =
+                Event::decode(entry.payload.as_slice()).expect("outbox payload is an Event");
+            let tweet_id = match &event.payload {
+                Some(event::Payload::TweetCreated(created)) => created.tweet_id,
+                Some(event::Payload::TweetDeleted(deleted)) => deleted.tweet_id,
+                _ => return None,
+            };
+            tweet_ids.contains(&tweet_id).then_some((entry, event))
+        })
+        .collect()
+}
+
+fn ms(id: u64) -> i64 {
+    i64::try_from(warble_mesh::snowflake::decode(id).unix_ms).expect("millis fit")
+}
+
+/// A tweet reads back exactly as created; unknown ids are not found; a new
+/// tweet has zero counts and no viewer state.
+pub async fn created_tweets_read_back_exactly(store: &impl TweetStore, outbox: &dyn Outbox) {
+    let fixture = Fixture::new();
+    let author = fixture.user();
+    let mut new = fixture.tweet(author, "Hello #Rust @Ferris");
+    new.tweet.hashtags = vec!["rust".into()];
+    new.tweet.mentions = vec!["ferris".into()];
+    new.tweet.media_ids = vec![9, 3, 7];
+    let expected = new.tweet.clone();
+    let tweet = create(store, new).await;
+    assert_eq!(tweet, expected);
+
+    let unknown = fixture.id();
+    let answers = store
+        .get_tweets(vec![unknown, tweet.id, unknown])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            TweetLookup::NotFound,
+            TweetLookup::Found(expected.clone()),
+            TweetLookup::NotFound
+        ],
+        "one answer per id, in request order"
+    );
+    assert_eq!(counts(store, tweet.id).await, Some(TweetCounts::default()));
+    assert_eq!(counts(store, unknown).await, None);
+    assert_eq!(
+        store
+            .get_viewer_state(fixture.user(), vec![tweet.id])
+            .await
+            .unwrap(),
+        vec![ViewerState::default()]
+    );
+    assert_eq!(events_about(outbox, &[tweet.id]).await.len(), 1);
+}
+
+/// A retried key returns the original tweet (whatever new ids the retry
+/// carries) and publishes nothing; the same key with other content is
+/// refused; keys are scoped to their author.
+pub async fn an_idempotency_key_replays_its_tweet_and_rejects_other_content(
+    store: &impl TweetStore,
+    outbox: &dyn Outbox,
+) {
+    let fixture = Fixture::new();
+    let (author, other_author) = (fixture.user(), fixture.user());
+    let keyed = |text: &str, author: u64| NewTweet {
+        idempotency_key: Some("retry-1".into()),
+        ..fixture.tweet(author, text)
+    };
+    let original = create(store, keyed("first", author)).await;
+
+    let retry = keyed("first", author);
+    let retry_id = retry.tweet.id;
+    assert_eq!(
+        store.create_tweet(retry).await.unwrap(),
+        CreateOutcome::Replayed(original.clone())
+    );
+    assert_eq!(lookup(store, retry_id).await, TweetLookup::NotFound);
+    assert!(matches!(
+        store.create_tweet(keyed("second", author)).await,
+        Err(TweetError::IdempotencyKeyReused)
+    ));
+    let other_content = NewTweet {
+        tweet: Tweet {
+            media_ids: vec![1],
+            ..keyed("first", author).tweet
+        },
+        ..keyed("first", author)
+    };
+    assert!(
+        matches!(
+            store.create_tweet(other_content).await,
+            Err(TweetError::IdempotencyKeyReused)
+        ),
+        "media are part of the request's content"
+    );
+
+    let theirs = create(store, keyed("first", other_author)).await;
+    assert_ne!(theirs.id, original.id, "keys are per author");
+
+    let events = events_about(outbox, &[original.id, retry_id, theirs.id]).await;
+    assert_eq!(
+        events.len(),
+        2,
+        "one event per created tweet, none per replay"
+    );
+}
+
+/// Within the TTL a key replays; from the TTL on it is free for new content.
+/// Time is the tweet ids' timestamps, so no check waits.
+pub async fn an_idempotency_key_expires_after_its_ttl(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let author = fixture.user();
+    let ttl_ms = u64::try_from(IDEMPOTENCY_TTL.as_millis()).unwrap();
+    // A random instant in the past, and a random worker in the id, keep runs apart.
+    let t0 = WARBLE_EPOCH_MS + rand::random_range(1_000_000_000..2_000_000_000u64);
+    let worker = rand::random_range(0..1024u64);
+    let id_at = |unix_ms: u64, sequence: u64| {
+        ((unix_ms - WARBLE_EPOCH_MS) << 22) | (worker << 12) | sequence
+    };
+    let keyed = |id: u64, text: &str| NewTweet {
+        tweet: Tweet {
+            id,
+            ..fixture.tweet(author, text).tweet
+        },
+        idempotency_key: Some("ttl".into()),
+        event_id: id + 1,
+    };
+
+    let original = create(store, keyed(id_at(t0, 0), "first")).await;
+    let last_moment = t0 + ttl_ms - 1;
+    assert_eq!(
+        store
+            .create_tweet(keyed(id_at(last_moment, 0), "first"))
+            .await
+            .unwrap(),
+        CreateOutcome::Replayed(original.clone())
+    );
+    assert!(matches!(
+        store
+            .create_tweet(keyed(id_at(last_moment, 2), "second"))
+            .await,
+        Err(TweetError::IdempotencyKeyReused)
+    ));
+    let reused = create(store, keyed(id_at(t0 + ttl_ms, 0), "second")).await;
+    assert_ne!(reused.id, original.id);
+    // The key now belongs to the new tweet.
+    assert_eq!(
+        store
+            .create_tweet(keyed(id_at(t0 + ttl_ms + 1, 0), "second"))
+            .await
+            .unwrap(),
+        CreateOutcome::Replayed(reused)
+    );
+}
+
+/// A key whose tweet was deleted neither replays the tweet nor creates a new one.
+pub async fn a_key_whose_tweet_was_deleted_cannot_be_replayed(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let author = fixture.user();
+    let keyed = || NewTweet {
+        idempotency_key: Some("gone".into()),
+        ..fixture.tweet(author, "soon deleted")
+    };
+    let original = create(store, keyed()).await;
+    assert!(
+        store
+            .delete_tweet(original.id, author, fixture.id())
+            .await
+            .unwrap()
+    );
+    match store.create_tweet(keyed()).await {
+        Err(TweetError::IdempotentTweetDeleted { tweet_id }) => assert_eq!(tweet_id, original.id),
+        other => panic!("expected IdempotentTweetDeleted, got {other:?}"),
+    }
+}
+
+/// After a soft delete no read returns the tweet's content or counts, it
+/// cannot be engaged with, replied to or quoted, and deleting is
+/// author-only and happens once.
+pub async fn deleted_tweets_are_invisible_to_every_read(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (author, viewer) = (fixture.user(), fixture.user());
+    let kept = post(store, &fixture, author, "kept").await;
+    let doomed = post(store, &fixture, author, "doomed").await;
+    engage(store, Engagement::Like, viewer, doomed.id, true).await;
+    engage(store, Engagement::Retweet, viewer, doomed.id, true).await;
+
+    assert!(matches!(
+        store.delete_tweet(doomed.id, viewer, fixture.id()).await,
+        Err(TweetError::NotAuthor { tweet_id }) if tweet_id == doomed.id
+    ));
+    let unknown = fixture.id();
+    assert!(matches!(
+        store.delete_tweet(unknown, author, fixture.id()).await,
+        Err(TweetError::TweetNotFound(id)) if id == unknown
+    ));
+    assert!(
+        store
+            .delete_tweet(doomed.id, author, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_tweet(doomed.id, author, fixture.id())
+            .await
+            .unwrap(),
+        "a second delete reports it was already deleted"
+    );
+
+    assert_eq!(lookup(store, doomed.id).await, TweetLookup::Deleted);
+    assert_eq!(counts(store, doomed.id).await, None);
+    assert_eq!(
+        store
+            .get_viewer_state(viewer, vec![doomed.id])
+            .await
+            .unwrap(),
+        vec![ViewerState::default()]
+    );
+    let listed = store.list_user_tweets(author, None, 10).await.unwrap();
+    assert_eq!(listed, vec![kept.clone()]);
+    assert_eq!(
+        store
+            .list_authors_tweet_ids(vec![author], None, 10)
+            .await
+            .unwrap(),
+        vec![(vec![kept.id], false)]
+    );
+    for kind in [Engagement::Like, Engagement::Retweet] {
+        assert!(matches!(
+            store.set_engagement(kind, viewer, doomed.id, true).await,
+            Err(TweetError::TweetNotFound(id)) if id == doomed.id
+        ));
+    }
+    let reply = NewTweet {
+        tweet: Tweet {
+            reply_to_tweet_id: Some(doomed.id),
+            ..fixture.tweet(viewer, "late reply").tweet
+        },
+        ..fixture.tweet(viewer, "late reply")
+    };
+    assert!(matches!(
+        store.create_tweet(reply).await,
+        Err(TweetError::TargetNotFound { field: "reply_to_tweet_id", tweet_id }) if tweet_id == doomed.id
+    ));
+    let quote = NewTweet {
+        tweet: Tweet {
+            quote_of_tweet_id: Some(doomed.id),
+            ..fixture.tweet(viewer, "late quote").tweet
+        },
+        ..fixture.tweet(viewer, "late quote")
+    };
+    assert!(matches!(
+        store.create_tweet(quote).await,
+        Err(TweetError::TargetNotFound { field: "quote_of_tweet_id", tweet_id }) if tweet_id == doomed.id
+    ));
+}
+
+/// Likes and retweets are sets per user: repeating a call changes nothing,
+/// clearing what was never set stays at zero, and the two kinds are independent.
+pub async fn likes_and_retweets_are_idempotent_and_never_negative(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (author, alice, bob) = (fixture.user(), fixture.user(), fixture.user());
+    let tweet = post(store, &fixture, author, "like me").await;
+
+    let change = |changed, count| EngagementChange { changed, count };
+    assert_eq!(
+        engage(store, Engagement::Like, alice, tweet.id, false).await,
+        change(false, 0),
+        "clearing a like that never was changes nothing"
+    );
+    assert_eq!(
+        engage(store, Engagement::Like, alice, tweet.id, true).await,
+        change(true, 1)
+    );
+    assert_eq!(
+        engage(store, Engagement::Like, alice, tweet.id, true).await,
+        change(false, 1)
+    );
+    assert_eq!(
+        engage(store, Engagement::Like, bob, tweet.id, true).await,
+        change(true, 2)
+    );
+    assert_eq!(
+        engage(store, Engagement::Retweet, bob, tweet.id, true).await,
+        change(true, 1)
+    );
+    assert_eq!(
+        store
+            .get_viewer_state(alice, vec![tweet.id, fixture.id()])
+            .await
+            .unwrap(),
+        vec![
+            ViewerState {
+                liked: true,
+                retweeted: false
+            },
+            ViewerState::default()
+        ]
+    );
+    assert_eq!(
+        store.get_viewer_state(bob, vec![tweet.id]).await.unwrap(),
+        vec![ViewerState {
+            liked: true,
+            retweeted: true
+        }]
+    );
+    assert_eq!(
+        engage(store, Engagement::Like, alice, tweet.id, false).await,
+        change(true, 1)
+    );
+    assert_eq!(
+        engage(store, Engagement::Like, alice, tweet.id, false).await,
+        change(false, 1)
+    );
+    assert_eq!(
+        engage(store, Engagement::Retweet, alice, tweet.id, false).await,
+        change(false, 1),
+        "alice never retweeted"
+    );
+    assert_eq!(
+        counts(store, tweet.id).await,
+        Some(TweetCounts {
+            likes: 1,
+            retweets: 1,
+            replies: 0,
+            quotes: 0
+        })
+    );
+    let unknown = fixture.id();
+    assert!(matches!(
+        store.set_engagement(Engagement::Like, alice, unknown, true).await,
+        Err(TweetError::TweetNotFound(id)) if id == unknown
+    ));
+}
+
+/// Many users liking at once, each several times, count once each.
+pub async fn concurrent_likes_count_each_user_once(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let tweet = post(store, &fixture, fixture.user(), "popular").await;
+    let users: Vec<u64> = (0..16).map(|_| fixture.user()).collect();
+    let attempts = users
+        .iter()
+        .chain(&users)
+        .chain(&users)
+        .map(|&user| store.set_engagement(Engagement::Like, user, tweet.id, true));
+    let changes = futures::future::join_all(attempts).await;
+    let changed = changes
+        .into_iter()
+        .map(|change| change.expect("like").changed)
+        .filter(|&changed| changed)
+        .count();
+    assert_eq!(changed, users.len(), "each user's like takes effect once");
+    assert_eq!(
+        counts(store, tweet.id).await.map(|c| c.likes),
+        Some(users.len() as u64)
+    );
+
+    let unlikes = users
+        .iter()
+        .chain(&users)
+        .map(|&user| store.set_engagement(Engagement::Like, user, tweet.id, false));
+    for change in futures::future::join_all(unlikes).await {
+        change.expect("unlike");
+    }
+    assert_eq!(counts(store, tweet.id).await.map(|c| c.likes), Some(0));
+}
+
+/// A live reply or quote raises its target's count; deleting it lowers the
+/// count again; a target that does not exist is refused, naming the field.
+pub async fn replies_and_quotes_are_counted_while_live(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (author, other) = (fixture.user(), fixture.user());
+    let parent = post(store, &fixture, author, "parent").await;
+    let with_targets = |text: &str, reply: Option<u64>, quote: Option<u64>| {
+        let new = fixture.tweet(other, text);
+        NewTweet {
+            tweet: Tweet {
+                reply_to_tweet_id: reply,
+                quote_of_tweet_id: quote,
+                ..new.tweet
+            },
+            ..new
+        }
+    };
+    let reply = create(store, with_targets("reply", Some(parent.id), None)).await;
+    let both = create(
+        store,
+        with_targets("both", Some(parent.id), Some(parent.id)),
+    )
+    .await;
+    let quote = create(store, with_targets("quote", None, Some(parent.id))).await;
+    assert_eq!(
+        counts(store, parent.id).await,
+        Some(TweetCounts {
+            replies: 2,
+            quotes: 2,
+            ..TweetCounts::default()
+        })
+    );
+
+    assert!(
+        store
+            .delete_tweet(both.id, other, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_tweet(reply.id, other, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_tweet(reply.id, other, fixture.id())
+            .await
+            .unwrap(),
+        "deleting twice lowers the count once"
+    );
+    assert_eq!(
+        counts(store, parent.id).await,
+        Some(TweetCounts {
+            replies: 0,
+            quotes: 1,
+            ..TweetCounts::default()
+        })
+    );
+    assert_eq!(
+        counts(store, quote.id).await,
+        Some(TweetCounts::default()),
+        "a quote's own counts are its own"
+    );
+
+    let missing = fixture.id();
+    assert!(matches!(
+        store.create_tweet(with_targets("orphan", Some(missing), None)).await,
+        Err(TweetError::TargetNotFound { field: "reply_to_tweet_id", tweet_id }) if tweet_id == missing
+    ));
+    assert!(matches!(
+        store.create_tweet(with_targets("orphan", None, Some(missing))).await,
+        Err(TweetError::TargetNotFound { field: "quote_of_tweet_id", tweet_id }) if tweet_id == missing
+    ));
+}
+
+/// An author's tweets come newest first, strictly below `before`, never
+/// another author's; paging by the last id returned neither skips nor
+/// repeats, even when new tweets arrive in between.
+pub async fn an_authors_tweets_page_newest_first_below_the_cursor(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (author, other) = (fixture.user(), fixture.user());
+    let mut written = Vec::new();
+    for n in 0..7 {
+        written.push(post(store, &fixture, author, &format!("tweet {n}")).await);
+        post(store, &fixture, other, "noise").await;
+    }
+    let newest_first: Vec<Tweet> = written.iter().rev().cloned().collect();
+
+    let first = store.list_user_tweets(author, None, 3).await.unwrap();
+    assert_eq!(first, newest_first[..3]);
+    // A tweet arriving while the author pages sorts above the cursor.
+    let late = post(store, &fixture, author, "late").await;
+    let second = store
+        .list_user_tweets(author, Some(first[2].id), 3)
+        .await
+        .unwrap();
+    assert_eq!(second, newest_first[3..6]);
+    let third = store
+        .list_user_tweets(author, Some(second[2].id), 3)
+        .await
+        .unwrap();
+    assert_eq!(third, newest_first[6..]);
+    assert!(
+        store
+            .list_user_tweets(author, Some(third[0].id), 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = store.list_user_tweets(author, None, 100).await.unwrap();
+    assert_eq!(all.first(), Some(&late));
+    assert_eq!(all.len(), 8);
+    assert!(
+        store
+            .list_user_tweets(fixture.user(), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The ListAuthorsTweets batch: per author, in request order, live ids
+/// newest first below `before`, and whether more exist below those.
+pub async fn authors_batch_lists_live_ids_newest_first_with_more_flag(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (a, b, silent) = (fixture.user(), fixture.user(), fixture.user());
+    let mut a_ids = Vec::new();
+    for n in 0..5 {
+        a_ids.push(post(store, &fixture, a, &format!("a{n}")).await.id);
+    }
+    let b_only = post(store, &fixture, b, "b0").await.id;
+    let deleted = post(store, &fixture, a, "a-deleted").await.id;
+    assert!(store.delete_tweet(deleted, a, fixture.id()).await.unwrap());
+    a_ids.reverse();
+
+    let answers = store
+        .list_authors_tweet_ids(vec![b, a, silent], None, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            (vec![b_only], false),
+            (a_ids[..3].to_vec(), true),
+            (vec![], false)
+        ]
+    );
+    let below = store
+        .list_authors_tweet_ids(vec![a], Some(a_ids[2]), 2)
+        .await
+        .unwrap();
+    assert_eq!(below, vec![(a_ids[3..].to_vec(), false)]);
+    let exact = store
+        .list_authors_tweet_ids(vec![a], None, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        exact,
+        vec![(a_ids.clone(), false)],
+        "exactly `limit` left is not more"
+    );
+}
+
+/// Each create and each delete leaves exactly one event in the outbox, keyed
+/// by the author and carrying everything consumers need; replays, refused
+/// writes and repeated deletes leave none; published entries leave the outbox.
+pub async fn every_create_and_delete_leaves_exactly_one_event(
+    store: &impl TweetStore,
+    outbox: &dyn Outbox,
+) {
+    let fixture = Fixture::new();
+    let (author, replied, quoted) = (fixture.user(), fixture.user(), fixture.user());
+    let parent = post(store, &fixture, replied, "parent").await;
+    let source = post(store, &fixture, quoted, "source").await;
+    let new = fixture.tweet(author, "@Parent look #Here");
+    let new = NewTweet {
+        tweet: Tweet {
+            reply_to_tweet_id: Some(parent.id),
+            quote_of_tweet_id: Some(source.id),
+            hashtags: vec!["here".into()],
+            mentions: vec!["parent".into()],
+            media_ids: vec![5, 6],
+            ..new.tweet
+        },
+        idempotency_key: Some("event-check".into()),
+        ..new
+    };
+    let created_event_id = new.event_id;
+    let tweet = create(store, new.clone()).await;
+    // A replay and a refused write publish nothing.
+    let replay = NewTweet {
+        tweet: Tweet {
+            id: fixture.id(),
+            ..new.tweet.clone()
+        },
+        event_id: fixture.id(),
+        ..new
+    };
+    assert!(matches!(
+        store.create_tweet(replay).await.unwrap(),
+        CreateOutcome::Replayed(_)
+    ));
+    let refused = NewTweet {
+        tweet: Tweet {
+            reply_to_tweet_id: Some(fixture.id()),
+            ..fixture.tweet(author, "refused").tweet
+        },
+        ..fixture.tweet(author, "refused")
+    };
+    let refused_id = refused.tweet.id;
+    assert!(store.create_tweet(refused).await.is_err());
+
+    let delete_event_id = fixture.id();
+    assert!(
+        store
+            .delete_tweet(tweet.id, author, delete_event_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_tweet(tweet.id, author, fixture.id())
+            .await
+            .unwrap()
+    );
+
+    let events = events_about(outbox, &[tweet.id, refused_id]).await;
+    assert_eq!(events.len(), 2, "one create and one delete: {events:?}");
+    let created = events
+        .iter()
+        .find(|(_, e)| matches!(e.payload, Some(event::Payload::TweetCreated(_))))
+        .expect("a TweetCreated event");
+    let deleted = events
+        .iter()
+        .find(|(_, e)| matches!(e.payload, Some(event::Payload::TweetDeleted(_))))
+        .expect("a TweetDeleted event");
+    for (entry, _) in [created, deleted] {
+        assert_eq!(entry.stream, DOMAIN_EVENTS_STREAM);
+        assert_eq!(entry.key, author, "tweet events are keyed by their author");
+    }
+    assert_eq!(
+        created.1,
+        Event {
+            event_id: created_event_id,
+            occurred_at_ms: ms(tweet.id),
+            payload: Some(event::Payload::TweetCreated(TweetCreated {
+                tweet_id: tweet.id,
+                author_id: author,
+                created_at_ms: ms(tweet.id),
+                text: tweet.text.clone(),
+                reply_to_tweet_id: Some(parent.id),
+                reply_to_author_id: Some(replied),
+                quote_of_tweet_id: Some(source.id),
+                quote_of_author_id: Some(quoted),
+                hashtags: vec!["here".into()],
+                mentions: vec!["parent".into()],
+                media_ids: vec![5, 6],
+            })),
+        }
+    );
+    assert_eq!(
+        deleted.1,
+        Event {
+            event_id: delete_event_id,
+            occurred_at_ms: ms(delete_event_id),
+            payload: Some(event::Payload::TweetDeleted(TweetDeleted {
+                tweet_id: tweet.id,
+                author_id: author,
+                created_at_ms: ms(tweet.id),
+                deleted_at_ms: ms(delete_event_id),
+                reply_to_tweet_id: Some(parent.id),
+                quote_of_tweet_id: Some(source.id),
+            })),
+        }
+    );
+    // The create's entry comes before the delete's.
+    let positions: Vec<u64> = events.iter().map(|(_, e)| e.event_id).collect();
+    assert_eq!(positions, vec![created_event_id, delete_event_id]);
+
+    // Marked entries are never handed out again.
+    let handles: Vec<String> = events
+        .iter()
+        .map(|(entry, _)| entry.handle.clone())
+        .collect();
+    outbox.mark_published(&handles).await.unwrap();
+    assert!(events_about(outbox, &[tweet.id]).await.is_empty());
+}
+
+/// The largest persisted id covers every tweet id and event id written.
+pub async fn max_issued_id_covers_tweet_and_event_ids(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let author = fixture.user();
+    let tweet = post(store, &fixture, author, "id check").await;
+    let delete_event = fixture.id();
+    assert!(
+        store
+            .delete_tweet(tweet.id, author, delete_event)
+            .await
+            .unwrap()
+    );
+    let max = store
+        .max_issued_id()
+        .await
+        .unwrap()
+        .expect("ids were stored");
+    assert!(
+        max >= delete_event,
+        "max issued id {max} is below the delete event id {delete_event}"
+    );
+}
