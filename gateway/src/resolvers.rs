@@ -12,7 +12,7 @@ use warble_proto::timeline::v1 as timeline;
 use warble_proto::tweet::v1 as tweet;
 
 use crate::auth::{Authenticator, Viewer};
-use crate::downstream::Downstream;
+use crate::downstream::{Downstream, DownstreamChannel};
 use crate::error::{ErrorCode, StatusExt as _, bad_input, gql_error};
 use crate::feed::{FeedEvent, LiveFeed};
 use crate::hydrate::{self, TweetWants, UserWants};
@@ -22,6 +22,7 @@ use crate::model::{
 };
 use crate::paging;
 use crate::rate_limit::RateLimiter;
+use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 
 /// Everything resolvers share (schema-level data).
 pub struct GatewayState {
@@ -365,7 +366,22 @@ impl QueryRoot {
 /// development sign-up) and takes a token from the viewer's rate-limit bucket.
 pub struct MutationRoot;
 
-async fn engaged(ctx: &Context<'_>, tweet_id: u64) -> Result<TweetNode> {
+/// A like/retweet-style mutation: the viewer (rate-limited) acts on the
+/// tweet `id` through `call`, then the tweet comes back with fresh counts.
+async fn engage<F, Fut>(ctx: &Context<'_>, id: &ID, call: F) -> Result<TweetNode>
+where
+    F: FnOnce(TweetServiceClient<DownstreamChannel>, u64, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    let viewer = mutating_viewer(ctx)?;
+    let tweet_id = parse_id("id", id)?;
+    call(
+        state(ctx)?.downstream.tweets.clone(),
+        viewer.user_id,
+        tweet_id,
+    )
+    .await
+    .gql()?;
     tweet_node(ctx, tweet_id, TweetWants::of(ctx.look_ahead()))
         .await?
         .ok_or_else(|| gql_error(ErrorCode::NotFound, format!("no tweet with id {tweet_id}")))
@@ -432,74 +448,46 @@ impl MutationRoot {
 
     /// Likes a tweet (idempotent); returns it with fresh counts.
     async fn like_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
-        let viewer = mutating_viewer(ctx)?;
-        let tweet_id = parse_id("id", &id)?;
-        let request = tweet::LikeTweetRequest {
-            user_id: viewer.user_id,
-            tweet_id,
-        };
-        state(ctx)?
-            .downstream
-            .tweets
-            .clone()
-            .like_tweet(request)
-            .await
-            .gql()?;
-        engaged(ctx, tweet_id).await
+        engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
+            tweets
+                .like_tweet(tweet::LikeTweetRequest { user_id, tweet_id })
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     /// Removes the viewer's like (idempotent); returns the tweet with fresh counts.
     async fn unlike_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
-        let viewer = mutating_viewer(ctx)?;
-        let tweet_id = parse_id("id", &id)?;
-        let request = tweet::UnlikeTweetRequest {
-            user_id: viewer.user_id,
-            tweet_id,
-        };
-        state(ctx)?
-            .downstream
-            .tweets
-            .clone()
-            .unlike_tweet(request)
-            .await
-            .gql()?;
-        engaged(ctx, tweet_id).await
+        engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
+            tweets
+                .unlike_tweet(tweet::UnlikeTweetRequest { user_id, tweet_id })
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     /// Retweets (idempotent); returns the tweet with fresh counts.
     async fn retweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
-        let viewer = mutating_viewer(ctx)?;
-        let tweet_id = parse_id("id", &id)?;
-        let request = tweet::RetweetRequest {
-            user_id: viewer.user_id,
-            tweet_id,
-        };
-        state(ctx)?
-            .downstream
-            .tweets
-            .clone()
-            .retweet(request)
-            .await
-            .gql()?;
-        engaged(ctx, tweet_id).await
+        engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
+            tweets
+                .retweet(tweet::RetweetRequest { user_id, tweet_id })
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     /// Removes the viewer's retweet (idempotent); returns the tweet with fresh counts.
     async fn undo_retweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
-        let viewer = mutating_viewer(ctx)?;
-        let tweet_id = parse_id("id", &id)?;
-        let request = tweet::UndoRetweetRequest {
-            user_id: viewer.user_id,
-            tweet_id,
-        };
-        state(ctx)?
-            .downstream
-            .tweets
-            .clone()
-            .undo_retweet(request)
-            .await
-            .gql()?;
-        engaged(ctx, tweet_id).await
+        engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
+            tweets
+                .undo_retweet(tweet::UndoRetweetRequest { user_id, tweet_id })
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     /// Follows a user (idempotent); returns them.
