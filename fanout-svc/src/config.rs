@@ -128,20 +128,13 @@ impl ServiceConfig for FanoutSvcConfig {
         if self.backend == Backend::Redis {
             self.redis.validate("redis")?;
         }
-        for (key, addr) in [
-            ("tweet_service_addr", &self.tweet_service_addr),
-            ("graph_service_addr", &self.graph_service_addr),
-        ] {
-            if addr.trim().is_empty() {
-                return Err(ConfigError::invalid(key, "must be a host:port address"));
-            }
-        }
-        if self.request_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "request_timeout_ms",
-                "must be at least 1",
-            ));
-        }
+        warble_mesh::config::validate_downstreams(
+            &[
+                ("tweet_service_addr", self.tweet_service_addr.as_str()),
+                ("graph_service_addr", self.graph_service_addr.as_str()),
+            ],
+            self.request_timeout_ms,
+        )?;
         self.fanout.validate()?;
         self.consumer.validate()
     }

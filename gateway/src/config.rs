@@ -147,21 +147,14 @@ impl ServiceConfig for GatewayConfig {
                 "must be between 1 and 3600",
             ));
         }
-        for (key, addr) in [
-            ("tweet_service_addr", &self.tweet_service_addr),
-            ("graph_service_addr", &self.graph_service_addr),
-            ("timeline_service_addr", &self.timeline_service_addr),
-        ] {
-            if addr.trim().is_empty() {
-                return Err(ConfigError::invalid(key, "must be a host:port address"));
-            }
-        }
-        if self.request_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "request_timeout_ms",
-                "must be at least 1",
-            ));
-        }
+        warble_mesh::config::validate_downstreams(
+            &[
+                ("tweet_service_addr", self.tweet_service_addr.as_str()),
+                ("graph_service_addr", self.graph_service_addr.as_str()),
+                ("timeline_service_addr", self.timeline_service_addr.as_str()),
+            ],
+            self.request_timeout_ms,
+        )?;
         match self.auth.algorithm {
             JwtAlgorithm::HS256 if self.auth.hs256_secret.len() < MIN_HS256_SECRET_BYTES => {
                 return Err(ConfigError::invalid(

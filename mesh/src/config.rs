@@ -50,6 +50,26 @@ impl ConfigError {
     }
 }
 
+/// Validates a service's downstream addresses (`(key, host:port)` pairs)
+/// and its per-call deadline, naming the failing key.
+pub fn validate_downstreams(
+    addrs: &[(&str, &str)],
+    request_timeout_ms: u64,
+) -> Result<(), ConfigError> {
+    for (key, addr) in addrs {
+        if addr.trim().is_empty() {
+            return Err(ConfigError::invalid(key, "must be a host:port address"));
+        }
+    }
+    if request_timeout_ms == 0 {
+        return Err(ConfigError::invalid(
+            "request_timeout_ms",
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
 /// Loads `T` from defaults, then `file` (if any), then `WARBLE_*` env vars, and validates it.
 pub fn load<T: ServiceConfig>(file: Option<&Path>) -> Result<T, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(T::default()));
