@@ -37,6 +37,8 @@ options:
   --backend <list>         embedded,redis (fanout: both; others: embedded)
   --redis-url <url>        use this Redis instead of starting a throwaway redis-server
   --data-dir <dir>         embedded database directory (default: a fresh temp dir)
+  --calls <how>            in-process (default: services call each other inside the
+                           process, as `warble dev` does) or network (loopback gRPC)
   --quiet                  no progress lines on stderr
 ";
 
@@ -193,6 +195,11 @@ fn options(flags: &Flags) -> anyhow::Result<Options> {
         backends,
         redis_url: flags.value("redis-url").map(str::to_owned),
         data_dir: flags.value("data-dir").map(PathBuf::from),
+        network_calls: match flags.value("calls") {
+            None | Some("in-process") => false,
+            Some("network") => true,
+            Some(other) => anyhow::bail!("unknown --calls `{other}` (in-process, network)"),
+        },
         progress: !flags.has("quiet"),
     })
 }
@@ -236,7 +243,7 @@ impl Flags {
                 pairs.push((name.to_owned(), Some(value.clone())));
             }
         }
-        const KNOWN: [&str; 19] = [
+        const KNOWN: [&str; 20] = [
             "smoke",
             "quiet",
             "out",
@@ -254,6 +261,7 @@ impl Flags {
             "backend",
             "redis-url",
             "data-dir",
+            "calls",
             "results",
             "help",
         ];

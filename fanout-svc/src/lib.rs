@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use warble_mesh::event_log::EventLog;
 use warble_mesh::event_log::RedisEventLog;
-use warble_mesh::grpc::{GrpcServer, ServeError, traced_channel};
+use warble_mesh::grpc::{GrpcServer, ServeError, TracedChannel, traced_channel};
 use warble_proto::fanout::v1::fanout_service_server::FanoutServiceServer;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
@@ -53,8 +53,27 @@ impl FanoutSvc {
         cache: Arc<dyn TimelineCache>,
     ) -> Result<Self, tonic::transport::Error> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
-        let tweets = TweetServiceClient::new(traced_channel(&config.tweet_service_addr, timeout)?);
-        let graph = GraphServiceClient::new(traced_channel(&config.graph_service_addr, timeout)?);
+        Ok(Self::with_channels(
+            config,
+            log,
+            cache,
+            traced_channel(&config.tweet_service_addr, timeout)?,
+            traced_channel(&config.graph_service_addr, timeout)?,
+        ))
+    }
+
+    /// Like [`FanoutSvc::new`], calling tweet-svc and graph-svc through the
+    /// given channels instead of the configured addresses (the
+    /// single-process stack passes in-process channels).
+    pub fn with_channels(
+        config: &FanoutSvcConfig,
+        log: Arc<dyn EventLog>,
+        cache: Arc<dyn TimelineCache>,
+        tweets: TracedChannel,
+        graph: TracedChannel,
+    ) -> Self {
+        let tweets = TweetServiceClient::new(tweets);
+        let graph = GraphServiceClient::new(graph);
         let stats = Arc::new(FanoutStats::default());
         let engine = FanoutEngine::new(
             cache,
@@ -63,12 +82,12 @@ impl FanoutSvc {
             FanoutPolicy::from(&config.fanout),
             stats.clone(),
         );
-        Ok(Self {
+        Self {
             log,
             engine: Arc::new(engine),
             stats,
             settings: ConsumerSettings::from(&config.consumer),
-        })
+        }
     }
 
     /// The live counters (also served by GetStatus).

@@ -1,6 +1,11 @@
 //! The `fanout-svc` binary: config, telemetry, then [`warble_fanout_svc::run`]
 //! until SIGTERM/SIGINT.
 
+/// mimalloc: far less time in allocation than glibc malloc under many
+/// threads (see BENCHMARKS.md, "Where the read path's time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use warble_fanout_svc::FanoutSvcConfig;

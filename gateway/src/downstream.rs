@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use warble_mesh::grpc::{MeshChannel, remote_channel};
 use warble_mesh::telemetry::TraceContextInterceptor;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::timeline::v1::timeline_service_client::TimelineServiceClient;
@@ -78,7 +78,7 @@ where
 }
 
 /// The channel type every downstream client uses.
-pub type DownstreamChannel = InterceptedService<Counted<Channel>, TraceContextInterceptor>;
+pub type DownstreamChannel = InterceptedService<Counted<MeshChannel>, TraceContextInterceptor>;
 
 /// The gateway's downstream clients (cheap to clone).
 #[derive(Debug, Clone)]
@@ -95,28 +95,14 @@ pub struct Downstream {
     pub counts: Arc<RpcCounts>,
 }
 
-fn channel(
-    addr: &str,
-    timeout: Duration,
-    counts: &Arc<RpcCounts>,
-) -> Result<DownstreamChannel, tonic::transport::Error> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let channel = Endpoint::from_shared(uri)?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(timeout)
-        .connect_lazy();
-    Ok(InterceptedService::new(
+fn counted(channel: MeshChannel, counts: &Arc<RpcCounts>) -> DownstreamChannel {
+    InterceptedService::new(
         Counted {
             inner: channel,
             counts: counts.clone(),
         },
         TraceContextInterceptor,
-    ))
+    )
 }
 
 impl Downstream {
@@ -127,11 +113,21 @@ impl Downstream {
         timeline_addr: &str,
         timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
+        let connect_timeout = Duration::from_secs(3);
+        Ok(Self::from_channels(
+            remote_channel(tweet_addr, connect_timeout, timeout)?,
+            remote_channel(graph_addr, connect_timeout, timeout)?,
+            remote_channel(timeline_addr, connect_timeout, timeout)?,
+        ))
+    }
+
+    /// Clients over given channels (in-process ones, in the single-process stack).
+    pub fn from_channels(tweets: MeshChannel, graph: MeshChannel, timeline: MeshChannel) -> Self {
         let counts = Arc::new(RpcCounts::default());
-        let tweets = channel(tweet_addr, timeout, &counts)?;
-        let graph = channel(graph_addr, timeout, &counts)?;
-        let timeline = channel(timeline_addr, timeout, &counts)?;
-        Ok(Self {
+        let tweets = counted(tweets, &counts);
+        let graph = counted(graph, &counts);
+        let timeline = counted(timeline, &counts);
+        Self {
             tweets: TweetServiceClient::new(tweets.clone()),
             graph: GraphServiceClient::new(graph.clone()),
             timeline: TimelineServiceClient::new(timeline.clone()),
@@ -141,6 +137,6 @@ impl Downstream {
                 ("timeline-svc", timeline),
             ],
             counts,
-        })
+        }
     }
 }

@@ -75,6 +75,16 @@ impl Gateway {
             &config.timeline_service_addr,
             Duration::from_millis(config.request_timeout_ms),
         )?;
+        Self::with_downstream(config, event_log, downstream)
+    }
+
+    /// A gateway calling the services through `downstream` instead of the
+    /// configured addresses (the single-process stack passes in-process channels).
+    pub fn with_downstream(
+        config: &GatewayConfig,
+        event_log: Option<Arc<dyn EventLog>>,
+        downstream: Downstream,
+    ) -> Result<Self, StartError> {
         let state = Arc::new(GatewayState {
             downstream,
             auth: Authenticator::new(&config.auth)?,

@@ -1,6 +1,11 @@
 //! The `graph-svc` binary: config, telemetry, then [`warble_graph_svc::run`] until
 //! SIGTERM/SIGINT.
 
+/// mimalloc: far less time in allocation than glibc malloc under many
+/// threads (see BENCHMARKS.md, "Where the read path's time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use warble_graph_svc::GraphSvcConfig;

@@ -1,7 +1,12 @@
 //! `warble`: runs Warble. `warble dev` starts every service in one process on
 //! embedded stores; see the README for configuration.
 
-use warble_launcher::{DevConfig, DevStack};
+/// mimalloc: far less time in allocation than glibc malloc under many
+/// threads (see BENCHMARKS.md, "Where the read path's time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use warble_stack::{DevConfig, DevStack};
 
 const USAGE: &str = "usage: warble dev [--demo] [--config <file.toml>] [--print-config | --print-config-keys]\n\
        warble bench <scenario|all> [options]   (warble bench --help)\n\

@@ -6,10 +6,19 @@
 //! gRPC tool can discover and probe it. On shutdown it reports NOT_SERVING,
 //! stops accepting, lets in-flight calls finish, and gives up on stragglers
 //! after the drain deadline.
+//!
+//! Clients reach a server through a [`MeshChannel`]: over the network, or,
+//! when caller and server share a process (the single-process dev stack),
+//! straight into the server's routes. The in-process path skips TCP and
+//! HTTP/2 but keeps everything a call means: protobuf encoding, the trace
+//! context carried in metadata, the server span, the caller's deadline and
+//! the same handlers, interceptors and status codes.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Request;
@@ -21,7 +30,9 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 use tower::Service;
+use tracing::Instrument as _;
 
 use crate::config::ConfigError;
 
@@ -80,15 +91,30 @@ pub struct GrpcServer {
     routes: Routes,
     service_names: Vec<&'static str>,
     drain_timeout: Duration,
+    health: HealthReporter,
 }
 
 impl GrpcServer {
-    /// An empty server that drains for at most `drain_timeout`.
+    /// A server with only the health service, draining for at most `drain_timeout`.
     pub fn new(drain_timeout: Duration) -> Self {
+        // Health is routed from the start so in-process channels taken
+        // before `serve` answer health checks too (the overall status ""
+        // starts SERVING).
+        let (health, health_service) = tonic_health::server::health_reporter();
         Self {
-            routes: Routes::default(),
+            routes: Routes::default().add_service(health_service),
             service_names: Vec::new(),
             drain_timeout,
+            health,
+        }
+    }
+
+    /// A channel that calls this server's services (added so far) in this
+    /// process, with `request_timeout` on every call; see [`MeshChannel`].
+    pub fn local_channel(&self, request_timeout: Duration) -> MeshChannel {
+        MeshChannel::Local {
+            routes: self.routes.clone(),
+            timeout: request_timeout,
         }
     }
 
@@ -116,7 +142,7 @@ impl GrpcServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let local_addr = listener.local_addr().ok();
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let health = self.health;
         for name in &self.service_names {
             health
                 .set_service_status(*name, ServingStatus::Serving)
@@ -132,7 +158,6 @@ impl GrpcServer {
             .build_v1alpha()?;
         let routes = self
             .routes
-            .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
@@ -189,19 +214,97 @@ impl GrpcServer {
     }
 }
 
+/// Errors a [`MeshChannel`] call can fail with (tonic maps them to statuses).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where a client's calls go (cheap to clone).
+#[derive(Clone)]
+pub enum MeshChannel {
+    /// Over the network (HTTP/2), with the endpoint's own deadline.
+    Remote(tonic::transport::Channel),
+    /// Into a server's routes in this process ([`GrpcServer::local_channel`]).
+    Local {
+        /// The server's services.
+        routes: Routes,
+        /// Deadline of every call, as a remote channel's endpoint would apply it.
+        timeout: Duration,
+    },
+}
+
+impl std::fmt::Debug for MeshChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Remote(channel) => f.debug_tuple("Remote").field(channel).finish(),
+            Self::Local { timeout, .. } => f
+                .debug_struct("Local")
+                .field("timeout", timeout)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Service<Request<Body>> for MeshChannel {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self {
+            Self::Remote(channel) => channel.poll_ready(cx).map_err(Into::into),
+            Self::Local { routes, .. } => {
+                Service::<Request<Body>>::poll_ready(routes, cx).map_err(|never| match never {})
+            }
+        }
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        match self {
+            Self::Remote(channel) => {
+                let response = channel.call(request);
+                Box::pin(async move { response.await.map_err(Into::into) })
+            }
+            Self::Local { routes, timeout } => {
+                // The span a network server would open, parented by the
+                // caller's traceparent, so traces look the same either way.
+                let span = crate::telemetry::grpc_server_span(&request);
+                let response = routes.call(request).instrument(span);
+                let timeout = *timeout;
+                Box::pin(async move {
+                    match tokio::time::timeout(timeout, response).await {
+                        Ok(Ok(response)) => Ok(response),
+                        Ok(Err(never)) => match never {},
+                        // What a remote endpoint's deadline reports, so callers
+                        // see one status for a timeout whichever way they call.
+                        Err(_) => Err(Box::new(tonic::TimeoutExpired(())) as BoxError),
+                    }
+                })
+            }
+        }
+    }
+}
+
 /// A client channel that sends the caller's trace context on every call.
 pub type TracedChannel = tonic::service::interceptor::InterceptedService<
-    tonic::transport::Channel,
+    MeshChannel,
     crate::telemetry::TraceContextInterceptor,
 >;
 
-/// A traced client channel to `addr` (`host:port` or a URI) that connects
-/// lazily, so services can start before their dependencies are up, with a
-/// deadline on every call.
-pub fn traced_channel(
+/// `channel` sending the caller's trace context on every call.
+pub fn traced(channel: MeshChannel) -> TracedChannel {
+    tonic::service::interceptor::InterceptedService::new(
+        channel,
+        crate::telemetry::TraceContextInterceptor,
+    )
+}
+
+/// A network channel to `addr` (`host:port` or a URI) that connects lazily,
+/// so services can start before their dependencies are up, with a deadline
+/// on every call.
+pub fn remote_channel(
     addr: &str,
+    connect_timeout: Duration,
     request_timeout: Duration,
-) -> Result<TracedChannel, tonic::transport::Error> {
+) -> Result<MeshChannel, tonic::transport::Error> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
@@ -209,11 +312,20 @@ pub fn traced_channel(
     };
     let channel = tonic::transport::Endpoint::from_shared(uri)?
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(connect_timeout)
         .timeout(request_timeout)
         .connect_lazy();
-    Ok(tonic::service::interceptor::InterceptedService::new(
-        channel,
-        crate::telemetry::TraceContextInterceptor,
-    ))
+    Ok(MeshChannel::Remote(channel))
+}
+
+/// A traced network channel to `addr` ([`remote_channel`], 5 s to connect).
+pub fn traced_channel(
+    addr: &str,
+    request_timeout: Duration,
+) -> Result<TracedChannel, tonic::transport::Error> {
+    Ok(traced(remote_channel(
+        addr,
+        Duration::from_secs(5),
+        request_timeout,
+    )?))
 }

@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tonic::transport::Channel;
-use warble_launcher::{DevConfig, DevStack};
 use warble_proto::common::v1::PageRequest;
 use warble_proto::fanout::v1::fanout_service_client::FanoutServiceClient;
 use warble_proto::fanout::v1::{GetStatusRequest, GetStatusResponse};
@@ -17,6 +16,7 @@ use warble_proto::timeline::v1 as timeline;
 use warble_proto::timeline::v1::timeline_service_client::TimelineServiceClient;
 use warble_proto::tweet::v1 as tweet;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
+use warble_stack::{DevConfig, DevStack};
 
 pub mod cases;
 pub mod frontend;

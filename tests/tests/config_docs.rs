@@ -30,7 +30,7 @@ fn graph_svc_keys_are_documented() {
 
 #[test]
 fn dev_stack_keys_are_documented() {
-    assert_documented::<warble_launcher::DevConfig>("warble dev");
+    assert_documented::<warble_stack::DevConfig>("warble dev");
 }
 
 #[test]

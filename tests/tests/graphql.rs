@@ -52,6 +52,19 @@ frontend_case!(
 );
 frontend_case!(oversized_requests_are_refused_before_parsing);
 
+/// `in_process_calls = false`: every internal call goes over loopback gRPC,
+/// as between separate processes; the frontend sees the same results and
+/// the same constant number of downstream calls per page.
+#[tokio::test]
+async fn the_stack_serves_the_same_with_internal_calls_over_the_network() {
+    let stack = TestStack::start_with(|config| config.in_process_calls = false).await;
+    cases::sign_up_follow_post_and_page_a_hydrated_home_timeline(&stack).await;
+    stack.stop().await;
+    let stack = TestStack::start_with(|config| config.in_process_calls = false).await;
+    cases::a_timeline_page_costs_a_constant_number_of_downstream_calls(&stack).await;
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn a_failing_downstream_degrades_only_the_fields_it_serves() {
     let stack = start().await;

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use prost::Message as _;
-use warble_launcher::DevConfig;
 use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventLog as _};
 use warble_proto::events::v1::DeadLetter;
+use warble_stack::DevConfig;
 use warble_tests::{TestStack, eventually};
-use warble_timeline_cache::{TIMELINE_CAPACITY, TimelineCache as _};
+use warble_timeline_cache::TIMELINE_CAPACITY;
 
 /// Followers from which an author counts as a celebrity in these tests.
 const THRESHOLD: u64 = 3;

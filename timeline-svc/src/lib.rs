@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use warble_mesh::grpc::{GrpcServer, ServeError, traced_channel};
+use warble_mesh::grpc::{GrpcServer, ServeError, TracedChannel, traced_channel};
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::timeline::v1::timeline_service_server::TimelineServiceServer;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
@@ -47,16 +47,33 @@ impl TimelineSvc {
         cache: Arc<dyn TimelineCache>,
     ) -> Result<Self, tonic::transport::Error> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
+        Ok(Self::with_channels(
+            config,
+            cache,
+            traced_channel(&config.tweet_service_addr, timeout)?,
+            traced_channel(&config.graph_service_addr, timeout)?,
+        ))
+    }
+
+    /// Like [`TimelineSvc::new`], calling tweet-svc and graph-svc through the
+    /// given channels instead of the configured addresses (the
+    /// single-process stack passes in-process channels).
+    pub fn with_channels(
+        config: &TimelineSvcConfig,
+        cache: Arc<dyn TimelineCache>,
+        tweets: TracedChannel,
+        graph: TracedChannel,
+    ) -> Self {
         let sources = Sources {
-            tweets: TweetServiceClient::new(traced_channel(&config.tweet_service_addr, timeout)?),
-            graph: GraphServiceClient::new(traced_channel(&config.graph_service_addr, timeout)?),
+            tweets: TweetServiceClient::new(tweets),
+            graph: GraphServiceClient::new(graph),
         };
         let home = Arc::new(HomeTimelines::new(
             cache,
             sources.clone(),
             config.celebrity_threshold,
         ));
-        Ok(Self { home, sources })
+        Self { home, sources }
     }
 
     /// The home timeline builder (exposes the rebuild count).
@@ -71,14 +88,19 @@ impl TimelineSvc {
         drain_timeout: Duration,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        self.into_grpc_server(drain_timeout)
+            .serve(listener, shutdown)
+            .await
+    }
+
+    /// The gRPC server (not yet serving), for callers that also call it in
+    /// process ([`GrpcServer::local_channel`]).
+    pub fn into_grpc_server(self, drain_timeout: Duration) -> GrpcServer {
         let api = TimelineApi {
             home: self.home,
             sources: self.sources,
         };
-        GrpcServer::new(drain_timeout)
-            .add_service(TimelineServiceServer::new(api))
-            .serve(listener, shutdown)
-            .await
+        GrpcServer::new(drain_timeout).add_service(TimelineServiceServer::new(api))
     }
 }
 

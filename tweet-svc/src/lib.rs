@@ -128,10 +128,15 @@ impl TweetSvc {
         drain_timeout: Duration,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        GrpcServer::new(drain_timeout)
-            .add_service(self.grpc_service())
+        self.into_grpc_server(drain_timeout)
             .serve(listener, shutdown)
             .await
+    }
+
+    /// The gRPC server (not yet serving), for callers that also call it in
+    /// process ([`GrpcServer::local_channel`]).
+    pub fn into_grpc_server(self, drain_timeout: Duration) -> GrpcServer {
+        GrpcServer::new(drain_timeout).add_service(self.grpc_service())
     }
 }
 

@@ -154,6 +154,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// Embedded database directory (default: a fresh temporary one).
     pub data_dir: Option<PathBuf>,
+    /// Services call each other over loopback gRPC instead of in process.
+    pub network_calls: bool,
     /// Print progress lines to stderr.
     pub progress: bool,
 }
@@ -186,6 +188,7 @@ impl Options {
         StackOptions {
             data_dir: self.data_dir.clone(),
             celebrity_threshold: threshold,
+            in_process_calls: !self.network_calls,
             ..StackOptions::default()
         }
     }
@@ -246,6 +249,14 @@ pub async fn prepare(
     report: &mut Report,
 ) -> anyhow::Result<Prepared> {
     let backend = stack_options.backend.name();
+    report.param(
+        "internal_calls",
+        if stack_options.in_process_calls {
+            "in-process"
+        } else {
+            "network"
+        },
+    );
     let stack = BenchStack::start(stack_options).await?;
     let grpc = Grpc::connect(&stack).await?;
     let graphql = Graphql::new(stack.gateway_addr);

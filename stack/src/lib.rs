@@ -1,0 +1,462 @@
+//! The single-process Warble stack: every service in one process, on
+//! loopback, sharing one embedded database (stores and event log) and one
+//! timeline cache (in memory unless the caller passes another).
+//!
+//! `warble dev`, the end-to-end tests and `warble bench` all start the stack
+//! through [`DevStack::start`] / [`DevStack::start_with`], so tests and
+//! benchmarks exercise exactly what developers run.
+//!
+//! Services that call each other do so in process by default
+//! (`in_process_calls`): the same gRPC handlers, protobuf encoding, trace
+//! context and deadlines, without a loopback TCP connection and HTTP/2 per
+//! hop. Every service still listens on its port for outside callers.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use warble_fanout_svc::config::{ConsumerConfig, FanoutPolicyConfig};
+use warble_fanout_svc::{FanoutStats, FanoutSvc, FanoutSvcConfig};
+use warble_gateway::config::{AuthConfig, LimitsConfig};
+use warble_gateway::downstream::Downstream;
+use warble_gateway::{Gateway, GatewayConfig, RpcCounts};
+use warble_mesh::config::{ConfigError, ServiceConfig};
+use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EmbeddedEventLog, EventLog as _};
+use warble_mesh::grpc::{MeshChannel, remote_channel, traced};
+use warble_mesh::telemetry::TelemetryConfig;
+use warble_timeline_cache::{EmbeddedTimelineCache, TimelineCache};
+use warble_timeline_svc::{HomeTimelines, TimelineSvc, TimelineSvcConfig};
+
+/// Configuration of `warble dev` (keys are read like every service's:
+/// defaults < `--config` file < `WARBLE_*` env vars).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DevConfig {
+    /// Directory holding the stack's embedded database; kept across restarts.
+    pub data_dir: PathBuf,
+    /// Interface every service binds. Loopback by default: the dev stack has no auth yet.
+    pub host: IpAddr,
+    /// tweet-svc's gRPC port; 0 picks a free port.
+    pub tweet_port: u16,
+    /// graph-svc's gRPC port; 0 picks a free port.
+    pub graph_port: u16,
+    /// timeline-svc's gRPC port; 0 picks a free port.
+    pub timeline_port: u16,
+    /// fanout-svc's gRPC port; 0 picks a free port.
+    pub fanout_port: u16,
+    /// The GraphQL gateway's HTTP port; 0 picks a free port.
+    pub gateway_port: u16,
+    /// HS256 secret the dev gateway signs and verifies tokens with (at least
+    /// 32 bytes). The default is public: never expose the dev stack.
+    pub jwt_secret: String,
+    /// Gateway abuse limits (see the gateway's `limits.*` keys).
+    pub limits: LimitsConfig,
+    /// Seconds in-flight calls get to finish on Ctrl-C.
+    pub drain_timeout_secs: u64,
+    /// Services call each other inside the process (same handlers, encoding,
+    /// trace context and deadlines, no loopback TCP/HTTP/2 per hop) instead
+    /// of through their ports. Turn off to send every internal call over
+    /// loopback gRPC, as separate processes would.
+    pub in_process_calls: bool,
+    /// Fan-out rules, shared by fanout-svc and timeline-svc (see fanout-svc's keys).
+    pub fanout: FanoutPolicyConfig,
+    /// How fanout-svc consumes the event log (see fanout-svc's keys).
+    pub consumer: ConsumerConfig,
+    /// Logging and tracing (see the telemetry keys of the services).
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for DevConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data/dev"),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tweet_port: 50051,
+            graph_port: 50052,
+            timeline_port: 50053,
+            fanout_port: 50054,
+            gateway_port: 8080,
+            jwt_secret: "warble-dev-only-insecure-jwt-secret-0123456789".into(),
+            limits: LimitsConfig::default(),
+            drain_timeout_secs: 5,
+            in_process_calls: true,
+            fanout: FanoutPolicyConfig::default(),
+            consumer: ConsumerConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl ServiceConfig for DevConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.drain_timeout_secs == 0 {
+            return Err(ConfigError::invalid(
+                "drain_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        let ports = [
+            ("tweet_port", self.tweet_port),
+            ("graph_port", self.graph_port),
+            ("timeline_port", self.timeline_port),
+            ("fanout_port", self.fanout_port),
+            ("gateway_port", self.gateway_port),
+        ];
+        for (index, (key, port)) in ports.iter().enumerate() {
+            if *port != 0 && ports[..index].iter().any(|(_, other)| other == port) {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must differ from the other services' ports",
+                ));
+            }
+        }
+        // The services validate these sections the same way on their own.
+        let fanout = FanoutSvcConfig {
+            fanout: self.fanout.clone(),
+            consumer: self.consumer.clone(),
+            ..FanoutSvcConfig::default()
+        };
+        fanout.validate()?;
+        // The gateway section is validated as the gateway itself would (the
+        // service addresses are only known once the listeners are bound).
+        let any = "127.0.0.1:1";
+        self.gateway_config(SocketAddr::new(self.host, self.gateway_port), any, any, any)
+            .validate()
+            .map_err(|error| match error {
+                ConfigError::Invalid { key, reason } if key == "auth.hs256_secret" => {
+                    ConfigError::invalid("jwt_secret", reason)
+                }
+                other => other,
+            })?;
+        self.telemetry.validate("telemetry")
+    }
+}
+
+impl DevConfig {
+    /// The gateway's config inside the dev stack: development sign-up and
+    /// GraphiQL on, tokens signed with `jwt_secret`.
+    fn gateway_config(
+        &self,
+        listen_addr: SocketAddr,
+        tweet: &str,
+        graph: &str,
+        timeline: &str,
+    ) -> GatewayConfig {
+        GatewayConfig {
+            listen_addr,
+            drain_timeout_secs: self.drain_timeout_secs,
+            tweet_service_addr: tweet.into(),
+            graph_service_addr: graph.into(),
+            timeline_service_addr: timeline.into(),
+            auth: AuthConfig {
+                hs256_secret: self.jwt_secret.clone(),
+                dev_mode: true,
+                ..AuthConfig::default()
+            },
+            limits: self.limits.clone(),
+            graphiql: true,
+            introspection: true,
+            telemetry: self.telemetry.clone(),
+            ..GatewayConfig::default()
+        }
+    }
+}
+
+/// A running single-process stack.
+pub struct DevStack {
+    /// Where tweet-svc listens.
+    pub tweet_addr: SocketAddr,
+    /// Where graph-svc listens.
+    pub graph_addr: SocketAddr,
+    /// Where timeline-svc listens.
+    pub timeline_addr: SocketAddr,
+    /// Where fanout-svc listens.
+    pub fanout_addr: SocketAddr,
+    /// Where the GraphQL gateway listens (HTTP).
+    pub gateway_addr: SocketAddr,
+    /// Downstream calls the gateway made, by method.
+    pub gateway_rpc_counts: Arc<RpcCounts>,
+    /// The event log every service shares (tests inject entries through it).
+    pub event_log: EmbeddedEventLog,
+    /// The timeline cache fanout-svc writes and timeline-svc reads.
+    pub timeline_cache: Arc<dyn TimelineCache>,
+    /// The same cache when it is the stack's own in-memory one.
+    pub embedded_cache: Option<Arc<EmbeddedTimelineCache>>,
+    /// timeline-svc's home timeline builder (exposes its rebuild count).
+    pub home_timelines: Arc<HomeTimelines>,
+    /// fanout-svc's live counters.
+    pub fanout_stats: Arc<FanoutStats>,
+    /// Issues tokens as the gateway does (same secret), without a sign-up round trip.
+    token_issuer: Gateway,
+    consumer_group: String,
+    stop: watch::Sender<bool>,
+    servers: JoinSet<anyhow::Result<()>>,
+}
+
+/// What [`DevStack::start_with`] takes besides the config.
+#[derive(Default)]
+pub struct StackOptions {
+    /// The timeline cache timeline-svc reads and fanout-svc writes; `None`
+    /// creates the in-memory one `warble dev` uses.
+    pub timeline_cache: Option<Arc<dyn TimelineCache>>,
+    /// A different handle fanout-svc writes through (a wrapper around the
+    /// cache, e.g. one that timestamps deliveries); `None` uses the cache.
+    pub fanout_cache: Option<Arc<dyn TimelineCache>>,
+}
+
+impl DevStack {
+    /// Opens the embedded stores and starts every service.
+    pub async fn start(config: &DevConfig) -> anyhow::Result<Self> {
+        Self::start_with(config, StackOptions::default()).await
+    }
+
+    /// [`DevStack::start`] with a chosen timeline cache.
+    pub async fn start_with(config: &DevConfig, options: StackOptions) -> anyhow::Result<Self> {
+        let drain = Duration::from_secs(config.drain_timeout_secs);
+        let (stop, stopped) = watch::channel(false);
+        let shutdown = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+
+        // One database and one event log handle: stores append in their own
+        // transactions, and the fan-out consumer wakes on every commit.
+        let database = warble_mesh::embedded::open_shared(&config.data_dir).with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let event_log = EmbeddedEventLog::open(database).context("cannot open the event log")?;
+        let tweets = warble_tweet_svc::TweetSvc::open_embedded_with_log(
+            &warble_tweet_svc::TweetSvcConfig {
+                data_dir: config.data_dir.clone(),
+                ..Default::default()
+            },
+            event_log.clone(),
+        )
+        .context("cannot open tweet-svc's embedded store")?
+        .into_grpc_server(drain);
+        let graph = warble_graph_svc::GraphSvc::open_embedded_with_log(
+            &warble_graph_svc::GraphSvcConfig {
+                data_dir: config.data_dir.clone(),
+                ..Default::default()
+            },
+            event_log.clone(),
+        )
+        .context("cannot open graph-svc's embedded store")?
+        .into_grpc_server(drain);
+
+        let tweet_listener = bind(config.host, config.tweet_port, "tweet-svc").await?;
+        let graph_listener = bind(config.host, config.graph_port, "graph-svc").await?;
+        let timeline_listener = bind(config.host, config.timeline_port, "timeline-svc").await?;
+        let fanout_listener = bind(config.host, config.fanout_port, "fanout-svc").await?;
+        let gateway_listener = bind(config.host, config.gateway_port, "gateway").await?;
+        let tweet_addr = tweet_listener.local_addr()?;
+        let graph_addr = graph_listener.local_addr()?;
+        let timeline_addr = timeline_listener.local_addr()?;
+        let fanout_addr = fanout_listener.local_addr()?;
+        let gateway_addr = gateway_listener.local_addr()?;
+
+        // How a caller with `timeout` reaches a server: into its routes, or
+        // to its address.
+        let dial = |server: &warble_mesh::grpc::GrpcServer,
+                    addr: SocketAddr,
+                    timeout: Duration|
+         -> anyhow::Result<MeshChannel> {
+            if config.in_process_calls {
+                Ok(server.local_channel(timeout))
+            } else {
+                Ok(remote_channel(
+                    &addr.to_string(),
+                    Duration::from_secs(3),
+                    timeout,
+                )?)
+            }
+        };
+
+        let (timeline_cache, embedded_cache): (Arc<dyn TimelineCache>, _) =
+            match options.timeline_cache {
+                Some(cache) => (cache, None),
+                None => {
+                    let cache = Arc::new(EmbeddedTimelineCache::new());
+                    (cache.clone() as Arc<dyn TimelineCache>, Some(cache))
+                }
+            };
+        let timeline_config = TimelineSvcConfig {
+            tweet_service_addr: tweet_addr.to_string(),
+            graph_service_addr: graph_addr.to_string(),
+            celebrity_threshold: config.fanout.celebrity_threshold,
+            ..Default::default()
+        };
+        let timeline_timeout = Duration::from_millis(timeline_config.request_timeout_ms);
+        let timeline = TimelineSvc::with_channels(
+            &timeline_config,
+            timeline_cache.clone(),
+            traced(dial(&tweets, tweet_addr, timeline_timeout)?),
+            traced(dial(&graph, graph_addr, timeline_timeout)?),
+        );
+        let home_timelines = timeline.home();
+        let timeline = timeline.into_grpc_server(drain);
+
+        let fanout_config = FanoutSvcConfig {
+            tweet_service_addr: tweet_addr.to_string(),
+            graph_service_addr: graph_addr.to_string(),
+            fanout: config.fanout.clone(),
+            consumer: config.consumer.clone(),
+            ..Default::default()
+        };
+        let fanout_timeout = Duration::from_millis(fanout_config.request_timeout_ms);
+        let fanout = FanoutSvc::with_channels(
+            &fanout_config,
+            Arc::new(event_log.clone()),
+            options
+                .fanout_cache
+                .unwrap_or_else(|| timeline_cache.clone()),
+            traced(dial(&tweets, tweet_addr, fanout_timeout)?),
+            traced(dial(&graph, graph_addr, fanout_timeout)?),
+        );
+        let fanout_stats = fanout.stats();
+
+        let gateway_config = config.gateway_config(
+            gateway_addr,
+            &tweet_addr.to_string(),
+            &graph_addr.to_string(),
+            &timeline_addr.to_string(),
+        );
+        let gateway_timeout = Duration::from_millis(gateway_config.request_timeout_ms);
+        let gateway = Gateway::with_downstream(
+            &gateway_config,
+            Some(Arc::new(event_log.clone())),
+            Downstream::from_channels(
+                dial(&tweets, tweet_addr, gateway_timeout)?,
+                dial(&graph, graph_addr, gateway_timeout)?,
+                dial(&timeline, timeline_addr, gateway_timeout)?,
+            ),
+        )
+        .context("cannot configure the gateway")?;
+        let gateway_rpc_counts = gateway.rpc_counts();
+        let token_issuer =
+            Gateway::new(&gateway_config, None).context("cannot configure the gateway")?;
+
+        let mut stack = Self {
+            tweet_addr,
+            graph_addr,
+            timeline_addr,
+            fanout_addr,
+            gateway_addr,
+            gateway_rpc_counts,
+            event_log,
+            timeline_cache,
+            embedded_cache,
+            home_timelines,
+            fanout_stats,
+            token_issuer,
+            consumer_group: config.consumer.group.clone(),
+            stop,
+            servers: JoinSet::new(),
+        };
+        let servers = &mut stack.servers;
+        let down = shutdown();
+        servers.spawn(async move {
+            tweets
+                .serve(tweet_listener, down)
+                .await
+                .context("tweet-svc failed")
+        });
+        let down = shutdown();
+        servers.spawn(async move {
+            graph
+                .serve(graph_listener, down)
+                .await
+                .context("graph-svc failed")
+        });
+        let down = shutdown();
+        servers.spawn(async move {
+            timeline
+                .serve(timeline_listener, down)
+                .await
+                .context("timeline-svc failed")
+        });
+        let down = shutdown();
+        servers.spawn(async move {
+            fanout
+                .serve(fanout_listener, drain, down)
+                .await
+                .context("fanout-svc failed")
+        });
+        let down = shutdown();
+        servers.spawn(async move {
+            gateway
+                .serve(gateway_listener, down)
+                .await
+                .context("gateway failed")
+        });
+        Ok(stack)
+    }
+
+    /// A bearer token for `user_id`, signed as the gateway verifies them.
+    pub fn issue_token(&self, user_id: u64) -> Option<String> {
+        self.token_issuer.issue_token(user_id)
+    }
+
+    /// Events fanout-svc has not acknowledged yet.
+    pub async fn fanout_lag(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .event_log
+            .lag(DOMAIN_EVENTS_STREAM, &self.consumer_group)
+            .await?)
+    }
+
+    /// The line `warble dev` prints once every service accepts connections.
+    pub fn ready_line(&self) -> String {
+        format!(
+            "warble ready gateway=http://{}/graphql tweet={} graph={} timeline={} fanout={}",
+            self.gateway_addr,
+            self.tweet_addr,
+            self.graph_addr,
+            self.timeline_addr,
+            self.fanout_addr
+        )
+    }
+
+    /// Runs until `shutdown` resolves or a service fails, then stops every service.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            () = shutdown => {}
+            Some(result) = self.servers.join_next() => {
+                let _ = self.stop.send(true);
+                result.context("a service task panicked")??;
+                anyhow::bail!("a service stopped unexpectedly");
+            }
+        }
+        self.stop().await
+    }
+
+    /// Stops every service (draining in-flight calls) and waits for them.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        while let Some(result) = self.servers.join_next().await {
+            result.context("a service task panicked")??;
+        }
+        Ok(())
+    }
+}
+
+async fn bind(host: IpAddr, port: u16, service: &str) -> anyhow::Result<TcpListener> {
+    let addr = SocketAddr::new(host, port);
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("{service}: cannot listen on {addr} (is another stack running? set the port to 0 for any free port)")
+    })
+}
