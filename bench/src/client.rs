@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use warble_proto::common::v1::PageRequest;
@@ -161,12 +163,50 @@ impl Graphql {
             .context("postTweet returned a non-numeric id")
     }
 
+    /// Sends a request and reads only what `D` names from its `data`. The
+    /// load generator shares the machine with the stack: skipping the
+    /// fields it does not look at (still parsed, never allocated) leaves
+    /// more CPU to the server. Fails like [`Graphql::request`].
+    async fn request_typed<D: DeserializeOwned>(
+        &self,
+        token: &str,
+        query: &str,
+        variables: Value,
+    ) -> anyhow::Result<D> {
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": variables }))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            anyhow::bail!(
+                "gateway answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let envelope: Envelope<D> = serde_json::from_slice(&body)?;
+        if let Some(errors) = envelope.errors {
+            anyhow::bail!("GraphQL errors: {errors}");
+        }
+        envelope
+            .data
+            .context("a response with neither data nor errors")
+    }
+
     /// The viewer's hydrated home timeline; returns the number of edges.
     pub async fn home(&self, token: &str, first: u32) -> anyhow::Result<usize> {
-        let data = self
-            .request(Some(token), HOME_QUERY, json!({ "first": first }))
+        let data: HomeData = self
+            .request_typed(token, HOME_QUERY, json!({ "first": first }))
             .await?;
-        edges(&data["homeTimeline"])
+        Ok(data
+            .home_timeline
+            .context("homeTimeline is null")?
+            .edges
+            .len())
     }
 
     /// `username`'s hydrated user timeline, as the token's viewer; returns the number of edges.
@@ -176,14 +216,18 @@ impl Graphql {
         username: &str,
         first: u32,
     ) -> anyhow::Result<usize> {
-        let data = self
-            .request(
-                Some(token),
+        let data: UserTimelineData = self
+            .request_typed(
+                token,
                 USER_TIMELINE_QUERY,
                 json!({ "username": username, "first": first }),
             )
             .await?;
-        edges(&data["userTimeline"])
+        Ok(data
+            .user_timeline
+            .context("userTimeline is null")?
+            .edges
+            .len())
     }
 
     /// `{ __typename }`.
@@ -194,9 +238,27 @@ impl Graphql {
     }
 }
 
-fn edges(connection: &Value) -> anyhow::Result<usize> {
-    connection["edges"]
-        .as_array()
-        .map(Vec::len)
-        .context("no edges in the connection")
+/// A GraphQL response: `data` as `D`, any `errors` kept whole to report them.
+#[derive(Deserialize)]
+struct Envelope<D> {
+    data: Option<D>,
+    errors: Option<Value>,
+}
+
+/// A connection's edges, counted, not kept.
+#[derive(Deserialize)]
+struct Connection {
+    edges: Vec<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct HomeData {
+    #[serde(rename = "homeTimeline")]
+    home_timeline: Option<Connection>,
+}
+
+#[derive(Deserialize)]
+struct UserTimelineData {
+    #[serde(rename = "userTimeline")]
+    user_timeline: Option<Connection>,
 }

@@ -19,6 +19,7 @@ pub mod hydrate;
 pub mod loaders;
 pub mod model;
 pub mod paging;
+pub mod query_cache;
 pub mod rate_limit;
 pub mod resolvers;
 pub mod schema;

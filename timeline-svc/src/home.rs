@@ -55,15 +55,16 @@ impl HomeTimelines {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<Entry>, TimelineError> {
-        self.cache
-            .mark_active(user, warble_mesh::time::now_ms())
-            .await?;
+        // Three independent reads at once: a page waits for the slowest, not the sum.
+        let (marked, celebrities, cached) = tokio::join!(
+            self.cache.mark_active(user, warble_mesh::time::now_ms()),
+            self.sources.following(user, self.celebrity_threshold),
+            self.cache.read(user, before, limit),
+        );
+        marked?;
         // Also proves the user exists (NOT_FOUND otherwise) before any rebuild.
-        let celebrities = self
-            .sources
-            .following(user, self.celebrity_threshold)
-            .await?;
-        let cached = match self.cache.read(user, before, limit).await? {
+        let celebrities = celebrities?;
+        let cached = match cached? {
             Some(page) => page,
             None => {
                 self.rebuild_once(user).await?;
