@@ -30,6 +30,8 @@ where
     last_active_marks(&cache).await;
     let (_guard, cache) = make().await;
     matches_a_reference_model_under_random_operations(&cache).await;
+    let (_guard, cache) = make().await;
+    pushes_to_many_timelines_treat_each_on_its_own(&cache).await;
 }
 
 fn entry(tweet_id: u64, author_id: u64) -> Entry {
@@ -262,6 +264,92 @@ pub async fn matches_a_reference_model_under_random_operations(cache: &impl Time
             .map(|(id, author)| entry(*id, *author))
             .collect();
         assert_eq!(whole(cache, user).await, expected);
+    }
+}
+
+/// A push and a removal reaching a thousand timelines of every kind (an
+/// implementation may handle them in groups, e.g. several per Redis script
+/// call): each timeline is capped, deduplicated and built or not on its own,
+/// whatever the others in its group, and a user listed twice gets the entry
+/// once.
+pub async fn pushes_to_many_timelines_treat_each_on_its_own(cache: &impl TimelineCache) {
+    const TWEET: u64 = 5_000;
+    let users: Vec<u64> = (1..=1_000).collect();
+    let full: Vec<Entry> = (1..=TIMELINE_CAPACITY as u64)
+        .map(|id| entry(id, 9))
+        .collect();
+    let unbuilt = |user: u64| user % 10 == 1;
+    let mut model: BTreeMap<u64, BTreeMap<u64, u64>> = BTreeMap::new();
+    for &user in &users {
+        let initial = match user % 10 {
+            0 => full.clone(),
+            1 => Vec::new(),
+            // Already holds the tweet, under another author.
+            2 => vec![entry(TWEET, 2)],
+            _ => vec![entry(user, 3)],
+        };
+        if !unbuilt(user) {
+            cache.insert(user, &initial, true).await.unwrap();
+        }
+        let timeline = model.entry(user).or_default();
+        for item in initial {
+            model_insert(timeline, item);
+        }
+    }
+    // Newest users first, and one of them twice.
+    let mut audience: Vec<u64> = users.iter().rev().copied().collect();
+    audience.push(500);
+    // A new tweet, then one older than every full timeline's oldest entry
+    // once the new tweet has pushed tweet 1 out.
+    for pushed in [entry(TWEET, 1), entry(1, 1)] {
+        cache.push(&audience, pushed).await.unwrap();
+        for timeline in model.values_mut() {
+            model_insert(timeline, pushed);
+        }
+    }
+    let expected = |model: &BTreeMap<u64, BTreeMap<u64, u64>>, user: u64| -> Vec<Entry> {
+        model[&user]
+            .iter()
+            .rev()
+            .map(|(id, author)| entry(*id, *author))
+            .collect()
+    };
+    for &user in &users {
+        if unbuilt(user) {
+            assert_eq!(
+                cache.read(user, None, 10).await.unwrap(),
+                None,
+                "user {user}"
+            );
+            cache.insert(user, &[], true).await.unwrap();
+        }
+        assert_eq!(
+            whole(cache, user).await,
+            expected(&model, user),
+            "user {user}"
+        );
+    }
+    assert_eq!(
+        whole(cache, 10).await.len(),
+        TIMELINE_CAPACITY,
+        "a full timeline stays full"
+    );
+    assert_eq!(
+        whole(cache, 12).await[0],
+        entry(TWEET, 2),
+        "the first author stays"
+    );
+
+    cache.remove(&audience, TWEET).await.unwrap();
+    for timeline in model.values_mut() {
+        timeline.remove(&TWEET);
+    }
+    for &user in &users {
+        assert_eq!(
+            whole(cache, user).await,
+            expected(&model, user),
+            "user {user}"
+        );
     }
 }
 

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use warble_mesh::backends::{RedisConfig, RedisMode};
-use warble_mesh::redis_client::Request;
+use warble_mesh::redis_client::{Request, key_slot};
 use warble_testkit::{RedisCluster, RedisServer, Reply, ServerOptions, unique_prefix};
 use warble_timeline_cache::{
     Entry, RedisTimelineCache, TIMELINE_CAPACITY, TimelineCache, conformance,
@@ -84,7 +84,7 @@ fn calls(server: &RedisServer, command: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn a_push_to_a_follower_page_is_one_round_trip_and_one_command_per_follower() {
+async fn a_push_to_a_follower_page_is_one_round_trip_of_few_commands() {
     // Its own server: the test reads the server's command counters.
     let Some(server) = RedisServer::start() else {
         return;
@@ -109,14 +109,19 @@ async fn a_push_to_a_follower_page_is_one_round_trip_and_one_command_per_followe
     cache.push(&followers, entry(5_001, 1)).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(cache.client().round_trips() - round_trips, 1);
-    assert_eq!(calls(&server, "evalsha"), 5_000, "one command per follower");
+    let commands = calls(&server, "evalsha");
+    assert!(
+        (1..=5_000 / 64).contains(&commands),
+        "many followers per command, not one each: {commands} commands"
+    );
+    assert_eq!(calls(&server, "zlexcount"), 5_000, "each timeline checked");
     assert_eq!(calls(&server, "zadd"), 5_000);
     assert_eq!(
         calls(&server, "zremrangebyrank"),
         100,
         "only full timelines are trimmed"
     );
-    eprintln!("push to 5,000 timelines: {elapsed:?}");
+    eprintln!("push to 5,000 timelines: {elapsed:?} in {commands} commands");
 
     let page = cache.read(1, None, 3).await.unwrap().unwrap();
     assert_eq!(page.len, TIMELINE_CAPACITY);
@@ -156,6 +161,72 @@ async fn a_cluster_push_is_one_pipeline_per_node() {
         cache.read(2_999, None, 10).await.unwrap().unwrap().entries,
         vec![entry(2, 1), entry(1, 1)]
     );
+}
+
+#[tokio::test]
+async fn a_cluster_push_carries_the_timelines_of_one_slot_per_command() {
+    // Its own cluster: the test reads the nodes' command counters.
+    let Some(redis) = RedisCluster::start(3) else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let cache = RedisTimelineCache::connect(&cluster(redis.seed_urls()))
+        .await
+        .unwrap()
+        .with_key_prefix(prefix.clone());
+    let slot_of = |user: u64| key_slot(format!("{prefix}tl:{user}").as_bytes());
+    // 20 users whose timelines share user 1's slot, among 500 others.
+    let crowded: Vec<u64> = (1..)
+        .filter(|&user| slot_of(user) == slot_of(1))
+        .take(20)
+        .collect();
+    let mut users: Vec<u64> = (1_000_000..1_000_500).collect();
+    for (i, &user) in crowded.iter().enumerate() {
+        users.insert(i * 25, user);
+    }
+    let full: Vec<Entry> = (1..=TIMELINE_CAPACITY as u64)
+        .map(|id| entry(id, 9))
+        .collect();
+    for &user in &users {
+        let initial = if crowded[..5].contains(&user) {
+            &full[..]
+        } else {
+            &[]
+        };
+        cache.insert(user, initial, true).await.unwrap();
+    }
+    // The first push also loads the script on every node.
+    cache.push(&users, entry(5_000, 1)).await.unwrap();
+
+    let total =
+        |command: &str| -> u64 { redis.nodes().iter().map(|node| calls(node, command)).sum() };
+    let (evalsha, zadd, trimmed) = (total("evalsha"), total("zadd"), total("zremrangebyrank"));
+    cache.push(&users, entry(5_001, 1)).await.unwrap();
+    let slots: std::collections::HashSet<u16> = users.iter().map(|&user| slot_of(user)).collect();
+    assert_eq!(
+        total("evalsha") - evalsha,
+        slots.len() as u64,
+        "one command per slot"
+    );
+    assert!(slots.len() <= users.len() - 19);
+    assert_eq!(total("zadd") - zadd, users.len() as u64);
+    assert_eq!(
+        total("zremrangebyrank") - trimmed,
+        5,
+        "only full timelines are trimmed"
+    );
+    for &user in &crowded {
+        let page = cache.read(user, None, 3).await.unwrap().unwrap();
+        if crowded[..5].contains(&user) {
+            assert_eq!(page.len, TIMELINE_CAPACITY, "user {user}");
+            assert_eq!(
+                page.entries,
+                vec![entry(5_001, 1), entry(5_000, 1), entry(800, 9)]
+            );
+        } else {
+            assert_eq!(page.len, 2, "user {user}");
+        }
+    }
 }
 
 async fn ids_beyond_two_to_the_53_keep_their_exact_order(cache: &RedisTimelineCache) {
