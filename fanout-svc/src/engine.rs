@@ -117,24 +117,39 @@ impl FanoutEngine {
                 .await?;
             return Ok(());
         }
-        let mut cursor = String::new();
+        let mut page = self
+            .followers_page(created.author_id, String::new())
+            .await?;
         loop {
-            let (page, next) = self.followers_page(created.author_id, cursor).await?;
-            let audience = self.audience(&page).await?;
-            if !audience.active.is_empty() {
-                self.cache.push(&audience.active, entry).await?;
-                FanoutStats::add(&self.stats.deliveries_written, audience.active.len() as u64);
-            }
-            for user in audience.gone_idle {
-                // Skipped from now on, so the cached copy would go stale: drop it
-                // and let the first read after their return rebuild it.
-                self.cache.evict(user).await?;
-            }
-            match next {
-                Some(next) => cursor = next,
-                None => return Ok(()),
-            }
+            let (followers, next) = page;
+            // The next page is read from graph-svc while this one is written
+            // to the cache: a big audience costs max(read, write) per page,
+            // not their sum.
+            let delivered = self.deliver(&followers, entry);
+            let Some(next) = next else {
+                return delivered.await;
+            };
+            let (delivered, fetched) =
+                tokio::join!(delivered, self.followers_page(created.author_id, next));
+            delivered?;
+            page = fetched?;
         }
+    }
+
+    /// Pushes `entry` into the timelines of the active users among
+    /// `followers`, and evicts those who have just gone idle.
+    async fn deliver(&self, followers: &[u64], entry: Entry) -> Result<(), FanoutError> {
+        let audience = self.audience(followers).await?;
+        if !audience.active.is_empty() {
+            self.cache.push(&audience.active, entry).await?;
+            FanoutStats::add(&self.stats.deliveries_written, audience.active.len() as u64);
+        }
+        for user in audience.gone_idle {
+            // Skipped from now on, so the cached copy would go stale: drop it
+            // and let the first read after their return rebuild it.
+            self.cache.evict(user).await?;
+        }
+        Ok(())
     }
 
     /// Removes the tweet from every timeline it can have reached: the
