@@ -28,7 +28,14 @@ impl RpcCounts {
             .by_method
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *by_method.entry(method.to_owned()).or_default() += 1;
+        // Look up before inserting: the key is allocated once per method,
+        // not once per call.
+        match by_method.get_mut(method) {
+            Some(count) => *count += 1,
+            None => {
+                by_method.insert(method.to_owned(), 1);
+            }
+        }
     }
 
     /// A copy of the counters, keyed by the method's short name (`GetTweets`).
