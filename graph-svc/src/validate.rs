@@ -2,9 +2,10 @@
 //! INVALID_ARGUMENT naming the offending field.
 
 use warble_proto::common::v1::PageRequest;
+use warble_proto::graph::v1::CreateUserRequest;
 
 use crate::error::GraphError;
-use crate::store::{EdgePosition, PageQuery};
+use crate::store::{EdgePosition, NewUser, PageQuery};
 
 /// Longest username, in characters.
 pub const MAX_USERNAME_LEN: usize = 15;
@@ -70,6 +71,18 @@ pub fn bio(value: &str) -> Result<(), GraphError> {
         ));
     }
     Ok(())
+}
+
+/// A user to create, checked field by field, the display name trimmed.
+pub fn new_user(request: CreateUserRequest) -> Result<NewUser, GraphError> {
+    username("username", &request.username)?;
+    let display_name = display_name(&request.display_name)?;
+    bio(&request.bio)?;
+    Ok(NewUser {
+        username: request.username,
+        display_name,
+        bio: request.bio,
+    })
 }
 
 /// Ids are Snowflakes, never 0; a 0 is an unset field.
