@@ -54,6 +54,25 @@ impl GraphError {
             reason: reason.into(),
         }
     }
+
+    /// Says which entry of a batch request field `list` this failure is
+    /// about, so the caller can find it among a thousand: an invalid field
+    /// becomes `list[index].field` (the path the client set), a missing user
+    /// or a taken username is prefixed with `list[index]: `. Failures of the
+    /// store itself are about no one entry and stay as they are.
+    pub fn in_batch(self, list: &str, index: usize) -> Self {
+        match self {
+            Self::InvalidArgument { field, reason } => Self::InvalidArgument {
+                field: format!("{list}[{index}].{field}"),
+                reason,
+            },
+            Self::NotFound(message) => Self::NotFound(format!("{list}[{index}]: {message}")),
+            Self::AlreadyExists(message) => {
+                Self::AlreadyExists(format!("{list}[{index}]: {message}"))
+            }
+            other => other,
+        }
+    }
 }
 
 // redb reports each step's failure with its own type; they all fold into `redb::Error`.
@@ -111,6 +130,28 @@ mod tests {
             Status::from(GraphError::AlreadyExists("taken".into())).code(),
             Code::AlreadyExists
         );
+    }
+
+    #[test]
+    fn batch_failures_name_the_entry_and_keep_their_code() {
+        let invalid = Status::from(GraphError::invalid("followee_id", "same").in_batch("pairs", 3));
+        assert_eq!(invalid.code(), Code::InvalidArgument);
+        assert_eq!(
+            status::violated_field(&invalid).as_deref(),
+            Some("pairs[3].followee_id")
+        );
+        let missing =
+            Status::from(GraphError::NotFound("user 9 not found".into()).in_batch("pairs", 0));
+        assert_eq!(missing.code(), Code::NotFound);
+        assert!(
+            missing.message().starts_with("pairs[0]: user 9"),
+            "{missing:?}"
+        );
+        let taken = Status::from(GraphError::AlreadyExists("taken".into()).in_batch("users", 12));
+        assert_eq!(taken.code(), Code::AlreadyExists);
+        assert_eq!(taken.message(), "users[12]: taken");
+        let internal = GraphError::Storage(redb::Error::Corrupted("x".into())).in_batch("users", 1);
+        assert!(matches!(internal, GraphError::Storage(_)), "{internal:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use warble_proto::graph::v1 as pb;
 use warble_proto::graph::v1::graph_service_server::GraphService;
 
 use crate::error::GraphError;
-use crate::store::{FollowPage, GraphStore, NewUser, User};
+use crate::store::{FollowPage, GraphStore, User};
 use crate::validate::{self, FollowList};
 
 /// The gRPC face of the graph service. Cheap to clone.
@@ -68,21 +68,33 @@ impl GraphService for GraphApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let request = request.into_inner();
-        validate::username("username", &request.username)?;
-        let display_name = validate::display_name(&request.display_name)?;
-        validate::bio(&request.bio)?;
-        let user = self
-            .store
-            .create_user(NewUser {
-                username: request.username,
-                display_name,
-                bio: request.bio,
-            })
-            .await?;
+        let user = validate::new_user(request.into_inner())?;
+        let user = self.store.create_user(user).await?;
         tracing::info!(user_id = user.id, "user created");
         Ok(Response::new(pb::CreateUserResponse {
             user: Some(user.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(count = request.get_ref().users.len()))]
+    async fn create_users(
+        &self,
+        request: Request<pb::CreateUsersRequest>,
+    ) -> Result<Response<pb::CreateUsersResponse>, Status> {
+        let requested = request.into_inner().users;
+        // The size first, so an oversized batch costs no per-entry work.
+        validate::write_batch_size("users", requested.len())?;
+        let users = requested
+            .into_iter()
+            .enumerate()
+            .map(|(index, user)| {
+                validate::new_user(user).map_err(|error| error.in_batch("users", index))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let users = self.store.create_users(users).await?;
+        tracing::info!(count = users.len(), "users created");
+        Ok(Response::new(pb::CreateUsersResponse {
+            users: users.into_iter().map(Into::into).collect(),
         }))
     }
 
@@ -137,6 +149,33 @@ impl GraphService for GraphApi {
             changed: change.changed,
             followee_followers_count: change.followee_followers,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(count = request.get_ref().pairs.len()))]
+    async fn follow_many(
+        &self,
+        request: Request<pb::FollowManyRequest>,
+    ) -> Result<Response<pb::FollowManyResponse>, Status> {
+        let requested = request.into_inner().pairs;
+        validate::write_batch_size("pairs", requested.len())?;
+        let pairs = requested
+            .iter()
+            .enumerate()
+            .map(|(index, pair)| {
+                validate::follow_pair(pair.follower_id, pair.followee_id)
+                    .map(|()| (pair.follower_id, pair.followee_id))
+                    .map_err(|error| error.in_batch("pairs", index))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let changes = self.store.follow_many(&pairs).await?;
+        let results = changes
+            .into_iter()
+            .map(|change| pb::FollowOutcome {
+                changed: change.changed,
+                followee_followers_count: change.followee_followers,
+            })
+            .collect();
+        Ok(Response::new(pb::FollowManyResponse { results }))
     }
 
     #[tracing::instrument(skip_all, fields(follower_id = request.get_ref().follower_id, followee_id = request.get_ref().followee_id))]

@@ -2,9 +2,10 @@
 //! INVALID_ARGUMENT naming the offending field.
 
 use warble_proto::common::v1::PageRequest;
+use warble_proto::graph::v1::CreateUserRequest;
 
 use crate::error::GraphError;
-use crate::store::{EdgePosition, PageQuery};
+use crate::store::{EdgePosition, NewUser, PageQuery};
 
 /// Longest username, in characters.
 pub const MAX_USERNAME_LEN: usize = 15;
@@ -12,8 +13,12 @@ pub const MAX_USERNAME_LEN: usize = 15;
 pub const MAX_DISPLAY_NAME_CHARS: usize = 50;
 /// Longest bio, in characters.
 pub const MAX_BIO_CHARS: usize = 160;
-/// Most ids or pairs one batch call accepts.
+/// Most ids or pairs one batch read accepts.
 pub const MAX_BATCH: usize = 500;
+/// Most users or follows one batch write (CreateUsers, FollowMany) carries.
+/// A batch is one store transaction: this bounds how long it holds the
+/// store's single writer and how much it buffers before committing.
+pub const MAX_WRITE_BATCH: usize = 1000;
 /// Page size when the request leaves `page.limit` at 0.
 pub const DEFAULT_PAGE_LIMIT: usize = 100;
 /// Largest page; fan-out reads follower lists in large pages.
@@ -68,6 +73,18 @@ pub fn bio(value: &str) -> Result<(), GraphError> {
     Ok(())
 }
 
+/// A user to create, checked field by field, the display name trimmed.
+pub fn new_user(request: CreateUserRequest) -> Result<NewUser, GraphError> {
+    username("username", &request.username)?;
+    let display_name = display_name(&request.display_name)?;
+    bio(&request.bio)?;
+    Ok(NewUser {
+        username: request.username,
+        display_name,
+        bio: request.bio,
+    })
+}
+
 /// Ids are Snowflakes, never 0; a 0 is an unset field.
 pub fn user_id(field: &str, id: u64) -> Result<u64, GraphError> {
     if id == 0 {
@@ -87,10 +104,19 @@ pub fn user_ids(field: &str, ids: &[u64]) -> Result<(), GraphError> {
 
 /// At most [`MAX_BATCH`] entries.
 pub fn batch_size(field: &str, len: usize) -> Result<(), GraphError> {
-    if len > MAX_BATCH {
+    at_most(field, len, MAX_BATCH)
+}
+
+/// At most [`MAX_WRITE_BATCH`] entries; an empty batch is fine (it does nothing).
+pub fn write_batch_size(field: &str, len: usize) -> Result<(), GraphError> {
+    at_most(field, len, MAX_WRITE_BATCH)
+}
+
+fn at_most(field: &str, len: usize, max: usize) -> Result<(), GraphError> {
+    if len > max {
         return Err(GraphError::invalid(
             field,
-            format!("at most {MAX_BATCH} entries per call, got {len}"),
+            format!("at most {max} entries per call, got {len}"),
         ));
     }
     Ok(())

@@ -4,6 +4,7 @@
 mod api {
     pub mod helpers;
 
+    mod batches;
     mod events;
     mod follows;
     mod lists;

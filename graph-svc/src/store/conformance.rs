@@ -1,6 +1,7 @@
 //! The [`GraphStore`] contract as executable checks, run against every
-//! implementation: the embedded store in this crate's unit tests, Neo4j in
-//! `tests/api/store_neo4j.rs` when `NEO4J_URI` is set.
+//! implementation: the embedded store in this crate's unit tests (once as
+//! is, once with the trait's default batch writes, which Neo4j uses), Neo4j
+//! in `tests/api/store_neo4j.rs` when `NEO4J_URI` is set.
 //!
 //! The checks speak only the trait and the store's [`Outbox`] (where its
 //! events wait to be published). They never assume an empty store:
@@ -21,6 +22,7 @@ use super::{
     EdgePosition, FollowChange, FollowCounts, FollowPage, GraphStore, NewUser, PageQuery, User,
 };
 use crate::error::GraphError;
+use crate::validate::MAX_WRITE_BATCH;
 
 /// Most outbox entries one look at the outbox reads; far above what a run writes.
 const OUTBOX_SCAN: usize = 100_000;
@@ -51,6 +53,14 @@ where
     is_following_answers_each_pair_in_order(&store).await;
     let (_guard, store, outbox) = make().await;
     every_follow_change_leaves_exactly_one_event(&store, outbox.as_ref()).await;
+    let (_guard, store, _outbox) = make().await;
+    a_user_batch_creates_everyone_in_order_or_no_one(&store).await;
+    let (_guard, store, outbox) = make().await;
+    a_follow_batch_counts_and_publishes_like_single_follows(&store, outbox.as_ref()).await;
+    let (_guard, store, outbox) = make().await;
+    a_follow_batch_with_a_bad_pair_follows_nothing(&store, outbox.as_ref()).await;
+    let (_guard, store, _outbox) = make().await;
+    write_batches_are_limited_in_size(&store).await;
 }
 
 /// A username unique to this run: 15 characters at most, as the service allows.
@@ -81,6 +91,38 @@ async fn users(store: &impl GraphStore, prefix: &str, count: usize) -> Vec<u64> 
         ids.push(user(store, prefix).await.id);
     }
     ids
+}
+
+fn new_user(username: &str) -> NewUser {
+    NewUser {
+        username: username.into(),
+        display_name: format!("{username} display"),
+        bio: String::new(),
+    }
+}
+
+/// Asserts `result` failed with `InvalidArgument` naming `field`.
+#[track_caller]
+fn assert_invalid<T: std::fmt::Debug>(result: Result<T, GraphError>, field: &str) {
+    match result {
+        Err(GraphError::InvalidArgument { field: named, .. }) => assert_eq!(named, field),
+        other => panic!("expected InvalidArgument on {field}, got {other:?}"),
+    }
+}
+
+/// Whether each username resolves to a user.
+async fn exist(store: &impl GraphStore, usernames: &[String]) -> Vec<bool> {
+    let mut found = Vec::with_capacity(usernames.len());
+    for name in usernames {
+        found.push(
+            store
+                .get_user_by_username(name)
+                .await
+                .expect("get_user_by_username")
+                .is_some(),
+        );
+    }
+    found
 }
 
 async fn follow(store: &impl GraphStore, follower: u64, followee: u64) -> FollowChange {
@@ -601,4 +643,260 @@ pub async fn every_follow_change_leaves_exactly_one_event(
         .collect();
     outbox.mark_published(&handles).await.unwrap();
     assert!(follow_events(outbox, &[alice, bob, carol]).await.is_empty());
+}
+
+/// A user batch creates every user, in request order, each as
+/// `create_user` would; a username taken by an existing user or repeated
+/// within the batch (ignoring case) fails the batch naming that entry and
+/// creates no one; an empty batch is fine.
+pub async fn a_user_batch_creates_everyone_in_order_or_no_one(store: &impl GraphStore) {
+    let names: Vec<String> = ["ann", "ben", "cat"].map(username).to_vec();
+    let created = store
+        .create_users(names.iter().map(|name| new_user(name)).collect())
+        .await
+        .expect("create_users");
+    assert_eq!(
+        created
+            .iter()
+            .map(|u| u.username.clone())
+            .collect::<Vec<_>>(),
+        names,
+        "in request order"
+    );
+    let ids: Vec<u64> = created.iter().map(|u| u.id).collect();
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        3,
+        "distinct ids: {ids:?}"
+    );
+    assert_eq!(
+        store.get_users(&ids).await.unwrap(),
+        created.iter().cloned().map(Some).collect::<Vec<_>>()
+    );
+    for user in &created {
+        assert_eq!(
+            user.created_at_ms,
+            warble_mesh::snowflake::decode(user.id).unix_ms as i64
+        );
+        assert_eq!(user.display_name, format!("{} display", user.username));
+        assert_eq!(counts(store, user.id).await, FollowCounts::default());
+    }
+
+    // Entry 2 repeats entry 0 in another case: nothing is created.
+    let fresh: Vec<String> = ["dan", "eve"].map(username).to_vec();
+    let repeated = store
+        .create_users(vec![
+            new_user(&fresh[0]),
+            new_user(&fresh[1]),
+            new_user(&fresh[0].to_ascii_uppercase()),
+        ])
+        .await;
+    match repeated {
+        Err(GraphError::AlreadyExists(message)) => {
+            assert!(message.starts_with("users[2]: "), "{message}")
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(exist(store, &fresh).await, vec![false, false]);
+
+    // Entry 1 is an existing user's name: nothing is created either.
+    let taken = store
+        .create_users(vec![
+            new_user(&fresh[0]),
+            new_user(&names[1].to_ascii_uppercase()),
+            new_user(&fresh[1]),
+        ])
+        .await;
+    match taken {
+        Err(GraphError::AlreadyExists(message)) => {
+            assert!(message.starts_with("users[1]: "), "{message}")
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(exist(store, &fresh).await, vec![false, false]);
+
+    assert!(store.create_users(Vec::new()).await.unwrap().is_empty());
+}
+
+/// A follow batch applies its pairs in order: each answer is what a single
+/// follow would have answered at that point (an existing or repeated follow
+/// is unchanged), counts end exact, each follow made leaves exactly one
+/// `Followed` carrying the counts after it, and the follows list newest
+/// (latest in the batch) first.
+pub async fn a_follow_batch_counts_and_publishes_like_single_follows(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+) {
+    let star = user(store, "star").await.id;
+    let fans = users(store, "fan", 3).await;
+    let (a, b) = (user(store, "a").await.id, user(store, "b").await.id);
+    follow(store, fans[0], star).await;
+    let changes = store
+        .follow_many(&[
+            (fans[0], star), // already a follow
+            (fans[1], star),
+            (fans[2], star),
+            (fans[1], star), // repeats an earlier pair
+            (star, fans[1]),
+            (a, b),
+        ])
+        .await
+        .expect("follow_many");
+    let change = |changed, followee_followers, follower_following| FollowChange {
+        changed,
+        followee_followers,
+        follower_following,
+    };
+    assert_eq!(
+        changes,
+        vec![
+            change(false, 1, 1),
+            change(true, 2, 1),
+            change(true, 3, 1),
+            change(false, 3, 1),
+            change(true, 1, 1),
+            change(true, 1, 1),
+        ]
+    );
+    let expected_counts = |followers, following| FollowCounts {
+        followers,
+        following,
+    };
+    assert_eq!(counts(store, star).await, expected_counts(3, 1));
+    assert_eq!(counts(store, fans[1]).await, expected_counts(1, 1));
+    assert_eq!(counts(store, fans[2]).await, expected_counts(0, 1));
+    assert_eq!(counts(store, b).await, expected_counts(1, 0));
+    assert_eq!(
+        store
+            .is_following(&[(fans[1], star), (star, fans[1]), (b, a)])
+            .await
+            .unwrap(),
+        vec![true, true, false]
+    );
+    let listed = all_pages(store, star, 10, None).await;
+    assert_eq!(user_ids(&listed), vec![fans[2], fans[1], fans[0]]);
+
+    // One event for the single follow, one per follow the batch made.
+    let mut involved = fans.clone();
+    involved.extend([star, a, b]);
+    let events = follow_events(outbox, &involved).await;
+    let followed: Vec<(u64, Followed)> = events
+        .iter()
+        .map(|(entry, event)| match &event.payload {
+            Some(event::Payload::Followed(f)) => {
+                assert_eq!(event.occurred_at_ms, f.followed_at_ms);
+                (entry.key, *f)
+            }
+            other => panic!("expected Followed, got {other:?}"),
+        })
+        .collect();
+    let summary: Vec<(u64, u64, u64, u64, u64)> = followed
+        .iter()
+        .map(|(key, f)| {
+            (
+                *key,
+                f.follower_id,
+                f.followee_id,
+                f.followee_followers_count,
+                f.follower_following_count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (star, fans[0], star, 1, 1),
+            (star, fans[1], star, 2, 1),
+            (star, fans[2], star, 3, 1),
+            (fans[1], star, fans[1], 1, 1),
+            (b, a, b, 1, 1),
+        ],
+        "keyed by the followee, in the order the follows happened"
+    );
+    let ids: HashSet<u64> = events.iter().map(|(_, e)| e.event_id).collect();
+    assert_eq!(ids.len(), events.len(), "event ids are unique");
+    for edge in listed.iter().flat_map(|page| &page.edges) {
+        let (_, event) = followed
+            .iter()
+            .find(|(_, f)| f.follower_id == edge.user_id && f.followee_id == star)
+            .expect("an event per follow");
+        assert_eq!(event.followed_at_ms, edge.followed_at_ms);
+    }
+}
+
+/// A follow batch naming a missing user, or holding a self-follow, fails
+/// naming the first bad pair and changes nothing: no edge, no count, no event.
+pub async fn a_follow_batch_with_a_bad_pair_follows_nothing(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+) {
+    let a = user(store, "a").await.id;
+    let b = user(store, "b").await.id;
+    let c = user(store, "c").await.id;
+    let ghost = c.wrapping_add(5_555_557);
+    for bad in [(a, ghost), (ghost, a)] {
+        match store.follow_many(&[(a, b), (b, c), bad, (c, a)]).await {
+            Err(GraphError::NotFound(message)) => {
+                assert!(message.starts_with("pairs[2]: "), "{message}")
+            }
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+    assert_invalid(
+        store.follow_many(&[(a, b), (c, c), (b, b)]).await,
+        "pairs[1].followee_id",
+    );
+    for user in [a, b, c] {
+        assert_eq!(counts(store, user).await, FollowCounts::default());
+    }
+    assert_eq!(
+        store.is_following(&[(a, b), (b, c)]).await.unwrap(),
+        vec![false, false]
+    );
+    assert!(follow_events(outbox, &[a, b, c, ghost]).await.is_empty());
+    assert!(store.follow_many(&[]).await.unwrap().is_empty());
+}
+
+/// A write batch holds at most [`MAX_WRITE_BATCH`] entries: one more is
+/// `InvalidArgument` on the whole list and writes nothing.
+pub async fn write_batches_are_limited_in_size(store: &impl GraphStore) {
+    let names: Vec<String> = (0..=MAX_WRITE_BATCH).map(|_| username("many")).collect();
+    assert_invalid(
+        store
+            .create_users(names.iter().map(|name| new_user(name)).collect())
+            .await,
+        "users",
+    );
+    assert_eq!(
+        exist(store, &[names[0].clone(), names[MAX_WRITE_BATCH].clone()]).await,
+        vec![false, false]
+    );
+    let created = store
+        .create_users(
+            names[..MAX_WRITE_BATCH]
+                .iter()
+                .map(|name| new_user(name))
+                .collect(),
+        )
+        .await
+        .expect("a full batch");
+    assert_eq!(created.len(), MAX_WRITE_BATCH);
+
+    let (a, b) = (created[0].id, created[1].id);
+    assert_invalid(
+        store.follow_many(&vec![(a, b); MAX_WRITE_BATCH + 1]).await,
+        "pairs",
+    );
+    assert_eq!(counts(store, b).await, FollowCounts::default());
+    let changes = store
+        .follow_many(&vec![(a, b); MAX_WRITE_BATCH])
+        .await
+        .expect("a full batch");
+    assert_eq!(changes.len(), MAX_WRITE_BATCH);
+    assert_eq!(
+        changes.iter().filter(|change| change.changed).count(),
+        1,
+        "only the first of a repeated pair changes anything"
+    );
+    assert_eq!(counts(store, b).await.followers, 1);
 }

@@ -8,14 +8,22 @@
 //! both users of a follow exist, idempotent follows) and publish the matching
 //! domain event in the same durable step as the change; request validation
 //! happens before, in the service.
+//!
+//! Batch writes (`create_users`, `follow_many`) are all or nothing for
+//! every check the store makes. Their default implementations check up
+//! front and then loop over the single-item methods; a store that can
+//! commit a batch in one transaction (the embedded one) overrides them.
 
 pub mod conformance;
 mod embedded;
 mod neo4j;
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 
 use crate::error::GraphError;
+use crate::validate;
 
 pub use embedded::EmbeddedGraphStore;
 pub use neo4j::Neo4jGraphStore;
@@ -119,6 +127,37 @@ pub trait GraphStore: Send + Sync + 'static {
     /// taken ignoring case.
     async fn create_user(&self, user: NewUser) -> Result<User, GraphError>;
 
+    /// Creates `users` in order, all or none, returning them in the same
+    /// order. Fails naming the first failing entry (see
+    /// [`GraphError::in_batch`]): `AlreadyExists` when its username is taken,
+    /// ignoring case, by an existing user or an earlier entry;
+    /// `InvalidArgument` for more than [`validate::MAX_WRITE_BATCH`] users.
+    ///
+    /// This default is NOT one transaction: it checks every username first,
+    /// so a batch failing those checks creates no one, then calls
+    /// [`GraphStore::create_user`] per user. A username claimed concurrently,
+    /// or a backend failure part-way, leaves the users before it created.
+    /// Stores that can write a batch atomically override it.
+    async fn create_users(&self, users: Vec<NewUser>) -> Result<Vec<User>, GraphError> {
+        validate::write_batch_size("users", users.len())?;
+        let mut claimed = HashSet::with_capacity(users.len());
+        for (index, user) in users.iter().enumerate() {
+            let repeated = !claimed.insert(user.username.to_ascii_lowercase());
+            if repeated || self.get_user_by_username(&user.username).await?.is_some() {
+                return Err(username_taken(&user.username).in_batch("users", index));
+            }
+        }
+        let mut created = Vec::with_capacity(users.len());
+        for (index, user) in users.into_iter().enumerate() {
+            let user = self
+                .create_user(user)
+                .await
+                .map_err(|error| error.in_batch("users", index))?;
+            created.push(user);
+        }
+        Ok(created)
+    }
+
     /// Looks users up by id: one answer per id, in order, `None` when missing.
     async fn get_users(&self, ids: &[u64]) -> Result<Vec<Option<User>>, GraphError>;
 
@@ -128,6 +167,41 @@ pub trait GraphStore: Send + Sync + 'static {
     /// Makes `follower` follow `followee` and publishes `Followed`;
     /// `NotFound` when either is missing. Idempotent.
     async fn follow(&self, follower: u64, followee: u64) -> Result<FollowChange, GraphError>;
+
+    /// Makes each `(follower, followee)` pair a follow, in order, all or
+    /// none: one [`FollowChange`] per pair, each as [`GraphStore::follow`]
+    /// would answer right after the pairs before it (a pair already
+    /// followed, or repeated, is unchanged), and one `Followed` per follow
+    /// made. Fails naming the first failing pair: `NotFound` for a missing
+    /// user, `InvalidArgument` for a self-follow or more than
+    /// [`validate::MAX_WRITE_BATCH`] pairs.
+    ///
+    /// This default is NOT one transaction: it checks every pair and that
+    /// every user exists first, so a batch failing those checks follows
+    /// nothing, then calls [`GraphStore::follow`] per pair. A backend
+    /// failure part-way leaves the follows before it made (retrying the
+    /// whole batch is safe: follows are idempotent).
+    /// Stores that can write a batch atomically override it.
+    async fn follow_many(&self, pairs: &[(u64, u64)]) -> Result<Vec<FollowChange>, GraphError> {
+        check_follow_batch(pairs)?;
+        let ids: Vec<u64> = pairs
+            .iter()
+            .flat_map(|&(follower, followee)| [follower, followee])
+            .collect();
+        let counts = self.follow_counts(&ids).await?;
+        if let Some(position) = counts.iter().position(Option::is_none) {
+            return Err(user_not_found(ids[position]).in_batch("pairs", position / 2));
+        }
+        let mut changes = Vec::with_capacity(pairs.len());
+        for (index, &(follower, followee)) in pairs.iter().enumerate() {
+            let change = self
+                .follow(follower, followee)
+                .await
+                .map_err(|error| error.in_batch("pairs", index))?;
+            changes.push(change);
+        }
+        Ok(changes)
+    }
 
     /// Removes the follow and publishes `Unfollowed`; `NotFound` when either
     /// user is missing. Idempotent.
@@ -151,4 +225,37 @@ pub trait GraphStore: Send + Sync + 'static {
 
     /// Whether each `(follower, followee)` pair is a follow, in order.
     async fn is_following(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError>;
+}
+
+/// The failure of a call naming user `id` who does not exist.
+pub(crate) fn user_not_found(id: u64) -> GraphError {
+    GraphError::NotFound(format!("user {id} not found"))
+}
+
+/// The failure of creating a user whose username is taken.
+pub(crate) fn username_taken(username: &str) -> GraphError {
+    GraphError::AlreadyExists(format!("username `{username}` is taken"))
+}
+
+/// A follow or unfollow of oneself would count one user as two (and lock or
+/// write one row twice). The service rejects it earlier; stores check it
+/// too, so each is safe on its own.
+pub(crate) fn distinct_users(follower: u64, followee: u64) -> Result<(), GraphError> {
+    if follower == followee {
+        return Err(GraphError::invalid(
+            "followee_id",
+            "must differ from follower_id",
+        ));
+    }
+    Ok(())
+}
+
+/// What every store checks of a follow batch before touching the graph: its
+/// size, and that no pair is a self-follow.
+pub(crate) fn check_follow_batch(pairs: &[(u64, u64)]) -> Result<(), GraphError> {
+    validate::write_batch_size("pairs", pairs.len())?;
+    for (index, &(follower, followee)) in pairs.iter().enumerate() {
+        distinct_users(follower, followee).map_err(|error| error.in_batch("pairs", index))?;
+    }
+    Ok(())
 }

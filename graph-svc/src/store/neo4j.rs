@@ -18,7 +18,9 @@
 //!   pages are `seq < cursor` seeks in composite relationship indexes,
 //!   newest first, so follows made while someone pages sort before their
 //!   cursor and existing edges never move.
-//! - **Batches** are one `UNWIND` query each.
+//! - **Batch reads** are one `UNWIND` query each. Batch writes
+//!   (`create_users`, `follow_many`) are not batched here: they use the
+//!   trait's defaults, one transaction per item after up-front checks.
 //!
 //! Transactions that fail with a transient error (deadlock, leader switch)
 //! are retried a few times; every call is bounded by [`REQUEST_TIMEOUT`].
@@ -49,7 +51,7 @@ use warble_proto::events::v1::{Event, Followed, Unfollowed, event::Payload};
 
 use super::{
     EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, NewUser,
-    PageQuery, User,
+    PageQuery, User, distinct_users, user_not_found, username_taken,
 };
 use crate::error::GraphError;
 use cypher::{Cypher, Names};
@@ -271,14 +273,7 @@ impl Neo4jGraphStore {
         followee: u64,
         follow: bool,
     ) -> Result<FollowChange, GraphError> {
-        // Would lock one node twice and count one user as two; the service
-        // rejects it earlier, this keeps the store safe on its own.
-        if follower == followee {
-            return Err(GraphError::invalid(
-                "followee_id",
-                "must differ from follower_id",
-            ));
-        }
+        distinct_users(follower, followee)?;
         let mut attempt = 1;
         loop {
             let outcome = tokio::time::timeout(
@@ -613,10 +608,6 @@ fn page_of(
     FollowPage { edges, next: None }
 }
 
-fn user_not_found(id: u64) -> GraphError {
-    GraphError::NotFound(format!("user {id} not found"))
-}
-
 fn ms_of(id: u64) -> i64 {
     i64::try_from(snowflake::decode(id).unix_ms).unwrap_or(i64::MAX)
 }
@@ -646,6 +637,9 @@ fn user_from_row(row: &Row) -> Result<User, GraphError> {
     })
 }
 
+// `create_users` and `follow_many` keep the trait's defaults: one
+// transaction per item, not one per batch (see their docs for what that
+// means when a batch fails part-way).
 #[async_trait]
 impl GraphStore for Neo4jGraphStore {
     async fn create_user(&self, user: NewUser) -> Result<User, GraphError> {
@@ -664,10 +658,7 @@ impl GraphStore for Neo4jGraphStore {
             Ok(Err(neo4rs::Error::Neo4j(error)))
                 if error.code() == "Neo.ClientError.Schema.ConstraintValidationFailed" =>
             {
-                return Err(GraphError::AlreadyExists(format!(
-                    "username `{}` is taken",
-                    user.username
-                )));
+                return Err(username_taken(&user.username));
             }
             Ok(Err(error)) => return Err(error.into()),
             Err(_) => {

@@ -160,6 +160,47 @@ impl TestApp {
         self.try_follow(follower, followee).await.expect("follow")
     }
 
+    /// CreateUsers with `(username, display_name, bio)` entries.
+    pub async fn try_create_users(
+        &self,
+        users: &[(&str, &str, &str)],
+    ) -> Result<Vec<pb::User>, Status> {
+        let users = users
+            .iter()
+            .map(|&(username, display_name, bio)| pb::CreateUserRequest {
+                username: username.into(),
+                display_name: display_name.into(),
+                bio: bio.into(),
+            })
+            .collect();
+        Ok(self
+            .client()
+            .create_users(pb::CreateUsersRequest { users })
+            .await?
+            .into_inner()
+            .users)
+    }
+
+    /// FollowMany with `(follower, followee)` pairs.
+    pub async fn try_follow_many(
+        &self,
+        pairs: &[(u64, u64)],
+    ) -> Result<Vec<pb::FollowOutcome>, Status> {
+        let pairs = pairs
+            .iter()
+            .map(|&(follower_id, followee_id)| pb::FollowPair {
+                follower_id,
+                followee_id,
+            })
+            .collect();
+        Ok(self
+            .client()
+            .follow_many(pb::FollowManyRequest { pairs })
+            .await?
+            .into_inner()
+            .results)
+    }
+
     pub async fn try_unfollow(
         &self,
         follower: u64,

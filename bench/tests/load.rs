@@ -1,0 +1,113 @@
+//! The loader puts a workload's graph into the stack exactly: every user
+//! at its index, every follow edge and no other. It loads in batches, so
+//! this is what would catch ids matched to the wrong index or a partial
+//! last batch dropped.
+
+use warble_bench::client::Grpc;
+use warble_bench::stack::{BenchStack, StackOptions};
+use warble_bench::workload::{LoadOptions, Workload, WorkloadSpec, load};
+use warble_proto::graph::v1::{
+    FollowPair, GetFollowCountsRequest, GetUsersRequest, IsFollowingRequest,
+};
+
+/// The most ids or pairs graph-svc's batch reads take.
+const READ_BATCH: usize = 500;
+
+#[tokio::test]
+async fn load_creates_every_user_at_its_index_and_every_follow_edge() {
+    warble_mesh::telemetry::init_for_tests();
+    // Several batches of users and of follows, the last ones partial.
+    let spec = WorkloadSpec {
+        tweets_per_user: 0,
+        ..WorkloadSpec::new(1_234, 2, 100)
+    };
+    let workload = Workload::generate(&spec).unwrap();
+    let stack = BenchStack::start(StackOptions::default()).await.unwrap();
+    let grpc = Grpc::connect(&stack).await.unwrap();
+    let options = LoadOptions {
+        concurrency: 32,
+        progress: false,
+    };
+    let loaded = load(&workload, &grpc, options).await.unwrap();
+    let mut graph = grpc.graph.clone();
+
+    assert_eq!(loaded.user_ids.len(), workload.usernames.len());
+    for (ids, usernames) in loaded
+        .user_ids
+        .chunks(READ_BATCH)
+        .zip(workload.usernames.chunks(READ_BATCH))
+    {
+        let found: Vec<String> = graph
+            .get_users(GetUsersRequest {
+                user_ids: ids.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .results
+            .into_iter()
+            .map(|lookup| lookup.user.expect("every loaded id is a user").username)
+            .collect();
+        assert_eq!(found, usernames, "user ids are in workload order");
+    }
+
+    let following = workload.following();
+    let expected_counts: Vec<(u64, u64)> = (0..workload.usernames.len())
+        .map(|user| {
+            (
+                workload.followers[user].len() as u64,
+                following[user].len() as u64,
+            )
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for ids in loaded.user_ids.chunks(READ_BATCH) {
+        let answered = graph
+            .get_follow_counts(GetFollowCountsRequest {
+                user_ids: ids.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .counts;
+        counts.extend(
+            answered
+                .into_iter()
+                .map(|c| (c.followers_count, c.following_count)),
+        );
+    }
+    assert_eq!(counts, expected_counts);
+
+    // Every workload edge is a follow; with the counts exact, there is no other.
+    let edges: Vec<FollowPair> = workload
+        .followers
+        .iter()
+        .enumerate()
+        .flat_map(|(followee, followers)| {
+            followers
+                .iter()
+                .map(move |&follower| (follower as usize, followee))
+        })
+        .map(|(follower, followee)| FollowPair {
+            follower_id: loaded.user_ids[follower],
+            followee_id: loaded.user_ids[followee],
+        })
+        .collect();
+    assert_eq!(edges.len(), workload.follow_count());
+    assert!(edges.len() > 2 * READ_BATCH, "spans several follow batches");
+    for pairs in edges.chunks(READ_BATCH) {
+        let answers = graph
+            .is_following(IsFollowingRequest {
+                pairs: pairs.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .following;
+        assert!(
+            answers.iter().all(|&follows| follows),
+            "a workload edge is missing"
+        );
+    }
+    stack.stop().await.unwrap();
+}
