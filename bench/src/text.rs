@@ -126,7 +126,11 @@ const NAMES: &[&str] = &[
 
 /// A valid, unique username for user `index` (at most 15 of `[a-z0-9_]`).
 pub fn username(index: usize) -> String {
-    format!("{}_{index}", NAMES[index % NAMES.len()])
+    let digits = index.to_string();
+    // The index keeps names unique; the name is cut to leave it room.
+    let room = 15usize.saturating_sub(digits.len() + 1);
+    let name = NAMES[index % NAMES.len()];
+    format!("{}_{digits}", &name[..name.len().min(room)])
 }
 
 #[cfg(test)]
@@ -144,7 +148,11 @@ mod tests {
             let text = tweet_text(&mut rng, &users);
             assert!((1..=280).contains(&text.chars().count()), "{text}");
         }
-        assert!(username(9_999_999).len() <= 15);
+        for index in (0..40).chain(9_999_960..10_000_000) {
+            assert!(username(index).len() <= 15, "{}", username(index));
+        }
+        assert_eq!(username(21), "alan_21");
+        assert_ne!(username(1_000_008), username(1_000_028));
         assert!(
             username(123)
                 .chars()

@@ -117,29 +117,37 @@ impl FanoutEngine {
                 .await?;
             return Ok(());
         }
-        let mut page = self
-            .followers_page(created.author_id, String::new())
-            .await?;
+        let mut page = self.audience_page(created.author_id, String::new()).await?;
         loop {
-            let (followers, next) = page;
-            // The next page is read from graph-svc while this one is written
-            // to the cache: a big audience costs max(read, write) per page,
-            // not their sum.
-            let delivered = self.deliver(&followers, entry);
+            let (audience, next) = page;
+            // The next page (graph-svc's followers, then their last-active
+            // marks) is read while this one is written to the cache: a big
+            // audience costs max(read, write) per page, not their sum.
+            let delivered = self.deliver(audience, entry);
             let Some(next) = next else {
                 return delivered.await;
             };
             let (delivered, fetched) =
-                tokio::join!(delivered, self.followers_page(created.author_id, next));
+                tokio::join!(delivered, self.audience_page(created.author_id, next));
             delivered?;
             page = fetched?;
         }
     }
 
-    /// Pushes `entry` into the timelines of the active users among
-    /// `followers`, and evicts those who have just gone idle.
-    async fn deliver(&self, followers: &[u64], entry: Entry) -> Result<(), FanoutError> {
-        let audience = self.audience(followers).await?;
+    /// A page of `author`'s followers split into who receives pushes and who
+    /// has just gone idle, and the cursor of the next page, if any.
+    async fn audience_page(
+        &self,
+        author: u64,
+        cursor: String,
+    ) -> Result<(Audience, Option<String>), FanoutError> {
+        let (followers, next) = self.followers_page(author, cursor).await?;
+        Ok((self.audience(&followers).await?, next))
+    }
+
+    /// Pushes `entry` into the active audience's timelines and evicts those
+    /// who have just gone idle.
+    async fn deliver(&self, audience: Audience, entry: Entry) -> Result<(), FanoutError> {
         if !audience.active.is_empty() {
             self.cache.push(&audience.active, entry).await?;
             FanoutStats::add(&self.stats.deliveries_written, audience.active.len() as u64);
