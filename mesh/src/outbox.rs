@@ -39,6 +39,11 @@ pub trait Outbox: Send + Sync + 'static {
     async fn pending(&self, max: usize) -> Result<Vec<OutboxEntry>, EventLogError>;
     /// Marks entries published (they are never returned by `pending` again).
     async fn mark_published(&self, handles: &[String]) -> Result<(), EventLogError>;
+    /// Whether an empty `pending` already waited (up to [`IDLE_POLL`]) for a
+    /// new entry, so the relay need not sleep before asking again.
+    fn waits_when_idle(&self) -> bool {
+        false
+    }
 }
 
 /// Where the relay publishes. Publishing the same `event_id` twice must
@@ -55,8 +60,9 @@ pub trait EventSink: Send + Sync + 'static {
     ) -> Result<(), EventLogError>;
 }
 
-/// How often an idle relay looks for new entries.
-const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How often an idle relay looks for new entries (or, with an outbox that
+/// [waits](Outbox::waits_when_idle), how long one wait lasts).
+pub const IDLE_POLL: Duration = Duration::from_millis(20);
 /// Entries moved per round.
 const BATCH: usize = 256;
 
@@ -70,6 +76,8 @@ pub async fn run_relay(
     let mut backoff = IDLE_POLL;
     while !*stop.borrow() {
         match relay_once(outbox.as_ref(), sink.as_ref()).await {
+            // The outbox already waited for a new entry: ask again at once.
+            Ok(0) if outbox.waits_when_idle() => continue,
             Ok(0) => backoff = IDLE_POLL,
             Ok(_) => continue,
             Err(error) => {
@@ -131,6 +139,15 @@ impl Outbox for EventLogOutbox {
             .reclaim(&self.stream, &self.group, "relay", Duration::ZERO, max)
             .await?;
         if deliveries.len() < max {
+            // With nothing to reclaim, block until the store appends (the
+            // embedded log wakes readers on commit) rather than polling: an
+            // event reaches the stream within a millisecond of its commit,
+            // not up to a poll interval later.
+            let block = if deliveries.is_empty() {
+                IDLE_POLL
+            } else {
+                Duration::ZERO
+            };
             deliveries.extend(
                 self.log
                     .read_group(
@@ -138,7 +155,7 @@ impl Outbox for EventLogOutbox {
                         &self.group,
                         "relay",
                         max - deliveries.len(),
-                        Duration::ZERO,
+                        block,
                     )
                     .await?,
             );
@@ -163,6 +180,10 @@ impl Outbox for EventLogOutbox {
             .ack(&self.stream, &self.group, &ids)
             .await
             .map(|_| ())
+    }
+
+    fn waits_when_idle(&self) -> bool {
+        true
     }
 }
 
