@@ -22,6 +22,7 @@ use axum::routing::get;
 use crate::auth::{AuthError, Viewer};
 use crate::error::{ErrorCode, gql_error};
 use crate::loaders::Loaders;
+use crate::query_cache::ParsedQueryCache;
 use crate::resolvers::{ClientAddr, GatewayState};
 use crate::schema::{WarbleSchema, classify_errors};
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub state: Arc<GatewayState>,
     /// Serve GraphiQL on `GET /graphql`.
     pub graphiql: bool,
+    /// Parsed documents of the queries seen so far.
+    pub query_cache: ParsedQueryCache,
 }
 
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -90,6 +93,7 @@ async fn graphql_post(
     if let Some(viewer) = viewer {
         request = request.data(viewer);
     }
+    app.query_cache.prepare(&mut request);
     let mut response = app.schema.execute(request).await;
     classify_errors(&mut response);
     GraphQLResponse::from(response).into_response()

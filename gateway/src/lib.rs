@@ -137,6 +137,7 @@ impl Gateway {
             schema: self.schema.clone(),
             state: self.state.clone(),
             graphiql: self.config.graphiql,
+            query_cache: query_cache::ParsedQueryCache::default(),
         };
         let router = http::router(app, self.config.limits.max_body_bytes);
         let addr = listener.local_addr()?;

@@ -57,7 +57,7 @@ impl UserNode {
             Slot::Failed(error) => Err(error.clone()),
             Slot::Lazy => ctx
                 .data::<Loaders>()?
-                .follow_counts
+                .follow_counts()
                 .load_one(self.user.id)
                 .await
                 .gql(),
@@ -113,7 +113,7 @@ impl UserNode {
         match &self.viewer_follows {
             Slot::Ready(follows) => Ok(Some(*follows)),
             Slot::Failed(error) => Err(error.clone()),
-            Slot::Lazy => match &ctx.data::<Loaders>()?.viewer_follows {
+            Slot::Lazy => match &ctx.data::<Loaders>()?.viewer_follows() {
                 Some(loader) => loader.load_one(self.user.id).await.gql(),
                 None => Ok(None),
             },
@@ -191,7 +191,7 @@ impl TweetNode {
             Slot::Failed(error) => Err(error.clone()),
             Slot::Lazy => ctx
                 .data::<Loaders>()?
-                .counts
+                .counts()
                 .load_one(self.tweet.id)
                 .await
                 .gql(),
@@ -205,7 +205,7 @@ impl TweetNode {
         match &self.viewer_state {
             Slot::Ready(state) => Ok(Some(*state)),
             Slot::Failed(error) => Err(error.clone()),
-            Slot::Lazy => match &ctx.data::<Loaders>()?.viewer_state {
+            Slot::Lazy => match &ctx.data::<Loaders>()?.viewer_state() {
                 Some(loader) => loader.load_one(self.tweet.id).await.gql(),
                 None => Ok(None),
             },
@@ -218,7 +218,7 @@ impl TweetNode {
         };
         Ok(ctx
             .data::<Loaders>()?
-            .tweets
+            .tweets()
             .load_one(id)
             .await
             .gql()?
@@ -250,7 +250,7 @@ impl TweetNode {
             Slot::Failed(error) => Err(error.clone()),
             Slot::Lazy => Ok(ctx
                 .data::<Loaders>()?
-                .users
+                .users()
                 .load_one(self.tweet.author_id)
                 .await
                 .gql()?

@@ -2,19 +2,26 @@
 //!
 //! A frontend sends the same few queries over and over with different
 //! variables, and parsing one (async-graphql's pest parser) was 7% of the
-//! hydrated home timeline's CPU in profiles. This extension keeps the parsed
-//! document of every query that parsed cleanly and hands back a copy next
-//! time. Only parsing is skipped: validation, depth and complexity limits
-//! still run on every request, and a query that fails to parse is never
-//! cached, so errors are reported exactly as before.
+//! hydrated home timeline's CPU in profiles. The HTTP layer hands each
+//! request to [`ParsedQueryCache::prepare`] before executing it: a query
+//! seen before gets a copy of its parsed document, a new one is parsed once
+//! and kept. Only parsing is skipped: validation, depth and complexity
+//! limits still run on every request, and a query that fails to parse is
+//! never cached (the executor parses it again and reports the error exactly
+//! as before).
+//!
+//! This is deliberately not an async-graphql `Extension`: with any
+//! extension installed, async-graphql runs every field of every response
+//! through the extension chain (a registry lookup, type-name strings and a
+//! boxed future per field), which cost more than the parsing it saved on a
+//! 20-tweet page.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::Request;
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerResult, Variables};
 
 /// Distinct queries kept; a frontend has dozens. Past it, an arbitrary entry
 /// makes room, so a client sending endless unique queries costs a bounded
@@ -24,7 +31,7 @@ const MAX_QUERIES: usize = 1_024;
 /// path, and keying the map by them would let a client pin large strings.
 const MAX_QUERY_BYTES: usize = 16 * 1024;
 
-/// The cache (one per schema; cheap to clone).
+/// The cache (one per gateway; cheap to clone).
 #[derive(Debug, Clone, Default)]
 pub struct ParsedQueryCache {
     shared: Arc<Shared>,
@@ -37,6 +44,32 @@ struct Shared {
 }
 
 impl ParsedQueryCache {
+    /// Gives `request` its parsed document: a copy of the cached one, or
+    /// one parsed now (and kept when it parsed cleanly).
+    pub fn prepare(&self, request: &mut Request) {
+        if request.query.len() > MAX_QUERY_BYTES {
+            return;
+        }
+        let cached = self.documents().get(request.query.as_str()).cloned();
+        if let Some(document) = cached {
+            self.shared.hits.fetch_add(1, Ordering::Relaxed);
+            // Copied outside the lock; the executor takes the document by value.
+            request.set_parsed_query(document.as_ref().clone());
+            return;
+        }
+        let Ok(document) = request.parsed_query() else {
+            return;
+        };
+        let document = Arc::new(document.clone());
+        let mut documents = self.documents();
+        if documents.len() >= MAX_QUERIES
+            && let Some(evicted) = documents.keys().next().cloned()
+        {
+            documents.remove(&evicted);
+        }
+        documents.insert(request.query.as_str().into(), document);
+    }
+
     /// Requests answered from the cache so far.
     pub fn hits(&self) -> u64 {
         self.shared.hits.load(Ordering::Relaxed)
@@ -60,45 +93,9 @@ impl ParsedQueryCache {
     }
 }
 
-impl ExtensionFactory for ParsedQueryCache {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for ParsedQueryCache {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if query.len() > MAX_QUERY_BYTES {
-            return next.run(ctx, query, variables).await;
-        }
-        let cached = self.documents().get(query).cloned();
-        if let Some(document) = cached {
-            self.shared.hits.fetch_add(1, Ordering::Relaxed);
-            // Copied outside the lock; the executor takes the document by value.
-            return Ok(document.as_ref().clone());
-        }
-        let document = next.run(ctx, query, variables).await?;
-        let mut documents = self.documents();
-        if documents.len() >= MAX_QUERIES
-            && let Some(evicted) = documents.keys().next().cloned()
-        {
-            documents.remove(&evicted);
-        }
-        documents.insert(query.into(), Arc::new(document.clone()));
-        Ok(document)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use async_graphql::{EmptyMutation, EmptySubscription, Object, Request, Schema, SimpleObject};
+    use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema, SimpleObject, Variables};
 
     use super::*;
 
@@ -127,25 +124,37 @@ mod tests {
         }
     }
 
-    fn schema(cache: &ParsedQueryCache) -> Schema<Query, EmptyMutation, EmptySubscription> {
+    type TestSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+    fn schema() -> TestSchema {
         Schema::build(Query, EmptyMutation, EmptySubscription)
-            .extension(cache.clone())
             .limit_depth(2)
             .finish()
+    }
+
+    /// What the HTTP layer does: prepare, then execute.
+    async fn execute(
+        schema: &TestSchema,
+        cache: &ParsedQueryCache,
+        request: impl Into<Request>,
+    ) -> async_graphql::Response {
+        let mut request = request.into();
+        cache.prepare(&mut request);
+        schema.execute(request).await
     }
 
     #[tokio::test]
     async fn a_repeated_query_is_parsed_once_and_still_executes_with_its_variables() {
         let cache = ParsedQueryCache::default();
-        let schema = schema(&cache);
+        let schema = schema();
         let query = "query($n: Int!) { double(n: $n) }";
         for n in [2, 5, 21] {
-            let response = schema
-                .execute(
-                    Request::new(query)
-                        .variables(Variables::from_json(serde_json::json!({ "n": n }))),
-                )
-                .await;
+            let response = execute(
+                &schema,
+                &cache,
+                Request::new(query).variables(Variables::from_json(serde_json::json!({ "n": n }))),
+            )
+            .await;
             assert!(response.errors.is_empty(), "{:?}", response.errors);
             assert_eq!(
                 response.data.into_json().unwrap(),
@@ -159,9 +168,9 @@ mod tests {
     #[tokio::test]
     async fn syntax_errors_are_never_cached_and_limits_still_apply_to_cached_queries() {
         let cache = ParsedQueryCache::default();
-        let schema = schema(&cache);
+        let schema = schema();
         for _ in 0..2 {
-            let response = schema.execute("{ double(n: ").await;
+            let response = execute(&schema, &cache, "{ double(n: ").await;
             assert_eq!(response.errors.len(), 1);
         }
         assert!(cache.is_empty());
@@ -172,7 +181,7 @@ mod tests {
         // rejected all the same.
         let too_deep = "{ node { child { child { value } } } }";
         for _ in 0..2 {
-            let response = schema.execute(too_deep).await;
+            let response = execute(&schema, &cache, too_deep).await;
             assert_eq!(response.errors.len(), 1, "{:?}", response.errors);
             assert!(
                 response.errors[0].message.contains("nested too deep"),

@@ -7,17 +7,17 @@ use async_graphql::{ErrorExtensions as _, Schema};
 
 use crate::config::LimitsConfig;
 use crate::error::ErrorCode;
-use crate::query_cache::ParsedQueryCache;
 use crate::resolvers::{GatewayState, MutationRoot, QueryRoot, SubscriptionRoot};
 
 /// Warble's GraphQL schema.
 pub type WarbleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Builds the schema with its limits; `state` is shared by every request.
+/// No extensions: with one installed, async-graphql sends every field
+/// through the extension chain (see [`crate::query_cache`]).
 pub fn build(state: Arc<GatewayState>, limits: &LimitsConfig, introspection: bool) -> WarbleSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(state)
-        .extension(ParsedQueryCache::default())
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);
     if introspection {
