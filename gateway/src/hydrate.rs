@@ -1,7 +1,8 @@
-//! Batched hydration: a page of N tweets costs one GetTweets, then one
-//! GetUsers, one GetCounts and one GetViewerState in parallel (plus one
-//! GetFollowCounts / IsFollowing when the query asks for the authors' counts
-//! or follow state) — never N calls, and no DataLoader batching delay.
+//! Batched hydration: a page of N tweets costs one GetTweets (which brings
+//! the counts and the viewer's state along when the query asks for them),
+//! then one GetUsers (plus one GetFollowCounts / IsFollowing in parallel when
+//! the query asks for the authors' counts or follow state) — never N calls,
+//! and no DataLoader batching delay.
 //! What to fetch is read from the query's selection (look-ahead).
 
 use std::collections::HashMap;
@@ -91,77 +92,49 @@ pub async fn tweets(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    // One call brings the tweets with their counts and the viewer's state.
+    let viewer_id = viewer
+        .filter(|_| wants.viewer_state)
+        .map_or(0, |viewer| viewer.user_id);
     let lookups = downstream
         .tweets
         .clone()
         .get_tweets(tweet::GetTweetsRequest {
             tweet_ids: ids.to_vec(),
+            include_counts: wants.counts,
+            viewer_id,
         })
         .await
         .gql()?
         .into_inner()
         .results;
-    let found: Vec<tweet::Tweet> = lookups
-        .into_iter()
-        .filter_map(|lookup| lookup.tweet)
-        .collect();
-    let live_ids: Vec<u64> = found.iter().map(|tweet| tweet.id).collect();
+    let mut counts = HashMap::new();
+    let mut states = HashMap::new();
+    let mut found = Vec::with_capacity(lookups.len());
+    for lookup in lookups {
+        let Some(tweet) = lookup.tweet else {
+            continue;
+        };
+        if let Some(tweet_counts) = lookup.counts {
+            counts.insert(tweet.id, tweet_counts);
+        }
+        if let Some(state) = lookup.viewer_state {
+            states.insert(tweet.id, state);
+        }
+        found.push(tweet);
+    }
+    let counts = wants.counts.then_some(Ok(counts));
+    let states = (viewer_id != 0).then_some(Ok(states));
     let mut author_ids: Vec<u64> = found.iter().map(|tweet| tweet.author_id).collect();
     author_ids.sort_unstable();
     author_ids.dedup();
 
-    let authors = async {
-        match wants.author {
-            Some(user_wants) if !author_ids.is_empty() => {
-                Some(users(downstream, viewer, &author_ids, user_wants).await)
-            }
-            _ => None,
+    let authors = match wants.author {
+        Some(user_wants) if !author_ids.is_empty() => {
+            Some(users(downstream, viewer, &author_ids, user_wants).await)
         }
+        _ => None,
     };
-    let counts = async {
-        if !wants.counts || live_ids.is_empty() {
-            return None;
-        }
-        Some(
-            downstream
-                .tweets
-                .clone()
-                .get_counts(tweet::GetCountsRequest {
-                    tweet_ids: live_ids.clone(),
-                })
-                .await
-                .map(|response| {
-                    response
-                        .into_inner()
-                        .counts
-                        .into_iter()
-                        .map(|counts| (counts.tweet_id, counts))
-                        .collect::<HashMap<_, _>>()
-                }),
-        )
-    };
-    let states = async {
-        let viewer = viewer.filter(|_| wants.viewer_state && !live_ids.is_empty())?;
-        Some(
-            downstream
-                .tweets
-                .clone()
-                .get_viewer_state(tweet::GetViewerStateRequest {
-                    viewer_id: viewer.user_id,
-                    tweet_ids: live_ids.clone(),
-                })
-                .await
-                .map(|response| {
-                    response
-                        .into_inner()
-                        .states
-                        .into_iter()
-                        .map(|state| (state.tweet_id, state))
-                        .collect::<HashMap<_, _>>()
-                }),
-        )
-    };
-    let (authors, counts, states) = tokio::join!(authors, counts, states);
 
     let nodes: HashMap<u64, TweetNode> = found
         .into_iter()

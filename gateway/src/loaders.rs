@@ -37,6 +37,7 @@ impl Loader<u64> for TweetsById {
             .clone()
             .get_tweets(tweet::GetTweetsRequest {
                 tweet_ids: ids.to_vec(),
+                ..Default::default()
             })
             .await?;
         Ok(response
@@ -200,9 +201,8 @@ impl Loaders {
 
     /// Tweets by id.
     pub fn tweets(&self) -> &DataLoader<TweetsById> {
-        self.tweets.get_or_init(|| {
-            DataLoader::new(TweetsById(self.downstream.clone()), spawn_batch)
-        })
+        self.tweets
+            .get_or_init(|| DataLoader::new(TweetsById(self.downstream.clone()), spawn_batch))
     }
 
     /// Users by id.
@@ -213,9 +213,8 @@ impl Loaders {
 
     /// Counts by tweet id.
     pub fn counts(&self) -> &DataLoader<CountsByTweet> {
-        self.counts.get_or_init(|| {
-            DataLoader::new(CountsByTweet(self.downstream.clone()), spawn_batch)
-        })
+        self.counts
+            .get_or_init(|| DataLoader::new(CountsByTweet(self.downstream.clone()), spawn_batch))
     }
 
     /// Follow counts by user id.

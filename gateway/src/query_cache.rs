@@ -95,7 +95,9 @@ impl ParsedQueryCache {
 
 #[cfg(test)]
 mod tests {
-    use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema, SimpleObject, Variables};
+    use async_graphql::{
+        EmptyMutation, EmptySubscription, Object, Schema, SimpleObject, Variables,
+    };
 
     use super::*;
 

@@ -99,6 +99,7 @@ impl Sources {
                 .clone()
                 .get_tweets(GetTweetsRequest {
                     tweet_ids: chunk.to_vec(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(TimelineError::tweet_svc)?

@@ -12,7 +12,9 @@ use warble_proto::tweet::v1 as pb;
 use warble_proto::tweet::v1::tweet_service_server::TweetService;
 
 use crate::error::TweetError;
-use crate::store::{CreateOutcome, Engagement, NewTweet, Tweet, TweetLookup, TweetStore};
+use crate::store::{
+    CreateOutcome, Engagement, NewTweet, Tweet, TweetCounts, TweetLookup, TweetStore, ViewerState,
+};
 use crate::text;
 
 /// Most ids one batch call may ask about.
@@ -224,14 +226,19 @@ impl TweetService for TweetApi {
         &self,
         request: Request<pb::GetTweetsRequest>,
     ) -> Result<Response<pb::GetTweetsResponse>, Status> {
-        let tweet_ids = request.into_inner().tweet_ids;
+        let request = request.into_inner();
+        let tweet_ids = request.tweet_ids;
         check_batch(&tweet_ids)?;
-        let lookups = self.store.get_tweets(tweet_ids.clone()).await?;
+        let viewer = (request.viewer_id != 0).then_some(request.viewer_id);
+        let hydrated = self
+            .store
+            .hydrate_tweets(tweet_ids.clone(), request.include_counts, viewer)
+            .await?;
         let results = tweet_ids
             .into_iter()
-            .zip(lookups)
-            .map(|(tweet_id, lookup)| {
-                let (status, tweet) = match lookup {
+            .zip(hydrated)
+            .map(|(tweet_id, hydrated)| {
+                let (status, tweet) = match hydrated.lookup {
                     TweetLookup::Found(tweet) => {
                         (pb::TweetLookupStatus::Found, Some(to_proto(tweet)))
                     }
@@ -242,6 +249,12 @@ impl TweetService for TweetApi {
                     tweet_id,
                     status: status.into(),
                     tweet,
+                    counts: hydrated
+                        .counts
+                        .map(|counts| counts_to_proto(tweet_id, Some(counts))),
+                    viewer_state: hydrated
+                        .viewer_state
+                        .map(|state| viewer_state_to_proto(tweet_id, state)),
                 }
             })
             .collect();
@@ -393,18 +406,7 @@ impl TweetService for TweetApi {
         let counts = tweet_ids
             .into_iter()
             .zip(counts)
-            .map(|(tweet_id, counts)| {
-                let found = counts.is_some();
-                let counts = counts.unwrap_or_default();
-                pb::TweetCounts {
-                    tweet_id,
-                    found,
-                    like_count: counts.likes,
-                    retweet_count: counts.retweets,
-                    reply_count: counts.replies,
-                    quote_count: counts.quotes,
-                }
-            })
+            .map(|(tweet_id, counts)| counts_to_proto(tweet_id, counts))
             .collect();
         Ok(Response::new(pb::GetCountsResponse { counts }))
     }
@@ -425,12 +427,31 @@ impl TweetService for TweetApi {
             .tweet_ids
             .into_iter()
             .zip(states)
-            .map(|(tweet_id, state)| pb::ViewerTweetState {
-                tweet_id,
-                liked: state.liked,
-                retweeted: state.retweeted,
-            })
+            .map(|(tweet_id, state)| viewer_state_to_proto(tweet_id, state))
             .collect();
         Ok(Response::new(pb::GetViewerStateResponse { states }))
+    }
+}
+
+/// A tweet's counts on the wire; `None` (not live) is `found: false` with zeros.
+fn counts_to_proto(tweet_id: u64, counts: Option<TweetCounts>) -> pb::TweetCounts {
+    let found = counts.is_some();
+    let counts = counts.unwrap_or_default();
+    pb::TweetCounts {
+        tweet_id,
+        found,
+        like_count: counts.likes,
+        retweet_count: counts.retweets,
+        reply_count: counts.replies,
+        quote_count: counts.quotes,
+    }
+}
+
+/// A viewer's engagement with a tweet on the wire.
+fn viewer_state_to_proto(tweet_id: u64, state: ViewerState) -> pb::ViewerTweetState {
+    pb::ViewerTweetState {
+        tweet_id,
+        liked: state.liked,
+        retweeted: state.retweeted,
     }
 }

@@ -23,8 +23,8 @@ use warble_mesh::snowflake::{SnowflakeGenerator, WARBLE_EPOCH_MS};
 use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
 
 use super::{
-    CreateOutcome, Engagement, EngagementChange, NewTweet, Tweet, TweetCounts, TweetLookup,
-    TweetStore, ViewerState,
+    CreateOutcome, Engagement, EngagementChange, HydratedTweet, NewTweet, Tweet, TweetCounts,
+    TweetLookup, TweetStore, ViewerState,
 };
 use crate::error::TweetError;
 
@@ -68,6 +68,8 @@ where
     every_create_and_delete_leaves_exactly_one_event(&store, outbox.as_ref()).await;
     let (_guard, store, _outbox) = make().await;
     max_issued_id_covers_tweet_and_event_ids(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    hydrating_answers_what_the_three_reads_answer(&store).await;
 }
 
 /// Fresh ids for one check: Snowflake ids from a generator on a random
@@ -844,5 +846,113 @@ pub async fn max_issued_id_covers_tweet_and_event_ids(store: &impl TweetStore) {
     assert!(
         max >= delete_event,
         "max issued id {max} is below the delete event id {delete_event}"
+    );
+}
+
+/// `hydrate_tweets` answers, per id and in order, exactly what `get_tweets`,
+/// `get_counts` and `get_viewer_state` answer, carrying counts and state
+/// only for live tweets and only when asked.
+pub async fn hydrating_answers_what_the_three_reads_answer(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (author, viewer, other) = (fixture.user(), fixture.user(), fixture.user());
+    let liked = post(store, &fixture, author, "liked").await;
+    let plain = post(store, &fixture, author, "plain").await;
+    let deleted = post(store, &fixture, author, "deleted").await;
+    engage(store, Engagement::Like, viewer, liked.id, true).await;
+    engage(store, Engagement::Retweet, other, liked.id, true).await;
+    engage(store, Engagement::Retweet, viewer, plain.id, true).await;
+    engage(store, Engagement::Like, viewer, deleted.id, true).await;
+    assert!(
+        store
+            .delete_tweet(deleted.id, author, fixture.id())
+            .await
+            .unwrap()
+    );
+    let unknown = fixture.id();
+    // Duplicates are answered in place, like every batch read.
+    let ids = vec![plain.id, unknown, liked.id, deleted.id, liked.id];
+
+    let full = store
+        .hydrate_tweets(ids.clone(), true, Some(viewer))
+        .await
+        .expect("hydrate_tweets");
+    let liked_counts = TweetCounts {
+        likes: 1,
+        retweets: 1,
+        replies: 0,
+        quotes: 0,
+    };
+    let plain_counts = TweetCounts {
+        retweets: 1,
+        ..TweetCounts::default()
+    };
+    let liked_row = HydratedTweet {
+        lookup: TweetLookup::Found(liked.clone()),
+        counts: Some(liked_counts),
+        viewer_state: Some(ViewerState {
+            liked: true,
+            retweeted: false,
+        }),
+    };
+    assert_eq!(
+        full,
+        vec![
+            HydratedTweet {
+                lookup: TweetLookup::Found(plain.clone()),
+                counts: Some(plain_counts),
+                viewer_state: Some(ViewerState {
+                    liked: false,
+                    retweeted: true,
+                }),
+            },
+            HydratedTweet::absent(TweetLookup::NotFound),
+            liked_row.clone(),
+            HydratedTweet::absent(TweetLookup::Deleted),
+            liked_row,
+        ]
+    );
+
+    // The same answers as the three separate reads.
+    let lookups = store.get_tweets(ids.clone()).await.unwrap();
+    let counts = store.get_counts(ids.clone()).await.unwrap();
+    let states = store.get_viewer_state(viewer, ids.clone()).await.unwrap();
+    for (index, row) in full.iter().enumerate() {
+        assert_eq!(row.lookup, lookups[index], "lookup of ids[{index}]");
+        assert_eq!(row.counts, counts[index], "counts of ids[{index}]");
+        if row.viewer_state.is_some() {
+            assert_eq!(
+                row.viewer_state,
+                Some(states[index]),
+                "state of ids[{index}]"
+            );
+        }
+    }
+
+    // Only what was asked for.
+    let bare = store
+        .hydrate_tweets(ids.clone(), false, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        bare.iter()
+            .map(|row| row.lookup.clone())
+            .collect::<Vec<_>>(),
+        lookups
+    );
+    assert!(
+        bare.iter()
+            .all(|row| row.counts.is_none() && row.viewer_state.is_none())
+    );
+    let state_only = store
+        .hydrate_tweets(vec![liked.id], false, Some(other))
+        .await
+        .unwrap();
+    assert_eq!(state_only[0].counts, None);
+    assert_eq!(
+        state_only[0].viewer_state,
+        Some(ViewerState {
+            liked: false,
+            retweeted: true,
+        })
     );
 }

@@ -12,8 +12,8 @@ use warble_mesh::snowflake;
 use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
 
 use super::{
-    CreateOutcome, Engagement, EngagementChange, NewTweet, Tweet, TweetCounts, TweetLookup,
-    TweetStore, ViewerState,
+    CreateOutcome, Engagement, EngagementChange, HydratedTweet, NewTweet, Tweet, TweetCounts,
+    TweetLookup, TweetStore, ViewerState,
 };
 use crate::error::TweetError;
 
@@ -567,6 +567,57 @@ impl TweetStore for EmbeddedTweetStore {
                     Ok(ViewerState {
                         liked: likes.get((id, viewer_id))?.is_some(),
                         retweeted: retweets.get((id, viewer_id))?.is_some(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn hydrate_tweets(
+        &self,
+        tweet_ids: Vec<u64>,
+        with_counts: bool,
+        viewer: Option<u64>,
+    ) -> Result<Vec<HydratedTweet>, TweetError> {
+        // One read transaction: the page is a consistent snapshot and each
+        // tweet row is read once, not once per kind of data.
+        self.reading(move |_, database| {
+            let read = database.begin_read()?;
+            let tweets = read.open_table(TWEETS)?;
+            let counts = if with_counts {
+                Some(read.open_table(COUNTS)?)
+            } else {
+                None
+            };
+            let engagement = match viewer {
+                Some(viewer) => Some((viewer, read.open_table(LIKES)?, read.open_table(RETWEETS)?)),
+                None => None,
+            };
+            tweet_ids
+                .into_iter()
+                .map(|id| {
+                    let stored = match load(&tweets, id)? {
+                        None => return Ok(HydratedTweet::absent(TweetLookup::NotFound)),
+                        Some(stored) if stored.deleted => {
+                            return Ok(HydratedTweet::absent(TweetLookup::Deleted));
+                        }
+                        Some(stored) => stored,
+                    };
+                    let counts = match &counts {
+                        Some(table) => Some(read_counts(table, id)?),
+                        None => None,
+                    };
+                    let viewer_state = match &engagement {
+                        Some((viewer, likes, retweets)) => Some(ViewerState {
+                            liked: likes.get((id, *viewer))?.is_some(),
+                            retweeted: retweets.get((id, *viewer))?.is_some(),
+                        }),
+                        None => None,
+                    };
+                    Ok(HydratedTweet {
+                        lookup: TweetLookup::Found(stored.into_tweet(id)),
+                        counts,
+                        viewer_state,
                     })
                 })
                 .collect()

@@ -138,6 +138,72 @@ async fn counts_and_viewer_state_answer_in_request_order() {
 }
 
 #[tokio::test]
+async fn get_tweets_brings_counts_and_viewer_state_only_when_asked() {
+    let app = spawn_app().await;
+    let (author, viewer, other) = (next_user_id(), next_user_id(), next_user_id());
+    let a = app.post(author, "a").await;
+    let gone = app.post(author, "gone").await;
+    app.like(viewer, a.id).await.unwrap();
+    app.retweet(other, a.id).await.unwrap();
+    app.like(viewer, gone.id).await.unwrap();
+    app.try_delete(gone.id, author).await.unwrap();
+    let ids = vec![a.id, 77, gone.id];
+
+    let hydrated = app
+        .client
+        .clone()
+        .get_tweets(pb::GetTweetsRequest {
+            tweet_ids: ids.clone(),
+            include_counts: true,
+            viewer_id: viewer,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let extras: Vec<_> = hydrated
+        .iter()
+        .map(|lookup| (lookup.tweet_id, lookup.counts, lookup.viewer_state))
+        .collect();
+    assert_eq!(
+        extras,
+        [
+            (
+                a.id,
+                Some(pb::TweetCounts {
+                    tweet_id: a.id,
+                    found: true,
+                    like_count: 1,
+                    retweet_count: 1,
+                    ..Default::default()
+                }),
+                Some(pb::ViewerTweetState {
+                    tweet_id: a.id,
+                    liked: true,
+                    retweeted: false,
+                })
+            ),
+            (77, None, None),
+            (gone.id, None, None),
+        ]
+    );
+    // The tweets themselves are what a plain GetTweets answers.
+    let plain = app.try_get(ids).await.unwrap();
+    assert!(
+        plain
+            .iter()
+            .all(|lookup| lookup.counts.is_none() && lookup.viewer_state.is_none())
+    );
+    let strip = |lookups: &[pb::TweetLookup]| {
+        lookups
+            .iter()
+            .map(|lookup| (lookup.tweet_id, lookup.status, lookup.tweet.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&hydrated), strip(&plain));
+}
+
+#[tokio::test]
 async fn engagement_needs_a_live_tweet_and_non_zero_ids() {
     let app = spawn_app().await;
     let (author, user) = (next_user_id(), next_user_id());

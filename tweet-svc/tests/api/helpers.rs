@@ -156,7 +156,10 @@ impl TestApp {
         Ok(self
             .client
             .clone()
-            .get_tweets(pb::GetTweetsRequest { tweet_ids })
+            .get_tweets(pb::GetTweetsRequest {
+                tweet_ids,
+                ..Default::default()
+            })
             .await?
             .into_inner()
             .results)
