@@ -17,6 +17,9 @@ use crate::text;
 
 /// Most ids one batch call may ask about.
 pub const MAX_BATCH: usize = 500;
+/// Most tweets one CreateTweets call may create: one store transaction
+/// each, so this bounds how long a batch holds the writer.
+pub const MAX_WRITE_BATCH: usize = 1_000;
 /// Most media one tweet may attach.
 pub const MAX_MEDIA: usize = 4;
 /// Longest idempotency key, in bytes.
@@ -179,6 +182,18 @@ fn check_batch(tweet_ids: &[u64]) -> Result<(), TweetError> {
         return Err(TweetError::invalid(
             "tweet_ids",
             format!("at most {MAX_BATCH} ids per call"),
+        ));
+    }
+    Ok(())
+}
+
+/// At most [`MAX_WRITE_BATCH`] tweets; an empty batch is fine (it does
+/// nothing). Stores check it too, so each is safe on its own.
+pub fn check_write_batch(len: usize) -> Result<(), TweetError> {
+    if len > MAX_WRITE_BATCH {
+        return Err(TweetError::invalid(
+            "tweets",
+            format!("at most {MAX_WRITE_BATCH} tweets per call, got {len}"),
         ));
     }
     Ok(())
