@@ -32,6 +32,7 @@ use warble_graph_svc::validate::MAX_WRITE_BATCH;
 use warble_proto::graph::v1::{
     CreateUserRequest, CreateUsersRequest, FollowManyRequest, FollowPair,
 };
+use warble_proto::tweet::v1::{CreateTweetRequest, CreateTweetsRequest};
 
 use crate::client::Grpc;
 use crate::text;
@@ -233,11 +234,14 @@ pub struct Loaded {
     pub tweets_s: f64,
 }
 
-/// Users or follows per CreateUsers / FollowMany call. Each call is one
-/// store transaction, one fsync, so loading runs about this many times
-/// faster than a call per item; graph-svc takes up to [`MAX_WRITE_BATCH`].
+/// Users, follows or tweets per CreateUsers / FollowMany / CreateTweets
+/// call. Each call is one store transaction, one fsync, so loading runs
+/// about this many times faster than a call per item; graph-svc and
+/// tweet-svc take up to [`MAX_WRITE_BATCH`] and
+/// [`warble_tweet_svc::service::MAX_WRITE_BATCH`].
 const LOAD_BATCH: usize = 500;
 const _: () = assert!(LOAD_BATCH <= MAX_WRITE_BATCH);
+const _: () = assert!(LOAD_BATCH <= warble_tweet_svc::service::MAX_WRITE_BATCH);
 
 /// Most batch calls in flight at once. The store commits one transaction
 /// at a time, so more would only queue; a few keep the next batches
@@ -247,15 +251,16 @@ const BATCH_CALLS_IN_FLIGHT: usize = 4;
 /// How [`load`] runs.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
-    /// Calls in flight at once (batch calls: at most [`BATCH_CALLS_IN_FLIGHT`]).
+    /// Calls in flight at once (at most [`BATCH_CALLS_IN_FLIGHT`]: every
+    /// loading call is a batch).
     pub concurrency: usize,
     /// Print a progress line to stderr.
     pub progress: bool,
 }
 
 /// Loads `workload` through the public gRPC APIs: users (CreateUsers),
-/// then follows (FollowMany), in batches of [`LOAD_BATCH`], then tweets
-/// (CreateTweet), each as a stream of concurrent calls.
+/// then follows (FollowMany), then tweets (CreateTweets), each in batches
+/// of [`LOAD_BATCH`] with a few calls in flight.
 pub async fn load(
     workload: &Workload,
     grpc: &Grpc,
@@ -381,7 +386,8 @@ async fn follow_all(
     Ok(())
 }
 
-/// Posts `(author id, text)` tweets; returns their ids in order.
+/// Posts `(author id, text)` tweets with CreateTweets, in batches of
+/// [`LOAD_BATCH`]; returns their ids in order.
 pub async fn post_all(
     grpc: &Grpc,
     tweets: Vec<(u64, String)>,
@@ -389,16 +395,46 @@ pub async fn post_all(
 ) -> anyhow::Result<Vec<u64>> {
     let progress = Progress::start("tweets", tweets.len(), options.progress);
     let ids = futures::stream::iter(tweets)
-        .map(|(author, text)| {
+        .chunks(LOAD_BATCH)
+        .map(|batch| {
+            let mut client = grpc.tweets.clone();
             let progress = progress.clone();
+            let authors: Vec<u64> = batch.iter().map(|(author, _)| *author).collect();
+            let tweets = batch
+                .into_iter()
+                .map(|(author_id, text)| CreateTweetRequest {
+                    author_id,
+                    text,
+                    ..Default::default()
+                })
+                .collect();
             async move {
-                let id = grpc.post(author, &text).await?;
-                progress.add(1);
-                anyhow::Ok(id)
+                let results = client
+                    .create_tweets(CreateTweetsRequest { tweets })
+                    .await?
+                    .into_inner()
+                    .results;
+                // Ids are matched to workload tweets by position: check it holds.
+                let ids = results
+                    .into_iter()
+                    .map(|result| result.tweet.map(|tweet| (tweet.author_id, tweet.id)))
+                    .collect::<Option<Vec<_>>>()
+                    .context("CreateTweets returned a result without its tweet")?;
+                anyhow::ensure!(
+                    ids.len() == authors.len()
+                        && ids
+                            .iter()
+                            .zip(&authors)
+                            .all(|((author, _), asked)| author == asked),
+                    "CreateTweets did not return the {} tweets asked for, in order",
+                    authors.len()
+                );
+                progress.add(ids.len() as u64);
+                anyhow::Ok(ids.into_iter().map(|(_, id)| id).collect::<Vec<_>>())
             }
         })
-        .buffered(options.concurrency.max(1))
-        .try_collect()
+        .buffered(batch_calls_in_flight(options))
+        .try_concat()
         .await
         .context("posting tweets")?;
     progress.finish();

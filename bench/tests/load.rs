@@ -1,7 +1,7 @@
 //! The loader puts a workload's graph into the stack exactly: every user
-//! at its index, every follow edge and no other. It loads in batches, so
-//! this is what would catch ids matched to the wrong index or a partial
-//! last batch dropped.
+//! at its index, every follow edge and no other, every tweet at its index
+//! and no other. It loads in batches, so this is what would catch ids
+//! matched to the wrong index or a partial last batch dropped.
 
 use warble_bench::client::Grpc;
 use warble_bench::stack::{BenchStack, StackOptions};
@@ -9,16 +9,17 @@ use warble_bench::workload::{LoadOptions, Workload, WorkloadSpec, load};
 use warble_proto::graph::v1::{
     FollowPair, GetFollowCountsRequest, GetUsersRequest, IsFollowingRequest,
 };
+use warble_proto::tweet::v1::{GetTweetsRequest, ListAuthorsTweetsRequest, TweetLookupStatus};
 
 /// The most ids or pairs graph-svc's batch reads take.
 const READ_BATCH: usize = 500;
 
 #[tokio::test]
-async fn load_creates_every_user_at_its_index_and_every_follow_edge() {
+async fn load_creates_every_user_follow_edge_and_tweet_at_its_index() {
     warble_mesh::telemetry::init_for_tests();
-    // Several batches of users and of follows, the last ones partial.
+    // Several batches of users, of follows and of tweets, the last ones partial.
     let spec = WorkloadSpec {
-        tweets_per_user: 0,
+        tweets_per_user: 2,
         ..WorkloadSpec::new(1_234, 2, 100)
     };
     let workload = Workload::generate(&spec).unwrap();
@@ -108,6 +109,58 @@ async fn load_creates_every_user_at_its_index_and_every_follow_edge() {
             answers.iter().all(|&follows| follows),
             "a workload edge is missing"
         );
+    }
+
+    // Every tweet id is the workload's tweet at that index.
+    let mut tweets = grpc.tweets.clone();
+    assert_eq!(loaded.tweet_ids.len(), workload.tweets.len());
+    assert!(
+        loaded.tweet_ids.len() > 2 * READ_BATCH,
+        "spans several tweet batches"
+    );
+    for (ids, specs) in loaded
+        .tweet_ids
+        .chunks(READ_BATCH)
+        .zip(workload.tweets.chunks(READ_BATCH))
+    {
+        let found = tweets
+            .get_tweets(GetTweetsRequest {
+                tweet_ids: ids.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        for (lookup, spec) in found.iter().zip(specs) {
+            assert_eq!(lookup.status(), TweetLookupStatus::Found);
+            let tweet = lookup.tweet.as_ref().expect("a found tweet");
+            assert_eq!(
+                (tweet.author_id, tweet.text.as_str()),
+                (loaded.user_ids[spec.author as usize], spec.text.as_str()),
+                "tweet ids are in workload order"
+            );
+        }
+    }
+    // Each author has exactly their workload tweets, newest (latest loaded) first.
+    let mut expected: Vec<Vec<u64>> = vec![Vec::new(); workload.usernames.len()];
+    for (spec, id) in workload.tweets.iter().zip(&loaded.tweet_ids) {
+        expected[spec.author as usize].insert(0, *id);
+    }
+    for (authors, expected) in loaded.user_ids.chunks(1_000).zip(expected.chunks(1_000)) {
+        let listed: Vec<Vec<u64>> = tweets
+            .list_authors_tweets(ListAuthorsTweetsRequest {
+                author_ids: authors.to_vec(),
+                before_tweet_id: 0,
+                limit_per_author: 800,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .authors
+            .into_iter()
+            .map(|author| author.tweet_ids)
+            .collect();
+        assert_eq!(listed, expected, "no tweet missing, none extra");
     }
     stack.stop().await.unwrap();
 }

@@ -1,6 +1,7 @@
 //! `warble dev --demo`: sample users, follows and tweets, loaded through the
-//! services' public gRPC APIs, including one celebrity above the fan-out
-//! threshold so the read-time merge is visible.
+//! services' public gRPC batch APIs (CreateUsers, FollowMany, CreateTweets),
+//! including one celebrity above the fan-out threshold so the read-time
+//! merge is visible.
 
 use std::net::SocketAddr;
 
@@ -47,6 +48,12 @@ const CELEBRITY_TWEETS: &[&str] = &[
     "Celebrity tweets are merged into your timeline when you read it. #warble",
 ];
 
+/// Entries per CreateUsers / FollowMany call: the most graph-svc takes.
+const WRITE_BATCH: usize = warble_graph_svc::validate::MAX_WRITE_BATCH;
+// Every demo tweet goes in one CreateTweets call.
+const _: () =
+    assert!(TWEETS.len() + CELEBRITY_TWEETS.len() <= warble_tweet_svc::service::MAX_WRITE_BATCH);
+
 async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Channel::from_shared(format!("http://{addr}"))?
         .connect()
@@ -82,8 +89,51 @@ async fn ensure_user(
     }
 }
 
+/// Creates `users` (username, display name, bio) with CreateUsers, a batch
+/// at a time, and returns their ids in order. A batch naming someone who
+/// already exists (a restart with `--demo`) creates no one, being all or
+/// none, so that batch falls back to [`ensure_user`] per user.
+async fn ensure_users(
+    graph: &mut GraphServiceClient<Channel>,
+    users: &[(String, String, String)],
+) -> anyhow::Result<Vec<u64>> {
+    let mut ids = Vec::with_capacity(users.len());
+    for batch in users.chunks(WRITE_BATCH) {
+        let requests = batch
+            .iter()
+            .map(|(username, name, bio)| graph::CreateUserRequest {
+                username: username.clone(),
+                display_name: name.clone(),
+                bio: bio.clone(),
+            })
+            .collect();
+        match graph
+            .create_users(graph::CreateUsersRequest { users: requests })
+            .await
+        {
+            Ok(response) => ids.extend(response.into_inner().users.iter().map(|user| user.id)),
+            Err(status) if status.code() == Code::AlreadyExists => {
+                for (username, name, bio) in batch {
+                    ids.push(ensure_user(graph, (username, name, bio)).await?);
+                }
+            }
+            Err(status) => return Err(status).context("cannot create the demo users"),
+        }
+    }
+    anyhow::ensure!(
+        ids.len() == users.len(),
+        "CreateUsers returned {} users for {}",
+        ids.len(),
+        users.len()
+    );
+    Ok(ids)
+}
+
 /// Loads the demo data; `celebrity_threshold` decides how many followers
-/// the celebrity gets (one more than the threshold).
+/// the celebrity gets (one more than the threshold). Users, follows and
+/// tweets go in batches (CreateUsers, FollowMany, CreateTweets); running
+/// it again on the same data changes nothing (for tweets, while their
+/// idempotency keys live: a day by default).
 pub async fn load(
     tweet_addr: SocketAddr,
     graph_addr: SocketAddr,
@@ -92,72 +142,78 @@ pub async fn load(
     let mut graph = GraphServiceClient::new(channel(graph_addr).await?);
     let mut tweets = TweetServiceClient::new(channel(tweet_addr).await?);
 
-    let mut people = Vec::new();
-    for person in PEOPLE {
-        people.push((person.0, ensure_user(&mut graph, *person).await?));
-    }
-    let celebrity = ensure_user(&mut graph, CELEBRITY).await?;
-    // Everyone follows everyone else among the regular users, and the celebrity.
-    for (_, follower) in &people {
-        for (_, followee) in people
-            .iter()
-            .filter(|(_, id)| id != follower)
-            .chain([&("", celebrity)])
-        {
-            graph
-                .follow(graph::FollowRequest {
-                    follower_id: *follower,
-                    followee_id: *followee,
-                })
-                .await
-                .context("cannot follow")?;
-        }
-    }
     // Fans push the celebrity over the fan-out threshold.
-    let fans_needed = celebrity_threshold.saturating_sub(people.len() as u64) + 1;
+    let fans_needed = celebrity_threshold.saturating_sub(PEOPLE.len() as u64) + 1;
     println!(
         "demo: {fans_needed} fans follow @{} (celebrity threshold {celebrity_threshold})",
         CELEBRITY.0
     );
-    for n in 0..fans_needed {
-        let username = format!("fan{n}");
-        let fan = ensure_user(&mut graph, (&username, &format!("Fan {n}"), "")).await?;
+    let profile = |(username, name, bio): (&str, &str, &str)| {
+        (username.to_owned(), name.to_owned(), bio.to_owned())
+    };
+    let users: Vec<(String, String, String)> = PEOPLE
+        .iter()
+        .copied()
+        .chain([CELEBRITY])
+        .map(profile)
+        .chain((0..fans_needed).map(|n| (format!("fan{n}"), format!("Fan {n}"), String::new())))
+        .collect();
+    let ids = ensure_users(&mut graph, &users).await?;
+    let (people, rest) = ids.split_at(PEOPLE.len());
+    let (celebrity, fans) = (rest[0], &rest[1..]);
+
+    // Everyone follows everyone else among the regular users, and the
+    // celebrity; the fans follow the celebrity. FollowMany is idempotent.
+    let pairs: Vec<graph::FollowPair> = people
+        .iter()
+        .flat_map(|&follower| {
+            people
+                .iter()
+                .copied()
+                .filter(move |&followee| followee != follower)
+                .chain([celebrity])
+                .map(move |followee| (follower, followee))
+        })
+        .chain(fans.iter().map(|&fan| (fan, celebrity)))
+        .map(|(follower_id, followee_id)| graph::FollowPair {
+            follower_id,
+            followee_id,
+        })
+        .collect();
+    for batch in pairs.chunks(WRITE_BATCH) {
         graph
-            .follow(graph::FollowRequest {
-                follower_id: fan,
-                followee_id: celebrity,
+            .follow_many(graph::FollowManyRequest {
+                pairs: batch.to_vec(),
             })
             .await
             .context("cannot follow")?;
-        if (n + 1) % 500 == 0 {
-            println!("demo: {} of {fans_needed} fans", n + 1);
-        }
     }
 
+    let author = |username: &str| {
+        PEOPLE
+            .iter()
+            .position(|(name, _, _)| *name == username)
+            .map(|index| people[index])
+            .with_context(|| format!("no demo user {username}"))
+    };
+    // Idempotency keys make re-running the demo post nothing twice.
     let post = |author: u64, text: &str, key: String| tweet::CreateTweetRequest {
         author_id: author,
         text: text.into(),
         idempotency_key: key,
         ..Default::default()
     };
+    let mut posts = Vec::with_capacity(TWEETS.len() + CELEBRITY_TWEETS.len());
     for (index, (username, text)) in TWEETS.iter().enumerate() {
-        let author = people
-            .iter()
-            .find(|(name, _)| name == username)
-            .map(|(_, id)| *id)
-            .context("author")?;
-        // Idempotency keys make re-running the demo post nothing twice.
-        tweets
-            .create_tweet(post(author, text, format!("demo-{index}")))
-            .await
-            .context("cannot post")?;
+        posts.push(post(author(username)?, text, format!("demo-{index}")));
     }
     for (index, text) in CELEBRITY_TWEETS.iter().enumerate() {
-        tweets
-            .create_tweet(post(celebrity, text, format!("demo-celebrity-{index}")))
-            .await
-            .context("cannot post")?;
+        posts.push(post(celebrity, text, format!("demo-celebrity-{index}")));
     }
+    tweets
+        .create_tweets(tweet::CreateTweetsRequest { tweets: posts })
+        .await
+        .context("cannot post")?;
     println!(
         "demo: loaded {} users, follows and {} tweets; sign in as any of them with \
          `mutation {{ issueToken(username: \"alice\") {{ token }} }}`",

@@ -19,6 +19,9 @@ use crate::text;
 
 /// Most ids one batch call may ask about.
 pub const MAX_BATCH: usize = 500;
+/// Most tweets one CreateTweets call may create: one store transaction
+/// each, so this bounds how long a batch holds the writer.
+pub const MAX_WRITE_BATCH: usize = 1_000;
 /// Most media one tweet may attach.
 pub const MAX_MEDIA: usize = 4;
 /// Longest idempotency key, in bytes.
@@ -62,6 +65,13 @@ impl TweetApi {
         &self,
         request: pb::CreateTweetRequest,
     ) -> Result<pb::CreateTweetResponse, TweetError> {
+        let new = self.new_tweet(request)?;
+        Ok(created_response(self.store.create_tweet(new).await?))
+    }
+
+    /// Validates a create request and issues its tweet and event ids: the
+    /// one place CreateTweet and CreateTweets check a tweet.
+    fn new_tweet(&self, request: pb::CreateTweetRequest) -> Result<NewTweet, TweetError> {
         let author_id = require_id("author_id", request.author_id)?;
         let text = text::normalize(&request.text)
             .map_err(|error| TweetError::invalid("text", error.to_string()))?;
@@ -95,18 +105,35 @@ impl TweetApi {
             quote_of_tweet_id,
             media_ids: request.media_ids,
         };
-        let new = NewTweet {
+        Ok(NewTweet {
             tweet,
             idempotency_key: Some(request.idempotency_key).filter(|key| !key.is_empty()),
             event_id: self.ids.next_id()?,
-        };
-        let (tweet, replayed) = match self.store.create_tweet(new).await? {
-            CreateOutcome::Created(tweet) => (tweet, false),
-            CreateOutcome::Replayed(tweet) => (tweet, true),
-        };
-        Ok(pb::CreateTweetResponse {
-            tweet: Some(to_proto(tweet)),
-            replayed,
+        })
+    }
+
+    /// CreateTweets: every entry validated (and given its ids) before the
+    /// store sees any, so an invalid entry creates nothing.
+    async fn create_many(
+        &self,
+        requests: Vec<pb::CreateTweetRequest>,
+    ) -> Result<pb::CreateTweetsResponse, TweetError> {
+        // The size first, so an oversized batch costs no per-entry work.
+        check_write_batch(requests.len())?;
+        if requests.is_empty() {
+            return Ok(pb::CreateTweetsResponse::default());
+        }
+        let batch = requests
+            .into_iter()
+            .enumerate()
+            .map(|(index, request)| {
+                self.new_tweet(request)
+                    .map_err(|error| error.in_batch("tweets", index))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcomes = self.store.create_tweets(batch).await?;
+        Ok(pb::CreateTweetsResponse {
+            results: outcomes.into_iter().map(created_response).collect(),
         })
     }
 
@@ -186,6 +213,18 @@ fn check_batch(tweet_ids: &[u64]) -> Result<(), TweetError> {
     Ok(())
 }
 
+/// At most [`MAX_WRITE_BATCH`] tweets; an empty batch is fine (it does
+/// nothing). Stores check it too, so each is safe on its own.
+pub fn check_write_batch(len: usize) -> Result<(), TweetError> {
+    if len > MAX_WRITE_BATCH {
+        return Err(TweetError::invalid(
+            "tweets",
+            format!("at most {MAX_WRITE_BATCH} tweets per call, got {len}"),
+        ));
+    }
+    Ok(())
+}
+
 fn page_limit(page: &PageRequest) -> Result<usize, TweetError> {
     match usize::try_from(page.limit).unwrap_or(usize::MAX) {
         0 => Ok(DEFAULT_PAGE_LIMIT),
@@ -194,6 +233,18 @@ fn page_limit(page: &PageRequest) -> Result<usize, TweetError> {
             "page.limit",
             format!("must be at most {MAX_PAGE_LIMIT}"),
         )),
+    }
+}
+
+/// What CreateTweet answers for `outcome` (and CreateTweets per entry).
+fn created_response(outcome: CreateOutcome) -> pb::CreateTweetResponse {
+    let (tweet, replayed) = match outcome {
+        CreateOutcome::Created(tweet) => (tweet, false),
+        CreateOutcome::Replayed(tweet) => (tweet, true),
+    };
+    pb::CreateTweetResponse {
+        tweet: Some(to_proto(tweet)),
+        replayed,
     }
 }
 
@@ -219,6 +270,16 @@ impl TweetService for TweetApi {
         request: Request<pb::CreateTweetRequest>,
     ) -> Result<Response<pb::CreateTweetResponse>, Status> {
         Ok(Response::new(self.create(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(count = request.get_ref().tweets.len()))]
+    async fn create_tweets(
+        &self,
+        request: Request<pb::CreateTweetsRequest>,
+    ) -> Result<Response<pb::CreateTweetsResponse>, Status> {
+        let response = self.create_many(request.into_inner().tweets).await?;
+        tracing::debug!(count = response.results.len(), "tweets created");
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all, fields(count = request.get_ref().tweet_ids.len()))]

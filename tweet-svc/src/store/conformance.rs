@@ -1,6 +1,7 @@
 //! The [`TweetStore`] contract as executable checks, run against every
-//! implementation: the embedded store in this crate's unit tests, ScyllaDB in
-//! `tests/api/store_scylla.rs` when `SCYLLA_URI` is set.
+//! implementation: the embedded store in this crate's unit tests (once as
+//! is, once with the trait's default `create_tweets`, which ScyllaDB uses),
+//! ScyllaDB in `tests/api/store_scylla.rs` when `SCYLLA_URI` is set.
 //!
 //! The checks speak only the trait and the store's [`Outbox`] (where its
 //! events wait to be published), so every backend answers the same
@@ -27,6 +28,7 @@ use super::{
     TweetLookup, TweetStore, ViewerState,
 };
 use crate::error::TweetError;
+use crate::service::MAX_WRITE_BATCH;
 
 /// The idempotency window every store under test must be configured with.
 /// The TTL check moves time by issuing ids at chosen instants, so a short
@@ -70,6 +72,14 @@ where
     max_issued_id_covers_tweet_and_event_ids(&store).await;
     let (_guard, store, _outbox) = make().await;
     hydrating_answers_what_the_three_reads_answer(&store).await;
+    let (_guard, store, outbox) = make().await;
+    a_tweet_batch_creates_in_order_with_one_event_per_tweet(&store, outbox.as_ref()).await;
+    let (_guard, store, outbox) = make().await;
+    a_tweet_batch_replays_keys_of_earlier_calls_and_earlier_entries(&store, outbox.as_ref()).await;
+    let (_guard, store, outbox) = make().await;
+    a_tweet_batch_with_a_missing_target_creates_nothing(&store, outbox.as_ref()).await;
+    let (_guard, store, _outbox) = make().await;
+    tweet_batches_are_limited_in_size(&store).await;
 }
 
 /// Fresh ids for one check: Snowflake ids from a generator on a random
@@ -954,5 +964,362 @@ pub async fn hydrating_answers_what_the_three_reads_answer(store: &impl TweetSto
             liked: false,
             retweeted: true,
         })
+    );
+}
+
+async fn create_batch(store: &impl TweetStore, batch: Vec<NewTweet>) -> Vec<CreateOutcome> {
+    store.create_tweets(batch).await.expect("create_tweets")
+}
+
+/// Asserts `result` failed on entry `index` of the batch with an error `expected` accepts.
+#[track_caller]
+fn assert_entry_failed<T: std::fmt::Debug>(
+    result: Result<T, TweetError>,
+    index: usize,
+    expected: impl FnOnce(&TweetError) -> bool,
+) {
+    match result {
+        Err(TweetError::InBatch {
+            list: "tweets",
+            index: failed,
+            error,
+        }) if failed == index && expected(&error) => {}
+        other => panic!("expected tweets[{index}] to fail, got {other:?}"),
+    }
+}
+
+/// A batch creates its tweets in request order, each exactly as
+/// `create_tweet` would: one outcome per entry, each created tweet readable
+/// and listed, targets counted (an earlier entry of the same batch is a
+/// valid target), and exactly one `TweetCreated` per tweet, in request
+/// order, keyed by its author. An empty batch does nothing.
+pub async fn a_tweet_batch_creates_in_order_with_one_event_per_tweet(
+    store: &impl TweetStore,
+    outbox: &dyn Outbox,
+) {
+    let fixture = Fixture::new();
+    let (ann, bob) = (fixture.user(), fixture.user());
+    let parent = post(store, &fixture, bob, "parent").await;
+    let first = fixture.tweet(ann, "first #batch");
+    let first = NewTweet {
+        tweet: Tweet {
+            hashtags: vec!["batch".into()],
+            media_ids: vec![4],
+            ..first.tweet
+        },
+        idempotency_key: Some("batch-first".into()),
+        ..first
+    };
+    let reply = fixture.tweet(bob, "a reply");
+    let reply = NewTweet {
+        tweet: Tweet {
+            reply_to_tweet_id: Some(parent.id),
+            ..reply.tweet
+        },
+        ..reply
+    };
+    // Quotes an entry written earlier in the same batch.
+    let quote = fixture.tweet(bob, "quoting ann");
+    let quote = NewTweet {
+        tweet: Tweet {
+            quote_of_tweet_id: Some(first.tweet.id),
+            ..quote.tweet
+        },
+        ..quote
+    };
+    let last = fixture.tweet(ann, "last");
+    let batch = vec![first, reply, quote, last];
+    let expected: Vec<Tweet> = batch.iter().map(|new| new.tweet.clone()).collect();
+    let event_ids: Vec<u64> = batch.iter().map(|new| new.event_id).collect();
+
+    let outcomes = create_batch(store, batch).await;
+    assert_eq!(
+        outcomes,
+        expected
+            .iter()
+            .cloned()
+            .map(CreateOutcome::Created)
+            .collect::<Vec<_>>(),
+        "one outcome per entry, in request order"
+    );
+    let ids: Vec<u64> = expected.iter().map(|tweet| tweet.id).collect();
+    assert_eq!(
+        store.get_tweets(ids.clone()).await.unwrap(),
+        expected
+            .iter()
+            .cloned()
+            .map(TweetLookup::Found)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.list_user_tweets(ann, None, 10).await.unwrap(),
+        vec![expected[3].clone(), expected[0].clone()]
+    );
+    assert_eq!(counts(store, parent.id).await.map(|c| c.replies), Some(1));
+    assert_eq!(
+        counts(store, expected[0].id).await.map(|c| c.quotes),
+        Some(1),
+        "a quote of an earlier entry counts"
+    );
+
+    let events = events_about(outbox, &ids).await;
+    let summary: Vec<(u64, u64, u64, Option<u64>)> = events
+        .iter()
+        .map(|(entry, event)| match &event.payload {
+            Some(event::Payload::TweetCreated(created)) => {
+                assert_eq!(entry.stream, DOMAIN_EVENTS_STREAM);
+                assert_eq!(entry.key, created.author_id, "keyed by the author");
+                assert_eq!(event.occurred_at_ms, ms(created.tweet_id));
+                (
+                    event.event_id,
+                    created.tweet_id,
+                    created.author_id,
+                    created.quote_of_author_id.or(created.reply_to_author_id),
+                )
+            }
+            other => panic!("expected TweetCreated, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (event_ids[0], ids[0], ann, None),
+            (event_ids[1], ids[1], bob, Some(bob)),
+            (event_ids[2], ids[2], bob, Some(ann)),
+            (event_ids[3], ids[3], ann, None),
+        ],
+        "one event per tweet, in request order, naming the targets' authors"
+    );
+    let Some(event::Payload::TweetCreated(created)) = &events[0].1.payload else {
+        unreachable!("checked above")
+    };
+    assert_eq!(
+        (&created.text, &created.hashtags, &created.media_ids),
+        (
+            &expected[0].text,
+            &expected[0].hashtags,
+            &expected[0].media_ids
+        ),
+        "events carry the tweet"
+    );
+
+    assert!(create_batch(store, Vec::new()).await.is_empty());
+}
+
+/// Idempotency keys behave in a batch as in single creates, in request
+/// order: a key used by an earlier call replays its tweet, a key repeated
+/// from an earlier entry of the same batch replays that entry's tweet, and
+/// neither publishes anything; keys stay per author; the same key with
+/// other content fails naming its entry, as does a key whose tweet was deleted.
+pub async fn a_tweet_batch_replays_keys_of_earlier_calls_and_earlier_entries(
+    store: &impl TweetStore,
+    outbox: &dyn Outbox,
+) {
+    let fixture = Fixture::new();
+    let (author, other_author) = (fixture.user(), fixture.user());
+    let keyed = |author: u64, text: &str, key: &str| NewTweet {
+        idempotency_key: Some(key.into()),
+        ..fixture.tweet(author, text)
+    };
+    let original = create(store, keyed(author, "original", "k-earlier")).await;
+
+    let batch = vec![
+        keyed(author, "original", "k-earlier"),
+        keyed(author, "new", "k-batch"),
+        keyed(author, "new", "k-batch"),
+        keyed(other_author, "new", "k-batch"),
+    ];
+    let new_ids: Vec<u64> = batch.iter().map(|new| new.tweet.id).collect();
+    let outcomes = create_batch(store, batch.clone()).await;
+    let created = match &outcomes[1] {
+        CreateOutcome::Created(tweet) => tweet.clone(),
+        other => panic!("expected the first use of k-batch to create, got {other:?}"),
+    };
+    let theirs = match &outcomes[3] {
+        CreateOutcome::Created(tweet) => tweet.clone(),
+        other => panic!("keys are per author, got {other:?}"),
+    };
+    assert_eq!(
+        outcomes,
+        vec![
+            CreateOutcome::Replayed(original.clone()),
+            CreateOutcome::Created(created.clone()),
+            CreateOutcome::Replayed(created.clone()),
+            CreateOutcome::Created(theirs.clone()),
+        ]
+    );
+    assert_eq!(
+        (created.id, theirs.id),
+        (new_ids[1], new_ids[3]),
+        "created tweets keep their issued ids"
+    );
+    assert_eq!(
+        store
+            .get_tweets(vec![new_ids[0], new_ids[2]])
+            .await
+            .unwrap(),
+        vec![TweetLookup::NotFound, TweetLookup::NotFound],
+        "a replay stores nothing under its own id"
+    );
+
+    // The same batch again, with fresh ids as a retrying client's would get: all replays.
+    let retried: Vec<NewTweet> = batch
+        .iter()
+        .map(|new| NewTweet {
+            tweet: Tweet {
+                id: fixture.id(),
+                ..new.tweet.clone()
+            },
+            event_id: fixture.id(),
+            ..new.clone()
+        })
+        .collect();
+    let retried_ids: Vec<u64> = retried.iter().map(|new| new.tweet.id).collect();
+    assert_eq!(
+        create_batch(store, retried).await,
+        vec![
+            CreateOutcome::Replayed(original.clone()),
+            CreateOutcome::Replayed(created.clone()),
+            CreateOutcome::Replayed(created.clone()),
+            CreateOutcome::Replayed(theirs.clone()),
+        ]
+    );
+
+    let mut involved = new_ids.clone();
+    involved.extend(&retried_ids);
+    involved.push(original.id);
+    let events = events_about(outbox, &involved).await;
+    let published: Vec<u64> = events
+        .iter()
+        .map(|(_, event)| match &event.payload {
+            Some(event::Payload::TweetCreated(created)) => created.tweet_id,
+            other => panic!("expected TweetCreated, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        published,
+        vec![original.id, created.id, theirs.id],
+        "one event per created tweet, none per replay"
+    );
+
+    // Other content under a used key fails naming the entry, whether the
+    // key was used by an earlier call or an earlier entry. (Whether the
+    // entries before a failing one stay is the store's to say: the trait's
+    // default keeps them, the embedded store does not.)
+    assert_entry_failed(
+        store
+            .create_tweets(vec![keyed(author, "changed", "k-earlier")])
+            .await,
+        0,
+        |error| matches!(error, TweetError::IdempotencyKeyReused),
+    );
+    assert_entry_failed(
+        store
+            .create_tweets(vec![
+                keyed(author, "one", "k-conflict"),
+                keyed(author, "two", "k-conflict"),
+            ])
+            .await,
+        1,
+        |error| matches!(error, TweetError::IdempotencyKeyReused),
+    );
+    assert!(
+        store
+            .delete_tweet(original.id, author, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert_entry_failed(
+        store
+            .create_tweets(vec![keyed(author, "original", "k-earlier")])
+            .await,
+        0,
+        |error| matches!(error, TweetError::IdempotentTweetDeleted { tweet_id } if *tweet_id == original.id),
+    );
+}
+
+/// An entry whose reply or quote target does not exist fails the batch
+/// naming the entry (and the error the field), and nothing of the batch is
+/// stored: no tweet, no count, no event, no idempotency key.
+pub async fn a_tweet_batch_with_a_missing_target_creates_nothing(
+    store: &impl TweetStore,
+    outbox: &dyn Outbox,
+) {
+    let fixture = Fixture::new();
+    let author = fixture.user();
+    let parent = post(store, &fixture, author, "parent").await;
+    let missing = fixture.id();
+    let with_target = |reply: Option<u64>, quote: Option<u64>| {
+        let new = fixture.tweet(author, "pointing");
+        NewTweet {
+            tweet: Tweet {
+                reply_to_tweet_id: reply,
+                quote_of_tweet_id: quote,
+                ..new.tweet
+            },
+            ..new
+        }
+    };
+    let keyed = NewTweet {
+        idempotency_key: Some("k-rolled-back".into()),
+        ..fixture.tweet(author, "keyed")
+    };
+    for (bad, field) in [
+        (with_target(None, Some(missing)), "quote_of_tweet_id"),
+        (with_target(Some(missing), None), "reply_to_tweet_id"),
+    ] {
+        let batch = vec![
+            with_target(Some(parent.id), None),
+            keyed.clone(),
+            bad,
+            fixture.tweet(author, "after"),
+        ];
+        let ids: Vec<u64> = batch.iter().map(|new| new.tweet.id).collect();
+        assert_entry_failed(store.create_tweets(batch).await, 2, |error| {
+            matches!(error, TweetError::TargetNotFound { field: named, tweet_id }
+                if *named == field && *tweet_id == missing)
+        });
+        assert_eq!(
+            store.get_tweets(ids.clone()).await.unwrap(),
+            vec![TweetLookup::NotFound; 4]
+        );
+        assert!(events_about(outbox, &ids).await.is_empty());
+    }
+    assert_eq!(counts(store, parent.id).await, Some(TweetCounts::default()));
+    assert_eq!(
+        store.list_user_tweets(author, None, 10).await.unwrap(),
+        vec![parent]
+    );
+    // The key was not taken: using it now creates.
+    create(store, keyed).await;
+}
+
+/// A batch holds at most [`MAX_WRITE_BATCH`] tweets: one more is `Invalid`
+/// on the whole list and stores nothing; a full batch is fine.
+pub async fn tweet_batches_are_limited_in_size(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let author = fixture.user();
+    let batch: Vec<NewTweet> = (0..=MAX_WRITE_BATCH)
+        .map(|n| fixture.tweet(author, &format!("tweet {n}")))
+        .collect();
+    match store.create_tweets(batch.clone()).await {
+        Err(TweetError::Invalid {
+            field: "tweets", ..
+        }) => {}
+        other => panic!("expected Invalid on tweets, got {other:?}"),
+    }
+    assert!(
+        store
+            .list_user_tweets(author, None, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let full = &batch[..MAX_WRITE_BATCH];
+    let outcomes = create_batch(store, full.to_vec()).await;
+    assert_eq!(outcomes.len(), MAX_WRITE_BATCH);
+    assert_eq!(
+        store.list_user_tweets(author, None, 1).await.unwrap(),
+        vec![full[MAX_WRITE_BATCH - 1].tweet.clone()]
     );
 }

@@ -7,10 +7,17 @@
 //! the event log in its own transaction, ScyllaDB writes a transactional
 //! outbox in the same logged batch). [`conformance`] holds the contract as
 //! executable checks every implementation must pass.
+//!
+//! The batch write (`create_tweets`) has a default implementation that
+//! checks what it can up front and then loops over `create_tweet`, so it
+//! is not atomic; a store that can commit a batch in one transaction (the
+//! embedded one) overrides it.
 
 pub mod conformance;
 mod embedded;
 mod scylla;
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use warble_mesh::snowflake;
@@ -19,6 +26,7 @@ pub use embedded::EmbeddedTweetStore;
 pub use scylla::ScyllaTweetStore;
 
 use crate::error::TweetError;
+use crate::service::check_write_batch;
 
 /// A tweet as stored (live; deleted tweets are never handed out).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +213,40 @@ pub trait TweetStore: Send + Sync + 'static {
     /// goes up.
     async fn create_tweet(&self, new: NewTweet) -> Result<CreateOutcome, TweetError>;
 
+    /// Creates `batch` in order, as [`TweetStore::create_tweet`] would
+    /// create each entry right after the entries before it, and returns one
+    /// outcome per entry, in the same order. Each created tweet publishes
+    /// its own `TweetCreated`; a replay publishes nothing. So an entry may
+    /// reply to or quote an earlier entry's tweet, and an entry repeating an
+    /// earlier entry's idempotency key (same author) replays that entry's
+    /// tweet, or fails if its content differs. Fails naming the first
+    /// failing entry ([`TweetError::in_batch`] with list `tweets`), and with
+    /// `Invalid` on `tweets` for more than
+    /// [`MAX_WRITE_BATCH`](crate::service::MAX_WRITE_BATCH) entries.
+    ///
+    /// This default is NOT one transaction. It first checks the reply and
+    /// quote targets of the entries without an idempotency key (those
+    /// cannot turn out to be replays): each must be live or an earlier
+    /// entry's id, so a batch failing that check creates nothing. Then it
+    /// calls `create_tweet` per entry: any other failure (a reused key, a
+    /// keyed entry's missing target, a target deleted meanwhile, a backend
+    /// error) leaves the entries before it created. Retrying the whole
+    /// batch is safe when every entry has an idempotency key: the created
+    /// ones replay. Stores that can write a batch atomically override it.
+    async fn create_tweets(&self, batch: Vec<NewTweet>) -> Result<Vec<CreateOutcome>, TweetError> {
+        check_write_batch(batch.len())?;
+        check_unkeyed_targets(self, &batch).await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (index, new) in batch.into_iter().enumerate() {
+            let outcome = self
+                .create_tweet(new)
+                .await
+                .map_err(|error| error.in_batch("tweets", index))?;
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
     /// Looks up tweets by id.
     async fn get_tweets(&self, tweet_ids: Vec<u64>) -> Result<Vec<TweetLookup>, TweetError>;
 
@@ -310,6 +352,56 @@ pub trait TweetStore: Send + Sync + 'static {
     /// so a restarted id generator can resume above it and never repeat one
     /// even if the clock went back while the process was down.
     async fn max_issued_id(&self) -> Result<Option<u64>, TweetError>;
+}
+
+/// The up-front check of [`TweetStore::create_tweets`]'s default: every
+/// reply or quote target of an entry without an idempotency key is live or
+/// the id of an earlier entry. It refuses no batch the entries created one
+/// by one would accept: an unkeyed entry is never a replay, so its targets
+/// are checked when its turn comes; whether an earlier entry's id exists by
+/// then (that entry may replay instead) is left to that turn.
+async fn check_unkeyed_targets<S>(store: &S, batch: &[NewTweet]) -> Result<(), TweetError>
+where
+    S: TweetStore + ?Sized,
+{
+    let targets = |new: &NewTweet| {
+        [
+            ("reply_to_tweet_id", new.tweet.reply_to_tweet_id),
+            ("quote_of_tweet_id", new.tweet.quote_of_tweet_id),
+        ]
+    };
+    let checked: Vec<u64> = batch
+        .iter()
+        .filter(|new| new.idempotency_key.is_none())
+        .flat_map(|new| targets(new).into_iter().filter_map(|(_, target)| target))
+        .collect();
+    if checked.is_empty() {
+        return Ok(());
+    }
+    let lookups = store.get_tweets(checked.clone()).await?;
+    let live: HashSet<u64> = checked
+        .into_iter()
+        .zip(lookups)
+        .filter(|(_, lookup)| matches!(lookup, TweetLookup::Found(_)))
+        .map(|(id, _)| id)
+        .collect();
+    let mut earlier = HashSet::with_capacity(batch.len());
+    for (index, new) in batch.iter().enumerate() {
+        if new.idempotency_key.is_none() {
+            for (field, target) in targets(new) {
+                if let Some(tweet_id) = target
+                    && !live.contains(&tweet_id)
+                    && !earlier.contains(&tweet_id)
+                {
+                    return Err(
+                        TweetError::TargetNotFound { field, tweet_id }.in_batch("tweets", index)
+                    );
+                }
+            }
+        }
+        earlier.insert(new.tweet.id);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

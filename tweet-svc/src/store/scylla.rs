@@ -26,6 +26,9 @@
 //!   never expires, survives node and schema changes, and new tweets cannot
 //!   shift it; every query here is bounded by `LIMIT`, so none needs the
 //!   driver's paging.
+//! - **Batch creates** (`create_tweets`) are not batched here: they use the
+//!   trait's default, up-front target checks then one `create_tweet` per
+//!   tweet, so a batch is not atomic (see [`TweetStore::create_tweets`]).
 //!
 //! Not run against a live ScyllaDB in this repository's CI; the conformance
 //! suite runs against it when `SCYLLA_URI` is set.

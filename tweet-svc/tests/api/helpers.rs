@@ -132,6 +132,20 @@ impl TestApp {
         response.tweet.expect("tweet")
     }
 
+    /// CreateTweets: one result per request, in order.
+    pub async fn try_create_many(
+        &self,
+        tweets: Vec<pb::CreateTweetRequest>,
+    ) -> Result<Vec<pb::CreateTweetResponse>, Status> {
+        Ok(self
+            .client
+            .clone()
+            .create_tweets(pb::CreateTweetsRequest { tweets })
+            .await?
+            .into_inner()
+            .results)
+    }
+
     pub async fn post(&self, author_id: u64, text: &str) -> pb::Tweet {
         self.create(new_tweet(author_id, text)).await
     }

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod create;
+mod create_many;
 mod delete;
 mod engagement;
 mod events;
