@@ -41,13 +41,22 @@
 //!
 //! Adding to sets is one `EVALSHA` of a small script that, for each set it
 //! is given, skips a tweet already present (by id, whatever the author: a
-//! `ZLEXCOUNT` over the id's range of members), `ZADD`s, and only when the
-//! set then exceeds its cap runs `ZREMRANGEBYRANK` on the oldest excess. A
-//! script runs atomically: no reader ever sees 801 entries, and an entry
-//! older than a full timeline's oldest is added and dropped in the same
-//! step, i.e. not kept, as the contract says. (Trimming every Nth insert
-//! instead would need readers to ignore entries past the cap, and then a
-//! later removal would resurrect an entry the contract says was never kept.)
+//! `ZREVRANGEBYLEX ... LIMIT 0 1` over the id's range of members), `ZADD`s,
+//! and only when the set then exceeds its cap runs `ZREMRANGEBYRANK` on the
+//! oldest excess. A script runs atomically: no reader ever sees 801
+//! entries, and an entry older than a full timeline's oldest is added and
+//! dropped in the same step, i.e. not kept, as the contract says. (Trimming
+//! every Nth insert instead would need readers to ignore entries past the
+//! cap, and then a later removal would resurrect an entry the contract says
+//! was never kept.)
+//!
+//! The duplicate check looks from the newest end because a set of up to 128
+//! members is a listpack, scanned element by element: `ZLEXCOUNT` walks it
+//! from the oldest member, copying each, to reach a new tweet's place at the
+//! top. Measured with callgrind on Redis 7.0.15, pushing a new tweet to 5,000
+//! timelines of ~50 entries: 70,000 server instructions per delivery with
+//! `ZLEXCOUNT` (and numbers passed from Lua, each formatted with `sprintf`),
+//! 42,000 now; on full 800-entry timelines (skiplists) both ~36,000.
 //!
 //! # Fan-out is one round trip of few commands
 //!
@@ -118,8 +127,10 @@ end
 local added = 0
 for _, key in ipairs(KEYS) do
   for i = 1, #members do
-    if redis.call('ZLEXCOUNT', key, firsts[i], lasts[i]) == 0 then
-      redis.call('ZADD', key, 0, members[i])
+    -- From the newest end (see the module docs). Numbers go as strings:
+    -- Lua formats a number argument with sprintf on every call.
+    if #redis.call('ZREVRANGEBYLEX', key, lasts[i], firsts[i], 'LIMIT', '0', '1') == 0 then
+      redis.call('ZADD', key, '0', members[i])
       added = added + 1
     end
   end
