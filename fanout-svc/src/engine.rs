@@ -19,6 +19,7 @@ use warble_proto::tweet::v1::ListUserTweetsRequest;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 use warble_timeline_cache::{Entry, TimelineCache};
 
+use crate::active::ActiveFollowers;
 use crate::config::FanoutPolicyConfig;
 use crate::error::FanoutError;
 use crate::stats::FanoutStats;
@@ -61,6 +62,7 @@ pub struct FanoutEngine {
     graph: GraphServiceClient<TracedChannel>,
     policy: FanoutPolicy,
     stats: Arc<FanoutStats>,
+    active: ActiveFollowers,
 }
 
 /// Which followers of a page get a pushed tweet.
@@ -84,6 +86,7 @@ impl FanoutEngine {
             graph,
             policy,
             stats,
+            active: ActiveFollowers::default(),
         }
     }
 
@@ -304,11 +307,29 @@ impl FanoutEngine {
     }
 
     /// Splits a page of followers into those active recently enough to
-    /// receive pushes and those who have just gone idle.
+    /// receive pushes and those who have just gone idle. Only the marks of
+    /// followers not already known to be active are read (see [`crate::active`]).
     async fn audience(&self, followers: &[u64]) -> Result<Audience, FanoutError> {
-        let marks = self.cache.last_active(followers).await?;
         let cutoff = warble_mesh::time::now_ms()
             .saturating_sub(self.policy.inactive_after.as_millis() as u64);
+        let mut marks = self.active.recall(followers, cutoff);
+        let unknown: Vec<usize> = (0..followers.len())
+            .filter(|&index| marks[index].is_none())
+            .collect();
+        if !unknown.is_empty() {
+            let users: Vec<u64> = unknown.iter().map(|&index| followers[index]).collect();
+            let read = self.cache.last_active(&users).await?;
+            let mut now_active = Vec::new();
+            for ((&index, &user), mark) in unknown.iter().zip(&users).zip(read) {
+                if let Some(at) = mark
+                    && at >= cutoff
+                {
+                    now_active.push((user, at));
+                }
+                marks[index] = mark;
+            }
+            self.active.remember(&now_active);
+        }
         let mut audience = Audience {
             active: Vec::with_capacity(followers.len()),
             gone_idle: Vec::new(),

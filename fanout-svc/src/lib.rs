@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod active;
 pub mod config;
 pub mod consumer;
 pub mod engine;

@@ -337,6 +337,115 @@ async fn an_inactive_users_timeline_is_rebuilt_to_what_push_would_have_built() {
     stack.stop().await;
 }
 
+/// How often `tweet_id` is in `user`'s cached timeline; `None` when it is
+/// not built (never built, or evicted).
+async fn copies(stack: &TestStack, user: u64, tweet_id: u64) -> Option<usize> {
+    stack
+        .stack
+        .timeline_cache
+        .read(user, None, usize::MAX)
+        .await
+        .unwrap()
+        .map(|page| {
+            page.entries
+                .iter()
+                .filter(|entry| entry.tweet_id == tweet_id)
+                .count()
+        })
+}
+
+#[tokio::test]
+async fn fan_out_pushes_to_active_followers_only_page_after_page_tweet_after_tweet() {
+    // 300 followers in pages of 64: several pages, more followers than one
+    // cache call carries, read again for every tweet.
+    let stack = TestStack::start_with(|config| {
+        small_world(config);
+        config.fanout.celebrity_threshold = 1_000;
+        config.fanout.follower_page_size = 64;
+    })
+    .await;
+    let cache = &stack.stack.timeline_cache;
+    let author = stack.create_user("author").await;
+    let mut followers = Vec::new();
+    for n in 0..300 {
+        let follower = stack.create_user(&format!("follower{n}")).await;
+        stack.follow(follower, author).await;
+        followers.push(follower);
+    }
+    let now = warble_mesh::time::now_ms();
+    let long_ago = now - 40 * 86_400_000;
+    let (mut active, mut idle, mut unseen) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, &follower) in followers.iter().enumerate() {
+        match n % 3 {
+            0 => unseen.push(follower),
+            1 => {
+                // Read their timeline 40 days ago (the policy's limit is 30).
+                cache.mark_active(follower, long_ago).await.unwrap();
+                cache.insert(follower, &[], true).await.unwrap();
+                idle.push(follower);
+            }
+            _ => {
+                stack.home_all(follower, 20).await;
+                active.push(follower);
+            }
+        }
+    }
+    stack.settle().await;
+
+    let first = stack.post(author, "first").await;
+    stack.settle().await;
+    for &follower in &active {
+        assert_eq!(
+            copies(&stack, follower, first).await,
+            Some(1),
+            "active {follower}"
+        );
+    }
+    for &follower in idle.iter().chain(&unseen) {
+        assert_eq!(copies(&stack, follower, first).await, None, "{follower}");
+        // Built empty now: anything pushed from here on would show.
+        cache.insert(follower, &[], true).await.unwrap();
+    }
+
+    // Half the idle come back, and half the never seen show up.
+    let (back, still_idle) = idle.split_at(idle.len() / 2);
+    let (arrived, still_unseen) = unseen.split_at(unseen.len() / 2);
+    for &follower in back.iter().chain(arrived) {
+        cache.mark_active(follower, now).await.unwrap();
+    }
+    let second = stack.post(author, "second").await;
+    stack.settle().await;
+    for &follower in active.iter().chain(back).chain(arrived) {
+        assert_eq!(
+            copies(&stack, follower, second).await,
+            Some(1),
+            "active {follower}"
+        );
+    }
+    for &follower in &active {
+        assert_eq!(
+            copies(&stack, follower, first).await,
+            Some(1),
+            "active {follower}"
+        );
+    }
+    for &follower in still_idle {
+        assert_eq!(
+            copies(&stack, follower, second).await,
+            None,
+            "idle {follower} evicted again"
+        );
+    }
+    for &follower in still_unseen {
+        assert_eq!(
+            copies(&stack, follower, second).await,
+            Some(0),
+            "never seen {follower}"
+        );
+    }
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn concurrent_misses_for_one_user_cause_one_rebuild() {
     let stack = start().await;

@@ -29,6 +29,8 @@ where
     let (_guard, cache) = make().await;
     last_active_marks(&cache).await;
     let (_guard, cache) = make().await;
+    last_active_marks_of_many_users_are_each_their_own(&cache).await;
+    let (_guard, cache) = make().await;
     matches_a_reference_model_under_random_operations(&cache).await;
     let (_guard, cache) = make().await;
     pushes_to_many_timelines_treat_each_on_its_own(&cache).await;
@@ -208,6 +210,53 @@ pub async fn last_active_marks(cache: &impl TimelineCache) {
         cache.last_active(&[1, 2, 3]).await.unwrap(),
         vec![Some(1_000), Some(2_000), None]
     );
+}
+
+/// Last-active marks read for more users than one command or script call
+/// carries (an implementation may group them, e.g. by bucket, hash slot or
+/// call), spread over many groups: each user gets their own mark, in the
+/// order asked and as often as asked; `None` if never marked; the latest
+/// when marked more than once, in whatever order. Fan-out's activity filter
+/// rests on this: never-seen users get nothing, idle ones are evicted,
+/// active ones get the tweet.
+pub async fn last_active_marks_of_many_users_are_each_their_own(cache: &impl TimelineCache) {
+    const NOW: u64 = 1_700_000_000_000;
+    const DAY: u64 = 86_400_000;
+    // Snowflake-shaped ids (low bits nearly constant) and a few past 2^53.
+    let users: Vec<u64> = (1..=1_000u64)
+        .map(|i| (i << 22) | (i % 3))
+        .chain((1..=100).map(|i| u64::MAX - i * 1_000))
+        .collect();
+    let mut model: BTreeMap<u64, u64> = BTreeMap::new();
+    for (i, &user) in users.iter().enumerate() {
+        let i = i as u64;
+        let marks = match i % 5 {
+            // Never seen.
+            0 => vec![],
+            // Idle for longer than any activity window, or just active.
+            1 => vec![NOW - 40 * DAY - i],
+            2 => vec![NOW - i],
+            // Back from idleness; and a late write of an old mark, ignored.
+            3 => vec![NOW - 60 * DAY - i, NOW + i],
+            _ => vec![NOW + DAY + i, NOW - 60 * DAY],
+        };
+        for &at in &marks {
+            cache.mark_active(user, at).await.unwrap();
+        }
+        if let Some(&latest) = marks.iter().max() {
+            model.insert(user, latest);
+        }
+    }
+    // Newest first, every seventh user asked twice, and some strangers.
+    let mut asked: Vec<u64> = users.iter().rev().copied().collect();
+    asked.extend(users.iter().step_by(7).copied());
+    asked.extend((1..=50).map(|i| (i << 22) | 3));
+    let marks = cache.last_active(&asked).await.unwrap();
+    assert_eq!(marks.len(), asked.len());
+    for (user, mark) in asked.iter().zip(marks) {
+        assert_eq!(mark, model.get(user).copied(), "user {user}");
+    }
+    assert_eq!(cache.last_active(&[]).await.unwrap(), vec![]);
 }
 
 /// A deterministic random walk of pushes, removals, author removals and

@@ -116,7 +116,8 @@ pub trait TimelineCache: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Option<Vec<u64>>>, CacheError>;
 
-    /// Records that `user` was active at `at_ms` (Unix milliseconds).
+    /// Records that `user` was active at `at_ms` (Unix milliseconds). A mark
+    /// only moves forward: an `at_ms` older than the one held changes nothing.
     async fn mark_active(&self, user: u64, at_ms: u64) -> Result<(), CacheError>;
 
     /// The last-active mark of each user, in order; `None` when never seen.
