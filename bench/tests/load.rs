@@ -126,6 +126,7 @@ async fn load_creates_every_user_follow_edge_and_tweet_at_its_index() {
         let found = tweets
             .get_tweets(GetTweetsRequest {
                 tweet_ids: ids.to_vec(),
+                ..Default::default()
             })
             .await
             .unwrap()
