@@ -82,6 +82,15 @@ fn pick<T: Clone>(
     }
 }
 
+/// One id's share of what came with GetTweets: lazy when it was not asked
+/// for (or, unexpectedly, missing), so the field falls back to its loader.
+fn prefetched<T: Clone>(batch: &Option<HashMap<u64, T>>, id: u64) -> Slot<T> {
+    match batch.as_ref().and_then(|by_id| by_id.get(&id)) {
+        Some(value) => Slot::Ready(value.clone()),
+        None => Slot::Lazy,
+    }
+}
+
 /// Hydrates tweets by id, in order; missing and deleted tweets are `None`.
 pub async fn tweets(
     downstream: &Downstream,
@@ -123,8 +132,8 @@ pub async fn tweets(
         }
         found.push(tweet);
     }
-    let counts = wants.counts.then_some(Ok(counts));
-    let states = (viewer_id != 0).then_some(Ok(states));
+    let counts = wants.counts.then_some(counts);
+    let states = (viewer_id != 0).then_some(states);
     let mut author_ids: Vec<u64> = found.iter().map(|tweet| tweet.author_id).collect();
     author_ids.sort_unstable();
     author_ids.dedup();
@@ -147,8 +156,8 @@ pub async fn tweets(
             };
             let node = TweetNode {
                 author,
-                counts: slot(pick(&counts, id)),
-                viewer_state: slot(pick(&states, id)),
+                counts: prefetched(&counts, id),
+                viewer_state: prefetched(&states, id),
                 tweet: std::sync::Arc::new(tweet),
             };
             (id, node)

@@ -616,10 +616,7 @@ impl TweetStore for EmbeddedTweetStore {
                     if !is_live(&tweets, id)? {
                         return Ok(ViewerState::default());
                     }
-                    Ok(ViewerState {
-                        liked: likes.get((id, viewer_id))?.is_some(),
-                        retweeted: retweets.get((id, viewer_id))?.is_some(),
-                    })
+                    read_viewer_state(&likes, &retweets, id, viewer_id)
                 })
                 .collect()
         })
@@ -660,10 +657,9 @@ impl TweetStore for EmbeddedTweetStore {
                         None => None,
                     };
                     let viewer_state = match &engagement {
-                        Some((viewer, likes, retweets)) => Some(ViewerState {
-                            liked: likes.get((id, *viewer))?.is_some(),
-                            retweeted: retweets.get((id, *viewer))?.is_some(),
-                        }),
+                        Some((viewer, likes, retweets)) => {
+                            Some(read_viewer_state(likes, retweets, id, *viewer)?)
+                        }
                         None => None,
                     };
                     Ok(HydratedTweet {
@@ -732,6 +728,19 @@ fn read_counts(
         retweets,
         replies,
         quotes,
+    })
+}
+
+/// `viewer_id`'s like and retweet of a tweet (assumed live).
+fn read_viewer_state(
+    likes: &impl ReadableTable<(u64, u64), ()>,
+    retweets: &impl ReadableTable<(u64, u64), ()>,
+    tweet_id: u64,
+    viewer_id: u64,
+) -> Result<ViewerState, TweetError> {
+    Ok(ViewerState {
+        liked: likes.get((tweet_id, viewer_id))?.is_some(),
+        retweeted: retweets.get((tweet_id, viewer_id))?.is_some(),
     })
 }
 
