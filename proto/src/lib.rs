@@ -1,6 +1,8 @@
 //! Warble's gRPC contracts: the generated messages, clients and servers of
-//! every `warble.*.v1` package, plus the file descriptor set that servers
-//! register for reflection.
+//! every `warble.*.v1` package, the file descriptor set that servers
+//! register for reflection, and the contracts' numeric [`limits`].
+
+pub mod limits;
 
 /// Encoded `FileDescriptorSet` of every Warble proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("warble_descriptor");

@@ -1,0 +1,81 @@
+//! The numeric limits of Warble's contracts, one module per contract. The
+//! service that enforces a limit, the clients that stay within it and the
+//! `.proto` comment that states it all read the one number defined here.
+//!
+//! A `.proto` comment states a limit as the number followed by the path of
+//! its constant, e.g. "up to 500 (`limits::tweet::MAX_BATCH`) tweet ids".
+//! `tests/limits.rs` checks every such mention against the constant, that
+//! every constant here is mentioned somewhere, and that no comment states a
+//! number without naming its constant.
+//!
+//! Each constant has the type of what it bounds: `u32` for a `uint32`
+//! request field (page sizes, tweets per author), `usize` for the length of
+//! a repeated field or a string.
+
+/// Limits of `warble.tweet.v1.TweetService`.
+pub mod tweet {
+    /// Most tweet ids one read batch carries (GetTweets, GetCounts,
+    /// GetViewerState).
+    pub const MAX_BATCH: usize = 500;
+    /// Most tweets one CreateTweets call creates. The embedded store writes
+    /// a batch in one transaction, so this bounds how long a batch holds the
+    /// store's single writer.
+    pub const MAX_WRITE_BATCH: usize = 1_000;
+    /// Most media ids one tweet attaches.
+    pub const MAX_MEDIA: usize = 4;
+    /// Longest idempotency key, in bytes.
+    pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+    /// Most Unicode scalar values a tweet's text has after NFC normalisation.
+    pub const MAX_TEXT_CHARS: usize = 280;
+    /// ListUserTweets' page size when `page.limit` is 0, and ListAuthorsTweets'
+    /// tweets per author when `limit_per_author` is 0.
+    pub const DEFAULT_PAGE_LIMIT: u32 = 20;
+    /// Largest `page.limit` ListUserTweets accepts.
+    pub const MAX_PAGE_LIMIT: u32 = 100;
+    /// Most author ids one ListAuthorsTweets call names.
+    pub const MAX_AUTHORS_PER_CALL: usize = 1_000;
+    /// Largest `limit_per_author` ListAuthorsTweets accepts: a whole cached
+    /// home timeline ([`super::timeline::CACHED_HOME_ENTRIES`]), so a
+    /// timeline rebuild can take it from one author in one call.
+    pub const MAX_TWEETS_PER_AUTHOR: u32 = 800;
+}
+
+/// Limits of `warble.graph.v1.GraphService`.
+pub mod graph {
+    /// Longest username. Usernames are `[A-Za-z0-9_]` only, so this counts
+    /// characters and bytes alike; a mention in a tweet is at most this long
+    /// too, since it names a user.
+    pub const MAX_USERNAME_CHARS: usize = 15;
+    /// Longest display name after trimming, in characters.
+    pub const MAX_DISPLAY_NAME_CHARS: usize = 50;
+    /// Longest bio, in characters.
+    pub const MAX_BIO_CHARS: usize = 160;
+    /// Most user ids or pairs one read batch carries (GetUsers,
+    /// GetFollowCounts, IsFollowing).
+    pub const MAX_BATCH: usize = 500;
+    /// Most users or pairs one write batch (CreateUsers, FollowMany) carries.
+    /// A batch is one store transaction: this bounds how long it holds the
+    /// store's single writer and how much it buffers before committing.
+    pub const MAX_WRITE_BATCH: usize = 1_000;
+    /// ListFollowers' and ListFollowing's page size when `page.limit` is 0.
+    pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+    /// Largest `page.limit` ListFollowers and ListFollowing accept; large
+    /// because fan-out and timeline rebuilds read whole lists.
+    pub const MAX_PAGE_LIMIT: u32 = 5_000;
+}
+
+/// Limits of `warble.timeline.v1.TimelineService`.
+pub mod timeline {
+    /// GetHomeTimeline's and GetUserTimeline's page size when `page.limit` is 0.
+    pub const DEFAULT_PAGE_LIMIT: u32 = 20;
+    /// Largest `page.limit` GetHomeTimeline and GetUserTimeline accept.
+    pub const MAX_PAGE_LIMIT: u32 = 100;
+    /// Newest entries of each home timeline the timeline cache keeps. Not a
+    /// request limit: pages below them are read from the tweet and graph
+    /// stores, only more slowly. The cache's own capacity must equal it
+    /// (timeline-svc asserts so where it uses both).
+    pub const CACHED_HOME_ENTRIES: usize = 800;
+}
+
+// A rebuild fills a cached timeline from a single prolific author in one call.
+const _: () = assert!(tweet::MAX_TWEETS_PER_AUTHOR as usize >= timeline::CACHED_HOME_ENTRIES);
