@@ -121,9 +121,7 @@ impl UserNode {
     }
 
     /// Who follows this user, most recent first.
-    #[graphql(
-        complexity = "first.unwrap_or(crate::paging::DEFAULT_FIRST) as usize * child_complexity"
-    )]
+    #[graphql(complexity = "crate::paging::list_cost(first, child_complexity)")]
     async fn followers(
         &self,
         ctx: &Context<'_>,
@@ -141,9 +139,7 @@ impl UserNode {
     }
 
     /// Whom this user follows, most recent first.
-    #[graphql(
-        complexity = "first.unwrap_or(crate::paging::DEFAULT_FIRST) as usize * child_complexity"
-    )]
+    #[graphql(complexity = "crate::paging::list_cost(first, child_complexity)")]
     async fn following(
         &self,
         ctx: &Context<'_>,

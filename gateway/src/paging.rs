@@ -1,15 +1,26 @@
 //! Relay paging arguments.
 
 use async_graphql::Result;
+use warble_proto::limits::{graph, timeline};
 
 use crate::error::bad_input;
 
-/// Items per page when `first` is not given.
+/// Items per page when `first` is not given: the GraphQL API's own choice.
 pub const DEFAULT_FIRST: i32 = 20;
-/// Largest `first` accepted.
-pub const MAX_FIRST: i32 = 100;
+/// Largest `first` accepted: the smaller of the contracts' largest pages
+/// for timelines and follow lists, since `first` is passed on as their page
+/// size and anything larger would only fail downstream.
+pub const MAX_FIRST: i32 = {
+    let max = if timeline::MAX_PAGE_LIMIT < graph::MAX_PAGE_LIMIT {
+        timeline::MAX_PAGE_LIMIT
+    } else {
+        graph::MAX_PAGE_LIMIT
+    };
+    max as i32
+};
+const _: () = assert!(DEFAULT_FIRST <= MAX_FIRST);
 
-/// Validates `first`: 0..=100, default 20.
+/// Validates `first`: 0 to [`MAX_FIRST`], default [`DEFAULT_FIRST`].
 pub fn first(first: Option<i32>) -> Result<u32> {
     match first.unwrap_or(DEFAULT_FIRST) {
         value @ 0..=MAX_FIRST => Ok(value as u32),
@@ -27,4 +38,43 @@ pub fn after(after: Option<String>) -> Result<String> {
         return Err(bad_input("after", "cursor is malformed"));
     }
     Ok(after)
+}
+
+/// The complexity of a list field: `first` (as [`first`] would accept it)
+/// times the cost of one item, and never less than 1, since even an empty
+/// page costs its downstream calls.
+///
+/// Complexity is computed during validation, before any argument is
+/// checked, so it must hold for every value a client can send: a `first`
+/// outside `0..=MAX_FIRST` (which execution will refuse) costs as much as
+/// the largest page, and the product saturates instead of wrapping. A
+/// negative `first` once wrapped the whole query's cost to a small number
+/// and let any number of expensive siblings through.
+pub fn list_cost(first: Option<i32>, item_cost: usize) -> usize {
+    let items = match first.unwrap_or(DEFAULT_FIRST) {
+        value @ 0..=MAX_FIRST => value as usize,
+        _ => MAX_FIRST as usize,
+    };
+    items.saturating_mul(item_cost).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_cost_holds_for_every_first_a_client_can_send() {
+        assert_eq!(list_cost(None, 3), DEFAULT_FIRST as usize * 3);
+        assert_eq!(list_cost(Some(10), 3), 30);
+        assert_eq!(
+            list_cost(Some(0), 3),
+            1,
+            "an empty page still costs its calls"
+        );
+        let largest = MAX_FIRST as usize * 3;
+        for out_of_range in [-1, -2000, i32::MIN, MAX_FIRST + 1, i32::MAX] {
+            assert_eq!(list_cost(Some(out_of_range), 3), largest, "{out_of_range}");
+        }
+        assert_eq!(list_cost(Some(MAX_FIRST), usize::MAX), usize::MAX);
+    }
 }

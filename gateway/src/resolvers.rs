@@ -279,7 +279,7 @@ impl QueryRoot {
     }
 
     /// The signed-in user's home timeline, newest first.
-    #[graphql(complexity = "first.unwrap_or(paging::DEFAULT_FIRST) as usize * child_complexity")]
+    #[graphql(complexity = "paging::list_cost(first, child_complexity)")]
     async fn home_timeline(
         &self,
         ctx: &Context<'_>,
@@ -315,7 +315,7 @@ impl QueryRoot {
     }
 
     /// One user's tweets, newest first.
-    #[graphql(complexity = "first.unwrap_or(paging::DEFAULT_FIRST) as usize * child_complexity")]
+    #[graphql(complexity = "paging::list_cost(first, child_complexity)")]
     async fn user_timeline(
         &self,
         ctx: &Context<'_>,
@@ -718,7 +718,7 @@ async fn following_all(downstream: &Downstream, user_id: u64) -> Result<HashSet<
                 user_id,
                 page: Some(PageRequest {
                     cursor,
-                    limit: 5_000,
+                    limit: warble_proto::limits::graph::MAX_PAGE_LIMIT,
                 }),
                 min_followers: 0,
             })
