@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
+use crate::secret::Secret;
 
 /// Where a service's domain events go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -40,7 +41,7 @@ pub struct RedisConfig {
     /// Cluster: comma-separated seed node URLs, e.g. `redis://a:6379,redis://b:6379`.
     pub cluster_nodes: String,
     /// Password (AUTH); empty for none. Overrides a password in the URLs.
-    pub password: String,
+    pub password: Secret,
     /// Milliseconds to wait for a connection.
     pub connect_timeout_ms: u64,
     /// Milliseconds to wait for a reply before failing the call.
@@ -53,7 +54,7 @@ impl Default for RedisConfig {
             mode: RedisMode::Single,
             url: "redis://127.0.0.1:6379/0".into(),
             cluster_nodes: String::new(),
-            password: String::new(),
+            password: Secret::default(),
             connect_timeout_ms: 2_000,
             response_timeout_ms: 2_000,
         }
@@ -135,7 +136,7 @@ pub struct ScyllaConfig {
     /// Username; empty for none.
     pub username: String,
     /// Password; empty for none.
-    pub password: String,
+    pub password: Secret,
     /// Milliseconds before a request times out.
     pub request_timeout_ms: u64,
 }
@@ -148,7 +149,7 @@ impl Default for ScyllaConfig {
             replication_factor: 3,
             local_datacenter: "datacenter1".into(),
             username: String::new(),
-            password: String::new(),
+            password: Secret::default(),
             request_timeout_ms: 5_000,
         }
     }
@@ -210,7 +211,7 @@ pub struct Neo4jConfig {
     /// Username.
     pub user: String,
     /// Password.
-    pub password: String,
+    pub password: Secret,
     /// Database name; empty for the server's default.
     pub database: String,
     /// Connections in the pool.
@@ -222,7 +223,7 @@ impl Default for Neo4jConfig {
         Self {
             uri: "bolt://127.0.0.1:7687".into(),
             user: "neo4j".into(),
-            password: String::new(),
+            password: Secret::default(),
             database: String::new(),
             max_connections: 16,
         }

@@ -50,6 +50,20 @@ impl ConfigError {
     }
 }
 
+/// Refuses `backend = "embedded"` in a service that shares the timeline
+/// cache with `peer` across processes: the embedded cache lives in one
+/// process's memory, where the peer cannot reach it.
+pub fn refuse_embedded_timeline_cache(peer: &str) -> ConfigError {
+    ConfigError::invalid(
+        "backend",
+        format!(
+            "\"embedded\" keeps the timeline cache in this process's memory, where {peer} \
+             cannot reach it. Run the single-process stack (`warble dev`) or set \
+             WARBLE_BACKEND=redis"
+        ),
+    )
+}
+
 /// Validates a service's downstream addresses (`(key, host:port)` pairs)
 /// and its per-call deadline, naming the failing key.
 pub fn validate_downstreams(
@@ -129,7 +143,8 @@ fn merge_into(into: &mut figment::value::Dict, from: figment::value::Dict) {
 }
 
 /// The effective config as pretty JSON with secrets replaced by `"[redacted]"`
-/// (see [`is_secret_key`]).
+/// (see [`is_secret_key`]) and URL credentials hidden
+/// ([`redact_url`](crate::secret::redact_url)).
 pub fn redacted_json<T: Serialize>(config: &T) -> String {
     let mut value = serde_json::to_value(config).unwrap_or(serde_json::Value::Null);
     redact(&mut value);
@@ -148,17 +163,29 @@ pub fn is_secret_key(key: &str) -> bool {
         .any(|marker| leaf == *marker || leaf.ends_with(&format!("_{marker}")))
 }
 
+/// Belt and braces on top of [`Secret`](crate::secret::Secret), which
+/// already serializes redacted: a plain string under a secret-looking key is
+/// hidden too, and every URL loses the password in its user info.
 fn redact(value: &mut serde_json::Value) {
-    if let serde_json::Value::Object(map) = value {
-        for (key, child) in map.iter_mut() {
-            if is_secret_key(key) && !child.is_object() {
-                if !(child.is_null() || child.as_str() == Some("")) {
-                    *child = serde_json::Value::String("[redacted]".into());
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if is_secret_key(key) && !child.is_object() {
+                    if !(child.is_null() || child.as_str() == Some("")) {
+                        *child = serde_json::Value::String(crate::secret::REDACTED.into());
+                    }
+                } else {
+                    redact(child);
                 }
-            } else {
-                redact(child);
             }
         }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        serde_json::Value::String(text) => {
+            if let std::borrow::Cow::Owned(redacted) = crate::secret::redact_url(text) {
+                *text = redacted;
+            }
+        }
+        _ => {}
     }
 }
 
@@ -243,15 +270,10 @@ impl Cli {
     }
 }
 
-/// The standard `main` prologue: parse the command line, load and validate
-/// the config, handle the print commands. Returns `None` when the process
-/// should exit successfully without running; exits with status 2 on bad
-/// arguments or config, naming the problem.
-pub fn load_for_main<T: ServiceConfig>(service: &str) -> Option<T> {
-    load_for_main_with_args(service, std::env::args().skip(1))
-}
-
-/// [`load_for_main`] over explicit arguments (for binaries with subcommands).
+/// The standard `main` prologue (see [`crate::scaffold::main`]): parse
+/// `args`, load and validate the config, handle the print commands. Returns
+/// `None` when the process should exit successfully without running; exits
+/// with status 2 on bad arguments or config, naming the problem.
 pub fn load_for_main_with_args<T: ServiceConfig>(
     service: &str,
     args: impl IntoIterator<Item = String>,
@@ -295,7 +317,8 @@ mod tests {
     struct Sample {
         port: u16,
         name: String,
-        jwt_secret: String,
+        jwt_secret: crate::secret::Secret,
+        cache_url: String,
         nested: Nested,
     }
 
@@ -310,7 +333,8 @@ mod tests {
             Self {
                 port: 1,
                 name: "default".into(),
-                jwt_secret: String::new(),
+                jwt_secret: crate::secret::Secret::default(),
+                cache_url: "redis://127.0.0.1:6379".into(),
                 nested: Nested {
                     level: "info".into(),
                 },
@@ -362,7 +386,7 @@ mod tests {
             jail.set_env("WARBLE_NAME", "true");
             jail.set_env("WARBLE_PORT", "8080");
             let config: Sample = load(None).unwrap();
-            assert_eq!(config.jwt_secret, "123456");
+            assert_eq!(config.jwt_secret.expose(), "123456");
             assert_eq!(config.name, "true");
             assert_eq!(config.port, 8080);
             Ok(())
@@ -381,10 +405,18 @@ mod tests {
     fn secrets_are_redacted_and_keys_listed() {
         let config = Sample {
             jwt_secret: "hunter2".into(),
+            cache_url: "redis://app:pa55word@cache:6379/0".into(),
             ..Sample::default()
         };
         let printed = redacted_json(&config);
-        assert!(!printed.contains("hunter2"));
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("pa55word"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("redis://app:[redacted]@cache:6379/0"),
+            "{printed}"
+        );
         assert!(printed.contains("[redacted]"));
         assert!(is_secret_key("auth.hs256_secret") && is_secret_key("redis.password"));
         assert!(is_secret_key("api_token") && is_secret_key("tls.private_key"));

@@ -214,6 +214,16 @@ impl GrpcServer {
     }
 }
 
+impl crate::scaffold::Serve for GrpcServer {
+    async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: crate::scaffold::Shutdown,
+    ) -> anyhow::Result<()> {
+        Ok(GrpcServer::serve(self, listener, shutdown).await?)
+    }
+}
+
 /// Errors a [`MeshChannel`] call can fail with (tonic maps them to statuses).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

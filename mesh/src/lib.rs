@@ -4,6 +4,8 @@
 //! - [`config`]: layered configuration (defaults < file < `WARBLE_*` env vars), validated at start.
 //! - [`telemetry`]: tracing subscriber, optional OTLP export, W3C trace context across gRPC hops.
 //! - [`grpc`]: server bootstrap on an already-bound listener with health, reflection and graceful drain.
+//! - [`scaffold`]: the one server shape ([`scaffold::Serve`]) and the one `main` every binary uses.
+//! - [`secret`]: the [`secret::Secret`] type for passwords and keys, and credential redaction in URLs.
 //! - [`shutdown`]: the SIGTERM/SIGINT future servers drain on.
 //! - [`snowflake`]: time-ordered 64-bit ids.
 //! - [`status`]: the error-to-`tonic::Status` convention.
@@ -23,6 +25,8 @@ pub mod event_log;
 pub mod grpc;
 pub mod outbox;
 pub mod redis_client;
+pub mod scaffold;
+pub mod secret;
 pub mod shutdown;
 pub mod snowflake;
 pub mod status;

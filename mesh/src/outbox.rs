@@ -227,3 +227,72 @@ impl Relay {
         }
     }
 }
+
+/// A server whose store's outbox is relayed to the shared event stream
+/// while it serves ([`Relay::start`]); the relay stops after the server has
+/// drained, so events of the last calls still leave.
+pub struct RelayedServer<S> {
+    server: S,
+    relay: Option<Relay>,
+    drain_timeout: Duration,
+}
+
+impl<S: crate::scaffold::Serve> RelayedServer<S> {
+    /// `server` with `relay` (if any) beside it, stopping within `drain_timeout`.
+    pub fn new(server: S, relay: Option<Relay>, drain_timeout: Duration) -> Self {
+        Self {
+            server,
+            relay,
+            drain_timeout,
+        }
+    }
+}
+
+impl<S: crate::scaffold::Serve> crate::scaffold::Serve for RelayedServer<S> {
+    async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: crate::scaffold::Shutdown,
+    ) -> anyhow::Result<()> {
+        let served = self.server.serve(listener, shutdown).await;
+        if let Some(relay) = self.relay {
+            relay.stop(self.drain_timeout).await;
+        }
+        served
+    }
+}
+
+/// The last step of a service that owns a store with an outbox: relays the
+/// outbox to Redis Streams when `events.backend = "redis"` (checking Redis
+/// answers first), binds `server.listen_addr` and serves until `shutdown`.
+/// `production_store` names a store whose events only ever leave through
+/// the relay (e.g. `store.backend = "scylla"`): without one they would wait
+/// in the outbox, which is worth a warning.
+pub async fn serve_relaying(
+    server: impl crate::scaffold::Serve,
+    outbox: Arc<dyn Outbox>,
+    events: &crate::backends::EventsConfig,
+    server_config: &crate::grpc::ServerConfig,
+    production_store: Option<&str>,
+    shutdown: crate::scaffold::Shutdown,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let relay = Relay::start(events, outbox)
+        .await
+        .context("event stream (events.redis.*)")?;
+    if let (None, Some(store)) = (&relay, production_store) {
+        tracing::warn!("{store} with events.backend = \"embedded\": events wait in the outbox");
+    }
+    let drain = server_config.drain_timeout();
+    let server = RelayedServer::new(server, relay, drain);
+    crate::scaffold::serve_on(server_config.listen_addr, server, shutdown).await
+}
+
+/// An embedded store's outbox: its own event log, read by the relay's group.
+pub fn embedded_outbox(log: crate::event_log::EmbeddedEventLog) -> Arc<dyn Outbox> {
+    Arc::new(EventLogOutbox::new(
+        Arc::new(log),
+        crate::event_log::DOMAIN_EVENTS_STREAM,
+        RELAY_GROUP,
+    ))
+}

@@ -44,6 +44,7 @@ use redis::{
 };
 
 use crate::backends::{RedisConfig, RedisMode};
+use crate::secret::redact_url;
 
 /// Most commands in one pipeline: fan-out's default follower page, so a
 /// page is one pipeline on a single node. Larger batches are split into
@@ -213,13 +214,8 @@ impl RedisClient {
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms.max(1));
         let response_timeout = Duration::from_millis(config.response_timeout_ms.max(1));
         let address = match config.mode {
-            RedisMode::Single => redact_url(&config.url),
-            RedisMode::Cluster => config
-                .cluster_node_list()
-                .iter()
-                .map(|node| redact_url(node))
-                .collect::<Vec<_>>()
-                .join(","),
+            RedisMode::Single => redact_url(&config.url).into_owned(),
+            RedisMode::Cluster => redact_url(&config.cluster_node_list().join(",")).into_owned(),
         };
         let unreachable = |source: RedisError| RedisClientError::Unreachable {
             address: address.clone(),
@@ -233,7 +229,10 @@ impl RedisClient {
                     .into_connection_info()
                     .map_err(unreachable)?;
                 if !config.password.is_empty() {
-                    let settings = info.redis_settings().clone().set_password(&config.password);
+                    let settings = info
+                        .redis_settings()
+                        .clone()
+                        .set_password(config.password.expose());
                     info = info.set_redis_settings(settings);
                 }
                 let client = Client::open(info).map_err(unreachable)?;
@@ -279,7 +278,7 @@ impl RedisClient {
                         builder = builder.response_timeout(response);
                     }
                     if !config.password.is_empty() {
-                        builder = builder.password(config.password.clone());
+                        builder = builder.password(config.password.expose());
                     }
                     builder.build()
                 };
@@ -747,18 +746,6 @@ fn check_version(address: &str, info: &str) -> Result<(), RedisClientError> {
     }
 }
 
-/// `url` with any user and password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
-    }
-}
-
 /// The Redis Cluster hash slot of `key`: CRC16 (XMODEM) of its hash tag
 /// (the first non-empty `{...}`) or of the whole key, modulo 16384.
 pub fn key_slot(key: &[u8]) -> u16 {
@@ -803,19 +790,6 @@ mod tests {
         assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
         assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
-    }
-
-    #[test]
-    fn urls_lose_their_passwords() {
-        assert_eq!(
-            redact_url("redis://:hunter2@cache:6379/0"),
-            "redis://***@cache:6379/0"
-        );
-        assert_eq!(
-            redact_url("rediss://user:p@ss@cache:6380"),
-            "rediss://***@cache:6380"
-        );
-        assert_eq!(redact_url("redis://cache:6379/0"), "redis://cache:6379/0");
     }
 
     #[test]

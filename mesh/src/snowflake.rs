@@ -229,6 +229,18 @@ mod tests {
         }
     }
 
+    /// A clock that reads its start, then one millisecond later at every
+    /// further reading: time passing while the generator waits for the next
+    /// millisecond, with no thread and no sleep, so a test that spends a
+    /// millisecond's whole sequence finishes after a bounded number of reads.
+    struct SteppingClock(AtomicU64);
+
+    impl Clock for SteppingClock {
+        fn now_ms(&self) -> u64 {
+            self.0.fetch_add(1, Ordering::SeqCst)
+        }
+    }
+
     const T0: u64 = WARBLE_EPOCH_MS + 86_400_000 * 700;
 
     fn manual(start: u64, tolerance_ms: u64) -> (Arc<ManualClock>, SnowflakeGenerator) {
@@ -245,9 +257,13 @@ mod tests {
         #[test]
         fn ids_strictly_increase_under_any_clock_walk(steps in prop::collection::vec(-50i64..200, 1..300)) {
             let (clock, generator) = manual(T0, 10_000);
-            let mut last = 0u64;
+            let (mut last, mut highest) = (0u64, T0 as i64);
             for step in steps {
-                let now = clock.0.load(Ordering::SeqCst) as i64 + step;
+                // Held within the tolerance of the furthest reading, as the
+                // property says: an unlucky run of regressions would
+                // otherwise (rightly) get an error instead of an id.
+                let now = (clock.0.load(Ordering::SeqCst) as i64 + step).max(highest - 10_000);
+                highest = highest.max(now);
                 clock.0.store(now as u64, Ordering::SeqCst);
                 let id = generator.next_id().unwrap();
                 prop_assert!(id > last, "id {id} not above {last}");
@@ -270,11 +286,47 @@ mod tests {
         /// the clock now reads earlier than that id (within tolerance).
         #[test]
         fn resume_after_never_repeats(back in 0u64..1000, sequence in 0u64..4096) {
-            let (clock, generator) = manual(T0, 1000);
-            let stored = ((T0 - WARBLE_EPOCH_MS) << 22) | (7 << 12) | sequence;
-            clock.0.store(T0 - back, Ordering::SeqCst);
-            generator.resume_after(stored);
-            prop_assert!(generator.next_id().unwrap() > stored);
+            prop_assert!(resumed_id_follows(back, sequence) > stored_id(sequence));
+        }
+    }
+
+    /// An id this test's worker issued at `T0` with `sequence`.
+    fn stored_id(sequence: u64) -> u64 {
+        ((T0 - WARBLE_EPOCH_MS) << 22) | (7 << 12) | sequence
+    }
+
+    /// The first id after resuming from `stored_id(sequence)` while the clock
+    /// reads `back` ms before it. The clock steps on at every reading, so
+    /// when the stored id spent `T0`'s last sequence number the generator's
+    /// wait ends (at `T0 + 1`) instead of spinning on a clock nothing moves.
+    /// Also checks where the id lands: `T0`'s next sequence number, or
+    /// `T0 + 1`'s first.
+    fn resumed_id_follows(back: u64, sequence: u64) -> u64 {
+        let clock = Arc::new(SteppingClock(AtomicU64::new(T0 - back)));
+        let generator =
+            SnowflakeGenerator::with_clock(7, clock, Duration::from_millis(1000)).unwrap();
+        generator.resume_after(stored_id(sequence));
+        let id = generator.next_id().unwrap();
+        let parts = decode(id);
+        let expected = if sequence < MAX_SEQUENCE {
+            (T0, sequence as u16 + 1)
+        } else {
+            (T0 + 1, 0)
+        };
+        assert_eq!(
+            (parts.unix_ms, parts.sequence),
+            expected,
+            "back {back} ms, sequence {sequence}"
+        );
+        id
+    }
+
+    /// The case the property test draws once in 4,096: the stored id spent
+    /// its millisecond's sequence, so the generator must wait for the clock.
+    #[test]
+    fn resume_after_a_spent_millisecond_waits_for_the_next() {
+        for back in [0, 1, 999] {
+            assert!(resumed_id_follows(back, MAX_SEQUENCE) > stored_id(MAX_SEQUENCE));
         }
     }
 

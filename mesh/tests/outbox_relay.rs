@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message as _;
-use warble_mesh::backends::RedisConfig;
 use warble_mesh::event_log::{
     DOMAIN_EVENTS_STREAM, EmbeddedEventLog, EventLog, EventLogError, RedisEventLog,
 };
@@ -61,12 +60,8 @@ async fn a_crash_between_publish_and_mark_delivers_each_event_once() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let config = RedisConfig {
-        url: redis.url(),
-        ..RedisConfig::default()
-    };
     let stream_log = Arc::new(
-        RedisEventLog::connect(&config)
+        RedisEventLog::connect(&redis.config())
             .await
             .unwrap()
             .with_key_prefix(unique_prefix()),

@@ -13,22 +13,10 @@ use warble_mesh::backends::{RedisConfig, RedisMode};
 use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventId, EventLog, RedisEventLog, conformance};
 use warble_mesh::outbox::EventSink;
 use warble_mesh::redis_client::{RedisClient, RedisScript, Request, key_slot};
-use warble_testkit::{RedisCluster, RedisServer, Reply, ServerOptions, unique_prefix};
-
-fn single(url: String) -> RedisConfig {
-    RedisConfig {
-        url,
-        ..RedisConfig::default()
-    }
-}
-
-fn cluster(seeds: String) -> RedisConfig {
-    RedisConfig {
-        mode: RedisMode::Cluster,
-        cluster_nodes: seeds,
-        ..RedisConfig::default()
-    }
-}
+use warble_testkit::{
+    RedisCluster, RedisServer, Reply, ServerOptions, Topology, run_suite_on, test_each_topology,
+    unique_prefix,
+};
 
 async fn log_on(config: &RedisConfig) -> RedisEventLog {
     RedisEventLog::connect(config)
@@ -37,32 +25,20 @@ async fn log_on(config: &RedisConfig) -> RedisEventLog {
         .with_key_prefix(unique_prefix())
 }
 
-#[tokio::test]
-async fn conformance_on_a_single_node() {
-    let Some(server) = RedisServer::shared() else {
-        return;
-    };
-    let config = single(server.url());
-    let started = Instant::now();
-    conformance::run_all(|| async { ((), log_on(&config).await) }).await;
-    eprintln!(
-        "event log conformance, single node: {:?}",
-        started.elapsed()
-    );
+async fn conformance_on(topology: Topology) {
+    run_suite_on(topology, "event log conformance", |config| async move {
+        conformance::run_all(|| async { ((), log_on(&config).await) }).await;
+    })
+    .await;
 }
 
-#[tokio::test]
-async fn conformance_on_a_three_master_cluster() {
-    let Some(redis) = RedisCluster::shared() else {
+test_each_topology!(conformance_on => conformance_on_a_single_node, conformance_on_a_three_master_cluster);
+
+async fn publish_once_keeps_one_entry_per_event_id(topology: Topology) {
+    let Some(config) = topology.shared_config() else {
         return;
     };
-    let config = cluster(redis.seed_urls());
-    let started = Instant::now();
-    conformance::run_all(|| async { ((), log_on(&config).await) }).await;
-    eprintln!("event log conformance, cluster: {:?}", started.elapsed());
-}
-
-async fn publish_once_keeps_one_entry_per_event_id(log: &RedisEventLog) {
+    let log = log_on(&config).await;
     for _ in 0..3 {
         log.publish_once("outbox", 7, b"first", 1001).await.unwrap();
     }
@@ -91,28 +67,16 @@ async fn publish_once_keeps_one_entry_per_event_id(log: &RedisEventLog) {
     assert_eq!(got[0].key, 7);
 }
 
-#[tokio::test]
-async fn publish_once_deduplicates_by_event_id_on_a_single_node() {
-    let Some(server) = RedisServer::shared() else {
-        return;
-    };
-    publish_once_keeps_one_entry_per_event_id(&log_on(&single(server.url())).await).await;
-}
-
-#[tokio::test]
-async fn publish_once_deduplicates_by_event_id_on_a_cluster() {
-    let Some(redis) = RedisCluster::shared() else {
-        return;
-    };
-    publish_once_keeps_one_entry_per_event_id(&log_on(&cluster(redis.seed_urls())).await).await;
-}
+test_each_topology!(publish_once_keeps_one_entry_per_event_id =>
+    publish_once_deduplicates_by_event_id_on_a_single_node,
+    publish_once_deduplicates_by_event_id_on_a_cluster);
 
 #[tokio::test]
 async fn the_dead_letter_stream_is_a_stream_like_any_other() {
     let Some(server) = RedisServer::shared() else {
         return;
     };
-    let log = log_on(&single(server.url())).await;
+    let log = log_on(&server.config()).await;
     let stream = format!("{DOMAIN_EVENTS_STREAM}.dead-letter");
     let id = log.append(&stream, 3, b"poison").await.unwrap();
     assert_eq!(log.lag(&stream, "ops").await.unwrap(), 1);
@@ -141,9 +105,7 @@ async fn trimming_removes_only_what_every_group_acknowledged() {
     let Some(server) = RedisServer::shared() else {
         return;
     };
-    let log = log_on(&single(server.url()))
-        .await
-        .with_trim_every(1_000_000);
+    let log = log_on(&server.config()).await.with_trim_every(1_000_000);
     let mut ids = Vec::new();
     for i in 0..10u64 {
         ids.push(log.append("trim", i, b"x").await.unwrap());
@@ -207,9 +169,7 @@ async fn acknowledgements_trigger_trimming_in_the_background() {
     let Some(redis) = RedisCluster::shared() else {
         return;
     };
-    let log = log_on(&cluster(redis.seed_urls()))
-        .await
-        .with_trim_every(50);
+    let log = log_on(&redis.config()).await.with_trim_every(50);
     for i in 0..120u64 {
         log.append("auto", i, b"x").await.unwrap();
     }
@@ -239,41 +199,38 @@ async fn start_up_failures_name_the_address() {
     }) else {
         return;
     };
-    // Nothing listens on a port we just freed.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let error = RedisClient::connect(&single(format!("redis://127.0.0.1:{closed}/0")))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains(&format!("redis://127.0.0.1:{closed}/0")),
-        "{error}"
-    );
+    // Nothing listens on port 1 (tcpmux, privileged, unused). A port freed
+    // a moment ago would do only by luck: another test's server may take it.
+    let closed = RedisConfig {
+        url: "redis://127.0.0.1:1/0".into(),
+        ..server.config()
+    };
+    let error = RedisClient::connect(&closed).await.unwrap_err().to_string();
+    assert!(error.contains("redis://127.0.0.1:1/0"), "{error}");
 
-    let mut wrong = single(server.url());
+    let mut wrong = server.config();
     wrong.password = "nope".into();
     let error = RedisClient::connect(&wrong).await.unwrap_err().to_string();
     assert!(error.contains(&server.url()), "{error}");
     assert!(!error.contains("nope"), "the password never shows: {error}");
 
-    let mut right = single(server.url());
-    right.password = "s3cret".into();
-    let client = RedisClient::connect(&right).await.unwrap();
+    let client = RedisClient::connect(&server.config()).await.unwrap();
     let pong: String = client
         .query(Request::routed_by("PING", "any"))
         .await
         .unwrap();
     assert_eq!(pong, "PONG");
 
-    let error = RedisClient::connect(&cluster(format!("redis://127.0.0.1:{closed}")))
+    let closed_cluster = RedisConfig {
+        mode: RedisMode::Cluster,
+        cluster_nodes: "redis://127.0.0.1:1".into(),
+        ..RedisConfig::default()
+    };
+    let error = RedisClient::connect(&closed_cluster)
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains(&format!("127.0.0.1:{closed}")), "{error}");
+    assert!(error.contains("127.0.0.1:1"), "{error}");
 }
 
 static ECHO_KEY: std::sync::LazyLock<RedisScript> = std::sync::LazyLock::new(|| {
@@ -285,9 +242,7 @@ async fn cluster_batches_go_as_one_pipeline_per_node() {
     let Some(redis) = RedisCluster::shared() else {
         return;
     };
-    let client = RedisClient::connect(&cluster(redis.seed_urls()))
-        .await
-        .unwrap();
+    let client = RedisClient::connect(&redis.config()).await.unwrap();
     let prefix = unique_prefix();
     // Our slot computation agrees with the server's.
     for key in ["tl:1", "{warble.events.v1}:dedupe:9", "la:77", "x{}y"] {
@@ -343,7 +298,7 @@ async fn scripts_survive_a_script_flush() {
     let Some(server) = RedisServer::shared() else {
         return;
     };
-    let client = RedisClient::connect(&single(server.url())).await.unwrap();
+    let client = RedisClient::connect(&server.config()).await.unwrap();
     let key = format!("{}echo", unique_prefix());
     let first: String = client.query(ECHO_KEY.call(&[&key]).arg("a")).await.unwrap();
     assert_eq!(first, "a");
@@ -357,26 +312,35 @@ async fn scripts_survive_a_script_flush() {
 
 #[tokio::test]
 async fn a_blocked_reader_does_not_stall_other_commands() {
-    let Some(server) = RedisServer::shared() else {
+    // Its own server: the test watches the server's count of blocked clients.
+    let Some(server) = RedisServer::start() else {
         return;
     };
-    let log = log_on(&single(server.url())).await;
-    let (blocked, quick) = tokio::join!(
-        log.read_group("idle", "g", "c", 10, Duration::from_secs(2)),
-        async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let started = Instant::now();
-            for i in 0..20u64 {
-                log.append("busy", i, b"x").await.unwrap();
-            }
-            started.elapsed()
+    let log = log_on(&server.config()).await;
+    // Blocks far longer than any run of this test, so only the appends can
+    // win the race below; the read is dropped unanswered at the end.
+    let blocked = log.read_group("idle", "g", "c", 10, Duration::from_secs(600));
+    tokio::pin!(blocked);
+    // The appends start once the server holds the read (not after a sleep
+    // that may or may not have let it arrive) and must all finish while it
+    // still holds it: an order, not a duration, so a slow machine cannot
+    // fail the test and a stalled client cannot pass it.
+    let appends = async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !matches!(server.command(&["INFO", "clients"]),
+            Ok(Reply::Bulk(info)) if info.contains("blocked_clients:1"))
+        {
+            assert!(Instant::now() < deadline, "the read never blocked");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    );
-    assert!(blocked.unwrap().is_empty());
-    assert!(
-        quick < Duration::from_secs(1),
-        "appends waited behind the blocked read: {quick:?}"
-    );
+        for i in 0..20u64 {
+            log.append("busy", i, b"x").await.unwrap();
+        }
+    };
+    tokio::select! {
+        () = appends => {}
+        read = &mut blocked => panic!("the blocked read ended first ({read:?}): the appends waited behind it"),
+    }
 }
 
 /// Retries `attempt` until it succeeds: the client reconnects on its own
@@ -407,7 +371,7 @@ async fn acknowledged_appends_survive_kill_9_and_reads_resume() {
     }) else {
         return;
     };
-    let log = log_on(&single(server.url())).await;
+    let log = log_on(&server.config()).await;
     // Concurrent appenders, as several publishing services would be.
     let mut appended = BTreeSet::new();
     for round in 0..20u64 {
@@ -481,7 +445,7 @@ async fn a_dead_consumers_batch_is_finished_by_another() {
     let Some(redis) = RedisCluster::shared() else {
         return;
     };
-    let config = cluster(redis.seed_urls());
+    let config = redis.config();
     let prefix = unique_prefix();
     let dead = RedisEventLog::connect(&config)
         .await
@@ -502,7 +466,9 @@ async fn a_dead_consumers_batch_is_finished_by_another() {
     assert_eq!(taken.len(), 50);
     drop(dead);
 
-    // The survivor first gets only what nobody holds...
+    // The survivor first gets only what nobody holds: nothing has been idle
+    // for a minute. (Checked with a minute, not with the 200 ms used below:
+    // a busy machine may well take 200 ms to get here.)
     let idle = Duration::from_millis(200);
     let fresh = alive
         .read_group("work", "fanout", "worker-2", 100, Duration::ZERO)
@@ -511,7 +477,7 @@ async fn a_dead_consumers_batch_is_finished_by_another() {
     assert_eq!(fresh.len(), 10);
     assert!(
         alive
-            .reclaim("work", "fanout", "worker-2", idle, 100)
+            .reclaim("work", "fanout", "worker-2", Duration::from_secs(60), 100)
             .await
             .unwrap()
             .is_empty()
@@ -525,6 +491,7 @@ async fn a_dead_consumers_batch_is_finished_by_another() {
         .await
         .unwrap();
     // ...and after the idle timeout takes over the dead one's batch, in order.
+    // (The sleep only makes the entries old enough: it cannot be too long.)
     tokio::time::sleep(idle + Duration::from_millis(50)).await;
     let mut reclaimed = Vec::new();
     while reclaimed.len() < 50 {

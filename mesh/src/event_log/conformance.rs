@@ -116,14 +116,17 @@ pub async fn unacked_entries_go_to_another_consumer_after_the_idle_timeout(log: 
     // The consumer acks `a`, then dies before acking `b`.
     log.ack("reclaim", "g", &[a]).await.unwrap();
 
-    let idle = Duration::from_millis(300);
+    // "Not yet" is checked with a timeout no stall on a loaded machine can
+    // reach; the reclaim itself waits out a one-second timeout.
+    let never_yet = Duration::from_secs(600);
     assert!(
-        log.reclaim("reclaim", "g", "alive", idle, 10)
+        log.reclaim("reclaim", "g", "alive", never_yet, 10)
             .await
             .unwrap()
             .is_empty(),
         "nothing is idle long enough yet"
     );
+    let idle = Duration::from_secs(1);
     tokio::time::sleep(idle + Duration::from_millis(50)).await;
     let reclaimed = log
         .reclaim("reclaim", "g", "alive", idle, 10)
@@ -132,7 +135,9 @@ pub async fn unacked_entries_go_to_another_consumer_after_the_idle_timeout(log: 
     assert_eq!(ids(&reclaimed), vec![b]);
     assert_eq!(reclaimed[0].payload, b"b");
     assert_eq!(reclaimed[0].delivery_count, 2);
-    // Reclaiming resets the idle clock: an immediate second reclaim finds nothing.
+    // Reclaiming resets the idle clock: without the reset `b` would have
+    // been idle for more than `idle` already, so a second reclaim right away
+    // would take it again.
     assert!(
         log.reclaim("reclaim", "g", "other", idle, 10)
             .await

@@ -13,6 +13,7 @@
 //! Entries are delivered in append order, so the order of events with the
 //! same key (e.g. one author's tweets) is preserved in delivery.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod embedded;
 mod redis;
