@@ -101,7 +101,7 @@ impl Default for FanoutPolicyConfig {
             celebrity_threshold: 10_000,
             inactive_after_days: 30,
             follow_backfill_tweets: 50,
-            follower_page_size: 5_000,
+            follower_page_size: warble_proto::limits::graph::MAX_PAGE_LIMIT,
         }
     }
 }
@@ -121,12 +121,24 @@ impl Default for ConsumerConfig {
     }
 }
 
+impl warble_mesh::scaffold::BinaryConfig for FanoutSvcConfig {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
 impl ServiceConfig for FanoutSvcConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;
         self.telemetry.validate("telemetry")?;
-        if self.backend == Backend::Redis {
-            self.redis.validate("redis")?;
+        match self.backend {
+            // A standalone process cannot share an in-memory cache.
+            Backend::Embedded => {
+                return Err(warble_mesh::config::refuse_embedded_timeline_cache(
+                    "timeline-svc",
+                ));
+            }
+            Backend::Redis => self.redis.validate("redis")?,
         }
         warble_mesh::config::validate_downstreams(
             &[
@@ -154,10 +166,11 @@ impl FanoutPolicyConfig {
                 "must be at least 1",
             ));
         }
-        if !(1..=5_000).contains(&self.follower_page_size) {
+        let max_page = warble_proto::limits::graph::MAX_PAGE_LIMIT;
+        if !(1..=max_page).contains(&self.follower_page_size) {
             return Err(ConfigError::invalid(
                 "fanout.follower_page_size",
-                "must be between 1 and 5000",
+                format!("must be between 1 and {max_page} (graph-svc's largest page)"),
             ));
         }
         if self.follow_backfill_tweets > 100 {

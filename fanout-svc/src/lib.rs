@@ -16,7 +16,6 @@ pub mod error;
 pub mod service;
 pub mod stats;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,8 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use warble_mesh::event_log::EventLog;
 use warble_mesh::event_log::RedisEventLog;
-use warble_mesh::grpc::{GrpcServer, ServeError, TracedChannel, traced_channel};
+use warble_mesh::grpc::{GrpcServer, TracedChannel, traced_channel};
+use warble_mesh::scaffold::{Serve, Shutdown};
 use warble_proto::fanout::v1::fanout_service_server::FanoutServiceServer;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
@@ -96,27 +96,42 @@ impl FanoutSvc {
         self.stats.clone()
     }
 
-    /// Consumes events and serves GetStatus on `listener` until `shutdown`
-    /// resolves; then stops reading, finishes in-flight events and drains.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        drain_timeout: Duration,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
+    /// The server (not yet serving): consumes events and serves GetStatus;
+    /// on shutdown it stops reading, finishes in-flight events and drains,
+    /// each within `drain_timeout`.
+    pub fn into_server(self, drain_timeout: Duration) -> FanoutServer {
+        FanoutServer {
+            service: self,
+            drain_timeout,
+        }
+    }
+}
+
+/// A built fanout-svc ([`FanoutSvc::into_server`]).
+pub struct FanoutServer {
+    service: FanoutSvc,
+    drain_timeout: Duration,
+}
+
+impl Serve for FanoutServer {
+    async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Self {
+            service,
+            drain_timeout,
+        } = self;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let consumer = tokio::spawn(consumer::run(
-            self.log.clone(),
-            self.engine.clone(),
-            self.stats.clone(),
-            self.settings.clone(),
+            service.log.clone(),
+            service.engine.clone(),
+            service.stats.clone(),
+            service.settings.clone(),
             stopped,
         ));
         let api = FanoutApi {
-            log: self.log.clone(),
-            stats: self.stats.clone(),
-            group: self.settings.group.clone(),
-            workers: self.settings.workers as u32,
+            log: service.log.clone(),
+            stats: service.stats.clone(),
+            group: service.settings.group.clone(),
+            workers: service.settings.workers as u32,
         };
         let served = GrpcServer::new(drain_timeout)
             .add_service(FanoutServiceServer::new(api))
@@ -130,7 +145,7 @@ impl FanoutSvc {
                 "fan-out consumer did not finish within the drain deadline; unacknowledged events will be redelivered"
             );
         }
-        served
+        Ok(served?)
     }
 }
 
@@ -138,16 +153,11 @@ impl FanoutSvc {
 /// the Redis timeline cache and event stream (checking they answer), binds,
 /// consumes and serves GetStatus. The embedded cache lives in one process's
 /// memory, so a standalone process refuses it.
-pub async fn run(
-    config: FanoutSvcConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn run(config: FanoutSvcConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let (log, cache): (Arc<dyn EventLog>, Arc<dyn TimelineCache>) = match config.backend {
-        config::Backend::Embedded => anyhow::bail!(
-            "backend = \"embedded\" keeps the timeline cache in this process's memory, where \
-             timeline-svc cannot read it. Run the single-process stack (`warble dev`) or set \
-             WARBLE_BACKEND=redis"
-        ),
+        config::Backend::Embedded => {
+            return Err(warble_mesh::config::refuse_embedded_timeline_cache("timeline-svc").into());
+        }
         config::Backend::Redis => (
             Arc::new(
                 RedisEventLog::connect(&config.redis)
@@ -162,11 +172,6 @@ pub async fn run(
         ),
     };
     let service = FanoutSvc::new(&config, log, cache).context("invalid downstream address")?;
-    let listener = TcpListener::bind(config.server.listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen_addr))?;
-    service
-        .serve(listener, config.server.drain_timeout(), shutdown)
-        .await?;
-    Ok(())
+    let server = service.into_server(config.server.drain_timeout());
+    warble_mesh::scaffold::serve_on(config.server.listen_addr, server, shutdown).await
 }

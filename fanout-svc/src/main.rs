@@ -1,35 +1,8 @@
-//! The `fanout-svc` binary: config, telemetry, then [`warble_fanout_svc::run`]
-//! until SIGTERM/SIGINT.
+//! The `fanout-svc` binary: the shared scaffold (config, telemetry, exit codes)
+//! around [`warble_fanout_svc::run`], until SIGTERM/SIGINT.
 
-/// mimalloc: far less time in allocation than glibc malloc under many
-/// threads (see BENCHMARKS.md, "Where the read path's time goes").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use std::process::ExitCode;
-
-use warble_fanout_svc::FanoutSvcConfig;
-
-const BINARY: &str = "fanout-svc";
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    let Some(config) = warble_mesh::config::load_for_main::<FanoutSvcConfig>(BINARY) else {
-        return ExitCode::SUCCESS;
-    };
-    let _telemetry = match warble_mesh::telemetry::init(&config.telemetry, BINARY) {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("{BINARY}: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    tracing::info!(config = %warble_mesh::config::redacted_json(&config), "effective config");
-    match warble_fanout_svc::run(config, warble_mesh::shutdown::signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("{BINARY}: {error:#}");
-            ExitCode::from(2)
-        }
-    }
-}
+warble_mesh::service_main!(
+    "fanout-svc",
+    warble_fanout_svc::FanoutSvcConfig,
+    warble_fanout_svc::run
+);

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use warble_mesh::backends::EventsConfig;
 use warble_mesh::config::{ConfigError, ServiceConfig};
+use warble_mesh::secret::Secret;
 use warble_mesh::telemetry::TelemetryConfig;
 
 /// How bearer tokens are verified.
@@ -59,7 +60,7 @@ pub struct AuthConfig {
     /// `HS256`, `RS256` or `EdDSA`.
     pub algorithm: JwtAlgorithm,
     /// HS256 shared secret (at least 32 bytes). Also signs tokens issued by `signUp` in dev mode.
-    pub hs256_secret: String,
+    pub hs256_secret: Secret,
     /// RS256/EdDSA public key, PEM.
     pub public_key_pem: String,
     /// Expected `iss` claim; empty accepts any.
@@ -112,7 +113,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             algorithm: JwtAlgorithm::HS256,
-            hs256_secret: String::new(),
+            hs256_secret: Secret::default(),
             public_key_pem: String::new(),
             issuer: String::new(),
             audience: String::new(),
@@ -137,6 +138,12 @@ impl Default for LimitsConfig {
 /// Shortest HS256 secret accepted (RFC 7518 asks for at least the hash size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
+impl warble_mesh::scaffold::BinaryConfig for GatewayConfig {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
 impl ServiceConfig for GatewayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.telemetry.validate("telemetry")?;
@@ -156,7 +163,9 @@ impl ServiceConfig for GatewayConfig {
             self.request_timeout_ms,
         )?;
         match self.auth.algorithm {
-            JwtAlgorithm::HS256 if self.auth.hs256_secret.len() < MIN_HS256_SECRET_BYTES => {
+            JwtAlgorithm::HS256
+                if self.auth.hs256_secret.expose().len() < MIN_HS256_SECRET_BYTES =>
+            {
                 return Err(ConfigError::invalid(
                     "auth.hs256_secret",
                     format!("must be at least {MIN_HS256_SECRET_BYTES} bytes for HS256"),
@@ -172,7 +181,7 @@ impl ServiceConfig for GatewayConfig {
             }
             _ => {}
         }
-        if self.auth.dev_mode && self.auth.hs256_secret.len() < MIN_HS256_SECRET_BYTES {
+        if self.auth.dev_mode && self.auth.hs256_secret.expose().len() < MIN_HS256_SECRET_BYTES {
             return Err(ConfigError::invalid(
                 "auth.hs256_secret",
                 "dev_mode issues HS256 tokens and needs a secret of at least 32 bytes",

@@ -34,6 +34,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use warble_mesh::backends::EventsBackend;
 use warble_mesh::event_log::{EventLog, RedisEventLog};
+use warble_mesh::scaffold::{Serve, Shutdown};
 
 pub use config::GatewayConfig;
 pub use downstream::RpcCounts;
@@ -172,13 +173,16 @@ impl Gateway {
     }
 }
 
+impl Serve for Gateway {
+    async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+        Ok(Gateway::serve(self, listener, shutdown).await?)
+    }
+}
+
 /// Runs the gateway as its own process until `shutdown` resolves. With
 /// `events.backend = "redis"` live subscriptions tail the shared event
 /// stream; with `embedded` (nothing to share) they are disabled.
-pub async fn run(
-    config: GatewayConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let event_log: Option<Arc<dyn EventLog>> = match config.events.backend {
         EventsBackend::Redis => Some(Arc::new(
             RedisEventLog::connect(&config.events.redis)
@@ -193,9 +197,5 @@ pub async fn run(
         }
     };
     let gateway = Gateway::new(&config, event_log).context("cannot configure the gateway")?;
-    let listener = TcpListener::bind(config.listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
-    gateway.serve(listener, shutdown).await?;
-    Ok(())
+    warble_mesh::scaffold::serve_on(config.listen_addr, gateway, shutdown).await
 }

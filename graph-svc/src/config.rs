@@ -72,6 +72,12 @@ impl Default for GraphSvcConfig {
     }
 }
 
+impl warble_mesh::scaffold::BinaryConfig for GraphSvcConfig {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
 impl ServiceConfig for GraphSvcConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;

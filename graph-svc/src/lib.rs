@@ -6,9 +6,9 @@
 //! it, so fan-out and timelines never need to call back.
 //!
 //! The library holds everything; the `graph-svc` binary only loads config
-//! and calls [`GraphSvc::open_embedded`] (or [`GraphSvc::open_neo4j`]) and
-//! [`GraphSvc::serve`]. Tests and the all-in-one dev launcher do the same on
-//! their own listeners.
+//! and calls [`run`], which opens the store ([`GraphSvc::open_embedded`] or
+//! [`GraphSvc::open_neo4j`]) and serves [`GraphSvc::into_grpc_server`]. Tests
+//! and the single-process stack do the same on their own listeners.
 
 #![forbid(unsafe_code)]
 
@@ -18,15 +18,14 @@ pub mod service;
 pub mod store;
 pub mod validate;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 use warble_mesh::event_log::EmbeddedEventLog;
-use warble_mesh::grpc::{GrpcServer, ServeError};
+use warble_mesh::grpc::GrpcServer;
 use warble_mesh::outbox::Outbox;
+use warble_mesh::scaffold::Shutdown;
 use warble_mesh::snowflake::SnowflakeGenerator;
 use warble_proto::graph::v1::graph_service_server::GraphServiceServer;
 
@@ -108,19 +107,6 @@ impl GraphSvc {
         GraphServiceServer::new(self.api.clone())
     }
 
-    /// Serves on `listener` (with health and reflection) until `shutdown`
-    /// resolves, then lets in-flight calls finish for up to `drain_timeout`.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        drain_timeout: Duration,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
-        self.into_grpc_server(drain_timeout)
-            .serve(listener, shutdown)
-            .await
-    }
-
     /// The gRPC server (not yet serving), for callers that also call it in
     /// process ([`GrpcServer::local_channel`]).
     pub fn into_grpc_server(self, drain_timeout: Duration) -> GrpcServer {
@@ -131,14 +117,9 @@ impl GraphSvc {
 /// Runs graph-svc as its own process until `shutdown` resolves: opens the
 /// configured store, relays its outbox to Redis Streams when
 /// `events.backend = "redis"`, binds and serves.
-pub async fn run(
-    config: GraphSvcConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    use anyhow::Context as _;
+pub async fn run(config: GraphSvcConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     use config::GraphStoreBackend;
-    use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
-    use warble_mesh::outbox::{EventLogOutbox, RELAY_GROUP, Relay};
+    use warble_mesh::outbox::{embedded_outbox, serve_relaying};
 
     let (service, outbox): (GraphSvc, Arc<dyn Outbox>) = match config.store.backend {
         GraphStoreBackend::Embedded => {
@@ -148,32 +129,20 @@ pub async fn run(
                 })?;
             let log = EmbeddedEventLog::open(database).context("cannot open the event log")?;
             let service = GraphSvc::open_embedded_with_log(&config, log.clone())?;
-            let outbox = Arc::new(EventLogOutbox::new(
-                Arc::new(log),
-                DOMAIN_EVENTS_STREAM,
-                RELAY_GROUP,
-            ));
-            (service, outbox)
+            (service, embedded_outbox(log))
         }
         GraphStoreBackend::Neo4j => GraphSvc::open_neo4j(&config).await?,
     };
-    let relay = Relay::start(&config.events, outbox)
-        .await
-        .context("event stream (events.redis.*)")?;
-    if relay.is_none() && config.store.backend == GraphStoreBackend::Neo4j {
-        tracing::warn!(
-            "store.backend = \"neo4j\" with events.backend = \"embedded\": events wait in the outbox"
-        );
-    }
-    let listener = TcpListener::bind(config.server.listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen_addr))?;
-    service
-        .serve(listener, config.server.drain_timeout(), shutdown)
-        .await
-        .context("gRPC server failed")?;
-    if let Some(relay) = relay {
-        relay.stop(config.server.drain_timeout()).await;
-    }
-    Ok(())
+    let production_store =
+        (config.store.backend == GraphStoreBackend::Neo4j).then_some("store.backend = \"neo4j\"");
+    let server = service.into_grpc_server(config.server.drain_timeout());
+    serve_relaying(
+        server,
+        outbox,
+        &config.events,
+        &config.server,
+        production_store,
+        shutdown,
+    )
+    .await
 }

@@ -9,7 +9,7 @@ use warble_proto::graph::v1 as pb;
 use warble_proto::graph::v1::graph_service_server::GraphService;
 
 use crate::error::GraphError;
-use crate::store::{FollowPage, GraphStore, User};
+use crate::store::{FollowPage, GraphStore, User, check_write_batch};
 use crate::validate::{self, FollowList};
 
 /// The gRPC face of the graph service. Cheap to clone.
@@ -83,7 +83,7 @@ impl GraphService for GraphApi {
     ) -> Result<Response<pb::CreateUsersResponse>, Status> {
         let requested = request.into_inner().users;
         // The size first, so an oversized batch costs no per-entry work.
-        validate::write_batch_size("users", requested.len())?;
+        check_write_batch("users", requested.len())?;
         let users = requested
             .into_iter()
             .enumerate()
@@ -157,7 +157,7 @@ impl GraphService for GraphApi {
         request: Request<pb::FollowManyRequest>,
     ) -> Result<Response<pb::FollowManyResponse>, Status> {
         let requested = request.into_inner().pairs;
-        validate::write_batch_size("pairs", requested.len())?;
+        check_write_batch("pairs", requested.len())?;
         let pairs = requested
             .iter()
             .enumerate()

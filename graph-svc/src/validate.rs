@@ -1,35 +1,26 @@
 //! Request validation: the contract's rules, each failing with
-//! INVALID_ARGUMENT naming the offending field.
+//! INVALID_ARGUMENT naming the offending field. The numbers are the
+//! contract's ([`warble_proto::limits::graph`]). The write-batch size is
+//! checked by the store layer (`store::check_write_batch`), which every
+//! store enforces too.
 
 use warble_proto::common::v1::PageRequest;
 use warble_proto::graph::v1::CreateUserRequest;
+use warble_proto::limits::graph::{
+    DEFAULT_PAGE_LIMIT, MAX_BATCH, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_PAGE_LIMIT,
+    MAX_USERNAME_CHARS,
+};
 
 use crate::error::GraphError;
 use crate::store::{EdgePosition, NewUser, PageQuery};
 
-/// Longest username, in characters.
-pub const MAX_USERNAME_LEN: usize = 15;
-/// Longest display name after trimming, in characters.
-pub const MAX_DISPLAY_NAME_CHARS: usize = 50;
-/// Longest bio, in characters.
-pub const MAX_BIO_CHARS: usize = 160;
-/// Most ids or pairs one batch read accepts.
-pub const MAX_BATCH: usize = 500;
-/// Most users or follows one batch write (CreateUsers, FollowMany) carries.
-/// A batch is one store transaction: this bounds how long it holds the
-/// store's single writer and how much it buffers before committing.
-pub const MAX_WRITE_BATCH: usize = 1000;
-/// Page size when the request leaves `page.limit` at 0.
-pub const DEFAULT_PAGE_LIMIT: usize = 100;
-/// Largest page; fan-out reads follower lists in large pages.
-pub const MAX_PAGE_LIMIT: usize = 5000;
-
-/// 1 to 15 of `[A-Za-z0-9_]`. ASCII only, so case folding is unambiguous.
+/// 1 to [`MAX_USERNAME_CHARS`] of `[A-Za-z0-9_]`. ASCII only, so case
+/// folding is unambiguous.
 pub fn username(field: &str, value: &str) -> Result<(), GraphError> {
-    if value.is_empty() || value.len() > MAX_USERNAME_LEN {
+    if value.is_empty() || value.len() > MAX_USERNAME_CHARS {
         return Err(GraphError::invalid(
             field,
-            format!("must be 1 to {MAX_USERNAME_LEN} characters"),
+            format!("must be 1 to {MAX_USERNAME_CHARS} characters"),
         ));
     }
     if !value
@@ -44,7 +35,8 @@ pub fn username(field: &str, value: &str) -> Result<(), GraphError> {
     Ok(())
 }
 
-/// Returns the display name trimmed: 1 to 50 characters, not only whitespace.
+/// Returns the display name trimmed: 1 to [`MAX_DISPLAY_NAME_CHARS`]
+/// characters, not only whitespace.
 pub fn display_name(value: &str) -> Result<String, GraphError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
@@ -62,7 +54,7 @@ pub fn display_name(value: &str) -> Result<String, GraphError> {
     Ok(trimmed.to_owned())
 }
 
-/// At most 160 characters; may be empty.
+/// At most [`MAX_BIO_CHARS`] characters; may be empty.
 pub fn bio(value: &str) -> Result<(), GraphError> {
     if value.chars().count() > MAX_BIO_CHARS {
         return Err(GraphError::invalid(
@@ -104,22 +96,7 @@ pub fn user_ids(field: &str, ids: &[u64]) -> Result<(), GraphError> {
 
 /// At most [`MAX_BATCH`] entries.
 pub fn batch_size(field: &str, len: usize) -> Result<(), GraphError> {
-    at_most(field, len, MAX_BATCH)
-}
-
-/// At most [`MAX_WRITE_BATCH`] entries; an empty batch is fine (it does nothing).
-pub fn write_batch_size(field: &str, len: usize) -> Result<(), GraphError> {
-    at_most(field, len, MAX_WRITE_BATCH)
-}
-
-fn at_most(field: &str, len: usize, max: usize) -> Result<(), GraphError> {
-    if len > max {
-        return Err(GraphError::invalid(
-            field,
-            format!("at most {max} entries per call, got {len}"),
-        ));
-    }
-    Ok(())
+    crate::store::check_batch_len(field, len, MAX_BATCH)
 }
 
 /// Both ids set and different. A user cannot follow (or unfollow) themself.
@@ -156,15 +133,15 @@ pub fn page(
 ) -> Result<PageQuery, GraphError> {
     let default = PageRequest::default();
     let request = request.unwrap_or(&default);
-    let limit = match request.limit as usize {
-        0 => DEFAULT_PAGE_LIMIT,
+    let limit = match request.limit {
+        0 => DEFAULT_PAGE_LIMIT as usize,
         limit if limit > MAX_PAGE_LIMIT => {
             return Err(GraphError::invalid(
                 "page.limit",
                 format!("must be at most {MAX_PAGE_LIMIT}"),
             ));
         }
-        limit => limit,
+        limit => limit as usize,
     };
     let invalid_cursor = || GraphError::invalid("page.cursor", "malformed or from another list");
     let after = match warble_mesh::cursor::decode::<3>(list as u8, &request.cursor) {
@@ -228,7 +205,10 @@ mod tests {
     #[test]
     fn pages() {
         let query = page(None, FollowList::Followers, 9).unwrap();
-        assert_eq!((query.after, query.limit), (None, DEFAULT_PAGE_LIMIT));
+        assert_eq!(
+            (query.after, query.limit),
+            (None, DEFAULT_PAGE_LIMIT as usize)
+        );
         let position = EdgePosition {
             follow_seq: 5,
             user_id: 6,

@@ -10,6 +10,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use warble_proto::graph::v1 as graph;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::limits;
 use warble_proto::tweet::v1 as tweet;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 
@@ -49,10 +50,9 @@ const CELEBRITY_TWEETS: &[&str] = &[
 ];
 
 /// Entries per CreateUsers / FollowMany call: the most graph-svc takes.
-const WRITE_BATCH: usize = warble_graph_svc::validate::MAX_WRITE_BATCH;
+const WRITE_BATCH: usize = limits::graph::MAX_WRITE_BATCH;
 // Every demo tweet goes in one CreateTweets call.
-const _: () =
-    assert!(TWEETS.len() + CELEBRITY_TWEETS.len() <= warble_tweet_svc::service::MAX_WRITE_BATCH);
+const _: () = assert!(TWEETS.len() + CELEBRITY_TWEETS.len() <= limits::tweet::MAX_WRITE_BATCH);
 
 async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Channel::from_shared(format!("http://{addr}"))?

@@ -2,8 +2,6 @@
 //! users, follows and tweets in batches, and loading again (a restart with
 //! `--demo` on the same data) changes nothing.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use tonic::transport::Channel;
 use warble_proto::graph::v1 as graph;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
@@ -66,16 +64,7 @@ async fn snapshot(
 async fn the_demo_loads_in_batches_and_loading_again_changes_nothing() {
     warble_mesh::telemetry::init_for_tests();
     let data_dir = tempfile::tempdir().unwrap();
-    let mut config = DevConfig {
-        data_dir: data_dir.path().to_owned(),
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        tweet_port: 0,
-        graph_port: 0,
-        timeline_port: 0,
-        fanout_port: 0,
-        gateway_port: 0,
-        ..DevConfig::default()
-    };
+    let mut config = DevConfig::ephemeral(data_dir.path());
     config.fanout.celebrity_threshold = THRESHOLD;
     let stack = DevStack::start(&config).await.unwrap();
     warble_launcher::demo::load(stack.tweet_addr, stack.graph_addr, THRESHOLD)

@@ -2,7 +2,7 @@
 //! loopback, sharing one embedded database (stores and event log) and one
 //! timeline cache (in memory unless the caller passes another).
 //!
-//! `warble dev`, the end-to-end tests and `warble bench` all start the stack
+//! `warble dev`, the end-to-end tests and `warble-bench` all start the stack
 //! through [`DevStack::start`] / [`DevStack::start_with`], so tests and
 //! benchmarks exercise exactly what developers run.
 //!
@@ -23,12 +23,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use warble_fanout_svc::config::{ConsumerConfig, FanoutPolicyConfig};
 use warble_fanout_svc::{FanoutStats, FanoutSvc, FanoutSvcConfig};
+use warble_gateway::auth::Authenticator;
 use warble_gateway::config::{AuthConfig, LimitsConfig};
 use warble_gateway::downstream::Downstream;
 use warble_gateway::{Gateway, GatewayConfig, RpcCounts};
 use warble_mesh::config::{ConfigError, ServiceConfig};
 use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EmbeddedEventLog, EventLog as _};
 use warble_mesh::grpc::{MeshChannel, remote_channel, traced};
+use warble_mesh::scaffold::{BinaryConfig, Serve, Shutdown};
+use warble_mesh::secret::Secret;
 use warble_mesh::telemetry::TelemetryConfig;
 use warble_timeline_cache::{EmbeddedTimelineCache, TimelineCache};
 use warble_timeline_svc::{HomeTimelines, TimelineSvc, TimelineSvcConfig};
@@ -53,8 +56,9 @@ pub struct DevConfig {
     /// The GraphQL gateway's HTTP port; 0 picks a free port.
     pub gateway_port: u16,
     /// HS256 secret the dev gateway signs and verifies tokens with (at least
-    /// 32 bytes). The default is public: never expose the dev stack.
-    pub jwt_secret: String,
+    /// 32 bytes). Empty (the default) uses a public development secret:
+    /// never expose the dev stack.
+    pub jwt_secret: Secret,
     /// Gateway abuse limits (see the gateway's `limits.*` keys).
     pub limits: LimitsConfig,
     /// Seconds in-flight calls get to finish on Ctrl-C.
@@ -82,7 +86,7 @@ impl Default for DevConfig {
             timeline_port: 50053,
             fanout_port: 50054,
             gateway_port: 8080,
-            jwt_secret: "warble-dev-only-insecure-jwt-secret-0123456789".into(),
+            jwt_secret: Secret::default(),
             limits: LimitsConfig::default(),
             drain_timeout_secs: 5,
             in_process_calls: true,
@@ -138,7 +142,43 @@ impl ServiceConfig for DevConfig {
     }
 }
 
+/// The secret an empty `jwt_secret` stands for. Public on purpose: the dev
+/// stack signs throwaway tokens and listens on loopback.
+const PUBLIC_DEV_JWT_SECRET: &str = "warble-dev-only-insecure-jwt-secret-0123456789";
+
+impl BinaryConfig for DevConfig {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
 impl DevConfig {
+    /// A throwaway stack's config: data in `data_dir`, every port 0 (free
+    /// ports on loopback), everything else as `warble dev` has it. Tests
+    /// and benchmarks start from this and change what they measure.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tweet_port: 0,
+            graph_port: 0,
+            timeline_port: 0,
+            fanout_port: 0,
+            gateway_port: 0,
+            ..Self::default()
+        }
+    }
+
+    /// The HS256 secret the gateway uses: `jwt_secret`, or the public
+    /// development one when it is empty.
+    pub fn effective_jwt_secret(&self) -> Secret {
+        if self.jwt_secret.is_empty() {
+            Secret::new(PUBLIC_DEV_JWT_SECRET)
+        } else {
+            self.jwt_secret.clone()
+        }
+    }
+
     /// The gateway's config inside the dev stack: development sign-up and
     /// GraphiQL on, tokens signed with `jwt_secret`.
     fn gateway_config(
@@ -155,7 +195,7 @@ impl DevConfig {
             graph_service_addr: graph.into(),
             timeline_service_addr: timeline.into(),
             auth: AuthConfig {
-                hs256_secret: self.jwt_secret.clone(),
+                hs256_secret: self.effective_jwt_secret(),
                 dev_mode: true,
                 ..AuthConfig::default()
             },
@@ -193,11 +233,14 @@ pub struct DevStack {
     /// fanout-svc's live counters.
     pub fanout_stats: Arc<FanoutStats>,
     /// Issues tokens as the gateway does (same secret), without a sign-up round trip.
-    token_issuer: Gateway,
+    token_issuer: Authenticator,
     consumer_group: String,
     stop: watch::Sender<bool>,
     servers: JoinSet<anyhow::Result<()>>,
 }
+
+/// Wraps the cache fanout-svc writes through (see [`StackOptions`]).
+pub type CacheWrapper = Box<dyn FnOnce(Arc<dyn TimelineCache>) -> Arc<dyn TimelineCache> + Send>;
 
 /// What [`DevStack::start_with`] takes besides the config.
 #[derive(Default)]
@@ -205,9 +248,9 @@ pub struct StackOptions {
     /// The timeline cache timeline-svc reads and fanout-svc writes; `None`
     /// creates the in-memory one `warble dev` uses.
     pub timeline_cache: Option<Arc<dyn TimelineCache>>,
-    /// A different handle fanout-svc writes through (a wrapper around the
-    /// cache, e.g. one that timestamps deliveries); `None` uses the cache.
-    pub fanout_cache: Option<Arc<dyn TimelineCache>>,
+    /// Wraps the cache for fanout-svc only (e.g. to timestamp deliveries);
+    /// `None` writes to the cache itself.
+    pub wrap_fanout_cache: Option<CacheWrapper>,
 }
 
 impl DevStack {
@@ -219,13 +262,7 @@ impl DevStack {
     /// [`DevStack::start`] with a chosen timeline cache.
     pub async fn start_with(config: &DevConfig, options: StackOptions) -> anyhow::Result<Self> {
         let drain = Duration::from_secs(config.drain_timeout_secs);
-        let (stop, stopped) = watch::channel(false);
-        let shutdown = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }
-        };
+        let (stop, _) = watch::channel(false);
 
         // One database and one event log handle: stores append in their own
         // transactions, and the fan-out consumer wakes on every commit.
@@ -318,13 +355,15 @@ impl DevStack {
         let fanout = FanoutSvc::with_channels(
             &fanout_config,
             Arc::new(event_log.clone()),
-            options
-                .fanout_cache
-                .unwrap_or_else(|| timeline_cache.clone()),
+            match options.wrap_fanout_cache {
+                Some(wrap) => wrap(timeline_cache.clone()),
+                None => timeline_cache.clone(),
+            },
             traced(dial(&tweets, tweet_addr, fanout_timeout)?),
             traced(dial(&graph, graph_addr, fanout_timeout)?),
         );
         let fanout_stats = fanout.stats();
+        let fanout = fanout.into_server(drain);
 
         let gateway_config = config.gateway_config(
             gateway_addr,
@@ -345,7 +384,7 @@ impl DevStack {
         .context("cannot configure the gateway")?;
         let gateway_rpc_counts = gateway.rpc_counts();
         let token_issuer =
-            Gateway::new(&gateway_config, None).context("cannot configure the gateway")?;
+            Authenticator::new(&gateway_config.auth).context("cannot configure the gateway")?;
 
         let mut stack = Self {
             tweet_addr,
@@ -364,48 +403,32 @@ impl DevStack {
             stop,
             servers: JoinSet::new(),
         };
-        let servers = &mut stack.servers;
-        let down = shutdown();
-        servers.spawn(async move {
-            tweets
-                .serve(tweet_listener, down)
-                .await
-                .context("tweet-svc failed")
-        });
-        let down = shutdown();
-        servers.spawn(async move {
-            graph
-                .serve(graph_listener, down)
-                .await
-                .context("graph-svc failed")
-        });
-        let down = shutdown();
-        servers.spawn(async move {
-            timeline
-                .serve(timeline_listener, down)
-                .await
-                .context("timeline-svc failed")
-        });
-        let down = shutdown();
-        servers.spawn(async move {
-            fanout
-                .serve(fanout_listener, drain, down)
-                .await
-                .context("fanout-svc failed")
-        });
-        let down = shutdown();
-        servers.spawn(async move {
-            gateway
-                .serve(gateway_listener, down)
-                .await
-                .context("gateway failed")
-        });
+        stack.spawn("tweet-svc", tweets, tweet_listener);
+        stack.spawn("graph-svc", graph, graph_listener);
+        stack.spawn("timeline-svc", timeline, timeline_listener);
+        stack.spawn("fanout-svc", fanout, fanout_listener);
+        stack.spawn("gateway", gateway, gateway_listener);
         Ok(stack)
+    }
+
+    /// Starts `server` on `listener` until the stack stops: every service
+    /// the same way.
+    fn spawn(&mut self, name: &'static str, server: impl Serve, listener: TcpListener) {
+        let mut stopped = self.stop.subscribe();
+        let shutdown: Shutdown = Box::pin(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
+        self.servers.spawn(async move {
+            server
+                .serve(listener, shutdown)
+                .await
+                .with_context(|| format!("{name} failed"))
+        });
     }
 
     /// A bearer token for `user_id`, signed as the gateway verifies them.
     pub fn issue_token(&self, user_id: u64) -> Option<String> {
-        self.token_issuer.issue_token(user_id)
+        self.token_issuer.issue(user_id)
     }
 
     /// Events fanout-svc has not acknowledged yet.

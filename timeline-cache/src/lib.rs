@@ -16,6 +16,7 @@
 //! Writes are batch-shaped (one call reaches thousands of timelines) so the
 //! Redis implementation can pipeline them.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod embedded;
 mod redis;

@@ -54,12 +54,24 @@ impl Default for TimelineSvcConfig {
     }
 }
 
+impl warble_mesh::scaffold::BinaryConfig for TimelineSvcConfig {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
 impl ServiceConfig for TimelineSvcConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;
         self.telemetry.validate("telemetry")?;
-        if self.backend == Backend::Redis {
-            self.redis.validate("redis")?;
+        match self.backend {
+            // A standalone process cannot share an in-memory cache.
+            Backend::Embedded => {
+                return Err(warble_mesh::config::refuse_embedded_timeline_cache(
+                    "fanout-svc",
+                ));
+            }
+            Backend::Redis => self.redis.validate("redis")?,
         }
         warble_mesh::config::validate_downstreams(
             &[

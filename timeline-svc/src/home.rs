@@ -8,13 +8,18 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
+use warble_proto::limits::timeline::CACHED_HOME_ENTRIES;
+use warble_proto::limits::tweet::MAX_TWEETS_PER_AUTHOR;
 use warble_timeline_cache::{
     CELEBRITY_CAPACITY, CachedPage, Entry, TIMELINE_CAPACITY, TimelineCache,
 };
 
 use crate::error::TimelineError;
 use crate::merge::newest_first;
-use crate::sources::{MAX_TWEETS_PER_AUTHOR, Sources};
+use crate::sources::Sources;
+
+// The contract says how much of a home timeline the cache serves.
+const _: () = assert!(TIMELINE_CAPACITY == CACHED_HOME_ENTRIES);
 
 type Rebuild = Shared<BoxFuture<'static, Result<(), TimelineError>>>;
 
@@ -82,8 +87,9 @@ impl HomeTimelines {
 
         // The cache vouches for the range from `before` down to the last entry
         // it returned. When it ran out before filling the page, older tweets
-        // may exist that only the stores know (it keeps 800 entries), so
-        // everything below that point comes from the pull path.
+        // may exist that only the stores know (it keeps only the newest
+        // TIMELINE_CAPACITY), so everything below that point comes from the
+        // pull path.
         let ran_out = !cached.has_more && cached.entries.len() < limit;
         let vouched_down_to = if ran_out {
             cached.entries.last().map(|entry| entry.tweet_id).or(before)
@@ -139,8 +145,9 @@ impl HomeTimelines {
         rebuild.await
     }
 
-    /// Writes the newest 800 tweets of everyone `user` follows (and their
-    /// own) into the cache, merged with anything pushed meanwhile.
+    /// Writes the newest [`TIMELINE_CAPACITY`] tweets of everyone `user`
+    /// follows (and their own) into the cache, merged with anything pushed
+    /// meanwhile.
     async fn rebuild(&self, user: u64) -> Result<(), TimelineError> {
         // A rebuild that finished just before this one was scheduled leaves nothing to do.
         if self.cache.read(user, None, 0).await?.is_some() {

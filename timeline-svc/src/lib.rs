@@ -15,13 +15,12 @@ mod merge;
 pub mod service;
 mod sources;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
-use warble_mesh::grpc::{GrpcServer, ServeError, TracedChannel, traced_channel};
+use warble_mesh::grpc::{GrpcServer, TracedChannel, traced_channel};
+use warble_mesh::scaffold::Shutdown;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::timeline::v1::timeline_service_server::TimelineServiceServer;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
@@ -81,18 +80,6 @@ impl TimelineSvc {
         self.home.clone()
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then drains.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        drain_timeout: Duration,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
-        self.into_grpc_server(drain_timeout)
-            .serve(listener, shutdown)
-            .await
-    }
-
     /// The gRPC server (not yet serving), for callers that also call it in
     /// process ([`GrpcServer::local_channel`]).
     pub fn into_grpc_server(self, drain_timeout: Duration) -> GrpcServer {
@@ -108,16 +95,11 @@ impl TimelineSvc {
 /// the Redis timeline cache (checking it answers), binds, serves. The
 /// embedded cache lives in one process's memory, so a standalone process
 /// refuses it.
-pub async fn run(
-    config: TimelineSvcConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn run(config: TimelineSvcConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let cache: Arc<dyn TimelineCache> = match config.backend {
-        config::Backend::Embedded => anyhow::bail!(
-            "backend = \"embedded\" keeps the timeline cache in this process's memory, where \
-             fanout-svc cannot write it. Run the single-process stack (`warble dev`) or set \
-             WARBLE_BACKEND=redis"
-        ),
+        config::Backend::Embedded => {
+            return Err(warble_mesh::config::refuse_embedded_timeline_cache("fanout-svc").into());
+        }
         config::Backend::Redis => Arc::new(
             RedisTimelineCache::connect(&config.redis)
                 .await
@@ -125,11 +107,6 @@ pub async fn run(
         ),
     };
     let service = TimelineSvc::new(&config, cache).context("invalid downstream address")?;
-    let listener = TcpListener::bind(config.server.listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen_addr))?;
-    service
-        .serve(listener, config.server.drain_timeout(), shutdown)
-        .await?;
-    Ok(())
+    let server = service.into_grpc_server(config.server.drain_timeout());
+    warble_mesh::scaffold::serve_on(config.server.listen_addr, server, shutdown).await
 }

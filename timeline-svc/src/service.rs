@@ -6,6 +6,8 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use warble_mesh::cursor;
 use warble_proto::common::v1::{PageRequest, PageResponse, TimelineEntry};
+use warble_proto::limits;
+use warble_proto::limits::timeline::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use warble_proto::timeline::v1::timeline_service_server::TimelineService;
 use warble_proto::timeline::v1::{
     GetHomeTimelineRequest, GetHomeTimelineResponse, GetUserTimelineRequest,
@@ -16,10 +18,9 @@ use crate::error::TimelineError;
 use crate::home::HomeTimelines;
 use crate::sources::Sources;
 
-/// Entries per page when the request does not say.
-pub const DEFAULT_PAGE_SIZE: u32 = 20;
-/// Largest page a client may ask for.
-pub const MAX_PAGE_SIZE: u32 = 100;
+// GetUserTimeline passes its page size on to ListUserTweets.
+const _: () = assert!(MAX_PAGE_LIMIT <= limits::tweet::MAX_PAGE_LIMIT);
+
 /// Cursor kind byte for home timelines ('H').
 const HOME_CURSOR: u8 = b'H';
 
@@ -31,11 +32,11 @@ pub struct TimelineApi {
 
 fn page_limit(page: &Option<PageRequest>) -> Result<u32, TimelineError> {
     match page.as_ref().map_or(0, |page| page.limit) {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        limit if limit <= MAX_PAGE_SIZE => Ok(limit),
+        0 => Ok(DEFAULT_PAGE_LIMIT),
+        limit if limit <= MAX_PAGE_LIMIT => Ok(limit),
         limit => Err(TimelineError::invalid(
             "page.limit",
-            format!("{limit} is above the maximum of {MAX_PAGE_SIZE}"),
+            format!("{limit} is above the maximum of {MAX_PAGE_LIMIT}"),
         )),
     }
 }

@@ -5,6 +5,7 @@ use warble_mesh::grpc::TracedChannel;
 use warble_proto::common::v1::PageRequest;
 use warble_proto::graph::v1::ListFollowingRequest;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::limits::{graph, tweet};
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 use warble_proto::tweet::v1::{
     AuthorTweets, GetTweetsRequest, ListAuthorsTweetsRequest, ListUserTweetsRequest,
@@ -12,15 +13,6 @@ use warble_proto::tweet::v1::{
 };
 
 use crate::error::TimelineError;
-
-/// Followees fetched per graph-svc page.
-const FOLLOWING_PAGE: u32 = 5_000;
-/// Authors per ListAuthorsTweets call (the RPC's maximum).
-pub(crate) const AUTHORS_PER_CALL: usize = 1_000;
-/// Ids per GetTweets call (the RPC's maximum).
-const TWEETS_PER_LOOKUP: usize = 500;
-/// Tweets per author per ListAuthorsTweets call (the RPC's maximum).
-pub(crate) const MAX_TWEETS_PER_AUTHOR: u32 = 800;
 
 /// Clients of tweet-svc and graph-svc.
 #[derive(Clone)]
@@ -30,7 +22,8 @@ pub(crate) struct Sources {
 }
 
 impl Sources {
-    /// Everyone `user_id` follows who has at least `min_followers` followers.
+    /// Everyone `user_id` follows who has at least `min_followers` followers,
+    /// read in the largest pages graph-svc serves.
     pub(crate) async fn following(
         &self,
         user_id: u64,
@@ -46,7 +39,7 @@ impl Sources {
                     user_id,
                     page: Some(PageRequest {
                         cursor,
-                        limit: FOLLOWING_PAGE,
+                        limit: graph::MAX_PAGE_LIMIT,
                     }),
                     min_followers,
                 })
@@ -74,14 +67,14 @@ impl Sources {
         limit: u32,
     ) -> Result<Vec<AuthorTweets>, TimelineError> {
         let mut results = Vec::with_capacity(authors.len());
-        for chunk in authors.chunks(AUTHORS_PER_CALL) {
+        for chunk in authors.chunks(tweet::MAX_AUTHORS_PER_CALL) {
             let response = self
                 .tweets
                 .clone()
                 .list_authors_tweets(ListAuthorsTweetsRequest {
                     author_ids: chunk.to_vec(),
                     before_tweet_id: before.unwrap_or(0),
-                    limit_per_author: limit.clamp(1, MAX_TWEETS_PER_AUTHOR),
+                    limit_per_author: limit.clamp(1, tweet::MAX_TWEETS_PER_AUTHOR),
                 })
                 .await
                 .map_err(TimelineError::tweet_svc)?;
@@ -93,7 +86,7 @@ impl Sources {
     /// Which of `tweet_ids` are deleted (or never existed) now.
     pub(crate) async fn gone(&self, tweet_ids: &[u64]) -> Result<Vec<u64>, TimelineError> {
         let mut gone = Vec::new();
-        for chunk in tweet_ids.chunks(TWEETS_PER_LOOKUP) {
+        for chunk in tweet_ids.chunks(tweet::MAX_BATCH) {
             let results = self
                 .tweets
                 .clone()

@@ -75,6 +75,12 @@ impl Default for TweetSvcConfig {
     }
 }
 
+impl warble_mesh::scaffold::BinaryConfig for TweetSvcConfig {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
 impl ServiceConfig for TweetSvcConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;

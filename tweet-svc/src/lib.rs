@@ -21,15 +21,14 @@ pub mod service;
 pub mod store;
 pub mod text;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 use warble_mesh::event_log::EmbeddedEventLog;
-use warble_mesh::grpc::{GrpcServer, ServeError};
+use warble_mesh::grpc::GrpcServer;
 use warble_mesh::outbox::Outbox;
+use warble_mesh::scaffold::Shutdown;
 use warble_mesh::snowflake::SnowflakeGenerator;
 use warble_proto::tweet::v1::tweet_service_server::TweetServiceServer;
 
@@ -120,19 +119,6 @@ impl TweetSvc {
         TweetServiceServer::new(self.api.clone())
     }
 
-    /// Serves on `listener` (with health and reflection) until `shutdown`
-    /// resolves, then lets in-flight calls finish for up to `drain_timeout`.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        drain_timeout: Duration,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
-        self.into_grpc_server(drain_timeout)
-            .serve(listener, shutdown)
-            .await
-    }
-
     /// The gRPC server (not yet serving), for callers that also call it in
     /// process ([`GrpcServer::local_channel`]).
     pub fn into_grpc_server(self, drain_timeout: Duration) -> GrpcServer {
@@ -143,47 +129,31 @@ impl TweetSvc {
 /// Runs tweet-svc as its own process until `shutdown` resolves: opens the
 /// configured store, relays its outbox to Redis Streams when
 /// `events.backend = "redis"`, binds and serves.
-pub async fn run(
-    config: TweetSvcConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn run(config: TweetSvcConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     use config::TweetStoreBackend;
-    use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
-    use warble_mesh::outbox::{EventLogOutbox, RELAY_GROUP, Relay};
+    use warble_mesh::outbox::{embedded_outbox, serve_relaying};
 
     let (service, outbox): (TweetSvc, Arc<dyn Outbox>) = match config.store.backend {
         TweetStoreBackend::Embedded => {
             let database = warble_mesh::embedded::open_shared(&config.data_dir)?;
             let log = EmbeddedEventLog::open(database).context("cannot open the event log")?;
             let service = TweetSvc::open_embedded_with_log(&config, log.clone())?;
-            let outbox = Arc::new(EventLogOutbox::new(
-                Arc::new(log),
-                DOMAIN_EVENTS_STREAM,
-                RELAY_GROUP,
-            ));
-            (service, outbox)
+            (service, embedded_outbox(log))
         }
         TweetStoreBackend::Scylla => TweetSvc::open_scylla(&config).await?,
     };
-    let relay = Relay::start(&config.events, outbox)
-        .await
-        .context("event stream (events.redis.*)")?;
-    if relay.is_none() && config.store.backend == TweetStoreBackend::Scylla {
-        tracing::warn!(
-            "store.backend = \"scylla\" with events.backend = \"embedded\": events wait in the outbox"
-        );
-    }
-    let addr = config.server.listen_addr;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    service
-        .serve(listener, config.server.drain_timeout(), shutdown)
-        .await?;
-    if let Some(relay) = relay {
-        relay.stop(config.server.drain_timeout()).await;
-    }
-    Ok(())
+    let production_store =
+        (config.store.backend == TweetStoreBackend::Scylla).then_some("store.backend = \"scylla\"");
+    let server = service.into_grpc_server(config.server.drain_timeout());
+    serve_relaying(
+        server,
+        outbox,
+        &config.events,
+        &config.server,
+        production_store,
+        shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The gRPC face of tweet-svc: validates requests, issues ids and turns store
 //! answers into responses. Storage rules live in the store; this module owns
-//! the request rules (field limits, paging, batch sizes).
+//! the request rules and enforces the contract's limits
+//! ([`warble_proto::limits::tweet`]).
 
 use std::sync::Arc;
 
@@ -8,32 +9,20 @@ use tonic::{Request, Response, Status};
 use warble_mesh::cursor;
 use warble_mesh::snowflake::SnowflakeGenerator;
 use warble_proto::common::v1::{PageRequest, PageResponse};
+use warble_proto::limits::tweet::{
+    DEFAULT_PAGE_LIMIT, MAX_AUTHORS_PER_CALL, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_MEDIA,
+    MAX_PAGE_LIMIT, MAX_TWEETS_PER_AUTHOR,
+};
 use warble_proto::tweet::v1 as pb;
 use warble_proto::tweet::v1::tweet_service_server::TweetService;
 
 use crate::error::TweetError;
 use crate::store::{
     CreateOutcome, Engagement, NewTweet, Tweet, TweetCounts, TweetLookup, TweetStore, ViewerState,
+    check_write_batch,
 };
 use crate::text;
 
-/// Most ids one batch call may ask about.
-pub const MAX_BATCH: usize = 500;
-/// Most tweets one CreateTweets call may create: one store transaction
-/// each, so this bounds how long a batch holds the writer.
-pub const MAX_WRITE_BATCH: usize = 1_000;
-/// Most media one tweet may attach.
-pub const MAX_MEDIA: usize = 4;
-/// Longest idempotency key, in bytes.
-pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
-/// Page size when the request leaves it at 0.
-pub const DEFAULT_PAGE_LIMIT: usize = 20;
-/// Largest page size a request may ask for.
-pub const MAX_PAGE_LIMIT: usize = 100;
-/// Most authors one ListAuthorsTweets call may name.
-pub const MAX_AUTHORS_PER_CALL: usize = 1_000;
-/// Most tweet ids per author one ListAuthorsTweets call may return (a cached timeline's size).
-pub const MAX_TWEETS_PER_AUTHOR: usize = 800;
 /// Cursor kind of a user's tweet list. Positions: the author (so a cursor
 /// cannot be replayed against another user's list) and the last tweet id
 /// returned; the next page starts strictly below it, so tweets created while
@@ -213,22 +202,10 @@ fn check_batch(tweet_ids: &[u64]) -> Result<(), TweetError> {
     Ok(())
 }
 
-/// At most [`MAX_WRITE_BATCH`] tweets; an empty batch is fine (it does
-/// nothing). Stores check it too, so each is safe on its own.
-pub fn check_write_batch(len: usize) -> Result<(), TweetError> {
-    if len > MAX_WRITE_BATCH {
-        return Err(TweetError::invalid(
-            "tweets",
-            format!("at most {MAX_WRITE_BATCH} tweets per call, got {len}"),
-        ));
-    }
-    Ok(())
-}
-
 fn page_limit(page: &PageRequest) -> Result<usize, TweetError> {
-    match usize::try_from(page.limit).unwrap_or(usize::MAX) {
-        0 => Ok(DEFAULT_PAGE_LIMIT),
-        limit if limit <= MAX_PAGE_LIMIT => Ok(limit),
+    match page.limit {
+        0 => Ok(DEFAULT_PAGE_LIMIT as usize),
+        limit if limit <= MAX_PAGE_LIMIT => Ok(limit as usize),
         _ => Err(TweetError::invalid(
             "page.limit",
             format!("must be at most {MAX_PAGE_LIMIT}"),
@@ -362,9 +339,9 @@ impl TweetService for TweetApi {
         for author_id in &request.author_ids {
             require_id("author_ids", *author_id)?;
         }
-        let limit = match request.limit_per_author as usize {
-            0 => DEFAULT_PAGE_LIMIT,
-            limit if limit <= MAX_TWEETS_PER_AUTHOR => limit,
+        let limit = match request.limit_per_author {
+            0 => DEFAULT_PAGE_LIMIT as usize,
+            limit if limit <= MAX_TWEETS_PER_AUTHOR => limit as usize,
             _ => {
                 return Err(TweetError::invalid(
                     "limit_per_author",

@@ -8,17 +8,14 @@ use std::collections::HashSet;
 
 use unicode_normalization::UnicodeNormalization as _;
 use unicode_normalization::char::is_combining_mark;
-
-/// Most Unicode scalar values a tweet's normalised text may have.
-pub const MAX_TEXT_CHARS: usize = 280;
-
-/// Longest username a mention can name.
-pub const MAX_USERNAME_CHARS: usize = 15;
+use warble_proto::limits::graph::MAX_USERNAME_CHARS;
+use warble_proto::limits::tweet::MAX_TEXT_CHARS;
 
 /// Input longer than this is rejected before normalising. A canonical
 /// decomposition is at most a few scalar values long, so any text that could
-/// normalise to 280 scalar values is far shorter; the bound only keeps a
-/// hostile multi-megabyte request from costing a full normalisation pass.
+/// normalise to [`MAX_TEXT_CHARS`] scalar values is far shorter; the bound
+/// only keeps a hostile multi-megabyte request from costing a full
+/// normalisation pass. Not a contract limit: no text it rejects could pass.
 const MAX_RAW_TEXT_BYTES: usize = 64 * 1024;
 
 /// Why a text is not acceptable as a tweet.
@@ -56,9 +53,10 @@ pub fn hashtags(text: &str) -> Vec<String> {
     }))
 }
 
-/// Mentioned usernames in `text`: `@` followed by 1 to 15 of `[A-Za-z0-9_]`,
-/// lower-cased, without the `@`, deduplicated, in order of first appearance.
-/// A longer run names no possible user and is not a mention.
+/// Mentioned usernames in `text`: `@` followed by 1 to
+/// [`MAX_USERNAME_CHARS`] of `[A-Za-z0-9_]`, lower-cased, without the `@`,
+/// deduplicated, in order of first appearance. A longer run names no
+/// possible user and is not a mention.
 pub fn mentions(text: &str) -> Vec<String> {
     first_occurrences(after_sigils(text, '@').filter_map(|rest| {
         // Username characters are ASCII, so the byte offset is the length.

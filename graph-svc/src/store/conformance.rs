@@ -17,12 +17,12 @@ use prost::Message as _;
 use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
 use warble_mesh::outbox::{Outbox, OutboxEntry};
 use warble_proto::events::v1::{Event, Followed, Unfollowed, event};
+use warble_proto::limits::graph::MAX_WRITE_BATCH;
 
 use super::{
     EdgePosition, FollowChange, FollowCounts, FollowPage, GraphStore, NewUser, PageQuery, User,
 };
 use crate::error::GraphError;
-use crate::validate::MAX_WRITE_BATCH;
 
 /// Most outbox entries one look at the outbox reads; far above what a run writes.
 const OUTBOX_SCAN: usize = 100_000;

@@ -26,10 +26,10 @@ use warble_proto::events::v1::{Event, Followed, Unfollowed, event::Payload};
 
 use super::{
     EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, NewUser,
-    PageQuery, User, check_follow_batch, distinct_users, user_not_found, username_taken,
+    PageQuery, User, check_follow_batch, check_write_batch, distinct_users, user_not_found,
+    username_taken,
 };
 use crate::error::GraphError;
-use crate::validate;
 
 /// id -> [`UserRecord`].
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("graph.users");
@@ -456,7 +456,7 @@ impl GraphStore for EmbeddedGraphStore {
     /// One transaction for the whole batch: one fsync, and a failing entry
     /// rolls back the users created before it.
     async fn create_users(&self, users: Vec<NewUser>) -> Result<Vec<User>, GraphError> {
-        validate::write_batch_size("users", users.len())?;
+        check_write_batch("users", users.len())?;
         if users.is_empty() {
             return Ok(Vec::new());
         }

@@ -3,7 +3,7 @@
 //! [`GraphStore`] is the one storage role of this service. Its methods are
 //! batch-shaped and use plain domain types, so the embedded
 //! [`EmbeddedGraphStore`] and Neo4j ([`Neo4jGraphStore`]) both implement it,
-//! and [`conformance`] checks both against the same contract. Stores
+//! and `conformance` (behind the `conformance` feature) checks both against the same contract. Stores
 //! enforce what only they can check atomically (username uniqueness, that
 //! both users of a follow exist, idempotent follows) and publish the matching
 //! domain event in the same durable step as the change; request validation
@@ -14,6 +14,7 @@
 //! front and then loop over the single-item methods; a store that can
 //! commit a batch in one transaction (the embedded one) overrides them.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod embedded;
 mod neo4j;
@@ -21,9 +22,9 @@ mod neo4j;
 use std::collections::HashSet;
 
 use async_trait::async_trait;
+use warble_proto::limits::graph::MAX_WRITE_BATCH;
 
 use crate::error::GraphError;
-use crate::validate;
 
 pub use embedded::EmbeddedGraphStore;
 pub use neo4j::Neo4jGraphStore;
@@ -131,7 +132,7 @@ pub trait GraphStore: Send + Sync + 'static {
     /// order. Fails naming the first failing entry (see
     /// [`GraphError::in_batch`]): `AlreadyExists` when its username is taken,
     /// ignoring case, by an existing user or an earlier entry;
-    /// `InvalidArgument` for more than [`validate::MAX_WRITE_BATCH`] users.
+    /// `InvalidArgument` for more than [`MAX_WRITE_BATCH`] users.
     ///
     /// This default is NOT one transaction: it checks every username first,
     /// so a batch failing those checks creates no one, then calls
@@ -139,7 +140,7 @@ pub trait GraphStore: Send + Sync + 'static {
     /// or a backend failure part-way, leaves the users before it created.
     /// Stores that can write a batch atomically override it.
     async fn create_users(&self, users: Vec<NewUser>) -> Result<Vec<User>, GraphError> {
-        validate::write_batch_size("users", users.len())?;
+        check_write_batch("users", users.len())?;
         let mut claimed = HashSet::with_capacity(users.len());
         for (index, user) in users.iter().enumerate() {
             let repeated = !claimed.insert(user.username.to_ascii_lowercase());
@@ -174,7 +175,7 @@ pub trait GraphStore: Send + Sync + 'static {
     /// followed, or repeated, is unchanged), and one `Followed` per follow
     /// made. Fails naming the first failing pair: `NotFound` for a missing
     /// user, `InvalidArgument` for a self-follow or more than
-    /// [`validate::MAX_WRITE_BATCH`] pairs.
+    /// [`MAX_WRITE_BATCH`] pairs.
     ///
     /// This default is NOT one transaction: it checks every pair and that
     /// every user exists first, so a batch failing those checks follows
@@ -250,10 +251,28 @@ pub(crate) fn distinct_users(follower: u64, followee: u64) -> Result<(), GraphEr
     Ok(())
 }
 
+/// At most [`MAX_WRITE_BATCH`] entries in the batch request field `field`;
+/// an empty batch is fine (it does nothing). Every store checks it, and the
+/// service checks it first, so an oversized batch costs no per-entry work.
+pub(crate) fn check_write_batch(field: &str, len: usize) -> Result<(), GraphError> {
+    check_batch_len(field, len, MAX_WRITE_BATCH)
+}
+
+/// At most `max` entries in the batch request field `field`.
+pub(crate) fn check_batch_len(field: &str, len: usize, max: usize) -> Result<(), GraphError> {
+    if len > max {
+        return Err(GraphError::invalid(
+            field,
+            format!("at most {max} entries per call, got {len}"),
+        ));
+    }
+    Ok(())
+}
+
 /// What every store checks of a follow batch before touching the graph: its
 /// size, and that no pair is a self-follow.
 pub(crate) fn check_follow_batch(pairs: &[(u64, u64)]) -> Result<(), GraphError> {
-    validate::write_batch_size("pairs", pairs.len())?;
+    check_write_batch("pairs", pairs.len())?;
     for (index, &(follower, followee)) in pairs.iter().enumerate() {
         distinct_users(follower, followee).map_err(|error| error.in_batch("pairs", index))?;
     }

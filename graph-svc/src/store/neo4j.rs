@@ -145,7 +145,7 @@ impl Neo4jGraphStore {
         let driver_config = ConfigBuilder::default()
             .uri(config.uri.as_str())
             .user(config.user.as_str())
-            .password(config.password.as_str())
+            .password(config.password.expose())
             .db(database)
             .max_connections(usize::try_from(config.max_connections).unwrap_or(16))
             .build()?;
@@ -153,7 +153,8 @@ impl Neo4jGraphStore {
             graph: Graph::connect(driver_config).await?,
             cypher: Arc::new(Cypher::new(&Names::new(namespace))),
             ids,
-            uri: config.uri.as_str().into(),
+            // Only for messages: a URI may carry credentials.
+            uri: warble_mesh::secret::redact_url(&config.uri).into(),
             last_prune_ms: Arc::new(AtomicU64::new(0)),
         };
         // The pool connects lazily: this is the connectivity (and

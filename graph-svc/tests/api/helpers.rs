@@ -49,9 +49,12 @@ impl TestApp {
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (shutdown, stop) = oneshot::channel::<()>();
-        let server = tokio::spawn(service.serve(listener, Duration::from_secs(5), async {
-            let _ = stop.await;
-        }));
+        let server = tokio::spawn(service.into_grpc_server(Duration::from_secs(5)).serve(
+            listener,
+            async {
+                let _ = stop.await;
+            },
+        ));
         // The listener is already bound, so connecting needs no retry.
         let client = GraphServiceClient::connect(format!("http://{addr}"))
             .await

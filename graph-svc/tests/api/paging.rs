@@ -82,7 +82,11 @@ async fn check_paging(
     let mut removed_unseen = HashSet::new();
     let mut steps = steps.into_iter();
     let mut cursor = String::new();
-    loop {
+    // Every page but the last returns someone new, so a pager that keeps
+    // going past this many pages is looping, not paging.
+    let max_pages = initial + added + concurrent + 1;
+    for pages in 1.. {
+        prop_assert!(pages <= max_pages, "still paging after {max_pages} pages");
         let page = app
             .try_followers_page(target, &cursor, limit)
             .await

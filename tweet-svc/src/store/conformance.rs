@@ -22,13 +22,13 @@ use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
 use warble_mesh::outbox::{Outbox, OutboxEntry};
 use warble_mesh::snowflake::{SnowflakeGenerator, WARBLE_EPOCH_MS};
 use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
+use warble_proto::limits::tweet::MAX_WRITE_BATCH;
 
 use super::{
     CreateOutcome, Engagement, EngagementChange, HydratedTweet, NewTweet, Tweet, TweetCounts,
     TweetLookup, TweetStore, ViewerState,
 };
 use crate::error::TweetError;
-use crate::service::MAX_WRITE_BATCH;
 
 /// The idempotency window every store under test must be configured with.
 /// The TTL check moves time by issuing ids at chosen instants, so a short

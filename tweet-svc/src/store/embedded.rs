@@ -19,10 +19,9 @@ use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
 
 use super::{
     CreateOutcome, Engagement, EngagementChange, HydratedTweet, NewTweet, Tweet, TweetCounts,
-    TweetLookup, TweetStore, ViewerState,
+    TweetLookup, TweetStore, ViewerState, check_write_batch,
 };
 use crate::error::TweetError;
-use crate::service::check_write_batch;
 
 // Table names carry the service prefix: in the single-process stack every
 // service shares one database file.

@@ -5,7 +5,7 @@
 //! services see (a new tweet, a deletion) publishes its event atomically with
 //! the write; how is up to the implementation (the embedded store appends to
 //! the event log in its own transaction, ScyllaDB writes a transactional
-//! outbox in the same logged batch). [`conformance`] holds the contract as
+//! outbox in the same logged batch). `conformance` (behind the `conformance` feature) holds the contract as
 //! executable checks every implementation must pass.
 //!
 //! The batch write (`create_tweets`) has a default implementation that
@@ -13,6 +13,7 @@
 //! is not atomic; a store that can commit a batch in one transaction (the
 //! embedded one) overrides it.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod embedded;
 mod scylla;
@@ -21,12 +22,12 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use warble_mesh::snowflake;
+use warble_proto::limits::tweet::MAX_WRITE_BATCH;
 
 pub use embedded::EmbeddedTweetStore;
 pub use scylla::ScyllaTweetStore;
 
 use crate::error::TweetError;
-use crate::service::check_write_batch;
 
 /// A tweet as stored (live; deleted tweets are never handed out).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,8 +222,7 @@ pub trait TweetStore: Send + Sync + 'static {
     /// earlier entry's idempotency key (same author) replays that entry's
     /// tweet, or fails if its content differs. Fails naming the first
     /// failing entry ([`TweetError::in_batch`] with list `tweets`), and with
-    /// `Invalid` on `tweets` for more than
-    /// [`MAX_WRITE_BATCH`](crate::service::MAX_WRITE_BATCH) entries.
+    /// `Invalid` on `tweets` for more than [`MAX_WRITE_BATCH`] entries.
     ///
     /// This default is NOT one transaction. It first checks the reply and
     /// quote targets of the entries without an idempotency key (those
@@ -352,6 +352,19 @@ pub trait TweetStore: Send + Sync + 'static {
     /// so a restarted id generator can resume above it and never repeat one
     /// even if the clock went back while the process was down.
     async fn max_issued_id(&self) -> Result<Option<u64>, TweetError>;
+}
+
+/// At most [`MAX_WRITE_BATCH`] tweets; an empty batch is fine (it does
+/// nothing). Every store checks it, and the service checks it first, so an
+/// oversized batch costs no per-entry work.
+pub(crate) fn check_write_batch(len: usize) -> Result<(), TweetError> {
+    if len > MAX_WRITE_BATCH {
+        return Err(TweetError::invalid(
+            "tweets",
+            format!("at most {MAX_WRITE_BATCH} tweets per call, got {len}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The up-front check of [`TweetStore::create_tweets`]'s default: every

@@ -849,7 +849,7 @@ async fn build_session(config: &ScyllaConfig) -> Result<Session, TweetError> {
         .connection_timeout(timeout)
         .default_execution_profile_handle(profile.into_handle());
     if !config.username.is_empty() {
-        builder = builder.user(config.username.clone(), config.password.clone());
+        builder = builder.user(config.username.clone(), config.password.expose().to_owned());
     }
     Ok(builder.build().await?)
 }

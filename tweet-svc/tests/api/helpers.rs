@@ -53,9 +53,12 @@ pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(service.serve(listener, Duration::from_secs(5), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(service.into_grpc_server(Duration::from_secs(5)).serve(
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let client = TweetServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");

@@ -1,0 +1,413 @@
+//! The resolvers through `Schema::execute`, without HTTP, over a real
+//! backend (see `support`): what a page holds, how it pages, what every
+//! error code means, and what a page costs downstream.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Backend, error_codes, id, node_ids};
+
+const HOME: &str = r#"query($first: Int, $after: String) {
+  homeTimeline(first: $first, after: $after) {
+    edges { cursor node {
+      id text createdAt hashtags mentions
+      author { id username displayName followersCount followingCount viewerFollows }
+      likeCount retweetCount replyCount quoteCount viewerHasLiked viewerHasRetweeted
+    } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}"#;
+
+const LIKE: &str = "mutation($id: ID!) { likeTweet(id: $id) { id likeCount viewerHasLiked } }";
+const UNLIKE: &str = "mutation($id: ID!) { unlikeTweet(id: $id) { id likeCount viewerHasLiked } }";
+
+async fn home(backend: &Backend, viewer: u64, variables: Value) -> Value {
+    backend.data(Some(viewer), HOME, variables).await["homeTimeline"].clone()
+}
+
+#[tokio::test]
+async fn sign_up_follow_post_and_read_a_hydrated_home_timeline() {
+    let backend = Backend::start();
+    let signed_up = backend
+        .data(
+            None,
+            r#"mutation { signUp(username: "Alice", displayName: "Alice A.", bio: "hi") {
+                token user { id username displayName bio followersCount } } }"#,
+            json!({}),
+        )
+        .await["signUp"]
+        .clone();
+    assert!(!signed_up["token"].as_str().unwrap().is_empty());
+    assert_eq!(signed_up["user"]["username"], "Alice");
+    assert_eq!(signed_up["user"]["displayName"], "Alice A.");
+    assert_eq!(signed_up["user"]["bio"], "hi");
+    assert_eq!(signed_up["user"]["followersCount"], 0);
+    let alice = id(&signed_up["user"]["id"]);
+    let bob = backend.sign_up("bob").await;
+
+    let followed = backend
+        .data(
+            Some(bob),
+            "mutation($id: ID!) { follow(userId: $id) { id username followersCount viewerFollows } }",
+            json!({ "id": alice.to_string() }),
+        )
+        .await;
+    assert_eq!(
+        followed["follow"],
+        json!({ "id": alice.to_string(), "username": "Alice", "followersCount": 1, "viewerFollows": true })
+    );
+    let mut posted = Vec::new();
+    for n in 0..3 {
+        posted.push(backend.post(alice, &format!("post {n} #Warble @bob")).await);
+    }
+    backend
+        .data(Some(bob), LIKE, json!({ "id": posted[1] }))
+        .await;
+
+    let page = home(&backend, bob, json!({})).await;
+    let newest_first: Vec<String> = posted.iter().rev().cloned().collect();
+    assert_eq!(node_ids(&page), newest_first);
+    for edge in page["edges"].as_array().unwrap() {
+        let node = &edge["node"];
+        let liked = node["id"] == posted[1].as_str();
+        assert!(node["text"].as_str().unwrap().ends_with(" #Warble @bob"));
+        assert!(node["createdAt"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(node["hashtags"], json!(["warble"]), "lower-cased");
+        assert_eq!(node["mentions"], json!(["bob"]));
+        assert_eq!(
+            node["author"],
+            json!({
+                "id": alice.to_string(),
+                "username": "Alice",
+                "displayName": "Alice A.",
+                "followersCount": 1,
+                "followingCount": 0,
+                "viewerFollows": true,
+            })
+        );
+        assert_eq!(node["likeCount"], u64::from(liked));
+        assert_eq!(node["viewerHasLiked"], liked);
+        assert_eq!(node["retweetCount"], 0);
+        assert_eq!(node["replyCount"], 0);
+        assert_eq!(node["quoteCount"], 0);
+        assert_eq!(node["viewerHasRetweeted"], false);
+    }
+    assert_eq!(page["pageInfo"]["hasNextPage"], false);
+    assert_eq!(page["pageInfo"]["hasPreviousPage"], false);
+
+    // The author's own view of the same tweet: not liked by them, and
+    // viewerFollows is null for themself.
+    let own = backend
+        .data(
+            Some(alice),
+            "query($id: ID!) { tweet(id: $id) { likeCount viewerHasLiked author { viewerFollows } } }",
+            json!({ "id": posted[1] }),
+        )
+        .await;
+    assert_eq!(
+        own["tweet"],
+        json!({ "likeCount": 1, "viewerHasLiked": false, "author": { "viewerFollows": null } })
+    );
+    // Signed out, the viewer's fields are null and the counts are the same.
+    let anonymous = backend
+        .data(
+            None,
+            "query($id: ID!) { tweet(id: $id) { likeCount viewerHasLiked } }",
+            json!({ "id": posted[1] }),
+        )
+        .await;
+    assert_eq!(
+        anonymous["tweet"],
+        json!({ "likeCount": 1, "viewerHasLiked": null })
+    );
+}
+
+#[tokio::test]
+async fn likes_and_unlikes_are_idempotent() {
+    let backend = Backend::start();
+    let author = backend.sign_up("author").await;
+    let fan = backend.sign_up("fan").await;
+    let tweet = backend.post(author, "like me once").await;
+    let vars = json!({ "id": tweet });
+
+    for attempt in 0..2 {
+        let liked = backend.data(Some(fan), LIKE, vars.clone()).await;
+        assert_eq!(
+            liked["likeTweet"],
+            json!({ "id": tweet, "likeCount": 1, "viewerHasLiked": true }),
+            "like #{attempt}"
+        );
+    }
+    let other = backend.sign_up("other").await;
+    let both = backend.data(Some(other), LIKE, vars.clone()).await;
+    assert_eq!(both["likeTweet"]["likeCount"], 2);
+    for attempt in 0..2 {
+        let unliked = backend.data(Some(fan), UNLIKE, vars.clone()).await;
+        assert_eq!(
+            unliked["unlikeTweet"],
+            json!({ "id": tweet, "likeCount": 1, "viewerHasLiked": false }),
+            "unlike #{attempt}: only the fan's own like goes"
+        );
+    }
+    // Unliking what was never liked changes nothing and never goes negative.
+    let never = backend.data(Some(author), UNLIKE, vars.clone()).await;
+    assert_eq!(never["unlikeTweet"]["likeCount"], 1);
+    backend.data(Some(other), UNLIKE, vars.clone()).await;
+    let none = backend.data(Some(other), UNLIKE, vars).await;
+    assert_eq!(
+        none["unlikeTweet"],
+        json!({ "id": tweet, "likeCount": 0, "viewerHasLiked": false })
+    );
+}
+
+#[tokio::test]
+async fn pages_follow_cursors_to_the_end() {
+    let backend = Backend::start();
+    let writer = backend.sign_up("writer").await;
+    let reader = backend.sign_up("reader").await;
+    backend.follow(reader, writer).await;
+    let mut posted = Vec::new();
+    for n in 0..5 {
+        posted.push(backend.post(writer, &format!("tweet {n}")).await);
+    }
+    posted.reverse(); // newest first, as timelines list them
+
+    let mut pages = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = home(&backend, reader, json!({ "first": 2, "after": after })).await;
+        let info = &page["pageInfo"];
+        let edges = page["edges"].as_array().unwrap();
+        assert_eq!(info["startCursor"], edges[0]["cursor"]);
+        assert_eq!(info["endCursor"], edges[edges.len() - 1]["cursor"]);
+        pages.push(node_ids(&page));
+        if info["hasNextPage"] == false {
+            break;
+        }
+        after = info["endCursor"].clone();
+    }
+    assert_eq!(
+        pages,
+        [&posted[0..2], &posted[2..4], &posted[4..5]],
+        "pages of two, then the rest, each tweet once"
+    );
+
+    // Any edge's cursor resumes right after that edge.
+    let first = home(&backend, reader, json!({ "first": 2 })).await;
+    let resumed = home(
+        &backend,
+        reader,
+        json!({ "first": 10, "after": first["edges"][0]["cursor"] }),
+    )
+    .await;
+    assert_eq!(node_ids(&resumed), posted[1..]);
+    assert_eq!(resumed["pageInfo"]["hasNextPage"], false);
+
+    // `first: 0` is an empty page without a downstream call; no `first` is 20.
+    let calls = backend.rpc_counts();
+    let empty = home(&backend, reader, json!({ "first": 0 })).await;
+    assert_eq!(backend.rpc_counts(), calls);
+    assert_eq!(
+        empty,
+        json!({ "edges": [], "pageInfo": {
+            "hasNextPage": false, "hasPreviousPage": false, "startCursor": null, "endCursor": null
+        } })
+    );
+    assert_eq!(node_ids(&home(&backend, reader, json!({})).await), posted);
+}
+
+#[tokio::test]
+async fn every_error_carries_a_stable_code() {
+    let backend = Backend::start();
+    let alice = backend.sign_up("alice").await;
+    let bob = backend.sign_up("bob").await;
+    let tweet = backend.post(alice, "mine").await;
+    let code = |code: &str| vec![(code.to_owned(), String::new())];
+    let on_field = |code: &str, field: &str| vec![(code.to_owned(), field.to_owned())];
+
+    // Signed out: only what needs a viewer is refused, at its own path.
+    let anonymous_home = backend
+        .execute(None, "{ homeTimeline { edges { cursor } } }", json!({}))
+        .await;
+    assert_eq!(error_codes(&anonymous_home), code("UNAUTHENTICATED"));
+    assert_eq!(anonymous_home["errors"][0]["path"], json!(["homeTimeline"]));
+    assert_eq!(anonymous_home["data"], Value::Null);
+    for mutation in [
+        r#"mutation { postTweet(text: "hi") { id } }"#.to_owned(),
+        format!(r#"mutation {{ likeTweet(id: "{tweet}") {{ id }} }}"#),
+        format!(r#"mutation {{ follow(userId: "{alice}") {{ id }} }}"#),
+    ] {
+        let refused = backend.execute(None, &mutation, json!({})).await;
+        assert_eq!(error_codes(&refused), code("UNAUTHENTICATED"), "{mutation}");
+    }
+    let signed_out = backend.data(None, "{ viewer { id } }", json!({})).await;
+    assert_eq!(signed_out["viewer"], Value::Null);
+
+    // Bad arguments name the argument they are about.
+    let huge_page = backend
+        .execute(
+            Some(bob),
+            "{ homeTimeline(first: 101) { edges { cursor } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_codes(&huge_page), on_field("BAD_USER_INPUT", "first"));
+    for bad_id in ["not-a-number", "0", "-5"] {
+        let refused = backend
+            .execute(
+                Some(bob),
+                "query($id: ID!) { tweet(id: $id) { id } }",
+                json!({ "id": bad_id }),
+            )
+            .await;
+        assert_eq!(
+            error_codes(&refused),
+            on_field("BAD_USER_INPUT", "id"),
+            "{bad_id}"
+        );
+    }
+    let bad_followee = backend
+        .execute(
+            Some(bob),
+            r#"mutation { follow(userId: "x") { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        error_codes(&bad_followee),
+        on_field("BAD_USER_INPUT", "userId")
+    );
+    // Rules the services enforce come back with the service's field name.
+    let too_long = backend
+        .execute(
+            Some(bob),
+            "mutation($t: String!) { postTweet(text: $t) { id } }",
+            json!({ "t": "x".repeat(281) }),
+        )
+        .await;
+    assert_eq!(error_codes(&too_long), on_field("BAD_USER_INPUT", "text"));
+    let bad_username = backend
+        .execute(
+            None,
+            r#"mutation { signUp(username: "no spaces allowed", displayName: "x") { token } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        error_codes(&bad_username),
+        on_field("BAD_USER_INPUT", "username")
+    );
+    let taken = backend
+        .execute(
+            None,
+            r#"mutation { signUp(username: "ALICE", displayName: "x") { token } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_codes(&taken), code("BAD_USER_INPUT"), "{taken}");
+    // Errors before execution (syntax, validation) are the client's too.
+    let unknown_field = backend
+        .execute(Some(bob), "{ viewer { shoeSize } }", json!({}))
+        .await;
+    assert_eq!(error_codes(&unknown_field), code("BAD_USER_INPUT"));
+
+    // What does not exist.
+    let missing_tweet = backend
+        .execute(None, r#"{ tweet(id: "123456789") { id } }"#, json!({}))
+        .await;
+    assert_eq!(error_codes(&missing_tweet), code("NOT_FOUND"));
+    assert_eq!(missing_tweet["errors"][0]["path"], json!(["tweet"]));
+    let missing_user = backend
+        .execute(None, r#"{ user(username: "nobody") { id } }"#, json!({}))
+        .await;
+    assert_eq!(error_codes(&missing_user), code("NOT_FOUND"));
+    let like_missing = backend
+        .execute(
+            Some(bob),
+            r#"mutation { likeTweet(id: "123456789") { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        error_codes(&like_missing),
+        code("NOT_FOUND"),
+        "{like_missing}"
+    );
+
+    // Someone else's tweet.
+    let not_yours = backend
+        .execute(
+            Some(bob),
+            "mutation($id: ID!) { deleteTweet(id: $id) }",
+            json!({ "id": tweet }),
+        )
+        .await;
+    assert_eq!(error_codes(&not_yours), code("FORBIDDEN"), "{not_yours}");
+}
+
+#[tokio::test]
+async fn a_home_page_costs_the_same_downstream_calls_at_any_size() {
+    let backend = Backend::start();
+    let writers = [
+        backend.sign_up("writer0").await,
+        backend.sign_up("writer1").await,
+    ];
+    let reader = backend.sign_up("reader").await;
+    for writer in writers {
+        backend.follow(reader, writer).await;
+    }
+    for n in 0..30 {
+        backend.post(writers[n % 2], &format!("tweet {n}")).await;
+    }
+    home(&backend, reader, json!({ "first": 1 })).await; // the first read rebuilds
+
+    // Counts and the viewer's likes ride on GetTweets; authors, their
+    // follow counts and whether the viewer follows them take one batch each.
+    let expected: std::collections::BTreeMap<String, u64> = [
+        "GetHomeTimeline",
+        "GetTweets",
+        "GetUsers",
+        "GetFollowCounts",
+        "IsFollowing",
+    ]
+    .into_iter()
+    .map(|method| (method.to_owned(), 1))
+    .collect();
+    for first in [5, 25] {
+        let before = backend.rpc_counts();
+        let page = home(&backend, reader, json!({ "first": first })).await;
+        assert_eq!(node_ids(&page).len(), first);
+        let after = backend.rpc_counts();
+        let cost: std::collections::BTreeMap<String, u64> = after
+            .into_iter()
+            .map(|(method, count)| {
+                let count = count - before.get(&method).copied().unwrap_or(0);
+                (method, count)
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        assert_eq!(cost, expected, "a page of {first}");
+    }
+}
+
+/// `first: -1` is refused like any other bad page size, naming `first`.
+/// Paged fields' complexity once computed `first as usize * ...`, which
+/// wrapped for a negative `first` (a panic in debug builds, a tiny cost in
+/// release); `paging::list_cost` now prices it as the largest page.
+#[tokio::test]
+async fn a_negative_page_size_is_bad_input() {
+    let backend = Backend::start();
+    let viewer = backend.sign_up("viewer").await;
+    for query in [
+        "{ homeTimeline(first: -1) { edges { cursor } } }",
+        r#"{ userTimeline(username: "viewer", first: -1) { edges { cursor } } }"#,
+        "{ viewer { followers(first: -1) { edges { cursor } } } }",
+    ] {
+        let refused = backend.execute(Some(viewer), query, json!({})).await;
+        assert_eq!(
+            error_codes(&refused),
+            [("BAD_USER_INPUT".to_owned(), "first".to_owned())],
+            "{query}"
+        );
+    }
+}
