@@ -1,4 +1,4 @@
-//! The `warble bench` command line.
+//! The `warble-bench` command line.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use crate::scenarios::{BackendKind, Options, Scenario};
 
 const USAGE: &str = "\
-usage: warble bench <scenario|all> [options]
-       warble bench plot [--results <dir>]
-       warble bench generate --users <n> [--seed <s>] --save-workload <file.json>
+usage: warble-bench <scenario|all> [options]
+       warble-bench plot [--results <dir>]
+       warble-bench generate --users <n> [--seed <s>] --save-workload <file.json>
 
 scenarios:
   fanout     deliveries/s into the embedded and Redis caches vs Redis's pipelined ZADD ceiling
@@ -42,12 +42,12 @@ options:
   --quiet                  no progress lines on stderr
 ";
 
-/// Runs `warble bench` with `args` (after `bench`); returns the exit code.
+/// Runs `warble-bench` with `args` (after the program name); returns the exit code.
 pub async fn main(args: Vec<String>) -> i32 {
     match run(args).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("warble bench: {error:#}");
+            eprintln!("warble-bench: {error:#}");
             2
         }
     }
@@ -98,7 +98,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let scenarios: Vec<Scenario> = if command == "all" {
         Scenario::ALL.to_vec()
     } else {
-        vec![command.parse().context("try `warble bench --help`")?]
+        vec![command.parse().context("try `warble-bench --help`")?]
     };
     let flags = Flags::parse(rest)?;
     let options = options(&flags)?;
@@ -109,7 +109,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             _ => default_out(scenario, options.smoke),
         };
         if options.progress {
-            eprintln!("warble bench {}: {}", scenario.name(), scenario.summary());
+            eprintln!("warble-bench {}: {}", scenario.name(), scenario.summary());
         }
         let report = scenario.run(&options).await?;
         print!("{}", report.render());

@@ -1,4 +1,4 @@
-//! `warble bench`: a synthetic social graph loaded through Warble's public
+//! `warble-bench`: a synthetic social graph loaded through Warble's public
 //! APIs, and load scenarios that measure the stack against its targets and
 //! against the same run's hardware ceilings.
 //!
@@ -11,7 +11,7 @@
 //! - [`scenarios`] are `fanout`, `delivery`, `read`, `celebrity`, `mixed`,
 //!   `scale`; [`plot`] turns their JSON into SVG charts.
 //!
-//! [`cli::main`] is what `warble bench` runs.
+//! [`cli::main`] is what `warble-bench` runs.
 
 pub mod ceiling;
 pub mod cli;

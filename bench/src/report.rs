@@ -337,7 +337,7 @@ impl Report {
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "== warble bench {} ({} size, {} build) on {} ({} cores) ==\n",
+            "== warble-bench {} ({} size, {} build) on {} ({} cores) ==\n",
             self.scenario, self.size, self.profile, self.machine.cpu_model, self.machine.cores
         ));
         let headers = [

@@ -5,7 +5,6 @@
 //! process), on a fresh data directory and free loopback ports, with the
 //! timeline cache on either the embedded implementation or Redis.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +14,9 @@ use warble_fanout_svc::FanoutStats;
 use warble_fanout_svc::config::{ConsumerConfig, FanoutPolicyConfig};
 use warble_gateway::config::LimitsConfig;
 use warble_mesh::backends::RedisConfig;
-use warble_mesh::event_log::EmbeddedEventLog;
-use warble_stack::{DevConfig, DevStack, StackOptions as DevStackOptions};
-use warble_timeline_cache::{EmbeddedTimelineCache, RedisTimelineCache, TimelineCache};
-use warble_timeline_svc::HomeTimelines;
+use warble_mesh::secret::redact_url;
+use warble_stack::{CacheWrapper, DevConfig, DevStack, StackOptions as DevStackOptions};
+use warble_timeline_cache::{RedisTimelineCache, TimelineCache};
 
 use crate::observe::{DeliveryLog, ObservedCache};
 
@@ -80,36 +78,26 @@ impl Default for StackOptions {
     }
 }
 
-/// A running stack (see the module docs).
+/// A running stack (see the module docs): `warble dev`'s [`DevStack`]
+/// (every field of it reachable through `Deref`) plus what only benchmarks
+/// need.
 pub struct BenchStack {
-    /// tweet-svc's gRPC address.
-    pub tweet_addr: SocketAddr,
-    /// graph-svc's gRPC address.
-    pub graph_addr: SocketAddr,
-    /// timeline-svc's gRPC address.
-    pub timeline_addr: SocketAddr,
-    /// fanout-svc's gRPC address (GetStatus).
-    pub fanout_addr: SocketAddr,
-    /// The GraphQL gateway's HTTP address.
-    pub gateway_addr: SocketAddr,
-    /// The cache timeline-svc reads and fanout-svc writes (unwrapped).
-    pub cache: Arc<dyn TimelineCache>,
-    /// The same cache when it is the embedded one (for `footprint()`).
-    pub embedded_cache: Option<Arc<EmbeddedTimelineCache>>,
-    /// The same cache when it is Redis (for its client).
+    stack: DevStack,
+    /// The cache when it is Redis (for its client).
     pub redis_cache: Option<RedisTimelineCache>,
-    /// The event log every service shares.
-    pub event_log: EmbeddedEventLog,
-    /// fanout-svc's counters.
-    pub fanout_stats: Arc<FanoutStats>,
-    /// timeline-svc's home timeline builder (rebuild count).
-    pub home_timelines: Arc<HomeTimelines>,
     /// Push timestamps, when [`StackOptions::observe_deliveries`] was set.
     pub deliveries: Option<Arc<DeliveryLog>>,
     /// The options the stack was started with.
     pub options: StackOptions,
-    stack: DevStack,
     _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for BenchStack {
+    type Target = DevStack;
+
+    fn deref(&self) -> &DevStack {
+        &self.stack
+    }
 }
 
 impl BenchStack {
@@ -126,82 +114,54 @@ impl BenchStack {
                 (Some(dir), path)
             }
         };
-        // The stack would create the embedded cache itself, but observing
-        // deliveries wraps it, so it is created here either way.
-        let (cache, embedded_cache, redis_cache): (Arc<dyn TimelineCache>, _, _) =
-            match &options.backend {
-                CacheBackend::Embedded => {
-                    let cache = Arc::new(EmbeddedTimelineCache::new());
-                    (cache.clone(), Some(cache), None)
-                }
-                CacheBackend::Redis { url, key_prefix } => {
-                    let cache = RedisTimelineCache::connect(&RedisConfig {
-                        url: url.clone(),
-                        ..RedisConfig::default()
-                    })
-                    .await
-                    .with_context(|| format!("cannot connect to Redis at {url}"))?
-                    .with_key_prefix(key_prefix.clone());
-                    (Arc::new(cache.clone()), None, Some(cache))
-                }
-            };
+        let redis_cache = match &options.backend {
+            CacheBackend::Embedded => None,
+            CacheBackend::Redis { url, key_prefix } => Some(
+                RedisTimelineCache::connect(&RedisConfig {
+                    url: url.clone(),
+                    ..RedisConfig::default()
+                })
+                .await
+                .with_context(|| format!("cannot connect to Redis at {}", redact_url(url)))?
+                .with_key_prefix(key_prefix.clone()),
+            ),
+        };
         let deliveries = options
             .observe_deliveries
             .then(|| Arc::new(DeliveryLog::default()));
-        let fanout_cache = deliveries.as_ref().map(|log| {
-            Arc::new(ObservedCache::new(cache.clone(), log.clone())) as Arc<dyn TimelineCache>
+        let wrap_fanout_cache = deliveries.clone().map(|log| {
+            Box::new(move |cache: Arc<dyn TimelineCache>| {
+                Arc::new(ObservedCache::new(cache, log)) as Arc<dyn TimelineCache>
+            }) as CacheWrapper
         });
-        let config = DevConfig {
-            data_dir,
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            tweet_port: 0,
-            graph_port: 0,
-            timeline_port: 0,
-            fanout_port: 0,
-            gateway_port: 0,
-            jwt_secret: JWT_SECRET.into(),
-            in_process_calls: options.in_process_calls,
-            // Load tests post far faster than a person: the per-user mutation
-            // bucket would turn most posts into RATE_LIMITED errors.
-            limits: LimitsConfig {
-                mutation_burst: 1_000_000,
-                mutations_per_minute: 1_000_000,
-                ..LimitsConfig::default()
-            },
-            fanout: FanoutPolicyConfig {
-                celebrity_threshold: options.celebrity_threshold,
-                ..FanoutPolicyConfig::default()
-            },
-            consumer: ConsumerConfig {
-                name: "bench".into(),
-                workers: options.consumer_workers,
-                ..ConsumerConfig::default()
-            },
-            ..DevConfig::default()
+        let mut config = DevConfig::ephemeral(data_dir);
+        config.jwt_secret = JWT_SECRET.into();
+        config.in_process_calls = options.in_process_calls;
+        // Load tests post far faster than a person: the per-user mutation
+        // bucket would turn most posts into RATE_LIMITED errors.
+        config.limits = LimitsConfig {
+            mutation_burst: 1_000_000,
+            mutations_per_minute: 1_000_000,
+            ..LimitsConfig::default()
         };
+        config.fanout.celebrity_threshold = options.celebrity_threshold;
+        config.consumer.name = "bench".into();
+        config.consumer.workers = options.consumer_workers;
         let stack = DevStack::start_with(
             &config,
             DevStackOptions {
-                timeline_cache: Some(cache.clone()),
-                fanout_cache,
+                timeline_cache: redis_cache
+                    .clone()
+                    .map(|cache| Arc::new(cache) as Arc<dyn TimelineCache>),
+                wrap_fanout_cache,
             },
         )
         .await?;
         Ok(Self {
-            tweet_addr: stack.tweet_addr,
-            graph_addr: stack.graph_addr,
-            timeline_addr: stack.timeline_addr,
-            fanout_addr: stack.fanout_addr,
-            gateway_addr: stack.gateway_addr,
-            embedded_cache,
-            cache,
+            stack,
             redis_cache,
-            event_log: stack.event_log.clone(),
-            fanout_stats: stack.fanout_stats.clone(),
-            home_timelines: stack.home_timelines.clone(),
             deliveries,
             options,
-            stack,
             _temp_dir: temp_dir,
         })
     }
@@ -211,11 +171,6 @@ impl BenchStack {
         self.stack
             .issue_token(user_id)
             .expect("the bench gateway runs in development mode")
-    }
-
-    /// Events fanout-svc has not acknowledged yet.
-    pub async fn fanout_lag(&self) -> anyhow::Result<u64> {
-        self.stack.fanout_lag().await
     }
 
     /// Waits until fanout-svc has applied every event appended so far.

@@ -28,10 +28,10 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
-use warble_graph_svc::validate::MAX_WRITE_BATCH;
 use warble_proto::graph::v1::{
     CreateUserRequest, CreateUsersRequest, FollowManyRequest, FollowPair,
 };
+use warble_proto::limits;
 use warble_proto::tweet::v1::{CreateTweetRequest, CreateTweetsRequest};
 
 use crate::client::Grpc;
@@ -237,11 +237,11 @@ pub struct Loaded {
 /// Users, follows or tweets per CreateUsers / FollowMany / CreateTweets
 /// call. Each call is one store transaction, one fsync, so loading runs
 /// about this many times faster than a call per item; graph-svc and
-/// tweet-svc take up to [`MAX_WRITE_BATCH`] and
-/// [`warble_tweet_svc::service::MAX_WRITE_BATCH`].
+/// tweet-svc take up to [`limits::graph::MAX_WRITE_BATCH`] and
+/// [`limits::tweet::MAX_WRITE_BATCH`].
 const LOAD_BATCH: usize = 500;
-const _: () = assert!(LOAD_BATCH <= MAX_WRITE_BATCH);
-const _: () = assert!(LOAD_BATCH <= warble_tweet_svc::service::MAX_WRITE_BATCH);
+const _: () = assert!(LOAD_BATCH <= limits::graph::MAX_WRITE_BATCH);
+const _: () = assert!(LOAD_BATCH <= limits::tweet::MAX_WRITE_BATCH);
 
 /// Most batch calls in flight at once. The store commits one transaction
 /// at a time, so more would only queue; a few keep the next batches

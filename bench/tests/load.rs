@@ -9,10 +9,14 @@ use warble_bench::workload::{LoadOptions, Workload, WorkloadSpec, load};
 use warble_proto::graph::v1::{
     FollowPair, GetFollowCountsRequest, GetUsersRequest, IsFollowingRequest,
 };
+use warble_proto::limits;
 use warble_proto::tweet::v1::{GetTweetsRequest, ListAuthorsTweetsRequest, TweetLookupStatus};
 
 /// The most ids or pairs graph-svc's batch reads take.
-const READ_BATCH: usize = 500;
+/// Ids per read call, within both contracts' read batches (GetUsers,
+/// IsFollowing, GetTweets).
+const READ_BATCH: usize = limits::graph::MAX_BATCH;
+const _: () = assert!(READ_BATCH <= limits::tweet::MAX_BATCH);
 
 #[tokio::test]
 async fn load_creates_every_user_follow_edge_and_tweet_at_its_index() {
@@ -147,12 +151,16 @@ async fn load_creates_every_user_follow_edge_and_tweet_at_its_index() {
     for (spec, id) in workload.tweets.iter().zip(&loaded.tweet_ids) {
         expected[spec.author as usize].insert(0, *id);
     }
-    for (authors, expected) in loaded.user_ids.chunks(1_000).zip(expected.chunks(1_000)) {
+    for (authors, expected) in loaded
+        .user_ids
+        .chunks(limits::tweet::MAX_AUTHORS_PER_CALL)
+        .zip(expected.chunks(limits::tweet::MAX_AUTHORS_PER_CALL))
+    {
         let listed: Vec<Vec<u64>> = tweets
             .list_authors_tweets(ListAuthorsTweetsRequest {
                 author_ids: authors.to_vec(),
                 before_tweet_id: 0,
-                limit_per_author: 800,
+                limit_per_author: limits::tweet::MAX_TWEETS_PER_AUTHOR,
             })
             .await
             .unwrap()

@@ -163,7 +163,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                 loop {
                     let recent = prepared
                         .stack
-                        .cache
+                        .timeline_cache
                         .celebrity_recent(&[author_id], None, 1)
                         .await?;
                     if recent

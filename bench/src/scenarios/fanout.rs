@@ -129,7 +129,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                     author_id: prepared.user_id(author),
                 };
                 for page in users.chunks(PAGE) {
-                    prepared.stack.cache.push(page, entry).await?;
+                    prepared.stack.timeline_cache.push(page, entry).await?;
                 }
             }
             let elapsed = started.elapsed();

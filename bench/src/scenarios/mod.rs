@@ -22,7 +22,7 @@ use crate::report::{Measurement, Report};
 use crate::stack::{BenchStack, CacheBackend, StackOptions};
 use crate::workload::{self, LoadOptions, Loaded, Workload, WorkloadSpec};
 
-/// A scenario of `warble bench`.
+/// A scenario of `warble-bench`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     /// Deliveries per second into the timeline cache, against Redis's own ZADD ceiling.
@@ -40,7 +40,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    /// Every scenario, in the order `warble bench all` runs them.
+    /// Every scenario, in the order `warble-bench all` runs them.
     pub const ALL: [Scenario; 6] = [
         Self::Fanout,
         Self::Delivery,
@@ -360,7 +360,7 @@ pub async fn verify_posts(
             // Celebrity: merged at read time from their recent-tweet set.
             expected += 1;
             let recent = stack
-                .cache
+                .timeline_cache
                 .celebrity_recent(&[author_id], Some(post.tweet_id + 1), 1)
                 .await?;
             match recent.first() {
@@ -443,7 +443,10 @@ pub async fn verify_posts(
 /// Whether `user`'s cached timeline holds `tweet_id`; `None` when it is not
 /// built. A full timeline may have dropped an older tweet: that counts as held.
 async fn contains(stack: &BenchStack, user: u64, tweet_id: u64) -> anyhow::Result<Option<bool>> {
-    let page = stack.cache.read(user, Some(tweet_id + 1), 1).await?;
+    let page = stack
+        .timeline_cache
+        .read(user, Some(tweet_id + 1), 1)
+        .await?;
     Ok(page.map(|page| {
         page.entries.first().map(|entry| entry.tweet_id) == Some(tweet_id)
             || (page.len >= warble_timeline_cache::TIMELINE_CAPACITY && page.entries.is_empty())
