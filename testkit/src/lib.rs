@@ -17,8 +17,19 @@
 //! at the top of a test. [`RedisServer::shared`] and [`RedisCluster::shared`]
 //! start one server per test binary, and [`unique_prefix`] gives each test a
 //! key namespace so tests sharing a server never see each other's keys.
+//! [`RedisServer::config`] and [`RedisCluster::config`] say how
+//! `warble-mesh` connects to them; [`Topology`] names either shared one, so
+//! one test body runs on a single node and on a cluster.
+//!
+//! Beyond Redis: [`live`] reads the environment of the tests gated on a live
+//! ScyllaDB or Neo4j, [`served`] runs a server under test on a port of its
+//! own, and [`binaries`] holds checks every service binary shares.
 
 #![forbid(unsafe_code)]
+
+pub mod binaries;
+pub mod live;
+pub mod served;
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -29,13 +40,22 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use warble_mesh::backends::{RedisConfig, RedisMode};
+
 /// How long a server gets to answer PING (AOF loading included).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a cluster gets to agree that every slot is served.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one `redis-cli --cluster` command (create, reshard) may take.
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts at finding free ports before giving up (another process may
 /// take a port between our probe and the server's bind).
 const PORT_ATTEMPTS: usize = 5;
+/// Connect and response timeouts of the clients tests connect: generous,
+/// because the machine running the suite may be busy (tests run in
+/// parallel, next to builds) and a reply 2 s late is not what any test
+/// checks. A lost reply still fails the test rather than hanging it.
+const CLIENT_TIMEOUT_MS: u64 = 10_000;
 
 /// The guardian: starts redis-server in the background, reports its pid,
 /// then waits for stdin to close and kills it. `$3 = cleanup` also removes
@@ -55,9 +75,13 @@ exit 0
 /// How to run a [`RedisServer`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerOptions {
-    /// Turn on append-only persistence (`appendfsync everysec`, the
-    /// production default) so a server killed with `kill -9` and restarted on
-    /// the same directory keeps every write it acknowledged.
+    /// Turn on append-only persistence so a server killed with `kill -9`
+    /// and restarted on the same directory keeps every write it
+    /// acknowledged. With `appendfsync always`, not production's
+    /// `everysec`: under `everysec` a server whose disk is busy (builds
+    /// running next to the tests) may reply before it has even written the
+    /// AOF buffer, and a `kill -9` then loses acknowledged writes, failing
+    /// a test by the disk's timing.
     pub appendonly: bool,
     /// Require this password (`requirepass`), to exercise AUTH.
     pub password: Option<String>,
@@ -159,6 +183,17 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// How `warble-mesh` connects to this server (its password included).
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig {
+            url: self.url(),
+            password: self.options.password.clone().unwrap_or_default().into(),
+            connect_timeout_ms: CLIENT_TIMEOUT_MS,
+            response_timeout_ms: CLIENT_TIMEOUT_MS,
+            ..RedisConfig::default()
+        }
+    }
+
     /// The directory holding its config, log and (with `appendonly`) data.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -232,7 +267,7 @@ impl RedisServer {
         let _ = writeln!(config, "daemonize no");
         if self.options.appendonly {
             let _ = writeln!(config, "appendonly yes");
-            let _ = writeln!(config, "appendfsync everysec");
+            let _ = writeln!(config, "appendfsync always");
         } else {
             let _ = writeln!(config, "appendonly no");
         }
@@ -288,7 +323,7 @@ impl RedisServer {
 
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if matches!(self.command(&["PING"]), Ok(Reply::Status(status)) if status == "PONG") {
+            if self.answers_as_itself() {
                 return Ok(());
             }
             let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
@@ -314,6 +349,18 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Whether our process answers on our port. A PONG alone is not proof:
+    /// when another test's server took the port between our probe and our
+    /// bind, *it* answers, and this test would run on (and later kill) a
+    /// server that is not its own. Until its log says the bind failed, ours
+    /// is "not up yet".
+    fn answers_as_itself(&self) -> bool {
+        let pong = matches!(self.command(&["PING"]), Ok(Reply::Status(status)) if status == "PONG");
+        let ours = format!("process_id:{}", self.pid);
+        pong && matches!(self.command(&["INFO", "server"]),
+            Ok(Reply::Bulk(info)) if info.lines().any(|line| line.trim() == ours))
     }
 }
 
@@ -345,17 +392,8 @@ impl RedisCluster {
         for node in &nodes {
             create.arg(format!("127.0.0.1:{}", node.port()));
         }
-        let output = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("running redis-cli --cluster create");
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster create failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        run_to_success(create, "redis-cli --cluster create");
         let cluster = Self { nodes };
         cluster.wait_until_ok();
         Some(cluster)
@@ -382,6 +420,17 @@ impl RedisCluster {
             .join(",")
     }
 
+    /// How `warble-mesh` connects to this cluster (every node a seed).
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig {
+            mode: RedisMode::Cluster,
+            cluster_nodes: self.seed_urls(),
+            connect_timeout_ms: CLIENT_TIMEOUT_MS,
+            response_timeout_ms: CLIENT_TIMEOUT_MS,
+            ..RedisConfig::default()
+        }
+    }
+
     /// Moves `slots` hash slots (and their keys) from node `from` to node
     /// `to` with `redis-cli --cluster reshard`, then waits until every node
     /// agrees on the new layout. Clients keep their old slot maps until a
@@ -391,23 +440,16 @@ impl RedisCluster {
             Ok(Reply::Bulk(id)) => id,
             other => panic!("CLUSTER MYID failed: {other:?}"),
         };
-        let output = Command::new("redis-cli")
+        let mut reshard = Command::new("redis-cli");
+        reshard
             .arg("--cluster")
             .arg("reshard")
             .arg(format!("127.0.0.1:{}", self.nodes[from].port()))
             .args(["--cluster-from", &id(&self.nodes[from])])
             .args(["--cluster-to", &id(&self.nodes[to])])
             .args(["--cluster-slots", &slots.to_string()])
-            .arg("--cluster-yes")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running redis-cli --cluster reshard");
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster reshard failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .arg("--cluster-yes");
+        run_to_success(reshard, "redis-cli --cluster reshard");
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
         loop {
             let views: Vec<Vec<String>> = self.nodes.iter().map(slot_layout).collect();
@@ -442,6 +484,122 @@ impl RedisCluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Which Redis deployment a test runs on, for test bodies written once and
+/// run on both (`conformance_on(Topology::Cluster)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// [`RedisServer::shared`].
+    SingleNode,
+    /// [`RedisCluster::shared`]: three masters.
+    Cluster,
+}
+
+impl Topology {
+    /// How to connect to this test binary's shared server or cluster of
+    /// this topology (started on first use); `None` when Redis is missing
+    /// (a notice is printed; under `CI=true` it panics instead).
+    pub fn shared_config(self) -> Option<RedisConfig> {
+        match self {
+            Self::SingleNode => RedisServer::shared().map(RedisServer::config),
+            Self::Cluster => RedisCluster::shared().map(RedisCluster::config),
+        }
+    }
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::SingleNode => "single node",
+            Self::Cluster => "three-master cluster",
+        })
+    }
+}
+
+/// Declares one `#[tokio::test]` per [`Topology`], named `$single_node` and
+/// `$cluster`, each running `$body(topology).await`: a test body written
+/// once for both deployments.
+///
+/// ```ignore
+/// warble_testkit::test_each_topology!(conformance_on => conformance_on_a_single_node, conformance_on_a_three_master_cluster);
+/// ```
+#[macro_export]
+macro_rules! test_each_topology {
+    ($body:path => $single_node:ident, $cluster:ident) => {
+        #[::tokio::test]
+        async fn $single_node() {
+            $body($crate::Topology::SingleNode).await;
+        }
+
+        #[::tokio::test]
+        async fn $cluster() {
+            $body($crate::Topology::Cluster).await;
+        }
+    };
+}
+
+/// Runs `suite` on the shared Redis of `topology` and prints how long it
+/// took, as `<name>, <topology>: <elapsed>`; does nothing (after the notice
+/// of [`Topology::shared_config`]) when Redis is missing.
+pub async fn run_suite_on<F, Fut>(topology: Topology, name: &str, suite: F)
+where
+    F: FnOnce(RedisConfig) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(config) = topology.shared_config() else {
+        return;
+    };
+    let started = Instant::now();
+    suite(config).await;
+    eprintln!("{name}, {topology}: {:?}", started.elapsed());
+}
+
+/// Runs `command` (stdin closed) and panics with what it printed unless it
+/// succeeds within [`CLI_TIMEOUT`]. `redis-cli --cluster` waits without a
+/// limit of its own (for a cluster to join, say): past the deadline it is
+/// killed, so the test fails with its output instead of hanging.
+fn run_to_success(mut command: Command, what: &str) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("running {what}: {error}"));
+    // Read both pipes while it runs, so a chatty child never blocks on a full one.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|pipe| Box::new(pipe) as _));
+    let stderr = drain(child.stderr.take().map(|pipe| Box::new(pipe) as _));
+    let deadline = Instant::now() + CLI_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let printed = format!(
+        "{}{}",
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default()
+    );
+    match status {
+        Some(status) if status.success() => {}
+        Some(status) => panic!("{what} failed ({status}):\n{printed}"),
+        None => panic!("{what} did not finish within {CLI_TIMEOUT:?}:\n{printed}"),
     }
 }
 
@@ -638,6 +796,24 @@ mod tests {
             server.command(&["LLEN", "list"]).unwrap(),
             Reply::Integer(100)
         );
+    }
+
+    #[test]
+    fn a_server_whose_port_was_taken_does_not_pass_for_the_one_there() {
+        let Some(first) = RedisServer::start() else {
+            return;
+        };
+        // What losing the race for a free port looks like: another server
+        // answers PING on the port ours failed to bind.
+        let mut second = RedisServer {
+            port: first.port(),
+            cluster_port: free_port(),
+            dir: fresh_dir(),
+            options: ServerOptions::default(),
+            guardians: Vec::new(),
+            pid: 0,
+        };
+        assert!(matches!(second.launch(), Err(LaunchError::PortTaken)));
     }
 
     #[test]

@@ -1,15 +1,15 @@
 //! Frontend-level end-to-end cases: only HTTP GraphQL, WebSocket and
 //! fan-out's status. Each runs against the single-process stack
-//! (`tests/graphql.rs`) and against the services as separate processes on
-//! Redis (`tests/processes.rs`): the same assertions, not a copy per mode.
+//! (`tests/e2e/graphql.rs`) and against the services as separate processes
+//! on Redis (`tests/e2e/processes.rs`): the same assertions, not a copy per mode.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::frontend::{Frontend, StackSpec};
-use crate::graphql::{Subscription, error_codes};
+use crate::graphql::{Subscription, error_codes, node_ids};
 
 const HOME: &str = r#"query($first: Int, $after: String) {
   homeTimeline(first: $first, after: $after) {
@@ -21,15 +21,6 @@ const HOME: &str = r#"query($first: Int, $after: String) {
     pageInfo { hasNextPage endCursor }
   }
 }"#;
-
-fn ids(connection: &Value) -> Vec<String> {
-    connection["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| edge["node"]["id"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 /// The spec the error-code case needs: a tiny mutation bucket.
 pub fn rate_limited_spec() -> StackSpec {
@@ -61,7 +52,7 @@ pub async fn sign_up_follow_post_and_page_a_hydrated_home_timeline(stack: &impl 
     stack.settle().await;
 
     let first = gql.data(Some(&bob), HOME, json!({ "first": 2 })).await["homeTimeline"].clone();
-    assert_eq!(ids(&first), [posted[2].clone(), posted[1].clone()]);
+    assert_eq!(node_ids(&first), [posted[2].clone(), posted[1].clone()]);
     let node = &first["edges"][1]["node"];
     assert_eq!(node["text"], "post 1 #warble @bob");
     assert_eq!(node["hashtags"], json!(["warble"]));
@@ -82,7 +73,7 @@ pub async fn sign_up_follow_post_and_page_a_hydrated_home_timeline(stack: &impl 
         .data(Some(&bob), HOME, json!({ "first": 2, "after": after }))
         .await["homeTimeline"]
         .clone();
-    assert_eq!(ids(&second), [posted[0].clone()]);
+    assert_eq!(node_ids(&second), [posted[0].clone()]);
     assert_eq!(second["pageInfo"]["hasNextPage"], false);
     // Any edge's cursor continues right after that edge.
     let from_edge = first["edges"][0]["cursor"].clone();
@@ -90,7 +81,7 @@ pub async fn sign_up_follow_post_and_page_a_hydrated_home_timeline(stack: &impl 
         .data(Some(&bob), HOME, json!({ "first": 5, "after": from_edge }))
         .await["homeTimeline"]
         .clone();
-    assert_eq!(ids(&resumed), [posted[1].clone(), posted[0].clone()]);
+    assert_eq!(node_ids(&resumed), [posted[1].clone(), posted[0].clone()]);
 }
 
 /// A page of 5 and a page of 25 cost the same downstream calls, one of each,
@@ -117,7 +108,7 @@ pub async fn a_timeline_page_costs_a_constant_number_of_downstream_calls(stack: 
         let page = gql
             .data(Some(&reader), HOME, json!({ "first": first }))
             .await;
-        assert_eq!(ids(&page["homeTimeline"]).len(), first);
+        assert_eq!(node_ids(&page["homeTimeline"]).len(), first);
         let after = gql.downstream_calls().await;
         let delta: BTreeMap<String, u64> = after
             .iter()
@@ -259,7 +250,10 @@ pub async fn a_celebrity_tweet_reaches_followers_and_subscribers(stack: &impl Fr
     stack.settle().await;
     for fan in &fans {
         let page = gql.data(Some(fan), HOME, json!({ "first": 5 })).await;
-        assert_eq!(ids(&page["homeTimeline"]), std::slice::from_ref(&tweet));
+        assert_eq!(
+            node_ids(&page["homeTimeline"]),
+            std::slice::from_ref(&tweet)
+        );
     }
     // A tweet from someone the subscriber does not follow is not delivered; their own is.
     let (_, stranger) = gql.sign_up("stranger").await;

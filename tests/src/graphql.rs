@@ -116,6 +116,16 @@ impl GraphqlClient {
     }
 }
 
+/// The node ids of a connection's edges, in page order.
+pub fn node_ids(connection: &Value) -> Vec<String> {
+    connection["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The `extensions.code` of every error in a response.
 pub fn error_codes(response: &Value) -> Vec<String> {
     response["errors"]

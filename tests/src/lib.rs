@@ -3,7 +3,7 @@
 //! helpers over real gRPC clients.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -49,16 +49,7 @@ impl TestStack {
     pub async fn start_with(customize: impl FnOnce(&mut DevConfig)) -> Self {
         warble_mesh::telemetry::init_for_tests();
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut config = DevConfig {
-            data_dir: data_dir.path().to_owned(),
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            tweet_port: 0,
-            graph_port: 0,
-            timeline_port: 0,
-            fanout_port: 0,
-            gateway_port: 0,
-            ..DevConfig::default()
-        };
+        let mut config = DevConfig::ephemeral(data_dir.path());
         customize(&mut config);
         Self::launch(config, data_dir).await
     }

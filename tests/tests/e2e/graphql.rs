@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use warble_tests::cases;
 use warble_tests::frontend::StackSpec;
-use warble_tests::graphql::error_codes;
+use warble_tests::graphql::{error_codes, node_ids};
 use warble_tests::{TestStack, eventually};
 
 const HOME: &str = r#"query($first: Int, $after: String) {
@@ -15,42 +15,16 @@ const HOME: &str = r#"query($first: Int, $after: String) {
   }
 }"#;
 
-fn ids(connection: &Value) -> Vec<String> {
-    connection["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| edge["node"]["id"].as_str().unwrap().to_owned())
-        .collect()
+/// The in-process stack for a shared frontend case; it is always available.
+async fn start_spec(spec: &StackSpec) -> Option<TestStack> {
+    Some(TestStack::start_spec(spec).await)
 }
 
 async fn start() -> TestStack {
     TestStack::start_spec(&StackSpec::default()).await
 }
 
-macro_rules! frontend_case {
-    ($name:ident) => {
-        frontend_case!($name, StackSpec::default());
-    };
-    ($name:ident, $spec:expr) => {
-        #[tokio::test]
-        async fn $name() {
-            let stack = TestStack::start_spec(&$spec).await;
-            cases::$name(&stack).await;
-            stack.stop().await;
-        }
-    };
-}
-
-frontend_case!(sign_up_follow_post_and_page_a_hydrated_home_timeline);
-frontend_case!(a_timeline_page_costs_a_constant_number_of_downstream_calls);
-frontend_case!(likes_retweets_and_deletes_update_counts);
-frontend_case!(a_celebrity_tweet_reaches_followers_and_subscribers);
-frontend_case!(
-    every_error_code_comes_from_a_real_bad_request,
-    cases::rate_limited_spec()
-);
-frontend_case!(oversized_requests_are_refused_before_parsing);
+frontend_cases! { #[tokio::test] start_spec }
 
 /// `in_process_calls = false`: every internal call goes over loopback gRPC,
 /// as between separate processes; the frontend sees the same results and
@@ -88,7 +62,7 @@ async fn a_failing_downstream_degrades_only_the_fields_it_serves() {
         timeline_service_addr: stack.stack.timeline_addr.to_string(),
         request_timeout_ms: 2_000,
         auth: warble_gateway::config::AuthConfig {
-            hs256_secret: stack.config().jwt_secret.clone(),
+            hs256_secret: stack.config().effective_jwt_secret(),
             dev_mode: true,
             ..Default::default()
         },
@@ -109,7 +83,7 @@ async fn a_failing_downstream_degrades_only_the_fields_it_serves() {
         )
         .await;
     let node = &response["data"]["homeTimeline"]["edges"][0]["node"];
-    assert_eq!(node["id"], tweet.as_str());
+    assert_eq!(node["id"], tweet.as_str(), "{response:#}");
     assert_eq!(node["text"], "still readable");
     assert_eq!(node["likeCount"], 0);
     assert_eq!(node["author"], Value::Null);
@@ -138,7 +112,10 @@ async fn a_restart_keeps_users_follows_tweets_and_timelines() {
     let gql = stack.graphql();
     // Tokens are still valid (same secret), and every piece of state is back.
     let home = gql.data(Some(&reader), HOME, json!({})).await;
-    assert_eq!(ids(&home["homeTimeline"]), std::slice::from_ref(&tweet));
+    assert_eq!(
+        node_ids(&home["homeTimeline"]),
+        std::slice::from_ref(&tweet)
+    );
     assert_eq!(
         home["homeTimeline"]["edges"][0]["node"]["author"]["followersCount"],
         1

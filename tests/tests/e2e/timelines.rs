@@ -36,13 +36,9 @@ async fn users(stack: &TestStack, names: &[&str]) -> Vec<u64> {
 
 /// Whether `tweet_id` is in `user`'s cached timeline (not counting the read-time merge).
 async fn cached(stack: &TestStack, user: u64, tweet_id: u64) -> bool {
-    stack
-        .stack
-        .timeline_cache
-        .read(user, None, usize::MAX)
+    copies(stack, user, tweet_id)
         .await
-        .unwrap()
-        .is_some_and(|page| page.entries.iter().any(|entry| entry.tweet_id == tweet_id))
+        .is_some_and(|copies| copies > 0)
 }
 
 #[tokio::test]

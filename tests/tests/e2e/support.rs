@@ -1,0 +1,37 @@
+//! What the modules of this binary share.
+
+/// Declares one test per shared frontend case (`warble_tests::cases`), each
+/// on a fresh stack from `$start(&spec).await` (`None` skips the case, e.g.
+/// when redis-server is not installed). Every mode runs this one list, so a
+/// new case reaches both the single-process stack and the separate processes.
+macro_rules! frontend_cases {
+    (#[$test:meta] $start:path) => {
+        frontend_cases!(@case #[$test] $start, sign_up_follow_post_and_page_a_hydrated_home_timeline);
+        frontend_cases!(@case #[$test] $start, a_timeline_page_costs_a_constant_number_of_downstream_calls);
+        frontend_cases!(@case #[$test] $start, likes_retweets_and_deletes_update_counts);
+        frontend_cases!(@case #[$test] $start, a_celebrity_tweet_reaches_followers_and_subscribers);
+        frontend_cases!(
+            @case #[$test] $start,
+            every_error_code_comes_from_a_real_bad_request,
+            warble_tests::cases::rate_limited_spec()
+        );
+        frontend_cases!(@case #[$test] $start, oversized_requests_are_refused_before_parsing);
+    };
+    (@case #[$test:meta] $start:path, $name:ident) => {
+        frontend_cases!(
+            @case #[$test] $start,
+            $name,
+            warble_tests::frontend::StackSpec::default()
+        );
+    };
+    (@case #[$test:meta] $start:path, $name:ident, $spec:expr) => {
+        #[$test]
+        async fn $name() {
+            let Some(stack) = $start(&$spec).await else {
+                return;
+            };
+            warble_tests::cases::$name(&stack).await;
+            stack.stop().await;
+        }
+    };
+}
