@@ -36,7 +36,10 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 # Then only Warble's own crates (protos compile with protox: no protoc needed).
 COPY . .
-RUN cargo build --release --locked --bins \
+# The product binaries only: the load generator (warble-bench) is not built or shipped.
+RUN cargo build --release --locked \
+      -p warble-tweet-svc -p warble-graph-svc -p warble-timeline-svc \
+      -p warble-fanout-svc -p warble-gateway -p warble-launcher \
  && mkdir -p /out \
  && for binary in tweet-svc graph-svc timeline-svc fanout-svc gateway warble; do \
       cp "target/release/$binary" /out/; \
