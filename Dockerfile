@@ -79,12 +79,16 @@ COPY --from=builder /out/gateway /usr/local/bin/gateway
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/gateway"]
 
-# The whole stack in one process on embedded stores, for trying Warble out:
-#   docker run --rm -p 50051-50054:50051-50054 ghcr.io/warble-social/warble:0.1.0
+# The whole stack in one process on embedded stores, for trying Warble out.
+# A container must bind 0.0.0.0 to be reachable, and the dev stack lets
+# anyone sign up, so it refuses to start until you opt in and give it a
+# token secret of your own (the default one is public):
+#   docker run --rm -p 8080:8080 -e WARBLE_ALLOW_REMOTE=true \
+#     -e WARBLE_JWT_SECRET="$(openssl rand -hex 32)" ghcr.io/warble-social/warble:0.1.0
 FROM runtime AS warble
 COPY --from=builder /out/warble /usr/local/bin/warble
 ENV WARBLE_HOST=0.0.0.0 \
     WARBLE_DATA_DIR=/home/nonroot/data
-EXPOSE 50051 50052 50053 50054
+EXPOSE 8080 50051 50052 50053 50054
 ENTRYPOINT ["/usr/local/bin/warble"]
 CMD ["dev"]

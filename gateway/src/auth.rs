@@ -24,8 +24,18 @@ struct Claims {
     iat: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
+    /// One audience or several (RFC 7519 allows both; jsonwebtoken checks
+    /// the configured one against either form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
+    aud: Option<Audience>,
+}
+
+/// The `aud` claim: a string or an array of strings.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Why a token was rejected (the reason is logged, never shown to clients).
@@ -82,6 +92,8 @@ impl Authenticator {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = 30;
+        // A token is not valid before its `nbf` (within the same leeway).
+        validation.validate_nbf = true;
         let issuer = (!config.issuer.is_empty()).then(|| config.issuer.clone());
         let audience = (!config.audience.is_empty()).then(|| config.audience.clone());
         match &issuer {
@@ -149,7 +161,7 @@ impl Authenticator {
             exp: now + ttl,
             iat: now,
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(Audience::One),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).ok()
     }
@@ -201,6 +213,80 @@ mod tests {
             other.verify(&token).is_err(),
             "a token signed with another key is rejected"
         );
+    }
+
+    /// A token signed with `config`'s HS256 secret carrying `claims`.
+    fn signed(config: &AuthConfig, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(config.hs256_secret.expose().as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn not_before_is_honoured() {
+        let config = dev_config();
+        let auth = Authenticator::new(&config).unwrap();
+        let now = warble_mesh::time::now_ms() / 1000;
+        let later = signed(
+            &config,
+            serde_json::json!({ "sub": "7", "exp": now + 3_600, "iat": now, "nbf": now + 600 }),
+        );
+        assert!(auth.verify(&later).is_err(), "not valid for ten minutes");
+        let now_valid = signed(
+            &config,
+            serde_json::json!({ "sub": "7", "exp": now + 3_600, "iat": now, "nbf": now - 1 }),
+        );
+        assert_eq!(auth.verify(&now_valid).unwrap(), Viewer { user_id: 7 });
+    }
+
+    #[test]
+    fn the_audience_may_be_a_string_or_an_array() {
+        let config = AuthConfig {
+            audience: "web".into(),
+            ..dev_config()
+        };
+        let auth = Authenticator::new(&config).unwrap();
+        let now = warble_mesh::time::now_ms() / 1000;
+        let claims = |aud: serde_json::Value| serde_json::json!({ "sub": "7", "exp": now + 3_600, "iat": now, "aud": aud });
+        for accepted in [
+            serde_json::json!("web"),
+            serde_json::json!(["mobile", "web"]),
+        ] {
+            let token = signed(&config, claims(accepted.clone()));
+            assert_eq!(
+                auth.verify(&token).unwrap(),
+                Viewer { user_id: 7 },
+                "{accepted}"
+            );
+        }
+        for refused in [
+            serde_json::json!("mobile"),
+            serde_json::json!(["mobile"]),
+            serde_json::json!([]),
+        ] {
+            let token = signed(&config, claims(refused.clone()));
+            assert!(auth.verify(&token).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn unsigned_and_foreign_algorithm_tokens_are_refused() {
+        let config = dev_config();
+        let auth = Authenticator::new(&config).unwrap();
+        let token = auth.issue(42).unwrap();
+        let (_, rest) = token.split_once('.').unwrap();
+        let (payload, _) = rest.split_once('.').unwrap();
+        // `alg: none`, with and without a signature part.
+        let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        for forged in [
+            format!("{none_header}.{payload}."),
+            format!("{none_header}.{payload}"),
+        ] {
+            assert!(auth.verify(&forged).is_err(), "{forged}");
+        }
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub struct GatewayConfig {
     pub graphiql: bool,
     /// Answer introspection queries (turn off in production if the schema is private).
     pub introspection: bool,
+    /// Origins browsers may call the API from, comma-separated, each
+    /// `scheme://host[:port]` (or `*` for any); empty (the default) sends no
+    /// CORS headers, so only same-origin pages and non-browser clients can
+    /// call it.
+    pub cors_allowed_origins: String,
     /// The event stream live subscriptions tail (`events.backend = "redis"`
     /// in production; a standalone gateway with `embedded` serves no
     /// subscriptions).
@@ -103,6 +108,7 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             graphiql: false,
             introspection: true,
+            cors_allowed_origins: String::new(),
             events: EventsConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
@@ -187,6 +193,16 @@ impl ServiceConfig for GatewayConfig {
                 "dev_mode issues HS256 tokens and needs a secret of at least 32 bytes",
             ));
         }
+        for origin in self.cors_origins() {
+            if !is_origin(&origin) {
+                return Err(ConfigError::invalid(
+                    "cors_allowed_origins",
+                    format!(
+                        "`{origin}` is not an origin: use scheme://host[:port] (no path), or `*`"
+                    ),
+                ));
+            }
+        }
         if self.limits.max_depth == 0 || self.limits.max_complexity == 0 {
             return Err(ConfigError::invalid(
                 "limits.max_depth",
@@ -207,4 +223,32 @@ impl ServiceConfig for GatewayConfig {
         }
         Ok(())
     }
+}
+
+impl GatewayConfig {
+    /// The entries of `cors_allowed_origins`.
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.cors_allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// `*`, or `http(s)://host[:port]` with nothing after the authority.
+fn is_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some(authority) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '@', ' '])
+        && axum::http::HeaderValue::from_str(origin).is_ok()
 }

@@ -1,55 +1,159 @@
 //! The HTTP layer: a thin axum router around the schema.
 //!
 //! - `POST /graphql`: queries and mutations (`Authorization: Bearer <JWT>`).
-//! - `GET /graphql`: WebSocket subscriptions (`graphql-transport-ws`, token
-//!   in the `connection_init` payload as `Authorization` or `authToken`), or
-//!   GraphiQL when enabled.
+//!   One operation per request: a JSON array (a batch) is refused.
+//! - `GET /graphql?query=...`: queries only (GraphQL over HTTP); a mutation
+//!   sent by GET is refused with 405, since GET must be safe to repeat.
+//! - `GET /graphql` upgraded to a WebSocket: subscriptions
+//!   (`graphql-transport-ws`, token in the `connection_init` payload as
+//!   `Authorization` or `authToken`); otherwise GraphiQL when enabled.
+//!
+//! Responses are `application/graphql-response+json`: a request that fails
+//! to parse, to be admitted or to validate is answered 400 (413 when the
+//! body is over `limits.max_body_bytes`), anything that executed 200. Every
+//! response carries the usual security headers, and CORS headers for the
+//! origins in `cors_allowed_origins`.
 //! - `/healthz` (process alive), `/readyz` (downstreams answer health
 //!   checks), `/metrics` (Prometheus text).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Data, Executor as _, ParseRequestError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts as _, Request, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::{AuthError, Viewer};
 use crate::error::{ErrorCode, gql_error};
+use crate::executor::{EdgeExecutor, failed_before_execution};
 use crate::loaders::Loaders;
-use crate::query_cache::ParsedQueryCache;
 use crate::resolvers::{ClientAddr, GatewayState};
-use crate::schema::{WarbleSchema, classify_errors};
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The schema.
-    pub schema: WarbleSchema,
+    /// Runs every GraphQL request.
+    pub executor: EdgeExecutor,
     /// Shared gateway state.
     pub state: Arc<GatewayState>,
     /// Serve GraphiQL on `GET /graphql`.
     pub graphiql: bool,
-    /// Parsed documents of the queries seen so far.
-    pub query_cache: ParsedQueryCache,
 }
 
+/// The HTTP settings the router applies.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Origins browsers may call from (`*` for any); empty sends no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// Headers every response carries unless the handler set them: no MIME
+/// sniffing, no framing (clickjacking), no referrer leaking URLs, and no
+/// caching of responses that hold one viewer's data.
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::CACHE_CONTROL, "no-store"),
+];
+
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
-pub fn router(app: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+pub fn router(app: AppState, options: &HttpOptions) -> Router {
+    let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            max_body_bytes,
+            options.max_body_bytes,
         ))
-        .with_state(app)
+        .with_state(app);
+    for (name, value) in SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    if let Some(cors) = cors_layer(&options.cors_allowed_origins) {
+        router = router.layer(cors);
+    }
+    router
+}
+
+/// CORS for the allow-listed origins (validated by the config), or none.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// Why a request body is not a GraphQL request, answered as a GraphQL
+/// error with a stable code instead of async-graphql's debug text.
+pub struct BodyRejection(ParseRequestError);
+
+impl From<ParseRequestError> for BodyRejection {
+    fn from(error: ParseRequestError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for BodyRejection {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self.0 {
+            ParseRequestError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            ),
+            // The body limit cuts the stream short; async-graphql sees an I/O error.
+            ParseRequestError::Io(error) if error.to_string().contains("length limit") => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            ),
+            ParseRequestError::UnsupportedBatch => (
+                StatusCode::BAD_REQUEST,
+                "batched requests (a JSON array) are not accepted: send one operation per request",
+            ),
+            _ => (
+                StatusCode::BAD_REQUEST,
+                "the request is not a GraphQL request: send JSON with a `query` string",
+            ),
+        };
+        graphql_error_response(status, ErrorCode::BadUserInput, message)
+    }
+}
+
+/// A GraphQL response of one request-level error, with `status`.
+fn graphql_error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let error = gql_error(code, message);
+    let response =
+        async_graphql::Response::from_errors(vec![error.into_server_error(Default::default())]);
+    (status, GraphQLResponse::from(response)).into_response()
 }
 
 fn viewer_from_headers(
@@ -67,36 +171,91 @@ fn viewer_from_headers(
 
 fn unauthenticated(error: &AuthError) -> Response {
     tracing::debug!(%error, "rejected bearer token");
-    let error = gql_error(
+    graphql_error_response(
+        StatusCode::OK,
         ErrorCode::Unauthenticated,
         "the bearer token is invalid or expired",
-    );
-    let response =
-        async_graphql::Response::from_errors(vec![error.into_server_error(Default::default())]);
-    GraphQLResponse::from(response).into_response()
+    )
 }
 
 async fn graphql_post(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    request: GraphQLRequest<BodyRejection>,
 ) -> Response {
-    let viewer = match viewer_from_headers(&app.state, &headers) {
+    run(&app, peer, &headers, request.into_inner()).await
+}
+
+/// Runs one request as the viewer its headers name.
+async fn run(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> Response {
+    let viewer = match viewer_from_headers(&app.state, headers) {
         Ok(viewer) => viewer,
         Err(error) => return unauthenticated(&error),
     };
     let mut request = request
-        .into_inner()
         .data(Loaders::new(&app.state.downstream, viewer))
         .data(ClientAddr(peer.ip().to_string()));
     if let Some(viewer) = viewer {
         request = request.data(viewer);
     }
-    app.query_cache.prepare(&mut request);
-    let mut response = app.schema.execute(request).await;
-    classify_errors(&mut response);
-    GraphQLResponse::from(response).into_response()
+    let response = app.executor.execute(request).await;
+    let status = if failed_before_execution(&response) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    (status, GraphQLResponse::from(response)).into_response()
+}
+
+/// `GET /graphql?query=...`: queries only. A mutation (or subscription)
+/// is refused before anything runs: GET requests must be safe to repeat,
+/// and browsers send them cross-site freely.
+async fn get_query(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query_string: &str,
+) -> Response {
+    let mut request = match async_graphql::http::parse_query_string(query_string) {
+        Ok(request) => request,
+        Err(_) => {
+            return graphql_error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                "the query string is not a GraphQL request: pass `query`, and `variables` as JSON",
+            );
+        }
+    };
+    let wanted = request.operation_name.clone();
+    let operation_type = request.parsed_query().ok().and_then(|document| {
+        let wanted = wanted.as_deref();
+        document
+            .operations
+            .iter()
+            .find(|(name, _)| wanted.is_none() || name.map(|name| name.as_str()) == wanted)
+            .map(|(_, operation)| operation.node.ty)
+    });
+    if matches!(
+        operation_type,
+        Some(OperationType::Mutation | OperationType::Subscription)
+    ) {
+        let mut response = graphql_error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadUserInput,
+            "GET requests may only run queries: send mutations with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    run(app, peer, headers, request).await
 }
 
 async fn graphql_get(
@@ -118,7 +277,7 @@ async fn graphql_get(
                 .protocols(ALL_WEBSOCKET_PROTOCOLS)
                 .on_upgrade(move |socket| async move {
                     let state = app.state.clone();
-                    GraphQLWebSocket::new(socket, app.schema.clone(), protocol)
+                    GraphQLWebSocket::new(socket, app.executor.clone(), protocol)
                         .on_connection_init(move |payload| async move {
                             let viewer = match token_in(&payload) {
                                 Some(token) => {
@@ -143,6 +302,10 @@ async fn graphql_get(
                         .await;
                 })
         }
+        _ if has_query_parameter(parts.uri.query()) => {
+            let query_string = parts.uri.query().unwrap_or_default();
+            get_query(&app, peer, &parts.headers, query_string).await
+        }
         _ if app.graphiql => Html(
             GraphiQLSource::build()
                 .endpoint("/graphql")
@@ -151,12 +314,21 @@ async fn graphql_get(
                 .finish(),
         )
         .into_response(),
-        _ => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "POST GraphQL requests to /graphql",
-        )
-            .into_response(),
+        _ => graphql_error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            "POST GraphQL requests to /graphql, or GET them with a `query` parameter",
+        ),
     }
+}
+
+/// Whether a GET carries a GraphQL request (a `query` parameter).
+fn has_query_parameter(query_string: Option<&str>) -> bool {
+    query_string.is_some_and(|query_string| {
+        query_string
+            .split('&')
+            .any(|pair| pair.starts_with("query="))
+    })
 }
 
 /// The bearer token in a `connection_init` payload, as `Bearer <token>`.

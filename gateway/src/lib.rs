@@ -9,10 +9,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod downstream;
 pub mod error;
+pub mod executor;
 pub mod feed;
 pub mod http;
 pub mod hydrate;
@@ -59,7 +61,7 @@ pub enum StartError {
 
 /// A gateway ready to serve.
 pub struct Gateway {
-    schema: WarbleSchema,
+    executor: executor::EdgeExecutor,
     state: Arc<GatewayState>,
     config: GatewayConfig,
     event_log: Option<Arc<dyn EventLog>>,
@@ -96,17 +98,24 @@ impl Gateway {
             ),
             feed: event_log.as_ref().map(|_| LiveFeed::new()),
         });
+        let schema = schema::build(state.clone(), &config.limits, config.introspection);
         Ok(Self {
-            schema: schema::build(state.clone(), &config.limits, config.introspection),
+            executor: executor::EdgeExecutor::new(schema, &config.limits),
             state,
             config: config.clone(),
             event_log,
         })
     }
 
-    /// The schema (execute requests on it directly in tests).
+    /// The schema underneath (its SDL, its registry). Run requests through
+    /// [`Gateway::executor`], which applies the document limits.
     pub fn schema(&self) -> &WarbleSchema {
-        &self.schema
+        self.executor.schema()
+    }
+
+    /// What runs every request (tests execute requests on it directly).
+    pub fn executor(&self) -> &executor::EdgeExecutor {
+        &self.executor
     }
 
     /// Downstream calls made so far, by method.
@@ -135,12 +144,17 @@ impl Gateway {
             _ => None,
         };
         let app = http::AppState {
-            schema: self.schema.clone(),
+            executor: self.executor.clone(),
             state: self.state.clone(),
             graphiql: self.config.graphiql,
-            query_cache: query_cache::ParsedQueryCache::default(),
         };
-        let router = http::router(app, self.config.limits.max_body_bytes);
+        let router = http::router(
+            app,
+            &http::HttpOptions {
+                max_body_bytes: self.config.limits.max_body_bytes,
+                cors_allowed_origins: self.config.cors_origins(),
+            },
+        );
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "GraphQL gateway listening");
         let drain = Duration::from_secs(self.config.drain_timeout_secs);

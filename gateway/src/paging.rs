@@ -40,14 +40,21 @@ pub fn after(after: Option<String>) -> Result<String> {
     Ok(after)
 }
 
-/// The complexity of a list field: `first` (as [`first`] would accept it)
-/// times the cost of one item, and never less than 1, since even an empty
-/// page costs its downstream calls.
+/// What a field that makes its own downstream round trip (a page, a user
+/// looked up by username) costs in query complexity before its items,
+/// priced like 100 fields. With the default `limits.max_complexity` of
+/// 5,000, one request holds at most 50 of them, so aliases cannot multiply
+/// downstream calls (an empty `first: 0` page makes none, but is priced the
+/// same, since the cost cannot depend on that).
+pub const CALL_COST: usize = 100;
+
+/// The complexity of a list field: [`CALL_COST`] plus `first` (as
+/// [`first`] would accept it) times the cost of one item.
 ///
 /// Complexity is computed during validation, before any argument is
 /// checked, so it must hold for every value a client can send: a `first`
 /// outside `0..=MAX_FIRST` (which execution will refuse) costs as much as
-/// the largest page, and the product saturates instead of wrapping. A
+/// the largest page, and the arithmetic saturates instead of wrapping. A
 /// negative `first` once wrapped the whole query's cost to a small number
 /// and let any number of expensive siblings through.
 pub fn list_cost(first: Option<i32>, item_cost: usize) -> usize {
@@ -55,7 +62,7 @@ pub fn list_cost(first: Option<i32>, item_cost: usize) -> usize {
         value @ 0..=MAX_FIRST => value as usize,
         _ => MAX_FIRST as usize,
     };
-    items.saturating_mul(item_cost).max(1)
+    items.saturating_mul(item_cost).saturating_add(CALL_COST)
 }
 
 #[cfg(test)]
@@ -64,14 +71,14 @@ mod tests {
 
     #[test]
     fn list_cost_holds_for_every_first_a_client_can_send() {
-        assert_eq!(list_cost(None, 3), DEFAULT_FIRST as usize * 3);
-        assert_eq!(list_cost(Some(10), 3), 30);
+        assert_eq!(list_cost(None, 3), CALL_COST + DEFAULT_FIRST as usize * 3);
+        assert_eq!(list_cost(Some(10), 3), CALL_COST + 30);
         assert_eq!(
             list_cost(Some(0), 3),
-            1,
-            "an empty page still costs its calls"
+            CALL_COST,
+            "an empty page is priced as a page"
         );
-        let largest = MAX_FIRST as usize * 3;
+        let largest = CALL_COST + MAX_FIRST as usize * 3;
         for out_of_range in [-1, -2000, i32::MIN, MAX_FIRST + 1, i32::MAX] {
             assert_eq!(list_cost(Some(out_of_range), 3), largest, "{out_of_range}");
         }

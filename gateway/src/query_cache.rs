@@ -2,13 +2,18 @@
 //!
 //! A frontend sends the same few queries over and over with different
 //! variables, and parsing one (async-graphql's pest parser) was 7% of the
-//! hydrated home timeline's CPU in profiles. The HTTP layer hands each
-//! request to [`ParsedQueryCache::prepare`] before executing it: a query
-//! seen before gets a copy of its parsed document, a new one is parsed once
-//! and kept. Only parsing is skipped: validation, depth and complexity
-//! limits still run on every request, and a query that fails to parse is
-//! never cached (the executor parses it again and reports the error exactly
-//! as before).
+//! hydrated home timeline's CPU in profiles. The executor
+//! ([`crate::executor::EdgeExecutor`]) looks each query up here first: a
+//! query seen before gets a copy of its parsed document, a new one is parsed
+//! and, once it has passed admission and validation, kept. Only parsing is
+//! skipped: validation, depth and complexity limits still run on every
+//! request. A document that failed to parse, to be admitted or to validate
+//! is never kept, so the cache holds only queries that really ran.
+//!
+//! The cache is bounded in bytes of query text ([`MAX_CACHED_QUERY_BYTES`]);
+//! a parsed document's size is proportional to its text. Past the bound,
+//! arbitrary entries make room, so a client sending endless unique queries
+//! costs a bounded map, never memory growth.
 //!
 //! This is deliberately not an async-graphql `Extension`: with any
 //! extension installed, async-graphql runs every field of every response
@@ -20,16 +25,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_graphql::Request;
 use async_graphql::parser::types::ExecutableDocument;
 
-/// Distinct queries kept; a frontend has dozens. Past it, an arbitrary entry
-/// makes room, so a client sending endless unique queries costs a bounded
-/// map, never memory growth.
-const MAX_QUERIES: usize = 1_024;
+/// Total query text the cache holds, in bytes. A frontend has dozens of
+/// queries of a few kilobytes each.
+pub const MAX_CACHED_QUERY_BYTES: usize = 4 * 1024 * 1024;
 /// Longer queries are parsed every time: they are not a frontend's hot
 /// path, and keying the map by them would let a client pin large strings.
-const MAX_QUERY_BYTES: usize = 16 * 1024;
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 
 /// The cache (one per gateway; cheap to clone).
 #[derive(Debug, Clone, Default)]
@@ -39,35 +42,54 @@ pub struct ParsedQueryCache {
 
 #[derive(Debug, Default)]
 struct Shared {
-    documents: Mutex<HashMap<Box<str>, Arc<ExecutableDocument>>>,
+    entries: Mutex<Entries>,
     hits: AtomicU64,
 }
 
+#[derive(Debug, Default)]
+struct Entries {
+    documents: HashMap<Box<str>, Arc<ExecutableDocument>>,
+    /// Sum of the keys' lengths.
+    bytes: usize,
+}
+
 impl ParsedQueryCache {
-    /// Gives `request` its parsed document: a copy of the cached one, or
-    /// one parsed now (and kept when it parsed cleanly).
-    pub fn prepare(&self, request: &mut Request) {
-        if request.query.len() > MAX_QUERY_BYTES {
+    /// A copy of `query`'s parsed document, when it ran before.
+    pub fn lookup(&self, query: &str) -> Option<ExecutableDocument> {
+        if query.len() > MAX_QUERY_BYTES {
+            return None;
+        }
+        let cached = self.entries().documents.get(query).cloned()?;
+        self.shared.hits.fetch_add(1, Ordering::Relaxed);
+        // Copied outside the lock; the executor takes the document by value.
+        Some(cached.as_ref().clone())
+    }
+
+    /// Keeps `document`, the parsed `query` that passed admission and
+    /// validation, unless the query is too long to key by.
+    pub fn remember(&self, query: &str, document: ExecutableDocument) {
+        if query.len() > MAX_QUERY_BYTES {
             return;
         }
-        let cached = self.documents().get(request.query.as_str()).cloned();
-        if let Some(document) = cached {
-            self.shared.hits.fetch_add(1, Ordering::Relaxed);
-            // Copied outside the lock; the executor takes the document by value.
-            request.set_parsed_query(document.as_ref().clone());
+        let document = Arc::new(document);
+        let mut entries = self.entries();
+        if entries.documents.contains_key(query) {
             return;
         }
-        let Ok(document) = request.parsed_query() else {
-            return;
-        };
-        let document = Arc::new(document.clone());
-        let mut documents = self.documents();
-        if documents.len() >= MAX_QUERIES
-            && let Some(evicted) = documents.keys().next().cloned()
-        {
-            documents.remove(&evicted);
+        while entries.bytes + query.len() > MAX_CACHED_QUERY_BYTES {
+            let Some(evicted) = entries.documents.keys().next().cloned() else {
+                break;
+            };
+            entries.documents.remove(&evicted);
+            entries.bytes -= evicted.len();
         }
-        documents.insert(request.query.as_str().into(), document);
+        entries.bytes += query.len();
+        entries.documents.insert(query.into(), document);
+    }
+
+    /// Whether `query` is short enough to be cached.
+    pub fn is_cacheable(query: &str) -> bool {
+        query.len() <= MAX_QUERY_BYTES
     }
 
     /// Requests answered from the cache so far.
@@ -77,7 +99,12 @@ impl ParsedQueryCache {
 
     /// Distinct queries held.
     pub fn len(&self) -> usize {
-        self.documents().len()
+        self.entries().documents.len()
+    }
+
+    /// Bytes of query text held.
+    pub fn bytes(&self) -> usize {
+        self.entries().bytes
     }
 
     /// Whether no query is held.
@@ -85,9 +112,9 @@ impl ParsedQueryCache {
         self.len() == 0
     }
 
-    fn documents(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<ExecutableDocument>>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.shared
-            .documents
+            .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -95,102 +122,35 @@ impl ParsedQueryCache {
 
 #[cfg(test)]
 mod tests {
-    use async_graphql::{
-        EmptyMutation, EmptySubscription, Object, Schema, SimpleObject, Variables,
-    };
+    use async_graphql::parser::parse_query;
 
     use super::*;
 
-    #[derive(SimpleObject)]
-    struct Node {
-        value: i32,
-        child: Option<Box<Node>>,
-    }
-
-    struct Query;
-
-    #[Object]
-    impl Query {
-        async fn double(&self, n: i32) -> i32 {
-            n * 2
-        }
-
-        async fn node(&self) -> Node {
-            Node {
-                value: 1,
-                child: Some(Box::new(Node {
-                    value: 2,
-                    child: None,
-                })),
-            }
-        }
-    }
-
-    type TestSchema = Schema<Query, EmptyMutation, EmptySubscription>;
-
-    fn schema() -> TestSchema {
-        Schema::build(Query, EmptyMutation, EmptySubscription)
-            .limit_depth(2)
-            .finish()
-    }
-
-    /// What the HTTP layer does: prepare, then execute.
-    async fn execute(
-        schema: &TestSchema,
-        cache: &ParsedQueryCache,
-        request: impl Into<Request>,
-    ) -> async_graphql::Response {
-        let mut request = request.into();
-        cache.prepare(&mut request);
-        schema.execute(request).await
-    }
-
-    #[tokio::test]
-    async fn a_repeated_query_is_parsed_once_and_still_executes_with_its_variables() {
+    #[test]
+    fn the_cache_stays_within_its_byte_bound() {
         let cache = ParsedQueryCache::default();
-        let schema = schema();
-        let query = "query($n: Int!) { double(n: $n) }";
-        for n in [2, 5, 21] {
-            let response = execute(
-                &schema,
-                &cache,
-                Request::new(query).variables(Variables::from_json(serde_json::json!({ "n": n }))),
-            )
-            .await;
-            assert!(response.errors.is_empty(), "{:?}", response.errors);
-            assert_eq!(
-                response.data.into_json().unwrap(),
-                serde_json::json!({ "double": n * 2 })
-            );
+        let padding = " ".repeat(MAX_QUERY_BYTES - 40);
+        let mut remembered = 0;
+        for n in 0..(2 * MAX_CACHED_QUERY_BYTES / MAX_QUERY_BYTES) {
+            let query = format!("{{ a{n} }}{padding}");
+            cache.remember(&query, parse_query(&query).unwrap());
+            remembered += 1;
+            assert!(cache.bytes() <= MAX_CACHED_QUERY_BYTES, "after {n}");
         }
-        assert_eq!(cache.len(), 1);
-        assert_eq!(cache.hits(), 2);
+        assert!(cache.len() < remembered, "old entries made room");
+        let too_long = format!("{{ a }}{}", " ".repeat(MAX_QUERY_BYTES));
+        cache.remember(&too_long, parse_query(&too_long).unwrap());
+        assert!(cache.lookup(&too_long).is_none());
     }
 
-    #[tokio::test]
-    async fn syntax_errors_are_never_cached_and_limits_still_apply_to_cached_queries() {
+    #[test]
+    fn a_remembered_query_is_found_and_counted() {
         let cache = ParsedQueryCache::default();
-        let schema = schema();
-        for _ in 0..2 {
-            let response = execute(&schema, &cache, "{ double(n: ").await;
-            assert_eq!(response.errors.len(), 1);
-        }
-        assert!(cache.is_empty());
-        assert_eq!(cache.hits(), 0);
-
-        // Depth 3 against a limit of 2: rejected by validation, which runs
-        // after parsing, so the second request is a cache hit and is
-        // rejected all the same.
-        let too_deep = "{ node { child { child { value } } } }";
-        for _ in 0..2 {
-            let response = execute(&schema, &cache, too_deep).await;
-            assert_eq!(response.errors.len(), 1, "{:?}", response.errors);
-            assert!(
-                response.errors[0].message.contains("nested too deep"),
-                "{}",
-                response.errors[0].message
-            );
-        }
+        assert!(cache.lookup("{ a }").is_none());
+        cache.remember("{ a }", parse_query("{ a }").unwrap());
+        cache.remember("{ a }", parse_query("{ a }").unwrap());
+        assert_eq!(cache.bytes(), 5);
+        assert!(cache.lookup("{ a }").is_some());
         assert_eq!(cache.hits(), 1);
     }
 }

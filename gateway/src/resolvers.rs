@@ -233,6 +233,7 @@ impl QueryRoot {
     }
 
     /// A user by id or by username (exactly one). NOT_FOUND when there is none.
+    #[graphql(complexity = "paging::CALL_COST.saturating_add(child_complexity)")]
     async fn user(
         &self,
         ctx: &Context<'_>,
@@ -325,6 +326,10 @@ impl QueryRoot {
     ) -> Result<TweetConnection> {
         let first = paging::first(first)?;
         let cursor = paging::after(after)?;
+        // An empty page needs nothing from downstream, not even the user.
+        if first == 0 {
+            return Ok(empty_tweet_connection());
+        }
         let state = state(ctx)?;
         let user = state
             .downstream
@@ -336,9 +341,6 @@ impl QueryRoot {
             .into_inner()
             .user
             .unwrap_or_default();
-        if first == 0 {
-            return Ok(empty_tweet_connection());
-        }
         let response = state
             .downstream
             .timeline

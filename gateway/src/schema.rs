@@ -12,13 +12,15 @@ use crate::resolvers::{GatewayState, MutationRoot, QueryRoot, SubscriptionRoot};
 /// Warble's GraphQL schema.
 pub type WarbleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Builds the schema with its limits; `state` is shared by every request.
-/// No extensions: with one installed, async-graphql sends every field
-/// through the extension chain (see [`crate::query_cache`]).
+/// Builds the schema with its complexity limit; `state` is shared by every
+/// request. Depth is limited by [`crate::admission`] instead, which leaves
+/// introspection to its own rule: run requests through
+/// [`crate::executor::EdgeExecutor`]. No extensions: with one installed,
+/// async-graphql sends every field through the extension chain (see
+/// [`crate::query_cache`]).
 pub fn build(state: Arc<GatewayState>, limits: &LimitsConfig, introspection: bool) -> WarbleSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(state)
-        .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);
     if introspection {
         builder.finish()

@@ -1,4 +1,5 @@
-//! The resolvers through `Schema::execute`, without HTTP, over a real
+//! The resolvers through the gateway's executor (`Schema::execute` behind
+//! the document limits), without HTTP, over a real
 //! backend (see `support`): what a page holds, how it pages, what every
 //! error code means, and what a page costs downstream.
 
@@ -409,5 +410,92 @@ async fn a_negative_page_size_is_bad_input() {
             [("BAD_USER_INPUT".to_owned(), "first".to_owned())],
             "{query}"
         );
+    }
+}
+
+/// The parsed-query cache holds only documents that ran: a syntax error,
+/// a refused document and an invalid one are parsed anew each time, and a
+/// document that ran is parsed once however often it is sent.
+#[tokio::test]
+async fn only_documents_that_ran_are_cached_and_a_repeat_is_parsed_once() {
+    let backend = Backend::start();
+    let cache = backend.gateway.executor().query_cache();
+    let too_deep = format!(
+        "{{ {} id {} }}",
+        "viewer { followers { edges { node { ".repeat(4),
+        "} } } }".repeat(4)
+    );
+    for query in ["{ viewer { ", "{ noSuchField }", too_deep.as_str()] {
+        for _ in 0..2 {
+            let refused = backend.execute(None, query, json!({})).await;
+            assert_eq!(
+                error_codes(&refused),
+                [("BAD_USER_INPUT".to_owned(), String::new())],
+                "{query}"
+            );
+        }
+    }
+    assert!(cache.is_empty());
+    for _ in 0..3 {
+        backend.data(None, "{ __typename }", json!({})).await;
+    }
+    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.hits(), 2);
+}
+
+/// graphql-js's own introspection query (what GraphiQL, Apollo, Relay and
+/// graphql-codegen send) runs, and graphql-js builds a client schema from
+/// the answer: run with Node.js and the `graphql` package that `.ci/run`
+/// installs under `target/graphql-js` (skipped with a notice outside CI
+/// when they are missing).
+#[tokio::test]
+async fn graphql_js_builds_a_client_schema_from_the_introspection_answer() {
+    let backend = Backend::start();
+    let query = include_str!("data/graphql-js-introspection.graphql");
+    let answer = backend.data(None, query, json!({})).await;
+
+    let graphql_js = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/graphql-js/node_modules/graphql");
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !graphql_js.exists() || node.is_err() {
+        let notice = "node or target/graphql-js/node_modules/graphql is missing \
+                      (`.ci/run` installs them)";
+        assert!(std::env::var("CI").is_err(), "{notice}");
+        eprintln!("SKIPPED: {notice}");
+        return;
+    }
+    let script = format!(
+        "const {{ buildClientSchema, printSchema }} = require({path:?});\n\
+         let input = '';\n\
+         process.stdin.on('data', chunk => input += chunk);\n\
+         process.stdin.on('end', () => {{\n\
+           const schema = buildClientSchema(JSON.parse(input));\n\
+           process.stdout.write(printSchema(schema));\n\
+         }});",
+        path = graphql_js.display().to_string()
+    );
+    let mut child = std::process::Command::new("node")
+        .args(["-e", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in ["type Query", "homeTimeline(", "type Tweet", "type Mutation"] {
+        assert!(printed.contains(expected), "{expected} in:\n{printed}");
     }
 }

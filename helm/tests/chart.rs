@@ -994,6 +994,13 @@ fn bad_values_are_refused_with_a_readable_error() {
             (true, vec!["/gateway/auth/hs256Secret", "want 32"]),
         ),
         (
+            "cors-origin-with-path.yaml",
+            (
+                true,
+                vec!["/gateway/corsAllowedOrigins/0", "does not match pattern"],
+            ),
+        ),
+        (
             "overlapping-worker-ids.yaml",
             (false, vec!["worker ids overlap", "graph-svc 4..11"]),
         ),

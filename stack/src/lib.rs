@@ -43,8 +43,14 @@ use warble_timeline_svc::{HomeTimelines, TimelineSvc, TimelineSvcConfig};
 pub struct DevConfig {
     /// Directory holding the stack's embedded database; kept across restarts.
     pub data_dir: PathBuf,
-    /// Interface every service binds. Loopback by default: the dev stack has no auth yet.
+    /// Interface every service binds. Loopback by default: the dev stack
+    /// signs anyone up without a password. Any other address is refused
+    /// unless `allow_remote` is on and `jwt_secret` is set.
     pub host: IpAddr,
+    /// Let `host` be a non-loopback address (a container, a shared test
+    /// machine). Requires a `jwt_secret` of your own: with the public
+    /// default anyone could forge tokens for any user.
+    pub allow_remote: bool,
     /// tweet-svc's gRPC port; 0 picks a free port.
     pub tweet_port: u16,
     /// graph-svc's gRPC port; 0 picks a free port.
@@ -81,6 +87,7 @@ impl Default for DevConfig {
         Self {
             data_dir: PathBuf::from("./data/dev"),
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            allow_remote: false,
             tweet_port: 50051,
             graph_port: 50052,
             timeline_port: 50053,
@@ -99,6 +106,26 @@ impl Default for DevConfig {
 
 impl ServiceConfig for DevConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        if !self.host.is_loopback() {
+            if !self.allow_remote {
+                return Err(ConfigError::invalid(
+                    "host",
+                    format!(
+                        "{} is not a loopback address, and the dev stack lets anyone sign up \
+                         without a password: keep 127.0.0.1, or set allow_remote = true \
+                         (WARBLE_ALLOW_REMOTE=true) with a jwt_secret of your own",
+                        self.host
+                    ),
+                ));
+            }
+            if self.jwt_secret.is_empty() || self.jwt_secret.expose() == PUBLIC_DEV_JWT_SECRET {
+                return Err(ConfigError::invalid(
+                    "jwt_secret",
+                    "a non-loopback host needs a secret of your own (at least 32 bytes): the \
+                     default one is public, so anyone could forge tokens",
+                ));
+            }
+        }
         if self.drain_timeout_secs == 0 {
             return Err(ConfigError::invalid(
                 "drain_timeout_secs",
@@ -482,4 +509,50 @@ async fn bind(host: IpAddr, port: u16, service: &str) -> anyhow::Result<TcpListe
     TcpListener::bind(addr).await.with_context(|| {
         format!("{service}: cannot listen on {addr} (is another stack running? set the port to 0 for any free port)")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_key(config: &DevConfig) -> Option<String> {
+        match config.validate() {
+            Ok(()) => None,
+            Err(ConfigError::Invalid { key, .. }) => Some(key),
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+
+    #[test]
+    fn the_dev_stack_stays_on_loopback_unless_told_otherwise_with_a_real_secret() {
+        let local = DevConfig::ephemeral("unused");
+        assert_eq!(refused_key(&local), None);
+        let remote = DevConfig {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ..local.clone()
+        };
+        assert_eq!(refused_key(&remote).as_deref(), Some("host"));
+        let opted_in = DevConfig {
+            allow_remote: true,
+            ..remote.clone()
+        };
+        assert_eq!(
+            refused_key(&opted_in).as_deref(),
+            Some("jwt_secret"),
+            "the public default secret is not enough"
+        );
+        let public_secret_spelled_out = DevConfig {
+            jwt_secret: Secret::new(PUBLIC_DEV_JWT_SECRET),
+            ..opted_in.clone()
+        };
+        assert_eq!(
+            refused_key(&public_secret_spelled_out).as_deref(),
+            Some("jwt_secret")
+        );
+        let with_own_secret = DevConfig {
+            jwt_secret: Secret::new("an-operator-chosen-secret-of-32-bytes!!"),
+            ..opted_in
+        };
+        assert_eq!(refused_key(&with_own_secret), None);
+    }
 }

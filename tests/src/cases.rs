@@ -373,3 +373,216 @@ pub async fn oversized_requests_are_refused_before_parsing(stack: &impl Frontend
         .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// Posts a raw body to `/graphql`; returns the status, headers and JSON body.
+async fn post_raw(
+    addr: std::net::SocketAddr,
+    body: String,
+) -> (
+    reqwest::StatusCode,
+    reqwest::header::HeaderMap,
+    serde_json::Value,
+) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("gateway answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let json = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, headers, json)
+}
+
+/// The first error's message, for assertions that name the refusal.
+fn first_message(response: &serde_json::Value) -> String {
+    response["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The attacks of the edge-hardening issue, each refused with its code and
+/// a 4xx status, and none of them reaching downstream.
+pub async fn abusive_queries_are_refused_with_stable_codes(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let addr = gql.addr();
+    let (_, author) = gql.sign_up("author1").await;
+    gql.post(&author, "hello").await;
+    let page = r#"userTimeline(username: "author1", first: 100) { edges { node { id text createdAt hashtags mentions likeCount retweetCount } } }"#;
+    let aliases = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("a{i}: {page}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let refused_before_running = |response: &(reqwest::StatusCode, _, serde_json::Value),
+                                  what: &str| {
+        assert_eq!(
+            response.0,
+            reqwest::StatusCode::BAD_REQUEST,
+            "{what}: {:#}",
+            response.2
+        );
+        assert_eq!(error_codes(&response.2), ["BAD_USER_INPUT"], "{what}");
+        assert!(response.2["data"].is_null(), "{what}: nothing ran");
+    };
+    let before = gql.downstream_calls().await;
+
+    // Alias amplification, and the negative-`first` alias that once wrapped
+    // the whole query's cost to almost nothing.
+    let amplified = post_raw(
+        addr,
+        json!({ "query": format!("{{ {} }}", aliases(10)) }).to_string(),
+    )
+    .await;
+    refused_before_running(&amplified, "ten full pages");
+    assert!(first_message(&amplified.2).contains("too complex"));
+    let bypass = format!(
+        "{{ {} z: userTimeline(username: \"author1\", first: -2000) {{ pageInfo {{ hasNextPage }} }} }}",
+        aliases(10)
+    );
+    refused_before_running(
+        &post_raw(addr, json!({ "query": bypass }).to_string()).await,
+        "negative first",
+    );
+
+    // `first: 0` pages make no calls, and still cost a page each.
+    let empty_pages = (0..60)
+        .map(|i| format!("e{i}: userTimeline(username: \"author1\", first: 0) {{ pageInfo {{ hasNextPage }} }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    refused_before_running(
+        &post_raw(
+            addr,
+            json!({ "query": format!("{{ {empty_pages} }}") }).to_string(),
+        )
+        .await,
+        "sixty empty pages",
+    );
+
+    // Fragments: nested too deep, or expanding exponentially.
+    let deep = "{ viewer { ...A } } fragment A on User { followers { edges { node { followers { edges { node { followers { edges { node { followers { edges { node { id } } } } } } } } } } } } }";
+    let deep = post_raw(addr, json!({ "query": deep }).to_string()).await;
+    refused_before_running(&deep, "deep fragments");
+    assert!(first_message(&deep.2).contains("nested too deep"));
+    let mut exponential = String::from("{ viewer { ...F0 } }\n");
+    for level in 0..30 {
+        exponential.push_str(&format!(
+            "fragment F{level} on User {{ a: followers {{ edges {{ node {{ ...F{next} }} }} }} b: following {{ edges {{ node {{ ...F{next} }} }} }} }}\n",
+            next = level + 1
+        ));
+    }
+    exponential.push_str("fragment F30 on User { id }\n");
+    let exponential = post_raw(addr, json!({ "query": exponential }).to_string()).await;
+    refused_before_running(&exponential, "exponential fragments");
+    assert!(first_message(&exponential.2).contains("too large"));
+
+    // A JSON batch array.
+    let batch = json!([{ "query": "{ __typename }" }, { "query": "{ __typename }" }]);
+    let batch = post_raw(addr, batch.to_string()).await;
+    refused_before_running(&batch, "batch array");
+    assert!(first_message(&batch.2).contains("batch"));
+
+    // A 70 KB body.
+    let padding = "x".repeat(70 * 1024);
+    let huge = post_raw(
+        addr,
+        json!({ "query": format!("{{ __typename }} # {padding}") }).to_string(),
+    )
+    .await;
+    assert_eq!(huge.0, reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Tokens: `alg: none`, and one that expired.
+    let (_, rest) = author.split_once('.').expect("a JWT");
+    let (payload, _) = rest.split_once('.').expect("a JWT");
+    let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+    let expired_claims = json!({ "sub": "1", "iat": 1_000_000_000u64, "exp": 1_000_000_600u64 });
+    let expired = format!(
+        "{}.{}.{}",
+        author.split('.').next().unwrap(),
+        base64url(expired_claims.to_string().as_bytes()),
+        author.rsplit('.').next().unwrap()
+    );
+    for token in [unsigned, expired] {
+        let response = gql
+            .request(Some(&token), "{ viewer { id } }", json!({}))
+            .await;
+        assert_eq!(error_codes(&response), ["UNAUTHENTICATED"], "{token}");
+    }
+
+    assert_eq!(
+        gql.downstream_calls().await,
+        before,
+        "no refused request reached a service"
+    );
+}
+
+/// RFC 4648 base64url without padding, for hand-made JWT parts.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, byte)| n | u32::from(*byte) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// What standard clients rely on: the introspection query graphql-js sends,
+/// GET for queries (and not for mutations), the response media type and
+/// security headers.
+pub async fn standard_clients_and_http_conventions_work(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let addr = gql.addr();
+    let introspection = include_str!("../../gateway/tests/data/graphql-js-introspection.graphql");
+    let (status, headers, response) =
+        post_raw(addr, json!({ "query": introspection }).to_string()).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{response:#}");
+    assert!(response.get("errors").is_none(), "{response:#}");
+    let types = response["data"]["__schema"]["types"]
+        .as_array()
+        .expect("types");
+    assert!(
+        types.iter().any(|t| t["name"] == "Tweet") && types.iter().any(|t| t["name"] == "User"),
+        "the schema's own types are listed"
+    );
+    assert_eq!(headers["content-type"], "application/graphql-response+json");
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(headers[name], value, "{name}");
+    }
+
+    let http = reqwest::Client::new();
+    let get = |query: &str| {
+        http.get(format!("http://{addr}/graphql"))
+            .query(&[("query", query)])
+            .send()
+    };
+    let by_get = get("{ __typename }").await.unwrap();
+    assert_eq!(by_get.status(), reqwest::StatusCode::OK);
+    let body: serde_json::Value = by_get.json().await.unwrap();
+    assert_eq!(body["data"]["__typename"], "Query");
+    let mutation = get(r#"mutation { signUp(username: "viaget", displayName: "x") { token } }"#)
+        .await
+        .unwrap();
+    assert_eq!(mutation.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(mutation.headers()["allow"], "POST");
+    let body: serde_json::Value = mutation.json().await.unwrap();
+    assert_eq!(error_codes(&body), ["BAD_USER_INPUT"]);
+    // Nothing was created by the refused GET.
+    let user = gql
+        .request(None, r#"{ user(username: "viaget") { id } }"#, json!({}))
+        .await;
+    assert_eq!(error_codes(&user), ["NOT_FOUND"], "{user:#}");
+}

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_graphql::Executor as _;
 use serde_json::{Value, json};
 use warble_gateway::auth::Viewer;
 use warble_gateway::config::{AuthConfig, LimitsConfig};
@@ -103,8 +104,7 @@ impl Backend {
         if let Some(viewer) = viewer {
             request = request.data(viewer);
         }
-        let mut response = self.gateway.schema().execute(request).await;
-        warble_gateway::schema::classify_errors(&mut response);
+        let response = self.gateway.executor().execute(request).await;
         serde_json::to_value(&response).expect("a response serializes")
     }
 

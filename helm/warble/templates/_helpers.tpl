@@ -186,6 +186,7 @@ WARBLE_TIMELINE_SERVICE_ADDR: {{ $timelineAddr | quote }}
 WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
 WARBLE_GRAPHIQL: {{ $v.graphiql | quote }}
 WARBLE_INTROSPECTION: {{ $v.introspection | quote }}
+WARBLE_CORS_ALLOWED_ORIGINS: {{ join "," $v.corsAllowedOrigins | quote }}
 WARBLE_AUTH__ALGORITHM: {{ $v.auth.algorithm | quote }}
 {{- if $v.auth.publicKeyPem }}
 WARBLE_AUTH__PUBLIC_KEY_PEM: {{ $v.auth.publicKeyPem | quote }}

@@ -16,6 +16,8 @@ macro_rules! frontend_cases {
             warble_tests::cases::rate_limited_spec()
         );
         frontend_cases!(@case #[$test] $start, oversized_requests_are_refused_before_parsing);
+        frontend_cases!(@case #[$test] $start, abusive_queries_are_refused_with_stable_codes);
+        frontend_cases!(@case #[$test] $start, standard_clients_and_http_conventions_work);
     };
     (@case #[$test:meta] $start:path, $name:ident) => {
         frontend_cases!(
