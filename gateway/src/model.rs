@@ -65,44 +65,51 @@ impl UserNode {
     }
 }
 
+/// A Warble account: its profile, follow counts and follow lists.
 #[Object(name = "User")]
 impl UserNode {
-    /// The user's id.
+    /// The user's id: a 64-bit Snowflake id as a decimal string (too large
+    /// for a JavaScript number).
     async fn id(&self) -> ID {
         ID(self.user.id.to_string())
     }
 
     /// Unique handle (1 to 15 of `[A-Za-z0-9_]`), as the user typed it.
+    /// Unique ignoring case: `Alice` and `alice` are the same user.
     async fn username(&self) -> &str {
         &self.user.username
     }
 
-    /// Display name.
+    /// Display name, 1 to 50 characters.
     async fn display_name(&self) -> &str {
         &self.user.display_name
     }
 
-    /// Profile text.
+    /// Profile text, at most 160 characters; empty when the user wrote none.
     async fn bio(&self) -> &str {
         &self.user.bio
     }
 
-    /// Sign-up time, ISO 8601 UTC.
+    /// Sign-up time, ISO 8601 UTC with milliseconds
+    /// (`2024-01-01T12:34:56.789Z`).
     async fn created_at(&self) -> String {
         iso8601(self.user.created_at_ms)
     }
 
-    /// How many users follow this user (null with an error if unavailable).
+    /// How many users follow this user; null (with an error in `errors`)
+    /// if the count is unavailable.
     async fn followers_count(&self, ctx: &Context<'_>) -> Result<Option<u64>> {
         Ok(self.counts(ctx).await?.map(|counts| counts.followers_count))
     }
 
-    /// How many users this user follows (null with an error if unavailable).
+    /// How many users this user follows; null (with an error in `errors`)
+    /// if the count is unavailable.
     async fn following_count(&self, ctx: &Context<'_>) -> Result<Option<u64>> {
         Ok(self.counts(ctx).await?.map(|counts| counts.following_count))
     }
 
-    /// Whether the viewer follows this user; null when not signed in or for the viewer themself.
+    /// Whether the viewer follows this user; null when not signed in or for
+    /// the viewer themself (and, with an error in `errors`, if unavailable).
     async fn viewer_follows(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
         let Some(viewer) = ctx.data_opt::<Viewer>() else {
             return Ok(None);
@@ -120,12 +127,18 @@ impl UserNode {
         }
     }
 
-    /// Who follows this user, most recent first.
+    /// Who follows this user, most recent follow first, a page at a time.
     #[graphql(complexity = "crate::paging::list_cost(first, child_complexity)")]
     async fn followers(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Users in the page, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: a previous page's `pageInfo.endCursor` (or an edge's `cursor`). Omit for the first page. A cursor only continues the list that issued it; a malformed one is BAD_USER_INPUT."
+        )]
         after: Option<String>,
     ) -> Result<UserConnection> {
         crate::resolvers::follow_list(
@@ -138,12 +151,18 @@ impl UserNode {
         .await
     }
 
-    /// Whom this user follows, most recent first.
+    /// Whom this user follows, most recent follow first, a page at a time.
     #[graphql(complexity = "crate::paging::list_cost(first, child_complexity)")]
     async fn following(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Users in the page, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: a previous page's `pageInfo.endCursor` (or an edge's `cursor`). Omit for the first page. A cursor only continues the list that issued it; a malformed one is BAD_USER_INPUT."
+        )]
         after: Option<String>,
     ) -> Result<UserConnection> {
         crate::resolvers::follow_list(
@@ -222,24 +241,30 @@ impl TweetNode {
     }
 }
 
+/// A tweet: its text, author, the tweets it replies to or quotes, and
+/// engagement counts. Deleted tweets are never returned.
 #[Object(name = "Tweet")]
 impl TweetNode {
-    /// The tweet's id.
+    /// The tweet's id: a 64-bit Snowflake id as a decimal string (too large
+    /// for a JavaScript number). Newer tweets have larger ids.
     async fn id(&self) -> ID {
         ID(self.tweet.id.to_string())
     }
 
-    /// The text (NFC-normalised).
+    /// The text, NFC-normalised: 1 to 280 Unicode scalar values (code
+    /// points, not UTF-16 units).
     async fn text(&self) -> &str {
         &self.tweet.text
     }
 
-    /// Creation time, ISO 8601 UTC.
+    /// Creation time, ISO 8601 UTC with milliseconds
+    /// (`2024-01-01T12:34:56.789Z`).
     async fn created_at(&self) -> String {
         iso8601(self.tweet.created_at_ms)
     }
 
-    /// Who wrote it (null with an error if the user service is unavailable).
+    /// Who wrote it; null when the account no longer exists, or (with an
+    /// error in `errors`) if the user service is unavailable.
     async fn author(&self, ctx: &Context<'_>) -> Result<Option<UserNode>> {
         match &self.author {
             Slot::Ready(author) => Ok(author.clone()),
@@ -264,85 +289,100 @@ impl TweetNode {
         Self::related(ctx, self.tweet.quote_of_tweet_id).await
     }
 
-    /// Hashtags, lower-cased, without `#`.
+    /// Hashtags in the text, lower-cased, without `#`, in order of first
+    /// appearance, each once; empty when there are none.
     async fn hashtags(&self) -> &[String] {
         &self.tweet.hashtags
     }
 
-    /// Mentioned usernames, lower-cased, without `@`.
+    /// Usernames mentioned in the text, lower-cased, without `@`, in order
+    /// of first appearance, each once; empty when there are none.
     async fn mentions(&self) -> &[String] {
         &self.tweet.mentions
     }
 
-    /// Number of likes.
+    /// How many users like it; null (with an error in `errors`)
+    /// if counts are unavailable.
     async fn like_count(&self, ctx: &Context<'_>) -> Result<Option<u64>> {
         Ok(self.counts(ctx).await?.map(|counts| counts.like_count))
     }
 
-    /// Number of retweets.
+    /// How many users retweeted it; null (with an error in `errors`)
+    /// if counts are unavailable.
     async fn retweet_count(&self, ctx: &Context<'_>) -> Result<Option<u64>> {
         Ok(self.counts(ctx).await?.map(|counts| counts.retweet_count))
     }
 
-    /// Number of live replies.
+    /// How many replies to it are not deleted; null (with an error in `errors`)
+    /// if counts are unavailable.
     async fn reply_count(&self, ctx: &Context<'_>) -> Result<Option<u64>> {
         Ok(self.counts(ctx).await?.map(|counts| counts.reply_count))
     }
 
-    /// Number of live quotes.
+    /// How many quotes of it are not deleted; null (with an error in `errors`)
+    /// if counts are unavailable.
     async fn quote_count(&self, ctx: &Context<'_>) -> Result<Option<u64>> {
         Ok(self.counts(ctx).await?.map(|counts| counts.quote_count))
     }
 
-    /// Whether the viewer likes it; null when not signed in.
+    /// Whether the viewer likes it; null when not signed in (and, with an
+    /// error in `errors`, if unavailable).
     async fn viewer_has_liked(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
         Ok(self.viewer_state(ctx).await?.map(|state| state.liked))
     }
 
-    /// Whether the viewer retweeted it; null when not signed in.
+    /// Whether the viewer retweeted it; null when not signed in (and, with
+    /// an error in `errors`, if unavailable).
     async fn viewer_has_retweeted(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
         Ok(self.viewer_state(ctx).await?.map(|state| state.retweeted))
     }
 }
 
-/// Relay page information.
+/// Relay page information: where a page starts and ends, and whether more
+/// follow. Lists page forward only, with `first` and `after`.
 #[derive(SimpleObject, Clone, Debug, Default)]
 pub struct PageInfo {
-    /// More items follow `endCursor`.
+    /// True when more items follow `endCursor`: pass it as `after` to get
+    /// them. Always false for a `first: 0` page.
     pub has_next_page: bool,
     /// Always false: lists page forward only.
     pub has_previous_page: bool,
-    /// Cursor of the first edge.
+    /// Cursor of the first edge; null when the page is empty.
     pub start_cursor: Option<String>,
-    /// Cursor of the last edge: pass it as `after` for the next page.
+    /// Cursor of the last edge: pass it as `after` for the next page. Null
+    /// only when the page is empty and nothing follows.
     pub end_cursor: Option<String>,
 }
 
-/// A tweet in a connection.
+/// A tweet in a page of tweets, with its cursor.
 #[derive(SimpleObject, Clone)]
 pub struct TweetEdge {
     /// The tweet.
     pub node: TweetNode,
-    /// Opaque position just after this edge.
+    /// Opaque position just after this tweet: pass it as `after` to
+    /// continue from here.
     pub cursor: String,
 }
 
-/// A page of tweets.
+/// A page of tweets (a Relay connection), newest first.
 #[derive(SimpleObject, Clone)]
 pub struct TweetConnection {
-    /// The tweets, newest first.
+    /// The tweets, newest first. A tweet deleted while the page was read is
+    /// left out, so a page may hold fewer than `first` even when more follow.
     pub edges: Vec<TweetEdge>,
-    /// Paging.
+    /// Where this page ends and whether more follow.
     pub page_info: PageInfo,
 }
 
-/// A user in a follow list.
+/// A user in a follow list, with when the follow happened and its cursor.
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct UserEdge {
-    /// The user.
+    /// The user: the follower in `followers`, the followed user in
+    /// `following`.
     pub node: UserNode,
-    /// Opaque position just after this edge.
+    /// Opaque position just after this user: pass it as `after` to continue
+    /// from here.
     pub cursor: String,
     #[graphql(skip)]
     pub followed_at_ms: i64,
@@ -350,27 +390,32 @@ pub struct UserEdge {
 
 #[ComplexObject]
 impl UserEdge {
-    /// When the follow happened, ISO 8601 UTC.
+    /// When the follow happened, ISO 8601 UTC with milliseconds
+    /// (`2024-01-01T12:34:56.789Z`).
     async fn followed_at(&self) -> String {
         iso8601(self.followed_at_ms)
     }
 }
 
-/// A page of users.
+/// A page of users (a Relay connection), most recent follow first.
 #[derive(SimpleObject, Clone)]
 pub struct UserConnection {
-    /// The users.
+    /// The users, most recent follow first. A user who could not be loaded
+    /// is left out, so a page may hold fewer than `first` even when more
+    /// follow.
     pub edges: Vec<UserEdge>,
-    /// Paging.
+    /// Where this page ends and whether more follow.
     pub page_info: PageInfo,
 }
 
-/// What `signUp` and `issueToken` return.
+/// What `signUp` and `issueToken` return: a token and the user it signs in.
 #[derive(SimpleObject, Clone)]
 pub struct AuthPayload {
-    /// A bearer token for the `Authorization` header.
+    /// A bearer token (a JWT): send it as `Authorization: Bearer <token>`,
+    /// or in the WebSocket `connection_init` payload. It expires (its `exp`
+    /// claim); then issue a new one.
     pub token: String,
-    /// The signed-in user.
+    /// The user the token signs in.
     pub user: UserNode,
 }
 

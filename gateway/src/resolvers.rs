@@ -222,6 +222,10 @@ pub async fn follow_list(
 /// The query root.
 pub struct QueryRoot;
 
+/// Reads. Everything can be read without signing in except `homeTimeline`;
+/// fields about the viewer (`viewer`, `viewerFollows`, `viewerHasLiked`,
+/// `viewerHasRetweeted`) are null then. Send the token as
+/// `Authorization: Bearer <token>`.
 #[Object(name = "Query")]
 impl QueryRoot {
     /// The signed-in user; null when not signed in.
@@ -232,12 +236,17 @@ impl QueryRoot {
         }
     }
 
-    /// A user by id or by username (exactly one). NOT_FOUND when there is none.
+    /// A user by id or by username: give exactly one (BAD_USER_INPUT
+    /// otherwise). NOT_FOUND when there is no such user.
     #[graphql(complexity = "paging::CALL_COST.saturating_add(child_complexity)")]
     async fn user(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The user's id (a `User.id`); give this or `username`, not both. A malformed id is BAD_USER_INPUT."
+        )]
         id: Option<ID>,
+        #[graphql(desc = "The user's handle, matched ignoring case; give this or `id`, not both.")]
         username: Option<String>,
     ) -> Result<Option<UserNode>> {
         let user_id = match (id, username) {
@@ -268,7 +277,14 @@ impl QueryRoot {
     }
 
     /// A tweet by id. NOT_FOUND when it does not exist or was deleted.
-    async fn tweet(&self, ctx: &Context<'_>, id: ID) -> Result<Option<TweetNode>> {
+    async fn tweet(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Id of the tweet to fetch (a `Tweet.id`). A malformed id is BAD_USER_INPUT."
+        )]
+        id: ID,
+    ) -> Result<Option<TweetNode>> {
         let tweet_id = parse_id("id", &id)?;
         match tweet_node(ctx, tweet_id, TweetWants::of(ctx.look_ahead())).await? {
             Some(tweet) => Ok(Some(tweet)),
@@ -279,12 +295,20 @@ impl QueryRoot {
         }
     }
 
-    /// The signed-in user's home timeline, newest first.
+    /// The signed-in user's home timeline, newest first: their own tweets
+    /// and those of everyone they follow. Paging never repeats or skips a
+    /// tweet, even while new ones arrive. UNAUTHENTICATED when not signed in.
     #[graphql(complexity = "paging::list_cost(first, child_complexity)")]
     async fn home_timeline(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Tweets in the page, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: a previous page's `pageInfo.endCursor` (or an edge's `cursor`). Omit for the first page. A cursor only continues the list that issued it; a malformed one is BAD_USER_INPUT."
+        )]
         after: Option<String>,
     ) -> Result<TweetConnection> {
         let viewer = require_viewer(ctx)?;
@@ -315,13 +339,23 @@ impl QueryRoot {
         .await
     }
 
-    /// One user's tweets, newest first.
+    /// One user's own tweets, newest first. NOT_FOUND when no user has
+    /// that username.
     #[graphql(complexity = "paging::list_cost(first, child_complexity)")]
     async fn user_timeline(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Whose tweets: a username (`User.username`), matched ignoring case. NOT_FOUND when no user has it."
+        )]
         username: String,
+        #[graphql(
+            desc = "Tweets in the page, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: a previous page's `pageInfo.endCursor` (or an edge's `cursor`). Omit for the first page. A cursor only continues the list that issued it; a malformed one is BAD_USER_INPUT."
+        )]
         after: Option<String>,
     ) -> Result<TweetConnection> {
         let first = paging::first(first)?;
@@ -389,16 +423,37 @@ where
         .ok_or_else(|| gql_error(ErrorCode::NotFound, format!("no tweet with id {tweet_id}")))
 }
 
+/// Writes. Every mutation acts as the signed-in viewer (UNAUTHENTICATED
+/// when not signed in), except the development-only `signUp` and
+/// `issueToken`. Each counts against a per-user rate limit (per client
+/// address for `signUp` and `issueToken`): RATE_LIMITED when it is used up;
+/// retry after a short wait.
 #[Object(name = "Mutation")]
 impl MutationRoot {
-    /// Posts a tweet as the viewer. Retrying with the same `idempotencyKey`
-    /// returns the original tweet instead of posting twice.
+    /// Posts a tweet as the viewer and returns it. Retrying with the same
+    /// `idempotencyKey` returns the original tweet instead of posting twice.
+    /// BAD_USER_INPUT when the text breaks its rule or the key was used for
+    /// different content (or for a tweet since deleted); NOT_FOUND when
+    /// `replyTo` or `quoteOf` names a tweet that does not exist or was
+    /// deleted.
     async fn post_tweet(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The text: 1 to 280 Unicode scalar values (code points, not UTF-16 units) after NFC normalisation, not only whitespace. Its `#hashtags` and `@mentions` become the tweet's `hashtags` and `mentions`."
+        )]
         text: String,
+        #[graphql(
+            desc = "Id of the tweet this one replies to (a `Tweet.id`); omit for a tweet that replies to none. A malformed id is BAD_USER_INPUT."
+        )]
         reply_to: Option<ID>,
+        #[graphql(
+            desc = "Id of the tweet this one quotes (a `Tweet.id`); omit for a tweet that quotes none. A malformed id is BAD_USER_INPUT."
+        )]
         quote_of: Option<ID>,
+        #[graphql(
+            desc = "A key the client chooses per tweet (e.g. a UUID), at most 128 bytes, scoped to the viewer: a retry with the same key and content returns the original tweet instead of posting again. Omit (or empty) to post without one."
+        )]
         idempotency_key: Option<String>,
     ) -> Result<TweetNode> {
         let viewer = mutating_viewer(ctx)?;
@@ -430,8 +485,16 @@ impl MutationRoot {
     }
 
     /// Deletes one of the viewer's tweets (FORBIDDEN for anyone else's).
-    /// True when it was deleted now, false when it already was.
-    async fn delete_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+    /// True when it was deleted now, false when it already was. NOT_FOUND
+    /// when no tweet has that id.
+    async fn delete_tweet(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Id of the tweet to delete (a `Tweet.id`); it must be the viewer's own. A malformed id is BAD_USER_INPUT."
+        )]
+        id: ID,
+    ) -> Result<bool> {
         let viewer = mutating_viewer(ctx)?;
         let tweet_id = parse_id("id", &id)?;
         Ok(state(ctx)?
@@ -448,8 +511,17 @@ impl MutationRoot {
             .deleted)
     }
 
-    /// Likes a tweet (idempotent); returns it with fresh counts.
-    async fn like_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
+    /// Likes a tweet as the viewer (idempotent: liking twice changes
+    /// nothing); returns it with fresh counts. NOT_FOUND when the tweet
+    /// does not exist or was deleted.
+    async fn like_tweet(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Id of the tweet to like (a `Tweet.id`). A malformed id is BAD_USER_INPUT."
+        )]
+        id: ID,
+    ) -> Result<TweetNode> {
         engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
             tweets
                 .like_tweet(tweet::LikeTweetRequest { user_id, tweet_id })
@@ -459,8 +531,17 @@ impl MutationRoot {
         .await
     }
 
-    /// Removes the viewer's like (idempotent); returns the tweet with fresh counts.
-    async fn unlike_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
+    /// Removes the viewer's like (idempotent: nothing changes when there
+    /// is none); returns the tweet with fresh counts. NOT_FOUND when the
+    /// tweet does not exist or was deleted.
+    async fn unlike_tweet(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Id of the tweet to unlike (a `Tweet.id`). A malformed id is BAD_USER_INPUT."
+        )]
+        id: ID,
+    ) -> Result<TweetNode> {
         engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
             tweets
                 .unlike_tweet(tweet::UnlikeTweetRequest { user_id, tweet_id })
@@ -470,8 +551,17 @@ impl MutationRoot {
         .await
     }
 
-    /// Retweets (idempotent); returns the tweet with fresh counts.
-    async fn retweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
+    /// Retweets a tweet as the viewer (idempotent: retweeting twice
+    /// changes nothing); returns it with fresh counts. NOT_FOUND when the
+    /// tweet does not exist or was deleted.
+    async fn retweet(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Id of the tweet to retweet (a `Tweet.id`). A malformed id is BAD_USER_INPUT."
+        )]
+        id: ID,
+    ) -> Result<TweetNode> {
         engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
             tweets
                 .retweet(tweet::RetweetRequest { user_id, tweet_id })
@@ -481,8 +571,17 @@ impl MutationRoot {
         .await
     }
 
-    /// Removes the viewer's retweet (idempotent); returns the tweet with fresh counts.
-    async fn undo_retweet(&self, ctx: &Context<'_>, id: ID) -> Result<TweetNode> {
+    /// Removes the viewer's retweet (idempotent: nothing changes when
+    /// there is none); returns the tweet with fresh counts. NOT_FOUND when
+    /// the tweet does not exist or was deleted.
+    async fn undo_retweet(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Id of the tweet to undo the retweet of (a `Tweet.id`). A malformed id is BAD_USER_INPUT."
+        )]
+        id: ID,
+    ) -> Result<TweetNode> {
         engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
             tweets
                 .undo_retweet(tweet::UndoRetweetRequest { user_id, tweet_id })
@@ -492,8 +591,17 @@ impl MutationRoot {
         .await
     }
 
-    /// Follows a user (idempotent); returns them.
-    async fn follow(&self, ctx: &Context<'_>, user_id: ID) -> Result<UserNode> {
+    /// Makes the viewer follow a user (idempotent: following twice
+    /// changes nothing); returns that user with fresh counts. NOT_FOUND when
+    /// no user has that id.
+    async fn follow(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Id of the user to follow (a `User.id`). The viewer's own id, or a malformed one, is BAD_USER_INPUT."
+        )]
+        user_id: ID,
+    ) -> Result<UserNode> {
         let viewer = mutating_viewer(ctx)?;
         let followee_id = parse_id("userId", &user_id)?;
         let request = graph::FollowRequest {
@@ -515,8 +623,17 @@ impl MutationRoot {
         })
     }
 
-    /// Unfollows a user (idempotent); returns them.
-    async fn unfollow(&self, ctx: &Context<'_>, user_id: ID) -> Result<UserNode> {
+    /// Makes the viewer stop following a user (idempotent: nothing changes
+    /// when they did not follow them); returns that user with fresh counts.
+    /// NOT_FOUND when no user has that id.
+    async fn unfollow(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Id of the user to unfollow (a `User.id`). The viewer's own id, or a malformed one, is BAD_USER_INPUT."
+        )]
+        user_id: ID,
+    ) -> Result<UserNode> {
         let viewer = mutating_viewer(ctx)?;
         let followee_id = parse_id("userId", &user_id)?;
         let request = graph::UnfollowRequest {
@@ -538,12 +655,23 @@ impl MutationRoot {
         })
     }
 
-    /// Development only: creates a user and returns a token for them.
+    /// Development only (FORBIDDEN on a production gateway): creates a user
+    /// and returns a token for them, without a password. Needs no sign-in.
+    /// BAD_USER_INPUT when a field breaks its rule or the username is taken.
     async fn sign_up(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The new user's handle: 1 to 15 of `[A-Za-z0-9_]`, unique ignoring case."
+        )]
         username: String,
+        #[graphql(
+            desc = "The name shown: 1 to 50 characters after trimming, not only whitespace."
+        )]
         display_name: String,
+        #[graphql(
+            desc = "Profile text shown with the profile, at most 160 characters; omit (or give an empty string) for none."
+        )]
         bio: Option<String>,
     ) -> Result<AuthPayload> {
         let state = state(ctx)?;
@@ -569,8 +697,17 @@ impl MutationRoot {
         issued(state, user)
     }
 
-    /// Development only: a token for an existing user, by username.
-    async fn issue_token(&self, ctx: &Context<'_>, username: String) -> Result<AuthPayload> {
+    /// Development only (FORBIDDEN on a production gateway): a token for an
+    /// existing user, without a password. Needs no sign-in. NOT_FOUND when
+    /// no user has that username.
+    async fn issue_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Whom to sign in: an existing username (`User.username`), matched ignoring case."
+        )]
+        username: String,
+    ) -> Result<AuthPayload> {
         let state = state(ctx)?;
         dev_only(&state.auth)?;
         let client = ctx
@@ -616,10 +753,14 @@ fn issued(state: &GatewayState, user: graph::User) -> Result<AuthPayload> {
 /// The subscription root.
 pub struct SubscriptionRoot;
 
+/// Live updates, over a WebSocket to `/graphql` (send the token in the
+/// `connection_init` payload).
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Each new tweet that lands in the viewer's home timeline (their own,
-    /// and those of everyone they follow, celebrities included), as it is posted.
+    /// and those of everyone they follow, celebrities included), as it is
+    /// posted. UNAUTHENTICATED when not signed in; UNAVAILABLE when this
+    /// gateway serves no live updates.
     async fn home_timeline_updates(
         &self,
         ctx: &Context<'_>,
