@@ -126,16 +126,17 @@ impl Authenticator {
 
     /// The viewer named by an `Authorization` header value.
     pub fn verify_header(&self, header: &str) -> Result<Viewer, AuthError> {
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(AuthError::Malformed)?
-            .trim();
-        self.verify(token)
+        self.verify(Self::bearer_token(header)?)
     }
 
     /// The viewer named by a bare token.
     pub fn verify(&self, token: &str) -> Result<Viewer, AuthError> {
+        self.verify_with_expiry(token).map(|(viewer, _)| viewer)
+    }
+
+    /// The viewer named by a bare token, and when the token expires
+    /// (seconds since the Unix epoch): a live subscription ends then.
+    pub fn verify_with_expiry(&self, token: &str) -> Result<(Viewer, u64), AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
         let user_id = data
             .claims
@@ -144,7 +145,16 @@ impl Authenticator {
             .ok()
             .filter(|id| *id != 0)
             .ok_or(AuthError::BadSubject)?;
-        Ok(Viewer { user_id })
+        Ok((Viewer { user_id }, data.claims.exp))
+    }
+
+    /// A bearer token's bare token (`Authorization` header value).
+    pub fn bearer_token(header: &str) -> Result<&str, AuthError> {
+        Ok(header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(AuthError::Malformed)?
+            .trim())
     }
 
     /// Whether development sign-up and token issuance are enabled.

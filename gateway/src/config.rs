@@ -93,6 +93,14 @@ pub struct LimitsConfig {
     pub mutation_burst: u32,
     /// Mutations a user regains per minute (token bucket refill).
     pub mutations_per_minute: u32,
+    /// Seconds a WebSocket client has to send `connection_init` before the
+    /// connection is closed (4408). Messages on a socket are bounded by
+    /// `max_body_bytes` like request bodies.
+    pub ws_init_timeout_secs: u64,
+    /// Operations that may run at once on one WebSocket connection.
+    pub ws_operations_per_connection: u32,
+    /// WebSocket connections one signed-in user may hold open (per gateway replica).
+    pub ws_connections_per_user: u32,
 }
 
 impl Default for GatewayConfig {
@@ -137,6 +145,9 @@ impl Default for LimitsConfig {
             max_body_bytes: 64 * 1024,
             mutation_burst: 30,
             mutations_per_minute: 60,
+            ws_init_timeout_secs: 10,
+            ws_operations_per_connection: 100,
+            ws_connections_per_user: 8,
         }
     }
 }
@@ -214,6 +225,24 @@ impl ServiceConfig for GatewayConfig {
                 "limits.max_body_bytes",
                 "must be at least 1024",
             ));
+        }
+        for (key, value) in [
+            (
+                "limits.ws_init_timeout_secs",
+                self.limits.ws_init_timeout_secs,
+            ),
+            (
+                "limits.ws_operations_per_connection",
+                u64::from(self.limits.ws_operations_per_connection),
+            ),
+            (
+                "limits.ws_connections_per_user",
+                u64::from(self.limits.ws_connections_per_user),
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
         }
         if self.limits.mutation_burst == 0 || self.limits.mutations_per_minute == 0 {
             return Err(ConfigError::invalid(

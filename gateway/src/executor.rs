@@ -5,15 +5,19 @@
 //! and execute it, keeps the document once it ran, and gives every error
 //! its stable code.
 
+use std::future::Future as _;
 use std::sync::Arc;
+use std::task::Poll;
 
-use async_graphql::futures_util::stream::{self, BoxStream, StreamExt as _};
+use async_graphql::futures_util::stream::{self, BoxStream, Stream, StreamExt as _};
 use async_graphql::{Data, Executor, Request, Response};
 
 use crate::admission::{self, DocumentLimits, Refusal};
 use crate::config::LimitsConfig;
+use crate::error::{ErrorCode, gql_error};
 use crate::query_cache::ParsedQueryCache;
 use crate::schema::{WarbleSchema, classify_errors};
+use crate::websocket::{OperationBudget, TokenExpiry, connection_value};
 
 /// The gateway's executor (cheap to clone).
 #[derive(Clone)]
@@ -102,19 +106,77 @@ impl Executor for EdgeExecutor {
         mut request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        match self.admit(&mut request) {
-            Err(refusal) => {
-                let response = refused(refusal);
-                stream::once(async move { response }).boxed()
-            }
-            Ok(_) => self
-                .schema
-                .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-                .map(|mut response| {
-                    classify_errors(&mut response);
-                    response
-                })
-                .boxed(),
+        if let Err(refusal) = self.admit(&mut request) {
+            let response = refused(refusal);
+            return stream::once(async move { response }).boxed();
+        }
+        let connection = session_data.unwrap_or_default();
+        // Over a WebSocket, each operation holds a slot of its connection's
+        // budget for as long as it runs.
+        let slot = match connection_value::<OperationBudget>(&connection) {
+            Some(budget) => match budget.try_acquire() {
+                Some(slot) => Some(slot),
+                None => {
+                    let response = Response::from_errors(vec![
+                        gql_error(
+                            ErrorCode::RateLimited,
+                            format!(
+                                "at most {} operations may run at once on one connection",
+                                budget.max()
+                            ),
+                        )
+                        .into_server_error(Default::default()),
+                    ]);
+                    return stream::once(async move { response }).boxed();
+                }
+            },
+            None => None,
+        };
+        let expiry = connection_value::<TokenExpiry>(&connection).copied();
+        let responses = self
+            .schema
+            .execute_stream_with_session_data(request, connection)
+            .map(move |mut response| {
+                // The slot goes back when the stream is dropped.
+                let _running = &slot;
+                classify_errors(&mut response);
+                response
+            });
+        match expiry {
+            Some(expiry) => until_token_expiry(responses, expiry),
+            None => responses.boxed(),
         }
     }
+}
+
+/// `responses` until `expiry`, then one `UNAUTHENTICATED` error and the end:
+/// a subscription does not outlive the token it was opened with.
+fn until_token_expiry(
+    responses: impl Stream<Item = Response> + Send + 'static,
+    expiry: TokenExpiry,
+) -> BoxStream<'static, Response> {
+    let mut responses = responses.boxed();
+    let mut expired = Box::pin(tokio::time::sleep_until(expiry.0));
+    let mut ended = false;
+    stream::poll_fn(move |cx| {
+        if ended {
+            return Poll::Ready(None);
+        }
+        if expired.as_mut().poll(cx).is_ready() {
+            ended = true;
+            let error = gql_error(
+                ErrorCode::Unauthenticated,
+                "the token expired: reconnect with a fresh one",
+            );
+            return Poll::Ready(Some(Response::from_errors(vec![
+                error.into_server_error(Default::default()),
+            ])));
+        }
+        let next = responses.poll_next_unpin(cx);
+        if let Poll::Ready(None) = next {
+            ended = true;
+        }
+        next
+    })
+    .boxed()
 }

@@ -19,10 +19,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols};
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Data, Executor as _, ParseRequestError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts as _, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -31,11 +31,12 @@ use axum::routing::get;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::{AuthError, Viewer};
+use crate::auth::{AuthError, Authenticator, Viewer};
 use crate::error::{ErrorCode, gql_error};
 use crate::executor::{EdgeExecutor, failed_before_execution};
 use crate::loaders::Loaders;
 use crate::resolvers::{ClientAddr, GatewayState};
+use crate::websocket::{self, ConnectionCounts, TokenExpiry, WsLimits};
 
 /// What handlers share.
 #[derive(Clone)]
@@ -46,6 +47,19 @@ pub struct AppState {
     pub state: Arc<GatewayState>,
     /// Serve GraphiQL on `GET /graphql`.
     pub graphiql: bool,
+    /// WebSocket limits and the connections open per user.
+    pub ws: WsSettings,
+}
+
+/// The WebSocket side of [`AppState`].
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// Largest message (and frame) a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Per-connection limits.
+    pub limits: WsLimits,
+    /// Connections open per user, across this gateway's sockets.
+    pub connections: ConnectionCounts,
 }
 
 /// The HTTP settings the router applies.
@@ -265,41 +279,37 @@ async fn graphql_get(
 ) -> Response {
     let (mut parts, _body) = request.into_parts();
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
-    let protocol = GraphQLProtocol::from_request_parts(&mut parts, &()).await;
-    match (upgrade, protocol) {
-        (Ok(upgrade), Ok(protocol)) => {
+    match (upgrade, websocket_protocol(&parts.headers)) {
+        (Ok(upgrade), Some(protocol)) => {
             // A token on the upgrade request itself is honoured too (non-browser clients).
-            let header_viewer = match viewer_from_headers(&app.state, &parts.headers) {
-                Ok(viewer) => viewer,
-                Err(error) => return unauthenticated(&error),
+            let header_viewer = match parts.headers.get(header::AUTHORIZATION) {
+                None => None,
+                Some(value) => match value
+                    .to_str()
+                    .map_err(|_| AuthError::Malformed)
+                    .and_then(Authenticator::bearer_token)
+                    .and_then(|token| app.state.auth.verify_with_expiry(token))
+                {
+                    Ok(viewer) => Some(viewer),
+                    Err(error) => return unauthenticated(&error),
+                },
             };
             upgrade
                 .protocols(ALL_WEBSOCKET_PROTOCOLS)
+                .max_message_size(app.ws.max_message_bytes)
+                .max_frame_size(app.ws.max_message_bytes)
                 .on_upgrade(move |socket| async move {
-                    let state = app.state.clone();
-                    GraphQLWebSocket::new(socket, app.executor.clone(), protocol)
-                        .on_connection_init(move |payload| async move {
-                            let viewer = match token_in(&payload) {
-                                Some(token) => {
-                                    Some(state.auth.verify_header(&token).map_err(|error| {
-                                        tracing::debug!(%error, "rejected subscription token");
-                                        async_graphql::Error::new(
-                                            "the bearer token is invalid or expired",
-                                        )
-                                    })?)
-                                }
-                                None => header_viewer,
-                            };
-                            let mut data = Data::default();
-                            data.insert(Loaders::new(&state.downstream, viewer));
-                            data.insert(ClientAddr(peer.ip().to_string()));
-                            if let Some(viewer) = viewer {
-                                data.insert(viewer);
-                            }
-                            Ok(data)
-                        })
-                        .serve()
-                        .await;
+                    let AppState {
+                        executor,
+                        state,
+                        ws,
+                        ..
+                    } = app;
+                    let limits = ws.limits;
+                    let on_init = move |payload: serde_json::Value| async move {
+                        connection_data(&state, &ws, &payload, header_viewer, peer)
+                    };
+                    websocket::serve(socket, executor, protocol, limits, on_init).await;
                 })
         }
         _ if has_query_parameter(parts.uri.query()) => {
@@ -320,6 +330,61 @@ async fn graphql_get(
             "POST GraphQL requests to /graphql, or GET them with a `query` parameter",
         ),
     }
+}
+
+/// The first GraphQL WebSocket subprotocol the client offers.
+fn websocket_protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)?
+        .to_str()
+        .ok()?
+        .split(',')
+        .find_map(|protocol| protocol.trim().parse().ok())
+}
+
+/// The data of a WebSocket connection whose `connection_init` carried
+/// `payload`: its viewer (from the payload's token, else the upgrade
+/// request's), a slot among the viewer's connections, and when its token
+/// expires. An error refuses the connection.
+fn connection_data(
+    state: &GatewayState,
+    ws: &WsSettings,
+    payload: &serde_json::Value,
+    header_viewer: Option<(Viewer, u64)>,
+    peer: SocketAddr,
+) -> async_graphql::Result<Data> {
+    let viewer = match token_in(payload) {
+        Some(header) => Some(
+            Authenticator::bearer_token(&header)
+                .and_then(|token| state.auth.verify_with_expiry(token))
+                .map_err(|error| {
+                    tracing::debug!(%error, "rejected subscription token");
+                    async_graphql::Error::new("the bearer token is invalid or expired")
+                })?,
+        ),
+        None => header_viewer,
+    };
+    let mut data = Data::default();
+    data.insert(Loaders::new(
+        &state.downstream,
+        viewer.map(|(viewer, _)| viewer),
+    ));
+    data.insert(ClientAddr(peer.ip().to_string()));
+    if let Some((viewer, expires)) = viewer {
+        let slot = ws
+            .connections
+            .acquire(viewer.user_id, ws.limits.connections_per_user)
+            .ok_or_else(|| {
+                async_graphql::Error::new(format!(
+                    "at most {} open connections per user",
+                    ws.limits.connections_per_user
+                ))
+            })?;
+        data.insert(slot);
+        data.insert(TokenExpiry::at_unix_secs(expires));
+        data.insert(viewer);
+    }
+    Ok(data)
 }
 
 /// Whether a GET carries a GraphQL request (a `query` parameter).

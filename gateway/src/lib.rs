@@ -26,6 +26,7 @@ pub mod rate_limit;
 pub mod resolvers;
 pub mod schema;
 mod time;
+pub mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -143,10 +144,20 @@ impl Gateway {
             }
             _ => None,
         };
+        let limits = &self.config.limits;
         let app = http::AppState {
             executor: self.executor.clone(),
             state: self.state.clone(),
             graphiql: self.config.graphiql,
+            ws: http::WsSettings {
+                max_message_bytes: limits.max_body_bytes,
+                limits: websocket::WsLimits {
+                    init_timeout: Duration::from_secs(limits.ws_init_timeout_secs),
+                    operations_per_connection: limits.ws_operations_per_connection as usize,
+                    connections_per_user: limits.ws_connections_per_user as usize,
+                },
+                connections: websocket::ConnectionCounts::default(),
+            },
         };
         let router = http::router(
             app,

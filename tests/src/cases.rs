@@ -586,3 +586,142 @@ pub async fn standard_clients_and_http_conventions_work(stack: &impl Frontend) {
         .await;
     assert_eq!(error_codes(&user), ["NOT_FOUND"], "{user:#}");
 }
+
+/// The spec of the WebSocket case: a one-second `connection_init` window.
+pub fn short_ws_init_spec() -> StackSpec {
+    StackSpec {
+        ws_init_timeout_secs: 1,
+        ..StackSpec::default()
+    }
+}
+
+/// A socket open to the internet is bounded: a client that never says
+/// `connection_init` is closed (4408), a 10 MB message closes the socket,
+/// 10,000 subscriptions on one socket run 100 and refuse the rest
+/// (`RATE_LIMITED`), a user's ninth socket is refused, and a subscription
+/// ends with `UNAUTHENTICATED` when its token expires.
+pub async fn websockets_are_bounded(stack: &impl Frontend) {
+    use crate::graphql::{close_code, init_socket, next_message, raw_socket, send_json};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let gql = stack.graphql();
+    let addr = gql.addr();
+    let (user_id, token) = gql.sign_up("socketeer").await;
+    let subscription = "subscription { homeTimelineUpdates { id } }";
+
+    // Never initialised: closed with 4408 once the (one-second) window passes.
+    let mut silent = raw_socket(addr).await;
+    assert_eq!(
+        close_code(&mut silent, Duration::from_secs(10)).await,
+        Some(4408)
+    );
+
+    // A 10 MB message.
+    let mut flooded = raw_socket(addr).await;
+    let ack = init_socket(&mut flooded, &token).await.expect("ack");
+    assert_eq!(ack["type"], "connection_ack");
+    let huge = json!({ "id": "big", "type": "subscribe", "payload": { "query": format!("{subscription} # {}", "x".repeat(10 * 1024 * 1024)) } });
+    let _ = futures::SinkExt::send(&mut flooded, Message::text(huge.to_string())).await;
+    assert!(
+        next_message(&mut flooded, Duration::from_secs(10))
+            .await
+            .is_none(),
+        "the socket closes instead of answering"
+    );
+
+    // 10,000 subscriptions on one socket.
+    let mut busy = raw_socket(addr).await;
+    init_socket(&mut busy, &token).await.expect("ack");
+    let attempts = 10_000;
+    for id in 0..attempts {
+        send_json(
+            &mut busy,
+            &json!({ "id": id.to_string(), "type": "subscribe", "payload": { "query": subscription } }),
+        )
+        .await;
+    }
+    // Messages are handled in order: ids 0 to 99 run (and, with no events,
+    // say nothing), every later one is refused (an error, then maybe its
+    // `complete`).
+    let mut refused = std::collections::BTreeSet::new();
+    let mut others = Vec::new();
+    let quiet_after_all_refusals = loop {
+        let wait = if refused.len() < attempts - 100 {
+            Duration::from_secs(20)
+        } else {
+            Duration::from_millis(500)
+        };
+        let Some(message) = next_message(&mut busy, wait).await else {
+            break refused.len() == attempts - 100;
+        };
+        if message.to_string().contains("RATE_LIMITED") {
+            refused.insert(message["id"].as_str().unwrap_or_default().to_owned());
+        } else if message["type"] != "complete" {
+            others.push(message);
+        }
+    };
+    assert!(
+        quiet_after_all_refusals,
+        "only {} refusals arrived",
+        refused.len()
+    );
+    let expected: std::collections::BTreeSet<String> =
+        (100..attempts).map(|id| id.to_string()).collect();
+    assert_eq!(
+        refused, expected,
+        "exactly the subscriptions past the 100th are refused"
+    );
+    assert!(others.is_empty(), "the first 100 run quietly: {others:?}");
+
+    // Connections per user: the default allows 8 at once; `busy` and
+    // `flooded`'s slot (closed) leave room for 7 more, then the next is refused.
+    let mut open = Vec::new();
+    for _ in 0..7 {
+        let mut socket = raw_socket(addr).await;
+        let ack = init_socket(&mut socket, &token).await.expect("ack");
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        open.push(socket);
+    }
+    let mut one_too_many = raw_socket(addr).await;
+    let refusal = init_socket(&mut one_too_many, &token).await;
+    assert_ne!(
+        refusal.as_ref().map(|message| message["type"].clone()),
+        Some(json!("connection_ack")),
+        "{refusal:?}"
+    );
+    drop(open);
+    drop(busy);
+
+    // A token that expires in two seconds ends its subscription.
+    let short_lived =
+        warble_gateway::auth::Authenticator::new(&warble_gateway::config::AuthConfig {
+            hs256_secret: stack.jwt_secret().into(),
+            dev_mode: true,
+            dev_token_ttl_secs: 2,
+            ..Default::default()
+        })
+        .expect("authenticator")
+        .issue(user_id.parse().expect("id"))
+        .expect("token");
+    // The per-user slots of the sockets dropped above come back as the
+    // server notices the closes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut expiring = loop {
+        let mut socket = raw_socket(addr).await;
+        let ack = init_socket(&mut socket, &short_lived).await;
+        if ack.is_some_and(|ack| ack["type"] == "connection_ack") {
+            break socket;
+        }
+        assert!(Instant::now() < deadline, "no socket slot came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    send_json(
+        &mut expiring,
+        &json!({ "id": "live", "type": "subscribe", "payload": { "query": subscription } }),
+    )
+    .await;
+    let ended = next_message(&mut expiring, Duration::from_secs(15))
+        .await
+        .expect("the subscription ends");
+    assert!(ended.to_string().contains("UNAUTHENTICATED"), "{ended}");
+}

@@ -14,6 +14,8 @@ pub struct StackSpec {
     pub mutation_burst: u32,
     /// Mutations regained per minute.
     pub mutations_per_minute: u32,
+    /// Seconds a WebSocket client has to send `connection_init`.
+    pub ws_init_timeout_secs: u64,
 }
 
 impl Default for StackSpec {
@@ -22,6 +24,7 @@ impl Default for StackSpec {
             celebrity_threshold: 3,
             mutation_burst: 1_000,
             mutations_per_minute: 1_000,
+            ws_init_timeout_secs: 10,
         }
     }
 }
@@ -32,6 +35,9 @@ pub trait Frontend {
     fn graphql(&self) -> GraphqlClient;
     /// Waits until fan-out has applied every event so far.
     fn settle(&self) -> impl Future<Output = ()>;
+    /// The HS256 secret the gateway verifies tokens with, so a case can
+    /// mint tokens of its own (one about to expire, say).
+    fn jwt_secret(&self) -> String;
 }
 
 impl Frontend for crate::TestStack {
@@ -41,6 +47,10 @@ impl Frontend for crate::TestStack {
 
     fn settle(&self) -> impl Future<Output = ()> {
         crate::TestStack::settle(self)
+    }
+
+    fn jwt_secret(&self) -> String {
+        self.config().effective_jwt_secret().expose().to_owned()
     }
 }
 
@@ -52,6 +62,7 @@ impl crate::TestStack {
             config.fanout.celebrity_threshold = spec.celebrity_threshold;
             config.limits.mutation_burst = spec.mutation_burst;
             config.limits.mutations_per_minute = spec.mutations_per_minute;
+            config.limits.ws_init_timeout_secs = spec.ws_init_timeout_secs;
         })
         .await
     }

@@ -212,3 +212,59 @@ where
         }
     }
 }
+
+/// A raw `graphql-transport-ws` socket, for cases that probe the protocol's limits.
+pub type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a `graphql-transport-ws` socket to the gateway at `addr` (no `connection_init` yet).
+pub async fn raw_socket(addr: SocketAddr) -> RawSocket {
+    let mut request = format!("ws://{addr}/graphql")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket connects")
+        .0
+}
+
+/// Sends one JSON message.
+pub async fn send_json(socket: &mut RawSocket, message: &Value) {
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .expect("send");
+}
+
+/// Sends `connection_init` with `token` and returns the server's answer
+/// (`connection_ack`, or `None` when it closed the connection instead).
+pub async fn init_socket(socket: &mut RawSocket, token: &str) -> Option<Value> {
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    send_json(socket, &init).await;
+    next_json(socket, Duration::from_secs(10)).await
+}
+
+/// The next JSON message, or `None` when the socket closed or `timeout` passed.
+pub async fn next_message(socket: &mut RawSocket, timeout: Duration) -> Option<Value> {
+    next_json(socket, timeout).await
+}
+
+/// Reads until the server closes the socket; returns the close code
+/// (`None` when the connection simply ended, or nothing came within `timeout`).
+pub async fn close_code(socket: &mut RawSocket, timeout: Duration) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()??;
+        match message {
+            Ok(Message::Close(frame)) => return frame.map(|frame| frame.code.into()),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}

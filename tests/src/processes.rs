@@ -160,6 +160,10 @@ impl ProcessStack {
                         "WARBLE_LIMITS__MUTATIONS_PER_MINUTE",
                         spec.mutations_per_minute.to_string(),
                     ),
+                    (
+                        "WARBLE_LIMITS__WS_INIT_TIMEOUT_SECS",
+                        spec.ws_init_timeout_secs.to_string(),
+                    ),
                 ],
             ),
         ];
@@ -256,5 +260,9 @@ impl Frontend for ProcessStack {
             self.fanout_lag().await == Some(0)
         })
         .await;
+    }
+
+    fn jwt_secret(&self) -> String {
+        JWT_SECRET.to_owned()
     }
 }

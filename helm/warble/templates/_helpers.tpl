@@ -200,6 +200,9 @@ WARBLE_LIMITS__MAX_COMPLEXITY: {{ $v.limits.maxComplexity | int64 | quote }}
 WARBLE_LIMITS__MAX_BODY_BYTES: {{ $v.limits.maxBodyBytes | int64 | quote }}
 WARBLE_LIMITS__MUTATION_BURST: {{ $v.limits.mutationBurst | int64 | quote }}
 WARBLE_LIMITS__MUTATIONS_PER_MINUTE: {{ $v.limits.mutationsPerMinute | int64 | quote }}
+WARBLE_LIMITS__WS_INIT_TIMEOUT_SECS: {{ $v.limits.wsInitTimeoutSecs | int64 | quote }}
+WARBLE_LIMITS__WS_OPERATIONS_PER_CONNECTION: {{ $v.limits.wsOperationsPerConnection | int64 | quote }}
+WARBLE_LIMITS__WS_CONNECTIONS_PER_USER: {{ $v.limits.wsConnectionsPerUser | int64 | quote }}
 WARBLE_EVENTS__BACKEND: "redis"
 {{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_EVENTS__REDIS__") }}
 {{- else }}

@@ -18,6 +18,11 @@ macro_rules! frontend_cases {
         frontend_cases!(@case #[$test] $start, oversized_requests_are_refused_before_parsing);
         frontend_cases!(@case #[$test] $start, abusive_queries_are_refused_with_stable_codes);
         frontend_cases!(@case #[$test] $start, standard_clients_and_http_conventions_work);
+        frontend_cases!(
+            @case #[$test] $start,
+            websockets_are_bounded,
+            warble_tests::cases::short_ws_init_spec()
+        );
     };
     (@case #[$test:meta] $start:path, $name:ident) => {
         frontend_cases!(
