@@ -103,6 +103,7 @@ impl FanoutSvc {
         FanoutServer {
             service: self,
             drain_timeout,
+            reflection: true,
         }
     }
 }
@@ -111,6 +112,15 @@ impl FanoutSvc {
 pub struct FanoutServer {
     service: FanoutSvc,
     drain_timeout: Duration,
+    reflection: bool,
+}
+
+impl FanoutServer {
+    /// Whether to serve gRPC reflection (see `server.reflection`).
+    pub fn with_reflection(mut self, reflection: bool) -> Self {
+        self.reflection = reflection;
+        self
+    }
 }
 
 impl Serve for FanoutServer {
@@ -118,6 +128,7 @@ impl Serve for FanoutServer {
         let Self {
             service,
             drain_timeout,
+            reflection,
         } = self;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let consumer = tokio::spawn(consumer::run(
@@ -134,6 +145,7 @@ impl Serve for FanoutServer {
             workers: service.settings.workers as u32,
         };
         let served = GrpcServer::new(drain_timeout)
+            .with_reflection(reflection)
             .add_service(FanoutServiceServer::new(api))
             .serve(listener, async move {
                 shutdown.await;
@@ -172,6 +184,8 @@ pub async fn run(config: FanoutSvcConfig, shutdown: Shutdown) -> anyhow::Result<
         ),
     };
     let service = FanoutSvc::new(&config, log, cache).context("invalid downstream address")?;
-    let server = service.into_server(config.server.drain_timeout());
+    let server = service
+        .into_server(config.server.drain_timeout())
+        .with_reflection(config.server.reflection);
     warble_mesh::scaffold::serve_on(config.server.listen_addr, server, shutdown).await
 }

@@ -61,6 +61,9 @@ pub enum Refusal {
          {MAX_INTROSPECTION_DEPTH}"
     )]
     IntrospectionTooDeep,
+    /// The request carries no document (nor a persisted one's hash).
+    #[error("the request has no query: send `query`, or a persisted query's hash")]
+    NoQuery,
     /// Fragment spreads expand the document past the size bound.
     #[error(
         "Query is too large: its fragments expand to more than {MAX_EXPANDED_SELECTIONS} selections"

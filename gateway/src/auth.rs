@@ -1,6 +1,10 @@
 //! Bearer-token authentication. The viewer's id comes from the verified
 //! token's `sub` claim, never from query arguments.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -53,12 +57,115 @@ pub enum AuthError {
     /// The configured key cannot be used.
     #[error("auth key is unusable: {0}")]
     Key(String),
+    /// The token names no key (`kid`) the JWKS holds, even after a refresh.
+    #[error("token key id {0:?} is not in the JWKS")]
+    UnknownKey(Option<String>),
+    /// The JWKS could not be fetched (the old keys stay in use).
+    #[error("cannot fetch the JWKS: {0}")]
+    Jwks(String),
+}
+
+/// Where verification keys come from.
+#[derive(Clone)]
+enum Keys {
+    /// One configured key (HS256 secret or PEM public key).
+    Static(DecodingKey),
+    /// An identity provider's JWKS, by `kid`.
+    Jwks(Arc<Jwks>),
+}
+
+/// Keys published at a JWKS URL (how Auth0, Keycloak, Cognito and Google
+/// publish theirs), cached by key id. A token naming an unknown `kid` makes
+/// one fetch (keys rotate), at most once per `min_refresh`, so a flood of
+/// forged key ids cannot turn into a flood of fetches.
+struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    algorithm: Algorithm,
+    min_refresh: Duration,
+    state: tokio::sync::RwLock<JwksState>,
+    /// One fetch at a time; the others wait and use its result.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct JwksState {
+    keys: HashMap<String, DecodingKey>,
+    last_fetch: Option<tokio::time::Instant>,
+}
+
+impl Jwks {
+    /// The key `kid` names, fetching the JWKS again when it is unknown.
+    async fn key(&self, kid: Option<&str>) -> Result<DecodingKey, AuthError> {
+        let unknown = || AuthError::UnknownKey(kid.map(str::to_owned));
+        let kid = kid.ok_or_else(unknown)?;
+        if let Some(key) = self.state.read().await.keys.get(kid) {
+            return Ok(key.clone());
+        }
+        let _fetching = self.fetching.lock().await;
+        {
+            let state = self.state.read().await;
+            if let Some(key) = state.keys.get(kid) {
+                return Ok(key.clone());
+            }
+            if state
+                .last_fetch
+                .is_some_and(|last| last.elapsed() < self.min_refresh)
+            {
+                return Err(unknown());
+            }
+        }
+        let fetched = self.fetch().await;
+        let mut state = self.state.write().await;
+        state.last_fetch = Some(tokio::time::Instant::now());
+        match fetched {
+            Ok(keys) => state.keys = keys,
+            Err(error) => {
+                tracing::warn!(%error, url = %self.url, "JWKS refresh failed; keeping the keys we had");
+                return Err(error);
+            }
+        }
+        state.keys.get(kid).cloned().ok_or_else(unknown)
+    }
+
+    /// The JWKS's usable keys: those with a `kid` and of the configured
+    /// algorithm's family (never a symmetric `oct` key).
+    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, AuthError> {
+        let failed = |error: reqwest::Error| AuthError::Jwks(error.without_url().to_string());
+        let set: jsonwebtoken::jwk::JwkSet = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(failed)?
+            .error_for_status()
+            .map_err(failed)?
+            .json()
+            .await
+            .map_err(failed)?;
+        use jsonwebtoken::jwk::AlgorithmParameters;
+        Ok(set
+            .keys
+            .iter()
+            .filter(|jwk| {
+                matches!(
+                    (&jwk.algorithm, self.algorithm),
+                    (AlgorithmParameters::RSA(_), Algorithm::RS256)
+                        | (AlgorithmParameters::OctetKeyPair(_), Algorithm::EdDSA)
+                )
+            })
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
+            })
+            .collect())
+    }
 }
 
 /// Verifies tokens (and issues them in development mode).
 #[derive(Clone)]
 pub struct Authenticator {
-    decoding: DecodingKey,
+    keys: Keys,
     validation: Validation,
     issuing: Option<(EncodingKey, u64)>,
     issuer: Option<String>,
@@ -74,21 +181,37 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// Builds the verifier (and the dev-mode issuer) from config.
     pub fn new(config: &AuthConfig) -> Result<Self, AuthError> {
-        let (algorithm, decoding) = match config.algorithm {
-            JwtAlgorithm::HS256 => (
-                Algorithm::HS256,
-                DecodingKey::from_secret(config.hs256_secret.expose().as_bytes()),
-            ),
-            JwtAlgorithm::RS256 => (
-                Algorithm::RS256,
-                DecodingKey::from_rsa_pem(config.public_key_pem.as_bytes())
+        let algorithm = match config.algorithm {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
+            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+        };
+        let keys = if !config.jwks_url.is_empty() {
+            if algorithm == Algorithm::HS256 {
+                return Err(AuthError::Key(
+                    "a JWKS holds public keys: use RS256 or EdDSA with auth.jwks_url".into(),
+                ));
+            }
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|error| AuthError::Key(error.to_string()))?;
+            Keys::Jwks(Arc::new(Jwks {
+                url: config.jwks_url.clone(),
+                client,
+                algorithm,
+                min_refresh: Duration::from_secs(config.jwks_min_refresh_secs),
+                state: Default::default(),
+                fetching: Default::default(),
+            }))
+        } else {
+            Keys::Static(match algorithm {
+                Algorithm::RS256 => DecodingKey::from_rsa_pem(config.public_key_pem.as_bytes())
                     .map_err(|e| AuthError::Key(e.to_string()))?,
-            ),
-            JwtAlgorithm::EdDSA => (
-                Algorithm::EdDSA,
-                DecodingKey::from_ed_pem(config.public_key_pem.as_bytes())
+                Algorithm::EdDSA => DecodingKey::from_ed_pem(config.public_key_pem.as_bytes())
                     .map_err(|e| AuthError::Key(e.to_string()))?,
-            ),
+                _ => DecodingKey::from_secret(config.hs256_secret.expose().as_bytes()),
+            })
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = 30;
@@ -116,7 +239,7 @@ impl Authenticator {
             )
         });
         Ok(Self {
-            decoding,
+            keys,
             validation,
             issuing,
             issuer,
@@ -125,19 +248,28 @@ impl Authenticator {
     }
 
     /// The viewer named by an `Authorization` header value.
-    pub fn verify_header(&self, header: &str) -> Result<Viewer, AuthError> {
-        self.verify(Self::bearer_token(header)?)
+    pub async fn verify_header(&self, header: &str) -> Result<Viewer, AuthError> {
+        self.verify(Self::bearer_token(header)?).await
     }
 
     /// The viewer named by a bare token.
-    pub fn verify(&self, token: &str) -> Result<Viewer, AuthError> {
-        self.verify_with_expiry(token).map(|(viewer, _)| viewer)
+    pub async fn verify(&self, token: &str) -> Result<Viewer, AuthError> {
+        self.verify_with_expiry(token)
+            .await
+            .map(|(viewer, _)| viewer)
     }
 
     /// The viewer named by a bare token, and when the token expires
     /// (seconds since the Unix epoch): a live subscription ends then.
-    pub fn verify_with_expiry(&self, token: &str) -> Result<(Viewer, u64), AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
+    pub async fn verify_with_expiry(&self, token: &str) -> Result<(Viewer, u64), AuthError> {
+        let key = match &self.keys {
+            Keys::Static(key) => key.clone(),
+            Keys::Jwks(jwks) => {
+                let header = jsonwebtoken::decode_header(token)?;
+                jwks.key(header.kid.as_deref()).await?
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)?;
         let user_id = data
             .claims
             .sub
@@ -189,12 +321,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn issued_tokens_verify_and_tampered_ones_do_not() {
+    #[tokio::test]
+    async fn issued_tokens_verify_and_tampered_ones_do_not() {
         let auth = Authenticator::new(&dev_config()).unwrap();
         let token = auth.issue(42).unwrap();
         assert_eq!(
-            auth.verify_header(&format!("Bearer {token}")).unwrap(),
+            auth.verify_header(&format!("Bearer {token}"))
+                .await
+                .unwrap(),
             Viewer { user_id: 42 }
         );
         // Change the signature's first character: it carries six whole bits
@@ -209,9 +343,9 @@ mod tests {
         let mut tampered = token.clone();
         tampered.replace_range(signature_start..signature_start + 1, replacement);
         assert_ne!(tampered, token);
-        assert!(auth.verify(&tampered).is_err());
+        assert!(auth.verify(&tampered).await.is_err());
         assert!(matches!(
-            auth.verify_header(&token),
+            auth.verify_header(&token).await,
             Err(AuthError::Malformed)
         ));
         let other = Authenticator::new(&AuthConfig {
@@ -220,7 +354,7 @@ mod tests {
         })
         .unwrap();
         assert!(
-            other.verify(&token).is_err(),
+            other.verify(&token).await.is_err(),
             "a token signed with another key is rejected"
         );
     }
@@ -235,8 +369,8 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn not_before_is_honoured() {
+    #[tokio::test]
+    async fn not_before_is_honoured() {
         let config = dev_config();
         let auth = Authenticator::new(&config).unwrap();
         let now = warble_mesh::time::now_ms() / 1000;
@@ -244,16 +378,22 @@ mod tests {
             &config,
             serde_json::json!({ "sub": "7", "exp": now + 3_600, "iat": now, "nbf": now + 600 }),
         );
-        assert!(auth.verify(&later).is_err(), "not valid for ten minutes");
+        assert!(
+            auth.verify(&later).await.is_err(),
+            "not valid for ten minutes"
+        );
         let now_valid = signed(
             &config,
             serde_json::json!({ "sub": "7", "exp": now + 3_600, "iat": now, "nbf": now - 1 }),
         );
-        assert_eq!(auth.verify(&now_valid).unwrap(), Viewer { user_id: 7 });
+        assert_eq!(
+            auth.verify(&now_valid).await.unwrap(),
+            Viewer { user_id: 7 }
+        );
     }
 
-    #[test]
-    fn the_audience_may_be_a_string_or_an_array() {
+    #[tokio::test]
+    async fn the_audience_may_be_a_string_or_an_array() {
         let config = AuthConfig {
             audience: "web".into(),
             ..dev_config()
@@ -267,7 +407,7 @@ mod tests {
         ] {
             let token = signed(&config, claims(accepted.clone()));
             assert_eq!(
-                auth.verify(&token).unwrap(),
+                auth.verify(&token).await.unwrap(),
                 Viewer { user_id: 7 },
                 "{accepted}"
             );
@@ -278,12 +418,12 @@ mod tests {
             serde_json::json!([]),
         ] {
             let token = signed(&config, claims(refused.clone()));
-            assert!(auth.verify(&token).is_err(), "{refused}");
+            assert!(auth.verify(&token).await.is_err(), "{refused}");
         }
     }
 
-    #[test]
-    fn unsigned_and_foreign_algorithm_tokens_are_refused() {
+    #[tokio::test]
+    async fn unsigned_and_foreign_algorithm_tokens_are_refused() {
         let config = dev_config();
         let auth = Authenticator::new(&config).unwrap();
         let token = auth.issue(42).unwrap();
@@ -295,12 +435,12 @@ mod tests {
             format!("{none_header}.{payload}."),
             format!("{none_header}.{payload}"),
         ] {
-            assert!(auth.verify(&forged).is_err(), "{forged}");
+            assert!(auth.verify(&forged).await.is_err(), "{forged}");
         }
     }
 
-    #[test]
-    fn issuer_and_audience_are_enforced_when_configured() {
+    #[tokio::test]
+    async fn issuer_and_audience_are_enforced_when_configured() {
         let strict = Authenticator::new(&AuthConfig {
             issuer: "warble".into(),
             audience: "web".into(),
@@ -308,8 +448,144 @@ mod tests {
         })
         .unwrap();
         let token = strict.issue(7).unwrap();
-        assert!(strict.verify(&token).is_ok());
+        assert!(strict.verify(&token).await.is_ok());
         let loose_token = Authenticator::new(&dev_config()).unwrap().issue(7).unwrap();
-        assert!(strict.verify(&loose_token).is_err());
+        assert!(strict.verify(&loose_token).await.is_err());
+    }
+
+    /// A JWKS server on loopback: serves `jwks` (switchable), counts fetches.
+    struct JwksServer {
+        url: String,
+        served: Arc<std::sync::Mutex<&'static str>>,
+        fetches: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl JwksServer {
+        async fn start(initial: &'static str) -> Self {
+            let served = Arc::new(std::sync::Mutex::new(initial));
+            let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let app = axum::Router::new().route(
+                "/.well-known/jwks.json",
+                axum::routing::get({
+                    let served = served.clone();
+                    let fetches = fetches.clone();
+                    move || async move {
+                        fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let body = *served.lock().unwrap();
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            body,
+                        )
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!(
+                "http://{}/.well-known/jwks.json",
+                listener.local_addr().unwrap()
+            );
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            Self {
+                url,
+                served,
+                fetches,
+            }
+        }
+
+        fn fetches(&self) -> usize {
+            self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    const JWKS_A: &str = include_str!("../tests/data/jwks/jwks-a.json");
+    const JWKS_B: &str = include_str!("../tests/data/jwks/jwks-b.json");
+    const KEY_A: &str = include_str!("../tests/data/jwks/key-a.pem");
+    const KEY_B: &str = include_str!("../tests/data/jwks/key-b.pem");
+
+    /// An EdDSA token for user 7, signed with `pem`, naming key `kid`.
+    fn ed_token(pem: &str, kid: &str) -> String {
+        let now = warble_mesh::time::now_ms() / 1000;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({ "sub": "7", "iat": now, "exp": now + 600, "iss": "https://id.example", "aud": "warble" }),
+            &EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn jwks_config(url: &str) -> AuthConfig {
+        AuthConfig {
+            algorithm: JwtAlgorithm::EdDSA,
+            jwks_url: url.to_owned(),
+            jwks_min_refresh_secs: 1,
+            issuer: "https://id.example".into(),
+            audience: "warble".into(),
+            ..AuthConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn jwks_keys_are_chosen_by_kid_cached_and_refetched_when_they_rotate() {
+        let server = JwksServer::start(JWKS_A).await;
+        let auth = Authenticator::new(&jwks_config(&server.url)).unwrap();
+        assert_eq!(server.fetches(), 0, "keys are fetched when first needed");
+
+        let token_a = ed_token(KEY_A, "key-a");
+        assert_eq!(auth.verify(&token_a).await.unwrap(), Viewer { user_id: 7 });
+        assert_eq!(auth.verify(&token_a).await.unwrap(), Viewer { user_id: 7 });
+        assert_eq!(server.fetches(), 1, "the key is cached");
+
+        // A signature by another key under key-a's id fails.
+        assert!(auth.verify(&ed_token(KEY_B, "key-a")).await.is_err());
+        // An unknown kid within the refresh interval costs no fetch.
+        assert!(matches!(
+            auth.verify(&ed_token(KEY_B, "key-b")).await,
+            Err(AuthError::UnknownKey(_))
+        ));
+        assert_eq!(server.fetches(), 1);
+
+        // The provider rotates to key-b: after the interval, the unknown kid
+        // triggers one fetch and verifies.
+        *server.served.lock().unwrap() = JWKS_B;
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert_eq!(
+            auth.verify(&ed_token(KEY_B, "key-b")).await.unwrap(),
+            Viewer { user_id: 7 }
+        );
+        assert_eq!(server.fetches(), 2);
+
+        // A token without a kid, or with HS256, is refused.
+        let mut no_kid = Header::new(Algorithm::EdDSA);
+        no_kid.kid = None;
+        let now = warble_mesh::time::now_ms() / 1000;
+        let claims = serde_json::json!({ "sub": "7", "iat": now, "exp": now + 600, "iss": "https://id.example", "aud": "warble" });
+        let unnamed = jsonwebtoken::encode(
+            &no_kid,
+            &claims,
+            &EncodingKey::from_ed_pem(KEY_B.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert!(auth.verify(&unnamed).await.is_err());
+        let mut hmac = Header::new(Algorithm::HS256);
+        hmac.kid = Some("key-b".into());
+        let hmac_token =
+            jsonwebtoken::encode(&hmac, &claims, &EncodingKey::from_secret(b"key-b")).unwrap();
+        assert!(auth.verify(&hmac_token).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_jwks_refuses_tokens_without_panicking() {
+        // A port nobody listens on (bound, then released).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let auth = Authenticator::new(&jwks_config(&format!("http://{addr}/jwks.json"))).unwrap();
+        assert!(matches!(
+            auth.verify(&ed_token(KEY_A, "key-a")).await,
+            Err(AuthError::Jwks(_))
+        ));
     }
 }

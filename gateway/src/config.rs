@@ -50,6 +50,18 @@ pub struct GatewayConfig {
     /// CORS headers, so only same-origin pages and non-browser clients can
     /// call it.
     pub cors_allowed_origins: String,
+    /// Honour Automatic Persisted Queries (the Apollo protocol): clients may
+    /// send a query's SHA-256 instead of its text once the gateway knows it.
+    pub persisted_queries: bool,
+    /// Trusted-documents mode: a JSON manifest (SHA-256 hex of each document
+    /// to its text, as Relay's compiler and graphql-codegen emit) of the only
+    /// documents this gateway runs; anything else is FORBIDDEN. Empty (the
+    /// default) runs any document within the limits.
+    pub trusted_documents_file: String,
+    /// Load balancers and proxies in front of the gateway, comma-separated
+    /// addresses or CIDR networks: only behind them does `X-Forwarded-For`
+    /// name the client whose rate limits apply. Empty ignores the header.
+    pub trusted_proxies: String,
     /// The event stream live subscriptions tail (`events.backend = "redis"`
     /// in production; a standalone gateway with `embedded` serves no
     /// subscriptions).
@@ -66,8 +78,15 @@ pub struct AuthConfig {
     pub algorithm: JwtAlgorithm,
     /// HS256 shared secret (at least 32 bytes). Also signs tokens issued by `signUp` in dev mode.
     pub hs256_secret: Secret,
-    /// RS256/EdDSA public key, PEM.
+    /// RS256/EdDSA public key, PEM (unless `jwks_url` is set).
     pub public_key_pem: String,
+    /// The identity provider's JWKS URL (e.g.
+    /// `https://<tenant>/.well-known/jwks.json`): RS256/EdDSA keys chosen by
+    /// the token's `kid`, cached, fetched again when a token names an unknown
+    /// one. Empty uses `public_key_pem` / `hs256_secret`.
+    pub jwks_url: String,
+    /// Shortest time between two JWKS fetches caused by unknown key ids, in seconds.
+    pub jwks_min_refresh_secs: u64,
     /// Expected `iss` claim; empty accepts any.
     pub issuer: String,
     /// Expected `aud` claim; empty accepts any.
@@ -93,6 +112,11 @@ pub struct LimitsConfig {
     pub mutation_burst: u32,
     /// Mutations a user regains per minute (token bucket refill).
     pub mutations_per_minute: u32,
+    /// Requests (any operation) a client may send at once: per user when
+    /// signed in, per client address otherwise.
+    pub query_burst: u32,
+    /// Requests a client regains per minute.
+    pub queries_per_minute: u32,
     /// Seconds a WebSocket client has to send `connection_init` before the
     /// connection is closed (4408). Messages on a socket are bounded by
     /// `max_body_bytes` like request bodies.
@@ -117,6 +141,9 @@ impl Default for GatewayConfig {
             graphiql: false,
             introspection: true,
             cors_allowed_origins: String::new(),
+            persisted_queries: true,
+            trusted_documents_file: String::new(),
+            trusted_proxies: String::new(),
             events: EventsConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
@@ -129,6 +156,8 @@ impl Default for AuthConfig {
             algorithm: JwtAlgorithm::HS256,
             hs256_secret: Secret::default(),
             public_key_pem: String::new(),
+            jwks_url: String::new(),
+            jwks_min_refresh_secs: 30,
             issuer: String::new(),
             audience: String::new(),
             dev_mode: false,
@@ -145,6 +174,8 @@ impl Default for LimitsConfig {
             max_body_bytes: 64 * 1024,
             mutation_burst: 30,
             mutations_per_minute: 60,
+            query_burst: 120,
+            queries_per_minute: 1_200,
             ws_init_timeout_secs: 10,
             ws_operations_per_connection: 100,
             ws_connections_per_user: 8,
@@ -188,21 +219,49 @@ impl ServiceConfig for GatewayConfig {
                     format!("must be at least {MIN_HS256_SECRET_BYTES} bytes for HS256"),
                 ));
             }
+            JwtAlgorithm::HS256 if !self.auth.jwks_url.is_empty() => {
+                return Err(ConfigError::invalid(
+                    "auth.jwks_url",
+                    "a JWKS holds public keys: set auth.algorithm to RS256 or EdDSA",
+                ));
+            }
             JwtAlgorithm::RS256 | JwtAlgorithm::EdDSA
-                if !self.auth.public_key_pem.contains("BEGIN PUBLIC KEY") =>
+                if self.auth.jwks_url.is_empty()
+                    && !self.auth.public_key_pem.contains("BEGIN PUBLIC KEY") =>
             {
                 return Err(ConfigError::invalid(
                     "auth.public_key_pem",
-                    "must be a PEM public key",
+                    "must be a PEM public key (or set auth.jwks_url)",
                 ));
             }
             _ => {}
+        }
+        if !self.auth.jwks_url.is_empty() {
+            let url = &self.auth.jwks_url;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::invalid(
+                    "auth.jwks_url",
+                    "must be an http(s) URL",
+                ));
+            }
+            if self.auth.jwks_min_refresh_secs == 0 {
+                return Err(ConfigError::invalid(
+                    "auth.jwks_min_refresh_secs",
+                    "must be at least 1",
+                ));
+            }
         }
         if self.auth.dev_mode && self.auth.hs256_secret.expose().len() < MIN_HS256_SECRET_BYTES {
             return Err(ConfigError::invalid(
                 "auth.hs256_secret",
                 "dev_mode issues HS256 tokens and needs a secret of at least 32 bytes",
             ));
+        }
+        if !self.trusted_documents_file.is_empty() {
+            crate::persisted::TrustedDocuments::load(std::path::Path::new(
+                &self.trusted_documents_file,
+            ))
+            .map_err(|error| ConfigError::invalid("trusted_documents_file", error.to_string()))?;
         }
         for origin in self.cors_origins() {
             if !is_origin(&origin) {
@@ -226,7 +285,14 @@ impl ServiceConfig for GatewayConfig {
                 "must be at least 1024",
             ));
         }
+        crate::proxies::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|reason| ConfigError::invalid("trusted_proxies", reason))?;
         for (key, value) in [
+            ("limits.query_burst", u64::from(self.limits.query_burst)),
+            (
+                "limits.queries_per_minute",
+                u64::from(self.limits.queries_per_minute),
+            ),
             (
                 "limits.ws_init_timeout_secs",
                 self.limits.ws_init_timeout_secs,

@@ -22,6 +22,11 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug or unexpected failure.
     Internal,
+    /// An Automatic Persisted Query hash the gateway does not know: send the
+    /// query with its hash (the Apollo protocol's code).
+    PersistedQueryNotFound,
+    /// Automatic Persisted Queries are turned off (`persisted_queries`).
+    PersistedQueryNotSupported,
 }
 
 impl ErrorCode {
@@ -35,6 +40,8 @@ impl ErrorCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::Unavailable => "UNAVAILABLE",
             Self::Internal => "INTERNAL",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
         }
     }
 
@@ -78,7 +85,11 @@ pub fn from_status(status: Status) -> Error {
             tracing::warn!(code = ?status.code(), message = status.message(), "downstream unavailable");
             gql_error(code, "a backend service is unavailable; retry later")
         }
-        ErrorCode::Unauthenticated | ErrorCode::Internal => internal(&status),
+        // Downstream services never answer with these; if one did, it is a bug.
+        ErrorCode::Unauthenticated
+        | ErrorCode::Internal
+        | ErrorCode::PersistedQueryNotFound
+        | ErrorCode::PersistedQueryNotSupported => internal(&status),
     }
 }
 
@@ -87,6 +98,14 @@ pub fn from_status(status: Status) -> Error {
 pub fn internal(error: &(dyn std::error::Error + 'static)) -> Error {
     let status = warble_mesh::status::internal(error);
     gql_error(ErrorCode::Internal, status.message().to_owned())
+}
+
+/// RATE_LIMITED with `extensions.retryAfter`: whole seconds until a retry
+/// can pass (at least 1). The HTTP layer turns it into 429 and `Retry-After`.
+pub fn rate_limited(message: &str, retry_after: std::time::Duration) -> Error {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    gql_error(ErrorCode::RateLimited, message)
+        .extend_with(|_, extensions| extensions.set("retryAfter", seconds.max(1)))
 }
 
 /// BAD_USER_INPUT naming the argument.

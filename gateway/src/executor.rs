@@ -15,6 +15,7 @@ use async_graphql::{Data, Executor, Request, Response};
 use crate::admission::{self, DocumentLimits, Refusal};
 use crate::config::LimitsConfig;
 use crate::error::{ErrorCode, gql_error};
+use crate::persisted::{DocumentPolicy, PersistedQueries};
 use crate::query_cache::ParsedQueryCache;
 use crate::schema::{WarbleSchema, classify_errors};
 use crate::websocket::{OperationBudget, TokenExpiry, connection_value};
@@ -25,23 +26,47 @@ pub struct EdgeExecutor {
     schema: WarbleSchema,
     cache: ParsedQueryCache,
     limits: DocumentLimits,
+    documents: DocumentPolicy,
 }
 
 impl EdgeExecutor {
-    /// An executor over `schema` admitting documents under `limits`.
+    /// An executor over `schema` admitting documents under `limits`, with
+    /// APQ on and any document allowed.
     pub fn new(schema: WarbleSchema, limits: &LimitsConfig) -> Self {
+        Self::with_documents(
+            schema,
+            limits,
+            DocumentPolicy::Open {
+                apq: true,
+                store: PersistedQueries::default(),
+            },
+        )
+    }
+
+    /// An executor with an explicit persisted-documents policy.
+    pub fn with_documents(
+        schema: WarbleSchema,
+        limits: &LimitsConfig,
+        documents: DocumentPolicy,
+    ) -> Self {
         Self {
             schema,
             cache: ParsedQueryCache::default(),
             limits: DocumentLimits {
                 max_depth: limits.max_depth,
             },
+            documents,
         }
     }
 
     /// The schema underneath.
     pub fn schema(&self) -> &WarbleSchema {
         &self.schema
+    }
+
+    /// How persisted documents (APQ, trusted documents) are handled.
+    pub fn documents(&self) -> &DocumentPolicy {
+        &self.documents
     }
 
     /// The parsed-document cache.
@@ -54,6 +79,9 @@ impl EdgeExecutor {
     /// it was refused. A syntax error is left to the executor, which
     /// reports it as it always has.
     fn admit(&self, request: &mut Request) -> Result<Option<Arc<str>>, Refusal> {
+        if request.query.is_empty() {
+            return Err(Refusal::NoQuery);
+        }
         if let Some(document) = self.cache.lookup(&request.query) {
             request.set_parsed_query(document);
             return Ok(None);
@@ -83,6 +111,10 @@ pub fn failed_before_execution(response: &Response) -> bool {
 
 impl Executor for EdgeExecutor {
     async fn execute(&self, mut request: Request) -> Response {
+        let persisted = match self.documents.resolve(&mut request) {
+            Ok(resolved) => resolved,
+            Err(error) => return Response::from_errors(vec![error]),
+        };
         let new_query = match self.admit(&mut request) {
             Ok(new_query) => new_query,
             Err(refusal) => return refused(refusal),
@@ -91,11 +123,19 @@ impl Executor for EdgeExecutor {
         let document = new_query
             .as_ref()
             .and_then(|_| request.parsed_query().ok().cloned());
+        let apq_query = persisted
+            .remember_as
+            .map(|hash| (hash, request.query.clone()));
         let mut response = self.schema.execute(request).await;
-        if let (Some(query), Some(document)) = (new_query, document)
-            && !response.errors.iter().any(|error| error.path.is_empty())
-        {
+        let ran = !response.errors.iter().any(|error| error.path.is_empty());
+        if ran && let (Some(query), Some(document)) = (new_query, document) {
             self.cache.remember(&query, document);
+        }
+        if ran
+            && let (Some((hash, query)), DocumentPolicy::Open { store, .. }) =
+                (apq_query, &self.documents)
+        {
+            store.remember(&hash, &query);
         }
         classify_errors(&mut response);
         response
@@ -106,6 +146,10 @@ impl Executor for EdgeExecutor {
         mut request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
+        if let Err(error) = self.documents.resolve(&mut request) {
+            let response = Response::from_errors(vec![error]);
+            return stream::once(async move { response }).boxed();
+        }
         if let Err(refusal) = self.admit(&mut request) {
             let response = refused(refusal);
             return stream::once(async move { response }).boxed();

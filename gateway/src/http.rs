@@ -35,6 +35,8 @@ use crate::auth::{AuthError, Authenticator, Viewer};
 use crate::error::{ErrorCode, gql_error};
 use crate::executor::{EdgeExecutor, failed_before_execution};
 use crate::loaders::Loaders;
+use crate::proxies::TrustedProxies;
+use crate::rate_limit::{Decision, Rate};
 use crate::resolvers::{ClientAddr, GatewayState};
 use crate::websocket::{self, ConnectionCounts, TokenExpiry, WsLimits};
 
@@ -49,6 +51,10 @@ pub struct AppState {
     pub graphiql: bool,
     /// WebSocket limits and the connections open per user.
     pub ws: WsSettings,
+    /// Requests per client (user, or address when signed out).
+    pub query_rate: Rate,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub proxies: TrustedProxies,
 }
 
 /// The WebSocket side of [`AppState`].
@@ -170,15 +176,17 @@ fn graphql_error_response(status: StatusCode, code: ErrorCode, message: &str) ->
     (status, GraphQLResponse::from(response)).into_response()
 }
 
-fn viewer_from_headers(
+/// The viewer the `Authorization` header names, and when its token expires.
+async fn viewer_from_headers(
     state: &GatewayState,
     headers: &HeaderMap,
-) -> Result<Option<Viewer>, AuthError> {
+) -> Result<Option<(Viewer, u64)>, AuthError> {
     match headers.get(header::AUTHORIZATION) {
         None => Ok(None),
         Some(value) => {
             let value = value.to_str().map_err(|_| AuthError::Malformed)?;
-            state.auth.verify_header(value).map(Some)
+            let token = Authenticator::bearer_token(value)?;
+            state.auth.verify_with_expiry(token).await.map(Some)
         }
     }
 }
@@ -201,6 +209,29 @@ async fn graphql_post(
     run(&app, peer, &headers, request.into_inner()).await
 }
 
+/// 429 with `Retry-After` for a request refused by a rate limit (its
+/// error's `retryAfter`), 400 for one that failed before execution, else 200.
+fn status_of(response: &async_graphql::Response) -> (StatusCode, Option<u64>) {
+    let retry_after = response.errors.iter().find_map(|error| {
+        let extensions = error.extensions.as_ref()?;
+        let code = extensions.get("code")?;
+        if *code != async_graphql::Value::from(ErrorCode::RateLimited.as_str()) {
+            return None;
+        }
+        match extensions.get("retryAfter")? {
+            async_graphql::Value::Number(seconds) => seconds.as_u64(),
+            _ => None,
+        }
+    });
+    if retry_after.is_some() {
+        (StatusCode::TOO_MANY_REQUESTS, retry_after)
+    } else if failed_before_execution(response) {
+        (StatusCode::BAD_REQUEST, None)
+    } else {
+        (StatusCode::OK, None)
+    }
+}
+
 /// Runs one request as the viewer its headers name.
 async fn run(
     app: &AppState,
@@ -208,23 +239,40 @@ async fn run(
     headers: &HeaderMap,
     request: async_graphql::Request,
 ) -> Response {
-    let viewer = match viewer_from_headers(&app.state, headers) {
-        Ok(viewer) => viewer,
+    let viewer = match viewer_from_headers(&app.state, headers).await {
+        Ok(viewer) => viewer.map(|(viewer, _)| viewer),
         Err(error) => return unauthenticated(&error),
     };
-    let mut request = request
-        .data(Loaders::new(&app.state.downstream, viewer))
-        .data(ClientAddr(peer.ip().to_string()));
-    if let Some(viewer) = viewer {
-        request = request.data(viewer);
-    }
-    let response = app.executor.execute(request).await;
-    let status = if failed_before_execution(&response) {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+    let client = app.proxies.client(peer.ip(), headers);
+    let bucket = match viewer {
+        Some(viewer) => format!("request:user:{}", viewer.user_id),
+        None => format!("request:addr:{client}"),
     };
-    (status, GraphQLResponse::from(response)).into_response()
+    let response = match app.state.limiter.acquire(&bucket, app.query_rate).await {
+        Decision::Limited { retry_after } => {
+            let error = crate::error::rate_limited(
+                "too many requests; slow down and retry shortly",
+                retry_after,
+            );
+            async_graphql::Response::from_errors(vec![error.into_server_error(Default::default())])
+        }
+        Decision::Allowed => {
+            let mut request = request
+                .data(Loaders::new(&app.state.downstream, viewer))
+                .data(ClientAddr(client.to_string()));
+            if let Some(viewer) = viewer {
+                request = request.data(viewer);
+            }
+            app.executor.execute(request).await
+        }
+    };
+    let (status, retry_after) = status_of(&response);
+    let mut http = (status, GraphQLResponse::from(response)).into_response();
+    if let Some(seconds) = retry_after {
+        http.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    http
 }
 
 /// `GET /graphql?query=...`: queries only. A mutation (or subscription)
@@ -246,6 +294,12 @@ async fn get_query(
             );
         }
     };
+    // A persisted query sent by hash is looked up first, so a mutation
+    // cannot slip through GET under its hash.
+    if let Err(error) = app.executor.documents().resolve(&mut request) {
+        let response = async_graphql::Response::from_errors(vec![error]);
+        return (StatusCode::BAD_REQUEST, GraphQLResponse::from(response)).into_response();
+    }
     let wanted = request.operation_name.clone();
     let operation_type = request.parsed_query().ok().and_then(|document| {
         let wanted = wanted.as_deref();
@@ -282,17 +336,10 @@ async fn graphql_get(
     match (upgrade, websocket_protocol(&parts.headers)) {
         (Ok(upgrade), Some(protocol)) => {
             // A token on the upgrade request itself is honoured too (non-browser clients).
-            let header_viewer = match parts.headers.get(header::AUTHORIZATION) {
-                None => None,
-                Some(value) => match value
-                    .to_str()
-                    .map_err(|_| AuthError::Malformed)
-                    .and_then(Authenticator::bearer_token)
-                    .and_then(|token| app.state.auth.verify_with_expiry(token))
-                {
-                    Ok(viewer) => Some(viewer),
-                    Err(error) => return unauthenticated(&error),
-                },
+            let client = app.proxies.client(peer.ip(), &parts.headers);
+            let header_viewer = match viewer_from_headers(&app.state, &parts.headers).await {
+                Ok(viewer) => viewer,
+                Err(error) => return unauthenticated(&error),
             };
             upgrade
                 .protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -307,7 +354,7 @@ async fn graphql_get(
                     } = app;
                     let limits = ws.limits;
                     let on_init = move |payload: serde_json::Value| async move {
-                        connection_data(&state, &ws, &payload, header_viewer, peer)
+                        connection_data(&state, &ws, &payload, header_viewer, client).await
                     };
                     websocket::serve(socket, executor, protocol, limits, on_init).await;
                 })
@@ -346,22 +393,24 @@ fn websocket_protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
 /// `payload`: its viewer (from the payload's token, else the upgrade
 /// request's), a slot among the viewer's connections, and when its token
 /// expires. An error refuses the connection.
-fn connection_data(
+async fn connection_data(
     state: &GatewayState,
     ws: &WsSettings,
     payload: &serde_json::Value,
     header_viewer: Option<(Viewer, u64)>,
-    peer: SocketAddr,
+    client: std::net::IpAddr,
 ) -> async_graphql::Result<Data> {
     let viewer = match token_in(payload) {
-        Some(header) => Some(
-            Authenticator::bearer_token(&header)
-                .and_then(|token| state.auth.verify_with_expiry(token))
-                .map_err(|error| {
-                    tracing::debug!(%error, "rejected subscription token");
-                    async_graphql::Error::new("the bearer token is invalid or expired")
-                })?,
-        ),
+        Some(header) => {
+            let verified = match Authenticator::bearer_token(&header) {
+                Ok(token) => state.auth.verify_with_expiry(token).await,
+                Err(error) => Err(error),
+            };
+            Some(verified.map_err(|error| {
+                tracing::debug!(%error, "rejected subscription token");
+                async_graphql::Error::new("the bearer token is invalid or expired")
+            })?)
+        }
         None => header_viewer,
     };
     let mut data = Data::default();
@@ -369,7 +418,7 @@ fn connection_data(
         &state.downstream,
         viewer.map(|(viewer, _)| viewer),
     ));
-    data.insert(ClientAddr(peer.ip().to_string()));
+    data.insert(ClientAddr(client.to_string()));
     if let Some((viewer, expires)) = viewer {
         let slot = ws
             .connections
@@ -387,12 +436,13 @@ fn connection_data(
     Ok(data)
 }
 
-/// Whether a GET carries a GraphQL request (a `query` parameter).
+/// Whether a GET carries a GraphQL request: a `query` parameter, or the
+/// `extensions` of a persisted query sent by hash.
 fn has_query_parameter(query_string: Option<&str>) -> bool {
     query_string.is_some_and(|query_string| {
         query_string
             .split('&')
-            .any(|pair| pair.starts_with("query="))
+            .any(|pair| pair.starts_with("query=") || pair.starts_with("extensions="))
     })
 }
 

@@ -2,10 +2,11 @@
 //! the counts and the viewer's state along when the query asks for them),
 //! then one GetUsers (plus one GetFollowCounts / IsFollowing in parallel when
 //! the query asks for the authors' counts or follow state) — never N calls,
-//! and no DataLoader batching delay.
+//! and no DataLoader batching delay. Relay's `nodes` likewise: one
+//! GetTweets for every id, then one GetUsers for the rest and the authors.
 //! What to fetch is read from the query's selection (look-ahead).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_graphql::Lookahead;
 use warble_proto::graph::v1 as graph;
@@ -14,7 +15,7 @@ use warble_proto::tweet::v1 as tweet;
 use crate::auth::Viewer;
 use crate::downstream::Downstream;
 use crate::error::{StatusExt as _, from_status};
-use crate::model::{Slot, TweetNode, UserNode};
+use crate::model::{Node, Slot, TweetNode, UserNode};
 
 /// Which user fields a selection asks for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,17 +92,67 @@ fn prefetched<T: Clone>(batch: &Option<HashMap<u64, T>>, id: u64) -> Slot<T> {
     }
 }
 
-/// Hydrates tweets by id, in order; missing and deleted tweets are `None`.
-pub async fn tweets(
+/// What one GetTweets brought: the tweets found, with their counts and the
+/// viewer's state when those were asked for.
+struct Fetched {
+    /// The tweets found; missing and deleted ones are absent.
+    found: Vec<tweet::Tweet>,
+    /// Counts by tweet id, when asked for.
+    counts: Option<HashMap<u64, tweet::TweetCounts>>,
+    /// The viewer's like/retweet state by tweet id, when asked for (and
+    /// there is a viewer).
+    states: Option<HashMap<u64, tweet::ViewerTweetState>>,
+}
+
+impl Fetched {
+    /// The authors of the tweets found, each once.
+    fn author_ids(&self) -> Vec<u64> {
+        let mut author_ids: Vec<u64> = self.found.iter().map(|tweet| tweet.author_id).collect();
+        author_ids.sort_unstable();
+        author_ids.dedup();
+        author_ids
+    }
+
+    /// The nodes by tweet id; their authors come from `authors` (the batch
+    /// that loaded them), or lazily when `None` (not asked for).
+    fn into_nodes(
+        self,
+        authors: Option<&Result<HashMap<u64, UserNode>, async_graphql::Error>>,
+    ) -> HashMap<u64, TweetNode> {
+        let Self {
+            found,
+            counts,
+            states,
+        } = self;
+        found
+            .into_iter()
+            .map(|tweet| {
+                let id = tweet.id;
+                let author = match authors {
+                    None => Slot::Lazy,
+                    Some(Ok(users)) => Slot::Ready(users.get(&tweet.author_id).cloned()),
+                    Some(Err(error)) => Slot::Failed(error.clone()),
+                };
+                let node = TweetNode {
+                    author,
+                    counts: prefetched(&counts, id),
+                    viewer_state: prefetched(&states, id),
+                    tweet: std::sync::Arc::new(tweet),
+                };
+                (id, node)
+            })
+            .collect()
+    }
+}
+
+/// One GetTweets for `ids` (not empty), bringing the counts and the
+/// viewer's state along when `wants` asks for them.
+async fn fetch_tweets(
     downstream: &Downstream,
     viewer: Option<Viewer>,
     ids: &[u64],
     wants: TweetWants,
-) -> async_graphql::Result<Vec<Option<TweetNode>>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    // One call brings the tweets with their counts and the viewer's state.
+) -> async_graphql::Result<Fetched> {
     let viewer_id = viewer
         .filter(|_| wants.viewer_state)
         .map_or(0, |viewer| viewer.user_id);
@@ -132,38 +183,88 @@ pub async fn tweets(
         }
         found.push(tweet);
     }
-    let counts = wants.counts.then_some(counts);
-    let states = (viewer_id != 0).then_some(states);
-    let mut author_ids: Vec<u64> = found.iter().map(|tweet| tweet.author_id).collect();
-    author_ids.sort_unstable();
-    author_ids.dedup();
+    Ok(Fetched {
+        found,
+        counts: wants.counts.then_some(counts),
+        states: (viewer_id != 0).then_some(states),
+    })
+}
 
+/// Hydrates tweets by id, in order; missing and deleted tweets are `None`.
+pub async fn tweets(
+    downstream: &Downstream,
+    viewer: Option<Viewer>,
+    ids: &[u64],
+    wants: TweetWants,
+) -> async_graphql::Result<Vec<Option<TweetNode>>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One call brings the tweets with their counts and the viewer's state.
+    let fetched = fetch_tweets(downstream, viewer, ids, wants).await?;
+    let author_ids = fetched.author_ids();
     let authors = match wants.author {
         Some(user_wants) if !author_ids.is_empty() => {
             Some(users(downstream, viewer, &author_ids, user_wants).await)
         }
         _ => None,
     };
-
-    let nodes: HashMap<u64, TweetNode> = found
-        .into_iter()
-        .map(|tweet| {
-            let id = tweet.id;
-            let author = match &authors {
-                None => Slot::Lazy,
-                Some(Ok(users)) => Slot::Ready(users.get(&tweet.author_id).cloned()),
-                Some(Err(error)) => Slot::Failed(error.clone()),
-            };
-            let node = TweetNode {
-                author,
-                counts: prefetched(&counts, id),
-                viewer_state: prefetched(&states, id),
-                tweet: std::sync::Arc::new(tweet),
-            };
-            (id, node)
-        })
-        .collect();
+    let nodes = fetched.into_nodes(authors.as_ref());
     Ok(ids.iter().map(|id| nodes.get(id).cloned()).collect())
+}
+
+/// Hydrates objects by id alone, in order, whatever their type (Relay's
+/// `nodes`): one GetTweets for every id, then one GetUsers for the ids that
+/// are not tweets together with the found tweets' authors (plus one
+/// GetFollowCounts / IsFollowing when either asks for them) — never a call
+/// per id. An id that names nothing is `None`; one that may be a user while
+/// the user batch failed is that batch's error, so only its own entry
+/// fails. Tweet and user ids never collide (tweet-svc and graph-svc issue
+/// them under disjoint Snowflake worker ids); were one both, it would be
+/// the tweet.
+pub async fn nodes(
+    downstream: &Downstream,
+    viewer: Option<Viewer>,
+    ids: &[u64],
+    tweet_wants: TweetWants,
+    user_wants: UserWants,
+) -> async_graphql::Result<Vec<Option<async_graphql::Result<Node>>>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut unique = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let fetched = fetch_tweets(downstream, viewer, &unique, tweet_wants).await?;
+    let tweet_ids: HashSet<u64> = fetched.found.iter().map(|tweet| tweet.id).collect();
+    let mut user_ids: Vec<u64> = unique
+        .into_iter()
+        .filter(|id| !tweet_ids.contains(id))
+        .collect();
+    // Authors ride in the same batch, with what either selection asks of a user.
+    let mut wants = user_wants;
+    if let Some(author_wants) = tweet_wants.author {
+        user_ids.extend(fetched.author_ids());
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        wants.counts |= author_wants.counts;
+        wants.viewer_follows |= author_wants.viewer_follows;
+    }
+    let users = if user_ids.is_empty() {
+        None
+    } else {
+        Some(users(downstream, viewer, &user_ids, wants).await)
+    };
+    let tweets = fetched.into_nodes(users.as_ref().filter(|_| tweet_wants.author.is_some()));
+    Ok(ids
+        .iter()
+        .map(|id| match (tweets.get(id), &users) {
+            (Some(tweet), _) => Some(Ok(Node::Tweet(tweet.clone()))),
+            (None, Some(Ok(users))) => users.get(id).cloned().map(|user| Ok(Node::User(user))),
+            (None, Some(Err(error))) => Some(Err(error.clone())),
+            (None, None) => None,
+        })
+        .collect())
 }
 
 /// Hydrates users by id (one GetUsers, plus GetFollowCounts / IsFollowing in

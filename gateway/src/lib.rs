@@ -21,6 +21,8 @@ pub mod hydrate;
 pub mod loaders;
 pub mod model;
 pub mod paging;
+pub mod persisted;
+pub mod proxies;
 pub mod query_cache;
 pub mod rate_limit;
 pub mod resolvers;
@@ -46,7 +48,7 @@ pub use schema::WarbleSchema;
 use crate::auth::Authenticator;
 use crate::downstream::Downstream;
 use crate::feed::LiveFeed;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{Rate, RateLimiter};
 use crate::resolvers::GatewayState;
 
 /// Why the gateway could not start.
@@ -58,6 +60,9 @@ pub enum StartError {
     /// The auth key cannot be used.
     #[error("invalid auth configuration")]
     Auth(#[from] auth::AuthError),
+    /// The trusted-documents manifest cannot be used.
+    #[error("trusted_documents_file: {0}")]
+    TrustedDocuments(#[from] persisted::ManifestError),
 }
 
 /// A gateway ready to serve.
@@ -90,18 +95,45 @@ impl Gateway {
         event_log: Option<Arc<dyn EventLog>>,
         downstream: Downstream,
     ) -> Result<Self, StartError> {
+        Self::with_parts(config, event_log, downstream, RateLimiter::in_memory())
+    }
+
+    /// A gateway over `downstream` whose rate limits live in `limiter`
+    /// (Redis, to share them across replicas).
+    pub fn with_parts(
+        config: &GatewayConfig,
+        event_log: Option<Arc<dyn EventLog>>,
+        downstream: Downstream,
+        limiter: RateLimiter,
+    ) -> Result<Self, StartError> {
         let state = Arc::new(GatewayState {
             downstream,
             auth: Authenticator::new(&config.auth)?,
-            limiter: RateLimiter::new(
-                config.limits.mutation_burst,
-                config.limits.mutations_per_minute,
-            ),
+            limiter,
+            mutation_rate: Rate {
+                burst: config.limits.mutation_burst,
+                per_minute: config.limits.mutations_per_minute,
+            },
             feed: event_log.as_ref().map(|_| LiveFeed::new()),
         });
         let schema = schema::build(state.clone(), &config.limits, config.introspection);
+        let documents = if config.trusted_documents_file.is_empty() {
+            persisted::DocumentPolicy::Open {
+                apq: config.persisted_queries,
+                store: persisted::PersistedQueries::default(),
+            }
+        } else {
+            let trusted = persisted::TrustedDocuments::load(std::path::Path::new(
+                &config.trusted_documents_file,
+            ))?;
+            tracing::info!(
+                documents = trusted.len(),
+                "trusted-documents mode: only the manifest's documents run"
+            );
+            persisted::DocumentPolicy::Trusted(trusted)
+        };
         Ok(Self {
-            executor: executor::EdgeExecutor::new(schema, &config.limits),
+            executor: executor::EdgeExecutor::with_documents(schema, &config.limits, documents),
             state,
             config: config.clone(),
             event_log,
@@ -149,6 +181,13 @@ impl Gateway {
             executor: self.executor.clone(),
             state: self.state.clone(),
             graphiql: self.config.graphiql,
+            query_rate: Rate {
+                burst: limits.query_burst,
+                per_minute: limits.queries_per_minute,
+            },
+            // Validated with the config.
+            proxies: proxies::TrustedProxies::parse(&self.config.trusted_proxies)
+                .unwrap_or_default(),
             ws: http::WsSettings {
                 max_message_bytes: limits.max_body_bytes,
                 limits: websocket::WsLimits {
@@ -221,6 +260,23 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
             None
         }
     };
-    let gateway = Gateway::new(&config, event_log).context("cannot configure the gateway")?;
+    // With Redis, rate limits are shared by every replica.
+    let limiter = match config.events.backend {
+        EventsBackend::Redis => RateLimiter::Redis(
+            warble_mesh::redis_client::RedisClient::connect(&config.events.redis)
+                .await
+                .context("rate limits (events.redis.*)")?,
+        ),
+        EventsBackend::Embedded => RateLimiter::in_memory(),
+    };
+    let downstream = Downstream::connect(
+        &config.tweet_service_addr,
+        &config.graph_service_addr,
+        &config.timeline_service_addr,
+        Duration::from_millis(config.request_timeout_ms),
+    )
+    .context("invalid downstream address")?;
+    let gateway = Gateway::with_parts(&config, event_log, downstream, limiter)
+        .context("cannot configure the gateway")?;
     warble_mesh::scaffold::serve_on(config.listen_addr, gateway, shutdown).await
 }

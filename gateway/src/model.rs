@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, Interface, Object, Result, SimpleObject};
 use warble_proto::graph::v1 as graph;
 use warble_proto::tweet::v1 as tweet;
 
@@ -69,7 +69,8 @@ impl UserNode {
 #[Object(name = "User")]
 impl UserNode {
     /// The user's id: a 64-bit Snowflake id as a decimal string (too large
-    /// for a JavaScript number).
+    /// for a JavaScript number). Unique among users and tweets alike, so
+    /// `node(id:)` refetches this user.
     async fn id(&self) -> ID {
         ID(self.user.id.to_string())
     }
@@ -246,7 +247,8 @@ impl TweetNode {
 #[Object(name = "Tweet")]
 impl TweetNode {
     /// The tweet's id: a 64-bit Snowflake id as a decimal string (too large
-    /// for a JavaScript number). Newer tweets have larger ids.
+    /// for a JavaScript number). Newer tweets have larger ids. Unique among
+    /// tweets and users alike, so `node(id:)` refetches this tweet.
     async fn id(&self) -> ID {
         ID(self.tweet.id.to_string())
     }
@@ -336,6 +338,25 @@ impl TweetNode {
     async fn viewer_has_retweeted(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
         Ok(self.viewer_state(ctx).await?.map(|state| state.retweeted))
     }
+}
+
+/// An object a client can refetch by its id alone, with `node(id:)` or
+/// `nodes(ids:)` (Relay Global Object Identification): a `Tweet` or a
+/// `User`. Ids are unique across both types.
+#[derive(Interface, Clone)]
+#[graphql(
+    name = "Node",
+    field(
+        name = "id",
+        ty = "ID",
+        desc = "The object's id: a 64-bit Snowflake id as a decimal string, unique among tweets and users alike. Pass it to `node(id:)` to refetch the object."
+    )
+)]
+pub enum Node {
+    /// A tweet.
+    Tweet(TweetNode),
+    /// A user.
+    User(UserNode),
 }
 
 /// Relay page information: where a page starts and ends, and whether more

@@ -1,54 +1,154 @@
-//! Per-user token buckets for mutations.
+//! Rate limits: requests per client, mutations per user, sign-ups and
+//! token requests per client address.
+//!
+//! Each limit is a GCRA (generic cell rate algorithm) bucket: `burst`
+//! requests at once, then one every `60 / per_minute` seconds. A refusal
+//! says when the next request will pass (`retryAfter`, and HTTP 429 with
+//! `Retry-After`). With Redis configured (`events.backend = "redis"`), the
+//! buckets live in Redis, one key each, updated by one script call, so every
+//! gateway replica enforces the same limit; otherwise they live in this
+//! process. If Redis cannot answer, the request passes (a warning is
+//! logged): a cache outage must not take the API down with it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
-/// Token buckets keyed by user (or by client address for anonymous sign-ups).
-#[derive(Debug)]
-pub struct RateLimiter {
-    burst: f64,
-    per_second: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+use warble_mesh::redis_client::{RedisClient, RedisScript};
+
+/// One limit: `burst` at once, `per_minute` sustained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests allowed at once.
+    pub burst: u32,
+    /// Requests regained per minute.
+    pub per_minute: u32,
 }
 
-/// Buckets kept before idle ones are swept.
-const SWEEP_ABOVE: usize = 100_000;
-
-impl RateLimiter {
-    /// `burst` tokens per key, refilled at `per_minute`.
-    pub fn new(burst: u32, per_minute: u32) -> Self {
-        Self {
-            burst: f64::from(burst),
-            per_second: f64::from(per_minute) / 60.0,
-            buckets: Mutex::new(HashMap::new()),
-        }
+impl Rate {
+    /// Time between two requests at the sustained rate.
+    fn interval(self) -> Duration {
+        Duration::from_secs_f64(60.0 / f64::from(self.per_minute.max(1)))
     }
 
-    /// Takes one token for `key`; false when the bucket is empty.
-    pub fn try_acquire(&self, key: &str) -> bool {
-        let now = Instant::now();
-        let mut buckets = self
-            .buckets
+    /// How far ahead of now the bucket's theoretical arrival time may run.
+    fn tolerance(self) -> Duration {
+        self.interval() * self.burst.max(1)
+    }
+}
+
+/// The outcome of one request against a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// It passes.
+    Allowed,
+    /// Refused; the next request passes after this long.
+    Limited { retry_after: Duration },
+}
+
+/// Where buckets live.
+pub enum RateLimiter {
+    /// In this process.
+    Memory(MemoryBuckets),
+    /// In Redis, shared by every gateway replica.
+    Redis(RedisClient),
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory(_) => f.write_str("RateLimiter::Memory"),
+            Self::Redis(client) => write!(f, "RateLimiter::Redis({})", client.address()),
+        }
+    }
+}
+
+impl RateLimiter {
+    /// Buckets in this process.
+    pub fn in_memory() -> Self {
+        Self::Memory(MemoryBuckets::default())
+    }
+
+    /// Takes one request from `key`'s bucket under `rate`.
+    pub async fn acquire(&self, key: &str, rate: Rate) -> Decision {
+        match self {
+            Self::Memory(buckets) => buckets.acquire(key, rate, Instant::now()),
+            Self::Redis(client) => {
+                let interval = rate.interval().as_millis().max(1) as u64;
+                let tolerance = rate.tolerance().as_millis().max(1) as u64;
+                let request = GCRA
+                    .call(&[format!("warble:ratelimit:{key}")])
+                    .arg(interval)
+                    .arg(tolerance);
+                match client.query::<i64>(request).await {
+                    Ok(wait_ms) if wait_ms > 0 => Decision::Limited {
+                        retry_after: Duration::from_millis(wait_ms as u64),
+                    },
+                    Ok(_) => Decision::Allowed,
+                    Err(error) => {
+                        tracing::warn!(%error, "rate limit store unavailable; letting the request through");
+                        Decision::Allowed
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// GCRA in one script: `KEYS[1]` holds the bucket's theoretical arrival
+/// time (ms, Redis's clock, so replicas agree); `ARGV` are the interval
+/// and the tolerance in ms. Returns 0 when the request passes, else the
+/// milliseconds until one would. The key expires when the bucket is full
+/// again, so idle clients cost nothing.
+static GCRA: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local next_tat = tat + interval
+if next_tat - now > tolerance then
+  return next_tat - now - tolerance
+end
+redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
+return 0
+"#,
+    )
+});
+
+/// Buckets kept before full ones are swept.
+const SWEEP_ABOVE: usize = 100_000;
+
+/// In-process GCRA buckets: each key's theoretical arrival time.
+#[derive(Debug, Default)]
+pub struct MemoryBuckets {
+    arrivals: Mutex<HashMap<String, Instant>>,
+}
+
+impl MemoryBuckets {
+    fn acquire(&self, key: &str, rate: Rate, now: Instant) -> Decision {
+        let (interval, tolerance) = (rate.interval(), rate.tolerance());
+        let mut arrivals = self
+            .arrivals
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() > SWEEP_ABOVE {
-            // A full bucket is the same as no bucket: drop those.
-            let (burst, per_second) = (self.burst, self.per_second);
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * per_second < burst
-            });
+        if arrivals.len() > SWEEP_ABOVE {
+            // A bucket whose arrival time has passed is full: the same as none.
+            arrivals.retain(|_, arrival| *arrival > now);
         }
-        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
-        *tokens =
-            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
+        let arrival = arrivals.get(key).copied().unwrap_or(now).max(now);
+        let next = arrival + interval;
+        let ahead = next - now;
+        if ahead > tolerance {
+            return Decision::Limited {
+                retry_after: ahead - tolerance,
+            };
         }
+        arrivals.insert(key.to_owned(), next);
+        Decision::Allowed
     }
 }
 
@@ -56,11 +156,68 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    const THREE_PER_MINUTE: Rate = Rate {
+        burst: 3,
+        per_minute: 3,
+    };
+
     #[test]
-    fn burst_then_refuse_per_key() {
-        let limiter = RateLimiter::new(3, 1);
-        assert!((0..3).all(|_| limiter.try_acquire("a")));
-        assert!(!limiter.try_acquire("a"));
-        assert!(limiter.try_acquire("b"), "keys are independent");
+    fn a_burst_passes_then_requests_wait_their_interval() {
+        let buckets = MemoryBuckets::default();
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(
+                buckets.acquire("a", THREE_PER_MINUTE, start),
+                Decision::Allowed
+            );
+        }
+        let Decision::Limited { retry_after } = buckets.acquire("a", THREE_PER_MINUTE, start)
+        else {
+            panic!("the fourth request at once is refused");
+        };
+        assert_eq!(retry_after, Duration::from_secs(20), "one interval");
+        assert_eq!(
+            buckets.acquire("b", THREE_PER_MINUTE, start),
+            Decision::Allowed,
+            "keys are independent"
+        );
+        let later = start + Duration::from_secs(20);
+        assert_eq!(
+            buckets.acquire("a", THREE_PER_MINUTE, later),
+            Decision::Allowed
+        );
+        assert!(matches!(
+            buckets.acquire("a", THREE_PER_MINUTE, later),
+            Decision::Limited { .. }
+        ));
+    }
+
+    /// The same limit in Redis, on a real `redis-server`: shared by two
+    /// limiters (two gateway replicas) and measured on Redis's clock.
+    #[tokio::test]
+    async fn redis_buckets_are_shared_by_every_replica() {
+        let Some(server) = warble_testkit::RedisServer::start() else {
+            return;
+        };
+        let connect =
+            || async { RateLimiter::Redis(RedisClient::connect(&server.config()).await.unwrap()) };
+        let (one, other) = (connect().await, connect().await);
+        assert_eq!(one.acquire("k", THREE_PER_MINUTE).await, Decision::Allowed);
+        assert_eq!(
+            other.acquire("k", THREE_PER_MINUTE).await,
+            Decision::Allowed
+        );
+        assert_eq!(one.acquire("k", THREE_PER_MINUTE).await, Decision::Allowed);
+        let Decision::Limited { retry_after } = other.acquire("k", THREE_PER_MINUTE).await else {
+            panic!("the burst is shared across replicas");
+        };
+        assert!(
+            retry_after > Duration::from_secs(15) && retry_after <= Duration::from_secs(20),
+            "{retry_after:?}"
+        );
+        assert_eq!(
+            other.acquire("another", THREE_PER_MINUTE).await,
+            Decision::Allowed
+        );
     }
 }

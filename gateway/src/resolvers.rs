@@ -17,11 +17,11 @@ use crate::error::{ErrorCode, StatusExt as _, bad_input, gql_error};
 use crate::feed::{FeedEvent, LiveFeed};
 use crate::hydrate::{self, TweetWants, UserWants};
 use crate::model::{
-    AuthPayload, PageInfo, TweetConnection, TweetEdge, TweetNode, UserConnection, UserEdge,
+    AuthPayload, Node, PageInfo, TweetConnection, TweetEdge, TweetNode, UserConnection, UserEdge,
     UserNode, parse_id, require_viewer,
 };
 use crate::paging;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{Decision, Rate, RateLimiter};
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 
 /// Everything resolvers share (schema-level data).
@@ -30,8 +30,10 @@ pub struct GatewayState {
     pub downstream: Downstream,
     /// Token verification and dev-mode issuance.
     pub auth: Authenticator,
-    /// Per-user mutation limits.
+    /// Rate-limit buckets (in memory, or shared through Redis).
     pub limiter: RateLimiter,
+    /// Mutations per user (sign-ups and tokens per client address).
+    pub mutation_rate: Rate,
     /// The live feed, when the gateway tails an event log.
     pub feed: Option<LiveFeed>,
 }
@@ -48,21 +50,23 @@ fn viewer(ctx: &Context<'_>) -> Option<Viewer> {
     ctx.data_opt::<Viewer>().copied()
 }
 
-/// The viewer, after taking a mutation token from their bucket.
-fn mutating_viewer(ctx: &Context<'_>) -> Result<Viewer> {
+/// The viewer, after taking a mutation from their bucket.
+async fn mutating_viewer(ctx: &Context<'_>) -> Result<Viewer> {
     let viewer = require_viewer(ctx)?;
-    rate_limit(ctx, &format!("user:{}", viewer.user_id))?;
+    rate_limit(ctx, &format!("mutation:user:{}", viewer.user_id)).await?;
     Ok(viewer)
 }
 
-fn rate_limit(ctx: &Context<'_>, key: &str) -> Result<()> {
-    if state(ctx)?.limiter.try_acquire(key) {
-        Ok(())
-    } else {
-        Err(gql_error(
-            ErrorCode::RateLimited,
+/// Takes one mutation from `key`'s bucket, or refuses with `RATE_LIMITED`
+/// and `retryAfter` (seconds).
+async fn rate_limit(ctx: &Context<'_>, key: &str) -> Result<()> {
+    let state = state(ctx)?;
+    match state.limiter.acquire(key, state.mutation_rate).await {
+        Decision::Allowed => Ok(()),
+        Decision::Limited { retry_after } => Err(crate::error::rate_limited(
             "too many changes; slow down and retry shortly",
-        ))
+            retry_after,
+        )),
     }
 }
 
@@ -81,6 +85,37 @@ async fn tweet_node(
     let state = state(ctx)?;
     let mut nodes = hydrate::tweets(&state.downstream, viewer(ctx), &[tweet_id], wants).await?;
     Ok(nodes.pop().flatten())
+}
+
+/// Objects by id alone (Relay's `node` and `nodes`), in order, hydrated in
+/// one batch per service whatever their number: see [`hydrate::nodes`].
+async fn nodes_by_id(ctx: &Context<'_>, ids: &[u64]) -> Result<Vec<Option<Result<Node>>>> {
+    let state = state(ctx)?;
+    // The selection's `... on Tweet` and `... on User` parts, read together.
+    hydrate::nodes(
+        &state.downstream,
+        viewer(ctx),
+        ids,
+        TweetWants::of(ctx.look_ahead()),
+        UserWants::of(ctx.look_ahead()),
+    )
+    .await
+}
+
+/// Most ids one `nodes` takes: a page's worth, [`paging::MAX_FIRST`].
+pub const MAX_NODE_IDS: usize = paging::MAX_FIRST as usize;
+// `nodes` sends every id to GetTweets at once, then the ids that are not
+// tweets and the tweets' authors (up to twice as many) to GetUsers,
+// GetFollowCounts and IsFollowing at once.
+const _: () = assert!(MAX_NODE_IDS <= warble_proto::limits::tweet::MAX_BATCH);
+const _: () = assert!(2 * MAX_NODE_IDS <= warble_proto::limits::graph::MAX_BATCH);
+
+/// The complexity of `nodes`: priced like a page ([`paging::list_cost`])
+/// of as many items as `ids` has, so more ids than [`MAX_NODE_IDS`] (which
+/// execution refuses) cost as much as the largest page.
+fn nodes_cost(ids: &[ID], child_complexity: usize) -> usize {
+    let count = i32::try_from(ids.len()).unwrap_or(i32::MAX);
+    paging::list_cost(Some(count), child_complexity)
 }
 
 /// A connection over timeline entries, hydrated in one batch.
@@ -295,6 +330,65 @@ impl QueryRoot {
         }
     }
 
+    /// Any object by its id, whatever its type (Relay Global Object
+    /// Identification): a `Tweet` or a `User`, refetched with the fields
+    /// asked for under `... on Tweet` / `... on User`. NOT_FOUND when no
+    /// tweet or user has that id (or the tweet was deleted).
+    #[graphql(complexity = "paging::CALL_COST.saturating_add(child_complexity)")]
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Id of the object to fetch: any `Node.id` (a `Tweet.id` or a `User.id`). A malformed id is BAD_USER_INPUT."
+        )]
+        id: ID,
+    ) -> Result<Option<Node>> {
+        let node_id = parse_id("id", &id)?;
+        match nodes_by_id(ctx, &[node_id]).await?.pop().flatten() {
+            Some(node) => node.map(Some),
+            None => Err(gql_error(
+                ErrorCode::NotFound,
+                format!("no tweet or user with id {node_id}"),
+            )),
+        }
+    }
+
+    /// Objects by their ids, whatever their types, in the order of `ids`
+    /// (an id given twice is listed twice): the batch form of `node`,
+    /// costing the same downstream calls however many ids it is given. An
+    /// id that names no tweet or user (or a deleted tweet) is null there;
+    /// so is one the user service could not look up, with an error in
+    /// `errors` at its index.
+    #[graphql(complexity = "nodes_cost(&ids, child_complexity)")]
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Ids of the objects to fetch, 0 to 100 of them: any `Node.id`s (`Tweet.id`s and `User.id`s, mixed). More than 100, or a malformed one, is BAD_USER_INPUT."
+        )]
+        ids: Vec<ID>,
+    ) -> Result<Vec<Option<Result<Node>>>> {
+        if ids.len() > MAX_NODE_IDS {
+            return Err(bad_input(
+                "ids",
+                format!("at most {MAX_NODE_IDS} ids, got {}", ids.len()),
+            ));
+        }
+        let node_ids = ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| {
+                parse_id("ids", id).map_err(|_| {
+                    bad_input(
+                        "ids",
+                        format!("ids[{index}]: `{}` is not a valid id", id.as_str()),
+                    )
+                })
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        nodes_by_id(ctx, &node_ids).await
+    }
+
     /// The signed-in user's home timeline, newest first: their own tweets
     /// and those of everyone they follow. Paging never repeats or skips a
     /// tweet, even while new ones arrive. UNAUTHENTICATED when not signed in.
@@ -409,7 +503,7 @@ where
     F: FnOnce(TweetServiceClient<DownstreamChannel>, u64, u64) -> Fut,
     Fut: std::future::Future<Output = Result<(), tonic::Status>>,
 {
-    let viewer = mutating_viewer(ctx)?;
+    let viewer = mutating_viewer(ctx).await?;
     let tweet_id = parse_id("id", id)?;
     call(
         state(ctx)?.downstream.tweets.clone(),
@@ -456,7 +550,7 @@ impl MutationRoot {
         )]
         idempotency_key: Option<String>,
     ) -> Result<TweetNode> {
-        let viewer = mutating_viewer(ctx)?;
+        let viewer = mutating_viewer(ctx).await?;
         let request = tweet::CreateTweetRequest {
             author_id: viewer.user_id,
             text,
@@ -495,7 +589,7 @@ impl MutationRoot {
         )]
         id: ID,
     ) -> Result<bool> {
-        let viewer = mutating_viewer(ctx)?;
+        let viewer = mutating_viewer(ctx).await?;
         let tweet_id = parse_id("id", &id)?;
         Ok(state(ctx)?
             .downstream
@@ -602,7 +696,7 @@ impl MutationRoot {
         )]
         user_id: ID,
     ) -> Result<UserNode> {
-        let viewer = mutating_viewer(ctx)?;
+        let viewer = mutating_viewer(ctx).await?;
         let followee_id = parse_id("userId", &user_id)?;
         let request = graph::FollowRequest {
             follower_id: viewer.user_id,
@@ -634,7 +728,7 @@ impl MutationRoot {
         )]
         user_id: ID,
     ) -> Result<UserNode> {
-        let viewer = mutating_viewer(ctx)?;
+        let viewer = mutating_viewer(ctx).await?;
         let followee_id = parse_id("userId", &user_id)?;
         let request = graph::UnfollowRequest {
             follower_id: viewer.user_id,
@@ -679,7 +773,7 @@ impl MutationRoot {
         let client = ctx
             .data_opt::<ClientAddr>()
             .map_or("unknown", |addr| addr.0.as_str());
-        rate_limit(ctx, &format!("addr:{client}"))?;
+        rate_limit(ctx, &format!("mutation:addr:{client}")).await?;
         let user = state
             .downstream
             .graph
@@ -713,7 +807,7 @@ impl MutationRoot {
         let client = ctx
             .data_opt::<ClientAddr>()
             .map_or("unknown", |addr| addr.0.as_str());
-        rate_limit(ctx, &format!("addr:{client}"))?;
+        rate_limit(ctx, &format!("mutation:addr:{client}")).await?;
         let user = state
             .downstream
             .graph

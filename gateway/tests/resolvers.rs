@@ -499,3 +499,350 @@ async fn graphql_js_builds_a_client_schema_from_the_introspection_answer() {
         assert!(printed.contains(expected), "{expected} in:\n{printed}");
     }
 }
+
+/// A Relay client's refetch query: any object by its id alone.
+const REFETCH: &str = r#"query($id: ID!) {
+  node(id: $id) {
+    __typename id
+    ... on Tweet { text author { username } likeCount }
+    ... on User { username }
+  }
+}"#;
+
+const NODES: &str = r#"query($ids: [ID!]!) {
+  nodes(ids: $ids) { __typename id ... on Tweet { text } ... on User { username } }
+}"#;
+
+/// What `run` cost downstream, by method (methods it did not call left out).
+async fn downstream_calls<F: std::future::Future>(
+    backend: &Backend,
+    run: F,
+) -> (F::Output, std::collections::BTreeMap<String, u64>) {
+    let before = backend.rpc_counts();
+    let output = run.await;
+    let cost = backend
+        .rpc_counts()
+        .into_iter()
+        .map(|(method, count)| {
+            let count = count - before.get(&method).copied().unwrap_or(0);
+            (method, count)
+        })
+        .filter(|(_, count)| *count > 0)
+        .collect();
+    (output, cost)
+}
+
+fn calls(methods: &[&str]) -> std::collections::BTreeMap<String, u64> {
+    methods
+        .iter()
+        .map(|method| ((*method).to_owned(), 1))
+        .collect()
+}
+
+#[tokio::test]
+async fn node_refetches_a_tweet_or_a_user_by_id_alone() {
+    let backend = Backend::start();
+    let alice = backend.sign_up("alice").await;
+    let bob = backend.sign_up("bob").await;
+    backend.follow(bob, alice).await;
+    let tweet = backend.post(alice, "refetch me").await;
+    backend.data(Some(bob), LIKE, json!({ "id": tweet })).await;
+    // The premise of global ids: graph-svc and tweet-svc issue ids under
+    // different Snowflake worker ids, so a user id is never a tweet id.
+    let worker = |id: u64| warble_mesh::snowflake::decode(id).worker_id;
+    assert_ne!(worker(alice), worker(tweet.parse().unwrap()));
+
+    let refetched = backend
+        .data(Some(bob), REFETCH, json!({ "id": tweet }))
+        .await;
+    assert_eq!(
+        refetched["node"],
+        json!({
+            "__typename": "Tweet",
+            "id": tweet,
+            "text": "refetch me",
+            "author": { "username": "alice" },
+            "likeCount": 1,
+        })
+    );
+    for viewer in [None, Some(bob)] {
+        let user = backend
+            .data(viewer, REFETCH, json!({ "id": alice.to_string() }))
+            .await;
+        assert_eq!(
+            user["node"],
+            json!({ "__typename": "User", "id": alice.to_string(), "username": "alice" })
+        );
+    }
+    // The viewer's fields and the counts come along on both types.
+    let viewer_fields = backend
+        .data(
+            Some(bob),
+            r#"query($tweet: ID!, $user: ID!) {
+              tweet: node(id: $tweet) { ... on Tweet { viewerHasLiked author { followersCount viewerFollows } } }
+              user: node(id: $user) { ... on User { followersCount viewerFollows } }
+            }"#,
+            json!({ "tweet": tweet, "user": alice.to_string() }),
+        )
+        .await;
+    assert_eq!(
+        viewer_fields,
+        json!({
+            "tweet": { "viewerHasLiked": true, "author": { "followersCount": 1, "viewerFollows": true } },
+            "user": { "followersCount": 1, "viewerFollows": true },
+        })
+    );
+}
+
+#[tokio::test]
+async fn nodes_lists_tweets_and_users_in_the_order_asked_with_null_for_unknown_ids() {
+    let backend = Backend::start();
+    let alice = backend.sign_up("alice").await;
+    let bob = backend.sign_up("bob").await;
+    let first = backend.post(alice, "first").await;
+    let second = backend.post(bob, "second").await;
+    let deleted = backend.post(alice, "deleted").await;
+    backend
+        .data(
+            Some(alice),
+            "mutation($id: ID!) { deleteTweet(id: $id) }",
+            json!({ "id": deleted }),
+        )
+        .await;
+
+    let ids = json!([
+        second,
+        alice.to_string(),
+        "123456789",
+        first,
+        deleted,
+        bob.to_string(),
+        second,
+    ]);
+    let data = backend.data(None, NODES, json!({ "ids": ids })).await;
+    assert_eq!(
+        data["nodes"],
+        json!([
+            { "__typename": "Tweet", "id": second, "text": "second" },
+            { "__typename": "User", "id": alice.to_string(), "username": "alice" },
+            null,
+            { "__typename": "Tweet", "id": first, "text": "first" },
+            null,
+            { "__typename": "User", "id": bob.to_string(), "username": "bob" },
+            { "__typename": "Tweet", "id": second, "text": "second" },
+        ])
+    );
+
+    // No ids: an empty list, without a downstream call.
+    let (empty, cost) =
+        downstream_calls(&backend, backend.data(None, NODES, json!({ "ids": [] }))).await;
+    assert_eq!(empty["nodes"], json!([]));
+    assert!(cost.is_empty(), "{cost:?}");
+}
+
+#[tokio::test]
+async fn nodes_cost_the_same_downstream_calls_for_any_number_of_ids() {
+    let backend = Backend::start();
+    let writers = [
+        backend.sign_up("writer0").await,
+        backend.sign_up("writer1").await,
+    ];
+    let reader = backend.sign_up("reader").await;
+    backend.follow(reader, writers[0]).await;
+    let mut tweets = Vec::new();
+    for n in 0..16 {
+        tweets.push(backend.post(writers[n % 2], &format!("tweet {n}")).await);
+    }
+    backend
+        .data(Some(reader), LIKE, json!({ "id": tweets[0] }))
+        .await;
+    let users: Vec<String> = [writers[0], writers[1], reader]
+        .iter()
+        .map(u64::to_string)
+        .collect();
+    let query = r#"query($ids: [ID!]!) {
+      nodes(ids: $ids) {
+        id
+        ... on Tweet {
+          text likeCount viewerHasLiked
+          author { username followersCount viewerFollows }
+        }
+        ... on User { username followersCount viewerFollows }
+      }
+    }"#;
+
+    // Tweets, users and an unknown id: one GetTweets for all of them, then
+    // one GetUsers for the users, the unknown id and the tweets' authors
+    // together, with their follow counts and the viewer's follows alongside.
+    let expected = calls(&["GetTweets", "GetUsers", "GetFollowCounts", "IsFollowing"]);
+    let mut twenty: Vec<String> = tweets.clone();
+    twenty.extend(users.iter().cloned());
+    twenty.push("123456789".to_owned());
+    assert_eq!(twenty.len(), 20);
+    for ids in [&twenty[14..17], &twenty[..]] {
+        let (data, cost) = downstream_calls(
+            &backend,
+            backend.data(Some(reader), query, json!({ "ids": ids })),
+        )
+        .await;
+        assert_eq!(cost, expected, "nodes of {} ids", ids.len());
+        let nodes = data["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), ids.len());
+        for (node, id) in nodes.iter().zip(ids) {
+            if id == "123456789" {
+                assert_eq!(node, &Value::Null);
+            } else {
+                assert_eq!(&node["id"], id);
+            }
+        }
+    }
+    let nodes = backend
+        .data(Some(reader), query, json!({ "ids": twenty }))
+        .await["nodes"]
+        .clone();
+    assert_eq!(
+        nodes[0],
+        json!({
+            "id": tweets[0], "text": "tweet 0", "likeCount": 1, "viewerHasLiked": true,
+            "author": { "username": "writer0", "followersCount": 1, "viewerFollows": true },
+        })
+    );
+    assert_eq!(nodes[1]["author"]["viewerFollows"], false);
+    assert_eq!(
+        nodes[16],
+        json!({ "id": users[0], "username": "writer0", "followersCount": 1, "viewerFollows": true })
+    );
+    assert_eq!(
+        nodes[18]["viewerFollows"],
+        Value::Null,
+        "the viewer themself"
+    );
+
+    // `node` goes the same way: one batch per service.
+    for id in [&tweets[3], &users[1]] {
+        let (data, cost) = downstream_calls(
+            &backend,
+            backend.data(
+                Some(reader),
+                &query
+                    .replace("[ID!]!", "ID!")
+                    .replace("nodes(ids: $ids)", "node(id: $ids)"),
+                json!({ "ids": id }),
+            ),
+        )
+        .await;
+        assert_eq!(&data["node"]["id"], id);
+        assert_eq!(cost, expected, "node({id})");
+    }
+    // Selecting no author and no user fields skips what they would need.
+    let (_, cost) = downstream_calls(
+        &backend,
+        backend.data(None, NODES, json!({ "ids": &tweets[..5] })),
+    )
+    .await;
+    assert_eq!(cost, calls(&["GetTweets"]), "tweets only");
+}
+
+#[tokio::test]
+async fn node_ids_are_checked_and_priced() {
+    use warble_gateway::config::LimitsConfig;
+    use warble_gateway::paging::{CALL_COST, MAX_FIRST};
+
+    let backend = Backend::start();
+    let user = backend.sign_up("someone").await;
+    let on_field = |code: &str, field: &str| vec![(code.to_owned(), field.to_owned())];
+
+    // Nothing is called downstream for a refused id.
+    let before = backend.rpc_counts();
+    for bad_id in ["not-a-number", "0", "-5", ""] {
+        let refused = backend
+            .execute(None, REFETCH, json!({ "id": bad_id }))
+            .await;
+        assert_eq!(
+            error_codes(&refused),
+            on_field("BAD_USER_INPUT", "id"),
+            "{bad_id:?}"
+        );
+        assert_eq!(refused["data"]["node"], Value::Null);
+        let refused = backend
+            .execute(None, NODES, json!({ "ids": [user.to_string(), bad_id] }))
+            .await;
+        assert_eq!(
+            error_codes(&refused),
+            on_field("BAD_USER_INPUT", "ids"),
+            "{bad_id:?}"
+        );
+        let message = refused["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("ids[1]"), "{message}");
+    }
+    let too_many: Vec<String> = (1..=MAX_FIRST + 1).map(|n| n.to_string()).collect();
+    let refused = backend
+        .execute(None, NODES, json!({ "ids": too_many }))
+        .await;
+    assert_eq!(error_codes(&refused), on_field("BAD_USER_INPUT", "ids"));
+    assert_eq!(backend.rpc_counts(), before, "refused before any call");
+    // The largest batch is taken.
+    let largest = backend
+        .data(None, NODES, json!({ "ids": &too_many[1..] }))
+        .await;
+    assert_eq!(
+        largest["nodes"].as_array().unwrap().len(),
+        MAX_FIRST as usize
+    );
+
+    // An id that names nothing: NOT_FOUND at `node`.
+    let missing = backend
+        .execute(None, REFETCH, json!({ "id": "123456789" }))
+        .await;
+    assert_eq!(
+        error_codes(&missing),
+        vec![("NOT_FOUND".to_owned(), String::new())]
+    );
+    assert_eq!(missing["errors"][0]["path"], json!(["node"]));
+    assert_eq!(missing["data"]["node"], Value::Null);
+
+    // Priced like the fields that make their own calls: `node` as one call,
+    // `nodes` as a page of as many items as it has ids, so aliases cannot
+    // multiply downstream calls past the complexity limit.
+    let max = LimitsConfig::default().max_complexity;
+    let node = "node(id: $id) { id }";
+    let nodes = "nodes(ids: $ids) { id }";
+    let aliased = |field: &str, count: usize| {
+        let fields: String = (0..count).map(|n| format!(" a{n}: {field}")).collect();
+        let variable = if field == node {
+            "$id: ID!"
+        } else {
+            "$ids: [ID!]!"
+        };
+        format!("query({variable}) {{{fields} }}")
+    };
+    let node_cost = CALL_COST + 1;
+    let nodes_cost = CALL_COST + MAX_FIRST as usize;
+    for (field, cost, vars) in [
+        (node, node_cost, json!({ "id": user.to_string() })),
+        (nodes, nodes_cost, json!({ "ids": &too_many[1..] })),
+    ] {
+        let fits = max / cost;
+        backend
+            .data(None, &aliased(field, fits), vars.clone())
+            .await;
+        let refused = backend
+            .execute(None, &aliased(field, fits + 1), vars.clone())
+            .await;
+        assert_eq!(
+            error_codes(&refused),
+            vec![("BAD_USER_INPUT".to_owned(), String::new())],
+            "{field} x {}",
+            fits + 1
+        );
+    }
+    // More ids than are taken cost as much as the largest batch.
+    let fits = max / nodes_cost;
+    let refused = backend
+        .execute(None, &aliased(nodes, fits + 1), json!({ "ids": too_many }))
+        .await;
+    assert_eq!(
+        error_codes(&refused),
+        vec![("BAD_USER_INPUT".to_owned(), String::new())]
+    );
+}

@@ -128,7 +128,11 @@ async fn descriptions_state_the_limits_the_code_enforces() {
         "0 to {MAX_FIRST}; default {DEFAULT_FIRST}. 0 returns an empty page. \
          Outside 0 to {MAX_FIRST}: BAD_USER_INPUT."
     );
-    let expected: [(&str, &str); 9] = [
+    let node_ids = format!(
+        "0 to {MAX_FIRST} of them: any `Node.id`s (`Tweet.id`s and `User.id`s, mixed). \
+         More than {MAX_FIRST}, or a malformed one, is BAD_USER_INPUT."
+    );
+    let expected: [(&str, &str); 10] = [
         ("Tweet.text", &text),
         ("Mutation.postTweet(text)", &text),
         ("Mutation.postTweet(idempotencyKey)", &key),
@@ -138,6 +142,7 @@ async fn descriptions_state_the_limits_the_code_enforces() {
         ("Mutation.signUp(displayName)", &display_name),
         ("User.bio", &bio),
         ("Mutation.signUp(bio)", &bio),
+        ("Query.nodes(ids)", &node_ids),
     ];
 
     let descriptions = descriptions().await;

@@ -135,7 +135,9 @@ pub async fn run(config: GraphSvcConfig, shutdown: Shutdown) -> anyhow::Result<(
     };
     let production_store =
         (config.store.backend == GraphStoreBackend::Neo4j).then_some("store.backend = \"neo4j\"");
-    let server = service.into_grpc_server(config.server.drain_timeout());
+    let server = service
+        .into_grpc_server(config.server.drain_timeout())
+        .with_reflection(config.server.reflection);
     serve_relaying(
         server,
         outbox,

@@ -520,6 +520,29 @@ fn every_service_accepts_the_config_the_chart_gives_it() {
                     };
                     env.insert(name, value);
                 }
+                // The trusted-documents manifest comes from a ConfigMap the
+                // release does not own: it must be mounted where the
+                // variable points; its content is the frontend's.
+                let manifest_dir = tempfile::tempdir().unwrap();
+                if let Some(path) = env.get_mut("WARBLE_TRUSTED_DOCUMENTS_FILE")
+                    && !path.is_empty()
+                {
+                    let mounts = workload.object["spec"]["template"]["spec"]["containers"][0]
+                        ["volumeMounts"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    assert!(
+                        mounts
+                            .iter()
+                            .any(|mount| path
+                                .starts_with(mount["mountPath"].as_str().unwrap_or("\0"))),
+                        "{at}: {path} is not on a mounted volume"
+                    );
+                    let manifest = manifest_dir.path().join("manifest.json");
+                    std::fs::write(&manifest, "{}").unwrap();
+                    *path = manifest.display().to_string();
+                }
                 if let Err(error) = load_config(workload.component, &env) {
                     panic!("{at} refuses the chart's config: {error}\n{env:#?}");
                 }

@@ -47,6 +47,11 @@ pub struct ServerConfig {
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT. Keep it
     /// below the pod's `terminationGracePeriodSeconds`.
     pub drain_timeout_secs: u64,
+    /// Serve gRPC server reflection (what `grpcurl` and Postman use to list
+    /// and describe the services). Off by default for a standalone service:
+    /// it tells anyone who can reach the port the whole API; `warble dev`
+    /// turns it on.
+    pub reflection: bool,
 }
 
 impl ServerConfig {
@@ -55,6 +60,7 @@ impl ServerConfig {
         Self {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], port)),
             drain_timeout_secs: 10,
+            reflection: false,
         }
     }
 
@@ -92,6 +98,7 @@ pub struct GrpcServer {
     service_names: Vec<&'static str>,
     drain_timeout: Duration,
     health: HealthReporter,
+    reflection: bool,
 }
 
 impl GrpcServer {
@@ -106,7 +113,15 @@ impl GrpcServer {
             service_names: Vec::new(),
             drain_timeout,
             health,
+            reflection: true,
         }
+    }
+
+    /// Whether to serve reflection (on unless turned off here; standalone
+    /// services pass `server.reflection`, off by default).
+    pub fn with_reflection(mut self, reflection: bool) -> Self {
+        self.reflection = reflection;
+        self
     }
 
     /// A channel that calls this server's services (added so far) in this
@@ -148,18 +163,20 @@ impl GrpcServer {
                 .set_service_status(*name, ServingStatus::Serving)
                 .await;
         }
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(warble_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(warble_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
-        let routes = self
-            .routes
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+        let mut routes = self.routes;
+        if self.reflection {
+            let reflection_v1 = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(warble_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()?;
+            let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(warble_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1alpha()?;
+            routes = routes
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha);
+        }
 
         let (drain_started, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
         let service_names = self.service_names.clone();

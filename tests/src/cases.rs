@@ -538,7 +538,7 @@ fn base64url(bytes: &[u8]) -> String {
 
 /// What standard clients rely on: the introspection query graphql-js sends,
 /// GET for queries (and not for mutations), the response media type and
-/// security headers.
+/// security headers, and Relay's refetch of an object by its id alone.
 pub async fn standard_clients_and_http_conventions_work(stack: &impl Frontend) {
     let gql = stack.graphql();
     let addr = gql.addr();
@@ -585,6 +585,23 @@ pub async fn standard_clients_and_http_conventions_work(stack: &impl Frontend) {
         .request(None, r#"{ user(username: "viaget") { id } }"#, json!({}))
         .await;
     assert_eq!(error_codes(&user), ["NOT_FOUND"], "{user:#}");
+
+    // Relay's refetch query: a posted tweet, and its author, by id alone.
+    let (author_id, token) = gql.sign_up("relay").await;
+    let tweet = gql.post(&token, "refetch me").await;
+    let refetch = r#"query($id: ID!) { node(id: $id) { __typename id
+        ... on Tweet { text author { username } likeCount } ... on User { username } } }"#;
+    let refetched = gql.data(None, refetch, json!({ "id": tweet })).await;
+    assert_eq!(
+        refetched["node"],
+        json!({ "__typename": "Tweet", "id": tweet, "text": "refetch me",
+                "author": { "username": "relay" }, "likeCount": 0 })
+    );
+    let author = gql.data(None, refetch, json!({ "id": author_id })).await;
+    assert_eq!(
+        author["node"],
+        json!({ "__typename": "User", "id": author_id, "username": "relay" })
+    );
 }
 
 /// The spec of the WebSocket case: a one-second `connection_init` window.
@@ -724,4 +741,150 @@ pub async fn websockets_are_bounded(stack: &impl Frontend) {
         .await
         .expect("the subscription ends");
     assert!(ended.to_string().contains("UNAUTHENTICATED"), "{ended}");
+}
+
+/// Automatic Persisted Queries, as Apollo Client's persisted-query link
+/// speaks them: the hash alone is unknown at first, the query with its hash
+/// runs and is kept, then the hash alone runs it, by POST and by GET; a
+/// hash that does not match its text is refused; a mutation cannot run by
+/// GET under its hash.
+pub async fn persisted_queries_round_trip(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let addr = gql.addr();
+    let (_, token) = gql.sign_up("persisted").await;
+    let query = "query Me { viewer { username } }";
+    let hash = warble_gateway::persisted::sha256_hex(query);
+    let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        http.post(format!("http://{addr}/graphql"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let unknown: serde_json::Value = post(json!({ "extensions": extensions }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(error_codes(&unknown), ["PERSISTED_QUERY_NOT_FOUND"]);
+    let mismatched: serde_json::Value =
+        post(json!({ "query": "{ __typename }", "extensions": extensions }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(error_codes(&mismatched), ["BAD_USER_INPUT"]);
+    let registered: serde_json::Value = post(json!({ "query": query, "extensions": extensions }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        registered["data"]["viewer"]["username"], "persisted",
+        "{registered}"
+    );
+    let by_hash: serde_json::Value = post(json!({ "extensions": extensions }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_hash["data"]["viewer"]["username"], "persisted",
+        "{by_hash}"
+    );
+    let by_get: serde_json::Value = http
+        .get(format!("http://{addr}/graphql"))
+        .bearer_auth(&token)
+        .query(&[("extensions", extensions.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_get["data"]["viewer"]["username"], "persisted",
+        "{by_get}"
+    );
+
+    // A mutation kept under its hash still cannot run by GET.
+    let mutation = r#"mutation { postTweet(text: "by GET?") { id } }"#;
+    let mutation_extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": warble_gateway::persisted::sha256_hex(mutation) } });
+    post(json!({ "query": mutation, "extensions": mutation_extensions }))
+        .await
+        .unwrap();
+    let refused = http
+        .get(format!("http://{addr}/graphql"))
+        .bearer_auth(&token)
+        .query(&[("extensions", mutation_extensions.to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// The spec of the request-rate case: five requests per client at once.
+pub fn tight_request_rate_spec() -> StackSpec {
+    StackSpec {
+        query_burst: 5,
+        queries_per_minute: 1,
+        ..StackSpec::default()
+    }
+}
+
+/// Requests past a client's rate are answered 429 with `Retry-After` and
+/// `RATE_LIMITED` (with `retryAfter`), per user when signed in and per
+/// address otherwise; a forged `X-Forwarded-For` does not buy a new bucket
+/// (no trusted proxies are configured). With Redis (the separate-process
+/// stack) the buckets live in Redis.
+pub async fn requests_over_the_rate_are_refused_with_retry_after(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let addr = gql.addr();
+    // One anonymous request from this address.
+    let (_, token) = gql.sign_up("eager").await;
+    let http = reqwest::Client::new();
+    let send = |token: Option<&str>, forwarded: Option<&str>| {
+        let mut request = http
+            .post(format!("http://{addr}/graphql"))
+            .json(&json!({ "query": "{ __typename }" }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        request.send()
+    };
+    for n in 0..5 {
+        let response = send(Some(&token), None).await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "request {n}");
+    }
+    let refused = send(Some(&token), None).await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(error_codes(&body), ["RATE_LIMITED"]);
+    assert_eq!(body["errors"][0]["extensions"]["retryAfter"], retry_after);
+
+    // The address's own bucket (one sign-up spent) is separate from the user's.
+    for n in 0..4 {
+        let response = send(None, Some(&format!("198.51.100.{n}"))).await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "anonymous {n}");
+    }
+    let spoofed = send(None, Some("203.0.113.77")).await.unwrap();
+    assert_eq!(
+        spoofed.status(),
+        reqwest::StatusCode::TOO_MANY_REQUESTS,
+        "X-Forwarded-For from an untrusted peer buys no new bucket"
+    );
 }

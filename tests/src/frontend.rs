@@ -16,6 +16,10 @@ pub struct StackSpec {
     pub mutations_per_minute: u32,
     /// Seconds a WebSocket client has to send `connection_init`.
     pub ws_init_timeout_secs: u64,
+    /// Requests per client in a burst.
+    pub query_burst: u32,
+    /// Requests regained per minute.
+    pub queries_per_minute: u32,
 }
 
 impl Default for StackSpec {
@@ -25,6 +29,8 @@ impl Default for StackSpec {
             mutation_burst: 1_000,
             mutations_per_minute: 1_000,
             ws_init_timeout_secs: 10,
+            query_burst: 100_000,
+            queries_per_minute: 100_000,
         }
     }
 }
@@ -63,6 +69,8 @@ impl crate::TestStack {
             config.limits.mutation_burst = spec.mutation_burst;
             config.limits.mutations_per_minute = spec.mutations_per_minute;
             config.limits.ws_init_timeout_secs = spec.ws_init_timeout_secs;
+            config.limits.query_burst = spec.query_burst;
+            config.limits.queries_per_minute = spec.queries_per_minute;
         })
         .await
     }

@@ -51,6 +51,13 @@ fn binary_dir() -> PathBuf {
     deps.parent().unwrap_or(deps).to_owned()
 }
 
+/// The path of one of this workspace's service binaries (built first if missing).
+pub fn binary_path(binary: &str) -> PathBuf {
+    let dir = binary_dir();
+    ensure_binaries(&dir);
+    dir.join(binary)
+}
+
 /// Builds the service binaries unless this run already did (`cargo nextest
 /// run --workspace` builds every binary first, so this is a no-op there).
 fn ensure_binaries(dir: &Path) {
@@ -164,6 +171,11 @@ impl ProcessStack {
                         "WARBLE_LIMITS__WS_INIT_TIMEOUT_SECS",
                         spec.ws_init_timeout_secs.to_string(),
                     ),
+                    ("WARBLE_LIMITS__QUERY_BURST", spec.query_burst.to_string()),
+                    (
+                        "WARBLE_LIMITS__QUERIES_PER_MINUTE",
+                        spec.queries_per_minute.to_string(),
+                    ),
                 ],
             ),
         ];
@@ -225,6 +237,11 @@ impl ProcessStack {
         Some(status.into_inner().consumer_lag)
     }
 
+    /// fanout-svc's gRPC address.
+    pub fn fanout_addr(&self) -> SocketAddr {
+        self.fanout
+    }
+
     /// Stops every service with SIGTERM, as Kubernetes would, and waits.
     pub async fn stop(mut self) {
         for (name, child) in &mut self.children {
@@ -264,5 +281,51 @@ impl Frontend for ProcessStack {
 
     fn jwt_secret(&self) -> String {
         JWT_SECRET.to_owned()
+    }
+}
+
+/// The `gateway` binary alone, configured by `env` (on top of a free
+/// listen address), with no services behind it: for cases that never reach
+/// downstream (start-up checks, refusals, `__typename`). Killed when dropped.
+pub struct LoneGateway {
+    child: Child,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+}
+
+impl LoneGateway {
+    /// Starts it and waits until it answers `/healthz`.
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let dir = binary_dir();
+        ensure_binaries(&dir);
+        let addr = free_port();
+        let child = Command::new(dir.join("gateway"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("WARBLE_LISTEN_ADDR", addr.to_string())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the gateway starts");
+        let gateway = Self { child, addr };
+        let client = reqwest::Client::new();
+        let healthz = format!("http://{addr}/healthz");
+        eventually("the gateway to answer /healthz", || async {
+            client
+                .get(&healthz)
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success())
+        })
+        .await;
+        gateway
+    }
+}
+
+impl Drop for LoneGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -107,6 +107,8 @@ pub async fn run(config: TimelineSvcConfig, shutdown: Shutdown) -> anyhow::Resul
         ),
     };
     let service = TimelineSvc::new(&config, cache).context("invalid downstream address")?;
-    let server = service.into_grpc_server(config.server.drain_timeout());
+    let server = service
+        .into_grpc_server(config.server.drain_timeout())
+        .with_reflection(config.server.reflection);
     warble_mesh::scaffold::serve_on(config.server.listen_addr, server, shutdown).await
 }

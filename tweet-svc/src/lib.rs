@@ -144,7 +144,9 @@ pub async fn run(config: TweetSvcConfig, shutdown: Shutdown) -> anyhow::Result<(
     };
     let production_store =
         (config.store.backend == TweetStoreBackend::Scylla).then_some("store.backend = \"scylla\"");
-    let server = service.into_grpc_server(config.server.drain_timeout());
+    let server = service
+        .into_grpc_server(config.server.drain_timeout())
+        .with_reflection(config.server.reflection);
     serve_relaying(
         server,
         outbox,

@@ -187,10 +187,15 @@ WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
 WARBLE_GRAPHIQL: {{ $v.graphiql | quote }}
 WARBLE_INTROSPECTION: {{ $v.introspection | quote }}
 WARBLE_CORS_ALLOWED_ORIGINS: {{ join "," $v.corsAllowedOrigins | quote }}
+WARBLE_PERSISTED_QUERIES: {{ $v.persistedQueries | quote }}
+WARBLE_TRUSTED_PROXIES: {{ join "," $v.trustedProxies | quote }}
+WARBLE_TRUSTED_DOCUMENTS_FILE: {{ ternary "/etc/warble/trusted-documents/manifest.json" "" (ne $v.trustedDocuments.configMap "") | quote }}
 WARBLE_AUTH__ALGORITHM: {{ $v.auth.algorithm | quote }}
 {{- if $v.auth.publicKeyPem }}
 WARBLE_AUTH__PUBLIC_KEY_PEM: {{ $v.auth.publicKeyPem | quote }}
 {{- end }}
+WARBLE_AUTH__JWKS_URL: {{ $v.auth.jwksUrl | quote }}
+WARBLE_AUTH__JWKS_MIN_REFRESH_SECS: {{ $v.auth.jwksMinRefreshSecs | int64 | quote }}
 WARBLE_AUTH__ISSUER: {{ $v.auth.issuer | quote }}
 WARBLE_AUTH__AUDIENCE: {{ $v.auth.audience | quote }}
 WARBLE_AUTH__DEV_MODE: {{ $v.auth.devMode | quote }}
@@ -200,6 +205,8 @@ WARBLE_LIMITS__MAX_COMPLEXITY: {{ $v.limits.maxComplexity | int64 | quote }}
 WARBLE_LIMITS__MAX_BODY_BYTES: {{ $v.limits.maxBodyBytes | int64 | quote }}
 WARBLE_LIMITS__MUTATION_BURST: {{ $v.limits.mutationBurst | int64 | quote }}
 WARBLE_LIMITS__MUTATIONS_PER_MINUTE: {{ $v.limits.mutationsPerMinute | int64 | quote }}
+WARBLE_LIMITS__QUERY_BURST: {{ $v.limits.queryBurst | int64 | quote }}
+WARBLE_LIMITS__QUERIES_PER_MINUTE: {{ $v.limits.queriesPerMinute | int64 | quote }}
 WARBLE_LIMITS__WS_INIT_TIMEOUT_SECS: {{ $v.limits.wsInitTimeoutSecs | int64 | quote }}
 WARBLE_LIMITS__WS_OPERATIONS_PER_CONNECTION: {{ $v.limits.wsOperationsPerConnection | int64 | quote }}
 WARBLE_LIMITS__WS_CONNECTIONS_PER_USER: {{ $v.limits.wsConnectionsPerUser | int64 | quote }}
@@ -208,6 +215,7 @@ WARBLE_EVENTS__BACKEND: "redis"
 {{- else }}
 WARBLE_SERVER__LISTEN_ADDR: "0.0.0.0:{{ $c.port }}"
 WARBLE_SERVER__DRAIN_TIMEOUT_SECS: {{ $V.shutdown.drainTimeoutSecs | int64 | quote }}
+WARBLE_SERVER__REFLECTION: {{ $V.grpcReflection | quote }}
 {{- end }}
 {{- if eq .key "tweetSvc" }}
 WARBLE_DATA_DIR: "/var/lib/warble"
@@ -533,6 +541,11 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if and (eq .key "gateway") $v.trustedDocuments.configMap }}
+            - name: trusted-documents
+              mountPath: /etc/warble/trusted-documents
+              readOnly: true
+            {{- end }}
             {{- if $sts }}
             - name: data
               mountPath: /var/lib/warble
@@ -541,6 +554,16 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $V.tmpSizeLimit }}
+        {{- if and (eq .key "gateway") $v.trustedDocuments.configMap }}
+        # The trusted-documents manifest, from a ConfigMap the release does not own
+        # (your frontend's build produces it).
+        - name: trusted-documents
+          configMap:
+            name: {{ $v.trustedDocuments.configMap }}
+            items:
+              - key: {{ $v.trustedDocuments.key }}
+                path: manifest.json
+        {{- end }}
         {{- if and $sts (not $pvc) }}
         # `data_dir`: the production stores keep nothing here; an embedded store
         # without persistence loses its data with the pod.

@@ -17,3 +17,4 @@ mod processes;
 mod stack;
 mod timeline_model;
 mod timelines;
+mod trusted_documents;

@@ -18,6 +18,12 @@ macro_rules! frontend_cases {
         frontend_cases!(@case #[$test] $start, oversized_requests_are_refused_before_parsing);
         frontend_cases!(@case #[$test] $start, abusive_queries_are_refused_with_stable_codes);
         frontend_cases!(@case #[$test] $start, standard_clients_and_http_conventions_work);
+        frontend_cases!(@case #[$test] $start, persisted_queries_round_trip);
+        frontend_cases!(
+            @case #[$test] $start,
+            requests_over_the_rate_are_refused_with_retry_after,
+            warble_tests::cases::tight_request_rate_spec()
+        );
         frontend_cases!(
             @case #[$test] $start,
             websockets_are_bounded,
