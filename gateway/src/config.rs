@@ -87,9 +87,11 @@ pub struct AuthConfig {
     pub jwks_url: String,
     /// Shortest time between two JWKS fetches caused by unknown key ids, in seconds.
     pub jwks_min_refresh_secs: u64,
-    /// Expected `iss` claim; empty accepts any.
+    /// Required `iss` claim. Must be set unless `dev_mode` (start-up fails
+    /// naming the key); in dev mode empty accepts any.
     pub issuer: String,
-    /// Expected `aud` claim; empty accepts any.
+    /// Required `aud` claim (a token's `aud` may be a string or an array).
+    /// Must be set unless `dev_mode`.
     pub audience: String,
     /// Development mode: the `signUp` and `issueToken` mutations create
     /// users and issue HS256 tokens without a password. Never in production.
@@ -236,6 +238,22 @@ impl ServiceConfig for GatewayConfig {
             }
             _ => {}
         }
+        if !self.auth.dev_mode {
+            // Any token the key verifies would otherwise do: one minted for
+            // another application of the same identity provider, say.
+            for (key, value) in [
+                ("auth.issuer", &self.auth.issuer),
+                ("auth.audience", &self.auth.audience),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "required unless auth.dev_mode = true: name the identity provider's \
+                         issuer and this API's audience, or any token the key verifies is accepted",
+                    ));
+                }
+            }
+        }
         if !self.auth.jwks_url.is_empty() {
             let url = &self.auth.jwks_url;
             if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -346,4 +364,67 @@ fn is_origin(origin: &str) -> bool {
     !authority.is_empty()
         && !authority.contains(['/', '?', '#', '@', ' '])
         && axum::http::HeaderValue::from_str(origin).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_key(config: &GatewayConfig) -> Option<String> {
+        match config.validate() {
+            Ok(()) => None,
+            Err(ConfigError::Invalid { key, .. }) => Some(key),
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+
+    fn production() -> GatewayConfig {
+        GatewayConfig {
+            auth: AuthConfig {
+                hs256_secret: "a-production-secret-of-at-least-32-bytes".into(),
+                issuer: "https://id.example.com/".into(),
+                audience: "warble".into(),
+                ..AuthConfig::default()
+            },
+            ..GatewayConfig::default()
+        }
+    }
+
+    #[test]
+    fn issuer_and_audience_are_required_unless_in_dev_mode() {
+        assert_eq!(refused_key(&production()), None);
+        let mut no_issuer = production();
+        no_issuer.auth.issuer.clear();
+        assert_eq!(refused_key(&no_issuer).as_deref(), Some("auth.issuer"));
+        let mut no_audience = production();
+        no_audience.auth.audience = "  ".into();
+        assert_eq!(refused_key(&no_audience).as_deref(), Some("auth.audience"));
+        no_audience.auth.dev_mode = true;
+        assert_eq!(refused_key(&no_audience), None, "dev mode accepts any");
+    }
+
+    #[test]
+    fn origins_proxies_and_jwks_urls_are_checked_naming_the_key() {
+        let mut config = production();
+        config.cors_allowed_origins = "https://app.example.com, http://localhost:5173".into();
+        config.trusted_proxies = "10.0.0.0/8".into();
+        assert_eq!(refused_key(&config), None);
+        config.cors_allowed_origins = "https://app.example.com/path".into();
+        assert_eq!(
+            refused_key(&config).as_deref(),
+            Some("cors_allowed_origins")
+        );
+        config.cors_allowed_origins.clear();
+        config.trusted_proxies = "10.0.0.0/40".into();
+        assert_eq!(refused_key(&config).as_deref(), Some("trusted_proxies"));
+        config.trusted_proxies.clear();
+        config.auth.jwks_url = "https://id.example.com/jwks.json".into();
+        assert_eq!(
+            refused_key(&config).as_deref(),
+            Some("auth.jwks_url"),
+            "a JWKS with HS256"
+        );
+        config.auth.algorithm = JwtAlgorithm::EdDSA;
+        assert_eq!(refused_key(&config), None);
+    }
 }

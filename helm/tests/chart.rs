@@ -1017,6 +1017,10 @@ fn bad_values_are_refused_with_a_readable_error() {
             (true, vec!["/gateway/auth/hs256Secret", "want 32"]),
         ),
         (
+            "no-token-audience.yaml",
+            (true, vec!["/gateway/auth/audience", "minLength"]),
+        ),
+        (
             "cors-origin-with-path.yaml",
             (
                 true,

@@ -59,13 +59,32 @@ def yaml_loader():
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# What an operator must always give (the gateway's token issuer and
+# audience): every value set and bad-values file is rendered on top of it,
+# and the "default" set is it alone.
+REQUIRED_VALUES = pathlib.Path(__file__).parent / "required-values.yaml"
+
+
+def merged(base: dict, override: dict) -> dict:
+    """`override` deep-merged onto `base`, as Helm merges values files."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load_values(path: pathlib.Path | None):
     import yaml
 
+    with REQUIRED_VALUES.open() as file:
+        required = yaml.load(file, Loader=yaml_loader()) or {}
     if path is None:
-        return {}
+        return required
     with path.open() as file:
-        return yaml.load(file, Loader=yaml_loader()) or {}
+        return merged(required, yaml.load(file, Loader=yaml_loader()) or {})
 
 
 def rendered_objects(manifests: dict[str, str]):

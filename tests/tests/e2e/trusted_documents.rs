@@ -9,6 +9,8 @@ use warble_tests::graphql::error_codes;
 use warble_tests::processes::LoneGateway;
 
 const SECRET: &str = "trusted-documents-test-secret-0123456789";
+const ISSUER: &str = "https://id.example.com/";
+const AUDIENCE: &str = "warble";
 
 async fn post(addr: std::net::SocketAddr, body: Value) -> (reqwest::StatusCode, Value) {
     let response = reqwest::Client::new()
@@ -29,6 +31,8 @@ async fn only_the_manifests_documents_run() {
     std::fs::write(&manifest, json!({ hash.clone(): allowed }).to_string()).unwrap();
     let gateway = LoneGateway::start(&[
         ("WARBLE_AUTH__HS256_SECRET", SECRET),
+        ("WARBLE_AUTH__ISSUER", ISSUER),
+        ("WARBLE_AUTH__AUDIENCE", AUDIENCE),
         ("WARBLE_TRUSTED_DOCUMENTS_FILE", manifest.to_str().unwrap()),
     ])
     .await;
@@ -64,6 +68,8 @@ fn a_manifest_that_does_not_match_its_documents_stops_start_up() {
         .env_clear()
         .env("WARBLE_LISTEN_ADDR", "127.0.0.1:0")
         .env("WARBLE_AUTH__HS256_SECRET", SECRET)
+        .env("WARBLE_AUTH__ISSUER", ISSUER)
+        .env("WARBLE_AUTH__AUDIENCE", AUDIENCE)
         .env("WARBLE_TRUSTED_DOCUMENTS_FILE", &manifest)
         .output()
         .expect("the gateway runs");
