@@ -41,6 +41,59 @@ pub const MAX_INTROSPECTION_LISTS: usize = 2;
 /// more only walks `ofType` chains that end in null.
 pub const MAX_INTROSPECTION_DEPTH: usize = 24;
 
+/// Deepest nesting of brackets (`{`, `[`, `(`) a query's text may have.
+/// async-graphql's parser recurses once per level of a list or object value
+/// without a limit of its own, and a stack overflow aborts the whole
+/// process: about 320 nested `[` (600 bytes) did so on a 2 MiB stack. The
+/// text is scanned for this before it is parsed. Selection sets nest at
+/// most 64 deep in the parser anyway, so real documents stay far below.
+pub const MAX_BRACKET_NESTING: usize = 128;
+
+/// Checks the nesting of brackets in a query's text before it is parsed,
+/// skipping strings, block strings and comments.
+pub fn check_nesting(text: &str) -> Result<(), Refusal> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'#' => {
+                while at < bytes.len() && bytes[at] != b'\n' && bytes[at] != b'\r' {
+                    at += 1;
+                }
+            }
+            b'"' if bytes[at..].starts_with(b"\"\"\"") => {
+                at += 3;
+                while at < bytes.len() && !bytes[at..].starts_with(b"\"\"\"") {
+                    // `\"""` is an escaped delimiter inside a block string.
+                    at += if bytes[at..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                at += 2;
+            }
+            b'"' => {
+                at += 1;
+                while at < bytes.len() && bytes[at] != b'"' && bytes[at] != b'\n' {
+                    at += if bytes[at] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_BRACKET_NESTING {
+                    return Err(Refusal::NestedTooDeepToParse);
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    Ok(())
+}
+
 /// The limits a document is admitted under.
 #[derive(Debug, Clone, Copy)]
 pub struct DocumentLimits {
@@ -61,6 +114,9 @@ pub enum Refusal {
          {MAX_INTROSPECTION_DEPTH}"
     )]
     IntrospectionTooDeep,
+    /// Brackets nest deeper than the parser can safely follow.
+    #[error("Query is nested too deep to parse: brackets nest at most {MAX_BRACKET_NESTING} deep")]
+    NestedTooDeepToParse,
     /// The request carries no document (nor a persisted one's hash).
     #[error("the request has no query: send `query`, or a persisted query's hash")]
     NoQuery,
@@ -305,6 +361,39 @@ mod tests {
         }
         query.push_str("fragment F40 on UserConnection { edges { cursor } }\n");
         assert_eq!(check_text(&query), Err(Refusal::TooLarge));
+    }
+
+    #[test]
+    fn bracket_nesting_is_bounded_outside_strings_and_comments() {
+        let nested = |open: &str, close: &str, depth: usize| {
+            format!(
+                "{{ user(id: {}1{}) {{ id }} }}",
+                open.repeat(depth),
+                close.repeat(depth)
+            )
+        };
+        // The query's own `{ user(` adds two levels.
+        let fits = MAX_BRACKET_NESTING - 2;
+        for (open, close) in [("[", "]"), ("{a: ", "}")] {
+            assert_eq!(check_nesting(&nested(open, close, fits)), Ok(()));
+            assert_eq!(
+                check_nesting(&nested(open, close, fits + 1)),
+                Err(Refusal::NestedTooDeepToParse)
+            );
+            assert_eq!(
+                check_nesting(&nested(open, close, 100_000)),
+                Err(Refusal::NestedTooDeepToParse)
+            );
+        }
+        let deep = "[".repeat(1_000);
+        for harmless in [
+            format!("{{ a(s: \"{deep}\") }}"),
+            format!("{{ a(s: \"\"\"{deep} \\\"\"\" {deep}\"\"\") }}"),
+            format!("{{ a # {deep}\n }}"),
+            format!("{{ a(s: \"\\\" {deep}\") }}"),
+        ] {
+            assert_eq!(check_nesting(&harmless), Ok(()), "{harmless}");
+        }
     }
 
     #[test]

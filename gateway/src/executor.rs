@@ -86,6 +86,7 @@ impl EdgeExecutor {
             request.set_parsed_query(document);
             return Ok(None);
         }
+        admission::check_nesting(&request.query)?;
         let Ok(document) = request.parsed_query() else {
             return Ok(None);
         };

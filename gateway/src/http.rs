@@ -300,6 +300,10 @@ async fn get_query(
         let response = async_graphql::Response::from_errors(vec![error]);
         return (StatusCode::BAD_REQUEST, GraphQLResponse::from(response)).into_response();
     }
+    if let Err(refusal) = crate::admission::check_nesting(&request.query) {
+        let response = async_graphql::Response::from_errors(vec![refusal.into_server_error()]);
+        return (StatusCode::BAD_REQUEST, GraphQLResponse::from(response)).into_response();
+    }
     let wanted = request.operation_name.clone();
     let operation_type = request.parsed_query().ok().and_then(|document| {
         let wanted = wanted.as_deref();

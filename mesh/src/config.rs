@@ -426,6 +426,352 @@ mod tests {
         assert!(keys.contains(&("port".into(), "WARBLE_PORT".into())));
     }
 
+    /// A service-shaped config over the sections services share, for the
+    /// properties below: a number, a string, a secret, a downstream address
+    /// and the real `telemetry.*` and `events.*` sections with their rules.
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Fuzzed {
+        port: u16,
+        request_timeout_ms: u64,
+        upstream_addr: String,
+        api_secret: crate::secret::Secret,
+        telemetry: crate::telemetry::TelemetryConfig,
+        events: crate::backends::EventsConfig,
+    }
+
+    impl Default for Fuzzed {
+        fn default() -> Self {
+            Self {
+                port: 8080,
+                request_timeout_ms: 2_000,
+                upstream_addr: "127.0.0.1:50051".into(),
+                api_secret: crate::secret::Secret::default(),
+                telemetry: crate::telemetry::TelemetryConfig::default(),
+                events: crate::backends::EventsConfig::default(),
+            }
+        }
+    }
+
+    impl ServiceConfig for Fuzzed {
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.port == 0 {
+                return Err(ConfigError::invalid("port", "must not be 0"));
+            }
+            validate_downstreams(
+                &[("upstream_addr", &self.upstream_addr)],
+                self.request_timeout_ms,
+            )?;
+            self.telemetry.validate("telemetry")?;
+            self.events.validate("events")
+        }
+    }
+
+    /// Every leaf key of [`Fuzzed`] the properties set.
+    const FUZZED_KEYS: &[&str] = &[
+        "port",
+        "request_timeout_ms",
+        "upstream_addr",
+        "api_secret",
+        "telemetry.log_format",
+        "telemetry.log_level",
+        "telemetry.otlp_endpoint",
+        "events.backend",
+        "events.redis.mode",
+        "events.redis.url",
+        "events.redis.cluster_nodes",
+        "events.redis.connect_timeout_ms",
+    ];
+
+    /// Keys validation may name: the leaves, and the one a rule about two
+    /// of them reports.
+    const VALIDATED_KEYS: &[&str] = &[
+        "port",
+        "request_timeout_ms",
+        "upstream_addr",
+        "telemetry.log_level",
+        "telemetry.otlp_endpoint",
+        "events.redis.url",
+        "events.redis.cluster_nodes",
+        "events.redis.response_timeout_ms",
+    ];
+
+    /// Text these keys accept or almost accept: enum names in other cases,
+    /// URLs without a scheme, filter directives, the redaction placeholder.
+    const NEAR_MISSES: &[&str] = &[
+        "",
+        " ",
+        "0",
+        "65536",
+        "-1",
+        "true",
+        "json",
+        "JSON",
+        "compact",
+        "pretty",
+        "redis",
+        "Redis",
+        "embedded",
+        "cluster",
+        "single",
+        "info",
+        "warn,x=debug",
+        "[",
+        "=bad",
+        "http://collector:4317",
+        "collector:4317",
+        "redis://cache:6379/0",
+        "rediss://a:1,redis://b:2",
+        "redis://a, ,http://b",
+        "[redacted]",
+        "hunter2",
+    ];
+
+    /// Any TOML value: scalars of every type (numbers at and past a `u16`'s
+    /// range, any float, any text), arrays and tables.
+    fn toml_value() -> impl Strategy<Value = toml::Value> {
+        use toml::Value;
+        let scalar = prop_oneof![
+            any::<i64>().prop_map(Value::Integer),
+            (-2i64..70_000).prop_map(Value::Integer),
+            any::<f64>().prop_map(Value::Float),
+            any::<bool>().prop_map(Value::Boolean),
+            "(?s).{0,24}".prop_map(Value::String),
+            prop::sample::select(NEAR_MISSES).prop_map(|text| Value::String(text.into())),
+        ];
+        scalar.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,6}", inner, 0..3)
+                    .prop_map(|map| Value::Table(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A value of the type `key` has (often one it accepts, sometimes one
+    /// its rules refuse), or, one time in five, any value at all.
+    fn value_for(key: &'static str) -> BoxedStrategy<toml::Value> {
+        use toml::Value;
+        let typed = match key {
+            "port" | "request_timeout_ms" | "events.redis.connect_timeout_ms" => prop_oneof![
+                (0i64..70_000).prop_map(Value::Integer),
+                prop::sample::select(vec![-1, 0, 1, 65_535, 65_536, i64::MAX, i64::MIN])
+                    .prop_map(Value::Integer),
+            ]
+            .boxed(),
+            "telemetry.log_format" => {
+                prop::sample::select(vec!["pretty", "json", "compact", "Json", "", "xml"])
+                    .prop_map(|name| Value::String(name.into()))
+                    .boxed()
+            }
+            "events.backend" => prop::sample::select(vec!["embedded", "redis", "Redis", "kafka"])
+                .prop_map(|name| Value::String(name.into()))
+                .boxed(),
+            "events.redis.mode" => prop::sample::select(vec!["single", "cluster", "Cluster", "x"])
+                .prop_map(|name| Value::String(name.into()))
+                .boxed(),
+            _ => prop_oneof![
+                "(?s).{0,24}".prop_map(Value::String),
+                prop::sample::select(NEAR_MISSES).prop_map(|text| Value::String(text.into())),
+            ]
+            .boxed(),
+        };
+        prop_oneof![4 => typed, 1 => toml_value()].boxed()
+    }
+
+    /// Sets dotted `key` in `table`, replacing whatever is in the way.
+    fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
+        match key.split_once('.') {
+            None => {
+                table.insert(key.to_owned(), value);
+            }
+            Some((head, rest)) => {
+                let child = table
+                    .entry(head)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if !child.is_table() {
+                    *child = toml::Value::Table(toml::Table::new());
+                }
+                if let toml::Value::Table(child) = child {
+                    set_dotted(child, rest, value);
+                }
+            }
+        }
+    }
+
+    /// Whether the environment (outside these tests' control) sets `key`.
+    fn env_sets(key: &str) -> bool {
+        std::env::var_os(format!(
+            "{ENV_PREFIX}{}",
+            key.replace('.', "__").to_uppercase()
+        ))
+        .is_some()
+    }
+
+    /// `load` of `file` in `jail`: a config, or an error naming a key. A
+    /// figment error names the key it failed on; one without a key can
+    /// only come from the file not being TOML at all (`syntax_ok` false).
+    fn load_checked(
+        jail: &figment::Jail,
+        contents: &str,
+        syntax_ok: bool,
+    ) -> Result<Option<Fuzzed>, proptest::test_runner::TestCaseError> {
+        let path = jail.directory().join("fuzzed.toml");
+        std::fs::write(&path, contents).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        match load::<Fuzzed>(Some(&path)) {
+            Ok(config) => Ok(Some(config)),
+            Err(ConfigError::Invalid { key, reason }) => {
+                prop_assert!(VALIDATED_KEYS.contains(&key.as_str()), "{key}: {reason}");
+                prop_assert!(!reason.is_empty());
+                Ok(None)
+            }
+            Err(ConfigError::Parse(error)) => {
+                let message = error.to_string();
+                for error in *error {
+                    if error.path.is_empty() {
+                        prop_assert!(!syntax_ok, "no key named for valid TOML: {message}");
+                    } else {
+                        let dotted = error.path.join(".");
+                        prop_assert!(
+                            FUZZED_KEYS
+                                .iter()
+                                .any(|key| key.starts_with(&dotted) || dotted.starts_with(key)),
+                            "{dotted} is no key we set: {message}"
+                        );
+                        prop_assert!(message.contains(&dotted), "{message}");
+                    }
+                }
+                Ok(None)
+            }
+            Err(ConfigError::MissingFile(path)) => {
+                Err(TestCaseError::fail(format!("{} exists", path.display())))
+            }
+        }
+    }
+
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
+    /// `cases` cases, with failures reported but not persisted: the jail
+    /// moves the working directory, where proptest would look for the source.
+    fn jailed_cases(cases: u32) -> ProptestConfig {
+        ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::with_cases(cases)
+        }
+    }
+
+    /// Arbitrary values (of any TOML type) for a few keys of a file: a
+    /// config, or an error naming the key; and a loaded value is the one
+    /// written. In a jail so tests that set `WARBLE_*` variables cannot
+    /// interleave; nothing here sets one.
+    #[test]
+    fn arbitrary_values_load_or_name_their_key() {
+        figment::Jail::expect_with(|jail| {
+            proptest!(jailed_cases(256), |(
+                values in prop::collection::vec(
+                    prop::sample::select(FUZZED_KEYS)
+                        .prop_flat_map(|key| (Just(key), value_for(key))),
+                    1..5,
+                ),
+            )| {
+                let mut table = toml::Table::new();
+                for (key, value) in &values {
+                    set_dotted(&mut table, key, value.clone());
+                }
+                let contents = toml::to_string(&table)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let Some(config) = load_checked(jail, &contents, true)? else {
+                    return Ok(());
+                };
+                // What was written is what loaded (last write per key wins).
+                let last = |key: &str| {
+                    values.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+                };
+                if let Some(toml::Value::Integer(port)) = last("port")
+                    && !env_sets("port")
+                {
+                    prop_assert_eq!(i64::from(config.port), port);
+                }
+                if let Some(toml::Value::String(addr)) = last("upstream_addr")
+                    && !env_sets("upstream_addr")
+                {
+                    prop_assert!(!addr.trim().is_empty());
+                    prop_assert_eq!(&config.upstream_addr, &addr);
+                }
+                if let Some(toml::Value::String(secret)) = last("api_secret")
+                    && !env_sets("api_secret")
+                {
+                    prop_assert_eq!(config.api_secret.expose(), secret.as_str());
+                }
+                prop_assert!(config.port != 0 && config.request_timeout_ms != 0);
+            });
+            Ok(())
+        });
+    }
+
+    /// Arbitrary file contents, TOML or not, UTF-8 or not: never a panic;
+    /// a config, an error naming a key, or the file's own parse error.
+    #[test]
+    fn arbitrary_files_never_panic() {
+        figment::Jail::expect_with(|jail| {
+            proptest!(jailed_cases(256), |(
+                contents in prop_oneof![
+                    "(?s).{0,200}",
+                    // Key-shaped lines with a TOML literal, or junk, after
+                    // the `=` (dotted keys repeated or clashing included).
+                    prop::collection::vec(
+                        (
+                            prop::sample::select(FUZZED_KEYS),
+                            r#"-?[0-9]{1,6}|"[a-z:/,. ]{0,12}"|true|'[^'\n]{0,8}'|\[1, "a"\]|\{ a = 1 \}|(?s).{0,30}"#,
+                        ),
+                        1..4,
+                    )
+                    .prop_map(|lines| lines
+                        .into_iter()
+                        .map(|(key, junk)| format!("{key} = {junk}\n"))
+                        .collect::<String>()),
+                ],
+                bytes in prop::collection::vec(any::<u8>(), 0..64),
+            )| {
+                load_checked(jail, &contents, false)?;
+                let path = jail.directory().join("binary.toml");
+                std::fs::write(&path, &bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if let Err(ConfigError::MissingFile(_)) = load::<Fuzzed>(Some(&path)) {
+                    prop_assert!(false, "the file exists");
+                }
+            });
+            Ok(())
+        });
+    }
+
+    /// Found by `arbitrary_values_load_or_name_their_key`: tracing-subscriber
+    /// 0.3.23's directive parser indexes the untrimmed text with offsets
+    /// into the trimmed text, so leading whitespace before a non-ASCII
+    /// target makes `EnvFilter::try_new` panic (a byte index inside `é`)
+    /// instead of returning an error. `TelemetryConfig::validate` calls it
+    /// on `telemetry.log_level`, so this load panics where it should name
+    /// the key. (`RUST_LOG` takes the same path at start-up.)
+    #[test]
+    fn a_log_level_the_filter_parser_chokes_on_is_refused_by_key() {
+        figment::Jail::expect_with(|jail| {
+            for level in [" é=debug", "\t日=info", " é[span]"] {
+                let path = jail.directory().join("level.toml");
+                std::fs::write(&path, format!("[telemetry]\nlog_level = {level:?}\n"))
+                    .map_err(|e| e.to_string())?;
+                let loaded = std::panic::catch_unwind(|| load::<Fuzzed>(Some(&path)).map(drop));
+                match loaded {
+                    Err(_) => panic!("loading log_level = {level:?} panicked"),
+                    Ok(Err(ConfigError::Invalid { key, .. })) => {
+                        assert_eq!(key, "telemetry.log_level", "{level:?}")
+                    }
+                    Ok(other) => panic!("log_level = {level:?}: {other:?}"),
+                }
+            }
+            Ok(())
+        });
+    }
+
     #[test]
     fn cli_parses_flags() {
         let cli =

@@ -65,11 +65,8 @@ impl Default for TelemetryConfig {
 impl TelemetryConfig {
     /// Validates the section; `prefix` is where it sits in the service's config.
     pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
-        if let Err(error) = EnvFilter::try_new(&self.log_level) {
-            return Err(ConfigError::invalid(
-                &format!("{prefix}.log_level"),
-                format!("not a valid filter directive: {error}"),
-            ));
+        if let Err(reason) = parse_filter(&self.log_level) {
+            return Err(ConfigError::invalid(&format!("{prefix}.log_level"), reason));
         }
         let endpoint = &self.otlp_endpoint;
         let has_scheme = endpoint.starts_with("http://") || endpoint.starts_with("https://");
@@ -148,9 +145,11 @@ pub fn init(
     let tracer = provider.tracer(service_name);
     opentelemetry::global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| parse_filter(&directives).ok())
+        .or_else(|| parse_filter(&config.log_level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let formatter = match config.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
         LogFormat::Compact => tracing_subscriber::fmt::layer().compact().boxed(),
@@ -176,6 +175,29 @@ pub fn init(
     Ok(TelemetryGuard {
         provider: installed.then_some(provider),
     })
+}
+
+/// Parses `EnvFilter` directives, refusing what its parser cannot take.
+/// Targets and levels are ASCII; tracing-subscriber 0.3 panics (instead of
+/// erring) on whitespace before a non-ASCII target (`"info, é=debug"`), so
+/// non-ASCII and control characters are refused here, and each directive is
+/// trimmed, before the parser sees them.
+pub fn parse_filter(directives: &str) -> Result<EnvFilter, String> {
+    if let Some(bad) = directives
+        .chars()
+        .find(|c| !c.is_ascii() || (c.is_ascii_control() && *c != '\t'))
+    {
+        return Err(format!(
+            "not a valid filter directive: {bad:?} is not allowed (directives are ASCII, e.g. `info,warble_tweet_svc=debug`)"
+        ));
+    }
+    let normalized = directives
+        .split(',')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(",");
+    EnvFilter::try_new(&normalized)
+        .map_err(|error| format!("not a valid filter directive: {error}"))
 }
 
 /// Telemetry for tests: compact logs to the test writer at `warn` (or

@@ -152,6 +152,169 @@ mod tests {
         assert!(hashtags("# #. ##").is_empty());
     }
 
+    /// Pieces of hostile text: combining marks (stacked, and orphaned at the
+    /// start), Hangul jamo that compose, characters NFC expands (composition
+    /// exclusions, a three-way decomposition), right-to-left scripts and
+    /// overrides, emoji ZWJ sequences, variation selectors and flags, every
+    /// kind of whitespace and invisible, controls, noncharacters, sigils
+    /// glued to all of them, and upper case that lower-cases to more.
+    const HOSTILE: &[&str] = &[
+        "a",
+        "Z",
+        "_",
+        "0",
+        "#",
+        "@",
+        "##",
+        "@@",
+        "#_",
+        "@_",
+        " ",
+        "\t",
+        "\n",
+        "\r\n",
+        "\u{0}",
+        "\u{7}",
+        "\u{1b}",
+        "\u{7f}",
+        "\u{85}",
+        "\u{a0}",
+        "\u{2028}",
+        "\u{2029}",
+        "\u{3000}",
+        "\u{feff}",
+        "\u{200b}",
+        "\u{200c}",
+        "\u{200d}",
+        "\u{2060}",
+        "\u{301}",
+        "\u{308}\u{301}\u{323}",
+        "\u{34f}",
+        "\u{36f}",
+        "\u{20dd}",
+        "e\u{301}",
+        "\u{1100}",
+        "\u{1161}",
+        "\u{11a8}",
+        "\u{ac00}",
+        "\u{0958}",
+        "\u{0915}\u{093c}",
+        "\u{0928}\u{092e}\u{0938}\u{094d}\u{0924}\u{0947}",
+        "\u{fb2c}",
+        "\u{1d160}",
+        "\u{2126}",
+        "\u{212b}",
+        "\u{1e9b}\u{323}",
+        "ﬃ",
+        "İ",
+        "ẞ",
+        "Σ",
+        "ΑΣ",
+        "ǅ",
+        "\u{5e9}\u{5c1}",
+        "\u{5d0}\u{5d1}",
+        "\u{627}\u{644}\u{639}",
+        "\u{661}",
+        "\u{200e}",
+        "\u{200f}",
+        "\u{202a}",
+        "\u{202e}",
+        "\u{2066}",
+        "\u{2069}",
+        "👨\u{200d}👩\u{200d}👧\u{200d}👦",
+        "🏳\u{fe0f}\u{200d}🌈",
+        "👍🏽",
+        "❤\u{fe0f}",
+        "\u{fe0e}",
+        "🇯🇵",
+        "\u{1f1ef}",
+        "1\u{fe0f}\u{20e3}",
+        "\u{e0067}\u{e0062}",
+        "\u{fffd}",
+        "\u{ffff}",
+        "\u{fdd0}",
+        "\u{10ffff}",
+        "\u{e000}",
+        "日本語",
+        "𝔘𝔫𝔦",
+    ];
+
+    /// A sequence of [`HOSTILE`] pieces and arbitrary characters (any
+    /// scalar value, controls and format characters included).
+    fn hostile(max_pieces: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                3 => prop::sample::select(HOSTILE).prop_map(str::to_owned),
+                1 => any::<char>().prop_map(String::from),
+            ],
+            0..max_pieces,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    /// What [`normalize`] must answer, from the documented rules alone.
+    fn expected(raw: &str) -> Result<String, TextError> {
+        let nfc: String = raw.nfc().collect();
+        if nfc.chars().count() > MAX_TEXT_CHARS {
+            Err(TextError::TooLong)
+        } else if nfc.trim().is_empty() {
+            Err(TextError::Blank)
+        } else {
+            Ok(nfc)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Hostile Unicode up to a few hundred pieces (around the length
+        /// limit): exactly the documented rules, an idempotent result, and
+        /// extraction that holds its promises.
+        #[test]
+        fn hostile_text_follows_the_rules(input in hostile(400)) {
+            let result = normalize(&input);
+            prop_assert_eq!(&result, &expected(&input));
+            if let Ok(text) = &result {
+                prop_assert_eq!(
+                    normalize(text),
+                    Ok(text.clone()),
+                    "normalising is idempotent"
+                );
+            }
+            let tags = hashtags(&input);
+            let names = mentions(&input);
+            prop_assert!(tags.len() <= input.matches('#').count());
+            prop_assert!(names.len() <= input.matches('@').count());
+            for tag in &tags {
+                prop_assert!(!tag.is_empty());
+                prop_assert!(tag.chars().all(is_word_char), "{:?}", tag);
+                prop_assert_eq!(tag, &tag.to_lowercase());
+            }
+            for name in &names {
+                prop_assert!((1..=MAX_USERNAME_CHARS).contains(&name.len()));
+                prop_assert!(name.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'_'));
+                let mention = format!("@{name}");
+                prop_assert!(input.to_ascii_lowercase().contains(&mention));
+            }
+            prop_assert_eq!(tags.iter().collect::<HashSet<_>>().len(), tags.len());
+            prop_assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Very long input, on both sides of the raw-size bound: one piece
+        /// repeated to 60-70 KiB is always too long, and cheap to refuse.
+        #[test]
+        fn very_long_text_is_too_long(piece in prop::sample::select(HOSTILE), target in 60_000usize..70_000) {
+            let input = piece.repeat(target / piece.len() + 1);
+            prop_assert_eq!(normalize(&input), Err(TextError::TooLong));
+            let _ = hashtags(&input);
+            let _ = mentions(&input);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(input in any::<String>()) {
