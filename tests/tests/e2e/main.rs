@@ -14,6 +14,7 @@ mod config_docs;
 mod discovery;
 mod graphql;
 mod processes;
+mod production_auth;
 mod stack;
 mod timeline_model;
 mod timelines;
