@@ -38,6 +38,9 @@ pub mod tweet {
     /// home timeline ([`super::timeline::CACHED_HOME_ENTRIES`]), so a
     /// timeline rebuild can take it from one author in one call.
     pub const MAX_TWEETS_PER_AUTHOR: u32 = 800;
+    /// Most ancestors GetAncestors returns (and its default): a reply chain
+    /// shown above a tweet, as Mastodon's context does.
+    pub const MAX_ANCESTORS: u32 = 80;
 }
 
 /// Limits of `warble.graph.v1.GraphService`.
@@ -62,6 +65,12 @@ pub mod graph {
     /// Largest `page.limit` ListFollowers and ListFollowing accept; large
     /// because fan-out and timeline rebuilds read whole lists.
     pub const MAX_PAGE_LIMIT: u32 = 5_000;
+    /// Longest location after trimming, in characters.
+    pub const MAX_LOCATION_CHARS: usize = 30;
+    /// Longest website URL, in characters.
+    pub const MAX_WEBSITE_CHARS: usize = 100;
+    /// Longest mute duration: a year. Longer is what "until unmuted" (0) is for.
+    pub const MAX_MUTE_DURATION_SECS: u64 = 31_536_000;
 }
 
 /// Limits of `warble.timeline.v1.TimelineService`.
@@ -75,6 +84,10 @@ pub mod timeline {
     /// stores, only more slowly. The cache's own capacity must equal it
     /// (timeline-svc asserts so where it uses both).
     pub const CACHED_HOME_ENTRIES: usize = 800;
+    /// A retweet does not enter a home timeline whose newest this-many
+    /// entries already hold the tweet or another retweet of it (Mastodon's
+    /// rule), so one tweet is not shown again and again.
+    pub const RETWEET_DEDUP_WINDOW: usize = 40;
 }
 
 // A rebuild fills a cached timeline from a single prolific author in one call.

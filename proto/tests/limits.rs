@@ -35,6 +35,7 @@ const LIMITS: &[(&str, u64)] = &[
     limit!(tweet::MAX_PAGE_LIMIT),
     limit!(tweet::MAX_AUTHORS_PER_CALL),
     limit!(tweet::MAX_TWEETS_PER_AUTHOR),
+    limit!(tweet::MAX_ANCESTORS),
     limit!(graph::MAX_USERNAME_CHARS),
     limit!(graph::MAX_DISPLAY_NAME_CHARS),
     limit!(graph::MAX_BIO_CHARS),
@@ -42,9 +43,13 @@ const LIMITS: &[(&str, u64)] = &[
     limit!(graph::MAX_WRITE_BATCH),
     limit!(graph::DEFAULT_PAGE_LIMIT),
     limit!(graph::MAX_PAGE_LIMIT),
+    limit!(graph::MAX_LOCATION_CHARS),
+    limit!(graph::MAX_WEBSITE_CHARS),
+    limit!(graph::MAX_MUTE_DURATION_SECS),
     limit!(timeline::DEFAULT_PAGE_LIMIT),
     limit!(timeline::MAX_PAGE_LIMIT),
     limit!(timeline::CACHED_HOME_ENTRIES),
+    limit!(timeline::RETWEET_DEDUP_WINDOW),
 ];
 
 /// Numbers a comment may state without naming a constant.
