@@ -16,6 +16,11 @@ pub enum GraphError {
     /// Creating something that must be unique, e.g. a taken username.
     #[error("{0}")]
     AlreadyExists(String),
+    /// The change is refused between these two users, e.g. a follow while
+    /// either blocks the other. The message says no more than that, so it
+    /// does not reveal who blocked whom.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The embedded database failed.
     #[error("embedded store: {0}")]
     Storage(#[from] redb::Error),
@@ -58,7 +63,7 @@ impl GraphError {
     /// Says which entry of a batch request field `list` this failure is
     /// about, so the caller can find it among a thousand: an invalid field
     /// becomes `list[index].field` (the path the client set), a missing user
-    /// or a taken username is prefixed with `list[index]: `. Failures of the
+    /// a taken username or a refused follow is prefixed with `list[index]: `. Failures of the
     /// store itself are about no one entry and stay as they are.
     pub fn in_batch(self, list: &str, index: usize) -> Self {
         match self {
@@ -69,6 +74,9 @@ impl GraphError {
             Self::NotFound(message) => Self::NotFound(format!("{list}[{index}]: {message}")),
             Self::AlreadyExists(message) => {
                 Self::AlreadyExists(format!("{list}[{index}]: {message}"))
+            }
+            Self::PermissionDenied(message) => {
+                Self::PermissionDenied(format!("{list}[{index}]: {message}"))
             }
             other => other,
         }
@@ -100,6 +108,7 @@ impl From<GraphError> for Status {
             }
             GraphError::NotFound(message) => status::not_found(message),
             GraphError::AlreadyExists(message) => Status::already_exists(message),
+            GraphError::PermissionDenied(message) => Status::permission_denied(message),
             // A clock that stepped back is transient: callers may retry once it catches up.
             GraphError::Ids(ref cause) => status::unavailable(cause),
             GraphError::Storage(_)
@@ -130,6 +139,10 @@ mod tests {
             Status::from(GraphError::AlreadyExists("taken".into())).code(),
             Code::AlreadyExists
         );
+        assert_eq!(
+            Status::from(GraphError::PermissionDenied("no".into())).code(),
+            Code::PermissionDenied
+        );
     }
 
     #[test]
@@ -150,6 +163,10 @@ mod tests {
         let taken = Status::from(GraphError::AlreadyExists("taken".into()).in_batch("users", 12));
         assert_eq!(taken.code(), Code::AlreadyExists);
         assert_eq!(taken.message(), "users[12]: taken");
+        let refused =
+            Status::from(GraphError::PermissionDenied("refused".into()).in_batch("pairs", 2));
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        assert_eq!(refused.message(), "pairs[2]: refused");
         let internal = GraphError::Storage(redb::Error::Corrupted("x".into())).in_batch("users", 1);
         assert!(matches!(internal, GraphError::Storage(_)), "{internal:?}");
     }

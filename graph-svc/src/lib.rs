@@ -1,9 +1,14 @@
-//! Warble's graph service: user profiles and who follows whom.
+//! Warble's graph service: user profiles, who follows whom, and who blocks
+//! or mutes whom.
 //!
-//! Owns the `warble.graph.v1.GraphService` contract. Every follow and
-//! unfollow publishes a `Followed`/`Unfollowed` event to the domain event
-//! stream in the same durable step as the change, carrying the counts after
-//! it, so fan-out and timelines never need to call back.
+//! Owns the `warble.graph.v1.GraphService` contract. Every change publishes
+//! its event to the domain event stream in the same durable step as the
+//! change: `Followed`/`Unfollowed` carrying the counts after it (so fan-out
+//! and timelines never need to call back), `UserCreated`, `ProfileUpdated`
+//! (the whole profile after), `Blocked` (after an `Unfollowed` for each
+//! follow the block removed), `Unblocked`, `Muted` and `Unmuted`. Timelines
+//! filter a page of authors with one `GetRelations` call, point lookups
+//! per author whatever the length of the viewer's block and mute lists.
 //!
 //! The library holds everything; the `graph-svc` binary only loads config
 //! and calls [`run`], which opens the store ([`GraphSvc::open_embedded`] or
@@ -72,7 +77,7 @@ impl GraphSvc {
     /// ids as `config.worker_id` above every id already stored. Fails with a
     /// message naming the store and its address.
     ///
-    /// Also returns the store's outbox, where `Followed`/`Unfollowed` wait
+    /// Also returns the store's outbox, where its events wait
     /// until a relay (`warble_mesh::outbox::run_relay`) publishes them.
     pub async fn open_neo4j(config: &GraphSvcConfig) -> anyhow::Result<(Self, Arc<dyn Outbox>)> {
         let neo4j = &config.store.neo4j;

@@ -1,5 +1,8 @@
 //! The `warble.graph.v1.GraphService` gRPC handlers: validate, call the
 //! store, map domain types to messages.
+//!
+//! The handlers read the clock (for mute expiry), not the stores: a store
+//! judges mutes against the `now_ms` it is given.
 
 use std::sync::Arc;
 
@@ -9,8 +12,10 @@ use warble_proto::graph::v1 as pb;
 use warble_proto::graph::v1::graph_service_server::GraphService;
 
 use crate::error::GraphError;
-use crate::store::{FollowPage, GraphStore, User, check_write_batch};
-use crate::validate::{self, FollowList};
+use crate::store::{
+    FollowPage, GraphStore, ProfileChange, RelationPage, User, check_write_batch, stored_expiry,
+};
+use crate::validate::{self, UserList};
 
 /// The gRPC face of the graph service. Cheap to clone.
 #[derive(Clone)]
@@ -39,13 +44,41 @@ impl From<User> for pb::User {
             display_name: user.display_name,
             bio: user.bio,
             created_at_ms: user.created_at_ms,
+            location: user.location,
+            website: user.website,
+            verified: user.verified,
         }
     }
 }
 
+/// Now, in Unix milliseconds, as the service judges mutes.
+fn now_ms() -> i64 {
+    i64::try_from(warble_mesh::time::now_ms()).unwrap_or(i64::MAX)
+}
+
+fn relation_edges_and_page(
+    page: RelationPage,
+    list: UserList,
+    owner: u64,
+) -> (Vec<pb::RelationEdge>, Option<PageResponse>) {
+    let edges = page
+        .edges
+        .into_iter()
+        .map(|edge| pb::RelationEdge {
+            user_id: edge.user_id,
+            since_ms: edge.since_ms,
+            expires_at_ms: stored_expiry(edge.expires_at_ms),
+            hide_notifications: edge.hide_notifications,
+            cursor: validate::next_cursor(list, owner, Some(edge.position)),
+        })
+        .collect();
+    let next_cursor = validate::next_cursor(list, owner, page.next);
+    (edges, Some(PageResponse { next_cursor }))
+}
+
 fn edges_and_page(
     page: FollowPage,
-    list: FollowList,
+    list: UserList,
     owner: u64,
 ) -> (Vec<pb::FollowEdge>, Option<PageResponse>) {
     let edges = page
@@ -202,9 +235,9 @@ impl GraphService for GraphApi {
     ) -> Result<Response<pb::ListFollowersResponse>, Status> {
         let request = request.into_inner();
         let user = validate::user_id("user_id", request.user_id)?;
-        let query = validate::page(request.page.as_ref(), FollowList::Followers, user)?;
+        let query = validate::page(request.page.as_ref(), UserList::Followers, user)?;
         let page = self.store.list_followers(user, query).await?;
-        let (followers, page) = edges_and_page(page, FollowList::Followers, user);
+        let (followers, page) = edges_and_page(page, UserList::Followers, user);
         Ok(Response::new(pb::ListFollowersResponse { followers, page }))
     }
 
@@ -215,12 +248,12 @@ impl GraphService for GraphApi {
     ) -> Result<Response<pb::ListFollowingResponse>, Status> {
         let request = request.into_inner();
         let user = validate::user_id("user_id", request.user_id)?;
-        let query = validate::page(request.page.as_ref(), FollowList::Following, user)?;
+        let query = validate::page(request.page.as_ref(), UserList::Following, user)?;
         let page = self
             .store
             .list_following(user, query, request.min_followers)
             .await?;
-        let (following, page) = edges_and_page(page, FollowList::Following, user);
+        let (following, page) = edges_and_page(page, UserList::Following, user);
         Ok(Response::new(pb::ListFollowingResponse { following, page }))
     }
 
@@ -262,5 +295,215 @@ impl GraphService for GraphApi {
         }
         let following = self.store.is_following(&pairs).await?;
         Ok(Response::new(pb::IsFollowingResponse { following }))
+    }
+
+    #[tracing::instrument(skip_all, fields(count = request.get_ref().usernames.len()))]
+    async fn get_users_by_usernames(
+        &self,
+        request: Request<pb::GetUsersByUsernamesRequest>,
+    ) -> Result<Response<pb::GetUsersByUsernamesResponse>, Status> {
+        let usernames = request.into_inner().usernames;
+        validate::batch_size("usernames", usernames.len())?;
+        // Names come from tweet text: a malformed one is simply no user,
+        // and is not sent to the store.
+        let wellformed: Vec<String> = usernames
+            .iter()
+            .filter(|name| validate::username("usernames", name).is_ok())
+            .cloned()
+            .collect();
+        let mut found = self
+            .store
+            .get_users_by_usernames(&wellformed)
+            .await?
+            .into_iter();
+        let results = usernames
+            .into_iter()
+            .map(|username| {
+                let user = if validate::username("usernames", &username).is_ok() {
+                    found.next().flatten()
+                } else {
+                    None
+                };
+                pb::UsernameLookup {
+                    username,
+                    user: user.map(Into::into),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetUsersByUsernamesResponse { results }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id))]
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let request = request.into_inner();
+        let user = validate::user_id("user_id", request.user_id)?;
+        let update = validate::profile_update(&request)?;
+        let ProfileChange { user, changed } = self.store.update_profile(user, update).await?;
+        if changed {
+            tracing::info!(user_id = user.id, "profile updated");
+        }
+        Ok(Response::new(pb::UpdateProfileResponse {
+            user: Some(user.into()),
+            changed,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id, verified = request.get_ref().verified))]
+    async fn set_verified(
+        &self,
+        request: Request<pb::SetVerifiedRequest>,
+    ) -> Result<Response<pb::SetVerifiedResponse>, Status> {
+        let request = request.into_inner();
+        let user = validate::user_id("user_id", request.user_id)?;
+        let ProfileChange { user, changed } =
+            self.store.set_verified(user, request.verified).await?;
+        if changed {
+            tracing::info!(
+                user_id = user.id,
+                verified = user.verified,
+                "verified mark set"
+            );
+        }
+        Ok(Response::new(pb::SetVerifiedResponse {
+            user: Some(user.into()),
+            changed,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(blocker_id = request.get_ref().blocker_id, blocked_id = request.get_ref().blocked_id))]
+    async fn block(
+        &self,
+        request: Request<pb::BlockRequest>,
+    ) -> Result<Response<pb::BlockResponse>, Status> {
+        let request = request.into_inner();
+        validate::user_pair(
+            ("blocker_id", request.blocker_id),
+            ("blocked_id", request.blocked_id),
+        )?;
+        let changed = self
+            .store
+            .block(request.blocker_id, request.blocked_id)
+            .await?;
+        Ok(Response::new(pb::BlockResponse { changed }))
+    }
+
+    #[tracing::instrument(skip_all, fields(blocker_id = request.get_ref().blocker_id, blocked_id = request.get_ref().blocked_id))]
+    async fn unblock(
+        &self,
+        request: Request<pb::UnblockRequest>,
+    ) -> Result<Response<pb::UnblockResponse>, Status> {
+        let request = request.into_inner();
+        validate::user_pair(
+            ("blocker_id", request.blocker_id),
+            ("blocked_id", request.blocked_id),
+        )?;
+        let changed = self
+            .store
+            .unblock(request.blocker_id, request.blocked_id)
+            .await?;
+        Ok(Response::new(pb::UnblockResponse { changed }))
+    }
+
+    #[tracing::instrument(skip_all, fields(muter_id = request.get_ref().muter_id, muted_id = request.get_ref().muted_id))]
+    async fn mute(
+        &self,
+        request: Request<pb::MuteRequest>,
+    ) -> Result<Response<pb::MuteResponse>, Status> {
+        let request = request.into_inner();
+        validate::user_pair(
+            ("muter_id", request.muter_id),
+            ("muted_id", request.muted_id),
+        )?;
+        let duration = validate::mute_duration(request.duration_secs)?;
+        let now = now_ms();
+        // At most a year of milliseconds (validated): no overflow.
+        let expires_at_ms = duration.map(|secs| now.saturating_add(secs as i64 * 1000));
+        let change = self
+            .store
+            .mute(
+                request.muter_id,
+                request.muted_id,
+                expires_at_ms,
+                request.hide_notifications,
+                now,
+            )
+            .await?;
+        Ok(Response::new(pb::MuteResponse {
+            changed: change.changed,
+            expires_at_ms: stored_expiry(change.expires_at_ms),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(muter_id = request.get_ref().muter_id, muted_id = request.get_ref().muted_id))]
+    async fn unmute(
+        &self,
+        request: Request<pb::UnmuteRequest>,
+    ) -> Result<Response<pb::UnmuteResponse>, Status> {
+        let request = request.into_inner();
+        validate::user_pair(
+            ("muter_id", request.muter_id),
+            ("muted_id", request.muted_id),
+        )?;
+        let changed = self
+            .store
+            .unmute(request.muter_id, request.muted_id, now_ms())
+            .await?;
+        Ok(Response::new(pb::UnmuteResponse { changed }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id))]
+    async fn list_blocked(
+        &self,
+        request: Request<pb::ListBlockedRequest>,
+    ) -> Result<Response<pb::ListBlockedResponse>, Status> {
+        let request = request.into_inner();
+        let user = validate::user_id("user_id", request.user_id)?;
+        let query = validate::page(request.page.as_ref(), UserList::Blocked, user)?;
+        let page = self.store.list_blocked(user, query).await?;
+        let (blocked, page) = relation_edges_and_page(page, UserList::Blocked, user);
+        Ok(Response::new(pb::ListBlockedResponse { blocked, page }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id))]
+    async fn list_muted(
+        &self,
+        request: Request<pb::ListMutedRequest>,
+    ) -> Result<Response<pb::ListMutedResponse>, Status> {
+        let request = request.into_inner();
+        let user = validate::user_id("user_id", request.user_id)?;
+        let query = validate::page(request.page.as_ref(), UserList::Muted, user)?;
+        let page = self.store.list_muted(user, query, now_ms()).await?;
+        let (muted, page) = relation_edges_and_page(page, UserList::Muted, user);
+        Ok(Response::new(pb::ListMutedResponse { muted, page }))
+    }
+
+    #[tracing::instrument(skip_all, fields(viewer_id = request.get_ref().viewer_id, count = request.get_ref().user_ids.len()))]
+    async fn get_relations(
+        &self,
+        request: Request<pb::GetRelationsRequest>,
+    ) -> Result<Response<pb::GetRelationsResponse>, Status> {
+        let request = request.into_inner();
+        validate::user_ids("user_ids", &request.user_ids)?;
+        let relations = self
+            .store
+            .relations(request.viewer_id, &request.user_ids, now_ms())
+            .await?;
+        let relations = request
+            .user_ids
+            .into_iter()
+            .zip(relations)
+            .map(|(user_id, relation)| pb::Relation {
+                user_id,
+                viewer_blocks: relation.viewer_blocks,
+                blocks_viewer: relation.blocks_viewer,
+                viewer_mutes: relation.viewer_mutes,
+                mute_hides_notifications: relation.mute_hides_notifications,
+                mute_expires_at_ms: stored_expiry(relation.mute_expires_at_ms),
+            })
+            .collect();
+        Ok(Response::new(pb::GetRelationsResponse { relations }))
     }
 }

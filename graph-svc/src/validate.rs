@@ -5,14 +5,14 @@
 //! store enforces too.
 
 use warble_proto::common::v1::PageRequest;
-use warble_proto::graph::v1::CreateUserRequest;
+use warble_proto::graph::v1::{CreateUserRequest, UpdateProfileRequest};
 use warble_proto::limits::graph::{
-    DEFAULT_PAGE_LIMIT, MAX_BATCH, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_PAGE_LIMIT,
-    MAX_USERNAME_CHARS,
+    DEFAULT_PAGE_LIMIT, MAX_BATCH, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_LOCATION_CHARS,
+    MAX_MUTE_DURATION_SECS, MAX_PAGE_LIMIT, MAX_USERNAME_CHARS, MAX_WEBSITE_CHARS,
 };
 
 use crate::error::GraphError;
-use crate::store::{EdgePosition, NewUser, PageQuery};
+use crate::store::{EdgePosition, NewUser, PageQuery, ProfileUpdate};
 
 /// 1 to [`MAX_USERNAME_CHARS`] of `[A-Za-z0-9_]`. ASCII only, so case
 /// folding is unambiguous.
@@ -77,6 +77,130 @@ pub fn new_user(request: CreateUserRequest) -> Result<NewUser, GraphError> {
     })
 }
 
+/// Returns the location trimmed: at most [`MAX_LOCATION_CHARS`]
+/// characters; may be empty.
+pub fn location(value: &str) -> Result<String, GraphError> {
+    let trimmed = value.trim();
+    if trimmed.chars().count() > MAX_LOCATION_CHARS {
+        return Err(GraphError::invalid(
+            "location",
+            format!("must be at most {MAX_LOCATION_CHARS} characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Returns the website trimmed: empty, or an `http://` or `https://` URL
+/// with a host, at most [`MAX_WEBSITE_CHARS`] characters, without
+/// whitespace or control characters. Checked by hand (a profile link needs
+/// no full URL parser): the host is letters, digits, `-` and `.` (any
+/// script, so internationalised names pass) or a bracketed IPv6 address,
+/// optionally followed by a numeric port; credentials (`user@`) are refused.
+pub fn website(value: &str) -> Result<String, GraphError> {
+    let invalid = |reason: &str| GraphError::invalid("website", reason);
+    let url = value.trim();
+    if url.is_empty() {
+        return Ok(String::new());
+    }
+    if url.chars().count() > MAX_WEBSITE_CHARS {
+        return Err(GraphError::invalid(
+            "website",
+            format!("must be at most {MAX_WEBSITE_CHARS} characters"),
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("must not contain spaces or control characters"));
+    }
+    let lower = url.to_ascii_lowercase();
+    // The schemes are ASCII, so the byte offsets are character boundaries.
+    let rest = if lower.starts_with("https://") {
+        &url["https://".len()..]
+    } else if lower.starts_with("http://") {
+        &url["http://".len()..]
+    } else {
+        return Err(invalid("must be an http:// or https:// URL"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if !valid_authority(authority) {
+        return Err(invalid("must name a valid host"));
+    }
+    Ok(url.to_owned())
+}
+
+/// `host` or `host:port`, the host a name or a bracketed IPv6 address.
+fn valid_authority(authority: &str) -> bool {
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((address, after)) = bracketed.split_once(']') else {
+            return false;
+        };
+        let port = match after {
+            "" => None,
+            after => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return false,
+            },
+        };
+        let ipv6 = !address.is_empty()
+            && address
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        if !ipv6 {
+            return false;
+        }
+        (None, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(authority), None),
+        }
+    };
+    let port_ok = port.is_none_or(|port| {
+        (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit())
+    });
+    let host_ok = host.is_none_or(|host| {
+        let name = host.strip_suffix('.').unwrap_or(host);
+        !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            })
+    });
+    port_ok && host_ok
+}
+
+/// A profile edit, checked field by field with the sign-up rules; only the
+/// fields set change.
+pub fn profile_update(request: &UpdateProfileRequest) -> Result<ProfileUpdate, GraphError> {
+    Ok(ProfileUpdate {
+        display_name: request
+            .display_name
+            .as_deref()
+            .map(display_name)
+            .transpose()?,
+        bio: request
+            .bio
+            .as_deref()
+            .map(|value| bio(value).map(|()| value.to_owned()))
+            .transpose()?,
+        location: request.location.as_deref().map(location).transpose()?,
+        website: request.website.as_deref().map(website).transpose()?,
+    })
+}
+
+/// A mute's duration in seconds, at most [`MAX_MUTE_DURATION_SECS`]; 0
+/// (until unmuted) is `None`.
+pub fn mute_duration(secs: u64) -> Result<Option<u64>, GraphError> {
+    if secs > MAX_MUTE_DURATION_SECS {
+        return Err(GraphError::invalid(
+            "duration_secs",
+            format!("must be at most {MAX_MUTE_DURATION_SECS} (0 mutes until unmuted)"),
+        ));
+    }
+    Ok((secs != 0).then_some(secs))
+}
+
 /// Ids are Snowflakes, never 0; a 0 is an unset field.
 pub fn user_id(field: &str, id: u64) -> Result<u64, GraphError> {
     if id == 0 {
@@ -101,26 +225,33 @@ pub fn batch_size(field: &str, len: usize) -> Result<(), GraphError> {
 
 /// Both ids set and different. A user cannot follow (or unfollow) themself.
 pub fn follow_pair(follower: u64, followee: u64) -> Result<(), GraphError> {
-    user_id("follower_id", follower)?;
-    user_id("followee_id", followee)?;
-    if follower == followee {
-        return Err(GraphError::invalid(
-            "followee_id",
-            "must differ from follower_id",
-        ));
-    }
-    Ok(())
+    user_pair(("follower_id", follower), ("followee_id", followee))
 }
 
-/// Which follow list a cursor belongs to: its kind byte, so a cursor from
-/// one list is rejected by the other.
+/// Both ids of a request relating two users set and different (no one
+/// follows, blocks or mutes themself); each is named by its field.
+pub fn user_pair(
+    (first_field, first): (&str, u64),
+    (second_field, second): (&str, u64),
+) -> Result<(), GraphError> {
+    user_id(first_field, first)?;
+    user_id(second_field, second)?;
+    crate::store::distinct_pair(first, second, first_field, second_field)
+}
+
+/// Which user list a cursor belongs to: its kind byte, so a cursor from
+/// one list is rejected by the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum FollowList {
+pub enum UserList {
     /// A user's followers.
     Followers = 0x47,
     /// Whom a user follows.
     Following = 0x48,
+    /// Whom a user blocks.
+    Blocked = 0x49,
+    /// Whom a user mutes.
+    Muted = 0x4a,
 }
 
 /// Turns a page request into a store query. Cursors carry the list owner,
@@ -128,7 +259,7 @@ pub enum FollowList {
 /// paging the wrong list.
 pub fn page(
     request: Option<&PageRequest>,
-    list: FollowList,
+    list: UserList,
     owner: u64,
 ) -> Result<PageQuery, GraphError> {
     let default = PageRequest::default();
@@ -158,7 +289,7 @@ pub fn page(
 }
 
 /// The cursor for the page after `next`; empty when there is none.
-pub fn next_cursor(list: FollowList, owner: u64, next: Option<EdgePosition>) -> String {
+pub fn next_cursor(list: UserList, owner: u64, next: Option<EdgePosition>) -> String {
     next.map(|position| {
         warble_mesh::cursor::encode(list as u8, &[owner, position.follow_seq, position.user_id])
     })
@@ -203,8 +334,117 @@ mod tests {
     }
 
     #[test]
+    fn locations_are_trimmed_and_counted_in_characters() {
+        assert_eq!(location("  Zürich  ").unwrap(), "Zürich");
+        assert_eq!(location("   ").unwrap(), "");
+        assert!(location(&"ü".repeat(30)).is_ok());
+        assert_eq!(field_of(location(&"ü".repeat(31)).unwrap_err()), "location");
+    }
+
+    #[test]
+    fn websites_are_http_urls_with_a_host() {
+        for good in [
+            "https://example.com",
+            "http://example.com/",
+            "HTTPS://Example.COM/path?q=1#top",
+            "https://sub.example.co.uk:8443/a/b",
+            "https://bücher.example",
+            "http://[::1]:8080/",
+            "http://localhost",
+            "  https://example.com  ",
+        ] {
+            assert_eq!(website(good).unwrap(), good.trim(), "{good}");
+        }
+        assert_eq!(website("").unwrap(), "");
+        let long = format!("https://example.com/{}", "a".repeat(80));
+        assert_eq!(long.len(), 100);
+        assert!(website(&long).is_ok());
+        for bad in [
+            "example.com",
+            "ftp://example.com",
+            "javascript:alert(1)",
+            "https://",
+            "https:///path",
+            "https://exa mple.com",
+            "https://example.com/a b",
+            "https://example.com/\u{7}x",
+            "https://user:pw@example.com",
+            "https://example..com",
+            "https://-example.com",
+            "https://example.com:",
+            "https://example.com:123456",
+            "https://example.com:80a",
+            "http://[::1",
+            "http://[]/",
+            &format!("{long}a"),
+        ] {
+            assert_eq!(field_of(website(bad).unwrap_err()), "website", "{bad}");
+        }
+    }
+
+    #[test]
+    fn profile_updates_check_only_the_fields_set() {
+        let request = UpdateProfileRequest {
+            user_id: 1,
+            display_name: Some("  Ada  ".into()),
+            bio: None,
+            location: Some(" London ".into()),
+            website: Some(String::new()),
+        };
+        assert_eq!(
+            profile_update(&request).unwrap(),
+            ProfileUpdate {
+                display_name: Some("Ada".into()),
+                bio: None,
+                location: Some("London".into()),
+                website: Some(String::new()),
+            }
+        );
+        let blank_name = UpdateProfileRequest {
+            display_name: Some("  ".into()),
+            ..request.clone()
+        };
+        assert_eq!(
+            field_of(profile_update(&blank_name).unwrap_err()),
+            "display_name"
+        );
+        let long_bio = UpdateProfileRequest {
+            bio: Some("b".repeat(161)),
+            ..request
+        };
+        assert_eq!(field_of(profile_update(&long_bio).unwrap_err()), "bio");
+    }
+
+    #[test]
+    fn mute_durations() {
+        assert_eq!(mute_duration(0).unwrap(), None);
+        assert_eq!(mute_duration(60).unwrap(), Some(60));
+        assert_eq!(
+            mute_duration(MAX_MUTE_DURATION_SECS).unwrap(),
+            Some(MAX_MUTE_DURATION_SECS)
+        );
+        assert_eq!(
+            field_of(mute_duration(MAX_MUTE_DURATION_SECS + 1).unwrap_err()),
+            "duration_secs"
+        );
+    }
+
+    #[test]
+    fn pairs_are_two_different_users() {
+        assert!(user_pair(("blocker_id", 1), ("blocked_id", 2)).is_ok());
+        assert_eq!(
+            field_of(user_pair(("blocker_id", 1), ("blocked_id", 1)).unwrap_err()),
+            "blocked_id"
+        );
+        assert_eq!(
+            field_of(user_pair(("muter_id", 0), ("muted_id", 1)).unwrap_err()),
+            "muter_id"
+        );
+    }
+
+    #[test]
     fn pages() {
-        let query = page(None, FollowList::Followers, 9).unwrap();
+        let query = page(None, UserList::Followers, 9).unwrap();
         assert_eq!(
             (query.after, query.limit),
             (None, DEFAULT_PAGE_LIMIT as usize)
@@ -213,24 +453,26 @@ mod tests {
             follow_seq: 5,
             user_id: 6,
         };
-        let cursor = next_cursor(FollowList::Followers, 9, Some(position));
+        let cursor = next_cursor(UserList::Followers, 9, Some(position));
         let request = PageRequest {
             cursor: cursor.clone(),
             limit: 5000,
         };
-        let query = page(Some(&request), FollowList::Followers, 9).unwrap();
+        let query = page(Some(&request), UserList::Followers, 9).unwrap();
         assert_eq!((query.after, query.limit), (Some(position), 5000));
         // Another list or another owner rejects the cursor.
-        assert!(page(Some(&request), FollowList::Following, 9).is_err());
-        assert!(page(Some(&request), FollowList::Followers, 10).is_err());
+        assert!(page(Some(&request), UserList::Following, 9).is_err());
+        assert!(page(Some(&request), UserList::Blocked, 9).is_err());
+        assert!(page(Some(&request), UserList::Muted, 9).is_err());
+        assert!(page(Some(&request), UserList::Followers, 10).is_err());
         let too_big = PageRequest {
             cursor: String::new(),
             limit: 5001,
         };
         assert_eq!(
-            field_of(page(Some(&too_big), FollowList::Followers, 9).unwrap_err()),
+            field_of(page(Some(&too_big), UserList::Followers, 9).unwrap_err()),
             "page.limit"
         );
-        assert_eq!(next_cursor(FollowList::Followers, 9, None), "");
+        assert_eq!(next_cursor(UserList::Followers, 9, None), "");
     }
 }

@@ -5,10 +5,12 @@ mod api {
     pub mod helpers;
 
     mod batches;
+    mod blocks;
     mod events;
     mod follows;
     mod lists;
     mod paging;
+    mod profiles;
     mod restart;
     mod store_neo4j;
     mod users;

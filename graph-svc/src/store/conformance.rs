@@ -16,11 +16,14 @@ use std::sync::Arc;
 use prost::Message as _;
 use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
 use warble_mesh::outbox::{Outbox, OutboxEntry};
-use warble_proto::events::v1::{Event, Followed, Unfollowed, event};
+use warble_proto::events::v1::{
+    Blocked, Event, Followed, Muted, ProfileUpdated, Unfollowed, UserCreated, event,
+};
 use warble_proto::limits::graph::MAX_WRITE_BATCH;
 
 use super::{
-    EdgePosition, FollowChange, FollowCounts, FollowPage, GraphStore, NewUser, PageQuery, User,
+    EdgePosition, FollowChange, FollowCounts, FollowPage, GraphStore, MuteChange, NewUser,
+    PageQuery, ProfileUpdate, Relation, RelationPage, User,
 };
 use crate::error::GraphError;
 
@@ -61,6 +64,31 @@ where
     a_follow_batch_with_a_bad_pair_follows_nothing(&store, outbox.as_ref()).await;
     let (_guard, store, _outbox) = make().await;
     write_batches_are_limited_in_size(&store).await;
+    let (_guard, store, outbox) = make().await;
+    every_new_user_publishes_user_created(&store, outbox.as_ref()).await;
+    let (_guard, store, _outbox) = make().await;
+    usernames_resolve_in_a_batch_ignoring_case(&store).await;
+    let (_guard, store, outbox) = make().await;
+    profile_edits_change_only_the_fields_set_and_publish_when_changed(&store, outbox.as_ref())
+        .await;
+    let (_guard, store, outbox) = make().await;
+    the_verified_mark_changes_only_through_set_verified(&store, outbox.as_ref()).await;
+    let (_guard, store, outbox) = make().await;
+    a_block_removes_follows_both_ways_with_exact_counts_and_events(&store, outbox.as_ref()).await;
+    let (_guard, store, outbox) = make().await;
+    follows_are_refused_both_ways_while_a_block_stands(&store, outbox.as_ref()).await;
+    let (_guard, store, outbox) = make().await;
+    blocks_and_mutes_are_idempotent_with_events_only_on_change(&store, outbox.as_ref()).await;
+    let (_guard, store, _outbox) = make().await;
+    blocks_and_mutes_need_two_different_existing_users(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    a_mute_lapses_at_its_expiry(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    relations_answer_each_id_in_order(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    block_lists_page_stably_newest_first(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    mute_lists_skip_lapsed_mutes_and_page_stably(&store).await;
 }
 
 /// A username unique to this run: 15 characters at most, as the service allows.
@@ -899,4 +927,1075 @@ pub async fn write_batches_are_limited_in_size(store: &impl GraphStore) {
         "only the first of a repeated pair changes anything"
     );
     assert_eq!(counts(store, b).await.followers, 1);
+}
+
+/// The clock the mute checks start from; each check moves `now` forward by
+/// hand rather than waiting.
+fn now() -> i64 {
+    warble_mesh::time::now_ms() as i64
+}
+
+/// The users an event is about.
+fn users_of(event: &Event) -> Vec<u64> {
+    use event::Payload;
+    match &event.payload {
+        Some(Payload::Followed(e)) => vec![e.follower_id, e.followee_id],
+        Some(Payload::Unfollowed(e)) => vec![e.follower_id, e.followee_id],
+        Some(Payload::UserCreated(e)) => vec![e.user_id],
+        Some(Payload::ProfileUpdated(e)) => vec![e.user_id],
+        Some(Payload::Blocked(e)) => vec![e.blocker_id, e.blocked_id],
+        Some(Payload::Unblocked(e)) => vec![e.blocker_id, e.blocked_id],
+        Some(Payload::Muted(e)) => vec![e.muter_id, e.muted_id],
+        Some(Payload::Unmuted(e)) => vec![e.muter_id, e.muted_id],
+        _ => Vec::new(),
+    }
+}
+
+/// Takes the events in `outbox` about users of `involved` only, in
+/// publication order, with their keys, and marks them published, so the
+/// next call sees only events published after this one.
+async fn take_events(outbox: &dyn Outbox, involved: &[u64]) -> Vec<(u64, Event)> {
+    let mut taken: Vec<(OutboxEntry, Event)> = outbox
+        .pending(OUTBOX_SCAN)
+        .await
+        .expect("outbox pending")
+        .into_iter()
+        .filter_map(|entry| {
+            let event =
+                Event::decode(entry.payload.as_slice()).expect("outbox payload is an Event");
+            let users = users_of(&event);
+            (!users.is_empty() && users.iter().all(|user| involved.contains(user)))
+                .then_some((entry, event))
+        })
+        .collect();
+    // Both outboxes hand entries out in publication order; sorting by event
+    // id (drawn in that order within a store) makes it explicit.
+    taken.sort_by_key(|(_, event)| event.event_id);
+    let handles: Vec<String> = taken
+        .iter()
+        .map(|(entry, _)| entry.handle.clone())
+        .collect();
+    if !handles.is_empty() {
+        outbox.mark_published(&handles).await.unwrap();
+    }
+    taken
+        .into_iter()
+        .map(|(entry, event)| (entry.key, event))
+        .collect()
+}
+
+/// Users created for a check whose `UserCreated` events are already taken,
+/// so the check sees only the events it causes.
+async fn quiet_users(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+    prefix: &str,
+    count: usize,
+) -> Vec<u64> {
+    let ids = users(store, prefix, count).await;
+    take_events(outbox, &ids).await;
+    ids
+}
+
+/// Asserts `result` failed with `PermissionDenied`, its message revealing
+/// no more than that the follow is refused.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, GraphError>) {
+    match result {
+        Err(GraphError::PermissionDenied(message)) => {
+            assert!(message.contains("cannot follow"), "{message}");
+            assert!(!message.contains("block"), "says who blocked: {message}");
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+}
+
+fn everything(limit: usize) -> PageQuery {
+    PageQuery { after: None, limit }
+}
+
+/// Every page of `user`'s block list (or, with `Some(now)`, mute list) in `limit`s.
+async fn all_relation_pages(
+    store: &impl GraphStore,
+    user: u64,
+    limit: usize,
+    mutes_at: Option<i64>,
+) -> Vec<RelationPage> {
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let query = PageQuery { after, limit };
+        let page = match mutes_at {
+            None => store.list_blocked(user, query).await,
+            Some(now) => store.list_muted(user, query, now).await,
+        }
+        .expect("list");
+        assert!(
+            page.edges.len() <= limit,
+            "a page holds at most `limit` edges"
+        );
+        let next = page.next;
+        pages.push(page);
+        match next {
+            Some(next) => after = Some(next),
+            None => return pages,
+        }
+        assert!(pages.len() < 10_000, "paging does not terminate");
+    }
+}
+
+fn relation_ids(pages: &[RelationPage]) -> Vec<u64> {
+    pages
+        .iter()
+        .flat_map(|page| page.edges.iter().map(|edge| edge.user_id))
+        .collect()
+}
+
+/// `create_user` and each user of `create_users` publish `UserCreated`,
+/// keyed by the new user, carrying the profile as created; a batch that
+/// fails publishes nothing.
+pub async fn every_new_user_publishes_user_created(store: &impl GraphStore, outbox: &dyn Outbox) {
+    let alice = user(store, "alice").await;
+    let batch = store
+        .create_users(
+            ["ann", "ben"]
+                .map(username)
+                .map(|name| new_user(&name))
+                .to_vec(),
+        )
+        .await
+        .expect("create_users");
+    let mut created = vec![alice.clone()];
+    created.extend(batch.iter().cloned());
+    let ids: Vec<u64> = created.iter().map(|u| u.id).collect();
+    let events = take_events(outbox, &ids).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    for ((key, event), user) in events.iter().zip(&created) {
+        assert_eq!(*key, user.id, "keyed by the new user");
+        assert_eq!(event.occurred_at_ms, user.created_at_ms);
+        assert_eq!(
+            event.payload,
+            Some(event::Payload::UserCreated(UserCreated {
+                user_id: user.id,
+                username: user.username.clone(),
+                display_name: user.display_name.clone(),
+                bio: user.bio.clone(),
+                created_at_ms: user.created_at_ms,
+            }))
+        );
+    }
+    let ids: HashSet<u64> = events.iter().map(|(_, e)| e.event_id).collect();
+    assert_eq!(ids.len(), 3, "event ids are unique");
+
+    // A batch repeating a username creates no one and publishes nothing.
+    let fresh = username("cat");
+    let failed = store
+        .create_users(vec![
+            new_user(&fresh),
+            new_user(&fresh.to_ascii_uppercase()),
+        ])
+        .await;
+    assert!(
+        matches!(failed, Err(GraphError::AlreadyExists(_))),
+        "{failed:?}"
+    );
+    let left = outbox.pending(OUTBOX_SCAN).await.unwrap();
+    assert!(
+        !left.iter().any(|entry| {
+            let event = Event::decode(entry.payload.as_slice()).unwrap();
+            matches!(&event.payload, Some(event::Payload::UserCreated(e)) if e.username.eq_ignore_ascii_case(&fresh))
+        }),
+        "a failed batch publishes nothing"
+    );
+}
+
+/// Usernames resolve in one batch, ignoring case, one answer per name in
+/// request order, repeats answered in place, unknown names `None`.
+pub async fn usernames_resolve_in_a_batch_ignoring_case(store: &impl GraphStore) {
+    let a = user(store, "a").await;
+    let b = user(store, "b").await;
+    let names = vec![
+        a.username.to_ascii_uppercase(),
+        username("nobody"),
+        b.username.clone(),
+        a.username.to_ascii_lowercase(),
+    ];
+    assert_eq!(
+        store.get_users_by_usernames(&names).await.unwrap(),
+        vec![Some(a.clone()), None, Some(b), Some(a)]
+    );
+    assert!(store.get_users_by_usernames(&[]).await.unwrap().is_empty());
+}
+
+/// A profile edit changes only the fields it sets, answers the whole
+/// profile after, says whether anything changed, and publishes
+/// `ProfileUpdated` with the whole profile only then; reads see the edit.
+pub async fn profile_edits_change_only_the_fields_set_and_publish_when_changed(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+) {
+    let original = user(store, "ada").await;
+    assert_eq!(
+        (
+            original.location.as_str(),
+            original.website.as_str(),
+            original.verified
+        ),
+        ("", "", false),
+        "new users have no location, website or mark"
+    );
+    take_events(outbox, &[original.id]).await;
+
+    let edit = ProfileUpdate {
+        bio: Some("counts things".into()),
+        location: Some("London".into()),
+        ..ProfileUpdate::default()
+    };
+    let change = store
+        .update_profile(original.id, edit.clone())
+        .await
+        .unwrap();
+    let expected = User {
+        bio: "counts things".into(),
+        location: "London".into(),
+        ..original.clone()
+    };
+    assert!(change.changed);
+    assert_eq!(change.user, expected, "only the fields set change");
+    assert_eq!(
+        store.get_users(&[original.id]).await.unwrap(),
+        vec![Some(expected.clone())]
+    );
+    assert_eq!(
+        store
+            .get_user_by_username(&original.username)
+            .await
+            .unwrap(),
+        Some(expected.clone())
+    );
+
+    // The same values again, or nothing set: unchanged, no event.
+    let again = store.update_profile(original.id, edit).await.unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.user, expected);
+    let nothing = store
+        .update_profile(original.id, ProfileUpdate::default())
+        .await
+        .unwrap();
+    assert!(!nothing.changed);
+
+    // Clearing a field and setting another.
+    let cleared = store
+        .update_profile(
+            original.id,
+            ProfileUpdate {
+                display_name: Some("Ada L.".into()),
+                location: Some(String::new()),
+                website: Some("https://ada.example".into()),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let final_profile = User {
+        display_name: "Ada L.".into(),
+        location: String::new(),
+        website: "https://ada.example".into(),
+        ..expected.clone()
+    };
+    assert!(cleared.changed);
+    assert_eq!(cleared.user, final_profile);
+
+    let events = take_events(outbox, &[original.id]).await;
+    let updates: Vec<ProfileUpdated> = events
+        .iter()
+        .map(|(key, event)| {
+            assert_eq!(*key, original.id, "keyed by the user");
+            match &event.payload {
+                Some(event::Payload::ProfileUpdated(update)) => {
+                    assert_eq!(update.updated_at_ms, event.occurred_at_ms);
+                    update.clone()
+                }
+                other => panic!("expected ProfileUpdated, got {other:?}"),
+            }
+        })
+        .collect();
+    let whole = |user: &User, updated_at_ms| ProfileUpdated {
+        user_id: user.id,
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+        bio: user.bio.clone(),
+        location: user.location.clone(),
+        website: user.website.clone(),
+        verified: user.verified,
+        updated_at_ms,
+    };
+    assert_eq!(
+        updates.len(),
+        2,
+        "one per edit that changed something: {updates:?}"
+    );
+    assert_eq!(updates[0], whole(&expected, updates[0].updated_at_ms));
+    assert_eq!(updates[1], whole(&final_profile, updates[1].updated_at_ms));
+
+    let ghost = original.id.wrapping_add(3_333_331);
+    let missing = store.update_profile(ghost, ProfileUpdate::default()).await;
+    assert!(
+        matches!(missing, Err(GraphError::NotFound(_))),
+        "{missing:?}"
+    );
+}
+
+/// `set_verified` sets and clears the mark, says whether it changed and
+/// publishes `ProfileUpdated` only then; profile edits never touch it.
+pub async fn the_verified_mark_changes_only_through_set_verified(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+) {
+    let user = user(store, "vip").await;
+    take_events(outbox, &[user.id]).await;
+    let set = store.set_verified(user.id, true).await.unwrap();
+    assert!(set.changed);
+    assert_eq!(
+        set.user,
+        User {
+            verified: true,
+            ..user.clone()
+        }
+    );
+    assert!(!store.set_verified(user.id, true).await.unwrap().changed);
+    let edited = store
+        .update_profile(
+            user.id,
+            ProfileUpdate {
+                bio: Some("verified".into()),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(edited.user.verified, "an edit keeps the mark");
+    let cleared = store.set_verified(user.id, false).await.unwrap();
+    assert!(cleared.changed && !cleared.user.verified);
+    assert_eq!(
+        store.get_users(&[user.id]).await.unwrap()[0]
+            .as_ref()
+            .map(|u| u.verified),
+        Some(false)
+    );
+    let marks: Vec<bool> = take_events(outbox, &[user.id])
+        .await
+        .into_iter()
+        .map(|(_, event)| match event.payload {
+            Some(event::Payload::ProfileUpdated(update)) => update.verified,
+            other => panic!("expected ProfileUpdated, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        vec![true, true, false],
+        "set, edit, clear; the repeat published nothing"
+    );
+    let ghost = user.id.wrapping_add(3_333_331);
+    let missing = store.set_verified(ghost, true).await;
+    assert!(
+        matches!(missing, Err(GraphError::NotFound(_))),
+        "{missing:?}"
+    );
+}
+
+/// A block removes the follows between the two users, both ways, with
+/// exact counts, in the same step: one `Unfollowed` per follow removed
+/// (keyed by its followee, with the counts after it), then `Blocked`
+/// (keyed by the blocked user). Follows with others are untouched.
+pub async fn a_block_removes_follows_both_ways_with_exact_counts_and_events(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+) {
+    let ids = quiet_users(store, outbox, "u", 4).await;
+    let (alice, bob, carol, dave) = (ids[0], ids[1], ids[2], ids[3]);
+    for (follower, followee) in [
+        (alice, bob),
+        (bob, alice),
+        (carol, alice),
+        (alice, carol),
+        (carol, bob),
+        (bob, dave),
+    ] {
+        follow(store, follower, followee).await;
+    }
+    take_events(outbox, &ids).await;
+
+    assert!(store.block(alice, bob).await.unwrap(), "a new block");
+    assert_eq!(
+        counts(store, alice).await,
+        FollowCounts {
+            followers: 1,
+            following: 1
+        }
+    );
+    assert_eq!(
+        counts(store, bob).await,
+        FollowCounts {
+            followers: 1,
+            following: 1
+        }
+    );
+    assert_eq!(
+        counts(store, carol).await,
+        FollowCounts {
+            followers: 1,
+            following: 2
+        }
+    );
+    assert_eq!(
+        store
+            .is_following(&[
+                (alice, bob),
+                (bob, alice),
+                (carol, alice),
+                (alice, carol),
+                (carol, bob),
+                (bob, dave)
+            ])
+            .await
+            .unwrap(),
+        vec![false, false, true, true, true, true]
+    );
+    assert_eq!(
+        user_ids(&all_pages(store, alice, 10, None).await),
+        vec![carol]
+    );
+    assert_eq!(
+        user_ids(&all_pages(store, bob, 10, None).await),
+        vec![carol]
+    );
+
+    let events = take_events(outbox, &ids).await;
+    let summary: Vec<(u64, event::Payload)> = events
+        .iter()
+        .map(|(key, event)| (*key, event.payload.clone().expect("a payload")))
+        .collect();
+    assert_eq!(summary.len(), 3, "{summary:?}");
+    let unfollowed = |key_and_payload: &(u64, event::Payload)| match key_and_payload {
+        (key, event::Payload::Unfollowed(u)) => (
+            *key,
+            u.follower_id,
+            u.followee_id,
+            u.followee_followers_count,
+            u.follower_following_count,
+        ),
+        other => panic!("expected Unfollowed, got {other:?}"),
+    };
+    let first = unfollowed(&summary[0]);
+    let second = unfollowed(&summary[1]);
+    // Either direction may go first: each follow moves its own two
+    // counters, so each event carries the same counts either way.
+    let mut removed = [first, second];
+    removed.sort();
+    let mut expected = [(bob, alice, bob, 1, 1), (alice, bob, alice, 1, 1)];
+    expected.sort();
+    assert_eq!(removed, expected, "{summary:?}");
+    let (key, event::Payload::Blocked(blocked)) = &summary[2] else {
+        panic!("expected Blocked last, got {:?}", summary[2]);
+    };
+    assert_eq!(*key, bob, "keyed by the blocked user");
+    assert_eq!((blocked.blocker_id, blocked.blocked_id), (alice, bob));
+    assert_eq!(blocked.blocked_at_ms, events[2].1.occurred_at_ms);
+    let listed = store.list_blocked(alice, everything(10)).await.unwrap();
+    assert_eq!(listed.edges.len(), 1);
+    assert_eq!(listed.edges[0].user_id, bob);
+    assert_eq!(
+        listed.edges[0].since_ms, blocked.blocked_at_ms,
+        "the list and the event agree"
+    );
+    assert_eq!(
+        *blocked,
+        Blocked {
+            blocker_id: alice,
+            blocked_id: bob,
+            blocked_at_ms: blocked.blocked_at_ms
+        }
+    );
+
+    // A block between users who follow neither way publishes only Blocked.
+    assert!(store.block(dave, carol).await.unwrap());
+    let events = take_events(outbox, &ids).await;
+    assert!(
+        matches!(events.as_slice(), [(key, Event { payload: Some(event::Payload::Blocked(_)), .. })] if *key == carol),
+        "{events:?}"
+    );
+    assert_eq!(
+        counts(store, carol).await,
+        FollowCounts {
+            followers: 1,
+            following: 2
+        }
+    );
+}
+
+/// While either user blocks the other, neither can follow the other,
+/// alone or in a batch (which then follows no one); nothing is written or
+/// published. After an unblock they can follow again, but the follows the
+/// block removed stay removed.
+pub async fn follows_are_refused_both_ways_while_a_block_stands(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+) {
+    let ids = quiet_users(store, outbox, "u", 3).await;
+    let (alice, bob, carol) = (ids[0], ids[1], ids[2]);
+    follow(store, bob, alice).await;
+    assert!(store.block(alice, bob).await.unwrap());
+    take_events(outbox, &ids).await;
+
+    assert_refused(store.follow(bob, alice).await);
+    assert_refused(store.follow(alice, bob).await);
+    match store
+        .follow_many(&[(carol, alice), (bob, alice), (carol, bob)])
+        .await
+    {
+        Err(GraphError::PermissionDenied(message)) => {
+            assert!(message.starts_with("pairs[1]: "), "{message}")
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+    match store.follow_many(&[(carol, bob), (alice, bob)]).await {
+        Err(GraphError::PermissionDenied(message)) => {
+            assert!(message.starts_with("pairs[1]: "), "{message}")
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+    for user in [alice, bob, carol] {
+        assert_eq!(counts(store, user).await, FollowCounts::default());
+    }
+    assert!(
+        take_events(outbox, &ids).await.is_empty(),
+        "nothing published"
+    );
+    // Unfollowing across a block is harmless: there is nothing to remove.
+    assert!(!unfollow(store, bob, alice).await.changed);
+    assert_eq!(
+        store
+            .blocks_between(&[(alice, bob), (bob, alice), (alice, carol)])
+            .await
+            .unwrap(),
+        vec![true, true, false]
+    );
+
+    assert!(store.unblock(alice, bob).await.unwrap());
+    assert_eq!(
+        store.is_following(&[(bob, alice)]).await.unwrap(),
+        vec![false],
+        "follows removed by the block stay removed"
+    );
+    assert_eq!(
+        store
+            .blocks_between(&[(alice, bob), (bob, alice)])
+            .await
+            .unwrap(),
+        vec![false, false]
+    );
+    assert!(follow(store, bob, alice).await.changed);
+    assert!(follow(store, alice, bob).await.changed);
+    let changes = store
+        .follow_many(&[(carol, alice), (carol, bob)])
+        .await
+        .unwrap();
+    assert!(changes.iter().all(|change| change.changed));
+    assert_eq!(
+        counts(store, alice).await,
+        FollowCounts {
+            followers: 2,
+            following: 1
+        }
+    );
+}
+
+/// Block, unblock, mute and unmute are idempotent: each repeat answers
+/// "unchanged" and publishes nothing; each change publishes exactly one
+/// event, keyed by the blocked or muted user.
+pub async fn blocks_and_mutes_are_idempotent_with_events_only_on_change(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+) {
+    let ids = quiet_users(store, outbox, "u", 2).await;
+    let (alice, bob) = (ids[0], ids[1]);
+    let now = now();
+    assert!(
+        !store.unblock(alice, bob).await.unwrap(),
+        "no block to remove"
+    );
+    assert!(store.block(alice, bob).await.unwrap());
+    assert!(!store.block(alice, bob).await.unwrap());
+    assert!(store.unblock(alice, bob).await.unwrap());
+    assert!(!store.unblock(alice, bob).await.unwrap());
+
+    assert!(
+        !store.unmute(alice, bob, now).await.unwrap(),
+        "no mute to remove"
+    );
+    let indefinite = MuteChange {
+        changed: true,
+        expires_at_ms: None,
+    };
+    assert_eq!(
+        store.mute(alice, bob, None, false, now).await.unwrap(),
+        indefinite
+    );
+    assert_eq!(
+        store.mute(alice, bob, None, false, now).await.unwrap(),
+        MuteChange {
+            changed: false,
+            ..indefinite
+        }
+    );
+    // Another setting, then a duration: each a change.
+    assert!(
+        store
+            .mute(alice, bob, None, true, now)
+            .await
+            .unwrap()
+            .changed
+    );
+    let until = now + 60_000;
+    assert_eq!(
+        store
+            .mute(alice, bob, Some(until), true, now)
+            .await
+            .unwrap(),
+        MuteChange {
+            changed: true,
+            expires_at_ms: Some(until)
+        }
+    );
+    assert!(
+        !store
+            .mute(alice, bob, Some(until), true, now + 1)
+            .await
+            .unwrap()
+            .changed
+    );
+    assert!(store.unmute(alice, bob, now).await.unwrap());
+    assert!(!store.unmute(alice, bob, now).await.unwrap());
+
+    let events = take_events(outbox, &ids).await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|(key, event)| {
+            assert_eq!(*key, bob, "keyed by the blocked or muted user");
+            match &event.payload {
+                Some(event::Payload::Blocked(_)) => "blocked",
+                Some(event::Payload::Unblocked(e)) => {
+                    assert_eq!((e.blocker_id, e.blocked_id), (alice, bob));
+                    assert_eq!(e.unblocked_at_ms, event.occurred_at_ms);
+                    "unblocked"
+                }
+                Some(event::Payload::Muted(_)) => "muted",
+                Some(event::Payload::Unmuted(e)) => {
+                    assert_eq!((e.muter_id, e.muted_id), (alice, bob));
+                    assert_eq!(e.unmuted_at_ms, event.occurred_at_ms);
+                    "unmuted"
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["blocked", "unblocked", "muted", "muted", "muted", "unmuted"]
+    );
+    let mutes: Vec<Muted> = events
+        .iter()
+        .filter_map(|(_, event)| match &event.payload {
+            Some(event::Payload::Muted(muted)) => {
+                assert_eq!(muted.muted_at_ms, event.occurred_at_ms);
+                Some(*muted)
+            }
+            _ => None,
+        })
+        .map(|muted| Muted {
+            muted_at_ms: 0,
+            ..muted
+        })
+        .collect();
+    let muted = |expires_at_ms, hide_notifications| Muted {
+        muter_id: alice,
+        muted_id: bob,
+        muted_at_ms: 0,
+        expires_at_ms,
+        hide_notifications,
+    };
+    assert_eq!(
+        mutes,
+        vec![muted(0, false), muted(0, true), muted(until, true)]
+    );
+}
+
+/// Blocks and mutes relate two different existing users: oneself is
+/// `InvalidArgument`, a missing user `NotFound`, a mute already lapsed
+/// `InvalidArgument`; none writes anything.
+pub async fn blocks_and_mutes_need_two_different_existing_users(store: &impl GraphStore) {
+    let alice = user(store, "alice").await.id;
+    let ghost = alice.wrapping_add(7_777_777);
+    let now = now();
+    assert_invalid(store.block(alice, alice).await, "blocked_id");
+    assert_invalid(store.unblock(alice, alice).await, "blocked_id");
+    assert_invalid(store.mute(alice, alice, None, false, now).await, "muted_id");
+    assert_invalid(store.unmute(alice, alice, now).await, "muted_id");
+    let results = [
+        store.block(alice, ghost).await,
+        store.block(ghost, alice).await,
+        store.unblock(alice, ghost).await,
+        store.unmute(ghost, alice, now).await,
+        store
+            .mute(alice, ghost, None, false, now)
+            .await
+            .map(|c| c.changed),
+        store
+            .mute(ghost, alice, None, false, now)
+            .await
+            .map(|c| c.changed),
+    ];
+    for result in results {
+        assert!(matches!(result, Err(GraphError::NotFound(_))), "{result:?}");
+    }
+    let bob = user(store, "bob").await.id;
+    assert_invalid(
+        store.mute(alice, bob, Some(now), false, now).await,
+        "expires_at_ms",
+    );
+    assert_eq!(
+        store.relations(alice, &[bob], now).await.unwrap(),
+        vec![Relation::default()]
+    );
+    for list in [
+        store.list_blocked(ghost, everything(10)).await,
+        store.list_muted(ghost, everything(10), now).await,
+    ] {
+        assert!(matches!(list, Err(GraphError::NotFound(_))), "{list:?}");
+    }
+}
+
+/// A mute with an expiry holds until the given `now_ms` reaches it, then
+/// counts as no mute everywhere: relations, the list, unmute (unchanged),
+/// and muting again is a change that makes a new mute.
+pub async fn a_mute_lapses_at_its_expiry(store: &impl GraphStore) {
+    let alice = user(store, "alice").await.id;
+    let bob = user(store, "bob").await.id;
+    let t0 = now();
+    let expires = t0 + 1_000;
+    assert_eq!(
+        store
+            .mute(alice, bob, Some(expires), true, t0)
+            .await
+            .unwrap(),
+        MuteChange {
+            changed: true,
+            expires_at_ms: Some(expires)
+        }
+    );
+    let muted = Relation {
+        viewer_mutes: true,
+        mute_hides_notifications: true,
+        mute_expires_at_ms: Some(expires),
+        ..Relation::default()
+    };
+    for at in [t0, expires - 1] {
+        assert_eq!(
+            store.relations(alice, &[bob], at).await.unwrap(),
+            vec![muted],
+            "at {at}"
+        );
+        assert_eq!(
+            relation_ids(&all_relation_pages(store, alice, 10, Some(at)).await),
+            vec![bob]
+        );
+    }
+    let first = store
+        .list_muted(alice, everything(10), t0)
+        .await
+        .unwrap()
+        .edges[0];
+    assert_eq!(first.expires_at_ms, Some(expires));
+    assert!(first.hide_notifications);
+
+    for at in [expires, expires + 86_400_000] {
+        assert_eq!(
+            store.relations(alice, &[bob], at).await.unwrap(),
+            vec![Relation::default()],
+            "lapsed at {at}"
+        );
+        assert!(relation_ids(&all_relation_pages(store, alice, 10, Some(at)).await).is_empty());
+    }
+    assert!(
+        !store.unmute(alice, bob, expires).await.unwrap(),
+        "a lapsed mute is no mute"
+    );
+    // The same settings again, once lapsed, make a new mute.
+    let later = expires + 5_000;
+    assert!(
+        store
+            .mute(alice, bob, Some(later + 1_000), true, later)
+            .await
+            .unwrap()
+            .changed
+    );
+    assert_eq!(
+        store.relations(alice, &[bob], later).await.unwrap(),
+        vec![Relation {
+            mute_expires_at_ms: Some(later + 1_000),
+            ..muted
+        }]
+    );
+    let renewed = store
+        .list_muted(alice, everything(10), later)
+        .await
+        .unwrap()
+        .edges;
+    assert_eq!(renewed.len(), 1);
+    assert!(
+        renewed[0].position > first.position,
+        "a new mute sorts first"
+    );
+    // An indefinite mute never lapses.
+    assert!(
+        store
+            .mute(alice, bob, None, false, later)
+            .await
+            .unwrap()
+            .changed
+    );
+    assert!(store.relations(alice, &[bob], i64::MAX).await.unwrap()[0].viewer_mutes);
+    assert_eq!(
+        store
+            .list_muted(alice, everything(10), later)
+            .await
+            .unwrap()
+            .edges[0]
+            .position,
+        renewed[0].position,
+        "changing an active mute keeps its place"
+    );
+}
+
+/// Relations answer each id in request order, repeats in place, unknown
+/// users (and the viewer themself) unrelated, every id unrelated for the
+/// anonymous viewer 0.
+pub async fn relations_answer_each_id_in_order(store: &impl GraphStore) {
+    let ids = users(store, "u", 6).await;
+    let (viewer, blocked, blocker, muted, lapsed, plain) =
+        (ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]);
+    let now = now();
+    assert!(store.block(viewer, blocked).await.unwrap());
+    assert!(store.block(blocker, viewer).await.unwrap());
+    store.mute(viewer, muted, None, true, now).await.unwrap();
+    store
+        .mute(viewer, lapsed, Some(now + 10), false, now)
+        .await
+        .unwrap();
+    // Relations of others do not leak into the viewer's.
+    store.mute(plain, viewer, None, true, now).await.unwrap();
+    store.block(blocked, plain).await.unwrap();
+    let ghost = plain.wrapping_add(99_999_989);
+    let asked = [
+        blocked, blocker, muted, ghost, lapsed, plain, viewer, blocked,
+    ];
+    let at = now + 10;
+    let viewer_blocks = Relation {
+        viewer_blocks: true,
+        ..Relation::default()
+    };
+    let blocks_viewer = Relation {
+        blocks_viewer: true,
+        ..Relation::default()
+    };
+    let mutes = Relation {
+        viewer_mutes: true,
+        mute_hides_notifications: true,
+        ..Relation::default()
+    };
+    let none = Relation::default();
+    assert_eq!(
+        store.relations(viewer, &asked, at).await.unwrap(),
+        vec![
+            viewer_blocks,
+            blocks_viewer,
+            mutes,
+            none,
+            none,
+            none,
+            none,
+            viewer_blocks
+        ]
+    );
+    assert_eq!(
+        store.relations(viewer, &[lapsed], now).await.unwrap(),
+        vec![Relation {
+            viewer_mutes: true,
+            mute_expires_at_ms: Some(now + 10),
+            ..none
+        }],
+        "before it lapses"
+    );
+    assert_eq!(
+        store.relations(0, &asked, at).await.unwrap(),
+        vec![none; asked.len()]
+    );
+    assert!(store.relations(viewer, &[], at).await.unwrap().is_empty());
+    // Both ways between two users who block each other.
+    assert!(store.block(blocked, viewer).await.unwrap());
+    assert_eq!(
+        store.relations(viewer, &[blocked], at).await.unwrap(),
+        vec![Relation {
+            viewer_blocks: true,
+            blocks_viewer: true,
+            ..none
+        }]
+    );
+}
+
+/// A block list pages newest block first; paging while others are blocked
+/// and unblocked returns every steady block exactly once, no one twice, no
+/// one unblocked before being reached, no one blocked after paging began.
+pub async fn block_lists_page_stably_newest_first(store: &impl GraphStore) {
+    let owner = user(store, "owner").await.id;
+    let leaving = users(store, "leave", 3).await;
+    // Enough that the leavers, blocked first, are reached only after the
+    // third page, by which time all of them have left.
+    let steady = users(store, "steady", 9).await;
+    let newcomers = users(store, "new", 4).await;
+    for &blocked in leaving.iter().chain(&steady) {
+        assert!(store.block(owner, blocked).await.unwrap());
+    }
+    let newest_first: Vec<u64> = leaving.iter().chain(&steady).rev().copied().collect();
+    for limit in [1, 3, 10, 100] {
+        let pages = all_relation_pages(store, owner, limit, None).await;
+        assert_eq!(relation_ids(&pages), newest_first, "limit {limit}");
+        for edge in pages.iter().flat_map(|page| &page.edges) {
+            assert_eq!(
+                edge.since_ms,
+                warble_mesh::snowflake::decode(edge.position.follow_seq).unix_ms as i64
+            );
+            assert_eq!((edge.expires_at_ms, edge.hide_notifications), (None, false));
+        }
+    }
+
+    let first = store.list_blocked(owner, everything(3)).await.unwrap();
+    let mut seen = relation_ids(std::slice::from_ref(&first));
+    let mut positions: Vec<EdgePosition> = first.edges.iter().map(|e| e.position).collect();
+    let mut after = first.next;
+    let mut step = 0;
+    while let Some(cursor) = after {
+        if let Some(&newcomer) = newcomers.get(step) {
+            store.block(owner, newcomer).await.unwrap();
+        }
+        if let Some(&leaver) = leaving.get(step) {
+            store.unblock(owner, leaver).await.unwrap();
+        }
+        step += 1;
+        let page = store
+            .list_blocked(
+                owner,
+                PageQuery {
+                    after: Some(cursor),
+                    limit: 3,
+                },
+            )
+            .await
+            .unwrap();
+        seen.extend(page.edges.iter().map(|e| e.user_id));
+        positions.extend(page.edges.iter().map(|e| e.position));
+        after = page.next;
+        assert!(step < 100, "paging does not terminate");
+    }
+    let unique: HashSet<u64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "no one twice: {seen:?}");
+    for blocked in &steady {
+        assert!(unique.contains(blocked), "{blocked} was skipped");
+    }
+    for gone in leaving.iter().chain(&newcomers) {
+        assert!(
+            !unique.contains(gone),
+            "{gone} left before being reached, or came after paging began"
+        );
+    }
+    assert!(
+        positions.windows(2).all(|pair| pair[0] > pair[1]),
+        "positions strictly decrease"
+    );
+}
+
+/// A mute list pages newest mute first with each mute's expiry and
+/// setting, skipping mutes lapsed at the given time: paged in any size it
+/// returns each active mute exactly once.
+pub async fn mute_lists_skip_lapsed_mutes_and_page_stably(store: &impl GraphStore) {
+    let owner = user(store, "owner").await.id;
+    let muted = users(store, "muted", 9).await;
+    let t0 = now();
+    // Every third mute lapses at t0 + 100; the others never or much later.
+    let expiry = |i: usize| match i % 3 {
+        0 => Some(t0 + 100),
+        1 => None,
+        _ => Some(t0 + 1_000_000),
+    };
+    for (i, &user) in muted.iter().enumerate() {
+        store
+            .mute(owner, user, expiry(i), i % 2 == 0, t0)
+            .await
+            .unwrap();
+    }
+    let at = t0 + 100;
+    let expected: Vec<u64> = muted
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|&(i, _)| i % 3 != 0)
+        .map(|(_, &user)| user)
+        .collect();
+    for limit in [1, 2, 4, 100] {
+        let pages = all_relation_pages(store, owner, limit, Some(at)).await;
+        assert_eq!(relation_ids(&pages), expected, "limit {limit}");
+        for edge in pages.iter().flat_map(|page| &page.edges) {
+            let i = muted.iter().position(|&user| user == edge.user_id).unwrap();
+            assert_eq!(edge.expires_at_ms, expiry(i));
+            assert_eq!(edge.hide_notifications, i % 2 == 0);
+            assert_eq!(
+                edge.since_ms,
+                warble_mesh::snowflake::decode(edge.position.follow_seq).unix_ms as i64
+            );
+        }
+    }
+    let all: Vec<u64> = muted.iter().rev().copied().collect();
+    assert_eq!(
+        relation_ids(&all_relation_pages(store, owner, 4, Some(t0)).await),
+        all,
+        "none lapsed yet"
+    );
+    // Unmuting one mid-list and changing another's setting leave the rest in place.
+    assert!(store.unmute(owner, muted[4], at).await.unwrap());
+    assert!(
+        store
+            .mute(owner, muted[5], None, true, at)
+            .await
+            .unwrap()
+            .changed
+    );
+    let expected: Vec<u64> = expected
+        .into_iter()
+        .filter(|&user| user != muted[4])
+        .collect();
+    assert_eq!(
+        relation_ids(&all_relation_pages(store, owner, 2, Some(at)).await),
+        expected
+    );
+    // Everyone lapsed but the indefinite ones (and the one made indefinite).
+    let late = t0 + 2_000_000;
+    let indefinite: Vec<u64> = [7, 5, 1].iter().map(|&i| muted[i]).collect();
+    for limit in [1, 2, 100] {
+        assert_eq!(
+            relation_ids(&all_relation_pages(store, owner, limit, Some(late)).await),
+            indefinite,
+            "limit {limit}"
+        );
+    }
 }

@@ -5,6 +5,10 @@
 //! transaction: reading them never scans, however many followers a user has.
 //! Each follow is indexed twice, by followee and by follower, under its
 //! `follow_seq`, so both lists are range scans in "most recent first" order.
+//! Blocks and mutes are keyed by the pair, so a relation is a point lookup
+//! (timelines ask for a page of authors at a time), and indexed by owner
+//! under their seq for the lists. A lapsed mute stays stored until it is
+//! replaced or removed; every read judges it against the caller's `now_ms`.
 //!
 //! A write transaction is one fsync, which bounds a caller making one call
 //! per item to about a thousand writes a second. The batch writes
@@ -25,8 +29,10 @@ use warble_mesh::snowflake::{self, SnowflakeGenerator};
 use warble_proto::events::v1::{Event, Followed, Unfollowed, event::Payload};
 
 use super::{
-    EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, NewUser,
-    PageQuery, User, check_follow_batch, check_write_batch, distinct_users, user_not_found,
+    EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, MuteChange,
+    NewUser, PageQuery, ProfileChange, ProfileUpdate, Relation, RelationEdge, RelationPage, User,
+    check_follow_batch, check_mute_expiry, check_write_batch, distinct_pair, distinct_users,
+    events, expiry_from_stored, follow_refused, mute_is_active, stored_expiry, user_not_found,
     username_taken,
 };
 use crate::error::GraphError;
@@ -44,6 +50,15 @@ const FOLLOWING: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("gr
 /// id -> (followers, following). Every user has a row from creation, so it
 /// doubles as the cheap "does this user exist" check.
 const COUNTS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("graph.counts");
+/// (blocker, blocked) -> block seq: the block itself.
+const BLOCKS: TableDefinition<(u64, u64), u64> = TableDefinition::new("graph.blocks");
+/// (blocker, block seq, blocked): whom a user blocks in block order.
+const BLOCKING: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("graph.blocking");
+/// (muter, muted) -> (mute seq, expires_at_ms or 0 for never,
+/// hide_notifications): the mute itself, lapsed or not.
+const MUTES: TableDefinition<(u64, u64), (u64, i64, bool)> = TableDefinition::new("graph.mutes");
+/// (muter, mute seq, muted): whom a user mutes in mute order.
+const MUTING: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("graph.muting");
 /// Store-wide values, see [`MAX_ISSUED_ID`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("graph.meta");
 /// The largest Snowflake id ever persisted (user ids, follow seqs, event
@@ -66,9 +81,27 @@ struct UserRecord {
     bio: String,
     #[prost(int64, tag = "4")]
     created_at_ms: i64,
+    #[prost(string, tag = "5")]
+    location: String,
+    #[prost(string, tag = "6")]
+    website: String,
+    #[prost(bool, tag = "7")]
+    verified: bool,
 }
 
 impl UserRecord {
+    fn of(user: &User) -> Self {
+        Self {
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+            bio: user.bio.clone(),
+            created_at_ms: user.created_at_ms,
+            location: user.location.clone(),
+            website: user.website.clone(),
+            verified: user.verified,
+        }
+    }
+
     fn into_user(self, id: u64) -> User {
         User {
             id,
@@ -76,6 +109,9 @@ impl UserRecord {
             display_name: self.display_name,
             bio: self.bio,
             created_at_ms: self.created_at_ms,
+            location: self.location,
+            website: self.website,
+            verified: self.verified,
         }
     }
 }
@@ -109,6 +145,10 @@ impl EmbeddedGraphStore {
         txn.open_table(FOLLOWERS)?;
         txn.open_table(FOLLOWING)?;
         txn.open_table(COUNTS)?;
+        txn.open_table(BLOCKS)?;
+        txn.open_table(BLOCKING)?;
+        txn.open_table(MUTES)?;
+        txn.open_table(MUTING)?;
         let max_issued = txn
             .open_table(META)?
             .get(MAX_ISSUED_ID)?
@@ -142,27 +182,12 @@ impl EmbeddedGraphStore {
         tokio::task::spawn_blocking(move || work(&database, &ids)).await?
     }
 
-    /// Runs `work` in one write transaction off the async runtime and
-    /// commits it, unless `work` fails: then nothing it wrote is kept.
-    async fn write<T, F>(&self, work: F) -> Result<T, GraphError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&WriteTransaction, &SnowflakeGenerator) -> Result<T, GraphError> + Send + 'static,
-    {
-        self.blocking(move |database, ids| {
-            let txn = database.begin_write()?;
-            let result = work(&txn, ids)?;
-            txn.commit()?;
-            Ok(result)
-        })
-        .await
-    }
-
-    /// Runs follow changes in one write transaction. `work` returns its
-    /// result and whether it changed the graph: a transaction that changed
-    /// nothing is aborted rather than committed (an idempotent repeat costs
-    /// no fsync), and one that did published events, so consumers are woken.
-    async fn change_follows<T, F>(&self, work: F) -> Result<T, GraphError>
+    /// Runs changes in one write transaction, off the async runtime; if
+    /// `work` fails, nothing it wrote is kept. `work` returns its result and
+    /// whether it changed the graph: a transaction that changed nothing is
+    /// aborted rather than committed (an idempotent repeat costs no fsync),
+    /// and one that did published events, so consumers are woken.
+    async fn change<T, F>(&self, work: F) -> Result<T, GraphError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction, &SnowflakeGenerator) -> Result<(T, bool), GraphError>
@@ -195,13 +220,47 @@ impl EmbeddedGraphStore {
         follow: bool,
     ) -> Result<FollowChange, GraphError> {
         distinct_users(follower, followee)?;
-        self.change_follows(move |txn, ids| {
+        self.change(move |txn, ids| {
             let change = if follow {
                 write_follow(txn, ids, follower, followee)?
             } else {
                 write_unfollow(txn, ids, follower, followee)?
             };
             Ok((change, change.changed))
+        })
+        .await
+    }
+
+    /// Runs one change between two different users that says whether it
+    /// changed anything.
+    async fn change_pair<F>(
+        &self,
+        (first, second): (u64, u64),
+        (first_field, second_field): (&str, &str),
+        work: F,
+    ) -> Result<bool, GraphError>
+    where
+        F: FnOnce(&WriteTransaction, &SnowflakeGenerator) -> Result<bool, GraphError>
+            + Send
+            + 'static,
+    {
+        distinct_pair(first, second, first_field, second_field)?;
+        self.change(move |txn, ids| {
+            let changed = work(txn, ids)?;
+            Ok((changed, changed))
+        })
+        .await
+    }
+
+    /// Runs one profile change.
+    async fn change_profile<F>(&self, user: u64, edit: F) -> Result<ProfileChange, GraphError>
+    where
+        F: FnOnce(&mut User) -> bool + Send + 'static,
+    {
+        self.change(move |txn, ids| {
+            let change = write_profile(txn, ids, user, edit)?;
+            let changed = change.changed;
+            Ok((change, changed))
         })
         .await
     }
@@ -265,7 +324,8 @@ fn publish(txn: &WriteTransaction, key: u64, event: &Event) -> Result<(), GraphE
 }
 
 /// Creates `user` in the caller's transaction, which sees the users it
-/// created before, so a batch repeating a username fails like a taken one.
+/// created before, so a batch repeating a username fails like a taken one,
+/// and appends `UserCreated` in it.
 fn write_user(
     txn: &WriteTransaction,
     ids: &SnowflakeGenerator,
@@ -281,17 +341,209 @@ fn write_user(
         usernames.insert(lowered.as_str(), id)?;
         id
     };
-    let record = UserRecord {
+    let user = User {
+        id,
         username: user.username,
         display_name: user.display_name,
         bio: user.bio,
         created_at_ms: ms_of(id),
+        location: String::new(),
+        website: String::new(),
+        verified: false,
     };
     txn.open_table(USERS)?
-        .insert(id, record.encode_to_vec().as_slice())?;
+        .insert(id, UserRecord::of(&user).encode_to_vec().as_slice())?;
     txn.open_table(COUNTS)?.insert(id, (0, 0))?;
     raise_max_issued(txn, id)?;
-    Ok(record.into_user(id))
+    publish(txn, id, &events::user_created(ids.next_id()?, &user))?;
+    Ok(user)
+}
+
+/// Edits user `id`'s profile in the caller's transaction; when `edit` says
+/// it changed something, stores it and appends `ProfileUpdated`.
+fn write_profile(
+    txn: &WriteTransaction,
+    ids: &SnowflakeGenerator,
+    id: u64,
+    edit: impl FnOnce(&mut User) -> bool,
+) -> Result<ProfileChange, GraphError> {
+    let mut users = txn.open_table(USERS)?;
+    let mut user = read_user(&users, id)?.ok_or_else(|| user_not_found(id))?;
+    if !edit(&mut user) {
+        return Ok(ProfileChange {
+            user,
+            changed: false,
+        });
+    }
+    users.insert(id, UserRecord::of(&user).encode_to_vec().as_slice())?;
+    drop(users);
+    publish(txn, id, &events::profile_updated(ids.next_id()?, &user))?;
+    Ok(ProfileChange {
+        user,
+        changed: true,
+    })
+}
+
+/// `NotFound` unless both users exist.
+fn both_exist(txn: &WriteTransaction, first: u64, second: u64) -> Result<(), GraphError> {
+    let counts = txn.open_table(COUNTS)?;
+    counts_of(&counts, first)?;
+    counts_of(&counts, second)?;
+    Ok(())
+}
+
+/// Whether `a` blocks `b` or `b` blocks `a`.
+fn blocked_either_way(
+    blocks: &impl ReadableTable<(u64, u64), u64>,
+    a: u64,
+    b: u64,
+) -> Result<bool, GraphError> {
+    Ok(blocks.get((a, b))?.is_some() || blocks.get((b, a))?.is_some())
+}
+
+/// The stored mute of `muter` on `muted`, if any, lapsed or not: its seq,
+/// expiry and setting.
+fn read_mute(
+    mutes: &impl ReadableTable<(u64, u64), (u64, i64, bool)>,
+    muter: u64,
+    muted: u64,
+) -> Result<Option<(u64, Option<i64>, bool)>, GraphError> {
+    Ok(mutes.get((muter, muted))?.map(|mute| {
+        let (seq, expires, hide) = mute.value();
+        (seq, expiry_from_stored(expires), hide)
+    }))
+}
+
+/// Makes `blocker` block `blocked` in the caller's transaction: removes the
+/// follows both ways (each appending its `Unfollowed`), records the block,
+/// appends `Blocked`. False, writing nothing, when the block exists.
+fn write_block(
+    txn: &WriteTransaction,
+    ids: &SnowflakeGenerator,
+    blocker: u64,
+    blocked: u64,
+) -> Result<bool, GraphError> {
+    both_exist(txn, blocker, blocked)?;
+    if txn.open_table(BLOCKS)?.get((blocker, blocked))?.is_some() {
+        return Ok(false);
+    }
+    write_unfollow(txn, ids, blocker, blocked)?;
+    write_unfollow(txn, ids, blocked, blocker)?;
+    // Drawn inside the write transaction, as a follow's seq: block lists
+    // page as stably as follow lists.
+    let seq = ids.next_id()?;
+    txn.open_table(BLOCKS)?.insert((blocker, blocked), seq)?;
+    txn.open_table(BLOCKING)?
+        .insert((blocker, seq, blocked), ())?;
+    let event = events::blocked(ids.next_id()?, blocker, blocked, seq);
+    publish(txn, blocked, &event)?;
+    Ok(true)
+}
+
+fn write_unblock(
+    txn: &WriteTransaction,
+    ids: &SnowflakeGenerator,
+    blocker: u64,
+    blocked: u64,
+) -> Result<bool, GraphError> {
+    both_exist(txn, blocker, blocked)?;
+    let Some(seq) = txn
+        .open_table(BLOCKS)?
+        .remove((blocker, blocked))?
+        .map(|seq| seq.value())
+    else {
+        return Ok(false);
+    };
+    txn.open_table(BLOCKING)?.remove((blocker, seq, blocked))?;
+    publish(
+        txn,
+        blocked,
+        &events::unblocked(ids.next_id()?, blocker, blocked),
+    )?;
+    Ok(true)
+}
+
+/// Makes `muter` mute `muted` in the caller's transaction and appends
+/// `Muted`, unless an identical mute is active at `now_ms`. An active mute
+/// keeps its seq (its place in the list); a lapsed one is replaced by a new
+/// mute with a new seq.
+fn write_mute(
+    txn: &WriteTransaction,
+    ids: &SnowflakeGenerator,
+    (muter, muted): (u64, u64),
+    (expires_at_ms, hide_notifications): (Option<i64>, bool),
+    now_ms: i64,
+) -> Result<MuteChange, GraphError> {
+    both_exist(txn, muter, muted)?;
+    let mut mutes = txn.open_table(MUTES)?;
+    let mut muting = txn.open_table(MUTING)?;
+    let unchanged = MuteChange {
+        changed: false,
+        expires_at_ms,
+    };
+    let kept_seq = match read_mute(&mutes, muter, muted)? {
+        Some((seq, expires, hide)) if mute_is_active(expires, now_ms) => {
+            if (expires, hide) == (expires_at_ms, hide_notifications) {
+                return Ok(unchanged);
+            }
+            Some(seq)
+        }
+        Some((lapsed_seq, _, _)) => {
+            muting.remove((muter, lapsed_seq, muted))?;
+            None
+        }
+        None => None,
+    };
+    let (seq, made_at) = match kept_seq {
+        Some(seq) => (seq, None),
+        None => {
+            let seq = ids.next_id()?;
+            muting.insert((muter, seq, muted), ())?;
+            (seq, Some(ms_of(seq)))
+        }
+    };
+    mutes.insert(
+        (muter, muted),
+        (seq, stored_expiry(expires_at_ms), hide_notifications),
+    )?;
+    drop((mutes, muting));
+    let event_id = ids.next_id()?;
+    let event = events::muted(
+        event_id,
+        (muter, muted),
+        made_at.unwrap_or_else(|| ms_of(event_id)),
+        expires_at_ms,
+        hide_notifications,
+    );
+    publish(txn, muted, &event)?;
+    Ok(MuteChange {
+        changed: true,
+        expires_at_ms,
+    })
+}
+
+/// Removes `muter`'s mute on `muted` if it is active at `now_ms`, appending
+/// `Unmuted`; a lapsed mute is left for the next mute to replace.
+fn write_unmute(
+    txn: &WriteTransaction,
+    ids: &SnowflakeGenerator,
+    muter: u64,
+    muted: u64,
+    now_ms: i64,
+) -> Result<bool, GraphError> {
+    both_exist(txn, muter, muted)?;
+    let mut mutes = txn.open_table(MUTES)?;
+    let Some((seq, expires, _)) = read_mute(&mutes, muter, muted)? else {
+        return Ok(false);
+    };
+    if !mute_is_active(expires, now_ms) {
+        return Ok(false);
+    }
+    mutes.remove((muter, muted))?;
+    drop(mutes);
+    txn.open_table(MUTING)?.remove((muter, seq, muted))?;
+    publish(txn, muted, &events::unmuted(ids.next_id()?, muter, muted))?;
+    Ok(true)
 }
 
 /// Makes `follower` follow `followee` in the caller's transaction and
@@ -306,6 +558,9 @@ fn write_follow(
     let mut counts = txn.open_table(COUNTS)?;
     let mut follower_counts = counts_of(&counts, follower)?;
     let mut followee_counts = counts_of(&counts, followee)?;
+    if blocked_either_way(&txn.open_table(BLOCKS)?, follower, followee)? {
+        return Err(follow_refused());
+    }
     let mut follows = txn.open_table(FOLLOWS)?;
     if follows.get((follower, followee))?.is_some() {
         return Ok(FollowChange::new(false, follower_counts, followee_counts));
@@ -390,6 +645,26 @@ fn scan_page(
     scan_budget: usize,
     mut keep: impl FnMut(u64) -> Result<bool, GraphError>,
 ) -> Result<FollowPage, GraphError> {
+    let (edges, next) = scan_index(index, owner, query, scan_budget, |position| {
+        Ok(keep(position.user_id)?.then_some(FollowEdge {
+            user_id: position.user_id,
+            followed_at_ms: ms_of(position.follow_seq),
+            position,
+        }))
+    })?;
+    Ok(FollowPage { edges, next })
+}
+
+/// [`scan_page`] for any list kept in an index shaped like the follow
+/// indexes: `pick` turns each position looked at into an edge, or skips it.
+/// Returns the edges and where the next page starts.
+fn scan_index<E>(
+    index: &impl ReadableTable<(u64, u64, u64), ()>,
+    owner: u64,
+    query: PageQuery,
+    scan_budget: usize,
+    mut pick: impl FnMut(EdgePosition) -> Result<Option<E>, GraphError>,
+) -> Result<(Vec<E>, Option<EdgePosition>), GraphError> {
     let limit = query.limit.max(1);
     let end = match query.after {
         Some(after) => Bound::Excluded((owner, after.follow_seq, after.user_id)),
@@ -407,34 +682,21 @@ fn scan_page(
         let (_, follow_seq, user_id) = key.value();
         // Reaching here means another entry exists, so a next page does too.
         if scanned == budget {
-            return Ok(FollowPage {
-                edges,
-                next: last_seen,
-            });
+            return Ok((edges, last_seen));
         }
-        if keep(user_id)? {
-            if edges.len() == limit {
-                return Ok(FollowPage {
-                    edges,
-                    next: last_seen,
-                });
-            }
-            let position = EdgePosition {
-                follow_seq,
-                user_id,
-            };
-            edges.push(FollowEdge {
-                user_id,
-                followed_at_ms: ms_of(follow_seq),
-                position,
-            });
-        }
-        last_seen = Some(EdgePosition {
+        let position = EdgePosition {
             follow_seq,
             user_id,
-        });
+        };
+        if let Some(edge) = pick(position)? {
+            if edges.len() == limit {
+                return Ok((edges, last_seen));
+            }
+            edges.push(edge);
+        }
+        last_seen = Some(position);
     }
-    Ok(FollowPage { edges, next: None })
+    Ok((edges, None))
 }
 
 fn read_user(
@@ -450,7 +712,8 @@ fn read_user(
 #[async_trait]
 impl GraphStore for EmbeddedGraphStore {
     async fn create_user(&self, user: NewUser) -> Result<User, GraphError> {
-        self.write(move |txn, ids| write_user(txn, ids, user)).await
+        self.change(move |txn, ids| Ok((write_user(txn, ids, user)?, true)))
+            .await
     }
 
     /// One transaction for the whole batch: one fsync, and a failing entry
@@ -460,14 +723,15 @@ impl GraphStore for EmbeddedGraphStore {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(move |txn, ids| {
-            users
+        self.change(move |txn, ids| {
+            let created = users
                 .into_iter()
                 .enumerate()
                 .map(|(index, user)| {
                     write_user(txn, ids, user).map_err(|error| error.in_batch("users", index))
                 })
-                .collect()
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((created, true))
         })
         .await
     }
@@ -509,7 +773,7 @@ impl GraphStore for EmbeddedGraphStore {
     async fn follow_many(&self, pairs: &[(u64, u64)]) -> Result<Vec<FollowChange>, GraphError> {
         check_follow_batch(pairs)?;
         let pairs = pairs.to_vec();
-        self.change_follows(move |txn, ids| {
+        self.change(move |txn, ids| {
             let changes = pairs
                 .into_iter()
                 .enumerate()
@@ -596,6 +860,197 @@ impl GraphStore for EmbeddedGraphStore {
                 .collect()
         })
     }
+
+    async fn get_users_by_usernames(
+        &self,
+        usernames: &[String],
+    ) -> Result<Vec<Option<User>>, GraphError> {
+        let lowered: Vec<String> = usernames
+            .iter()
+            .map(|name| name.to_ascii_lowercase())
+            .collect();
+        self.reading(move |database, _| {
+            let read = database.begin_read()?;
+            let (ids, users) = (read.open_table(USERNAMES)?, read.open_table(USERS)?);
+            lowered
+                .iter()
+                .map(|name| match ids.get(name.as_str())? {
+                    Some(id) => read_user(&users, id.value()),
+                    None => Ok(None),
+                })
+                .collect()
+        })
+    }
+
+    async fn update_profile(
+        &self,
+        user: u64,
+        update: ProfileUpdate,
+    ) -> Result<ProfileChange, GraphError> {
+        self.change_profile(user, move |profile| update.apply(profile))
+            .await
+    }
+
+    async fn set_verified(&self, user: u64, verified: bool) -> Result<ProfileChange, GraphError> {
+        self.change_profile(user, move |profile| {
+            let changed = profile.verified != verified;
+            profile.verified = verified;
+            changed
+        })
+        .await
+    }
+
+    /// One transaction: the follows removed, their events, the block and
+    /// its event commit together or not at all.
+    async fn block(&self, blocker: u64, blocked: u64) -> Result<bool, GraphError> {
+        self.change_pair(
+            (blocker, blocked),
+            ("blocker_id", "blocked_id"),
+            move |txn, ids| write_block(txn, ids, blocker, blocked),
+        )
+        .await
+    }
+
+    async fn unblock(&self, blocker: u64, blocked: u64) -> Result<bool, GraphError> {
+        self.change_pair(
+            (blocker, blocked),
+            ("blocker_id", "blocked_id"),
+            move |txn, ids| write_unblock(txn, ids, blocker, blocked),
+        )
+        .await
+    }
+
+    async fn mute(
+        &self,
+        muter: u64,
+        muted: u64,
+        expires_at_ms: Option<i64>,
+        hide_notifications: bool,
+        now_ms: i64,
+    ) -> Result<MuteChange, GraphError> {
+        distinct_pair(muter, muted, "muter_id", "muted_id")?;
+        check_mute_expiry(expires_at_ms, now_ms)?;
+        self.change(move |txn, ids| {
+            let change = write_mute(
+                txn,
+                ids,
+                (muter, muted),
+                (expires_at_ms, hide_notifications),
+                now_ms,
+            )?;
+            Ok((change, change.changed))
+        })
+        .await
+    }
+
+    async fn unmute(&self, muter: u64, muted: u64, now_ms: i64) -> Result<bool, GraphError> {
+        self.change_pair((muter, muted), ("muter_id", "muted_id"), move |txn, ids| {
+            write_unmute(txn, ids, muter, muted, now_ms)
+        })
+        .await
+    }
+
+    async fn list_blocked(&self, user: u64, page: PageQuery) -> Result<RelationPage, GraphError> {
+        self.reading(move |database, _| {
+            let read = database.begin_read()?;
+            if read.open_table(COUNTS)?.get(user)?.is_none() {
+                return Err(user_not_found(user));
+            }
+            let (edges, next) = scan_index(
+                &read.open_table(BLOCKING)?,
+                user,
+                page,
+                SCAN_BUDGET,
+                |position| {
+                    Ok(Some(RelationEdge {
+                        user_id: position.user_id,
+                        since_ms: ms_of(position.follow_seq),
+                        expires_at_ms: None,
+                        hide_notifications: false,
+                        position,
+                    }))
+                },
+            )?;
+            Ok(RelationPage { edges, next })
+        })
+    }
+
+    async fn list_muted(
+        &self,
+        user: u64,
+        page: PageQuery,
+        now_ms: i64,
+    ) -> Result<RelationPage, GraphError> {
+        self.reading(move |database, _| {
+            let read = database.begin_read()?;
+            if read.open_table(COUNTS)?.get(user)?.is_none() {
+                return Err(user_not_found(user));
+            }
+            let mutes = read.open_table(MUTES)?;
+            let (edges, next) = scan_index(
+                &read.open_table(MUTING)?,
+                user,
+                page,
+                SCAN_BUDGET,
+                |position| {
+                    let mute = read_mute(&mutes, user, position.user_id)?;
+                    Ok(mute
+                        .filter(|&(seq, expires, _)| {
+                            seq == position.follow_seq && mute_is_active(expires, now_ms)
+                        })
+                        .map(|(_, expires_at_ms, hide_notifications)| RelationEdge {
+                            user_id: position.user_id,
+                            since_ms: ms_of(position.follow_seq),
+                            expires_at_ms,
+                            hide_notifications,
+                            position,
+                        }))
+                },
+            )?;
+            Ok(RelationPage { edges, next })
+        })
+    }
+
+    /// Three point lookups per id in one read snapshot.
+    async fn relations(
+        &self,
+        viewer: u64,
+        ids: &[u64],
+        now_ms: i64,
+    ) -> Result<Vec<Relation>, GraphError> {
+        if viewer == 0 {
+            return Ok(vec![Relation::default(); ids.len()]);
+        }
+        let ids = ids.to_vec();
+        self.reading(move |database, _| {
+            let read = database.begin_read()?;
+            let (blocks, mutes) = (read.open_table(BLOCKS)?, read.open_table(MUTES)?);
+            ids.into_iter()
+                .map(|id| {
+                    let mute = read_mute(&mutes, viewer, id)?
+                        .filter(|&(_, expires, _)| mute_is_active(expires, now_ms));
+                    Ok(Relation {
+                        viewer_blocks: blocks.get((viewer, id))?.is_some(),
+                        blocks_viewer: blocks.get((id, viewer))?.is_some(),
+                        viewer_mutes: mute.is_some(),
+                        mute_hides_notifications: mute.is_some_and(|(_, _, hide)| hide),
+                        mute_expires_at_ms: mute.and_then(|(_, expires, _)| expires),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn blocks_between(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError> {
+        let pairs = pairs.to_vec();
+        self.reading(move |database, _| {
+            let blocks = database.begin_read()?.open_table(BLOCKS)?;
+            pairs
+                .into_iter()
+                .map(|(a, b)| blocked_either_way(&blocks, a, b))
+                .collect()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -669,6 +1124,73 @@ mod tests {
         }
         async fn is_following(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError> {
             self.0.is_following(pairs).await
+        }
+        async fn get_users_by_usernames(
+            &self,
+            usernames: &[String],
+        ) -> Result<Vec<Option<User>>, GraphError> {
+            self.0.get_users_by_usernames(usernames).await
+        }
+        async fn update_profile(
+            &self,
+            user: u64,
+            update: ProfileUpdate,
+        ) -> Result<ProfileChange, GraphError> {
+            self.0.update_profile(user, update).await
+        }
+        async fn set_verified(
+            &self,
+            user: u64,
+            verified: bool,
+        ) -> Result<ProfileChange, GraphError> {
+            self.0.set_verified(user, verified).await
+        }
+        async fn block(&self, blocker: u64, blocked: u64) -> Result<bool, GraphError> {
+            self.0.block(blocker, blocked).await
+        }
+        async fn unblock(&self, blocker: u64, blocked: u64) -> Result<bool, GraphError> {
+            self.0.unblock(blocker, blocked).await
+        }
+        async fn mute(
+            &self,
+            muter: u64,
+            muted: u64,
+            expires_at_ms: Option<i64>,
+            hide_notifications: bool,
+            now_ms: i64,
+        ) -> Result<MuteChange, GraphError> {
+            self.0
+                .mute(muter, muted, expires_at_ms, hide_notifications, now_ms)
+                .await
+        }
+        async fn unmute(&self, muter: u64, muted: u64, now_ms: i64) -> Result<bool, GraphError> {
+            self.0.unmute(muter, muted, now_ms).await
+        }
+        async fn list_blocked(
+            &self,
+            user: u64,
+            page: PageQuery,
+        ) -> Result<RelationPage, GraphError> {
+            self.0.list_blocked(user, page).await
+        }
+        async fn list_muted(
+            &self,
+            user: u64,
+            page: PageQuery,
+            now_ms: i64,
+        ) -> Result<RelationPage, GraphError> {
+            self.0.list_muted(user, page, now_ms).await
+        }
+        async fn relations(
+            &self,
+            viewer: u64,
+            ids: &[u64],
+            now_ms: i64,
+        ) -> Result<Vec<Relation>, GraphError> {
+            self.0.relations(viewer, ids, now_ms).await
+        }
+        async fn blocks_between(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError> {
+            self.0.blocks_between(pairs).await
         }
     }
 

@@ -1,13 +1,18 @@
-//! Where users and the follow graph live.
+//! Where users, the follow graph, blocks and mutes live.
 //!
 //! [`GraphStore`] is the one storage role of this service. Its methods are
 //! batch-shaped and use plain domain types, so the embedded
 //! [`EmbeddedGraphStore`] and Neo4j ([`Neo4jGraphStore`]) both implement it,
 //! and `conformance` (behind the `conformance` feature) checks both against the same contract. Stores
 //! enforce what only they can check atomically (username uniqueness, that
-//! both users of a follow exist, idempotent follows) and publish the matching
-//! domain event in the same durable step as the change; request validation
-//! happens before, in the service.
+//! both users of a follow exist, idempotent follows, no follow across a
+//! block) and publish the matching domain event in the same durable step as
+//! the change; request validation happens before, in the service.
+//!
+//! Mutes may lapse. Stores never read the clock for that: every call that
+//! judges a mute takes the caller's `now_ms`, and a mute whose expiry is not
+//! after it counts as no mute at all (so tests can make one lapse without
+//! waiting).
 //!
 //! Batch writes (`create_users`, `follow_many`) are all or nothing for
 //! every check the store makes. Their default implementations check up
@@ -17,6 +22,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod embedded;
+mod events;
 mod neo4j;
 
 use std::collections::HashSet;
@@ -42,6 +48,55 @@ pub struct User {
     pub bio: String,
     /// Sign-up time in Unix milliseconds (the id's timestamp).
     pub created_at_ms: i64,
+    /// Where the user says they are, trimmed; may be empty.
+    pub location: String,
+    /// Empty, or an http(s) URL.
+    pub website: String,
+    /// Verified by an operator ([`GraphStore::set_verified`]).
+    pub verified: bool,
+}
+
+/// A validated profile edit: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    /// Trimmed, 1 to 50 characters.
+    pub display_name: Option<String>,
+    /// At most 160 characters.
+    pub bio: Option<String>,
+    /// Trimmed, at most 30 characters; empty clears it.
+    pub location: Option<String>,
+    /// An http(s) URL of at most 100 characters; empty clears it.
+    pub website: Option<String>,
+}
+
+impl ProfileUpdate {
+    /// Applies the edit to `user`; whether anything changed.
+    pub fn apply(self, user: &mut User) -> bool {
+        let mut changed = false;
+        for (field, value) in [
+            (&mut user.display_name, self.display_name),
+            (&mut user.bio, self.bio),
+            (&mut user.location, self.location),
+            (&mut user.website, self.website),
+        ] {
+            if let Some(value) = value
+                && *field != value
+            {
+                *field = value;
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+/// What a profile edit or a change of the verified mark did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileChange {
+    /// The profile after the call.
+    pub user: User,
+    /// False when it already was as requested (nothing written, no event).
+    pub changed: bool,
 }
 
 /// A validated request to create a user.
@@ -75,13 +130,13 @@ pub struct FollowChange {
     pub follower_following: u64,
 }
 
-/// A position in a follow list: lists are ordered by `follow_seq`
-/// descending, then `user_id` descending.
+/// A position in a follow, block or mute list: lists are ordered by
+/// `follow_seq` descending, then `user_id` descending.
 ///
-/// `follow_seq` is a Snowflake id drawn when the follow was written, in
-/// commit order, so a follow made while someone pages always sorts before
-/// their cursor and an existing follow never moves: paging neither repeats
-/// nor skips anyone who stays followed.
+/// `follow_seq` is a Snowflake id drawn when the follow (block, mute) was
+/// written, in commit order, so one made while someone pages always sorts
+/// before their cursor and an existing one never moves: paging neither
+/// repeats nor skips anyone who stays in the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EdgePosition {
     /// The follow's sequence id (its timestamp is the follow time).
@@ -121,15 +176,67 @@ pub struct FollowPage {
     pub next: Option<EdgePosition>,
 }
 
-/// Storage of users and follows.
+/// What a mute did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MuteChange {
+    /// False when an identical active mute (same expiry, same setting)
+    /// already existed (nothing written, no event).
+    pub changed: bool,
+    /// When the mute lapses, in Unix milliseconds; `None` for never.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// One entry of a block or mute list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelationEdge {
+    /// The blocked or muted user.
+    pub user_id: u64,
+    /// When the block or mute was made, in Unix milliseconds (the seq's time).
+    pub since_ms: i64,
+    /// For a mute, when it lapses (`None` for never); `None` for a block.
+    pub expires_at_ms: Option<i64>,
+    /// For a mute, whether notifications are hidden too; false for a block.
+    pub hide_notifications: bool,
+    /// Where this edge sits in the list.
+    pub position: EdgePosition,
+}
+
+/// One page of a block or mute list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationPage {
+    /// Edges, most recent first.
+    pub edges: Vec<RelationEdge>,
+    /// Where the next page starts; `None` when the list is exhausted. The
+    /// mute list skips lapsed mutes, so a page may be short (even empty)
+    /// and still have a next one, as a filtered follow list.
+    pub next: Option<EdgePosition>,
+}
+
+/// How a viewer relates to one user. The default is "no relation", the
+/// answer for an anonymous viewer and for unknown users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Relation {
+    /// The viewer blocks the user.
+    pub viewer_blocks: bool,
+    /// The user blocks the viewer.
+    pub blocks_viewer: bool,
+    /// The viewer mutes the user, and the mute has not lapsed.
+    pub viewer_mutes: bool,
+    /// The active mute hides the user's notifications too.
+    pub mute_hides_notifications: bool,
+    /// When the active mute lapses; `None` for never or no mute.
+    pub mute_expires_at_ms: Option<i64>,
+}
+
+/// Storage of users, follows, blocks and mutes.
 #[async_trait]
 pub trait GraphStore: Send + Sync + 'static {
-    /// Creates a user with a fresh id; `AlreadyExists` when the username is
-    /// taken ignoring case.
+    /// Creates a user with a fresh id and publishes `UserCreated`;
+    /// `AlreadyExists` when the username is taken ignoring case.
     async fn create_user(&self, user: NewUser) -> Result<User, GraphError>;
 
     /// Creates `users` in order, all or none, returning them in the same
-    /// order. Fails naming the first failing entry (see
+    /// order, with one `UserCreated` each. Fails naming the first failing entry (see
     /// [`GraphError::in_batch`]): `AlreadyExists` when its username is taken,
     /// ignoring case, by an existing user or an earlier entry;
     /// `InvalidArgument` for more than [`MAX_WRITE_BATCH`] users.
@@ -166,7 +273,9 @@ pub trait GraphStore: Send + Sync + 'static {
     async fn get_user_by_username(&self, username: &str) -> Result<Option<User>, GraphError>;
 
     /// Makes `follower` follow `followee` and publishes `Followed`;
-    /// `NotFound` when either is missing. Idempotent.
+    /// `NotFound` when either is missing, `PermissionDenied` when either
+    /// blocks the other (checked in the follow's own transaction, so a
+    /// block and a follow racing never leave both). Idempotent.
     async fn follow(&self, follower: u64, followee: u64) -> Result<FollowChange, GraphError>;
 
     /// Makes each `(follower, followee)` pair a follow, in order, all or
@@ -174,12 +283,14 @@ pub trait GraphStore: Send + Sync + 'static {
     /// would answer right after the pairs before it (a pair already
     /// followed, or repeated, is unchanged), and one `Followed` per follow
     /// made. Fails naming the first failing pair: `NotFound` for a missing
-    /// user, `InvalidArgument` for a self-follow or more than
-    /// [`MAX_WRITE_BATCH`] pairs.
+    /// user, `PermissionDenied` for a pair across a block,
+    /// `InvalidArgument` for a self-follow or more than [`MAX_WRITE_BATCH`]
+    /// pairs.
     ///
-    /// This default is NOT one transaction: it checks every pair and that
-    /// every user exists first, so a batch failing those checks follows
-    /// nothing, then calls [`GraphStore::follow`] per pair. A backend
+    /// This default is NOT one transaction: it checks every pair, that
+    /// every user exists and that no pair crosses a block first, so a batch
+    /// failing those checks follows nothing, then calls
+    /// [`GraphStore::follow`] per pair (which checks the block again). A backend
     /// failure part-way leaves the follows before it made (retrying the
     /// whole batch is safe: follows are idempotent).
     /// Stores that can write a batch atomically override it.
@@ -190,8 +301,14 @@ pub trait GraphStore: Send + Sync + 'static {
             .flat_map(|&(follower, followee)| [follower, followee])
             .collect();
         let counts = self.follow_counts(&ids).await?;
-        if let Some(position) = counts.iter().position(Option::is_none) {
-            return Err(user_not_found(ids[position]).in_batch("pairs", position / 2));
+        let blocked = self.blocks_between(pairs).await?;
+        for (index, pair_counts) in counts.chunks(2).enumerate() {
+            if let Some(missing) = pair_counts.iter().position(Option::is_none) {
+                return Err(user_not_found(ids[2 * index + missing]).in_batch("pairs", index));
+            }
+            if blocked[index] {
+                return Err(follow_refused().in_batch("pairs", index));
+            }
         }
         let mut changes = Vec::with_capacity(pairs.len());
         for (index, &(follower, followee)) in pairs.iter().enumerate() {
@@ -226,6 +343,90 @@ pub trait GraphStore: Send + Sync + 'static {
 
     /// Whether each `(follower, followee)` pair is a follow, in order.
     async fn is_following(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError>;
+
+    /// Looks users up by username, ignoring case: one answer per name, in
+    /// order, `None` when no user has it.
+    async fn get_users_by_usernames(
+        &self,
+        usernames: &[String],
+    ) -> Result<Vec<Option<User>>, GraphError>;
+
+    /// Applies `update` to `user`'s profile; `NotFound` when missing.
+    /// Publishes `ProfileUpdated` (the whole profile after) when anything
+    /// changed, in the same step.
+    async fn update_profile(
+        &self,
+        user: u64,
+        update: ProfileUpdate,
+    ) -> Result<ProfileChange, GraphError>;
+
+    /// Sets `user`'s verified mark; `NotFound` when missing. Publishes
+    /// `ProfileUpdated` when the mark changed, in the same step.
+    async fn set_verified(&self, user: u64, verified: bool) -> Result<ProfileChange, GraphError>;
+
+    /// Makes `blocker` block `blocked`; whether that changed anything.
+    /// `NotFound` when either is missing, `InvalidArgument` when they are
+    /// the same. In one atomic step: removes the follows between the two,
+    /// both ways, each with its `Unfollowed` carrying the counts after it,
+    /// as [`GraphStore::unfollow`] would; records the block under a fresh
+    /// seq (its list position); publishes `Blocked` after those
+    /// `Unfollowed`. Idempotent: an existing block changes nothing.
+    async fn block(&self, blocker: u64, blocked: u64) -> Result<bool, GraphError>;
+
+    /// Removes the block and publishes `Unblocked`; whether there was one.
+    /// `NotFound` when either is missing, `InvalidArgument` when they are
+    /// the same. Follows the block removed stay removed.
+    async fn unblock(&self, blocker: u64, blocked: u64) -> Result<bool, GraphError>;
+
+    /// Makes `muter` mute `muted` until `expires_at_ms` (`None`: until
+    /// unmuted), hiding their notifications too when `hide_notifications`.
+    /// `NotFound` when either is missing; `InvalidArgument` when they are
+    /// the same or the expiry is not after `now_ms`. Replaces an active
+    /// mute's expiry and setting (keeping its list position); a lapsed mute
+    /// counts as none, so muting again makes a new one (a new position).
+    /// Publishes `Muted` when anything changed.
+    async fn mute(
+        &self,
+        muter: u64,
+        muted: u64,
+        expires_at_ms: Option<i64>,
+        hide_notifications: bool,
+        now_ms: i64,
+    ) -> Result<MuteChange, GraphError>;
+
+    /// Removes an active mute and publishes `Unmuted`; whether there was
+    /// one (a lapsed mute is none). `NotFound` when either is missing,
+    /// `InvalidArgument` when they are the same.
+    async fn unmute(&self, muter: u64, muted: u64, now_ms: i64) -> Result<bool, GraphError>;
+
+    /// A page of whom `user` blocks, most recent block first; `NotFound`
+    /// when `user` is missing. Paging is stable as in the follow lists.
+    async fn list_blocked(&self, user: u64, page: PageQuery) -> Result<RelationPage, GraphError>;
+
+    /// A page of whom `user` mutes, most recent mute first, mutes lapsed at
+    /// `now_ms` skipped (a page may be short and still have a next one);
+    /// `NotFound` when `user` is missing. Paging is stable as in the follow
+    /// lists.
+    async fn list_muted(
+        &self,
+        user: u64,
+        page: PageQuery,
+        now_ms: i64,
+    ) -> Result<RelationPage, GraphError>;
+
+    /// How `viewer` relates to each of `ids`, in order, repeats answered in
+    /// place, unknown users (and every user, for viewer 0) unrelated. Point
+    /// lookups per id, never a scan of the viewer's lists: timelines call
+    /// it for every page, whoever blocks thousands.
+    async fn relations(
+        &self,
+        viewer: u64,
+        ids: &[u64],
+        now_ms: i64,
+    ) -> Result<Vec<Relation>, GraphError>;
+
+    /// Whether either user of each pair blocks the other, in order.
+    async fn blocks_between(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError>;
 }
 
 /// The failure of a call naming user `id` who does not exist.
@@ -238,17 +439,59 @@ pub(crate) fn username_taken(username: &str) -> GraphError {
     GraphError::AlreadyExists(format!("username `{username}` is taken"))
 }
 
+/// The refusal of a follow across a block. It does not say who blocks
+/// whom: the blocked user learns no more than that they cannot follow.
+pub(crate) fn follow_refused() -> GraphError {
+    GraphError::PermissionDenied("you cannot follow this user".into())
+}
+
 /// A follow or unfollow of oneself would count one user as two (and lock or
 /// write one row twice). The service rejects it earlier; stores check it
 /// too, so each is safe on its own.
 pub(crate) fn distinct_users(follower: u64, followee: u64) -> Result<(), GraphError> {
-    if follower == followee {
+    distinct_pair(follower, followee, "follower_id", "followee_id")
+}
+
+/// Blocks and mutes, like follows, relate two different users: `second`
+/// (named `second_field`) must differ from `first` (named `first_field`).
+pub(crate) fn distinct_pair(
+    first: u64,
+    second: u64,
+    first_field: &str,
+    second_field: &str,
+) -> Result<(), GraphError> {
+    if first == second {
         return Err(GraphError::invalid(
-            "followee_id",
-            "must differ from follower_id",
+            second_field,
+            format!("must differ from {first_field}"),
         ));
     }
     Ok(())
+}
+
+/// Whether a mute lapsing at `expires_at_ms` (`None`: never) still holds at `now_ms`.
+pub(crate) fn mute_is_active(expires_at_ms: Option<i64>, now_ms: i64) -> bool {
+    expires_at_ms.is_none_or(|at| at > now_ms)
+}
+
+/// A mute must not lapse before it is made (the service computes expiries
+/// from positive durations; the store checks too, so it is safe on its own).
+pub(crate) fn check_mute_expiry(expires_at_ms: Option<i64>, now_ms: i64) -> Result<(), GraphError> {
+    if !mute_is_active(expires_at_ms, now_ms) {
+        return Err(GraphError::invalid("expires_at_ms", "must be after now"));
+    }
+    Ok(())
+}
+
+/// A mute's expiry as stored: 0 for never (ms since 1970 are never 0 for a
+/// real expiry), as on the wire.
+pub(crate) fn stored_expiry(expires_at_ms: Option<i64>) -> i64 {
+    expires_at_ms.unwrap_or(0)
+}
+
+/// The inverse of [`stored_expiry`].
+pub(crate) fn expiry_from_stored(stored: i64) -> Option<i64> {
+    (stored != 0).then_some(stored)
 }
 
 /// At most [`MAX_WRITE_BATCH`] entries in the batch request field `field`;

@@ -1,5 +1,5 @@
 //! [`GraphStore`] on Neo4j over Bolt (`neo4rs` 0.8), with a transactional
-//! outbox ([`Outbox`]) for the follow events.
+//! outbox ([`Outbox`]) for its events.
 //!
 //! The Cypher and the model live in [`cypher`]. In short:
 //!
@@ -11,6 +11,12 @@
 //!   stream; a republished entry is dropped by event id.
 //! - **Idempotent.** Under both locks, MERGE finds an existing edge, and
 //!   only a created (or deleted) edge moves counts and writes an event.
+//! - **Blocks and mutes** take the same two locks. A block deletes the
+//!   follows both ways (moving counts and writing an `Unfollowed` each as
+//!   an unfollow does), creates the `BLOCKS` edge and its `Blocked`, all in
+//!   one transaction; a follow checks for a block under those locks, so a
+//!   block and a follow racing never leave both. Profile edits lock the
+//!   user. A user and its `UserCreated` are created by one statement.
 //! - **Counts never scan.** `followers`/`following` are node properties
 //!   kept in step by the same transactions.
 //! - **Stable paging.** An edge's `seq` is drawn while both users are
@@ -50,8 +56,10 @@ use warble_mesh::time::now_ms;
 use warble_proto::events::v1::{Event, Followed, Unfollowed, event::Payload};
 
 use super::{
-    EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, NewUser,
-    PageQuery, User, distinct_users, user_not_found, username_taken,
+    EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, MuteChange,
+    NewUser, PageQuery, ProfileChange, ProfileUpdate, Relation, RelationEdge, RelationPage, User,
+    check_mute_expiry, distinct_pair, distinct_users, events, expiry_from_stored, follow_refused,
+    mute_is_active, stored_expiry, user_not_found, username_taken,
 };
 use crate::error::GraphError;
 use cypher::{Cypher, Names};
@@ -267,6 +275,37 @@ impl Neo4jGraphStore {
         Ok(!rows.is_empty())
     }
 
+    /// Runs `attempt` (one transaction) until it answers, retrying driver
+    /// failures that are transient; each attempt is bounded by
+    /// [`REQUEST_TIMEOUT`], and `what` names the call if one runs out.
+    async fn transact<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, GraphError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Abort>>,
+    {
+        let mut tries = 1;
+        loop {
+            match tokio::time::timeout(REQUEST_TIMEOUT, attempt()).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(Abort::Decided(error))) => return Err(error),
+                Ok(Err(Abort::Driver(error)))
+                    if is_transient(&error) && tries < TRANSACTION_ATTEMPTS =>
+                {
+                    tracing::debug!(%error, attempt = tries, what, "transient Neo4j failure; retrying");
+                    tokio::time::sleep(Duration::from_millis(20 << tries)).await;
+                    tries += 1;
+                }
+                Ok(Err(Abort::Driver(error))) => return Err(error.into()),
+                Err(_) => {
+                    return Err(GraphError::backend(format!(
+                        "Neo4j at {} did not finish {what} within {REQUEST_TIMEOUT:?}",
+                        self.uri
+                    )));
+                }
+            }
+        }
+    }
+
     /// Follows or unfollows in one transaction, retrying transient failures.
     async fn change_follow(
         &self,
@@ -275,44 +314,113 @@ impl Neo4jGraphStore {
         follow: bool,
     ) -> Result<FollowChange, GraphError> {
         distinct_users(follower, followee)?;
-        let mut attempt = 1;
-        loop {
-            let outcome = tokio::time::timeout(
-                REQUEST_TIMEOUT,
-                self.follow_transaction(follower, followee, follow),
-            )
-            .await;
-            match outcome {
-                Ok(Ok(decided)) => return decided,
-                Ok(Err(error)) if is_transient(&error) && attempt < TRANSACTION_ATTEMPTS => {
-                    tracing::debug!(%error, attempt, "transient Neo4j failure; retrying the follow");
-                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                    attempt += 1;
-                }
-                Ok(Err(error)) => return Err(error.into()),
-                Err(_) => {
-                    return Err(GraphError::backend(format!(
-                        "Neo4j at {} did not finish a follow within {REQUEST_TIMEOUT:?}",
-                        self.uri
-                    )));
-                }
-            }
-        }
+        self.transact("a follow", || {
+            self.follow_transaction(follower, followee, follow)
+        })
+        .await
     }
 
-    /// One attempt. The outer `Result` is the driver's (retryable or not);
-    /// the inner one is the store's answer. A transaction dropped without
+    /// One attempt of a follow or unfollow. A transaction dropped without
     /// commit is rolled back (the pool resets the connection).
     async fn follow_transaction(
         &self,
         follower: u64,
         followee: u64,
         follow: bool,
-    ) -> Result<Result<FollowChange, GraphError>, neo4rs::Error> {
-        let mut txn = self.graph.start_txn().await?;
-        // Lock in id order: two users following each other at once take
-        // the same two locks in the same order.
-        let (first, second) = (follower.min(followee), follower.max(followee));
+    ) -> Result<FollowChange, Abort> {
+        let txn = self.graph.start_txn().await?;
+        let (mut txn, follower_counts, followee_counts) =
+            self.lock_both(txn, follower, followee).await?;
+        let unchanged = FollowChange {
+            changed: false,
+            followee_followers: followee_counts.followers,
+            follower_following: follower_counts.following,
+        };
+        if !follow {
+            let Some(change) = self.delete_follow(&mut txn, follower, followee).await? else {
+                txn.rollback().await?;
+                return Ok(unchanged);
+            };
+            let event = unfollowed(self.ids.next_id()?, follower, followee, change);
+            self.append_event(&mut txn, followee, &event).await?;
+            txn.commit().await?;
+            return Ok(change);
+        }
+        // Under both locks, which a block takes too: a block and a follow
+        // racing never leave both.
+        if self.blocked_between(&mut txn, follower, followee).await? {
+            return refuse(txn, follow_refused()).await;
+        }
+        let seq = self.ids.next_id()?;
+        let rows = txn_rows(
+            &mut txn,
+            query(&self.cypher.merge_follow)
+                .param("follower", to_db(follower))
+                .param("followee", to_db(followee))
+                .param("seq", to_db(seq)),
+        )
+        .await?;
+        let Some(row) = rows.first() else {
+            return refuse(
+                txn,
+                GraphError::backend("MERGE of a follow returned no row"),
+            )
+            .await;
+        };
+        if !row.get::<bool>("created")? {
+            txn.rollback().await?;
+            return Ok(unchanged);
+        }
+        let change = change_from(row)?;
+        let at = ms_of(seq);
+        let event = Event {
+            event_id: self.ids.next_id()?,
+            occurred_at_ms: at,
+            payload: Some(Payload::Followed(Followed {
+                follower_id: follower,
+                followee_id: followee,
+                followed_at_ms: at,
+                followee_followers_count: change.followee_followers,
+                follower_following_count: change.follower_following,
+            })),
+        };
+        self.append_event(&mut txn, followee, &event).await?;
+        txn.commit().await?;
+        Ok(change)
+    }
+
+    /// Appends `event` to the outbox in `txn`, under `key`. Follow events
+    /// are keyed by the followee: fan-out applies one key's events in
+    /// order, and the followee's tweets are keyed by them too (see
+    /// `store::events` for the others).
+    async fn append_event(
+        &self,
+        txn: &mut Txn,
+        key: u64,
+        event: &Event,
+    ) -> Result<(), neo4rs::Error> {
+        txn.run(
+            query(&self.cypher.create_outbox)
+                .param("event_id", to_db(event.event_id))
+                .param("stream", DOMAIN_EVENTS_STREAM)
+                .param("event_key", to_db(key))
+                .param("payload", event.encode_to_vec()),
+        )
+        .await
+    }
+
+    /// Takes the write locks of users `a` and `b` for the rest of `txn`,
+    /// smaller id first, so two transactions on the same pair (opposite
+    /// follows, a block and a follow) take them in the same order and
+    /// cannot deadlock. Returns `txn` with both users' counts, or rolls it
+    /// back and fails `NotFound` naming a missing user.
+    async fn lock_both(
+        &self,
+        mut txn: Txn,
+        a: u64,
+        b: u64,
+    ) -> Result<(Txn, FollowCounts, FollowCounts), Abort> {
+        let (first, second) = (a.min(b), a.max(b));
         let first_counts = self.lock_user(&mut txn, first).await?;
         let second_counts = self.lock_user(&mut txn, second).await?;
         let counts_of = |id: u64| {
@@ -322,110 +430,11 @@ impl Neo4jGraphStore {
                 second_counts
             }
         };
-        let (Some(follower_counts), Some(followee_counts)) =
-            (counts_of(follower), counts_of(followee))
-        else {
-            txn.rollback().await?;
-            let missing = if counts_of(follower).is_none() {
-                follower
-            } else {
-                followee
-            };
-            return Ok(Err(user_not_found(missing)));
-        };
-        let unchanged = FollowChange {
-            changed: false,
-            followee_followers: followee_counts.followers,
-            follower_following: follower_counts.following,
-        };
-
-        let (event, change) = if follow {
-            let seq = match self.ids.next_id() {
-                Ok(seq) => seq,
-                Err(error) => return Ok(Err(error.into())),
-            };
-            let rows = txn_rows(
-                &mut txn,
-                query(&self.cypher.merge_follow)
-                    .param("follower", to_db(follower))
-                    .param("followee", to_db(followee))
-                    .param("seq", to_db(seq)),
-            )
-            .await?;
-            let Some(row) = rows.first() else {
-                txn.rollback().await?;
-                return Ok(Err(GraphError::backend(
-                    "MERGE of a follow returned no row",
-                )));
-            };
-            if !row
-                .get::<bool>("created")
-                .map_err(neo4rs::Error::DeserializationError)?
-            {
-                txn.rollback().await?;
-                return Ok(Ok(unchanged));
-            }
-            let change = change_from(row)?;
-            let event_id = match self.ids.next_id() {
-                Ok(id) => id,
-                Err(error) => return Ok(Err(error.into())),
-            };
-            let at = ms_of(seq);
-            let event = Event {
-                event_id,
-                occurred_at_ms: at,
-                payload: Some(Payload::Followed(Followed {
-                    follower_id: follower,
-                    followee_id: followee,
-                    followed_at_ms: at,
-                    followee_followers_count: change.followee_followers,
-                    follower_following_count: change.follower_following,
-                })),
-            };
-            (event, change)
-        } else {
-            let rows = txn_rows(
-                &mut txn,
-                query(&self.cypher.delete_follow)
-                    .param("follower", to_db(follower))
-                    .param("followee", to_db(followee)),
-            )
-            .await?;
-            let Some(row) = rows.first() else {
-                txn.rollback().await?;
-                return Ok(Ok(unchanged));
-            };
-            let change = change_from(row)?;
-            let event_id = match self.ids.next_id() {
-                Ok(id) => id,
-                Err(error) => return Ok(Err(error.into())),
-            };
-            let at = ms_of(event_id);
-            let event = Event {
-                event_id,
-                occurred_at_ms: at,
-                payload: Some(Payload::Unfollowed(Unfollowed {
-                    follower_id: follower,
-                    followee_id: followee,
-                    unfollowed_at_ms: at,
-                    followee_followers_count: change.followee_followers,
-                    follower_following_count: change.follower_following,
-                })),
-            };
-            (event, change)
-        };
-        // Keyed by the followee: fan-out applies one key's events in order,
-        // and the followee's tweets are keyed by them too.
-        txn.run(
-            query(&self.cypher.create_outbox)
-                .param("event_id", to_db(event.event_id))
-                .param("stream", DOMAIN_EVENTS_STREAM)
-                .param("event_key", to_db(followee))
-                .param("payload", event.encode_to_vec()),
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(Ok(change))
+        match (counts_of(a), counts_of(b)) {
+            (Some(a_counts), Some(b_counts)) => Ok((txn, a_counts, b_counts)),
+            (None, _) => refuse(txn, user_not_found(a)).await,
+            (_, None) => refuse(txn, user_not_found(b)).await,
+        }
     }
 
     /// Takes user `id`'s write lock for the rest of `txn`; its counts, or
@@ -445,6 +454,241 @@ impl Neo4jGraphStore {
             })
             .transpose()
             .map_err(neo4rs::Error::DeserializationError)
+    }
+
+    /// Deletes the follow if there is one, in `txn` (both users locked);
+    /// the counts after, or `None` when there was none.
+    async fn delete_follow(
+        &self,
+        txn: &mut Txn,
+        follower: u64,
+        followee: u64,
+    ) -> Result<Option<FollowChange>, Abort> {
+        let rows = txn_rows(
+            txn,
+            query(&self.cypher.delete_follow)
+                .param("follower", to_db(follower))
+                .param("followee", to_db(followee)),
+        )
+        .await?;
+        Ok(rows.first().map(change_from).transpose()?)
+    }
+
+    /// Whether either of `a` and `b` blocks the other, read in `txn`.
+    async fn blocked_between(&self, txn: &mut Txn, a: u64, b: u64) -> Result<bool, Abort> {
+        let rows = txn_rows(
+            txn,
+            query(&self.cypher.blocks_between)
+                .param("firsts", vec![to_db(a)])
+                .param("seconds", vec![to_db(b)]),
+        )
+        .await?;
+        Ok(match rows.first() {
+            Some(row) => row.get("blocked")?,
+            None => false,
+        })
+    }
+
+    /// One attempt of a block: under both users' locks, deletes the follows
+    /// both ways (each with its `Unfollowed`), creates the block, appends
+    /// `Blocked`, and commits all of it together.
+    async fn block_transaction(&self, blocker: u64, blocked: u64) -> Result<bool, Abort> {
+        let txn = self.graph.start_txn().await?;
+        let (mut txn, _, _) = self.lock_both(txn, blocker, blocked).await?;
+        let pair = |statement: &str| {
+            query(statement)
+                .param("blocker", to_db(blocker))
+                .param("blocked", to_db(blocked))
+        };
+        if !txn_rows(&mut txn, pair(&self.cypher.find_block))
+            .await?
+            .is_empty()
+        {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        for (follower, followee) in [(blocker, blocked), (blocked, blocker)] {
+            if let Some(change) = self.delete_follow(&mut txn, follower, followee).await? {
+                let event = unfollowed(self.ids.next_id()?, follower, followee, change);
+                self.append_event(&mut txn, followee, &event).await?;
+            }
+        }
+        let seq = self.ids.next_id()?;
+        txn.run(pair(&self.cypher.create_block).param("seq", to_db(seq)))
+            .await?;
+        let event = events::blocked(self.ids.next_id()?, blocker, blocked, seq);
+        self.append_event(&mut txn, blocked, &event).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    async fn unblock_transaction(&self, blocker: u64, blocked: u64) -> Result<bool, Abort> {
+        let txn = self.graph.start_txn().await?;
+        let (mut txn, _, _) = self.lock_both(txn, blocker, blocked).await?;
+        let deleted = txn_rows(
+            &mut txn,
+            query(&self.cypher.delete_block)
+                .param("blocker", to_db(blocker))
+                .param("blocked", to_db(blocked)),
+        )
+        .await?;
+        if deleted.is_empty() {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        let event = events::unblocked(self.ids.next_id()?, blocker, blocked);
+        self.append_event(&mut txn, blocked, &event).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// The stored mute of `muter` on `muted`, lapsed or not: its seq,
+    /// expiry and setting.
+    async fn find_mute(
+        &self,
+        txn: &mut Txn,
+        muter: u64,
+        muted: u64,
+    ) -> Result<Option<(u64, Option<i64>, bool)>, Abort> {
+        let rows = txn_rows(
+            txn,
+            query(&self.cypher.find_mute)
+                .param("muter", to_db(muter))
+                .param("muted", to_db(muted)),
+        )
+        .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some((
+            from_db(row.get("seq")?),
+            expiry_from_stored(row.get::<Option<i64>>("expires_at_ms")?.unwrap_or(0)),
+            row.get::<Option<bool>>("hide_notifications")?
+                .unwrap_or(false),
+        )))
+    }
+
+    /// One attempt of a mute, under both users' locks: an active mute keeps
+    /// its seq, a lapsed or absent one gets a new seq.
+    async fn mute_transaction(
+        &self,
+        (muter, muted): (u64, u64),
+        (expires_at_ms, hide_notifications): (Option<i64>, bool),
+        now_ms: i64,
+    ) -> Result<MuteChange, Abort> {
+        let txn = self.graph.start_txn().await?;
+        let (mut txn, _, _) = self.lock_both(txn, muter, muted).await?;
+        let kept_seq = match self.find_mute(&mut txn, muter, muted).await? {
+            Some((seq, expires, hide)) if mute_is_active(expires, now_ms) => {
+                if (expires, hide) == (expires_at_ms, hide_notifications) {
+                    txn.rollback().await?;
+                    return Ok(MuteChange {
+                        changed: false,
+                        expires_at_ms,
+                    });
+                }
+                Some(seq)
+            }
+            _ => None,
+        };
+        let (seq, made_at) = match kept_seq {
+            Some(seq) => (seq, None),
+            None => {
+                let seq = self.ids.next_id()?;
+                (seq, Some(ms_of(seq)))
+            }
+        };
+        txn.run(
+            query(&self.cypher.put_mute)
+                .param("muter", to_db(muter))
+                .param("muted", to_db(muted))
+                .param("seq", to_db(seq))
+                .param("expires_at_ms", stored_expiry(expires_at_ms))
+                .param("hide_notifications", hide_notifications),
+        )
+        .await?;
+        let event_id = self.ids.next_id()?;
+        let event = events::muted(
+            event_id,
+            (muter, muted),
+            made_at.unwrap_or_else(|| ms_of(event_id)),
+            expires_at_ms,
+            hide_notifications,
+        );
+        self.append_event(&mut txn, muted, &event).await?;
+        txn.commit().await?;
+        Ok(MuteChange {
+            changed: true,
+            expires_at_ms,
+        })
+    }
+
+    /// One attempt of an unmute: removes the mute only when active at `now_ms`.
+    async fn unmute_transaction(&self, muter: u64, muted: u64, now_ms: i64) -> Result<bool, Abort> {
+        let txn = self.graph.start_txn().await?;
+        let (mut txn, _, _) = self.lock_both(txn, muter, muted).await?;
+        let active = self
+            .find_mute(&mut txn, muter, muted)
+            .await?
+            .is_some_and(|(_, expires, _)| mute_is_active(expires, now_ms));
+        if !active {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        txn.run(
+            query(&self.cypher.delete_mute)
+                .param("muter", to_db(muter))
+                .param("muted", to_db(muted)),
+        )
+        .await?;
+        let event = events::unmuted(self.ids.next_id()?, muter, muted);
+        self.append_event(&mut txn, muted, &event).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// One attempt of a profile change: under the user's lock, reads the
+    /// profile, applies `edit`, and when it changed something writes it
+    /// with its `ProfileUpdated`.
+    async fn profile_transaction(
+        &self,
+        id: u64,
+        edit: &impl Fn(&mut User) -> bool,
+    ) -> Result<ProfileChange, Abort> {
+        let mut txn = self.graph.start_txn().await?;
+        let rows = txn_rows(
+            &mut txn,
+            query(&self.cypher.lock_profile).param("id", to_db(id)),
+        )
+        .await?;
+        let Some(row) = rows.first() else {
+            return refuse(txn, user_not_found(id)).await;
+        };
+        let mut user = user_from_row(row)?;
+        if !edit(&mut user) {
+            txn.rollback().await?;
+            return Ok(ProfileChange {
+                user,
+                changed: false,
+            });
+        }
+        txn.run(
+            query(&self.cypher.set_profile)
+                .param("id", to_db(id))
+                .param("display_name", user.display_name.as_str())
+                .param("bio", user.bio.as_str())
+                .param("location", user.location.as_str())
+                .param("website", user.website.as_str())
+                .param("verified", user.verified),
+        )
+        .await?;
+        let event = events::profile_updated(self.ids.next_id()?, &user);
+        self.append_event(&mut txn, id, &event).await?;
+        txn.commit().await?;
+        Ok(ProfileChange {
+            user,
+            changed: true,
+        })
     }
 
     async fn page(
@@ -503,6 +747,76 @@ impl Neo4jGraphStore {
         }))
     }
 
+    /// A page of `user`'s blocks (`mutes_at` `None`), or of their mutes
+    /// skipping those lapsed at `mutes_at`, read as the follow lists are.
+    async fn relation_page(
+        &self,
+        user: u64,
+        page: PageQuery,
+        mutes_at: Option<i64>,
+    ) -> Result<RelationPage, GraphError> {
+        if !self.user_exists(user).await? {
+            return Err(user_not_found(user));
+        }
+        let limit = page.limit.max(1);
+        // Blocks are read as an unfiltered list, mutes as a filtered one.
+        let budget = if mutes_at.is_some() {
+            SCAN_BUDGET.max(limit + 1)
+        } else {
+            limit + 1
+        };
+        let before = page.after.map_or(i64::MAX, |after| to_db(after.follow_seq));
+        let statement = if mutes_at.is_some() {
+            &self.cypher.muted_page
+        } else {
+            &self.cypher.blocked_page
+        };
+        let rows = self
+            .within(
+                "a block or mute list page",
+                self.rows(
+                    query(statement)
+                        .param("user", to_db(user))
+                        .param("before", before)
+                        .param("limit", i64::try_from(budget + 1).unwrap_or(i64::MAX)),
+                ),
+            )
+            .await?;
+        let entries = rows
+            .iter()
+            .map(|row| {
+                let (expires_at_ms, hide_notifications) = if mutes_at.is_some() {
+                    (
+                        expiry_from_stored(row.get::<Option<i64>>("expires_at_ms")?.unwrap_or(0)),
+                        row.get::<Option<bool>>("hide_notifications")?
+                            .unwrap_or(false),
+                    )
+                } else {
+                    (None, false)
+                };
+                let position = EdgePosition {
+                    follow_seq: from_db(row.get("seq")?),
+                    user_id: from_db(row.get("user_id")?),
+                };
+                Ok(RelationEdge {
+                    user_id: position.user_id,
+                    since_ms: ms_of(position.follow_seq),
+                    expires_at_ms,
+                    hide_notifications,
+                    position,
+                })
+            })
+            .collect::<Result<Vec<_>, GraphError>>()?;
+        let (edges, next) = scan_entries(
+            entries,
+            limit,
+            budget,
+            |edge| edge.position,
+            |edge| mutes_at.is_none_or(|now| mute_is_active(edge.expires_at_ms, now)),
+        );
+        Ok(RelationPage { edges, next })
+    }
+
     async fn prune_published(&self) -> Result<(), GraphError> {
         let now = now_ms();
         let last = self.last_prune_ms.load(Ordering::Relaxed);
@@ -535,6 +849,60 @@ async fn txn_rows(txn: &mut Txn, query: Query) -> Result<Vec<Row>, neo4rs::Error
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// How one transaction attempt ended without an answer: the driver failed
+/// (retried when transient), or the store decided the call fails (final).
+#[derive(Debug)]
+enum Abort {
+    Driver(neo4rs::Error),
+    Decided(GraphError),
+}
+
+impl From<neo4rs::Error> for Abort {
+    fn from(error: neo4rs::Error) -> Self {
+        Self::Driver(error)
+    }
+}
+
+impl From<neo4rs::DeError> for Abort {
+    fn from(error: neo4rs::DeError) -> Self {
+        Self::Driver(neo4rs::Error::DeserializationError(error))
+    }
+}
+
+impl From<GraphError> for Abort {
+    fn from(error: GraphError) -> Self {
+        Self::Decided(error)
+    }
+}
+
+impl From<snowflake::SnowflakeError> for Abort {
+    fn from(error: snowflake::SnowflakeError) -> Self {
+        Self::Decided(error.into())
+    }
+}
+
+/// Rolls `txn` back and fails the call with `error`.
+async fn refuse<T>(txn: Txn, error: GraphError) -> Result<T, Abort> {
+    txn.rollback().await?;
+    Err(Abort::Decided(error))
+}
+
+/// `Unfollowed` for a follow deleted with `change` the counts after it.
+fn unfollowed(event_id: u64, follower: u64, followee: u64, change: FollowChange) -> Event {
+    let at = ms_of(event_id);
+    Event {
+        event_id,
+        occurred_at_ms: at,
+        payload: Some(Payload::Unfollowed(Unfollowed {
+            follower_id: follower,
+            followee_id: followee,
+            unfollowed_at_ms: at,
+            followee_followers_count: change.followee_followers,
+            follower_following_count: change.follower_following,
+        })),
+    }
 }
 
 /// The counts a follow statement returned.
@@ -577,36 +945,48 @@ fn page_of(
     budget: usize,
     keep: impl Fn(&ListEntry) -> bool,
 ) -> FollowPage {
-    let mut edges = Vec::new();
+    let position = |entry: &ListEntry| EdgePosition {
+        follow_seq: entry.follow_seq,
+        user_id: entry.user_id,
+    };
+    let (kept, next) = scan_entries(entries, limit, budget, position, keep);
+    let edges = kept
+        .iter()
+        .map(|entry| FollowEdge {
+            user_id: entry.user_id,
+            followed_at_ms: ms_of(entry.follow_seq),
+            position: position(entry),
+        })
+        .collect();
+    FollowPage { edges, next }
+}
+
+/// [`page_of`] for entries of any list: the kept entries and where the
+/// next page starts.
+fn scan_entries<E>(
+    entries: Vec<E>,
+    limit: usize,
+    budget: usize,
+    position: impl Fn(&E) -> EdgePosition,
+    keep: impl Fn(&E) -> bool,
+) -> (Vec<E>, Option<EdgePosition>) {
+    let mut kept = Vec::new();
     let mut last_seen = None;
     for (scanned, entry) in entries.into_iter().enumerate() {
         // Reaching here means another entry exists, so a next page does too.
         if scanned == budget {
-            return FollowPage {
-                edges,
-                next: last_seen,
-            };
+            return (kept, last_seen);
         }
-        let position = EdgePosition {
-            follow_seq: entry.follow_seq,
-            user_id: entry.user_id,
-        };
+        let at = position(&entry);
         if keep(&entry) {
-            if edges.len() == limit {
-                return FollowPage {
-                    edges,
-                    next: last_seen,
-                };
+            if kept.len() == limit {
+                return (kept, last_seen);
             }
-            edges.push(FollowEdge {
-                user_id: entry.user_id,
-                followed_at_ms: ms_of(entry.follow_seq),
-                position,
-            });
+            kept.push(entry);
         }
-        last_seen = Some(position);
+        last_seen = Some(at);
     }
-    FollowPage { edges, next: None }
+    (kept, None)
 }
 
 fn ms_of(id: u64) -> i64 {
@@ -635,6 +1015,9 @@ fn user_from_row(row: &Row) -> Result<User, GraphError> {
         display_name: row.get("display_name")?,
         bio: row.get::<Option<String>>("bio")?.unwrap_or_default(),
         created_at_ms: row.get("created_at_ms")?,
+        location: row.get::<Option<String>>("location")?.unwrap_or_default(),
+        website: row.get::<Option<String>>("website")?.unwrap_or_default(),
+        verified: row.get::<Option<bool>>("verified")?.unwrap_or(false),
     })
 }
 
@@ -643,16 +1026,32 @@ fn user_from_row(row: &Row) -> Result<User, GraphError> {
 // means when a batch fails part-way).
 #[async_trait]
 impl GraphStore for Neo4jGraphStore {
+    /// One statement creates the user and its `UserCreated` outbox entry,
+    /// so both commit or neither does.
     async fn create_user(&self, user: NewUser) -> Result<User, GraphError> {
         let id = self.ids.next_id()?;
-        let created_at_ms = ms_of(id);
+        let user = User {
+            id,
+            username: user.username,
+            display_name: user.display_name,
+            bio: user.bio,
+            created_at_ms: ms_of(id),
+            location: String::new(),
+            website: String::new(),
+            verified: false,
+        };
+        let event = events::user_created(self.ids.next_id()?, &user);
         let statement = query(&self.cypher.create_user)
             .param("id", to_db(id))
             .param("username", user.username.as_str())
             .param("username_lower", user.username.to_ascii_lowercase())
             .param("display_name", user.display_name.as_str())
             .param("bio", user.bio.as_str())
-            .param("created_at_ms", created_at_ms);
+            .param("created_at_ms", user.created_at_ms)
+            .param("event_id", to_db(event.event_id))
+            .param("stream", DOMAIN_EVENTS_STREAM)
+            .param("event_key", to_db(id))
+            .param("payload", event.encode_to_vec());
         match tokio::time::timeout(REQUEST_TIMEOUT, self.graph.run(statement)).await {
             Ok(Ok(())) => {}
             // The unique constraint on the lower-cased username (ids are fresh).
@@ -669,13 +1068,7 @@ impl GraphStore for Neo4jGraphStore {
                 )));
             }
         }
-        Ok(User {
-            id,
-            username: user.username,
-            display_name: user.display_name,
-            bio: user.bio,
-            created_at_ms,
-        })
+        Ok(user)
     }
 
     async fn get_users(&self, ids: &[u64]) -> Result<Vec<Option<User>>, GraphError> {
@@ -776,6 +1169,178 @@ impl GraphStore for Neo4jGraphStore {
             let index = usize::try_from(row.get::<i64>("i")?).unwrap_or(usize::MAX);
             if let Some(answer) = answers.get_mut(index) {
                 *answer = row.get("follows")?;
+            }
+        }
+        Ok(answers)
+    }
+
+    async fn get_users_by_usernames(
+        &self,
+        usernames: &[String],
+    ) -> Result<Vec<Option<User>>, GraphError> {
+        if usernames.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lowered: Vec<String> = usernames
+            .iter()
+            .map(|name| name.to_ascii_lowercase())
+            .collect();
+        let rows = self
+            .within(
+                "a username batch",
+                self.rows(
+                    query(&self.cypher.get_users_by_usernames)
+                        .param("usernames_lower", lowered.clone()),
+                ),
+            )
+            .await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let user = user_from_row(row)?;
+            found.insert(user.username.to_ascii_lowercase(), user);
+        }
+        Ok(lowered
+            .iter()
+            .map(|name| found.get(name).cloned())
+            .collect())
+    }
+
+    async fn update_profile(
+        &self,
+        user: u64,
+        update: ProfileUpdate,
+    ) -> Result<ProfileChange, GraphError> {
+        let edit = |profile: &mut User| update.clone().apply(profile);
+        self.transact("a profile update", || self.profile_transaction(user, &edit))
+            .await
+    }
+
+    async fn set_verified(&self, user: u64, verified: bool) -> Result<ProfileChange, GraphError> {
+        let edit = |profile: &mut User| {
+            let changed = profile.verified != verified;
+            profile.verified = verified;
+            changed
+        };
+        self.transact("setting the verified mark", || {
+            self.profile_transaction(user, &edit)
+        })
+        .await
+    }
+
+    async fn block(&self, blocker: u64, blocked: u64) -> Result<bool, GraphError> {
+        distinct_pair(blocker, blocked, "blocker_id", "blocked_id")?;
+        self.transact("a block", || self.block_transaction(blocker, blocked))
+            .await
+    }
+
+    async fn unblock(&self, blocker: u64, blocked: u64) -> Result<bool, GraphError> {
+        distinct_pair(blocker, blocked, "blocker_id", "blocked_id")?;
+        self.transact("an unblock", || self.unblock_transaction(blocker, blocked))
+            .await
+    }
+
+    async fn mute(
+        &self,
+        muter: u64,
+        muted: u64,
+        expires_at_ms: Option<i64>,
+        hide_notifications: bool,
+        now_ms: i64,
+    ) -> Result<MuteChange, GraphError> {
+        distinct_pair(muter, muted, "muter_id", "muted_id")?;
+        check_mute_expiry(expires_at_ms, now_ms)?;
+        self.transact("a mute", || {
+            self.mute_transaction((muter, muted), (expires_at_ms, hide_notifications), now_ms)
+        })
+        .await
+    }
+
+    async fn unmute(&self, muter: u64, muted: u64, now_ms: i64) -> Result<bool, GraphError> {
+        distinct_pair(muter, muted, "muter_id", "muted_id")?;
+        self.transact("an unmute", || {
+            self.unmute_transaction(muter, muted, now_ms)
+        })
+        .await
+    }
+
+    async fn list_blocked(&self, user: u64, page: PageQuery) -> Result<RelationPage, GraphError> {
+        self.relation_page(user, page, None).await
+    }
+
+    async fn list_muted(
+        &self,
+        user: u64,
+        page: PageQuery,
+        now_ms: i64,
+    ) -> Result<RelationPage, GraphError> {
+        self.relation_page(user, page, Some(now_ms)).await
+    }
+
+    /// One `UNWIND` query: three expands between users found by id per
+    /// entry, whatever the viewer's list sizes.
+    async fn relations(
+        &self,
+        viewer: u64,
+        ids: &[u64],
+        now_ms: i64,
+    ) -> Result<Vec<Relation>, GraphError> {
+        let mut answers = vec![Relation::default(); ids.len()];
+        if viewer == 0 || ids.is_empty() {
+            return Ok(answers);
+        }
+        let wanted: Vec<i64> = ids.iter().copied().map(to_db).collect();
+        let rows = self
+            .within(
+                "a relations batch",
+                self.rows(
+                    query(&self.cypher.relations)
+                        .param("viewer", to_db(viewer))
+                        .param("ids", wanted)
+                        .param("now", now_ms),
+                ),
+            )
+            .await?;
+        for row in &rows {
+            let index = usize::try_from(row.get::<i64>("i")?).unwrap_or(usize::MAX);
+            let Some(answer) = answers.get_mut(index) else {
+                continue;
+            };
+            // The mute columns are null unless a mute is active.
+            let mute_expiry = row.get::<Option<i64>>("mute_expires_at_ms")?;
+            *answer = Relation {
+                viewer_blocks: row.get("viewer_blocks")?,
+                blocks_viewer: row.get("blocks_viewer")?,
+                viewer_mutes: mute_expiry.is_some(),
+                mute_hides_notifications: row
+                    .get::<Option<bool>>("mute_hides_notifications")?
+                    .unwrap_or(false),
+                mute_expires_at_ms: mute_expiry.and_then(expiry_from_stored),
+            };
+        }
+        Ok(answers)
+    }
+
+    async fn blocks_between(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let firsts: Vec<i64> = pairs.iter().map(|&(a, _)| to_db(a)).collect();
+        let seconds: Vec<i64> = pairs.iter().map(|&(_, b)| to_db(b)).collect();
+        let rows = self
+            .within(
+                "a block check batch",
+                self.rows(
+                    query(&self.cypher.blocks_between)
+                        .param("firsts", firsts)
+                        .param("seconds", seconds),
+                ),
+            )
+            .await?;
+        let mut answers = vec![false; pairs.len()];
+        for row in &rows {
+            let index = usize::try_from(row.get::<i64>("i")?).unwrap_or(usize::MAX);
+            if let Some(answer) = answers.get_mut(index) {
+                *answer = row.get("blocked")?;
             }
         }
         Ok(answers)
@@ -905,6 +1470,111 @@ mod tests {
                 .iter()
                 .all(|s| s.contains("IF NOT EXISTS"))
         );
+    }
+
+    #[test]
+    fn every_schema_name_is_created_by_a_schema_statement() {
+        let cypher = Cypher::new(&Names::new("T1_"));
+        assert_eq!(cypher.schema.len(), cypher.schema_names.len());
+        for name in &cypher.schema_names {
+            assert!(
+                cypher
+                    .schema
+                    .iter()
+                    .any(|statement| statement.contains(&format!(" {name} "))),
+                "{name}"
+            );
+        }
+        for name in ["warble_t1_blocks_by_blocker", "warble_t1_mutes_by_muter"] {
+            assert!(cypher.schema_names.contains(&name.to_owned()), "{name}");
+        }
+    }
+
+    #[test]
+    fn blocks_and_mutes_are_namespaced_and_read_by_pair() {
+        let cypher = Cypher::new(&Names::new("T1_"));
+        for statement in [
+            &cypher.find_block,
+            &cypher.create_block,
+            &cypher.delete_block,
+            &cypher.blocks_between,
+            &cypher.blocked_page,
+        ] {
+            assert!(statement.contains(":T1_BLOCKS"), "{statement}");
+        }
+        for statement in [
+            &cypher.find_mute,
+            &cypher.put_mute,
+            &cypher.delete_mute,
+            &cypher.muted_page,
+        ] {
+            assert!(statement.contains(":T1_MUTES"), "{statement}");
+        }
+        // Relations run on every timeline page: one UNWIND, each pattern
+        // anchored on the viewer and the user by id, never a walk of the
+        // viewer's list.
+        let relations = &cypher.relations;
+        assert!(relations.starts_with("UNWIND range(0, size($ids) - 1) AS i"));
+        assert!(!relations.contains("()-["), "{relations}");
+        assert_eq!(relations.matches("{id: $viewer}").count(), 3, "{relations}");
+        assert_eq!(relations.matches("{id: $ids[i]}").count(), 3, "{relations}");
+        assert!(relations.contains(":T1_BLOCKS") && relations.contains(":T1_MUTES"));
+        // A follow is refused across a block either way.
+        assert!(cypher.blocks_between.contains("]-(b:"), "undirected");
+    }
+
+    #[test]
+    fn a_user_and_its_event_are_one_statement_and_old_nodes_read_with_defaults() {
+        let cypher = Cypher::new(&Names::new("T1_"));
+        assert!(cypher.create_user.contains("CREATE (u:T1_User "));
+        assert!(
+            cypher
+                .create_user
+                .contains("CREATE (e:T1_Outbox:T1_OutboxPending ")
+        );
+        for statement in [
+            &cypher.get_users,
+            &cypher.get_user_by_username,
+            &cypher.get_users_by_usernames,
+            &cypher.lock_profile,
+        ] {
+            for default in [
+                "coalesce(u.location, '')",
+                "coalesce(u.website, '')",
+                "coalesce(u.verified, false)",
+            ] {
+                assert!(statement.contains(default), "{statement}");
+            }
+        }
+    }
+
+    #[test]
+    fn relation_pages_skip_lapsed_mutes_within_the_budget() {
+        let edge = |seq: u64, expires_at_ms: Option<i64>| RelationEdge {
+            user_id: seq,
+            since_ms: 0,
+            expires_at_ms,
+            hide_notifications: false,
+            position: EdgePosition {
+                follow_seq: seq,
+                user_id: seq,
+            },
+        };
+        let entries = vec![
+            edge(9, Some(10)),
+            edge(8, None),
+            edge(7, Some(50)),
+            edge(6, None),
+        ];
+        let (kept, next) = scan_entries(
+            entries,
+            2,
+            3,
+            |e| e.position,
+            |e| mute_is_active(e.expires_at_ms, 10),
+        );
+        assert_eq!(kept.iter().map(|e| e.user_id).collect::<Vec<_>>(), [8, 7]);
+        assert_eq!(next.map(|p| p.follow_seq), Some(7));
     }
 
     #[test]

@@ -89,8 +89,16 @@ impl TestApp {
         EmbeddedEventLog::open(database).expect("open event log")
     }
 
-    /// Every event not yet read by `group`, decoded, with its ordering key.
+    /// Every event not yet read by `group`, decoded, with its ordering key,
+    /// leaving out `UserCreated` (every test's set-up publishes those).
     pub async fn read_events(&self, group: &str) -> Vec<(u64, Payload, Event)> {
+        let mut events = self.read_all_events(group).await;
+        events.retain(|(_, payload, _)| !matches!(payload, Payload::UserCreated(_)));
+        events
+    }
+
+    /// Every event not yet read by `group`, decoded, with its ordering key.
+    pub async fn read_all_events(&self, group: &str) -> Vec<(u64, Payload, Event)> {
         let deliveries = self
             .event_log()
             .read_group(DOMAIN_EVENTS_STREAM, group, "test", 10_000, Duration::ZERO)

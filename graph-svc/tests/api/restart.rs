@@ -23,7 +23,7 @@ async fn data_survives_a_restart_and_ids_keep_increasing() {
     before.follow(bob, alice.id).await;
     before.follow(carol, alice.id).await;
     before.unfollow(carol, alice.id).await;
-    let old_events = before.read_events("before-restart").await;
+    let old_events = before.read_all_events("before-restart").await;
     let last_old_id = old_events
         .iter()
         .map(|(_, _, event)| event.event_id)

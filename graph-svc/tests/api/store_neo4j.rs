@@ -168,7 +168,7 @@ async fn a_neo4j_backed_service_serves_the_graph_over_grpc() {
         let _ = graph.run(neo4rs::query(cleanup).param("ids", ids)).await;
         let handles: Vec<String> = pending
             .iter()
-            .filter(|entry| entry.key == bob.id)
+            .filter(|entry| entry.key == bob.id || entry.key == alice.id)
             .map(|entry| entry.handle.clone())
             .collect();
         let _ = outbox.mark_published(&handles).await;

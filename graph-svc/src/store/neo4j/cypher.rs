@@ -3,18 +3,29 @@
 //! # Model
 //!
 //! - `(:User {id, username, username_lower, display_name, bio,
-//!   created_at_ms, followers, following})`. `followers` and `following`
-//!   are maintained in the transaction of every follow and unfollow, so a
-//!   count is one property read, never a scan of a celebrity's edges.
+//!   created_at_ms, location, website, verified, followers, following})`.
+//!   `followers` and `following` are maintained in the transaction of every
+//!   follow and unfollow, so a count is one property read, never a scan of
+//!   a celebrity's edges. `location`, `website` and `verified` came later:
+//!   reads default them (`''`, `''`, `false`) on older nodes.
 //! - `(:User)-[:FOLLOWS {seq, follower, followee}]->(:User)`. `seq` is a
 //!   Snowflake id drawn while both users are locked, so one user's follows
 //!   get increasing seqs in commit order; the two endpoint ids are copied
 //!   onto the relationship so a page of a list is a seek in a composite
 //!   relationship index (`followee, seq` or `follower, seq`) that returns
 //!   edges already ordered, whatever the user's degree.
+//! - `(:User)-[:BLOCKS {seq, blocker, blocked}]->(:User)` and
+//!   `(:User)-[:MUTES {seq, muter, muted, expires_at_ms,
+//!   hide_notifications}]->(:User)`, shaped like `FOLLOWS`: `seq` is drawn
+//!   while both users are locked, and a composite index on (owner, seq)
+//!   makes a page of a list an ordered seek. `expires_at_ms` is 0 for a
+//!   mute that never lapses; a lapsed mute stays until replaced or removed,
+//!   and every read judges it against the caller's `$now`. Whether a viewer
+//!   blocks or mutes a user is an expand between two users found by id,
+//!   never a walk of the viewer's list.
 //! - `(:Outbox:OutboxPending {event_id, stream, event_key, payload})`: the
-//!   transactional outbox, created in the transaction of the follow it
-//!   describes. Publishing removes the `OutboxPending` label; published
+//!   transactional outbox, created in the transaction (or the statement)
+//!   of the change it describes. Publishing removes the `OutboxPending` label; published
 //!   nodes are kept a week (they carry the largest event ids, which a
 //!   restarted id generator must stay above) and then pruned.
 //!
@@ -30,6 +41,8 @@
 pub(super) struct Names {
     user: String,
     follows: String,
+    blocks: String,
+    mutes: String,
     outbox: String,
     pending: String,
     schema: String,
@@ -41,6 +54,8 @@ impl Names {
         Self {
             user: format!("{namespace}User"),
             follows: format!("{namespace}FOLLOWS"),
+            blocks: format!("{namespace}BLOCKS"),
+            mutes: format!("{namespace}MUTES"),
             outbox: format!("{namespace}Outbox"),
             pending: format!("{namespace}OutboxPending"),
             schema: if namespace.is_empty() {
@@ -67,12 +82,23 @@ pub(super) struct Cypher {
     pub show_indexes: String,
     /// A round trip that touches nothing.
     pub ping: String,
-    /// `$id, $username, $username_lower, $display_name, $bio, $created_at_ms`.
+    /// `$id, $username, $username_lower, $display_name, $bio,
+    /// $created_at_ms` and the `UserCreated` outbox entry (`$event_id,
+    /// $stream, $event_key, $payload`), in one statement: both or neither.
     pub create_user: String,
     /// `$ids` -> users found (any order; the caller restores request order).
     pub get_users: String,
     /// `$username_lower` -> the user.
     pub get_user_by_username: String,
+    /// `$usernames_lower` -> users found (any order; the caller matches
+    /// them to the request).
+    pub get_users_by_usernames: String,
+    /// Takes the write lock of user `$id` and returns the user; no row when
+    /// it does not exist.
+    pub lock_profile: String,
+    /// `$id, $display_name, $bio, $location, $website, $verified` -> writes
+    /// the profile.
+    pub set_profile: String,
     /// `$ids` -> `id, followers, following` of users found.
     pub follow_counts: String,
     /// `$followers, $followees` (parallel lists) -> `i, follows` per pair.
@@ -88,6 +114,32 @@ pub(super) struct Cypher {
     pub delete_follow: String,
     /// Creates a pending outbox node.
     pub create_outbox: String,
+    /// `$firsts, $seconds` (parallel lists) -> `i, blocked` per pair:
+    /// whether either user blocks the other.
+    pub blocks_between: String,
+    /// `$blocker, $blocked` -> one row when the block exists.
+    pub find_block: String,
+    /// `$blocker, $blocked, $seq` -> creates the block (under both locks).
+    pub create_block: String,
+    /// `$blocker, $blocked` -> deletes the block; one row when it did.
+    pub delete_block: String,
+    /// `$muter, $muted` -> `seq, expires_at_ms, hide_notifications` of the
+    /// stored mute, lapsed or not; no row when there is none.
+    pub find_mute: String,
+    /// `$muter, $muted, $seq, $expires_at_ms, $hide_notifications` ->
+    /// creates or replaces the mute (under both locks).
+    pub put_mute: String,
+    /// `$muter, $muted` -> deletes the mute.
+    pub delete_mute: String,
+    /// `$user, $before, $limit` -> `user_id, seq` of blocked users, newest first.
+    pub blocked_page: String,
+    /// `$user, $before, $limit` -> `user_id, seq, expires_at_ms,
+    /// hide_notifications` of muted users (lapsed too), newest first.
+    pub muted_page: String,
+    /// `$viewer, $ids, $now` -> `i, viewer_blocks, blocks_viewer,
+    /// mute_expires_at_ms, mute_hides_notifications` per id (the mute
+    /// columns null without an active mute).
+    pub relations: String,
     /// Whether user `$id` exists.
     pub user_exists: String,
     /// `$user, $before, $limit` -> `user_id, seq` of followers, newest first.
@@ -110,6 +162,8 @@ impl Cypher {
         let Names {
             user,
             follows,
+            blocks,
+            mutes,
             outbox,
             pending,
             schema,
@@ -121,11 +175,20 @@ impl Cypher {
             "outbox_pending",
             "follows_by_followee",
             "follows_by_follower",
+            "blocks_by_blocker",
+            "mutes_by_muter",
         ]
         .map(|name| format!("{schema}_{name}"))
         .to_vec();
         let user_fields = "u.id AS id, u.username AS username, u.display_name AS display_name, \
-                           u.bio AS bio, u.created_at_ms AS created_at_ms";
+                           u.bio AS bio, u.created_at_ms AS created_at_ms, \
+                           coalesce(u.location, '') AS location, \
+                           coalesce(u.website, '') AS website, \
+                           coalesce(u.verified, false) AS verified";
+        let create_outbox = format!(
+            "CREATE (e:{outbox}:{pending} {{event_id: $event_id, stream: $stream, \
+             event_key: $event_key, payload: $payload}})"
+        );
         Self {
             schema: vec![
                 format!(
@@ -153,6 +216,14 @@ impl Cypher {
                     "CREATE INDEX {schema}_follows_by_follower IF NOT EXISTS \
                      FOR ()-[r:{follows}]-() ON (r.follower, r.seq)"
                 ),
+                format!(
+                    "CREATE INDEX {schema}_blocks_by_blocker IF NOT EXISTS \
+                     FOR ()-[r:{blocks}]-() ON (r.blocker, r.seq)"
+                ),
+                format!(
+                    "CREATE INDEX {schema}_mutes_by_muter IF NOT EXISTS \
+                     FOR ()-[r:{mutes}]-() ON (r.muter, r.seq)"
+                ),
             ],
             schema_names,
             show_indexes: "SHOW INDEXES YIELD name, state RETURN name, state".into(),
@@ -160,13 +231,29 @@ impl Cypher {
             create_user: format!(
                 "CREATE (u:{user} {{id: $id, username: $username, username_lower: $username_lower, \
                  display_name: $display_name, bio: $bio, created_at_ms: $created_at_ms, \
-                 followers: 0, following: 0}})"
+                 location: '', website: '', verified: false, followers: 0, following: 0}}) \
+                 {create_outbox}"
             ),
             get_users: format!(
                 "UNWIND $ids AS wanted MATCH (u:{user} {{id: wanted}}) RETURN {user_fields}"
             ),
             get_user_by_username: format!(
                 "MATCH (u:{user} {{username_lower: $username_lower}}) RETURN {user_fields}"
+            ),
+            get_users_by_usernames: format!(
+                "UNWIND $usernames_lower AS wanted \
+                 MATCH (u:{user} {{username_lower: wanted}}) RETURN {user_fields}"
+            ),
+            // The same lock as `lock_user`: a profile edit and a follow of
+            // the same user serialise, harmlessly.
+            lock_profile: format!(
+                "MATCH (u:{user} {{id: $id}}) SET u.warble_lock = true REMOVE u.warble_lock \
+                 RETURN {user_fields}"
+            ),
+            set_profile: format!(
+                "MATCH (u:{user} {{id: $id}}) \
+                 SET u.display_name = $display_name, u.bio = $bio, u.location = $location, \
+                 u.website = $website, u.verified = $verified"
             ),
             follow_counts: format!(
                 "UNWIND $ids AS wanted MATCH (u:{user} {{id: wanted}}) \
@@ -202,9 +289,69 @@ impl Cypher {
                  b.followers = CASE WHEN b.followers > 0 THEN b.followers - 1 ELSE 0 END \
                  RETURN a.following AS following, b.followers AS followers"
             ),
-            create_outbox: format!(
-                "CREATE (e:{outbox}:{pending} {{event_id: $event_id, stream: $stream, \
-                 event_key: $event_key, payload: $payload}})"
+            create_outbox,
+            // An undirected pattern: a block either way refuses a follow.
+            blocks_between: format!(
+                "UNWIND range(0, size($firsts) - 1) AS i \
+                 OPTIONAL MATCH (a:{user} {{id: $firsts[i]}})-[r:{blocks}]-(b:{user} {{id: $seconds[i]}}) \
+                 RETURN i, count(r) > 0 AS blocked"
+            ),
+            find_block: format!(
+                "MATCH (a:{user} {{id: $blocker}})-[r:{blocks}]->(b:{user} {{id: $blocked}}) \
+                 RETURN r.seq AS seq"
+            ),
+            // Both users are locked and `find_block` found none, so MERGE
+            // creates; ON CREATE keeps a repeat from moving the block.
+            create_block: format!(
+                "MATCH (a:{user} {{id: $blocker}}), (b:{user} {{id: $blocked}}) \
+                 MERGE (a)-[r:{blocks}]->(b) \
+                 ON CREATE SET r.seq = $seq, r.blocker = $blocker, r.blocked = $blocked"
+            ),
+            delete_block: format!(
+                "MATCH (a:{user} {{id: $blocker}})-[r:{blocks}]->(b:{user} {{id: $blocked}}) \
+                 DELETE r RETURN true AS deleted"
+            ),
+            find_mute: format!(
+                "MATCH (a:{user} {{id: $muter}})-[r:{mutes}]->(b:{user} {{id: $muted}}) \
+                 RETURN r.seq AS seq, r.expires_at_ms AS expires_at_ms, \
+                 r.hide_notifications AS hide_notifications"
+            ),
+            put_mute: format!(
+                "MATCH (a:{user} {{id: $muter}}), (b:{user} {{id: $muted}}) \
+                 MERGE (a)-[r:{mutes}]->(b) \
+                 SET r.seq = $seq, r.muter = $muter, r.muted = $muted, \
+                 r.expires_at_ms = $expires_at_ms, r.hide_notifications = $hide_notifications"
+            ),
+            delete_mute: format!(
+                "MATCH (a:{user} {{id: $muter}})-[r:{mutes}]->(b:{user} {{id: $muted}}) DELETE r"
+            ),
+            blocked_page: format!(
+                "MATCH ()-[r:{blocks}]->() WHERE r.blocker = $user AND r.seq < $before \
+                 RETURN r.blocked AS user_id, r.seq AS seq \
+                 ORDER BY r.seq DESC LIMIT $limit"
+            ),
+            // Lapsed mutes are returned too and skipped by the caller within
+            // its scan budget: filtering here would let one page seek
+            // through any number of them.
+            muted_page: format!(
+                "MATCH ()-[r:{mutes}]->() WHERE r.muter = $user AND r.seq < $before \
+                 RETURN r.muted AS user_id, r.seq AS seq, r.expires_at_ms AS expires_at_ms, \
+                 r.hide_notifications AS hide_notifications \
+                 ORDER BY r.seq DESC LIMIT $limit"
+            ),
+            // Three expands between two users found by id per entry, each
+            // collapsed to one row per `i` before the next.
+            relations: format!(
+                "UNWIND range(0, size($ids) - 1) AS i \
+                 OPTIONAL MATCH (:{user} {{id: $viewer}})-[vb:{blocks}]->(:{user} {{id: $ids[i]}}) \
+                 WITH i, count(vb) > 0 AS viewer_blocks \
+                 OPTIONAL MATCH (:{user} {{id: $ids[i]}})-[bv:{blocks}]->(:{user} {{id: $viewer}}) \
+                 WITH i, viewer_blocks, count(bv) > 0 AS blocks_viewer \
+                 OPTIONAL MATCH (:{user} {{id: $viewer}})-[m:{mutes}]->(:{user} {{id: $ids[i]}}) \
+                 WHERE m.expires_at_ms = 0 OR m.expires_at_ms > $now \
+                 RETURN i, viewer_blocks, blocks_viewer, \
+                 m.expires_at_ms AS mute_expires_at_ms, \
+                 m.hide_notifications AS mute_hides_notifications"
             ),
             user_exists: format!("MATCH (u:{user} {{id: $id}}) RETURN u.id AS id"),
             // Anchored on the relationship index only (no user lookup), so
