@@ -1,12 +1,13 @@
-//! tweet-svc: tweets, likes, retweets and their counts, behind
-//! `warble.tweet.v1.TweetService`.
+//! tweet-svc: tweets, likes, retweets, bookmarks, threads and their counts,
+//! behind `warble.tweet.v1.TweetService`.
 //!
 //! - [`config`]: the service's settings.
 //! - [`text`]: tweet text rules, hashtag and mention extraction.
 //! - [`store`]: the [`store::TweetStore`] trait, its embedded implementation
-//!   (which publishes `TweetCreated` / `TweetDeleted` in the same transaction
-//!   as the write), its ScyllaDB implementation (which writes them to a
-//!   transactional outbox in the same batch), and the conformance suite both pass.
+//!   (which publishes `TweetCreated`, `TweetDeleted`, `Liked`, `Unliked`,
+//!   `Retweeted` and `RetweetUndone` in the same transaction as the write),
+//!   its ScyllaDB implementation (which writes them to a transactional
+//!   outbox in a batch with the write), and the conformance suite both pass.
 //! - [`service`]: request validation and the gRPC handlers.
 //! - [`error`]: the service's error type and its gRPC status mapping.
 //!
@@ -83,8 +84,8 @@ impl TweetSvc {
     /// the largest stored id. Fails with a message naming the store and its
     /// address.
     ///
-    /// Also returns the store's outbox, where `TweetCreated`/`TweetDeleted`
-    /// wait until a relay (`warble_mesh::outbox::run_relay`) publishes them.
+    /// Also returns the store's outbox, where its events wait until a relay
+    /// (`warble_mesh::outbox::run_relay`) publishes them.
     pub async fn open_scylla(config: &TweetSvcConfig) -> anyhow::Result<(Self, Arc<dyn Outbox>)> {
         let scylla = &config.store.scylla;
         let describe = || {

@@ -7,27 +7,36 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use warble_mesh::cursor;
+use warble_mesh::snowflake;
 use warble_mesh::snowflake::SnowflakeGenerator;
-use warble_proto::common::v1::{PageRequest, PageResponse};
+use warble_proto::common::v1::{PageRequest, PageResponse, TimelineEntry};
 use warble_proto::limits::tweet::{
-    DEFAULT_PAGE_LIMIT, MAX_AUTHORS_PER_CALL, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_MEDIA,
-    MAX_PAGE_LIMIT, MAX_TWEETS_PER_AUTHOR,
+    DEFAULT_PAGE_LIMIT, MAX_ANCESTORS, MAX_AUTHORS_PER_CALL, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES,
+    MAX_MEDIA, MAX_PAGE_LIMIT, MAX_TWEETS_PER_AUTHOR,
 };
 use warble_proto::tweet::v1 as pb;
 use warble_proto::tweet::v1::tweet_service_server::TweetService;
 
 use crate::error::TweetError;
 use crate::store::{
-    CreateOutcome, Engagement, NewTweet, Tweet, TweetCounts, TweetLookup, TweetStore, ViewerState,
-    check_write_batch,
+    CreateOutcome, Engagement, EngagementChange, EngagementWrite, NewTweet, Tweet, TweetCounts,
+    TweetLookup, TweetStore, ViewerState, check_write_batch,
 };
 use crate::text;
 
 /// Cursor kind of a user's tweet list. Positions: the author (so a cursor
-/// cannot be replayed against another user's list) and the last tweet id
-/// returned; the next page starts strictly below it, so tweets created while
-/// paging can never shift a page and cause skips or repeats.
+/// cannot be replayed against another user's list) and the sort id of the
+/// last entry returned (the tweet id, or the retweet id for a retweet: one
+/// id space, so never a tie); the next page starts strictly below it, so
+/// entries created while paging can never shift a page and cause skips or
+/// repeats.
 const USER_TWEETS_CURSOR: u8 = 0x21;
+/// Cursor kind of a user's bookmarks: the user and the bookmark id to list
+/// below (a page may end on a skipped bookmark of a deleted tweet).
+const BOOKMARKS_CURSOR: u8 = 0x22;
+/// Cursor kind of a tweet's replies: the parent and the last reply id
+/// returned; the next page starts strictly above it.
+const REPLIES_CURSOR: u8 = 0x23;
 
 /// Implements `warble.tweet.v1.TweetService` over a [`TweetStore`].
 #[derive(Clone)]
@@ -133,56 +142,252 @@ impl TweetApi {
         let author_id = require_id("author_id", request.author_id)?;
         let page = request.page.unwrap_or_default();
         let limit = page_limit(&page)?;
-        let before = match cursor::decode::<2>(USER_TWEETS_CURSOR, &page.cursor) {
-            Ok(None) => None,
-            Ok(Some([cursor_author, last_id])) if cursor_author == author_id => Some(last_id),
-            Ok(Some(_)) | Err(_) => {
-                return Err(TweetError::invalid(
-                    "page.cursor",
-                    "malformed, or issued for another list",
-                ));
-            }
-        };
-        // One extra tweet tells whether another page follows.
-        let mut tweets = self
+        let before = decode_cursor(USER_TWEETS_CURSOR, &page.cursor, author_id)?;
+        // One extra entry tells whether another page follows.
+        let mut entries = self
             .store
-            .list_user_tweets(author_id, before, limit + 1)
+            .list_user_entries(author_id, before, limit + 1, request.include_retweets)
             .await?;
-        let next_cursor = if tweets.len() > limit {
-            tweets.truncate(limit);
-            tweets
+        let next_cursor = if entries.len() > limit {
+            entries.truncate(limit);
+            entries
                 .last()
-                .map(|last| cursor::encode(USER_TWEETS_CURSOR, &[author_id, last.id]))
+                .map(|last| cursor::encode(USER_TWEETS_CURSOR, &[author_id, last.sort_id()]))
                 .unwrap_or_default()
         } else {
             String::new()
         };
-        let cursors = tweets
+        let cursors = entries
             .iter()
-            .map(|tweet| cursor::encode(USER_TWEETS_CURSOR, &[author_id, tweet.id]))
+            .map(|entry| cursor::encode(USER_TWEETS_CURSOR, &[author_id, entry.sort_id()]))
             .collect();
+        let retweet_ids = if request.include_retweets {
+            entries
+                .iter()
+                .map(|entry| entry.retweet_id.unwrap_or(0))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(pb::ListUserTweetsResponse {
-            tweets: tweets.into_iter().map(to_proto).collect(),
+            tweets: entries
+                .into_iter()
+                .map(|entry| to_proto(entry.tweet))
+                .collect(),
             page: Some(PageResponse { next_cursor }),
             cursors,
+            retweet_ids,
         })
     }
 
+    async fn list_authors(
+        &self,
+        request: pb::ListAuthorsTweetsRequest,
+    ) -> Result<pb::ListAuthorsTweetsResponse, TweetError> {
+        if request.author_ids.len() > MAX_AUTHORS_PER_CALL {
+            return Err(TweetError::invalid(
+                "author_ids",
+                format!("at most {MAX_AUTHORS_PER_CALL} ids per call"),
+            ));
+        }
+        for author_id in &request.author_ids {
+            require_id("author_ids", *author_id)?;
+        }
+        let limit = match request.limit_per_author {
+            0 => DEFAULT_PAGE_LIMIT as usize,
+            limit if limit <= MAX_TWEETS_PER_AUTHOR => limit as usize,
+            _ => {
+                return Err(TweetError::invalid(
+                    "limit_per_author",
+                    format!("must be at most {MAX_TWEETS_PER_AUTHOR}"),
+                ));
+            }
+        };
+        let before = (request.before_tweet_id != 0).then_some(request.before_tweet_id);
+        let answers = self
+            .store
+            .list_authors_entries(
+                request.author_ids.clone(),
+                before,
+                limit,
+                request.include_retweets,
+            )
+            .await?;
+        let authors = request
+            .author_ids
+            .into_iter()
+            .zip(answers)
+            .map(|(author_id, answer)| pb::AuthorTweets {
+                author_id,
+                tweet_ids: answer.entries.iter().map(|entry| entry.tweet_id).collect(),
+                has_more: answer.has_more,
+                entries: answer
+                    .entries
+                    .into_iter()
+                    .map(|entry| TimelineEntry {
+                        tweet_id: entry.tweet_id,
+                        author_id: entry.author_id,
+                        cursor: String::new(),
+                        retweeted_by: entry.retweet_id.map_or(0, |_| author_id),
+                        retweet_id: entry.retweet_id.unwrap_or(0),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(pb::ListAuthorsTweetsResponse { authors })
+    }
+
+    /// Likes, unlikes, retweets or undoes one, issuing the event id (and the
+    /// id a new retweet takes) first.
     async fn engage(
         &self,
         kind: Engagement,
         user_id: u64,
         tweet_id: u64,
         engaged: bool,
-    ) -> Result<(bool, u64), TweetError> {
+    ) -> Result<EngagementChange, TweetError> {
         let user_id = require_id("user_id", user_id)?;
         let tweet_id = require_id("tweet_id", tweet_id)?;
-        let change = self
-            .store
-            .set_engagement(kind, user_id, tweet_id, engaged)
-            .await?;
-        Ok((change.changed, change.count))
+        let retweet_id = match (kind, engaged) {
+            (Engagement::Retweet, true) => self.ids.next_id()?,
+            _ => 0,
+        };
+        let write = EngagementWrite {
+            kind,
+            user_id,
+            tweet_id,
+            engaged,
+            event_id: self.ids.next_id()?,
+            retweet_id,
+        };
+        self.store.set_engagement(write).await
     }
+
+    async fn list_bookmarks(
+        &self,
+        request: pb::ListBookmarksRequest,
+    ) -> Result<pb::ListBookmarksResponse, TweetError> {
+        let user_id = require_id("user_id", request.user_id)?;
+        let page = request.page.unwrap_or_default();
+        let limit = page_limit(&page)?;
+        let before = decode_cursor(BOOKMARKS_CURSOR, &page.cursor, user_id)?;
+        let listed = self.store.list_bookmarks(user_id, before, limit).await?;
+        let next_cursor = listed
+            .next_before
+            .map(|below| cursor::encode(BOOKMARKS_CURSOR, &[user_id, below]))
+            .unwrap_or_default();
+        let bookmarks = listed
+            .bookmarks
+            .into_iter()
+            .map(|bookmark| pb::BookmarkEdge {
+                tweet_id: bookmark.tweet_id,
+                author_id: bookmark.author_id,
+                bookmarked_at_ms: millis(snowflake::decode(bookmark.bookmark_id).unix_ms),
+                cursor: cursor::encode(BOOKMARKS_CURSOR, &[user_id, bookmark.bookmark_id]),
+            })
+            .collect();
+        Ok(pb::ListBookmarksResponse {
+            bookmarks,
+            page: Some(PageResponse { next_cursor }),
+        })
+    }
+
+    async fn list_replies(
+        &self,
+        request: pb::ListRepliesRequest,
+    ) -> Result<pb::ListRepliesResponse, TweetError> {
+        let tweet_id = require_id("tweet_id", request.tweet_id)?;
+        let page = request.page.unwrap_or_default();
+        let limit = page_limit(&page)?;
+        let after = decode_cursor(REPLIES_CURSOR, &page.cursor, tweet_id)?;
+        // One extra reply tells whether another page follows.
+        let mut replies = self.store.list_replies(tweet_id, after, limit + 1).await?;
+        let next_cursor = if replies.len() > limit {
+            replies.truncate(limit);
+            replies
+                .last()
+                .map(|last| cursor::encode(REPLIES_CURSOR, &[tweet_id, last.id]))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let cursors = replies
+            .iter()
+            .map(|reply| cursor::encode(REPLIES_CURSOR, &[tweet_id, reply.id]))
+            .collect();
+        Ok(pb::ListRepliesResponse {
+            replies: replies.into_iter().map(to_proto).collect(),
+            page: Some(PageResponse { next_cursor }),
+            cursors,
+        })
+    }
+
+    async fn ancestors(
+        &self,
+        request: pb::GetAncestorsRequest,
+    ) -> Result<pb::GetAncestorsResponse, TweetError> {
+        let tweet_id = require_id("tweet_id", request.tweet_id)?;
+        let limit = match request.limit {
+            0 => MAX_ANCESTORS,
+            limit if limit <= MAX_ANCESTORS => limit,
+            _ => {
+                return Err(TweetError::invalid(
+                    "limit",
+                    format!("must be at most {MAX_ANCESTORS}"),
+                ));
+            }
+        };
+        let ancestors = self.store.get_ancestors(tweet_id, limit as usize).await?;
+        Ok(pb::GetAncestorsResponse {
+            ancestors: ancestors.tweets.into_iter().map(to_proto).collect(),
+            truncated: ancestors.truncated,
+        })
+    }
+
+    async fn author_counts(
+        &self,
+        request: pb::GetAuthorCountsRequest,
+    ) -> Result<pb::GetAuthorCountsResponse, TweetError> {
+        let author_ids = request.author_ids;
+        if author_ids.len() > MAX_BATCH {
+            return Err(TweetError::invalid(
+                "author_ids",
+                format!("at most {MAX_BATCH} ids per call"),
+            ));
+        }
+        for author_id in &author_ids {
+            require_id("author_ids", *author_id)?;
+        }
+        let counts = self.store.get_author_counts(author_ids.clone()).await?;
+        Ok(pb::GetAuthorCountsResponse {
+            counts: author_ids
+                .into_iter()
+                .zip(counts)
+                .map(|(author_id, tweets_count)| pb::AuthorCounts {
+                    author_id,
+                    tweets_count,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The position in a cursor of kind `kind` issued for the list of `owner`
+/// (`None` for the first page).
+fn decode_cursor(kind: u8, encoded: &str, owner: u64) -> Result<Option<u64>, TweetError> {
+    match cursor::decode::<2>(kind, encoded) {
+        Ok(None) => Ok(None),
+        Ok(Some([cursor_owner, position])) if cursor_owner == owner => Ok(Some(position)),
+        Ok(Some(_)) | Err(_) => Err(TweetError::invalid(
+            "page.cursor",
+            "malformed, or issued for another list",
+        )),
+    }
+}
+
+/// Snowflake milliseconds fit an `i64` until the year 292 million.
+fn millis(unix_ms: u64) -> i64 {
+    i64::try_from(unix_ms).unwrap_or(i64::MAX)
 }
 
 fn require_id(field: &'static str, id: u64) -> Result<u64, TweetError> {
@@ -328,44 +533,9 @@ impl TweetService for TweetApi {
         &self,
         request: Request<pb::ListAuthorsTweetsRequest>,
     ) -> Result<Response<pb::ListAuthorsTweetsResponse>, Status> {
-        let request = request.into_inner();
-        if request.author_ids.len() > MAX_AUTHORS_PER_CALL {
-            return Err(TweetError::invalid(
-                "author_ids",
-                format!("at most {MAX_AUTHORS_PER_CALL} ids per call"),
-            )
-            .into());
-        }
-        for author_id in &request.author_ids {
-            require_id("author_ids", *author_id)?;
-        }
-        let limit = match request.limit_per_author {
-            0 => DEFAULT_PAGE_LIMIT as usize,
-            limit if limit <= MAX_TWEETS_PER_AUTHOR => limit as usize,
-            _ => {
-                return Err(TweetError::invalid(
-                    "limit_per_author",
-                    format!("must be at most {MAX_TWEETS_PER_AUTHOR}"),
-                )
-                .into());
-            }
-        };
-        let before = (request.before_tweet_id != 0).then_some(request.before_tweet_id);
-        let answers = self
-            .store
-            .list_authors_tweet_ids(request.author_ids.clone(), before, limit)
-            .await?;
-        let authors = request
-            .author_ids
-            .into_iter()
-            .zip(answers)
-            .map(|(author_id, (tweet_ids, has_more))| pb::AuthorTweets {
-                author_id,
-                tweet_ids,
-                has_more,
-            })
-            .collect();
-        Ok(Response::new(pb::ListAuthorsTweetsResponse { authors }))
+        Ok(Response::new(
+            self.list_authors(request.into_inner()).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id, tweet_id = request.get_ref().tweet_id))]
@@ -374,12 +544,12 @@ impl TweetService for TweetApi {
         request: Request<pb::LikeTweetRequest>,
     ) -> Result<Response<pb::LikeTweetResponse>, Status> {
         let request = request.into_inner();
-        let (changed, like_count) = self
+        let change = self
             .engage(Engagement::Like, request.user_id, request.tweet_id, true)
             .await?;
         Ok(Response::new(pb::LikeTweetResponse {
-            changed,
-            like_count,
+            changed: change.changed,
+            like_count: change.count,
         }))
     }
 
@@ -389,12 +559,12 @@ impl TweetService for TweetApi {
         request: Request<pb::UnlikeTweetRequest>,
     ) -> Result<Response<pb::UnlikeTweetResponse>, Status> {
         let request = request.into_inner();
-        let (changed, like_count) = self
+        let change = self
             .engage(Engagement::Like, request.user_id, request.tweet_id, false)
             .await?;
         Ok(Response::new(pb::UnlikeTweetResponse {
-            changed,
-            like_count,
+            changed: change.changed,
+            like_count: change.count,
         }))
     }
 
@@ -404,12 +574,13 @@ impl TweetService for TweetApi {
         request: Request<pb::RetweetRequest>,
     ) -> Result<Response<pb::RetweetResponse>, Status> {
         let request = request.into_inner();
-        let (changed, retweet_count) = self
+        let change = self
             .engage(Engagement::Retweet, request.user_id, request.tweet_id, true)
             .await?;
         Ok(Response::new(pb::RetweetResponse {
-            changed,
-            retweet_count,
+            changed: change.changed,
+            retweet_count: change.count,
+            retweet_id: change.retweet_id.unwrap_or(0),
         }))
     }
 
@@ -419,7 +590,7 @@ impl TweetService for TweetApi {
         request: Request<pb::UndoRetweetRequest>,
     ) -> Result<Response<pb::UndoRetweetResponse>, Status> {
         let request = request.into_inner();
-        let (changed, retweet_count) = self
+        let change = self
             .engage(
                 Engagement::Retweet,
                 request.user_id,
@@ -428,8 +599,8 @@ impl TweetService for TweetApi {
             )
             .await?;
         Ok(Response::new(pb::UndoRetweetResponse {
-            changed,
-            retweet_count,
+            changed: change.changed,
+            retweet_count: change.count,
         }))
     }
 
@@ -469,6 +640,69 @@ impl TweetService for TweetApi {
             .collect();
         Ok(Response::new(pb::GetViewerStateResponse { states }))
     }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id, tweet_id = request.get_ref().tweet_id))]
+    async fn bookmark(
+        &self,
+        request: Request<pb::BookmarkRequest>,
+    ) -> Result<Response<pb::BookmarkResponse>, Status> {
+        let request = request.into_inner();
+        let user_id = require_id("user_id", request.user_id)?;
+        let tweet_id = require_id("tweet_id", request.tweet_id)?;
+        let bookmark_id = self.ids.next_id().map_err(TweetError::from)?;
+        let changed = self.store.bookmark(user_id, tweet_id, bookmark_id).await?;
+        Ok(Response::new(pb::BookmarkResponse { changed }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id, tweet_id = request.get_ref().tweet_id))]
+    async fn unbookmark(
+        &self,
+        request: Request<pb::UnbookmarkRequest>,
+    ) -> Result<Response<pb::UnbookmarkResponse>, Status> {
+        let request = request.into_inner();
+        let user_id = require_id("user_id", request.user_id)?;
+        let tweet_id = require_id("tweet_id", request.tweet_id)?;
+        let changed = self.store.unbookmark(user_id, tweet_id).await?;
+        Ok(Response::new(pb::UnbookmarkResponse { changed }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = request.get_ref().user_id))]
+    async fn list_bookmarks(
+        &self,
+        request: Request<pb::ListBookmarksRequest>,
+    ) -> Result<Response<pb::ListBookmarksResponse>, Status> {
+        Ok(Response::new(
+            TweetApi::list_bookmarks(self, request.into_inner()).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all, fields(tweet_id = request.get_ref().tweet_id))]
+    async fn list_replies(
+        &self,
+        request: Request<pb::ListRepliesRequest>,
+    ) -> Result<Response<pb::ListRepliesResponse>, Status> {
+        Ok(Response::new(
+            TweetApi::list_replies(self, request.into_inner()).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all, fields(tweet_id = request.get_ref().tweet_id))]
+    async fn get_ancestors(
+        &self,
+        request: Request<pb::GetAncestorsRequest>,
+    ) -> Result<Response<pb::GetAncestorsResponse>, Status> {
+        Ok(Response::new(self.ancestors(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(count = request.get_ref().author_ids.len()))]
+    async fn get_author_counts(
+        &self,
+        request: Request<pb::GetAuthorCountsRequest>,
+    ) -> Result<Response<pb::GetAuthorCountsResponse>, Status> {
+        Ok(Response::new(
+            self.author_counts(request.into_inner()).await?,
+        ))
+    }
 }
 
 /// A tweet's counts on the wire; `None` (not live) is `found: false` with zeros.
@@ -491,5 +725,6 @@ fn viewer_state_to_proto(tweet_id: u64, state: ViewerState) -> pb::ViewerTweetSt
         tweet_id,
         liked: state.liked,
         retweeted: state.retweeted,
+        bookmarked: state.bookmarked,
     }
 }

@@ -21,11 +21,14 @@ use prost::Message as _;
 use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
 use warble_mesh::outbox::{Outbox, OutboxEntry};
 use warble_mesh::snowflake::{SnowflakeGenerator, WARBLE_EPOCH_MS};
-use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
+use warble_proto::events::v1::{
+    Event, Liked, RetweetUndone, Retweeted, TweetCreated, TweetDeleted, Unliked, event,
+};
 use warble_proto::limits::tweet::MAX_WRITE_BATCH;
 
 use super::{
-    CreateOutcome, Engagement, EngagementChange, HydratedTweet, NewTweet, Tweet, TweetCounts,
+    Ancestors, AuthorEntries, AuthorEntry, Bookmark, CreateOutcome, Engagement, EngagementChange,
+    EngagementWrite, EntryRef, HydratedTweet, MAX_SKIPPED_BOOKMARKS, NewTweet, Tweet, TweetCounts,
     TweetLookup, TweetStore, ViewerState,
 };
 use crate::error::TweetError;
@@ -80,6 +83,22 @@ where
     a_tweet_batch_with_a_missing_target_creates_nothing(&store, outbox.as_ref()).await;
     let (_guard, store, _outbox) = make().await;
     tweet_batches_are_limited_in_size(&store).await;
+    let (_guard, store, outbox) = make().await;
+    engagement_publishes_only_on_change_and_retweets_keep_their_id(&store, outbox.as_ref()).await;
+    let (_guard, store, _outbox) = make().await;
+    a_users_list_merges_tweets_and_retweets_newest_first(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    retweets_of_deleted_tweets_are_not_listed(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    bookmarks_are_idempotent_private_and_newest_first(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    a_bookmark_list_of_deleted_tweets_pages_short_but_goes_on(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    replies_list_live_direct_replies_oldest_first(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    ancestors_come_root_first_through_deleted_tweets(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    author_counts_follow_creates_and_deletes(&store).await;
 }
 
 /// Fresh ids for one check: Snowflake ids from a generator on a random
@@ -157,6 +176,29 @@ async fn counts(store: &impl TweetStore, id: u64) -> Option<TweetCounts> {
         .expect("one answer per id")
 }
 
+/// An id for an engagement write, bookmark or event, unique in the run.
+fn fresh_id() -> u64 {
+    static IDS: std::sync::OnceLock<SnowflakeGenerator> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| {
+        let worker = rand::random_range(0..=u32::from(warble_mesh::snowflake::MAX_WORKER_ID));
+        SnowflakeGenerator::new(worker).expect("worker id in range")
+    })
+    .next_id()
+    .expect("clock usable")
+}
+
+/// A like or retweet write with fresh ids, as the service issues them.
+fn engagement(kind: Engagement, user_id: u64, tweet_id: u64, engaged: bool) -> EngagementWrite {
+    EngagementWrite {
+        kind,
+        user_id,
+        tweet_id,
+        engaged,
+        event_id: fresh_id(),
+        retweet_id: fresh_id(),
+    }
+}
+
 async fn engage(
     store: &impl TweetStore,
     kind: Engagement,
@@ -165,7 +207,7 @@ async fn engage(
     engaged: bool,
 ) -> EngagementChange {
     store
-        .set_engagement(kind, user, tweet, engaged)
+        .set_engagement(engagement(kind, user, tweet, engaged))
         .await
         .expect("set_engagement")
 }
@@ -183,6 +225,10 @@ async fn events_about(outbox: &dyn Outbox, tweet_ids: &[u64]) -> Vec<(OutboxEntr
             let tweet_id = match &event.payload {
                 Some(event::Payload::TweetCreated(created)) => created.tweet_id,
                 Some(event::Payload::TweetDeleted(deleted)) => deleted.tweet_id,
+                Some(event::Payload::Liked(liked)) => liked.tweet_id,
+                Some(event::Payload::Unliked(unliked)) => unliked.tweet_id,
+                Some(event::Payload::Retweeted(retweeted)) => retweeted.tweet_id,
+                Some(event::Payload::RetweetUndone(undone)) => undone.tweet_id,
                 _ => return None,
             };
             tweet_ids.contains(&tweet_id).then_some((entry, event))
@@ -408,7 +454,7 @@ pub async fn deleted_tweets_are_invisible_to_every_read(store: &impl TweetStore)
     );
     for kind in [Engagement::Like, Engagement::Retweet] {
         assert!(matches!(
-            store.set_engagement(kind, viewer, doomed.id, true).await,
+            store.set_engagement(engagement(kind, viewer, doomed.id, true)).await,
             Err(TweetError::TweetNotFound(id)) if id == doomed.id
         ));
     }
@@ -443,26 +489,27 @@ pub async fn likes_and_retweets_are_idempotent_and_never_negative(store: &impl T
     let (author, alice, bob) = (fixture.user(), fixture.user(), fixture.user());
     let tweet = post(store, &fixture, author, "like me").await;
 
-    let change = |changed, count| EngagementChange { changed, count };
+    let change = |changed, count| (changed, count);
+    let summary = |change: EngagementChange| (change.changed, change.count);
     assert_eq!(
-        engage(store, Engagement::Like, alice, tweet.id, false).await,
+        summary(engage(store, Engagement::Like, alice, tweet.id, false).await),
         change(false, 0),
         "clearing a like that never was changes nothing"
     );
     assert_eq!(
-        engage(store, Engagement::Like, alice, tweet.id, true).await,
+        summary(engage(store, Engagement::Like, alice, tweet.id, true).await),
         change(true, 1)
     );
     assert_eq!(
-        engage(store, Engagement::Like, alice, tweet.id, true).await,
+        summary(engage(store, Engagement::Like, alice, tweet.id, true).await),
         change(false, 1)
     );
     assert_eq!(
-        engage(store, Engagement::Like, bob, tweet.id, true).await,
+        summary(engage(store, Engagement::Like, bob, tweet.id, true).await),
         change(true, 2)
     );
     assert_eq!(
-        engage(store, Engagement::Retweet, bob, tweet.id, true).await,
+        summary(engage(store, Engagement::Retweet, bob, tweet.id, true).await),
         change(true, 1)
     );
     assert_eq!(
@@ -473,7 +520,7 @@ pub async fn likes_and_retweets_are_idempotent_and_never_negative(store: &impl T
         vec![
             ViewerState {
                 liked: true,
-                retweeted: false
+                ..ViewerState::default()
             },
             ViewerState::default()
         ]
@@ -482,19 +529,20 @@ pub async fn likes_and_retweets_are_idempotent_and_never_negative(store: &impl T
         store.get_viewer_state(bob, vec![tweet.id]).await.unwrap(),
         vec![ViewerState {
             liked: true,
-            retweeted: true
+            retweeted: true,
+            bookmarked: false,
         }]
     );
     assert_eq!(
-        engage(store, Engagement::Like, alice, tweet.id, false).await,
+        summary(engage(store, Engagement::Like, alice, tweet.id, false).await),
         change(true, 1)
     );
     assert_eq!(
-        engage(store, Engagement::Like, alice, tweet.id, false).await,
+        summary(engage(store, Engagement::Like, alice, tweet.id, false).await),
         change(false, 1)
     );
     assert_eq!(
-        engage(store, Engagement::Retweet, alice, tweet.id, false).await,
+        summary(engage(store, Engagement::Retweet, alice, tweet.id, false).await),
         change(false, 1),
         "alice never retweeted"
     );
@@ -509,7 +557,7 @@ pub async fn likes_and_retweets_are_idempotent_and_never_negative(store: &impl T
     );
     let unknown = fixture.id();
     assert!(matches!(
-        store.set_engagement(Engagement::Like, alice, unknown, true).await,
+        store.set_engagement(engagement(Engagement::Like, alice, unknown, true)).await,
         Err(TweetError::TweetNotFound(id)) if id == unknown
     ));
 }
@@ -523,7 +571,7 @@ pub async fn concurrent_likes_count_each_user_once(store: &impl TweetStore) {
         .iter()
         .chain(&users)
         .chain(&users)
-        .map(|&user| store.set_engagement(Engagement::Like, user, tweet.id, true));
+        .map(|&user| store.set_engagement(engagement(Engagement::Like, user, tweet.id, true)));
     let changes = futures::future::join_all(attempts).await;
     let changed = changes
         .into_iter()
@@ -539,7 +587,7 @@ pub async fn concurrent_likes_count_each_user_once(store: &impl TweetStore) {
     let unlikes = users
         .iter()
         .chain(&users)
-        .map(|&user| store.set_engagement(Engagement::Like, user, tweet.id, false));
+        .map(|&user| store.set_engagement(engagement(Engagement::Like, user, tweet.id, false)));
     for change in futures::future::join_all(unlikes).await {
         change.expect("unlike");
     }
@@ -901,7 +949,7 @@ pub async fn hydrating_answers_what_the_three_reads_answer(store: &impl TweetSto
         counts: Some(liked_counts),
         viewer_state: Some(ViewerState {
             liked: true,
-            retweeted: false,
+            ..ViewerState::default()
         }),
     };
     assert_eq!(
@@ -911,8 +959,8 @@ pub async fn hydrating_answers_what_the_three_reads_answer(store: &impl TweetSto
                 lookup: TweetLookup::Found(plain.clone()),
                 counts: Some(plain_counts),
                 viewer_state: Some(ViewerState {
-                    liked: false,
                     retweeted: true,
+                    ..ViewerState::default()
                 }),
             },
             HydratedTweet::absent(TweetLookup::NotFound),
@@ -961,8 +1009,8 @@ pub async fn hydrating_answers_what_the_three_reads_answer(store: &impl TweetSto
     assert_eq!(
         state_only[0].viewer_state,
         Some(ViewerState {
-            liked: false,
             retweeted: true,
+            ..ViewerState::default()
         })
     );
 }
@@ -1322,4 +1370,753 @@ pub async fn tweet_batches_are_limited_in_size(store: &impl TweetStore) {
         store.list_user_tweets(author, None, 1).await.unwrap(),
         vec![full[MAX_WRITE_BATCH - 1].tweet.clone()]
     );
+}
+
+/// A retweet by `user` whose ids come from `fixture`, so its retweet id
+/// sorts among the fixture's tweets in the order the calls were made.
+async fn retweet(
+    store: &impl TweetStore,
+    fixture: &Fixture,
+    user_id: u64,
+    tweet_id: u64,
+    engaged: bool,
+) -> EngagementChange {
+    store
+        .set_engagement(EngagementWrite {
+            kind: Engagement::Retweet,
+            user_id,
+            tweet_id,
+            engaged,
+            event_id: fixture.id(),
+            retweet_id: fixture.id(),
+        })
+        .await
+        .expect("set_engagement")
+}
+
+/// Likes, unlikes, retweets and undos publish `Liked`, `Unliked`,
+/// `Retweeted` and `RetweetUndone` exactly when they change something,
+/// keyed by the user, naming the tweet's author and the count after. A
+/// retweet keeps its id while it stands (a repeat answers it, publishing
+/// nothing); an undo answers the id it removed; retweeting again takes a
+/// new id.
+pub async fn engagement_publishes_only_on_change_and_retweets_keep_their_id(
+    store: &impl TweetStore,
+    outbox: &dyn Outbox,
+) {
+    let fixture = Fixture::new();
+    let (author, alice, bob) = (fixture.user(), fixture.user(), fixture.user());
+    let tweet = post(store, &fixture, author, "engage with me").await;
+
+    let first = engagement(Engagement::Retweet, bob, tweet.id, true);
+    let made = store.set_engagement(first).await.unwrap();
+    assert_eq!(
+        made,
+        EngagementChange {
+            changed: true,
+            count: 1,
+            retweet_id: Some(first.retweet_id),
+        }
+    );
+    let repeat = engagement(Engagement::Retweet, bob, tweet.id, true);
+    assert_eq!(
+        store.set_engagement(repeat).await.unwrap(),
+        EngagementChange {
+            changed: false,
+            count: 1,
+            retweet_id: Some(first.retweet_id),
+        },
+        "a repeated retweet keeps its id"
+    );
+    let like = engagement(Engagement::Like, alice, tweet.id, true);
+    assert_eq!(
+        store.set_engagement(like).await.unwrap(),
+        EngagementChange {
+            changed: true,
+            count: 1,
+            retweet_id: None,
+        }
+    );
+    engage(store, Engagement::Like, alice, tweet.id, true).await;
+    let unlike = engagement(Engagement::Like, alice, tweet.id, false);
+    assert!(store.set_engagement(unlike).await.unwrap().changed);
+    engage(store, Engagement::Like, alice, tweet.id, false).await;
+    let undo = engagement(Engagement::Retweet, bob, tweet.id, false);
+    assert_eq!(
+        store.set_engagement(undo).await.unwrap(),
+        EngagementChange {
+            changed: true,
+            count: 0,
+            retweet_id: Some(first.retweet_id),
+        },
+        "an undo answers the id it removed"
+    );
+    assert_eq!(
+        engage(store, Engagement::Retweet, bob, tweet.id, false).await,
+        EngagementChange {
+            changed: false,
+            count: 0,
+            retweet_id: None,
+        }
+    );
+    let again = engagement(Engagement::Retweet, bob, tweet.id, true);
+    assert_eq!(
+        store.set_engagement(again).await.unwrap().retweet_id,
+        Some(again.retweet_id),
+        "retweeting again takes the new id"
+    );
+
+    let events = events_about(outbox, &[tweet.id]).await;
+    let engagement_events: Vec<(u64, Event)> = events
+        .into_iter()
+        .filter(|(_, event)| !matches!(event.payload, Some(event::Payload::TweetCreated(_))))
+        .map(|(entry, event)| {
+            assert_eq!(entry.stream, DOMAIN_EVENTS_STREAM);
+            (entry.key, event)
+        })
+        .collect();
+    let at = |id: u64| ms(id);
+    assert_eq!(
+        engagement_events,
+        vec![
+            (
+                bob,
+                Event {
+                    event_id: first.event_id,
+                    occurred_at_ms: at(first.event_id),
+                    payload: Some(event::Payload::Retweeted(Retweeted {
+                        user_id: bob,
+                        tweet_id: tweet.id,
+                        tweet_author_id: author,
+                        retweet_id: first.retweet_id,
+                        retweeted_at_ms: at(first.retweet_id),
+                        retweet_count: 1,
+                    })),
+                }
+            ),
+            (
+                alice,
+                Event {
+                    event_id: like.event_id,
+                    occurred_at_ms: at(like.event_id),
+                    payload: Some(event::Payload::Liked(Liked {
+                        user_id: alice,
+                        tweet_id: tweet.id,
+                        tweet_author_id: author,
+                        liked_at_ms: at(like.event_id),
+                        like_count: 1,
+                    })),
+                }
+            ),
+            (
+                alice,
+                Event {
+                    event_id: unlike.event_id,
+                    occurred_at_ms: at(unlike.event_id),
+                    payload: Some(event::Payload::Unliked(Unliked {
+                        user_id: alice,
+                        tweet_id: tweet.id,
+                        tweet_author_id: author,
+                        unliked_at_ms: at(unlike.event_id),
+                        like_count: 0,
+                    })),
+                }
+            ),
+            (
+                bob,
+                Event {
+                    event_id: undo.event_id,
+                    occurred_at_ms: at(undo.event_id),
+                    payload: Some(event::Payload::RetweetUndone(RetweetUndone {
+                        user_id: bob,
+                        tweet_id: tweet.id,
+                        tweet_author_id: author,
+                        retweet_id: first.retweet_id,
+                        undone_at_ms: at(undo.event_id),
+                        retweet_count: 0,
+                    })),
+                }
+            ),
+            (
+                bob,
+                Event {
+                    event_id: again.event_id,
+                    occurred_at_ms: at(again.event_id),
+                    payload: Some(event::Payload::Retweeted(Retweeted {
+                        user_id: bob,
+                        tweet_id: tweet.id,
+                        tweet_author_id: author,
+                        retweet_id: again.retweet_id,
+                        retweeted_at_ms: at(again.retweet_id),
+                        retweet_count: 1,
+                    })),
+                }
+            ),
+        ],
+        "one event per change, in order, none for calls that changed nothing"
+    );
+}
+
+fn own(tweet: &Tweet) -> AuthorEntry {
+    AuthorEntry {
+        tweet: tweet.clone(),
+        retweet_id: None,
+    }
+}
+
+fn retweeted(tweet: &Tweet, change: EngagementChange) -> AuthorEntry {
+    AuthorEntry {
+        tweet: tweet.clone(),
+        retweet_id: Some(change.retweet_id.expect("a retweet has an id")),
+    }
+}
+
+fn entry_ref(entry: &AuthorEntry) -> EntryRef {
+    EntryRef {
+        tweet_id: entry.tweet.id,
+        author_id: entry.tweet.author_id,
+        retweet_id: entry.retweet_id,
+    }
+}
+
+/// With retweets, a user's list merges their tweets and their retweets by
+/// sort id (the retweet's id for a retweet), newest first; paging below
+/// the last sort id neither repeats nor skips, across both kinds. Without
+/// retweets the list is their tweets only. The batch read answers the same
+/// entries by reference, naming each tweet's own author, and bounds the
+/// sort id with `before`. An undone retweet leaves the list.
+pub async fn a_users_list_merges_tweets_and_retweets_newest_first(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (ann, bob, carl) = (fixture.user(), fixture.user(), fixture.user());
+    let b1 = post(store, &fixture, bob, "bob's").await;
+    let t1 = post(store, &fixture, ann, "ann 1").await;
+    let c1 = post(store, &fixture, carl, "carl's").await;
+    // Retweeted after ann's first tweet, though written before it.
+    let r_b1 = retweet(store, &fixture, ann, b1.id, true).await;
+    let t2 = post(store, &fixture, ann, "ann 2").await;
+    let r_c1 = retweet(store, &fixture, ann, c1.id, true).await;
+    let t3 = post(store, &fixture, ann, "ann 3").await;
+    // Someone else's retweet is not in ann's list.
+    retweet(store, &fixture, bob, t3.id, true).await;
+
+    let expected = vec![
+        own(&t3),
+        retweeted(&c1, r_c1),
+        own(&t2),
+        retweeted(&b1, r_b1),
+        own(&t1),
+    ];
+    assert_eq!(
+        store.list_user_entries(ann, None, 10, true).await.unwrap(),
+        expected
+    );
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.list_user_entries(ann, before, 2, true).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        before = Some(last.sort_id());
+        paged.extend(page);
+    }
+    assert_eq!(paged, expected, "pages neither repeat nor skip");
+    assert_eq!(
+        store.list_user_entries(ann, None, 10, false).await.unwrap(),
+        vec![own(&t3), own(&t2), own(&t1)]
+    );
+    assert_eq!(
+        store.list_user_tweets(ann, None, 10).await.unwrap(),
+        vec![t3.clone(), t2.clone(), t1.clone()]
+    );
+
+    let refs: Vec<EntryRef> = expected.iter().map(entry_ref).collect();
+    let answers = store
+        .list_authors_entries(vec![ann, carl], None, 3, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            AuthorEntries {
+                entries: refs[..3].to_vec(),
+                has_more: true,
+            },
+            AuthorEntries {
+                entries: vec![entry_ref(&own(&c1))],
+                has_more: false,
+            },
+        ]
+    );
+    assert_eq!(
+        refs[1].author_id, carl,
+        "a retweet's entry names the tweet's author"
+    );
+    let below = store
+        .list_authors_entries(vec![ann], r_c1.retweet_id, 10, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        below,
+        vec![AuthorEntries {
+            entries: refs[2..].to_vec(),
+            has_more: false,
+        }],
+        "`before` bounds the sort id"
+    );
+    assert_eq!(
+        store
+            .list_authors_entries(vec![ann], None, 10, false)
+            .await
+            .unwrap(),
+        vec![AuthorEntries {
+            entries: [&t3, &t2, &t1]
+                .into_iter()
+                .map(|tweet| entry_ref(&own(tweet)))
+                .collect(),
+            has_more: false,
+        }]
+    );
+
+    retweet(store, &fixture, ann, b1.id, false).await;
+    assert_eq!(
+        store.list_user_entries(ann, None, 10, true).await.unwrap(),
+        vec![own(&t3), retweeted(&c1, r_c1), own(&t2), own(&t1)],
+        "an undone retweet leaves the list"
+    );
+}
+
+/// A retweet of a tweet deleted later is never listed, by either read,
+/// and does not count as "more".
+pub async fn retweets_of_deleted_tweets_are_not_listed(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (ann, bob) = (fixture.user(), fixture.user());
+    let kept = post(store, &fixture, bob, "kept").await;
+    let doomed = post(store, &fixture, bob, "doomed").await;
+    let r_kept = retweet(store, &fixture, ann, kept.id, true).await;
+    retweet(store, &fixture, ann, doomed.id, true).await;
+    assert!(
+        store
+            .delete_tweet(doomed.id, bob, fixture.id())
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(
+        store.list_user_entries(ann, None, 10, true).await.unwrap(),
+        vec![retweeted(&kept, r_kept)]
+    );
+    let first = store.list_user_entries(ann, None, 1, true).await.unwrap();
+    assert_eq!(first, vec![retweeted(&kept, r_kept)]);
+    assert!(
+        store
+            .list_user_entries(ann, Some(first[0].sort_id()), 1, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_authors_entries(vec![ann], None, 1, true)
+            .await
+            .unwrap(),
+        vec![AuthorEntries {
+            entries: vec![entry_ref(&retweeted(&kept, r_kept))],
+            has_more: false,
+        }]
+    );
+}
+
+async fn all_bookmarks(store: &impl TweetStore, user: u64, limit: usize) -> Vec<Bookmark> {
+    let mut all = Vec::new();
+    let mut before = None;
+    for _ in 0..1_000 {
+        let page = store
+            .list_bookmarks(user, before, limit)
+            .await
+            .expect("list_bookmarks");
+        assert!(page.bookmarks.len() <= limit);
+        all.extend(page.bookmarks);
+        match page.next_before {
+            Some(next) => before = Some(next),
+            None => return all,
+        }
+    }
+    panic!("bookmark paging never ended");
+}
+
+/// Bookmarks are per user and idempotent (a repeat keeps the first
+/// bookmark's place), listed most recent first with their tweets' authors,
+/// paged without repeats or skips; bookmarking needs a live tweet;
+/// bookmarks of deleted tweets vanish from the list and can still be
+/// removed; the viewer's state and hydration report them.
+pub async fn bookmarks_are_idempotent_private_and_newest_first(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (ann, bob, author) = (fixture.user(), fixture.user(), fixture.user());
+    let tweets = [
+        post(store, &fixture, author, "one").await,
+        post(store, &fixture, bob, "two").await,
+        post(store, &fixture, author, "three").await,
+    ];
+    let mut marks = Vec::new();
+    for tweet in &tweets {
+        let bookmark_id = fixture.id();
+        assert!(store.bookmark(ann, tweet.id, bookmark_id).await.unwrap());
+        marks.push(Bookmark {
+            tweet_id: tweet.id,
+            author_id: tweet.author_id,
+            bookmark_id,
+        });
+    }
+    assert!(
+        !store
+            .bookmark(ann, tweets[0].id, fixture.id())
+            .await
+            .unwrap(),
+        "bookmarking twice changes nothing"
+    );
+    let newest_first: Vec<Bookmark> = marks.iter().rev().copied().collect();
+    let page = store.list_bookmarks(ann, None, 10).await.unwrap();
+    assert_eq!(page.bookmarks, newest_first);
+    assert_eq!(page.next_before, None);
+    assert_eq!(all_bookmarks(store, ann, 2).await, newest_first);
+    assert_eq!(all_bookmarks(store, ann, 1).await, newest_first);
+    assert!(
+        store
+            .list_bookmarks(bob, None, 10)
+            .await
+            .unwrap()
+            .bookmarks
+            .is_empty(),
+        "bookmarks are the user's own"
+    );
+
+    let unknown = fixture.id();
+    assert!(matches!(
+        store.bookmark(ann, unknown, fixture.id()).await,
+        Err(TweetError::TweetNotFound(id)) if id == unknown
+    ));
+    let gone = post(store, &fixture, author, "gone").await;
+    assert!(
+        store
+            .delete_tweet(gone.id, author, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.bookmark(ann, gone.id, fixture.id()).await,
+        Err(TweetError::TweetNotFound(id)) if id == gone.id
+    ));
+
+    let states = store
+        .get_viewer_state(ann, vec![tweets[0].id, unknown])
+        .await
+        .unwrap();
+    assert_eq!(
+        states,
+        vec![
+            ViewerState {
+                bookmarked: true,
+                ..ViewerState::default()
+            },
+            ViewerState::default()
+        ]
+    );
+    assert_eq!(
+        store
+            .get_viewer_state(bob, vec![tweets[0].id])
+            .await
+            .unwrap(),
+        vec![ViewerState::default()]
+    );
+    let hydrated = store
+        .hydrate_tweets(vec![tweets[1].id], false, Some(ann))
+        .await
+        .unwrap();
+    assert_eq!(
+        hydrated[0].viewer_state,
+        Some(ViewerState {
+            bookmarked: true,
+            ..ViewerState::default()
+        })
+    );
+
+    // A deleted tweet's bookmark vanishes, and can still be removed.
+    assert!(
+        store
+            .delete_tweet(tweets[1].id, bob, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        all_bookmarks(store, ann, 10).await,
+        vec![newest_first[0], newest_first[2]]
+    );
+    assert!(store.unbookmark(ann, tweets[1].id).await.unwrap());
+    assert!(!store.unbookmark(ann, tweets[1].id).await.unwrap());
+    assert!(store.unbookmark(ann, tweets[2].id).await.unwrap());
+    assert!(!store.unbookmark(bob, tweets[0].id).await.unwrap());
+    assert_eq!(all_bookmarks(store, ann, 10).await, vec![newest_first[2]]);
+    assert_eq!(
+        store
+            .get_viewer_state(ann, vec![tweets[2].id])
+            .await
+            .unwrap(),
+        vec![ViewerState::default()]
+    );
+    // Bookmarking again puts it first.
+    let again = fixture.id();
+    assert!(store.bookmark(ann, tweets[2].id, again).await.unwrap());
+    assert_eq!(
+        all_bookmarks(store, ann, 10).await,
+        vec![
+            Bookmark {
+                bookmark_id: again,
+                ..newest_first[0]
+            },
+            newest_first[2]
+        ]
+    );
+}
+
+/// Bookmarks of deleted tweets are skipped, at most
+/// [`MAX_SKIPPED_BOOKMARKS`] per call: a page may come back short, even
+/// empty, with a next cursor, and paging on reaches the live ones.
+pub async fn a_bookmark_list_of_deleted_tweets_pages_short_but_goes_on(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (ann, author) = (fixture.user(), fixture.user());
+    let oldest = post(store, &fixture, author, "kept").await;
+    let oldest_mark = fixture.id();
+    assert!(store.bookmark(ann, oldest.id, oldest_mark).await.unwrap());
+    let doomed: Vec<NewTweet> = (0..=MAX_SKIPPED_BOOKMARKS)
+        .map(|n| fixture.tweet(author, &format!("doomed {n}")))
+        .collect();
+    create_batch(store, doomed.clone()).await;
+    for new in &doomed {
+        assert!(
+            store
+                .bookmark(ann, new.tweet.id, fixture.id())
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .delete_tweet(new.tweet.id, author, fixture.id())
+                .await
+                .unwrap()
+        );
+    }
+    let first = store.list_bookmarks(ann, None, 10).await.unwrap();
+    assert!(first.bookmarks.is_empty(), "{first:?}");
+    assert!(first.next_before.is_some(), "the list goes on");
+    assert_eq!(
+        all_bookmarks(store, ann, 10).await,
+        vec![Bookmark {
+            tweet_id: oldest.id,
+            author_id: author,
+            bookmark_id: oldest_mark,
+        }]
+    );
+}
+
+fn reply_to(fixture: &Fixture, author: u64, parent: u64, text: &str) -> NewTweet {
+    let new = fixture.tweet(author, text);
+    NewTweet {
+        tweet: Tweet {
+            reply_to_tweet_id: Some(parent),
+            ..new.tweet
+        },
+        ..new
+    }
+}
+
+/// A tweet's replies are its live direct replies, oldest first, paged
+/// above the last id without repeats or skips; deleted replies and replies
+/// to replies are not listed; a deleted tweet's replies still are; a tweet
+/// that never existed is not found.
+pub async fn replies_list_live_direct_replies_oldest_first(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (ann, bob) = (fixture.user(), fixture.user());
+    let root = post(store, &fixture, ann, "root").await;
+    let mut replies = Vec::new();
+    for n in 0..5 {
+        let author = if n % 2 == 0 { bob } else { ann };
+        replies.push(
+            create(
+                store,
+                reply_to(&fixture, author, root.id, &format!("reply {n}")),
+            )
+            .await,
+        );
+    }
+    create(store, reply_to(&fixture, ann, replies[0].id, "nested")).await;
+    assert!(
+        store
+            .delete_tweet(replies[2].id, bob, fixture.id())
+            .await
+            .unwrap()
+    );
+    let live: Vec<Tweet> = [0, 1, 3, 4].iter().map(|&i| replies[i].clone()).collect();
+
+    assert_eq!(store.list_replies(root.id, None, 10).await.unwrap(), live);
+    let first = store.list_replies(root.id, None, 2).await.unwrap();
+    assert_eq!(first, live[..2]);
+    let second = store
+        .list_replies(root.id, Some(first[1].id), 2)
+        .await
+        .unwrap();
+    assert_eq!(second, live[2..]);
+    assert!(
+        store
+            .list_replies(root.id, Some(second[1].id), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_replies(replies[4].id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(
+        store
+            .delete_tweet(root.id, ann, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.list_replies(root.id, None, 10).await.unwrap(),
+        live,
+        "a deleted tweet's live replies are still listed"
+    );
+    let unknown = fixture.id();
+    assert!(matches!(
+        store.list_replies(unknown, None, 10).await,
+        Err(TweetError::TweetNotFound(id)) if id == unknown
+    ));
+}
+
+/// The ancestors of a tweet are the live tweets up its reply chain, root
+/// first; the walk goes through deleted tweets; a limit keeps the nearest
+/// and says the chain was cut (only when a live tweet was left out); a
+/// root has none; a tweet that never existed is not found.
+pub async fn ancestors_come_root_first_through_deleted_tweets(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (ann, bob) = (fixture.user(), fixture.user());
+    let mut chain = vec![post(store, &fixture, ann, "root").await];
+    for n in 1..5 {
+        let author = if n % 2 == 0 { ann } else { bob };
+        let parent = chain[n - 1].id;
+        chain.push(
+            create(
+                store,
+                reply_to(&fixture, author, parent, &format!("hop {n}")),
+            )
+            .await,
+        );
+    }
+    // root <- 1 <- 2 (deleted) <- 3 <- 4
+    assert!(
+        store
+            .delete_tweet(chain[2].id, ann, fixture.id())
+            .await
+            .unwrap()
+    );
+    let ancestors = |tweets: &[usize], truncated: bool| Ancestors {
+        tweets: tweets.iter().map(|&i| chain[i].clone()).collect(),
+        truncated,
+    };
+
+    assert_eq!(
+        store.get_ancestors(chain[4].id, 80).await.unwrap(),
+        ancestors(&[0, 1, 3], false)
+    );
+    assert_eq!(
+        store.get_ancestors(chain[4].id, 3).await.unwrap(),
+        ancestors(&[0, 1, 3], false),
+        "exactly the limit is not cut"
+    );
+    assert_eq!(
+        store.get_ancestors(chain[4].id, 2).await.unwrap(),
+        ancestors(&[1, 3], true)
+    );
+    assert_eq!(
+        store.get_ancestors(chain[2].id, 80).await.unwrap(),
+        ancestors(&[0, 1], false),
+        "a deleted tweet's ancestors are answered"
+    );
+    assert_eq!(
+        store.get_ancestors(chain[0].id, 80).await.unwrap(),
+        Ancestors::default()
+    );
+
+    assert!(
+        store
+            .delete_tweet(chain[0].id, ann, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_ancestors(chain[4].id, 2).await.unwrap(),
+        ancestors(&[1, 3], false),
+        "only deleted tweets above: nothing was cut"
+    );
+    let unknown = fixture.id();
+    assert!(matches!(
+        store.get_ancestors(unknown, 80).await,
+        Err(TweetError::TweetNotFound(id)) if id == unknown
+    ));
+}
+
+/// An author's count is their live tweets, replies and quotes included,
+/// retweets not: raised by every create (single or batch), lowered by a
+/// delete, once. Unknown authors count 0; answers keep request order.
+pub async fn author_counts_follow_creates_and_deletes(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let (ann, bob, nobody) = (fixture.user(), fixture.user(), fixture.user());
+    let first = post(store, &fixture, ann, "first").await;
+    let bobs = post(store, &fixture, bob, "bob's").await;
+    create(store, reply_to(&fixture, ann, bobs.id, "a reply")).await;
+    let quote = fixture.tweet(ann, "a quote");
+    let quote = NewTweet {
+        tweet: Tweet {
+            quote_of_tweet_id: Some(bobs.id),
+            ..quote.tweet
+        },
+        ..quote
+    };
+    create(store, quote).await;
+    create_batch(
+        store,
+        vec![fixture.tweet(bob, "batch 1"), fixture.tweet(bob, "batch 2")],
+    )
+    .await;
+    retweet(store, &fixture, ann, bobs.id, true).await;
+    assert_eq!(
+        store
+            .get_author_counts(vec![ann, nobody, bob, ann])
+            .await
+            .unwrap(),
+        vec![3, 0, 3, 3]
+    );
+
+    assert!(
+        store
+            .delete_tweet(first.id, ann, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_tweet(first.id, ann, fixture.id())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_author_counts(vec![ann, bob]).await.unwrap(),
+        vec![2, 3]
+    );
+    assert!(store.get_author_counts(vec![]).await.unwrap().is_empty());
 }

@@ -8,6 +8,7 @@
 //! `create_tweet`, so a batch costs about one fsync and commits, or not, as
 //! a whole.
 
+use std::ops::Bound;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,8 +19,9 @@ use warble_mesh::snowflake;
 use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
 
 use super::{
-    CreateOutcome, Engagement, EngagementChange, HydratedTweet, NewTweet, Tweet, TweetCounts,
-    TweetLookup, TweetStore, ViewerState, check_write_batch,
+    Ancestors, AuthorEntries, AuthorEntry, Bookmark, BookmarkPage, CreateOutcome, Engagement,
+    EngagementChange, EngagementWrite, EntryRef, HydratedTweet, MAX_SKIPPED_BOOKMARKS, NewTweet,
+    Tweet, TweetCounts, TweetLookup, TweetStore, ViewerState, check_write_batch, engagement_event,
 };
 use crate::error::TweetError;
 
@@ -32,8 +34,26 @@ const TWEETS: TableDefinition<u64, &[u8]> = TableDefinition::new("tweet_svc.twee
 const BY_AUTHOR: TableDefinition<(u64, u64), ()> = TableDefinition::new("tweet_svc.by_author");
 /// (tweet id, user id) -> ().
 const LIKES: TableDefinition<(u64, u64), ()> = TableDefinition::new("tweet_svc.likes");
-/// (tweet id, user id) -> ().
+/// (tweet id, user id) -> (): who retweeted, the truth of retweet counts and viewer state.
 const RETWEETS: TableDefinition<(u64, u64), ()> = TableDefinition::new("tweet_svc.retweets");
+/// (tweet id, user id) -> retweet id, written with the retweet.
+const RETWEET_IDS: TableDefinition<(u64, u64), u64> = TableDefinition::new("tweet_svc.retweet_ids");
+/// (user id, retweet id) -> tweet id: a user's retweets in timeline order.
+/// Retweets of live tweets only: a delete removes its tweet's retweets here
+/// in its transaction, so listing never skips over them.
+const USER_RETWEETS: TableDefinition<(u64, u64), u64> =
+    TableDefinition::new("tweet_svc.user_retweets");
+/// (user id, tweet id) -> bookmark id.
+const BOOKMARKS: TableDefinition<(u64, u64), u64> = TableDefinition::new("tweet_svc.bookmarks");
+/// (user id, bookmark id) -> tweet id: a user's bookmarks in order. Kept
+/// when the tweet is deleted (a delete does not know who bookmarked it);
+/// listing skips those.
+const USER_BOOKMARKS: TableDefinition<(u64, u64), u64> =
+    TableDefinition::new("tweet_svc.user_bookmarks");
+/// (parent tweet id, reply id) -> (). Live replies only, like [`BY_AUTHOR`].
+const REPLIES: TableDefinition<(u64, u64), ()> = TableDefinition::new("tweet_svc.replies");
+/// author id -> live tweets, kept in step by creates and deletes.
+const AUTHOR_COUNTS: TableDefinition<u64, u64> = TableDefinition::new("tweet_svc.author_counts");
 /// tweet id -> (likes, retweets, replies, quotes), kept in step by every write.
 const COUNTS: TableDefinition<u64, (u64, u64, u64, u64)> = TableDefinition::new("tweet_svc.counts");
 /// (author id, key) -> (tweet id, created at ms, content fingerprint).
@@ -46,6 +66,9 @@ const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, u64, &str), ()> =
 const META: TableDefinition<&str, u64> = TableDefinition::new("tweet_svc.meta");
 /// The largest Snowflake id persisted (tweet ids and event ids).
 const MAX_ISSUED_ID: &str = "max_issued_id";
+/// Set once [`REPLIES`] and [`AUTHOR_COUNTS`] cover every tweet: a
+/// database written before they existed is indexed on first open.
+const THREAD_INDEXES_BUILT: &str = "thread_indexes_built";
 
 /// Expired idempotency keys removed per created tweet. Purging a few on each
 /// write keeps the table bounded without a background task, and costs little
@@ -136,10 +159,17 @@ impl EmbeddedTweetStore {
         txn.open_table(BY_AUTHOR)?;
         txn.open_table(LIKES)?;
         txn.open_table(RETWEETS)?;
+        txn.open_table(RETWEET_IDS)?;
+        txn.open_table(USER_RETWEETS)?;
+        txn.open_table(BOOKMARKS)?;
+        txn.open_table(USER_BOOKMARKS)?;
+        txn.open_table(REPLIES)?;
+        txn.open_table(AUTHOR_COUNTS)?;
         txn.open_table(COUNTS)?;
         txn.open_table(IDEMPOTENCY)?;
         txn.open_table(IDEMPOTENCY_EXPIRY)?;
         txn.open_table(META)?;
+        build_thread_indexes(&txn)?;
         txn.commit()?;
         Ok(Self {
             log,
@@ -256,10 +286,12 @@ impl EmbeddedTweetStore {
         }
         txn.open_table(BY_AUTHOR)?
             .insert((tweet.author_id, tweet.id), ())?;
+        adjust_author_count(txn, tweet.author_id, 1)?;
         let mut counts = txn.open_table(COUNTS)?;
         counts.insert(tweet.id, (0, 0, 0, 0))?;
         if let Some(parent) = tweet.reply_to_tweet_id {
             adjust_counts(&mut counts, parent, |c| c.replies += 1)?;
+            txn.open_table(REPLIES)?.insert((parent, tweet.id), ())?;
         }
         if let Some(quoted) = tweet.quote_of_tweet_id {
             adjust_counts(&mut counts, quoted, |c| c.quotes += 1)?;
@@ -372,11 +404,14 @@ impl EmbeddedTweetStore {
             tweets.insert(tweet_id, stored.encode_to_vec().as_slice())?;
             txn.open_table(BY_AUTHOR)?
                 .remove((stored.author_id, tweet_id))?;
+            adjust_author_count(&txn, stored.author_id, -1)?;
+            unlist_retweets(&txn, tweet_id)?;
             let mut counts = txn.open_table(COUNTS)?;
             if let Some(parent) = stored.reply_to_tweet_id {
                 adjust_counts(&mut counts, parent, |c| {
                     c.replies = c.replies.saturating_sub(1);
                 })?;
+                txn.open_table(REPLIES)?.remove((parent, tweet_id))?;
             }
             if let Some(quoted) = stored.quote_of_tweet_id {
                 adjust_counts(&mut counts, quoted, |c| {
@@ -410,18 +445,22 @@ impl EmbeddedTweetStore {
         Ok(true)
     }
 
-    fn engage(
-        database: &Database,
-        kind: Engagement,
-        user_id: u64,
-        tweet_id: u64,
-        engaged: bool,
-    ) -> Result<EngagementChange, TweetError> {
+    /// Sets or clears a like or retweet and, when that changed something,
+    /// publishes its event, in one transaction.
+    fn engage(database: &Database, write: EngagementWrite) -> Result<EngagementChange, TweetError> {
+        let EngagementWrite {
+            kind,
+            user_id,
+            tweet_id,
+            engaged,
+            ..
+        } = write;
         let txn = database.begin_write()?;
-        let change = {
-            if !is_live(&txn.open_table(TWEETS)?, tweet_id)? {
-                return Err(TweetError::TweetNotFound(tweet_id));
-            }
+        let (change, tweet_author_id) = {
+            let tweet_author_id = match load(&txn.open_table(TWEETS)?, tweet_id)? {
+                Some(stored) if !stored.deleted => stored.author_id,
+                _ => return Err(TweetError::TweetNotFound(tweet_id)),
+            };
             let mut engagements = txn.open_table(match kind {
                 Engagement::Like => LIKES,
                 Engagement::Retweet => RETWEETS,
@@ -430,6 +469,10 @@ impl EmbeddedTweetStore {
                 engagements.insert((tweet_id, user_id), ())?.is_none()
             } else {
                 engagements.remove((tweet_id, user_id))?.is_some()
+            };
+            let retweet_id = match kind {
+                Engagement::Like => None,
+                Engagement::Retweet => retweet_id_after(&txn, &write, changed)?,
             };
             let mut counts = txn.open_table(COUNTS)?;
             let after = if changed {
@@ -447,20 +490,244 @@ impl EmbeddedTweetStore {
             } else {
                 read_counts(&counts, tweet_id)?
             };
-            EngagementChange {
+            let change = EngagementChange {
                 changed,
                 count: match kind {
                     Engagement::Like => after.likes,
                     Engagement::Retweet => after.retweets,
                 },
-            }
+                retweet_id,
+            };
+            (change, tweet_author_id)
         };
-        if change.changed {
-            txn.commit()?;
-        } else {
+        if !change.changed {
             txn.abort()?;
+            return Ok(change);
         }
+        let event = engagement_event(&write, tweet_author_id, &change);
+        EmbeddedEventLog::append_in(&txn, DOMAIN_EVENTS_STREAM, user_id, &event.encode_to_vec())?;
+        record_issued(&txn, write.event_id.max(change.retweet_id.unwrap_or(0)))?;
+        txn.commit()?;
         Ok(change)
+    }
+
+    fn bookmark_in(
+        database: &Database,
+        user_id: u64,
+        tweet_id: u64,
+        bookmark_id: u64,
+    ) -> Result<bool, TweetError> {
+        let txn = database.begin_write()?;
+        {
+            if !is_live(&txn.open_table(TWEETS)?, tweet_id)? {
+                return Err(TweetError::TweetNotFound(tweet_id));
+            }
+            let mut bookmarks = txn.open_table(BOOKMARKS)?;
+            if bookmarks.get((user_id, tweet_id))?.is_some() {
+                return Ok(false);
+            }
+            bookmarks.insert((user_id, tweet_id), bookmark_id)?;
+            txn.open_table(USER_BOOKMARKS)?
+                .insert((user_id, bookmark_id), tweet_id)?;
+            record_issued(&txn, bookmark_id)?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    fn unbookmark_in(database: &Database, user_id: u64, tweet_id: u64) -> Result<bool, TweetError> {
+        let txn = database.begin_write()?;
+        let removed = txn
+            .open_table(BOOKMARKS)?
+            .remove((user_id, tweet_id))?
+            .map(|bookmark_id| bookmark_id.value());
+        let Some(bookmark_id) = removed else {
+            txn.abort()?;
+            return Ok(false);
+        };
+        txn.open_table(USER_BOOKMARKS)?
+            .remove((user_id, bookmark_id))?;
+        txn.commit()?;
+        Ok(true)
+    }
+}
+
+/// Fills [`REPLIES`] and [`AUTHOR_COUNTS`] from the tweets, once: a
+/// database from before they existed has tweets they do not know. (Its
+/// retweets have no ids, so they are not listed; a new retweet is.)
+fn build_thread_indexes(txn: &WriteTransaction) -> Result<(), TweetError> {
+    let mut meta = txn.open_table(META)?;
+    if meta.get(THREAD_INDEXES_BUILT)?.is_some() {
+        return Ok(());
+    }
+    let tweets = txn.open_table(TWEETS)?;
+    let mut replies = txn.open_table(REPLIES)?;
+    let mut counts = std::collections::BTreeMap::<u64, u64>::new();
+    for entry in tweets.iter()? {
+        let (id, bytes) = entry?;
+        let stored = StoredTweet::decode(bytes.value())?;
+        if stored.deleted {
+            continue;
+        }
+        *counts.entry(stored.author_id).or_default() += 1;
+        if let Some(parent) = stored.reply_to_tweet_id {
+            replies.insert((parent, id.value()), ())?;
+        }
+    }
+    let mut author_counts = txn.open_table(AUTHOR_COUNTS)?;
+    for (author_id, count) in counts {
+        author_counts.insert(author_id, count)?;
+    }
+    meta.insert(THREAD_INDEXES_BUILT, 1)?;
+    Ok(())
+}
+
+/// The retweet id after a retweet write whose membership change was
+/// `changed`: a new retweet takes the issued id (and joins the user's
+/// list), a repeated one keeps its own, an undo removes its id (and its
+/// list entry) and answers it. `None` for a retweet made before retweets
+/// had ids, and for an undo that changed nothing.
+fn retweet_id_after(
+    txn: &WriteTransaction,
+    write: &EngagementWrite,
+    changed: bool,
+) -> Result<Option<u64>, TweetError> {
+    let key = (write.tweet_id, write.user_id);
+    let mut ids = txn.open_table(RETWEET_IDS)?;
+    match (write.engaged, changed) {
+        (true, true) => {
+            ids.insert(key, write.retweet_id)?;
+            txn.open_table(USER_RETWEETS)?
+                .insert((write.user_id, write.retweet_id), write.tweet_id)?;
+            Ok(Some(write.retweet_id))
+        }
+        (true, false) => Ok(ids.get(key)?.map(|id| id.value())),
+        (false, true) => {
+            let removed = ids.remove(key)?.map(|id| id.value());
+            if let Some(retweet_id) = removed {
+                txn.open_table(USER_RETWEETS)?
+                    .remove((write.user_id, retweet_id))?;
+            }
+            Ok(removed)
+        }
+        (false, false) => Ok(None),
+    }
+}
+
+/// Takes a deleted tweet's retweets out of their users' lists (they stay in
+/// [`RETWEETS`], which only live tweets' reads consult).
+fn unlist_retweets(txn: &WriteTransaction, tweet_id: u64) -> Result<(), TweetError> {
+    let retweeters = txn
+        .open_table(RETWEETS)?
+        .range((tweet_id, 0)..=(tweet_id, u64::MAX))?
+        .map(|entry| Ok(entry?.0.value().1))
+        .collect::<Result<Vec<u64>, redb::StorageError>>()?;
+    let ids = txn.open_table(RETWEET_IDS)?;
+    let mut listed = txn.open_table(USER_RETWEETS)?;
+    for user_id in retweeters {
+        if let Some(retweet_id) = ids.get((tweet_id, user_id))?.map(|id| id.value()) {
+            listed.remove((user_id, retweet_id))?;
+        }
+    }
+    Ok(())
+}
+
+fn adjust_author_count(
+    txn: &WriteTransaction,
+    author_id: u64,
+    delta: i64,
+) -> Result<(), TweetError> {
+    let mut counts = txn.open_table(AUTHOR_COUNTS)?;
+    let current = counts
+        .get(author_id)?
+        .map(|count| count.value())
+        .unwrap_or(0);
+    let after = current.saturating_add_signed(delta);
+    if after == 0 {
+        counts.remove(author_id)?;
+    } else {
+        counts.insert(author_id, after)?;
+    }
+    Ok(())
+}
+
+/// An author's list position: (sort id, tweet id, retweet id).
+type Position = (u64, u64, Option<u64>);
+
+type Positions<'t> = Box<dyn Iterator<Item = Result<Position, TweetError>> + 't>;
+
+/// An author's entries newest first by sort id: their live tweets merged
+/// with their retweets, two index scans walked side by side.
+struct MergedEntries<'t> {
+    own: Positions<'t>,
+    retweets: Positions<'t>,
+    own_head: Option<Position>,
+    retweet_head: Option<Position>,
+}
+
+impl<'t> MergedEntries<'t> {
+    /// Entries of `author_id` with sort ids below `below`; retweets only
+    /// when `retweets` is given.
+    fn new(
+        by_author: &'t redb::ReadOnlyTable<(u64, u64), ()>,
+        retweets: Option<&'t redb::ReadOnlyTable<(u64, u64), u64>>,
+        author_id: u64,
+        below: u64,
+    ) -> Result<Self, TweetError> {
+        let own: Positions<'t> = Box::new(
+            by_author
+                .range((author_id, 0)..(author_id, below))?
+                .rev()
+                .map(|entry| {
+                    let tweet_id = entry?.0.value().1;
+                    Ok((tweet_id, tweet_id, None))
+                }),
+        );
+        let retweets: Positions<'t> = match retweets {
+            Some(table) => Box::new(table.range((author_id, 0)..(author_id, below))?.rev().map(
+                |entry| {
+                    let (key, tweet_id) = entry?;
+                    let retweet_id = key.value().1;
+                    Ok((retweet_id, tweet_id.value(), Some(retweet_id)))
+                },
+            )),
+            None => Box::new(std::iter::empty()),
+        };
+        let mut merged = Self {
+            own,
+            retweets,
+            own_head: None,
+            retweet_head: None,
+        };
+        merged.own_head = merged.own.next().transpose()?;
+        merged.retweet_head = merged.retweets.next().transpose()?;
+        Ok(merged)
+    }
+
+    fn advance(&mut self) -> Result<Option<Position>, TweetError> {
+        let take_own = match (self.own_head, self.retweet_head) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(own), Some(retweet)) => own.0 > retweet.0,
+        };
+        Ok(if take_own {
+            let head = self.own_head.take();
+            self.own_head = self.own.next().transpose()?;
+            head
+        } else {
+            let head = self.retweet_head.take();
+            self.retweet_head = self.retweets.next().transpose()?;
+            head
+        })
+    }
+}
+
+impl Iterator for MergedEntries<'_> {
+    type Item = Result<Position, TweetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance().transpose()
     }
 }
 
@@ -511,71 +778,98 @@ impl TweetStore for EmbeddedTweetStore {
         .await
     }
 
-    async fn list_user_tweets(
+    async fn list_user_entries(
         &self,
         author_id: u64,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Tweet>, TweetError> {
+        include_retweets: bool,
+    ) -> Result<Vec<AuthorEntry>, TweetError> {
         self.reading(move |_, database| {
             let read = database.begin_read()?;
             let by_author = read.open_table(BY_AUTHOR)?;
+            let retweets = read.open_table(USER_RETWEETS)?;
             let tweets = read.open_table(TWEETS)?;
             let below = before.unwrap_or(u64::MAX);
-            let mut page = Vec::with_capacity(limit);
-            for entry in by_author.range((author_id, 0)..(author_id, below))?.rev() {
+            let listed = include_retweets.then_some(&retweets);
+            let mut page = Vec::with_capacity(limit.min(256));
+            for position in MergedEntries::new(&by_author, listed, author_id, below)? {
                 if page.len() >= limit {
                     break;
                 }
-                let (_, tweet_id) = entry?.0.value();
-                // The index holds live tweets only, and both tables are read
-                // from one snapshot, so the record is there and live.
+                let (_, tweet_id, retweet_id) = position?;
+                // Both indexes hold live tweets only, and every table is
+                // read from one snapshot, so the record is there and live;
+                // checking costs nothing, as the record is read anyway.
                 if let Some(stored) = load(&tweets, tweet_id)?.filter(|s| !s.deleted) {
-                    page.push(stored.into_tweet(tweet_id));
+                    page.push(AuthorEntry {
+                        tweet: stored.into_tweet(tweet_id),
+                        retweet_id,
+                    });
                 }
             }
             Ok(page)
         })
     }
 
-    async fn list_authors_tweet_ids(
+    async fn list_authors_entries(
         &self,
         author_ids: Vec<u64>,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u64>, bool)>, TweetError> {
+        include_retweets: bool,
+    ) -> Result<Vec<AuthorEntries>, TweetError> {
         self.reading(move |_, database| {
             // One snapshot for every author: the merged result is consistent.
             let read = database.begin_read()?;
             let by_author = read.open_table(BY_AUTHOR)?;
+            let retweets = read.open_table(USER_RETWEETS)?;
+            let tweets = read.open_table(TWEETS)?;
             let below = before.unwrap_or(u64::MAX);
+            let listed = include_retweets.then_some(&retweets);
             let mut answers = Vec::with_capacity(author_ids.len());
             for author_id in author_ids {
-                // The index holds live tweets only, so ids need no record lookup.
-                let mut ids = Vec::with_capacity(limit.min(64));
-                let mut has_more = false;
-                for entry in by_author.range((author_id, 0)..(author_id, below))?.rev() {
-                    if ids.len() == limit {
-                        has_more = true;
+                let mut answer = AuthorEntries {
+                    entries: Vec::with_capacity(limit.min(64)),
+                    has_more: false,
+                };
+                for position in MergedEntries::new(&by_author, listed, author_id, below)? {
+                    let (_, tweet_id, retweet_id) = position?;
+                    // Own tweets need no record lookup (the index holds live
+                    // ones only); a retweet's names the tweet's author.
+                    let tweet_author = match retweet_id {
+                        None => Some(author_id),
+                        Some(_) => load(&tweets, tweet_id)?
+                            .filter(|stored| !stored.deleted)
+                            .map(|stored| stored.author_id),
+                    };
+                    let Some(tweet_author) = tweet_author else {
+                        continue;
+                    };
+                    if answer.entries.len() == limit {
+                        answer.has_more = true;
                         break;
                     }
-                    ids.push(entry?.0.value().1);
+                    answer.entries.push(EntryRef {
+                        tweet_id,
+                        author_id: tweet_author,
+                        retweet_id,
+                    });
                 }
-                answers.push((ids, has_more));
+                answers.push(answer);
             }
             Ok(answers)
         })
     }
 
-    async fn set_engagement(
-        &self,
-        kind: Engagement,
-        user_id: u64,
-        tweet_id: u64,
-        engaged: bool,
-    ) -> Result<EngagementChange, TweetError> {
-        self.blocking(move |_, database| Self::engage(database, kind, user_id, tweet_id, engaged))
-            .await
+    async fn set_engagement(&self, write: EngagementWrite) -> Result<EngagementChange, TweetError> {
+        let change = self
+            .blocking(move |_, database| Self::engage(database, write))
+            .await?;
+        if change.changed {
+            self.log.notify_appended();
+        }
+        Ok(change)
     }
 
     async fn get_counts(
@@ -607,15 +901,14 @@ impl TweetStore for EmbeddedTweetStore {
         self.reading(move |_, database| {
             let read = database.begin_read()?;
             let tweets = read.open_table(TWEETS)?;
-            let likes = read.open_table(LIKES)?;
-            let retweets = read.open_table(RETWEETS)?;
+            let engagement = ViewerTables::open(&read, viewer_id)?;
             tweet_ids
                 .into_iter()
                 .map(|id| {
                     if !is_live(&tweets, id)? {
                         return Ok(ViewerState::default());
                     }
-                    read_viewer_state(&likes, &retweets, id, viewer_id)
+                    engagement.state_of(id)
                 })
                 .collect()
         })
@@ -638,7 +931,7 @@ impl TweetStore for EmbeddedTweetStore {
                 None
             };
             let engagement = match viewer {
-                Some(viewer) => Some((viewer, read.open_table(LIKES)?, read.open_table(RETWEETS)?)),
+                Some(viewer) => Some(ViewerTables::open(&read, viewer)?),
                 None => None,
             };
             tweet_ids
@@ -656,9 +949,7 @@ impl TweetStore for EmbeddedTweetStore {
                         None => None,
                     };
                     let viewer_state = match &engagement {
-                        Some((viewer, likes, retweets)) => {
-                            Some(read_viewer_state(likes, retweets, id, *viewer)?)
-                        }
+                        Some(tables) => Some(tables.state_of(id)?),
                         None => None,
                     };
                     Ok(HydratedTweet {
@@ -667,6 +958,132 @@ impl TweetStore for EmbeddedTweetStore {
                         viewer_state,
                     })
                 })
+                .collect()
+        })
+    }
+
+    async fn bookmark(
+        &self,
+        user_id: u64,
+        tweet_id: u64,
+        bookmark_id: u64,
+    ) -> Result<bool, TweetError> {
+        self.blocking(move |_, database| {
+            Self::bookmark_in(database, user_id, tweet_id, bookmark_id)
+        })
+        .await
+    }
+
+    async fn unbookmark(&self, user_id: u64, tweet_id: u64) -> Result<bool, TweetError> {
+        self.blocking(move |_, database| Self::unbookmark_in(database, user_id, tweet_id))
+            .await
+    }
+
+    async fn list_bookmarks(
+        &self,
+        user_id: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<BookmarkPage, TweetError> {
+        self.reading(move |_, database| {
+            let read = database.begin_read()?;
+            let listed = read.open_table(USER_BOOKMARKS)?;
+            let tweets = read.open_table(TWEETS)?;
+            let below = before.unwrap_or(u64::MAX);
+            let mut page = BookmarkPage::default();
+            let mut skipped = 0;
+            let mut rows = listed.range((user_id, 0)..(user_id, below))?.rev();
+            while let Some(row) = rows.next() {
+                let (key, tweet_id) = row?;
+                let (bookmark_id, tweet_id) = (key.value().1, tweet_id.value());
+                match load(&tweets, tweet_id)? {
+                    Some(stored) if !stored.deleted => page.bookmarks.push(Bookmark {
+                        tweet_id,
+                        author_id: stored.author_id,
+                        bookmark_id,
+                    }),
+                    _ => skipped += 1,
+                }
+                if page.bookmarks.len() == limit || skipped == MAX_SKIPPED_BOOKMARKS {
+                    // Continue below this row, if any row is left.
+                    if rows.next().is_some() {
+                        page.next_before = Some(bookmark_id);
+                    }
+                    break;
+                }
+            }
+            Ok(page)
+        })
+    }
+
+    async fn list_replies(
+        &self,
+        tweet_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Tweet>, TweetError> {
+        self.reading(move |_, database| {
+            let read = database.begin_read()?;
+            let tweets = read.open_table(TWEETS)?;
+            if tweets.get(tweet_id)?.is_none() {
+                return Err(TweetError::TweetNotFound(tweet_id));
+            }
+            let start = match after {
+                Some(after) => Bound::Excluded((tweet_id, after)),
+                None => Bound::Included((tweet_id, 0)),
+            };
+            let replies = read.open_table(REPLIES)?;
+            let mut page = Vec::with_capacity(limit.min(256));
+            for entry in replies.range((start, Bound::Included((tweet_id, u64::MAX))))? {
+                if page.len() >= limit {
+                    break;
+                }
+                let (_, reply_id) = entry?.0.value();
+                // The index holds live replies only (one snapshot).
+                if let Some(stored) = load(&tweets, reply_id)?.filter(|s| !s.deleted) {
+                    page.push(stored.into_tweet(reply_id));
+                }
+            }
+            Ok(page)
+        })
+    }
+
+    /// The whole walk reads one snapshot.
+    async fn get_ancestors(&self, tweet_id: u64, limit: usize) -> Result<Ancestors, TweetError> {
+        self.reading(move |_, database| {
+            let read = database.begin_read()?;
+            let tweets = read.open_table(TWEETS)?;
+            let stored = load(&tweets, tweet_id)?.ok_or(TweetError::TweetNotFound(tweet_id))?;
+            let mut ancestors = Ancestors::default();
+            // Ids only go down the chain (a reply is newer than its
+            // parent), so the walk ends.
+            let mut next = stored.reply_to_tweet_id;
+            while let Some(id) = next {
+                let Some(parent) = load(&tweets, id)? else {
+                    break;
+                };
+                next = parent.reply_to_tweet_id;
+                if parent.deleted {
+                    continue;
+                }
+                if ancestors.tweets.len() == limit {
+                    ancestors.truncated = true;
+                    break;
+                }
+                ancestors.tweets.push(parent.into_tweet(id));
+            }
+            ancestors.tweets.reverse();
+            Ok(ancestors)
+        })
+    }
+
+    async fn get_author_counts(&self, author_ids: Vec<u64>) -> Result<Vec<u64>, TweetError> {
+        self.reading(move |_, database| {
+            let read = database.begin_read()?;
+            let counts = read.open_table(AUTHOR_COUNTS)?;
+            author_ids
+                .into_iter()
+                .map(|id| Ok(counts.get(id)?.map(|count| count.value()).unwrap_or(0)))
                 .collect()
         })
     }
@@ -730,17 +1147,33 @@ fn read_counts(
     })
 }
 
-/// `viewer_id`'s like and retweet of a tweet (assumed live).
-fn read_viewer_state(
-    likes: &impl ReadableTable<(u64, u64), ()>,
-    retweets: &impl ReadableTable<(u64, u64), ()>,
-    tweet_id: u64,
+/// The tables that say what one viewer did to tweets.
+struct ViewerTables {
     viewer_id: u64,
-) -> Result<ViewerState, TweetError> {
-    Ok(ViewerState {
-        liked: likes.get((tweet_id, viewer_id))?.is_some(),
-        retweeted: retweets.get((tweet_id, viewer_id))?.is_some(),
-    })
+    likes: redb::ReadOnlyTable<(u64, u64), ()>,
+    retweets: redb::ReadOnlyTable<(u64, u64), ()>,
+    bookmarks: redb::ReadOnlyTable<(u64, u64), u64>,
+}
+
+impl ViewerTables {
+    fn open(read: &redb::ReadTransaction, viewer_id: u64) -> Result<Self, TweetError> {
+        Ok(Self {
+            viewer_id,
+            likes: read.open_table(LIKES)?,
+            retweets: read.open_table(RETWEETS)?,
+            bookmarks: read.open_table(BOOKMARKS)?,
+        })
+    }
+
+    /// The viewer's like, retweet and bookmark of a tweet (assumed live).
+    fn state_of(&self, tweet_id: u64) -> Result<ViewerState, TweetError> {
+        let viewer_id = self.viewer_id;
+        Ok(ViewerState {
+            liked: self.likes.get((tweet_id, viewer_id))?.is_some(),
+            retweeted: self.retweets.get((tweet_id, viewer_id))?.is_some(),
+            bookmarked: self.bookmarks.get((viewer_id, tweet_id))?.is_some(),
+        })
+    }
 }
 
 fn adjust_counts(
@@ -881,34 +1314,70 @@ mod tests {
         ) -> Result<bool, TweetError> {
             self.0.delete_tweet(tweet_id, requester_id, event_id).await
         }
-        async fn list_user_tweets(
+        async fn list_user_entries(
             &self,
             author_id: u64,
             before: Option<u64>,
             limit: usize,
-        ) -> Result<Vec<Tweet>, TweetError> {
-            self.0.list_user_tweets(author_id, before, limit).await
+            include_retweets: bool,
+        ) -> Result<Vec<AuthorEntry>, TweetError> {
+            self.0
+                .list_user_entries(author_id, before, limit, include_retweets)
+                .await
         }
-        async fn list_authors_tweet_ids(
+        async fn list_authors_entries(
             &self,
             author_ids: Vec<u64>,
             before: Option<u64>,
             limit: usize,
-        ) -> Result<Vec<(Vec<u64>, bool)>, TweetError> {
+            include_retweets: bool,
+        ) -> Result<Vec<AuthorEntries>, TweetError> {
             self.0
-                .list_authors_tweet_ids(author_ids, before, limit)
+                .list_authors_entries(author_ids, before, limit, include_retweets)
                 .await
         }
         async fn set_engagement(
             &self,
-            kind: Engagement,
+            write: EngagementWrite,
+        ) -> Result<EngagementChange, TweetError> {
+            self.0.set_engagement(write).await
+        }
+        async fn bookmark(
+            &self,
             user_id: u64,
             tweet_id: u64,
-            engaged: bool,
-        ) -> Result<EngagementChange, TweetError> {
-            self.0
-                .set_engagement(kind, user_id, tweet_id, engaged)
-                .await
+            bookmark_id: u64,
+        ) -> Result<bool, TweetError> {
+            self.0.bookmark(user_id, tweet_id, bookmark_id).await
+        }
+        async fn unbookmark(&self, user_id: u64, tweet_id: u64) -> Result<bool, TweetError> {
+            self.0.unbookmark(user_id, tweet_id).await
+        }
+        async fn list_bookmarks(
+            &self,
+            user_id: u64,
+            before: Option<u64>,
+            limit: usize,
+        ) -> Result<BookmarkPage, TweetError> {
+            self.0.list_bookmarks(user_id, before, limit).await
+        }
+        async fn list_replies(
+            &self,
+            tweet_id: u64,
+            after: Option<u64>,
+            limit: usize,
+        ) -> Result<Vec<Tweet>, TweetError> {
+            self.0.list_replies(tweet_id, after, limit).await
+        }
+        async fn get_ancestors(
+            &self,
+            tweet_id: u64,
+            limit: usize,
+        ) -> Result<Ancestors, TweetError> {
+            self.0.get_ancestors(tweet_id, limit).await
+        }
+        async fn get_author_counts(&self, author_ids: Vec<u64>) -> Result<Vec<u64>, TweetError> {
+            self.0.get_author_counts(author_ids).await
         }
         async fn get_counts(
             &self,
@@ -1064,6 +1533,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(idempotency_rows(&store), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_thread_indexes_is_indexed_on_open() {
+        let (_dir, store) = open(TTL);
+        let root = unkeyed(id_at(T0, 0), "root");
+        let mut reply = unkeyed(id_at(T0 + 1, 0), "reply");
+        reply.tweet.reply_to_tweet_id = Some(root.tweet.id);
+        let gone = unkeyed(id_at(T0 + 2, 0), "gone");
+        store.create_tweets(vec![root, reply, gone]).await.unwrap();
+        assert!(
+            store
+                .delete_tweet(id_at(T0 + 2, 0), 7, id_at(T0 + 3, 0))
+                .await
+                .unwrap()
+        );
+        // What a database written before the indexes existed looks like.
+        let txn = store.log.database().begin_write().unwrap();
+        txn.delete_table(REPLIES).unwrap();
+        txn.delete_table(AUTHOR_COUNTS).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .remove(THREAD_INDEXES_BUILT)
+            .unwrap();
+        txn.commit().unwrap();
+
+        let reopened = EmbeddedTweetStore::open(store.log.clone(), TTL).unwrap();
+        let replies = reopened.list_replies(id_at(T0, 0), None, 10).await.unwrap();
+        assert_eq!(
+            replies.iter().map(|tweet| tweet.id).collect::<Vec<_>>(),
+            vec![id_at(T0 + 1, 0)]
+        );
+        assert_eq!(reopened.get_author_counts(vec![7]).await.unwrap(), vec![2]);
+        // Once only: opening again changes nothing.
+        let again = EmbeddedTweetStore::open(store.log.clone(), TTL).unwrap();
+        assert_eq!(again.get_author_counts(vec![7]).await.unwrap(), vec![2]);
     }
 
     #[tokio::test]

@@ -8,6 +8,10 @@
 //! outbox in the same logged batch). `conformance` (behind the `conformance` feature) holds the contract as
 //! executable checks every implementation must pass.
 //!
+//! Engagement publishes too: a like, unlike, retweet or undo that changes
+//! something publishes `Liked`, `Unliked`, `Retweeted` or `RetweetUndone`
+//! with the write; a call that changes nothing publishes nothing.
+//!
 //! The batch write (`create_tweets`) has a default implementation that
 //! checks what it can up front and then loops over `create_tweet`, so it
 //! is not atomic; a store that can commit a batch in one transaction (the
@@ -22,6 +26,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use warble_mesh::snowflake;
+use warble_proto::events::v1::{Event, Liked, RetweetUndone, Retweeted, Unliked, event};
 use warble_proto::limits::tweet::MAX_WRITE_BATCH;
 
 pub use embedded::EmbeddedTweetStore;
@@ -143,6 +148,24 @@ pub enum Engagement {
     Retweet,
 }
 
+/// A like or retweet to set or clear, with the ids the service issued for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngagementWrite {
+    /// Like or retweet.
+    pub kind: Engagement,
+    /// Who likes or retweets.
+    pub user_id: u64,
+    /// The tweet; must be live.
+    pub tweet_id: u64,
+    /// Set (true) or clear (false).
+    pub engaged: bool,
+    /// Id of the event published when the call changes something.
+    pub event_id: u64,
+    /// The Snowflake id a new retweet takes: its time and its position in
+    /// timelines. Unused for likes, undos, and a user who already retweeted.
+    pub retweet_id: u64,
+}
+
 /// Result of setting or clearing an engagement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngagementChange {
@@ -150,6 +173,10 @@ pub struct EngagementChange {
     pub changed: bool,
     /// The tweet's count of this engagement afterwards.
     pub count: u64,
+    /// For a retweet, its id: the new one, the existing one when the user
+    /// had already retweeted, or the removed one when an undo changed
+    /// something. `None` for likes and when there is no retweet.
+    pub retweet_id: Option<u64>,
 }
 
 /// Engagement counts of one live tweet.
@@ -172,6 +199,92 @@ pub struct ViewerState {
     pub liked: bool,
     /// The viewer retweeted the tweet.
     pub retweeted: bool,
+    /// The viewer bookmarked the tweet.
+    pub bookmarked: bool,
+}
+
+/// One entry of an author's list: a tweet of theirs, or their retweet of a
+/// live tweet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorEntry {
+    /// The tweet listed (for a retweet, someone else's tweet, or their own).
+    pub tweet: Tweet,
+    /// The author's retweet that put `tweet` in the list; `None` for the
+    /// author's own tweet.
+    pub retweet_id: Option<u64>,
+}
+
+impl AuthorEntry {
+    /// Where the entry sorts in its list: the retweet's id for a retweet,
+    /// the tweet's id otherwise. Both are Snowflake ids from one id space,
+    /// so two entries never share a sort id.
+    pub fn sort_id(&self) -> u64 {
+        self.retweet_id.unwrap_or(self.tweet.id)
+    }
+}
+
+/// [`AuthorEntry`] by reference: what a timeline needs to place and hydrate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef {
+    /// The tweet listed.
+    pub tweet_id: u64,
+    /// The tweet's author (for a retweet, not the retweeter).
+    pub author_id: u64,
+    /// The retweet that listed it; `None` for the author's own tweet.
+    pub retweet_id: Option<u64>,
+}
+
+impl EntryRef {
+    /// See [`AuthorEntry::sort_id`].
+    pub fn sort_id(&self) -> u64 {
+        self.retweet_id.unwrap_or(self.tweet_id)
+    }
+}
+
+/// One author's answer of [`TweetStore::list_authors_entries`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorEntries {
+    /// Newest first by sort id.
+    pub entries: Vec<EntryRef>,
+    /// More entries exist below the last one.
+    pub has_more: bool,
+}
+
+/// One bookmark of a live tweet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bookmark {
+    /// The bookmarked tweet.
+    pub tweet_id: u64,
+    /// Its author.
+    pub author_id: u64,
+    /// The bookmark's Snowflake id: when it was made, and its position.
+    pub bookmark_id: u64,
+}
+
+/// A page of one user's bookmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BookmarkPage {
+    /// Bookmarks of live tweets, most recent bookmark first. May hold fewer
+    /// than asked for while more follow: bookmarks of deleted tweets are
+    /// skipped, and one call reads at most [`MAX_SKIPPED_BOOKMARKS`] of them.
+    pub bookmarks: Vec<Bookmark>,
+    /// Where the next page starts (a bookmark id to list below), `None`
+    /// when the list ends here.
+    pub next_before: Option<u64>,
+}
+
+/// Bookmarks of deleted tweets one [`TweetStore::list_bookmarks`] call
+/// reads past at most, so a list full of deleted tweets costs a bounded
+/// read per page (the page comes back short, with a next cursor).
+pub const MAX_SKIPPED_BOOKMARKS: usize = 100;
+
+/// The reply chain above a tweet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ancestors {
+    /// Live ancestors, root first, ending with the nearest.
+    pub tweets: Vec<Tweet>,
+    /// The chain goes on above the first tweet returned: the limit cut it.
+    pub truncated: bool,
 }
 
 /// One tweet as a timeline page shows it: the lookup, and for a live tweet
@@ -261,6 +374,18 @@ pub trait TweetStore: Send + Sync + 'static {
         event_id: u64,
     ) -> Result<bool, TweetError>;
 
+    /// Up to `limit` entries of the author's list with sort ids below
+    /// `before` (all when `None`), newest first by sort id: their live
+    /// tweets and, with `include_retweets`, their retweets of tweets that
+    /// are live (a retweet of a tweet deleted later is never listed).
+    async fn list_user_entries(
+        &self,
+        author_id: u64,
+        before: Option<u64>,
+        limit: usize,
+        include_retweets: bool,
+    ) -> Result<Vec<AuthorEntry>, TweetError>;
+
     /// Up to `limit` of the author's live tweets with ids below `before`
     /// (all when `None`), newest first.
     async fn list_user_tweets(
@@ -268,7 +393,24 @@ pub trait TweetStore: Send + Sync + 'static {
         author_id: u64,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Tweet>, TweetError>;
+    ) -> Result<Vec<Tweet>, TweetError> {
+        let entries = self
+            .list_user_entries(author_id, before, limit, false)
+            .await?;
+        Ok(entries.into_iter().map(|entry| entry.tweet).collect())
+    }
+
+    /// For each author, in request order, up to `limit` entries of their
+    /// list with sort ids below `before` (all when `None`), newest first, as
+    /// [`TweetStore::list_user_entries`] lists them, and whether more exist
+    /// below those.
+    async fn list_authors_entries(
+        &self,
+        author_ids: Vec<u64>,
+        before: Option<u64>,
+        limit: usize,
+        include_retweets: bool,
+    ) -> Result<Vec<AuthorEntries>, TweetError>;
 
     /// For each author, up to `limit` of their live tweet ids below `before`
     /// (all when `None`), newest first, and whether more exist below those.
@@ -277,24 +419,33 @@ pub trait TweetStore: Send + Sync + 'static {
         author_ids: Vec<u64>,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u64>, bool)>, TweetError>;
+    ) -> Result<Vec<(Vec<u64>, bool)>, TweetError> {
+        let answers = self
+            .list_authors_entries(author_ids, before, limit, false)
+            .await?;
+        Ok(answers
+            .into_iter()
+            .map(|answer| {
+                let ids = answer.entries.iter().map(|entry| entry.tweet_id).collect();
+                (ids, answer.has_more)
+            })
+            .collect())
+    }
 
-    /// Sets (`engaged`) or clears a user's like or retweet of a live tweet;
-    /// idempotent per user.
-    async fn set_engagement(
-        &self,
-        kind: Engagement,
-        user_id: u64,
-        tweet_id: u64,
-        engaged: bool,
-    ) -> Result<EngagementChange, TweetError>;
+    /// Sets or clears a user's like or retweet of a live tweet; idempotent
+    /// per user. A call that changes something publishes `Liked`,
+    /// `Unliked`, `Retweeted` or `RetweetUndone` (id `write.event_id`,
+    /// keyed by the user, with the tweet's author and the count after)
+    /// atomically with the change; a new retweet takes `write.retweet_id`
+    /// and keeps it until undone.
+    async fn set_engagement(&self, write: EngagementWrite) -> Result<EngagementChange, TweetError>;
 
     /// Counts per tweet; `None` for a tweet that does not exist or was deleted.
     async fn get_counts(&self, tweet_ids: Vec<u64>)
     -> Result<Vec<Option<TweetCounts>>, TweetError>;
 
-    /// The viewer's likes and retweets per tweet; all false for tweets that
-    /// do not exist or were deleted.
+    /// The viewer's likes, retweets and bookmarks per tweet; all false for
+    /// tweets that do not exist or were deleted.
     async fn get_viewer_state(
         &self,
         viewer_id: u64,
@@ -348,10 +499,107 @@ pub trait TweetStore: Send + Sync + 'static {
             .collect())
     }
 
+    /// Bookmarks a live tweet for `user_id` ([`TweetError::TweetNotFound`]
+    /// when it is missing or deleted) under `bookmark_id`, a Snowflake id
+    /// that orders the user's bookmarks. Returns false, keeping the first
+    /// bookmark's id, when the tweet was already bookmarked.
+    async fn bookmark(
+        &self,
+        user_id: u64,
+        tweet_id: u64,
+        bookmark_id: u64,
+    ) -> Result<bool, TweetError>;
+
+    /// Removes a bookmark, of a live or a deleted tweet. Returns false when
+    /// there was none.
+    async fn unbookmark(&self, user_id: u64, tweet_id: u64) -> Result<bool, TweetError>;
+
+    /// Up to `limit` of the user's bookmarks of live tweets with bookmark
+    /// ids below `before` (all when `None`), most recent first; see
+    /// [`BookmarkPage`] for short pages.
+    async fn list_bookmarks(
+        &self,
+        user_id: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<BookmarkPage, TweetError>;
+
+    /// Up to `limit` live direct replies to `tweet_id` with ids above
+    /// `after` (all when `None`), oldest first. The tweet itself may be
+    /// deleted; [`TweetError::TweetNotFound`] when it never existed.
+    async fn list_replies(
+        &self,
+        tweet_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Tweet>, TweetError>;
+
+    /// The live tweets `tweet_id` replies to, directly or up the chain, at
+    /// most `limit` of them (the nearest kept), root first. The walk goes
+    /// through deleted tweets. [`TweetError::TweetNotFound`] when the tweet
+    /// never existed (a deleted tweet's ancestors are answered).
+    async fn get_ancestors(&self, tweet_id: u64, limit: usize) -> Result<Ancestors, TweetError>;
+
+    /// Live tweets per author (replies and quotes included, retweets not),
+    /// in request order; 0 for unknown authors.
+    async fn get_author_counts(&self, author_ids: Vec<u64>) -> Result<Vec<u64>, TweetError>;
+
     /// The largest Snowflake id the store has persisted (tweet or event id),
     /// so a restarted id generator can resume above it and never repeat one
     /// even if the clock went back while the process was down.
     async fn max_issued_id(&self) -> Result<Option<u64>, TweetError>;
+}
+
+/// The event of an engagement write that changed something: `Liked`,
+/// `Unliked`, `Retweeted` or `RetweetUndone`, with the tweet's author and
+/// the count after. Keyed (by the caller) by the user, so one user's likes,
+/// unlikes, retweets and undos reach consumers in the order they happened.
+pub(crate) fn engagement_event(
+    write: &EngagementWrite,
+    tweet_author_id: u64,
+    change: &EngagementChange,
+) -> Event {
+    let at_ms = |id: u64| i64::try_from(snowflake::decode(id).unix_ms).unwrap_or(i64::MAX);
+    let occurred_at_ms = at_ms(write.event_id);
+    let retweet_id = change.retweet_id.unwrap_or_default();
+    let (user_id, tweet_id) = (write.user_id, write.tweet_id);
+    let payload = match (write.kind, write.engaged) {
+        (Engagement::Like, true) => event::Payload::Liked(Liked {
+            user_id,
+            tweet_id,
+            tweet_author_id,
+            liked_at_ms: occurred_at_ms,
+            like_count: change.count,
+        }),
+        (Engagement::Like, false) => event::Payload::Unliked(Unliked {
+            user_id,
+            tweet_id,
+            tweet_author_id,
+            unliked_at_ms: occurred_at_ms,
+            like_count: change.count,
+        }),
+        (Engagement::Retweet, true) => event::Payload::Retweeted(Retweeted {
+            user_id,
+            tweet_id,
+            tweet_author_id,
+            retweet_id,
+            retweeted_at_ms: at_ms(retweet_id),
+            retweet_count: change.count,
+        }),
+        (Engagement::Retweet, false) => event::Payload::RetweetUndone(RetweetUndone {
+            user_id,
+            tweet_id,
+            tweet_author_id,
+            retweet_id,
+            undone_at_ms: occurred_at_ms,
+            retweet_count: change.count,
+        }),
+    };
+    Event {
+        event_id: write.event_id,
+        occurred_at_ms,
+        payload: Some(payload),
+    }
 }
 
 /// At most [`MAX_WRITE_BATCH`] tweets; an empty batch is fine (it does

@@ -26,6 +26,18 @@
 //!   never expires, survives node and schema changes, and new tweets cannot
 //!   shift it; every query here is bounded by `LIMIT`, so none needs the
 //!   driver's paging.
+//! - **Engagement events.** A like, unlike, retweet or undo flips its
+//!   per-user row by LWT, moves the counter, then writes the per-tweet
+//!   index, the user's retweet list and the event in one LOGGED batch. The
+//!   LWT cannot join that batch (other partitions), so a process dying
+//!   between the LWT and the batch leaves the change without its event (the
+//!   counter has the same window and stays one short); a repeated call finds
+//!   nothing to change and publishes nothing.
+//! - **Lists that outlive their tweets.** A user's retweets and bookmarks
+//!   are not cleaned when a tweet is deleted (that would be a write per
+//!   retweeter, unbounded and not atomic with the delete): reads check each
+//!   tweet and skip deleted ones. Replies and an author's tweets are
+//!   removed in the delete's own batch, so their lists hold live tweets only.
 //! - **Batch creates** (`create_tweets`) are not batched here: they use the
 //!   trait's default, up-front target checks then one `create_tweet` per
 //!   tweet, so a batch is not atomic (see [`TweetStore::create_tweets`]).
@@ -63,8 +75,9 @@ use warble_mesh::snowflake::{self, WARBLE_EPOCH_MS};
 use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
 
 use super::{
-    CreateOutcome, Engagement, EngagementChange, NewTweet, Tweet, TweetCounts, TweetLookup,
-    TweetStore, ViewerState,
+    Ancestors, AuthorEntries, AuthorEntry, Bookmark, BookmarkPage, CreateOutcome, Engagement,
+    EngagementChange, EngagementWrite, EntryRef, MAX_SKIPPED_BOOKMARKS, NewTweet, Tweet,
+    TweetCounts, TweetLookup, TweetStore, ViewerState, engagement_event,
 };
 use crate::error::TweetError;
 use outbox::{OutboxRecord, PositionClock, RelayState};
@@ -132,6 +145,13 @@ struct Statements {
     select_author_page: PreparedStatement,
     select_author_ids: PreparedStatement,
     select_counts: PreparedStatement,
+    select_retweet_id: PreparedStatement,
+    select_user_retweets: PreparedStatement,
+    select_bookmarked: PreparedStatement,
+    select_bookmark_id: PreparedStatement,
+    select_bookmarks_page: PreparedStatement,
+    select_replies: PreparedStatement,
+    select_author_count: PreparedStatement,
     select_watermarks: PreparedStatement,
     select_outbox: PreparedStatement,
     select_progress: PreparedStatement,
@@ -139,12 +159,22 @@ struct Statements {
     replace_expired_key: PreparedStatement,
     release_key: PreparedStatement,
     create_batch: Batch,
+    /// `create_batch` plus the reply's place in its parent's list.
+    create_reply_batch: Batch,
     claim_delete: PreparedStatement,
     delete_batch: Batch,
+    /// `delete_batch` plus the reply's removal from its parent's list.
+    delete_reply_batch: Batch,
     count_targets: PreparedStatement,
     release_targets: PreparedStatement,
     add_replies: PreparedStatement,
     add_quotes: PreparedStatement,
+    add_author_tweets: PreparedStatement,
+    claim_retweet: PreparedStatement,
+    claim_bookmark: PreparedStatement,
+    release_bookmark: PreparedStatement,
+    insert_bookmark_by_time: PreparedStatement,
+    delete_bookmark_by_time: PreparedStatement,
     likes: EngagementStatements,
     retweets: EngagementStatements,
     advance_progress: PreparedStatement,
@@ -156,8 +186,11 @@ struct EngagementStatements {
     select_engaged: PreparedStatement,
     claim: PreparedStatement,
     release: PreparedStatement,
-    index: PreparedStatement,
-    unindex: PreparedStatement,
+    /// After a set changed something: the per-tweet index (and for a
+    /// retweet the user's list), the event, the watermark.
+    set_batch: Batch,
+    /// After a clear changed something: the same, removed.
+    clear_batch: Batch,
     count: PreparedStatement,
 }
 
@@ -405,9 +438,7 @@ impl ScyllaTweetStore {
 
         self.write_new_tweet(&tweet, event_id, reply_to_author_id, quote_of_author_id)
             .await?;
-        if tweet.reply_to_tweet_id.is_some() || tweet.quote_of_tweet_id.is_some() {
-            self.move_target_counts(&tweet, 1).await?;
-        }
+        self.move_counts(&tweet, 1).await?;
         Ok(if replayed {
             CreateOutcome::Replayed(tweet)
         } else {
@@ -448,35 +479,50 @@ impl ScyllaTweetStore {
         let outbox = OutboxRecord::new(tweet.author_id, &event, self.inner.positions.next());
         let watermark = WatermarkRecord::new(tweet.id.max(event_id));
         let content = ContentValues::of(tweet);
-        let values = (
-            (
-                to_db(tweet.id),
-                to_db(tweet.author_id),
-                content.body,
-                content.reply,
-                content.quote,
-                content.hashtags.clone(),
-                content.mentions.clone(),
-                content.media.clone(),
-                write_ts,
-            ),
-            (
-                to_db(tweet.author_id),
-                to_db(tweet.id),
-                content.body,
-                content.reply,
-                content.quote,
-                content.hashtags,
-                content.mentions,
-                content.media,
-                write_ts,
-            ),
-            outbox.values(),
-            watermark.values(),
+        let tweet_row = (
+            to_db(tweet.id),
+            to_db(tweet.author_id),
+            content.body,
+            content.reply,
+            content.quote,
+            content.hashtags.clone(),
+            content.mentions.clone(),
+            content.media.clone(),
+            write_ts,
         );
-        self.session()
-            .batch(&self.statements().create_batch, values)
-            .await?;
+        let author_row = (
+            to_db(tweet.author_id),
+            to_db(tweet.id),
+            content.body,
+            content.reply,
+            content.quote,
+            content.hashtags,
+            content.mentions,
+            content.media,
+            write_ts,
+        );
+        let statements = self.statements();
+        match tweet.reply_to_tweet_id {
+            Some(parent) => {
+                let reply_row = (to_db(parent), to_db(tweet.id), write_ts);
+                let values = (
+                    tweet_row,
+                    author_row,
+                    reply_row,
+                    outbox.values(),
+                    watermark.values(),
+                );
+                self.session()
+                    .batch(&statements.create_reply_batch, values)
+                    .await?;
+            }
+            None => {
+                let values = (tweet_row, author_row, outbox.values(), watermark.values());
+                self.session()
+                    .batch(&statements.create_batch, values)
+                    .await?;
+            }
+        }
         self.inner
             .local_outbox_writes
             .fetch_add(1, Ordering::Relaxed);
@@ -640,29 +686,45 @@ impl ScyllaTweetStore {
         let delete_ts = write_timestamp(winner, 500);
         let outbox = OutboxRecord::new(tweet.author_id, &event, self.inner.positions.next());
         let watermark = WatermarkRecord::new(winner);
-        let values = (
-            (delete_ts, to_db(tweet_id)),
-            (delete_ts, to_db(tweet.author_id), to_db(tweet_id)),
-            outbox.values(),
-            watermark.values(),
-        );
-        self.session()
-            .batch(&self.statements().delete_batch, values)
-            .await?;
+        let tweet_row = (delete_ts, to_db(tweet_id));
+        let author_row = (delete_ts, to_db(tweet.author_id), to_db(tweet_id));
+        let statements = self.statements();
+        match tweet.reply_to_tweet_id {
+            Some(parent) => {
+                let reply_row = (delete_ts, to_db(parent), to_db(tweet_id));
+                let values = (
+                    tweet_row,
+                    author_row,
+                    reply_row,
+                    outbox.values(),
+                    watermark.values(),
+                );
+                self.session()
+                    .batch(&statements.delete_reply_batch, values)
+                    .await?;
+            }
+            None => {
+                let values = (tweet_row, author_row, outbox.values(), watermark.values());
+                self.session()
+                    .batch(&statements.delete_batch, values)
+                    .await?;
+            }
+        }
         self.inner
             .local_outbox_writes
             .fetch_add(1, Ordering::Relaxed);
 
-        if tweet.reply_to_tweet_id.is_some() || tweet.quote_of_tweet_id.is_some() {
-            self.move_target_counts(tweet, -1).await?;
-        }
+        self.move_counts(tweet, -1).await?;
         Ok(owned)
     }
 
-    /// Raises (`delta = 1`) or lowers (`-1`) the reply/quote counts of
-    /// `tweet`'s targets, once per tweet in each direction: the LWT flag
-    /// lets one caller through, the counter writes are never retried.
-    async fn move_target_counts(&self, tweet: &Tweet, delta: i64) -> Result<(), TweetError> {
+    /// Raises (`delta = 1`) or lowers (`-1`) the counts `tweet` adds to:
+    /// its author's tweet count and its targets' reply/quote counts, once
+    /// per tweet in each direction: the LWT flag lets one caller through,
+    /// the counter writes are never retried. (Tweets created before author
+    /// counts existed were only flagged when they had targets; a flag never
+    /// raised is never released, so their authors' counts stay consistent.)
+    async fn move_counts(&self, tweet: &Tweet, delta: i64) -> Result<(), TweetError> {
         let gate = if delta > 0 {
             &self.statements().count_targets
         } else {
@@ -676,6 +738,12 @@ impl ScyllaTweetStore {
         if !gate.applied {
             return Ok(());
         }
+        self.session()
+            .execute_unpaged(
+                &self.statements().add_author_tweets,
+                (Counter(delta), to_db(tweet.author_id)),
+            )
+            .await?;
         if let Some(parent) = tweet.reply_to_tweet_id {
             self.session()
                 .execute_unpaged(
@@ -722,68 +790,484 @@ impl ScyllaTweetStore {
         ))
     }
 
-    async fn engage(
-        &self,
-        kind: Engagement,
-        user_id: u64,
-        tweet_id: u64,
-        engaged: bool,
-    ) -> Result<EngagementChange, TweetError> {
-        if !self.is_live(tweet_id).await? {
-            return Err(TweetError::TweetNotFound(tweet_id));
-        }
+    async fn engage(&self, write: EngagementWrite) -> Result<EngagementChange, TweetError> {
+        let EngagementWrite {
+            kind,
+            user_id,
+            tweet_id,
+            engaged,
+            ..
+        } = write;
+        let tweet_author_id = match self.load_tweet(tweet_id).await? {
+            Some(stored) if !stored.deleted => stored.tweet.author_id,
+            _ => return Err(TweetError::TweetNotFound(tweet_id)),
+        };
         let statements = match kind {
             Engagement::Like => &self.statements().likes,
             Engagement::Retweet => &self.statements().retweets,
         };
+        let keys = (to_db(user_id), to_db(tweet_id));
         // The per-user row is the truth and its LWT the gate: concurrent
         // calls for one user serialise on that user's partition (never on a
         // viral tweet's), and only the call that flipped it counts.
-        let gate = if engaged {
-            &statements.claim
-        } else {
-            &statements.release
+        let (changed, retweet_id) = match (kind, engaged) {
+            (Engagement::Retweet, true) => {
+                let claim = LwtOutcome::from_result(
+                    self.session()
+                        .execute_unpaged(
+                            &self.statements().claim_retweet,
+                            (keys.0, keys.1, to_db(write.retweet_id)),
+                        )
+                        .await?,
+                )?;
+                if claim.applied {
+                    (true, Some(write.retweet_id))
+                } else {
+                    // The existing retweet's row came back with the answer.
+                    (false, claim.bigint("retweet_id").map(from_db))
+                }
+            }
+            (Engagement::Retweet, false) => {
+                // Read the id first: not every server returns the removed
+                // row with a conditional delete's answer.
+                let existing = self.retweet_id_of(user_id, tweet_id).await?;
+                let released = LwtOutcome::from_result(
+                    self.session()
+                        .execute_unpaged(&statements.release, keys)
+                        .await?,
+                )?;
+                (released.applied, existing.filter(|_| released.applied))
+            }
+            (Engagement::Like, _) => {
+                let gate = if engaged {
+                    &statements.claim
+                } else {
+                    &statements.release
+                };
+                let flipped =
+                    LwtOutcome::from_result(self.session().execute_unpaged(gate, keys).await?)?;
+                (flipped.applied, None)
+            }
         };
-        let changed = LwtOutcome::from_result(
-            self.session()
-                .execute_unpaged(gate, (to_db(user_id), to_db(tweet_id)))
-                .await?,
-        )?
-        .applied;
         if changed {
-            let index = if engaged {
-                &statements.index
-            } else {
-                &statements.unindex
-            };
-            self.session()
-                .execute_unpaged(index, (to_db(tweet_id), to_db(user_id)))
-                .await?;
             let delta = if engaged { 1 } else { -1 };
             self.session()
                 .execute_unpaged(&statements.count, (Counter(delta), to_db(tweet_id)))
                 .await?;
         }
         let counts = self.counts_of(tweet_id).await?;
-        Ok(EngagementChange {
+        let change = EngagementChange {
             changed,
             count: match kind {
                 Engagement::Like => counts.likes,
                 Engagement::Retweet => counts.retweets,
             },
-        })
+            retweet_id,
+        };
+        if changed {
+            self.publish_engagement(&write, tweet_author_id, &change)
+                .await?;
+        }
+        Ok(change)
     }
 
-    /// Which of `tweet_ids` `viewer_id` engaged with.
+    /// The LOGGED batch after an engagement changed: the per-tweet index
+    /// (and for a retweet the user's list), the event, the id watermark.
+    async fn publish_engagement(
+        &self,
+        write: &EngagementWrite,
+        tweet_author_id: u64,
+        change: &EngagementChange,
+    ) -> Result<(), TweetError> {
+        let event = engagement_event(write, tweet_author_id, change);
+        let outbox = OutboxRecord::new(write.user_id, &event, self.inner.positions.next());
+        let retweet_id = change.retweet_id.unwrap_or(0);
+        let watermark = WatermarkRecord::new(write.event_id.max(retweet_id));
+        let (user, tweet) = (to_db(write.user_id), to_db(write.tweet_id));
+        let statements = self.statements();
+        let session = self.session();
+        match (write.kind, write.engaged) {
+            (Engagement::Like, true) => {
+                let values = ((tweet, user), outbox.values(), watermark.values());
+                session.batch(&statements.likes.set_batch, values).await?;
+            }
+            (Engagement::Like, false) => {
+                let values = ((tweet, user), outbox.values(), watermark.values());
+                session.batch(&statements.likes.clear_batch, values).await?;
+            }
+            (Engagement::Retweet, true) => {
+                let values = (
+                    (tweet, user),
+                    (user, to_db(retweet_id), tweet),
+                    outbox.values(),
+                    watermark.values(),
+                );
+                session
+                    .batch(&statements.retweets.set_batch, values)
+                    .await?;
+            }
+            (Engagement::Retweet, false) => {
+                // A retweet made before retweets had ids (0) has no list row.
+                let values = (
+                    (tweet, user),
+                    (user, to_db(retweet_id)),
+                    outbox.values(),
+                    watermark.values(),
+                );
+                session
+                    .batch(&statements.retweets.clear_batch, values)
+                    .await?;
+            }
+        }
+        self.inner
+            .local_outbox_writes
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn retweet_id_of(&self, user_id: u64, tweet_id: u64) -> Result<Option<u64>, TweetError> {
+        let row = self
+            .session()
+            .execute_unpaged(
+                &self.statements().select_retweet_id,
+                (to_db(user_id), to_db(tweet_id)),
+            )
+            .await?
+            .into_rows_result()?
+            .maybe_first_row::<(Option<i64>,)>()?;
+        Ok(row.and_then(|(id,)| id).map(from_db))
+    }
+
+    /// Up to `want` of the user's retweets of live tweets with retweet ids
+    /// below `below`, newest first, with those tweets. Retweets of tweets
+    /// deleted later stay in the user's list, so this reads slices until it
+    /// has `want` live ones or the list ends (each slice bounded).
+    async fn live_retweets(
+        &self,
+        user_id: u64,
+        mut below: i64,
+        want: usize,
+    ) -> Result<Vec<(u64, Tweet)>, TweetError> {
+        let mut found = Vec::new();
+        if want == 0 {
+            return Ok(found);
+        }
+        let slice = want.saturating_add(1);
+        loop {
+            let result = self
+                .session()
+                .execute_unpaged(
+                    &self.statements().select_user_retweets,
+                    (to_db(user_id), below, cql_limit(slice)),
+                )
+                .await?
+                .into_rows_result()?;
+            let rows = result
+                .rows::<(i64, i64)>()?
+                .collect::<Result<Vec<_>, _>>()?;
+            let ended = rows.len() < slice;
+            let Some(&(last, _)) = rows.last() else {
+                return Ok(found);
+            };
+            below = last;
+            let tweet_ids: Vec<u64> = rows.iter().map(|&(_, id)| from_db(id)).collect();
+            let tweets: Vec<Option<StoredTweet>> = futures::stream::iter(tweet_ids)
+                .map(|tweet_id| self.load_tweet(tweet_id))
+                .buffered(READ_CONCURRENCY)
+                .try_collect()
+                .await?;
+            for (&(retweet_id, _), stored) in rows.iter().zip(tweets) {
+                if let Some(stored) = stored.filter(|stored| !stored.deleted) {
+                    found.push((from_db(retweet_id), stored.tweet));
+                    if found.len() == want {
+                        return Ok(found);
+                    }
+                }
+            }
+            if ended {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// One page of an author's own live tweets (the denormalised list).
+    async fn author_page(
+        &self,
+        author_id: u64,
+        below: i64,
+        limit: usize,
+    ) -> Result<Vec<Tweet>, TweetError> {
+        let result = self
+            .session()
+            .execute_unpaged(
+                &self.statements().select_author_page,
+                (to_db(author_id), below, cql_limit(limit)),
+            )
+            .await?
+            .into_rows_result()?;
+        result
+            .rows::<AuthorTweetRow>()?
+            .map(|row| Ok(tweet_from_author_row(author_id, row?)))
+            .collect()
+    }
+
+    /// One author's answer of `list_authors_entries`.
+    async fn author_entries(
+        &self,
+        author_id: u64,
+        below: i64,
+        limit: usize,
+        include_retweets: bool,
+    ) -> Result<AuthorEntries, TweetError> {
+        let (own_ids, own_more) = self.author_ids(author_id, below, limit).await?;
+        let own = own_ids.into_iter().map(|tweet_id| EntryRef {
+            tweet_id,
+            author_id,
+            retweet_id: None,
+        });
+        if !include_retweets {
+            return Ok(AuthorEntries {
+                entries: own.collect(),
+                has_more: own_more,
+            });
+        }
+        // One retweet beyond `limit` tells whether more follow.
+        let retweets = self
+            .live_retweets(author_id, below, limit.saturating_add(1))
+            .await?
+            .into_iter()
+            .map(|(retweet_id, tweet)| EntryRef {
+                tweet_id: tweet.id,
+                author_id: tweet.author_id,
+                retweet_id: Some(retweet_id),
+            });
+        let mut entries: Vec<EntryRef> = own.chain(retweets).collect();
+        entries.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.sort_id()));
+        let has_more = own_more || entries.len() > limit;
+        entries.truncate(limit);
+        Ok(AuthorEntries { entries, has_more })
+    }
+
+    async fn bookmark_tweet(
+        &self,
+        user_id: u64,
+        tweet_id: u64,
+        bookmark_id: u64,
+    ) -> Result<bool, TweetError> {
+        if !self.is_live(tweet_id).await? {
+            return Err(TweetError::TweetNotFound(tweet_id));
+        }
+        let statements = self.statements();
+        let claim = LwtOutcome::from_result(
+            self.session()
+                .execute_unpaged(
+                    &statements.claim_bookmark,
+                    (to_db(user_id), to_db(tweet_id), to_db(bookmark_id)),
+                )
+                .await?,
+        )?;
+        let listed_as = if claim.applied {
+            bookmark_id
+        } else {
+            claim
+                .bigint("bookmark_id")
+                .map(from_db)
+                .ok_or_else(|| TweetError::storage("bookmark claim lost without a bookmark id"))?
+        };
+        // Written after the claim, and again by a repeated call, which so
+        // completes a call that died between the two (same values, same row).
+        self.session()
+            .execute_unpaged(
+                &statements.insert_bookmark_by_time,
+                (to_db(user_id), to_db(listed_as), to_db(tweet_id)),
+            )
+            .await?;
+        Ok(claim.applied)
+    }
+
+    async fn unbookmark_tweet(&self, user_id: u64, tweet_id: u64) -> Result<bool, TweetError> {
+        let statements = self.statements();
+        let row = self
+            .session()
+            .execute_unpaged(
+                &statements.select_bookmark_id,
+                (to_db(user_id), to_db(tweet_id)),
+            )
+            .await?
+            .into_rows_result()?
+            .maybe_first_row::<(Option<i64>,)>()?;
+        let Some(bookmark_id) = row.and_then(|(id,)| id) else {
+            return Ok(false);
+        };
+        // The list row first: a call dying in between leaves the bookmark
+        // (still reported) without its list row, which a repeated
+        // unbookmark or bookmark completes; never a listed ghost.
+        self.session()
+            .execute_unpaged(
+                &statements.delete_bookmark_by_time,
+                (to_db(user_id), bookmark_id),
+            )
+            .await?;
+        let released = LwtOutcome::from_result(
+            self.session()
+                .execute_unpaged(
+                    &statements.release_bookmark,
+                    (to_db(user_id), to_db(tweet_id), bookmark_id),
+                )
+                .await?,
+        )?;
+        Ok(released.applied)
+    }
+
+    async fn bookmarks_page(
+        &self,
+        user_id: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<BookmarkPage, TweetError> {
+        let mut page = BookmarkPage::default();
+        if limit == 0 {
+            return Ok(page);
+        }
+        // Enough rows for a full page past the most skips allowed, plus one
+        // that tells whether any row is left.
+        let budget = limit.saturating_add(MAX_SKIPPED_BOOKMARKS);
+        let result = self
+            .session()
+            .execute_unpaged(
+                &self.statements().select_bookmarks_page,
+                (
+                    to_db(user_id),
+                    below(before),
+                    cql_limit(budget.saturating_add(1)),
+                ),
+            )
+            .await?
+            .into_rows_result()?;
+        let rows = result
+            .rows::<(i64, i64)>()?
+            .collect::<Result<Vec<_>, _>>()?;
+        let tweet_ids: Vec<u64> = rows.iter().map(|&(_, id)| from_db(id)).collect();
+        let mut tweets = futures::stream::iter(tweet_ids)
+            .map(|tweet_id| self.load_tweet(tweet_id))
+            .buffered(READ_CONCURRENCY);
+        let mut skipped = 0;
+        let mut index = 0;
+        while let Some(stored) = tweets.try_next().await? {
+            let (bookmark_id, tweet_id) = rows[index];
+            index += 1;
+            match stored {
+                Some(stored) if !stored.deleted => page.bookmarks.push(Bookmark {
+                    tweet_id: from_db(tweet_id),
+                    author_id: stored.tweet.author_id,
+                    bookmark_id: from_db(bookmark_id),
+                }),
+                _ => skipped += 1,
+            }
+            if page.bookmarks.len() == limit || skipped == MAX_SKIPPED_BOOKMARKS {
+                if index < rows.len() {
+                    page.next_before = Some(from_db(bookmark_id));
+                }
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    async fn replies_page(
+        &self,
+        tweet_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Tweet>, TweetError> {
+        if self.load_tweet(tweet_id).await?.is_none() {
+            return Err(TweetError::TweetNotFound(tweet_id));
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let above = after.map_or(i64::MIN, to_db);
+        let result = self
+            .session()
+            .execute_unpaged(
+                &self.statements().select_replies,
+                (to_db(tweet_id), above, cql_limit(limit)),
+            )
+            .await?
+            .into_rows_result()?;
+        let reply_ids = result
+            .rows::<(i64,)>()?
+            .map(|row| Ok(from_db(row?.0)))
+            .collect::<Result<Vec<u64>, TweetError>>()?;
+        // The list holds live replies only (the delete's batch removes
+        // them); a reply deleted between the two reads is skipped.
+        let replies: Vec<Option<StoredTweet>> = futures::stream::iter(reply_ids)
+            .map(|id| self.load_tweet(id))
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(replies
+            .into_iter()
+            .flatten()
+            .filter(|stored| !stored.deleted)
+            .map(|stored| stored.tweet)
+            .collect())
+    }
+
+    /// One read per hop: a tweet names only its parent, and a chain is
+    /// short in practice (a thread shown above a tweet, at most
+    /// `MAX_ANCESTORS` of it kept); denormalising the chain into each reply
+    /// would cost every reply a write of its whole ancestry.
+    async fn walk_ancestors(&self, tweet_id: u64, limit: usize) -> Result<Ancestors, TweetError> {
+        let stored = self
+            .load_tweet(tweet_id)
+            .await?
+            .ok_or(TweetError::TweetNotFound(tweet_id))?;
+        let mut ancestors = Ancestors::default();
+        // A reply is newer than its parent, so the walk ends.
+        let mut next = stored.tweet.reply_to_tweet_id;
+        while let Some(id) = next {
+            let Some(parent) = self.load_tweet(id).await? else {
+                break;
+            };
+            next = parent.tweet.reply_to_tweet_id;
+            if parent.deleted {
+                continue;
+            }
+            if ancestors.tweets.len() == limit {
+                ancestors.truncated = true;
+                break;
+            }
+            ancestors.tweets.push(parent.tweet);
+        }
+        ancestors.tweets.reverse();
+        Ok(ancestors)
+    }
+
+    async fn author_count(&self, author_id: u64) -> Result<u64, TweetError> {
+        let row = self
+            .session()
+            .execute_unpaged(&self.statements().select_author_count, (to_db(author_id),))
+            .await?
+            .into_rows_result()?
+            .maybe_first_row::<(Option<Counter>,)>()?;
+        // Never below zero, as with tweet counts.
+        Ok(row
+            .and_then(|(count,)| count)
+            .map_or(0, |count| u64::try_from(count.0).unwrap_or(0)))
+    }
+
+    /// Which of `tweet_ids` `viewer_id` engaged with (liked, retweeted or
+    /// bookmarked, as `select` asks).
     async fn engaged_with(
         &self,
-        statements: &EngagementStatements,
+        select: &PreparedStatement,
         viewer_id: u64,
         tweet_ids: &[i64],
     ) -> Result<HashSet<u64>, TweetError> {
         let result = self
             .session()
-            .execute_unpaged(&statements.select_engaged, (to_db(viewer_id), tweet_ids))
+            .execute_unpaged(select, (to_db(viewer_id), tweet_ids))
             .await?
             .into_rows_result()?;
         result
@@ -880,6 +1364,15 @@ async fn create_schema(session: &Session, config: &ScyllaConfig) -> Result<(), T
     for table in cql::create_tables(keyspace) {
         session.query_unpaged(table, ()).await?;
     }
+    for column in cql::add_columns(keyspace) {
+        // Refused when the column is already there (a keyspace made by this
+        // version, or migrated before): nothing to do.
+        if let Err(error) = session.query_unpaged(column, ()).await
+            && !is_rejected_statement(&error)
+        {
+            return Err(error.into());
+        }
+    }
     session
         .await_schema_agreement()
         .await
@@ -919,27 +1412,73 @@ impl Statements {
             prepare(cql::insert_outbox(ks)).await?,
             prepare(cql::raise_watermark(ks)).await?,
         ]);
+        let create_reply_batch = logged_batch([
+            prepare(cql::insert_tweet(ks)).await?,
+            prepare(cql::insert_by_author(ks)).await?,
+            prepare(cql::insert_reply(ks)).await?,
+            prepare(cql::insert_outbox(ks)).await?,
+            prepare(cql::raise_watermark(ks)).await?,
+        ]);
         let delete_batch = logged_batch([
             prepare(cql::mark_deleted(ks)).await?,
             prepare(cql::delete_by_author(ks)).await?,
             prepare(cql::insert_outbox(ks)).await?,
             prepare(cql::raise_watermark(ks)).await?,
         ]);
-        let engagement = |kind: &'static str, column: &'static str| async move {
-            Ok::<_, TweetError>(EngagementStatements {
-                select_engaged: idempotent(prepare(cql::select_engaged(ks, kind)).await?),
-                claim: once(prepare(cql::claim_engagement(ks, kind)).await?),
-                release: once(prepare(cql::release_engagement(ks, kind)).await?),
-                index: idempotent(prepare(cql::index_engagement(ks, kind)).await?),
-                unindex: idempotent(prepare(cql::unindex_engagement(ks, kind)).await?),
-                count: once(prepare(cql::add_to_count(ks, column)).await?),
-            })
+        let delete_reply_batch = logged_batch([
+            prepare(cql::mark_deleted(ks)).await?,
+            prepare(cql::delete_by_author(ks)).await?,
+            prepare(cql::delete_reply(ks)).await?,
+            prepare(cql::insert_outbox(ks)).await?,
+            prepare(cql::raise_watermark(ks)).await?,
+        ]);
+        let likes = EngagementStatements {
+            select_engaged: idempotent(prepare(cql::select_engaged(ks, "likes_by_user")).await?),
+            claim: once(prepare(cql::claim_engagement(ks, "likes")).await?),
+            release: once(prepare(cql::release_engagement(ks, "likes")).await?),
+            set_batch: logged_batch([
+                prepare(cql::index_engagement(ks, "likes")).await?,
+                prepare(cql::insert_outbox(ks)).await?,
+                prepare(cql::raise_watermark(ks)).await?,
+            ]),
+            clear_batch: logged_batch([
+                prepare(cql::unindex_engagement(ks, "likes")).await?,
+                prepare(cql::insert_outbox(ks)).await?,
+                prepare(cql::raise_watermark(ks)).await?,
+            ]),
+            count: once(prepare(cql::add_to_count(ks, "likes")).await?),
+        };
+        let retweets = EngagementStatements {
+            select_engaged: idempotent(prepare(cql::select_engaged(ks, "retweets_by_user")).await?),
+            // Retweets claim with `claim_retweet` (the row holds the id).
+            claim: once(prepare(cql::claim_engagement(ks, "retweets")).await?),
+            release: once(prepare(cql::release_engagement(ks, "retweets")).await?),
+            set_batch: logged_batch([
+                prepare(cql::index_engagement(ks, "retweets")).await?,
+                prepare(cql::insert_user_retweet(ks)).await?,
+                prepare(cql::insert_outbox(ks)).await?,
+                prepare(cql::raise_watermark(ks)).await?,
+            ]),
+            clear_batch: logged_batch([
+                prepare(cql::unindex_engagement(ks, "retweets")).await?,
+                prepare(cql::delete_user_retweet(ks)).await?,
+                prepare(cql::insert_outbox(ks)).await?,
+                prepare(cql::raise_watermark(ks)).await?,
+            ]),
+            count: once(prepare(cql::add_to_count(ks, "retweets")).await?),
         };
         Ok(Self {
             select_tweet: idempotent(prepare(cql::select_tweet(ks)).await?),
             select_author_page: idempotent(prepare(cql::select_author_page(ks)).await?),
             select_author_ids: idempotent(prepare(cql::select_author_ids(ks)).await?),
             select_counts: idempotent(prepare(cql::select_counts(ks)).await?),
+            select_retweet_id: idempotent(prepare(cql::select_retweet_id(ks)).await?),
+            select_user_retweets: idempotent(prepare(cql::select_user_retweets(ks)).await?),
+            select_bookmarked: idempotent(prepare(cql::select_engaged(ks, "bookmarks")).await?),
+            select_bookmark_id: idempotent(prepare(cql::select_bookmark_id(ks)).await?),
+            select_bookmarks_page: idempotent(prepare(cql::select_bookmarks_page(ks)).await?),
+            select_replies: idempotent(prepare(cql::select_replies(ks)).await?),
+            select_author_count: idempotent(prepare(cql::select_author_count(ks)).await?),
             select_watermarks: idempotent(prepare(cql::select_watermarks(ks)).await?),
             select_outbox: idempotent(prepare(cql::select_outbox(ks)).await?),
             select_progress: idempotent(prepare(cql::select_progress(ks)).await?),
@@ -947,14 +1486,22 @@ impl Statements {
             replace_expired_key: once(prepare(cql::replace_expired_key(ks)).await?),
             release_key: once(prepare(cql::release_key(ks)).await?),
             create_batch,
+            create_reply_batch,
             claim_delete: once(prepare(cql::claim_delete(ks)).await?),
             delete_batch,
+            delete_reply_batch,
             count_targets: once(prepare(cql::count_targets(ks)).await?),
             release_targets: once(prepare(cql::release_targets(ks)).await?),
             add_replies: once(prepare(cql::add_to_count(ks, "replies")).await?),
             add_quotes: once(prepare(cql::add_to_count(ks, "quotes")).await?),
-            likes: engagement("likes", "likes").await?,
-            retweets: engagement("retweets", "retweets").await?,
+            add_author_tweets: once(prepare(cql::add_to_author_count(ks)).await?),
+            claim_retweet: once(prepare(cql::claim_retweet(ks)).await?),
+            claim_bookmark: once(prepare(cql::claim_bookmark(ks)).await?),
+            release_bookmark: once(prepare(cql::release_bookmark(ks)).await?),
+            insert_bookmark_by_time: idempotent(prepare(cql::insert_bookmark_by_time(ks)).await?),
+            delete_bookmark_by_time: idempotent(prepare(cql::delete_bookmark_by_time(ks)).await?),
+            likes,
+            retweets,
             advance_progress: once(prepare(cql::advance_progress(ks)).await?),
             drop_outbox_partition: idempotent(prepare(cql::drop_outbox_partition(ks)).await?),
         })
@@ -1122,53 +1669,61 @@ impl TweetStore for ScyllaTweetStore {
         self.delete(tweet_id, requester_id, event_id).await
     }
 
-    async fn list_user_tweets(
+    async fn list_user_entries(
         &self,
         author_id: u64,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Tweet>, TweetError> {
+        include_retweets: bool,
+    ) -> Result<Vec<AuthorEntry>, TweetError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let result = self
-            .session()
-            .execute_unpaged(
-                &self.statements().select_author_page,
-                (to_db(author_id), below(before), cql_limit(limit)),
-            )
-            .await?
-            .into_rows_result()?;
-        result
-            .rows::<AuthorTweetRow>()?
-            .map(|row| Ok(tweet_from_author_row(author_id, row?)))
-            .collect()
+        let below = below(before);
+        let own = self.author_page(author_id, below, limit);
+        let retweets = async {
+            if include_retweets {
+                self.live_retweets(author_id, below, limit).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (own, retweets) = tokio::try_join!(own, retweets)?;
+        let own = own.into_iter().map(|tweet| AuthorEntry {
+            tweet,
+            retweet_id: None,
+        });
+        let retweets = retweets.into_iter().map(|(retweet_id, tweet)| AuthorEntry {
+            tweet,
+            retweet_id: Some(retweet_id),
+        });
+        // Each side holds its `limit` newest, so the merged `limit` newest
+        // are among them.
+        let mut entries: Vec<AuthorEntry> = own.chain(retweets).collect();
+        entries.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.sort_id()));
+        entries.truncate(limit);
+        Ok(entries)
     }
 
-    async fn list_authors_tweet_ids(
+    async fn list_authors_entries(
         &self,
         author_ids: Vec<u64>,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u64>, bool)>, TweetError> {
-        // One single-partition slice per author, many in flight: each goes
+        include_retweets: bool,
+    ) -> Result<Vec<AuthorEntries>, TweetError> {
+        // Single-partition slices per author, many in flight: each goes
         // straight to a replica of that author's partition.
         let below = below(before);
         futures::stream::iter(author_ids)
-            .map(|author_id| self.author_ids(author_id, below, limit))
+            .map(|author_id| self.author_entries(author_id, below, limit, include_retweets))
             .buffered(READ_CONCURRENCY)
             .try_collect()
             .await
     }
 
-    async fn set_engagement(
-        &self,
-        kind: Engagement,
-        user_id: u64,
-        tweet_id: u64,
-        engaged: bool,
-    ) -> Result<EngagementChange, TweetError> {
-        self.engage(kind, user_id, tweet_id, engaged).await
+    async fn set_engagement(&self, write: EngagementWrite) -> Result<EngagementChange, TweetError> {
+        self.engage(write).await
     }
 
     async fn get_counts(
@@ -1195,9 +1750,10 @@ impl TweetStore for ScyllaTweetStore {
         }
         let keys: Vec<i64> = tweet_ids.iter().copied().map(to_db).collect();
         let statements = self.statements();
-        let (liked, retweeted) = tokio::try_join!(
-            self.engaged_with(&statements.likes, viewer_id, &keys),
-            self.engaged_with(&statements.retweets, viewer_id, &keys),
+        let (liked, retweeted, bookmarked) = tokio::try_join!(
+            self.engaged_with(&statements.likes.select_engaged, viewer_id, &keys),
+            self.engaged_with(&statements.retweets.select_engaged, viewer_id, &keys),
+            self.engaged_with(&statements.select_bookmarked, viewer_id, &keys),
         )?;
         let live: Vec<bool> = futures::stream::iter(tweet_ids.iter().copied())
             .map(|id| self.is_live(id))
@@ -1212,12 +1768,56 @@ impl TweetStore for ScyllaTweetStore {
                     ViewerState {
                         liked: liked.contains(id),
                         retweeted: retweeted.contains(id),
+                        bookmarked: bookmarked.contains(id),
                     }
                 } else {
                     ViewerState::default()
                 }
             })
             .collect())
+    }
+
+    async fn bookmark(
+        &self,
+        user_id: u64,
+        tweet_id: u64,
+        bookmark_id: u64,
+    ) -> Result<bool, TweetError> {
+        self.bookmark_tweet(user_id, tweet_id, bookmark_id).await
+    }
+
+    async fn unbookmark(&self, user_id: u64, tweet_id: u64) -> Result<bool, TweetError> {
+        self.unbookmark_tweet(user_id, tweet_id).await
+    }
+
+    async fn list_bookmarks(
+        &self,
+        user_id: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<BookmarkPage, TweetError> {
+        self.bookmarks_page(user_id, before, limit).await
+    }
+
+    async fn list_replies(
+        &self,
+        tweet_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Tweet>, TweetError> {
+        self.replies_page(tweet_id, after, limit).await
+    }
+
+    async fn get_ancestors(&self, tweet_id: u64, limit: usize) -> Result<Ancestors, TweetError> {
+        self.walk_ancestors(tweet_id, limit).await
+    }
+
+    async fn get_author_counts(&self, author_ids: Vec<u64>) -> Result<Vec<u64>, TweetError> {
+        futures::stream::iter(author_ids)
+            .map(|author_id| self.author_count(author_id))
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     async fn max_issued_id(&self) -> Result<Option<u64>, TweetError> {

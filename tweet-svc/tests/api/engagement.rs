@@ -181,6 +181,7 @@ async fn get_tweets_brings_counts_and_viewer_state_only_when_asked() {
                     tweet_id: a.id,
                     liked: true,
                     retweeted: false,
+                    bookmarked: false,
                 })
             ),
             (77, None, None),

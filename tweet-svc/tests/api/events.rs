@@ -138,12 +138,21 @@ async fn replays_and_rejected_creates_publish_nothing() {
     .await
     .unwrap_err();
     app.try_create(new_tweet(author, " ")).await.unwrap_err();
-    // Engagement is not an event of its own.
-    app.like(next_user_id(), tweet.id).await.unwrap();
+    // A like publishes its own event, once.
+    let fan = next_user_id();
+    app.like(fan, tweet.id).await.unwrap();
+    app.like(fan, tweet.id).await.unwrap();
 
     let events = app.events().await;
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 2);
     assert_eq!(created(&events[0]).tweet_id, tweet.id);
+    match &events[1].payload {
+        Some(Payload::Liked(liked)) => {
+            assert_eq!((liked.user_id, liked.tweet_id), (fan, tweet.id));
+            assert_eq!((liked.tweet_author_id, liked.like_count), (author, 1));
+        }
+        other => panic!("expected Liked, got {other:?}"),
+    }
 
     // The key of the rejected create was not consumed: it still creates.
     let fresh = app

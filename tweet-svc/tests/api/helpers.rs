@@ -195,6 +195,7 @@ impl TestApp {
                 author_ids,
                 before_tweet_id,
                 limit_per_author,
+                include_retweets: false,
             })
             .await?
             .into_inner()
@@ -257,6 +258,7 @@ impl TestApp {
                     cursor: cursor.to_owned(),
                     limit,
                 }),
+                include_retweets: false,
             })
             .await?
             .into_inner())

@@ -12,4 +12,5 @@ mod events;
 mod paging;
 mod read;
 mod restart;
+mod social;
 mod store_scylla;

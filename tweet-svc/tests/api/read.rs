@@ -93,6 +93,7 @@ async fn list_user_tweets_validates_paging() {
         .list_user_tweets(pb::ListUserTweetsRequest {
             author_id: author,
             page: None,
+            include_retweets: false,
         })
         .await
         .unwrap()

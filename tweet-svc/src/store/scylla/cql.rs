@@ -11,9 +11,14 @@
 //! |---|---|---|---|
 //! | `tweets` | tweet id | | every tweet ever created; `deleted` marks a soft delete; three LWT-only columns guard one-time steps |
 //! | `tweets_by_author` | author id | tweet id DESC | the author's *live* tweets, content denormalised so a page is one slice |
-//! | `likes_by_user`, `retweets_by_user` | user id | tweet id DESC | the source of truth of engagement (LWT set membership) |
+//! | `likes_by_user`, `retweets_by_user` | user id | tweet id DESC | the source of truth of engagement (LWT set membership); a retweet's row holds its `retweet_id` |
 //! | `likes_by_tweet`, `retweets_by_tweet` | tweet id | user id | who engaged with a tweet (a listing index) |
+//! | `user_retweets` | user id | retweet id DESC | a user's retweets in timeline order (the tweet id); rows of tweets deleted later stay and reads skip them |
+//! | `bookmarks` | user id | tweet id | the source of truth of bookmarks (LWT set membership), with the bookmark id |
+//! | `bookmarks_by_time` | user id | bookmark id DESC | a user's bookmarks in order; reads skip deleted tweets |
+//! | `replies_by_parent` | parent tweet id | reply id ASC | a tweet's *live* direct replies (written and removed with the reply) |
 //! | `tweet_counts` | tweet id | | `counter` columns: likes, retweets, replies, quotes |
+//! | `author_counts` | author id | | `counter` column: the author's live tweets |
 //! | `idempotency_keys` | (author id, key) | | the tweet a key created; rows expire `USING TTL` |
 //! | `outbox` | (minute bucket, shard) | position, event id ASC | events waiting for the relay (transactional outbox) |
 //! | `outbox_progress` | name | | how far the relay has published (advanced by LWT) |
@@ -152,7 +157,45 @@ pub(super) fn create_tables(ks: &str) -> Vec<String> {
     ];
     tables.extend(engagement("likes"));
     tables.extend(engagement("retweets"));
+    tables.extend([
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.user_retweets (\
+             user_id bigint, retweet_id bigint, tweet_id bigint, \
+             PRIMARY KEY (user_id, retweet_id)) \
+             WITH CLUSTERING ORDER BY (retweet_id DESC)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.bookmarks (\
+             user_id bigint, tweet_id bigint, bookmark_id bigint, \
+             PRIMARY KEY (user_id, tweet_id))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.bookmarks_by_time (\
+             user_id bigint, bookmark_id bigint, tweet_id bigint, \
+             PRIMARY KEY (user_id, bookmark_id)) \
+             WITH CLUSTERING ORDER BY (bookmark_id DESC)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.replies_by_parent (\
+             parent_id bigint, reply_id bigint, \
+             PRIMARY KEY (parent_id, reply_id)) \
+             WITH CLUSTERING ORDER BY (reply_id ASC)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.author_counts (\
+             author_id bigint PRIMARY KEY, tweets counter)"
+        ),
+    ]);
     tables
+}
+
+/// Columns added to tables that existed before them, run after
+/// [`create_tables`]. The server refuses a column that is already there;
+/// the caller treats that refusal as done.
+pub(super) fn add_columns(ks: &str) -> Vec<String> {
+    vec![format!(
+        "ALTER TABLE {ks}.retweets_by_user ADD retweet_id bigint"
+    )]
 }
 
 /// A tweet's content and deletion state.
@@ -183,9 +226,48 @@ pub(super) fn select_counts(ks: &str) -> String {
     format!("SELECT likes, retweets, replies, quotes FROM {ks}.tweet_counts WHERE tweet_id = ?")
 }
 
-/// Which of some tweets a user engaged with: one partition, clustering `IN`.
-pub(super) fn select_engaged(ks: &str, kind: &str) -> String {
-    format!("SELECT tweet_id FROM {ks}.{kind}_by_user WHERE user_id = ? AND tweet_id IN ?")
+/// Which of some tweets a user engaged with (or bookmarked, with
+/// `bookmarks`): one partition, clustering `IN`.
+pub(super) fn select_engaged(ks: &str, table: &str) -> String {
+    format!("SELECT tweet_id FROM {ks}.{table} WHERE user_id = ? AND tweet_id IN ?")
+}
+
+/// The id of a user's retweet of a tweet.
+pub(super) fn select_retweet_id(ks: &str) -> String {
+    format!("SELECT retweet_id FROM {ks}.retweets_by_user WHERE user_id = ? AND tweet_id = ?")
+}
+
+/// One slice of a user's retweets below a retweet id, newest first.
+pub(super) fn select_user_retweets(ks: &str) -> String {
+    format!(
+        "SELECT retweet_id, tweet_id FROM {ks}.user_retweets \
+         WHERE user_id = ? AND retweet_id < ? LIMIT ?"
+    )
+}
+
+/// The bookmark id of a user's bookmark of a tweet.
+pub(super) fn select_bookmark_id(ks: &str) -> String {
+    format!("SELECT bookmark_id FROM {ks}.bookmarks WHERE user_id = ? AND tweet_id = ?")
+}
+
+/// One slice of a user's bookmarks below a bookmark id, most recent first.
+pub(super) fn select_bookmarks_page(ks: &str) -> String {
+    format!(
+        "SELECT bookmark_id, tweet_id FROM {ks}.bookmarks_by_time \
+         WHERE user_id = ? AND bookmark_id < ? LIMIT ?"
+    )
+}
+
+/// One slice of a tweet's live replies above a reply id, oldest first.
+pub(super) fn select_replies(ks: &str) -> String {
+    format!(
+        "SELECT reply_id FROM {ks}.replies_by_parent WHERE parent_id = ? AND reply_id > ? LIMIT ?"
+    )
+}
+
+/// An author's live tweet count (absent until their first tweet).
+pub(super) fn select_author_count(ks: &str) -> String {
+    format!("SELECT tweets FROM {ks}.author_counts WHERE author_id = ?")
 }
 
 /// The watermark shards (a handful of rows, read once at start-up).
@@ -255,6 +337,20 @@ pub(super) fn insert_by_author(ks: &str) -> String {
     )
 }
 
+/// Batch part: a reply in its parent's reply list (same timestamp as the tweet).
+pub(super) fn insert_reply(ks: &str) -> String {
+    format!(
+        "INSERT INTO {ks}.replies_by_parent (parent_id, reply_id) VALUES (?, ?) USING TIMESTAMP ?"
+    )
+}
+
+/// Batch part: takes a deleted reply out of its parent's reply list.
+pub(super) fn delete_reply(ks: &str) -> String {
+    format!(
+        "DELETE FROM {ks}.replies_by_parent USING TIMESTAMP ? WHERE parent_id = ? AND reply_id = ?"
+    )
+}
+
 /// Batch part: the event, in the outbox.
 pub(super) fn insert_outbox(ks: &str) -> String {
     format!(
@@ -290,7 +386,8 @@ pub(super) fn delete_by_author(ks: &str) -> String {
     )
 }
 
-/// LWT: lets exactly one caller raise a live tweet's reply/quote targets' counts.
+/// LWT: lets exactly one caller raise the counts a live tweet adds to:
+/// its author's tweet count and its reply/quote targets' counts.
 pub(super) fn count_targets(ks: &str) -> String {
     format!(
         "UPDATE {ks}.tweets SET targets_counted = true WHERE tweet_id = ? \
@@ -311,9 +408,57 @@ pub(super) fn add_to_count(ks: &str, column: &str) -> String {
     format!("UPDATE {ks}.tweet_counts SET {column} = {column} + ? WHERE tweet_id = ?")
 }
 
+/// Counter change of an author's live tweet count.
+pub(super) fn add_to_author_count(ks: &str) -> String {
+    format!("UPDATE {ks}.author_counts SET tweets = tweets + ? WHERE author_id = ?")
+}
+
 /// LWT: adds a user to an engagement set. Applied only if they were not in it.
 pub(super) fn claim_engagement(ks: &str, kind: &str) -> String {
     format!("INSERT INTO {ks}.{kind}_by_user (user_id, tweet_id) VALUES (?, ?) IF NOT EXISTS")
+}
+
+/// LWT: adds a user's retweet, with its id. Not applied: the result
+/// carries the existing retweet's row (and so its id).
+pub(super) fn claim_retweet(ks: &str) -> String {
+    format!(
+        "INSERT INTO {ks}.retweets_by_user (user_id, tweet_id, retweet_id) VALUES (?, ?, ?) \
+         IF NOT EXISTS"
+    )
+}
+
+/// Batch part: a retweet in its user's timeline-ordered list.
+pub(super) fn insert_user_retweet(ks: &str) -> String {
+    format!("INSERT INTO {ks}.user_retweets (user_id, retweet_id, tweet_id) VALUES (?, ?, ?)")
+}
+
+/// Batch part: an undone retweet out of its user's list.
+pub(super) fn delete_user_retweet(ks: &str) -> String {
+    format!("DELETE FROM {ks}.user_retweets WHERE user_id = ? AND retweet_id = ?")
+}
+
+/// LWT: adds a bookmark. Not applied: the result carries the existing one.
+pub(super) fn claim_bookmark(ks: &str) -> String {
+    format!(
+        "INSERT INTO {ks}.bookmarks (user_id, tweet_id, bookmark_id) VALUES (?, ?, ?) \
+         IF NOT EXISTS"
+    )
+}
+
+/// LWT: removes a bookmark, only the one read before (a later bookmark of
+/// the same tweet is not removed by a stale call).
+pub(super) fn release_bookmark(ks: &str) -> String {
+    format!("DELETE FROM {ks}.bookmarks WHERE user_id = ? AND tweet_id = ? IF bookmark_id = ?")
+}
+
+/// A bookmark in its user's ordered list (repeatable: same values, same row).
+pub(super) fn insert_bookmark_by_time(ks: &str) -> String {
+    format!("INSERT INTO {ks}.bookmarks_by_time (user_id, bookmark_id, tweet_id) VALUES (?, ?, ?)")
+}
+
+/// Takes a bookmark out of its user's ordered list.
+pub(super) fn delete_bookmark_by_time(ks: &str) -> String {
+    format!("DELETE FROM {ks}.bookmarks_by_time WHERE user_id = ? AND bookmark_id = ?")
 }
 
 /// LWT: removes a user from an engagement set. Applied only if they were in it.
