@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use warble_timeline_cache::{CacheError, CachedPage, Entry, TimelineCache};
+use warble_timeline_cache::{CacheError, CachedPage, Entry, Removal, TimelineCache};
 
 /// One completed `push`: when it returned and to how many timelines.
 #[derive(Debug, Clone, Copy)]
@@ -79,12 +79,12 @@ impl ObservedCache {
 impl TimelineCache for ObservedCache {
     async fn push(&self, users: &[u64], entry: Entry) -> Result<(), CacheError> {
         self.inner.push(users, entry).await?;
-        self.log.record(entry.tweet_id, users.len());
+        self.log.record(entry.position(), users.len());
         Ok(())
     }
 
-    async fn remove(&self, users: &[u64], tweet_id: u64) -> Result<(), CacheError> {
-        self.inner.remove(users, tweet_id).await
+    async fn remove(&self, users: &[u64], position: u64) -> Result<(), CacheError> {
+        self.inner.remove(users, position).await
     }
 
     async fn insert(
@@ -96,8 +96,8 @@ impl TimelineCache for ObservedCache {
         self.inner.insert(user, entries, mark_built).await
     }
 
-    async fn remove_author(&self, user: u64, author_id: u64) -> Result<(), CacheError> {
-        self.inner.remove_author(user, author_id).await
+    async fn remove_user(&self, user: u64, other: u64, removal: Removal) -> Result<(), CacheError> {
+        self.inner.remove_user(user, other, removal).await
     }
 
     async fn evict(&self, user: u64) -> Result<(), CacheError> {
@@ -113,25 +113,27 @@ impl TimelineCache for ObservedCache {
         self.inner.read(user, before, limit).await
     }
 
-    async fn celebrity_add(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError> {
-        self.inner.celebrity_add(author_id, tweet_id).await
+    async fn celebrity_add(&self, celebrity: u64, entry: Entry) -> Result<(), CacheError> {
+        self.inner.celebrity_add(celebrity, entry).await
     }
 
-    async fn celebrity_remove(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError> {
-        self.inner.celebrity_remove(author_id, tweet_id).await
+    async fn celebrity_remove(&self, celebrity: u64, position: u64) -> Result<(), CacheError> {
+        self.inner.celebrity_remove(celebrity, position).await
     }
 
-    async fn celebrity_fill(&self, author_id: u64, tweet_ids: &[u64]) -> Result<(), CacheError> {
-        self.inner.celebrity_fill(author_id, tweet_ids).await
+    async fn celebrity_fill(&self, celebrity: u64, entries: &[Entry]) -> Result<(), CacheError> {
+        self.inner.celebrity_fill(celebrity, entries).await
     }
 
     async fn celebrity_recent(
         &self,
-        author_ids: &[u64],
+        celebrities: &[u64],
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Option<Vec<u64>>>, CacheError> {
-        self.inner.celebrity_recent(author_ids, before, limit).await
+    ) -> Result<Vec<Option<Vec<Entry>>>, CacheError> {
+        self.inner
+            .celebrity_recent(celebrities, before, limit)
+            .await
     }
 
     async fn mark_active(&self, user: u64, at_ms: u64) -> Result<(), CacheError> {

@@ -161,6 +161,7 @@ async fn load_creates_every_user_follow_edge_and_tweet_at_its_index() {
                 author_ids: authors.to_vec(),
                 before_tweet_id: 0,
                 limit_per_author: limits::tweet::MAX_TWEETS_PER_AUTHOR,
+                include_retweets: false,
             })
             .await
             .unwrap()

@@ -11,13 +11,14 @@ use tracing::instrument;
 use warble_mesh::grpc::TracedChannel;
 use warble_proto::common::v1::PageRequest;
 use warble_proto::events::v1::{
-    Event, Followed, TweetCreated, TweetDeleted, Unfollowed, event::Payload,
+    Blocked, Event, Followed, RetweetUndone, Retweeted, TweetCreated, TweetDeleted, Unfollowed,
+    event::Payload,
 };
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::graph::v1::{GetFollowCountsRequest, ListFollowersRequest};
 use warble_proto::tweet::v1::ListUserTweetsRequest;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
-use warble_timeline_cache::{Entry, TimelineCache};
+use warble_timeline_cache::{Entry, Removal, TimelineCache};
 
 use crate::active::ActiveFollowers;
 use crate::config::FanoutPolicyConfig;
@@ -98,31 +99,69 @@ impl FanoutEngine {
             Some(Payload::TweetDeleted(deleted)) => self.tweet_deleted(deleted).await,
             Some(Payload::Followed(followed)) => self.followed(followed).await,
             Some(Payload::Unfollowed(unfollowed)) => self.unfollowed(unfollowed).await,
+            Some(Payload::Retweeted(retweeted)) => self.retweeted(retweeted).await,
+            Some(Payload::RetweetUndone(undone)) => self.retweet_undone(undone).await,
+            Some(Payload::Blocked(blocked)) => self.blocked(blocked).await,
+            // Nothing cached depends on these: mutes are filtered at read
+            // time (they lapse), an unblock restores no follow, and profiles
+            // and likes are not part of a timeline.
+            Some(
+                Payload::Liked(_)
+                | Payload::Unliked(_)
+                | Payload::UserCreated(_)
+                | Payload::ProfileUpdated(_)
+                | Payload::Unblocked(_)
+                | Payload::Muted(_)
+                | Payload::Unmuted(_),
+            ) => Ok(()),
             None => Err(FanoutError::UnknownPayload(event.event_id)),
         }
     }
 
     /// Normal authors: push into every active follower's timeline (and the
-    /// author's own). Celebrities: record in their recent-tweet set only;
+    /// author's own). Celebrities: record in their recent set only;
     /// followers merge it at read time.
     #[instrument(skip_all, fields(tweet_id = created.tweet_id, author_id = created.author_id))]
     async fn tweet_created(&self, created: TweetCreated) -> Result<(), FanoutError> {
-        let entry = Entry {
-            tweet_id: created.tweet_id,
-            author_id: created.author_id,
-        };
-        self.cache.push(&[created.author_id], entry).await?;
-        FanoutStats::add(&self.stats.deliveries_written, 1);
-        let followers = self.followers_count(created.author_id).await?;
+        let entry = Entry::tweet(created.tweet_id, created.author_id);
+        self.fan_out(created.author_id, entry).await
+    }
+
+    /// A retweet travels like a tweet of the retweeter's, at the retweet's
+    /// position, except to the tweet's author: their own tweet does not
+    /// come back to them (nor to a retweeter retweeting themselves).
+    #[instrument(skip_all, fields(retweet_id = retweeted.retweet_id, user_id = retweeted.user_id))]
+    async fn retweeted(&self, retweeted: Retweeted) -> Result<(), FanoutError> {
+        let entry = Entry::retweet(
+            retweeted.retweet_id,
+            retweeted.user_id,
+            retweeted.tweet_id,
+            retweeted.tweet_author_id,
+        );
+        self.fan_out(retweeted.user_id, entry).await
+    }
+
+    /// Pushes `entry` from `source` (its author, or its retweeter) to
+    /// `source`'s own timeline and every active follower's, or, when
+    /// `source` is a celebrity, records it in their recent set only. The
+    /// tweet's author never receives a retweet of their own tweet.
+    async fn fan_out(&self, source: u64, entry: Entry) -> Result<(), FanoutError> {
+        let excluded = entry.is_retweet().then_some(entry.author_id);
+        if excluded != Some(source) {
+            self.cache.push(&[source], entry).await?;
+            FanoutStats::add(&self.stats.deliveries_written, 1);
+        }
+        let followers = self.followers_count(source).await?;
         if self.policy.is_celebrity(followers) {
-            self.cache
-                .celebrity_add(created.author_id, created.tweet_id)
-                .await?;
+            self.cache.celebrity_add(source, entry).await?;
             return Ok(());
         }
-        let mut page = self.audience_page(created.author_id, String::new()).await?;
+        let mut page = self.audience_page(source, String::new()).await?;
         loop {
-            let (audience, next) = page;
+            let (mut audience, next) = page;
+            if let Some(excluded) = excluded {
+                audience.active.retain(|user| *user != excluded);
+            }
             // The next page (graph-svc's followers, then their last-active
             // marks) is read while this one is written to the cache: a big
             // audience costs max(read, write) per page, not their sum.
@@ -130,8 +169,7 @@ impl FanoutEngine {
             let Some(next) = next else {
                 return delivered.await;
             };
-            let (delivered, fetched) =
-                tokio::join!(delivered, self.audience_page(created.author_id, next));
+            let (delivered, fetched) = tokio::join!(delivered, self.audience_page(source, next));
             delivered?;
             page = fetched?;
         }
@@ -167,17 +205,33 @@ impl FanoutEngine {
     /// author's, every follower's (it may have been pushed before the author
     /// became a celebrity) and the celebrity set.
     #[instrument(skip_all, fields(tweet_id = deleted.tweet_id, author_id = deleted.author_id))]
+    ///
+    /// Retweets of it sit in the timelines of the retweeters' followers,
+    /// whom no event names; timeline-svc leaves out retweets of deleted
+    /// tweets when it reads them.
     async fn tweet_deleted(&self, deleted: TweetDeleted) -> Result<(), FanoutError> {
-        self.cache
-            .remove(&[deleted.author_id], deleted.tweet_id)
-            .await?;
-        self.cache
-            .celebrity_remove(deleted.author_id, deleted.tweet_id)
-            .await?;
+        self.remove_everywhere(deleted.author_id, deleted.tweet_id)
+            .await
+    }
+
+    /// Removes the retweet's entry wherever it was pushed: like a deleted
+    /// tweet of the retweeter's.
+    #[instrument(skip_all, fields(retweet_id = undone.retweet_id, user_id = undone.user_id))]
+    async fn retweet_undone(&self, undone: RetweetUndone) -> Result<(), FanoutError> {
+        self.remove_everywhere(undone.user_id, undone.retweet_id)
+            .await
+    }
+
+    /// Removes the entry at `position` from `source`'s timeline, every
+    /// follower's (it may have been pushed before `source` became a
+    /// celebrity) and `source`'s celebrity set.
+    async fn remove_everywhere(&self, source: u64, position: u64) -> Result<(), FanoutError> {
+        self.cache.remove(&[source], position).await?;
+        self.cache.celebrity_remove(source, position).await?;
         let mut cursor = String::new();
         loop {
-            let (page, next) = self.followers_page(deleted.author_id, cursor).await?;
-            self.cache.remove(&page, deleted.tweet_id).await?;
+            let (page, next) = self.followers_page(source, cursor).await?;
+            self.cache.remove(&page, position).await?;
             match next {
                 Some(next) => cursor = next,
                 None => return Ok(()),
@@ -185,8 +239,25 @@ impl FanoutEngine {
         }
     }
 
-    /// Copies a normal followee's recent tweets into the new follower's
-    /// timeline; a celebrity's arrive through the read-time merge instead.
+    /// Clears each user's timeline of everything the other is part of:
+    /// their tweets, their retweets and retweets of their tweets. (The
+    /// follows between them were removed before, each with its own
+    /// Unfollowed.)
+    #[instrument(skip_all, fields(blocker_id = blocked.blocker_id, blocked_id = blocked.blocked_id))]
+    async fn blocked(&self, blocked: Blocked) -> Result<(), FanoutError> {
+        let (blocker, other) = (blocked.blocker_id, blocked.blocked_id);
+        self.cache
+            .remove_user(blocker, other, Removal::Involving)
+            .await?;
+        self.cache
+            .remove_user(other, blocker, Removal::Involving)
+            .await?;
+        Ok(())
+    }
+
+    /// Copies a normal followee's recent tweets and retweets into the new
+    /// follower's timeline (not retweets of the follower's own tweets); a
+    /// celebrity's arrive through the read-time merge instead.
     #[instrument(skip_all, fields(follower_id = followed.follower_id, followee_id = followed.followee_id))]
     async fn followed(&self, followed: Followed) -> Result<(), FanoutError> {
         if self.policy.is_celebrity(followed.followee_followers_count)
@@ -194,7 +265,7 @@ impl FanoutEngine {
         {
             return Ok(());
         }
-        let tweets = self
+        let listed = self
             .tweets
             .clone()
             .list_user_tweets(ListUserTweetsRequest {
@@ -203,17 +274,24 @@ impl FanoutEngine {
                     cursor: String::new(),
                     limit: self.policy.follow_backfill_tweets,
                 }),
+                include_retweets: true,
             })
             .await
             .map_err(FanoutError::tweet_svc)?
-            .into_inner()
-            .tweets;
-        let entries: Vec<Entry> = tweets
+            .into_inner();
+        let entries: Vec<Entry> = listed
+            .tweets
             .iter()
-            .map(|tweet| Entry {
-                tweet_id: tweet.id,
-                author_id: tweet.author_id,
-            })
+            .enumerate()
+            .map(
+                |(index, tweet)| match listed.retweet_ids.get(index).copied() {
+                    Some(retweet_id) if retweet_id != 0 => {
+                        Entry::retweet(retweet_id, followed.followee_id, tweet.id, tweet.author_id)
+                    }
+                    _ => Entry::tweet(tweet.id, tweet.author_id),
+                },
+            )
+            .filter(|entry| !(entry.is_retweet() && entry.author_id == followed.follower_id))
             .collect();
         if !entries.is_empty() {
             self.cache
@@ -224,14 +302,19 @@ impl FanoutEngine {
         Ok(())
     }
 
-    /// Removes the followee's tweets from the follower's timeline. When this
+    /// Removes the followee's tweets and retweets from the follower's
+    /// timeline (others' retweets of the followee's tweets stay). When this
     /// unfollow takes the followee below the celebrity threshold, their
     /// recent tweets were never pushed: drop the followers' cached timelines
     /// so each is rebuilt, with those tweets, on its next read.
     #[instrument(skip_all, fields(follower_id = unfollowed.follower_id, followee_id = unfollowed.followee_id))]
     async fn unfollowed(&self, unfollowed: Unfollowed) -> Result<(), FanoutError> {
         self.cache
-            .remove_author(unfollowed.follower_id, unfollowed.followee_id)
+            .remove_user(
+                unfollowed.follower_id,
+                unfollowed.followee_id,
+                Removal::ComingFrom,
+            )
             .await?;
         let after = unfollowed.followee_followers_count;
         let demoted = !self.policy.is_celebrity(after) && self.policy.is_celebrity(after + 1);

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use crate::{CELEBRITY_CAPACITY, Entry, TIMELINE_CAPACITY, TimelineCache};
+use crate::{
+    CELEBRITY_CAPACITY, Entry, RETWEET_DEDUP_WINDOW, Removal, TIMELINE_CAPACITY, TimelineCache,
+};
 
 /// Runs every check, each on a fresh cache.
 pub async fn run_all<G, C, F, Fut>(make: F)
@@ -34,13 +36,16 @@ where
     matches_a_reference_model_under_random_operations(&cache).await;
     let (_guard, cache) = make().await;
     pushes_to_many_timelines_treat_each_on_its_own(&cache).await;
+    let (_guard, cache) = make().await;
+    retweets_sit_at_their_own_position(&cache).await;
+    let (_guard, cache) = make().await;
+    a_retweet_of_a_recently_shown_tweet_is_not_pushed(&cache).await;
+    let (_guard, cache) = make().await;
+    removing_a_user_takes_what_came_from_them_or_involves_them(&cache).await;
 }
 
 fn entry(tweet_id: u64, author_id: u64) -> Entry {
-    Entry {
-        tweet_id,
-        author_id,
-    }
+    Entry::tweet(tweet_id, author_id)
 }
 
 async fn whole(cache: &impl TimelineCache, user: u64) -> Vec<Entry> {
@@ -132,7 +137,7 @@ pub async fn removals_and_eviction(cache: &impl TimelineCache) {
         whole(cache, 2).await,
         vec![entry(4, 30), entry(3, 10), entry(1, 10)]
     );
-    cache.remove_author(1, 10).await.unwrap();
+    cache.remove_user(1, 10, Removal::ComingFrom).await.unwrap();
     assert_eq!(whole(cache, 1).await, vec![entry(4, 30)]);
     cache.evict(1).await.unwrap();
     assert_eq!(cache.read(1, None, 10).await.unwrap(), None);
@@ -162,31 +167,45 @@ pub async fn paging_covers_everything_once(cache: &impl TimelineCache) {
     assert_eq!(page.entries, vec![entry(99, 1), entry(96, 0)]);
 }
 
-/// Celebrity recent-tweet sets: a miss until filled; a fill unions with
-/// tweets added before it, so a tweet posted during a fill is not lost.
+/// Celebrity recent sets: a miss until filled; a fill unions with entries
+/// added before it, so a tweet posted during a fill is not lost; retweets
+/// sit among the tweets at their own position.
 pub async fn celebrity_sets(cache: &impl TimelineCache) {
-    cache.celebrity_add(100, 5).await.unwrap();
+    let own = |id| entry(id, 100);
+    cache.celebrity_add(100, own(5)).await.unwrap();
     assert_eq!(
         cache.celebrity_recent(&[100], None, 10).await.unwrap(),
         vec![None]
     );
-    cache.celebrity_fill(100, &[3, 1, 2]).await.unwrap();
-    cache.celebrity_add(100, 6).await.unwrap();
-    cache.celebrity_add(100, 6).await.unwrap();
+    cache
+        .celebrity_fill(100, &[own(3), own(1), own(2)])
+        .await
+        .unwrap();
+    cache.celebrity_add(100, own(6)).await.unwrap();
+    cache.celebrity_add(100, own(6)).await.unwrap();
+    let retweet = Entry::retweet(4, 100, 77, 7);
+    cache.celebrity_add(100, retweet).await.unwrap();
     cache.celebrity_fill(200, &[]).await.unwrap();
     assert_eq!(
         cache
             .celebrity_recent(&[100, 200, 300], None, 10)
             .await
             .unwrap(),
-        vec![Some(vec![6, 5, 3, 2, 1]), Some(vec![]), None]
+        vec![
+            Some(vec![own(6), own(5), retweet, own(3), own(2), own(1)]),
+            Some(vec![]),
+            None
+        ]
     );
     cache.celebrity_remove(100, 3).await.unwrap();
+    cache.celebrity_remove(100, 4).await.unwrap();
     assert_eq!(
         cache.celebrity_recent(&[100], Some(6), 3).await.unwrap(),
-        vec![Some(vec![5, 2, 1])]
+        vec![Some(vec![own(5), own(2), own(1)])]
     );
-    let many: Vec<u64> = (1..=CELEBRITY_CAPACITY as u64 + 10).collect();
+    let many: Vec<Entry> = (1..=CELEBRITY_CAPACITY as u64 + 10)
+        .map(|id| entry(id, 300))
+        .collect();
     cache.celebrity_fill(300, &many).await.unwrap();
     let recent = cache
         .celebrity_recent(&[300], None, usize::MAX)
@@ -196,7 +215,7 @@ pub async fn celebrity_sets(cache: &impl TimelineCache) {
     assert_eq!(recent.len(), CELEBRITY_CAPACITY);
     assert_eq!(
         recent[0],
-        CELEBRITY_CAPACITY as u64 + 10,
+        entry(CELEBRITY_CAPACITY as u64 + 10, 300),
         "the newest are kept"
     );
 }
@@ -295,7 +314,10 @@ pub async fn matches_a_reference_model_under_random_operations(cache: &impl Time
             7 => {
                 let author = next(6);
                 model.get_mut(&user).unwrap().retain(|_, a| *a != author);
-                cache.remove_author(user, author).await.unwrap();
+                cache
+                    .remove_user(user, author, Removal::ComingFrom)
+                    .await
+                    .unwrap();
             }
             _ => {
                 let batch: Vec<_> = (0..next(30))
@@ -418,4 +440,87 @@ fn model_insert(timeline: &mut BTreeMap<u64, u64>, item: Entry) {
     if timeline.len() > TIMELINE_CAPACITY {
         timeline.pop_first();
     }
+}
+
+/// A retweet sits at its retweet's position, next to the tweet's own entry
+/// and other retweets of it; pages by position cover each once, and
+/// removing one position leaves the others.
+pub async fn retweets_sit_at_their_own_position(cache: &impl TimelineCache) {
+    let tweet = entry(10, 1);
+    let first = Entry::retweet(20, 2, 10, 1);
+    let second = Entry::retweet(30, 3, 10, 1);
+    cache
+        .insert(5, &[tweet, first, second, entry(25, 4)], true)
+        .await
+        .unwrap();
+    assert_eq!(
+        whole(cache, 5).await,
+        vec![second, entry(25, 4), first, tweet]
+    );
+    let page = cache.read(5, Some(25), 10).await.unwrap().unwrap();
+    assert_eq!(page.entries, vec![first, tweet], "below position 25");
+    cache.remove(&[5], 20).await.unwrap();
+    assert_eq!(whole(cache, 5).await, vec![second, entry(25, 4), tweet]);
+    cache.remove(&[5], 10).await.unwrap();
+    assert_eq!(
+        whole(cache, 5).await,
+        vec![second, entry(25, 4)],
+        "removing the tweet's own entry leaves the retweets (readers check the tweet is live)"
+    );
+}
+
+/// A pushed retweet is not added where the tweet, or another retweet of
+/// it, is among the newest [`RETWEET_DEDUP_WINDOW`] entries; further down,
+/// or in another timeline, it is.
+pub async fn a_retweet_of_a_recently_shown_tweet_is_not_pushed(cache: &impl TimelineCache) {
+    let window = RETWEET_DEDUP_WINDOW as u64;
+    // User 1: the tweet is the newest entry. User 2: another retweet of it
+    // is. User 3: the tweet sits just past the window. User 4: never saw it.
+    cache.insert(1, &[entry(1_000, 9)], true).await.unwrap();
+    cache
+        .insert(2, &[Entry::retweet(1_001, 8, 1_000, 9)], true)
+        .await
+        .unwrap();
+    let mut third = vec![entry(1_000, 9)];
+    third.extend((0..window).map(|n| entry(2_000 + n, 7)));
+    cache.insert(3, &third, true).await.unwrap();
+    cache.insert(4, &[entry(5, 6)], true).await.unwrap();
+
+    let retweet = Entry::retweet(5_000, 3, 1_000, 9);
+    cache.push(&[1, 2, 3, 4], retweet).await.unwrap();
+    assert_eq!(whole(cache, 1).await, vec![entry(1_000, 9)]);
+    assert_eq!(
+        whole(cache, 2).await,
+        vec![Entry::retweet(1_001, 8, 1_000, 9)]
+    );
+    assert_eq!(whole(cache, 3).await[0], retweet, "past the window");
+    assert_eq!(whole(cache, 4).await, vec![retweet, entry(5, 6)]);
+    // A tweet's own entry is never held back by the window.
+    cache.push(&[2], entry(1_000, 9)).await.unwrap();
+    assert_eq!(whole(cache, 2).await.len(), 2);
+}
+
+/// Unfollowing removes what came through the user (their tweets, their
+/// retweets) and keeps others' retweets of their tweets; blocking removes
+/// everything the user is part of.
+pub async fn removing_a_user_takes_what_came_from_them_or_involves_them(
+    cache: &impl TimelineCache,
+) {
+    let entries = [
+        entry(1, 7),                 // 7's tweet
+        Entry::retweet(2, 7, 50, 8), // 7 retweets 8's tweet
+        Entry::retweet(3, 8, 60, 7), // 8 retweets 7's tweet
+        entry(4, 8),                 // 8's tweet
+        Entry::retweet(5, 9, 70, 6), // unrelated
+    ];
+    for user in [1, 2] {
+        cache.insert(user, &entries, true).await.unwrap();
+    }
+    cache.remove_user(1, 7, Removal::ComingFrom).await.unwrap();
+    assert_eq!(
+        whole(cache, 1).await,
+        vec![entries[4], entries[3], entries[2]]
+    );
+    cache.remove_user(2, 7, Removal::Involving).await.unwrap();
+    assert_eq!(whole(cache, 2).await, vec![entries[4], entries[3]]);
 }

@@ -1,6 +1,6 @@
 //! The in-memory timeline cache for the single-process stack.
 //!
-//! Timelines are sorted `Vec`s (16 bytes an entry, no per-node overhead)
+//! Timelines are sorted `Vec`s (32 bytes an entry, no per-node overhead)
 //! spread over mutex-guarded shards so fan-out to many users and concurrent
 //! reads rarely contend on one lock.
 
@@ -9,33 +9,25 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::{CELEBRITY_CAPACITY, CacheError, CachedPage, Entry, TIMELINE_CAPACITY, TimelineCache};
+use crate::{
+    CELEBRITY_CAPACITY, CacheError, CachedPage, Entry, RETWEET_DEDUP_WINDOW, Removal,
+    TIMELINE_CAPACITY, TimelineCache,
+};
 
 const SHARDS: usize = 64;
 
 #[derive(Debug, Default)]
 struct Timeline {
-    /// Newest first; unique tweet ids.
+    /// Newest first; unique positions.
     entries: Vec<Entry>,
     built: bool,
 }
 
 #[derive(Debug, Default)]
 struct CelebritySet {
-    /// Newest first; unique.
-    tweet_ids: Vec<u64>,
+    /// Newest first; unique positions.
+    entries: Vec<Entry>,
     filled: bool,
-}
-
-impl CelebritySet {
-    fn insert(&mut self, tweet_id: u64) {
-        if let Err(index) = self.tweet_ids.binary_search_by(|probe| tweet_id.cmp(probe))
-            && index < CELEBRITY_CAPACITY
-        {
-            self.tweet_ids.insert(index, tweet_id);
-            self.tweet_ids.truncate(CELEBRITY_CAPACITY);
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -111,13 +103,13 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Position of `tweet_id` in a newest-first list: Ok(index) if present, Err(insert index) if not.
-fn position(entries: &[Entry], tweet_id: u64) -> Result<usize, usize> {
-    entries.binary_search_by(|probe| tweet_id.cmp(&probe.tweet_id))
+/// Index of `position` in a newest-first list: Ok(index) if present, Err(insert index) if not.
+fn index_of(entries: &[Entry], position: u64) -> Result<usize, usize> {
+    entries.binary_search_by(|probe| position.cmp(&probe.position()))
 }
 
 fn insert_capped(entries: &mut Vec<Entry>, entry: Entry, capacity: usize) {
-    if let Err(index) = position(entries, entry.tweet_id)
+    if let Err(index) = index_of(entries, entry.position())
         && index < capacity
     {
         entries.insert(index, entry);
@@ -125,24 +117,44 @@ fn insert_capped(entries: &mut Vec<Entry>, entry: Entry, capacity: usize) {
     }
 }
 
+/// Whether a retweet of `tweet_id` would repeat a tweet among the newest
+/// entries of the timeline.
+fn recently_shown(entries: &[Entry], tweet_id: u64) -> bool {
+    entries
+        .iter()
+        .take(RETWEET_DEDUP_WINDOW)
+        .any(|entry| entry.tweet_id == tweet_id)
+}
+
+/// The entries older than `before` (all when `None`), newest first.
+fn below(entries: &[Entry], before: Option<u64>) -> &[Entry] {
+    let start = match before {
+        None => 0,
+        Some(before) => match index_of(entries, before) {
+            Ok(index) => index + 1,
+            Err(index) => index,
+        },
+    };
+    &entries[start.min(entries.len())..]
+}
+
 #[async_trait]
 impl TimelineCache for EmbeddedTimelineCache {
     async fn push(&self, users: &[u64], entry: Entry) -> Result<(), CacheError> {
         let capacity = self.capacity;
         self.each_timeline(users, |shard, user| {
-            insert_capped(
-                &mut shard.timelines.entry(user).or_default().entries,
-                entry,
-                capacity,
-            );
+            let entries = &mut shard.timelines.entry(user).or_default().entries;
+            if !(entry.is_retweet() && recently_shown(entries, entry.tweet_id)) {
+                insert_capped(entries, entry, capacity);
+            }
         });
         Ok(())
     }
 
-    async fn remove(&self, users: &[u64], tweet_id: u64) -> Result<(), CacheError> {
+    async fn remove(&self, users: &[u64], position: u64) -> Result<(), CacheError> {
         self.each_timeline(users, |shard, user| {
             if let Some(timeline) = shard.timelines.get_mut(&user)
-                && let Ok(index) = position(&timeline.entries, tweet_id)
+                && let Ok(index) = index_of(&timeline.entries, position)
             {
                 timeline.entries.remove(index);
             }
@@ -165,11 +177,11 @@ impl TimelineCache for EmbeddedTimelineCache {
         Ok(())
     }
 
-    async fn remove_author(&self, user: u64, author_id: u64) -> Result<(), CacheError> {
+    async fn remove_user(&self, user: u64, other: u64, removal: Removal) -> Result<(), CacheError> {
         if let Some(timeline) = self.shard(user).timelines.get_mut(&user) {
             timeline
                 .entries
-                .retain(|entry| entry.author_id != author_id);
+                .retain(|entry| !removal.matches(entry, other));
         }
         Ok(())
     }
@@ -189,42 +201,36 @@ impl TimelineCache for EmbeddedTimelineCache {
         let Some(timeline) = shard.timelines.get(&user).filter(|timeline| timeline.built) else {
             return Ok(None);
         };
-        let start = match before {
-            None => 0,
-            Some(before) => match position(&timeline.entries, before) {
-                Ok(index) => index + 1,
-                Err(index) => index,
-            },
-        };
-        let end = (start + limit).min(timeline.entries.len());
+        let older = below(&timeline.entries, before);
+        let end = limit.min(older.len());
         Ok(Some(CachedPage {
-            entries: timeline.entries[start.min(end)..end].to_vec(),
-            has_more: end < timeline.entries.len(),
+            entries: older[..end].to_vec(),
+            has_more: end < older.len(),
             len: timeline.entries.len(),
         }))
     }
 
-    async fn celebrity_add(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError> {
-        self.shard(author_id)
-            .celebrity_sets
-            .entry(author_id)
-            .or_default()
-            .insert(tweet_id);
+    async fn celebrity_add(&self, celebrity: u64, entry: Entry) -> Result<(), CacheError> {
+        let mut shard = self.shard(celebrity);
+        let set = shard.celebrity_sets.entry(celebrity).or_default();
+        insert_capped(&mut set.entries, entry, CELEBRITY_CAPACITY);
         Ok(())
     }
 
-    async fn celebrity_remove(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError> {
-        if let Some(set) = self.shard(author_id).celebrity_sets.get_mut(&author_id) {
-            set.tweet_ids.retain(|id| *id != tweet_id);
+    async fn celebrity_remove(&self, celebrity: u64, position: u64) -> Result<(), CacheError> {
+        if let Some(set) = self.shard(celebrity).celebrity_sets.get_mut(&celebrity)
+            && let Ok(index) = index_of(&set.entries, position)
+        {
+            set.entries.remove(index);
         }
         Ok(())
     }
 
-    async fn celebrity_fill(&self, author_id: u64, tweet_ids: &[u64]) -> Result<(), CacheError> {
-        let mut shard = self.shard(author_id);
-        let set = shard.celebrity_sets.entry(author_id).or_default();
-        for tweet_id in tweet_ids {
-            set.insert(*tweet_id);
+    async fn celebrity_fill(&self, celebrity: u64, entries: &[Entry]) -> Result<(), CacheError> {
+        let mut shard = self.shard(celebrity);
+        let set = shard.celebrity_sets.entry(celebrity).or_default();
+        for entry in entries {
+            insert_capped(&mut set.entries, *entry, CELEBRITY_CAPACITY);
         }
         set.filled = true;
         Ok(())
@@ -232,24 +238,23 @@ impl TimelineCache for EmbeddedTimelineCache {
 
     async fn celebrity_recent(
         &self,
-        author_ids: &[u64],
+        celebrities: &[u64],
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Option<Vec<u64>>>, CacheError> {
-        Ok(author_ids
+    ) -> Result<Vec<Option<Vec<Entry>>>, CacheError> {
+        Ok(celebrities
             .iter()
-            .map(|author| {
-                let shard = self.shard(*author);
+            .map(|celebrity| {
+                let shard = self.shard(*celebrity);
                 shard
                     .celebrity_sets
-                    .get(author)
+                    .get(celebrity)
                     .filter(|set| set.filled)
                     .map(|set| {
-                        set.tweet_ids
+                        below(&set.entries, before)
                             .iter()
-                            .copied()
-                            .filter(|id| before.is_none_or(|before| *id < before))
                             .take(limit)
+                            .copied()
                             .collect()
                     })
             })

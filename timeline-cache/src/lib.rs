@@ -1,7 +1,7 @@
 //! The timeline cache: what fan-out writes and timeline reads share.
 //!
-//! Per user, a home timeline: a set of (tweet id, author id) ordered by tweet
-//! id, newest first (Snowflake ids sort by time), capped at
+//! Per user, a home timeline: a set of [`Entry`]s (a tweet, or a retweet of
+//! one) ordered by position, newest first (Snowflake ids sort by time), capped at
 //! [`TIMELINE_CAPACITY`] entries with the oldest dropped. A timeline is
 //! *built* once it holds everything its owner should see down to its oldest
 //! entry; fan-out may add entries to an unbuilt timeline (so a push racing a
@@ -28,16 +28,96 @@ pub use redis::RedisTimelineCache;
 
 /// Entries kept per home timeline; older ones are dropped and served by the pull path.
 pub const TIMELINE_CAPACITY: usize = 800;
-/// Tweets kept per celebrity recent-tweet set.
+/// Entries kept per celebrity recent set.
 pub const CELEBRITY_CAPACITY: usize = 800;
+/// A retweet is not pushed into a timeline whose newest this-many entries
+/// hold its tweet already (the contract's number).
+pub const RETWEET_DEDUP_WINDOW: usize = warble_proto::limits::timeline::RETWEET_DEDUP_WINDOW;
 
-/// One tweet in a timeline.
+/// One entry of a timeline: a tweet, or someone's retweet of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Entry {
     /// The tweet's Snowflake id.
     pub tweet_id: u64,
     /// Its author, so timelines can drop an unfollowed author's tweets.
     pub author_id: u64,
+    /// The retweet's Snowflake id when this entry is a retweet, else 0.
+    pub retweet_id: u64,
+    /// Who retweeted, when this entry is a retweet, else 0.
+    pub retweeted_by: u64,
+}
+
+impl Entry {
+    /// A tweet's own entry.
+    pub fn tweet(tweet_id: u64, author_id: u64) -> Self {
+        Self {
+            tweet_id,
+            author_id,
+            retweet_id: 0,
+            retweeted_by: 0,
+        }
+    }
+
+    /// `retweeted_by`'s retweet `retweet_id` of `author_id`'s tweet `tweet_id`.
+    pub fn retweet(retweet_id: u64, retweeted_by: u64, tweet_id: u64, author_id: u64) -> Self {
+        Self {
+            tweet_id,
+            author_id,
+            retweet_id,
+            retweeted_by,
+        }
+    }
+
+    /// Whether this entry is a retweet.
+    pub fn is_retweet(&self) -> bool {
+        self.retweet_id != 0
+    }
+
+    /// Where the entry sits in a timeline, and its identity there: the
+    /// retweet's id for a retweet, the tweet's id otherwise. Both are
+    /// Snowflake ids, so positions order entries by time and never collide.
+    pub fn position(&self) -> u64 {
+        if self.is_retweet() {
+            self.retweet_id
+        } else {
+            self.tweet_id
+        }
+    }
+
+    /// Whether `user` wrote the tweet or retweeted it here.
+    pub fn involves(&self, user: u64) -> bool {
+        self.author_id == user || self.retweeted_by == user
+    }
+
+    /// Whether this entry reached a timeline through `user`: their own
+    /// tweet, or their retweet. Unfollowing `user` removes exactly these.
+    pub fn comes_from(&self, user: u64) -> bool {
+        if self.is_retweet() {
+            self.retweeted_by == user
+        } else {
+            self.author_id == user
+        }
+    }
+}
+
+/// Which entries [`TimelineCache::remove_user`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The ones that came through the user ([`Entry::comes_from`]): after
+    /// an unfollow. Retweets of their tweets by others stay.
+    ComingFrom,
+    /// Every one the user is part of ([`Entry::involves`]): after a block.
+    Involving,
+}
+
+impl Removal {
+    /// Whether `entry` goes when removing `user` this way.
+    pub fn matches(self, entry: &Entry, user: u64) -> bool {
+        match self {
+            Self::ComingFrom => entry.comes_from(user),
+            Self::Involving => entry.involves(user),
+        }
+    }
 }
 
 /// A page read from a cached timeline.
@@ -65,15 +145,19 @@ pub enum CacheError {
 #[async_trait]
 pub trait TimelineCache: Send + Sync + 'static {
     /// Adds `entry` to each of `users`' timelines (built or not), keeping each
-    /// within capacity. Idempotent.
+    /// within capacity. Idempotent. A retweet is not added to a timeline
+    /// whose newest [`RETWEET_DEDUP_WINDOW`] entries already hold its tweet
+    /// (the tweet's own entry or another retweet of it).
     async fn push(&self, users: &[u64], entry: Entry) -> Result<(), CacheError>;
 
-    /// Removes `tweet_id` from each of `users`' timelines. Idempotent.
-    async fn remove(&self, users: &[u64], tweet_id: u64) -> Result<(), CacheError>;
+    /// Removes the entry at `position` (a tweet's own entry, or a retweet)
+    /// from each of `users`' timelines. Idempotent.
+    async fn remove(&self, users: &[u64], position: u64) -> Result<(), CacheError>;
 
     /// Adds many entries to one timeline (follow backfill, rebuild write-back),
     /// keeping it within capacity. With `mark_built`, the timeline counts as
-    /// built afterwards. Idempotent.
+    /// built afterwards. Idempotent. No retweet window applies: callers
+    /// choose what they write.
     async fn insert(
         &self,
         user: u64,
@@ -81,14 +165,15 @@ pub trait TimelineCache: Send + Sync + 'static {
         mark_built: bool,
     ) -> Result<(), CacheError>;
 
-    /// Removes every entry by `author_id` from `user`'s timeline (unfollow).
-    async fn remove_author(&self, user: u64, author_id: u64) -> Result<(), CacheError>;
+    /// Removes the entries of `other` from `user`'s timeline, as `removal`
+    /// says (unfollow, block).
+    async fn remove_user(&self, user: u64, other: u64, removal: Removal) -> Result<(), CacheError>;
 
     /// Drops `user`'s timeline entirely, so the next read rebuilds it.
     async fn evict(&self, user: u64) -> Result<(), CacheError>;
 
     /// Up to `limit` entries of `user`'s timeline strictly older than
-    /// `before` (all when `None`), newest first; `None` when the timeline is
+    /// position `before` (all when `None`), newest first; `None` when the timeline is
     /// not built (a miss).
     async fn read(
         &self,
@@ -97,25 +182,28 @@ pub trait TimelineCache: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Option<CachedPage>, CacheError>;
 
-    /// Records a celebrity's new tweet in their recent-tweet set. Kept even
-    /// when the set is not filled yet, so a fill racing this add loses nothing.
-    async fn celebrity_add(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError>;
+    /// Records a celebrity's new tweet, or retweet, in their recent set
+    /// (`entry` is their own tweet or has `retweeted_by == celebrity`). Kept
+    /// even when the set is not filled yet, so a fill racing this add loses
+    /// nothing.
+    async fn celebrity_add(&self, celebrity: u64, entry: Entry) -> Result<(), CacheError>;
 
-    /// Removes a tweet from a celebrity's recent-tweet set.
-    async fn celebrity_remove(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError>;
+    /// Removes the entry at `position` from a celebrity's recent set.
+    async fn celebrity_remove(&self, celebrity: u64, position: u64) -> Result<(), CacheError>;
 
-    /// Adds the tweet store's view of a celebrity's recent tweets to their set
-    /// (a union with anything added meanwhile) and marks the set filled.
-    async fn celebrity_fill(&self, author_id: u64, tweet_ids: &[u64]) -> Result<(), CacheError>;
+    /// Adds the tweet store's view of a celebrity's recent entries to their
+    /// set (a union with anything added meanwhile) and marks the set filled.
+    async fn celebrity_fill(&self, celebrity: u64, entries: &[Entry]) -> Result<(), CacheError>;
 
-    /// For each author, up to `limit` recent tweet ids strictly older than
-    /// `before`, newest first; `None` for an author whose set was never filled (a miss).
+    /// For each celebrity, up to `limit` recent entries strictly older than
+    /// position `before`, newest first; `None` for one whose set was never
+    /// filled (a miss).
     async fn celebrity_recent(
         &self,
-        author_ids: &[u64],
+        celebrities: &[u64],
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Option<Vec<u64>>>, CacheError>;
+    ) -> Result<Vec<Option<Vec<Entry>>>, CacheError>;
 
     /// Records that `user` was active at `at_ms` (Unix milliseconds). A mark
     /// only moves forward: an `at_ms` older than the one held changes nothing.

@@ -19,9 +19,12 @@
 //! Tweet ids are 64-bit Snowflakes (up to 2^63) and sorted-set scores are
 //! f64, exact only up to 2^53: two tweets a few milliseconds apart can share
 //! a score, and an id cannot be recovered from one. So every member has
-//! score 0 and *is* the data, in fixed-width big-endian binary: a timeline
-//! entry is `tweet id (8 bytes) ++ author id (8 bytes)`, a celebrity set
-//! member the 8-byte tweet id. With equal scores Redis orders members
+//! score 0 and *is* the data, in fixed-width big-endian binary: a tweet's
+//! own entry is `tweet id (8 bytes) ++ author id (8 bytes)`, a retweet
+//! `retweet id ++ author id ++ tweet id ++ retweeter id` (32 bytes), in a
+//! timeline and a celebrity set alike (older celebrity sets may still hold
+//! bare 8-byte tweet ids, read as the celebrity's own tweets). Either way a
+//! member starts with its position. With equal scores Redis orders members
 //! bytewise, which for big-endian fixed-width integers is numeric order;
 //! reads page with `ZREVRANGEBYLEX` from an exclusive bound `(<before>`, and
 //! trimming by rank drops the lowest, i.e. oldest, ids. (Binary rather than
@@ -40,8 +43,10 @@
 //! # The cap without doubling commands
 //!
 //! Adding to sets is one `EVALSHA` of a small script that, for each set it
-//! is given, skips a tweet already present (by id, whatever the author: a
-//! `ZREVRANGEBYLEX ... LIMIT 0 1` over the id's range of members), `ZADD`s,
+//! is given, skips an entry already present (by position, whatever the
+//! rest: a `ZREVRANGEBYLEX ... LIMIT 0 1` over the position's range of
+//! members), skips a pushed retweet whose tweet is among the newest
+//! [`RETWEET_DEDUP_WINDOW`] members, `ZADD`s,
 //! and only when the set then exceeds its cap runs `ZREMRANGEBYRANK` on the
 //! oldest excess. A script runs atomically: no reader ever sees 801
 //! entries, and an entry older than a full timeline's oldest is added and
@@ -102,7 +107,10 @@ use redis::{RedisError, Value};
 use warble_mesh::backends::RedisConfig;
 use warble_mesh::redis_client::{RedisClient, RedisClientError, RedisScript, Request, key_slot};
 
-use crate::{CELEBRITY_CAPACITY, CacheError, CachedPage, Entry, TIMELINE_CAPACITY, TimelineCache};
+use crate::{
+    CELEBRITY_CAPACITY, CacheError, CachedPage, Entry, RETWEET_DEDUP_WINDOW, Removal,
+    TIMELINE_CAPACITY, TimelineCache,
+};
 
 /// Sorts above every 16-byte timeline member: the *built* flag.
 const BUILT: [u8; 17] = [0xFF; 17];
@@ -120,29 +128,44 @@ const LAST_ACTIVE_BUCKETS: u64 = 1_024;
 const KEYS_PER_CALL: usize = 128;
 
 /// KEYS capped sets; ARGV sentinel, cap, mark ('1' adds the sentinel),
-/// members. To each set in turn: adds each member unless one with the same
-/// leading 8-byte tweet id is present, trims the oldest beyond the cap (not
-/// counting the sentinel), then marks. Returns how many members were added
-/// in all.
+/// retweet window (0 for none), members. To each set in turn: adds each
+/// member unless one with the same leading 8-byte position is present, or
+/// it is a retweet (32 bytes) whose tweet is among the set's newest
+/// `window` members; trims the oldest beyond the cap (not counting the
+/// sentinel), then marks. Returns how many members were added in all.
 static ADD_CAPPED: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
         r#"
-local sentinel, cap, mark = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
--- Each member's tweet-id range, built once for every set.
-local members, firsts, lasts = {}, {}, {}
-for i = 4, #ARGV do
+local sentinel, cap, mark, window = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4]
+-- Each member's position range, built once for every set.
+local members, firsts, lasts, retweeted = {}, {}, {}, {}
+for i = 5, #ARGV do
   local member = ARGV[i]
-  local tweet = string.sub(member, 1, 8)
+  local position = string.sub(member, 1, 8)
   members[#members + 1] = member
-  firsts[#firsts + 1] = '[' .. tweet
-  lasts[#lasts + 1] = '[' .. tweet .. string.rep('\255', #member - 8)
+  firsts[#firsts + 1] = '[' .. position
+  lasts[#lasts + 1] = '[' .. position .. string.rep('\255', #member - 8)
+  retweeted[#retweeted + 1] = window ~= '0' and #member == 32 and string.sub(member, 17, 24) or false
+end
+-- Whether the newest `window` members of `key` hold `tweet` (its own entry,
+-- or a retweet of it).
+local function recently_shown(key, tweet)
+  local newest = redis.call('ZREVRANGEBYLEX', key, '(' .. sentinel, '-', 'LIMIT', '0', window)
+  for _, member in ipairs(newest) do
+    if (#member == 16 and string.sub(member, 1, 8) == tweet)
+      or (#member == 32 and string.sub(member, 17, 24) == tweet) then
+      return true
+    end
+  end
+  return false
 end
 local added = 0
 for _, key in ipairs(KEYS) do
   for i = 1, #members do
     -- From the newest end (see the module docs). Numbers go as strings:
     -- Lua formats a number argument with sprintf on every call.
-    if #redis.call('ZREVRANGEBYLEX', key, lasts[i], firsts[i], 'LIMIT', '0', '1') == 0 then
+    if #redis.call('ZREVRANGEBYLEX', key, lasts[i], firsts[i], 'LIMIT', '0', '1') == 0
+      and not (retweeted[i] and recently_shown(key, retweeted[i])) then
       redis.call('ZADD', key, '0', members[i])
       added = added + 1
     end
@@ -172,14 +195,24 @@ return {len, redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[2], '-', 'LIMIT', 0, ton
     )
 });
 
-/// KEYS[1] a timeline; ARGV[1] the 8-byte author id. Removes the author's
-/// entries (at most a timeline's worth to scan); returns how many.
-static REMOVE_AUTHOR: LazyLock<RedisScript> = LazyLock::new(|| {
+/// KEYS[1] a timeline; ARGV[1] the 8-byte user id, ARGV[2] '1' to remove
+/// every entry involving the user ([`Removal::Involving`]), '0' only those
+/// coming from them ([`Removal::ComingFrom`]). Scans at most a timeline's
+/// worth; returns how many went.
+static REMOVE_USER: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
         r#"
+local user, involving = ARGV[1], ARGV[2] == '1'
 local doomed = {}
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if #member == 16 and string.sub(member, 9) == ARGV[1] then doomed[#doomed + 1] = member end
+  local gone = false
+  if #member == 16 then
+    gone = string.sub(member, 9, 16) == user
+  elseif #member == 32 then
+    gone = string.sub(member, 25, 32) == user
+      or (involving and string.sub(member, 9, 16) == user)
+  end
+  if gone then doomed[#doomed + 1] = member end
 end
 for i = 1, #doomed, 500 do
   redis.call('ZREM', KEYS[1], unpack(doomed, i, math.min(i + 499, #doomed)))
@@ -294,12 +327,12 @@ impl RedisTimelineCache {
         mark: bool,
         members: Vec<Vec<u8>>,
     ) -> Result<(), CacheError> {
-        let mut request =
-            ADD_CAPPED
-                .call(&[key])
-                .arg(sentinel)
-                .arg(cap)
-                .arg(if mark { "1" } else { "0" });
+        let mut request = ADD_CAPPED
+            .call(&[key])
+            .arg(sentinel)
+            .arg(cap)
+            .arg(if mark { "1" } else { "0" })
+            .arg("0");
         for member in members {
             request = request.arg(member);
         }
@@ -308,10 +341,40 @@ impl RedisTimelineCache {
 }
 
 fn timeline_member(entry: Entry) -> Vec<u8> {
-    let mut member = Vec::with_capacity(16);
-    member.extend_from_slice(&entry.tweet_id.to_be_bytes());
+    let mut member = Vec::with_capacity(32);
+    member.extend_from_slice(&entry.position().to_be_bytes());
     member.extend_from_slice(&entry.author_id.to_be_bytes());
+    if entry.is_retweet() {
+        member.extend_from_slice(&entry.tweet_id.to_be_bytes());
+        member.extend_from_slice(&entry.retweeted_by.to_be_bytes());
+    }
     member
+}
+
+/// The entry a member holds; a bare 8-byte member (an older celebrity set)
+/// is `owner`'s own tweet. `None` for anything else.
+fn parse_member(member: &[u8], owner: u64) -> Option<Entry> {
+    match member.len() {
+        8 => Some(Entry::tweet(u64_at(member, 0)?, owner)),
+        16 => Some(Entry::tweet(u64_at(member, 0)?, u64_at(member, 8)?)),
+        32 => Some(Entry::retweet(
+            u64_at(member, 0)?,
+            u64_at(member, 24)?,
+            u64_at(member, 16)?,
+            u64_at(member, 8)?,
+        )),
+        _ => None,
+    }
+}
+
+/// The inclusive `ZRANGEBYLEX` bounds of every member at `position`,
+/// whatever its length.
+fn position_range(position: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut low = vec![b'['];
+    low.extend_from_slice(&position.to_be_bytes());
+    let mut high = low.clone();
+    high.extend_from_slice(&[0xFF; 24]);
+    (low, high)
 }
 
 /// An exclusive upper bound for `ZREVRANGEBYLEX`: below `before`'s tweet id,
@@ -364,17 +427,14 @@ impl TimelineCache for RedisTimelineCache {
                 .arg(&BUILT[..])
                 .arg(self.capacity)
                 .arg("0")
+                .arg(RETWEET_DEDUP_WINDOW)
                 .arg(member.as_slice())
         });
         self.batch(&requests).await.map(|_| ())
     }
 
-    async fn remove(&self, users: &[u64], tweet_id: u64) -> Result<(), CacheError> {
-        let first = tweet_id.to_be_bytes();
-        let mut low = vec![b'['];
-        low.extend_from_slice(&first);
-        let mut high = low.clone();
-        high.extend_from_slice(&[0xFF; 8]);
+    async fn remove(&self, users: &[u64], position: u64) -> Result<(), CacheError> {
+        let (low, high) = position_range(position);
         let requests: Vec<Request> = users
             .iter()
             .map(|&user| {
@@ -395,15 +455,15 @@ impl TimelineCache for RedisTimelineCache {
         if entries.is_empty() && !mark_built {
             return Ok(());
         }
-        // Only the first entry of a tweet counts, and only the `capacity`
-        // newest can survive the cap: send no more than that.
+        // Only the first entry at a position counts, and only the
+        // `capacity` newest can survive the cap: send no more than that.
         let mut seen = std::collections::HashSet::with_capacity(entries.len());
         let mut kept: Vec<Entry> = entries
             .iter()
             .copied()
-            .filter(|entry| seen.insert(entry.tweet_id))
+            .filter(|entry| seen.insert(entry.position()))
             .collect();
-        kept.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.tweet_id));
+        kept.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.position()));
         kept.truncate(self.capacity);
         let members = kept.into_iter().map(timeline_member).collect();
         self.add_capped(
@@ -416,10 +476,14 @@ impl TimelineCache for RedisTimelineCache {
         .await
     }
 
-    async fn remove_author(&self, user: u64, author_id: u64) -> Result<(), CacheError> {
-        let request = REMOVE_AUTHOR
+    async fn remove_user(&self, user: u64, other: u64, removal: Removal) -> Result<(), CacheError> {
+        let request = REMOVE_USER
             .call(&[self.timeline_key(user)])
-            .arg(&author_id.to_be_bytes()[..]);
+            .arg(&other.to_be_bytes()[..])
+            .arg(match removal {
+                Removal::Involving => "1",
+                Removal::ComingFrom => "0",
+            });
         self.batch(&[request]).await.map(|_| ())
     }
 
@@ -453,12 +517,7 @@ impl TimelineCache for RedisTimelineCache {
         let entries = members
             .iter()
             .take(limit)
-            .filter_map(|member| {
-                Some(Entry {
-                    tweet_id: u64_at(member, 0)?,
-                    author_id: u64_at(member, 8)?,
-                })
-            })
+            .filter_map(|member| parse_member(member, 0))
             .collect();
         Ok(Some(CachedPage {
             entries,
@@ -467,34 +526,33 @@ impl TimelineCache for RedisTimelineCache {
         }))
     }
 
-    async fn celebrity_add(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError> {
+    async fn celebrity_add(&self, celebrity: u64, entry: Entry) -> Result<(), CacheError> {
         self.add_capped(
-            self.celebrity_key(author_id),
+            self.celebrity_key(celebrity),
             &FILLED,
             CELEBRITY_CAPACITY,
             false,
-            vec![tweet_id.to_be_bytes().to_vec()],
+            vec![timeline_member(entry)],
         )
         .await
     }
 
-    async fn celebrity_remove(&self, author_id: u64, tweet_id: u64) -> Result<(), CacheError> {
-        let request =
-            Request::new("ZREM", self.celebrity_key(author_id)).arg(&tweet_id.to_be_bytes()[..]);
+    async fn celebrity_remove(&self, celebrity: u64, position: u64) -> Result<(), CacheError> {
+        let (low, high) = position_range(position);
+        let request = Request::new("ZREMRANGEBYLEX", self.celebrity_key(celebrity))
+            .arg(low.as_slice())
+            .arg(high.as_slice());
         self.batch(&[request]).await.map(|_| ())
     }
 
-    async fn celebrity_fill(&self, author_id: u64, tweet_ids: &[u64]) -> Result<(), CacheError> {
-        let mut newest = tweet_ids.to_vec();
-        newest.sort_unstable_by_key(|&id| std::cmp::Reverse(id));
-        newest.dedup();
+    async fn celebrity_fill(&self, celebrity: u64, entries: &[Entry]) -> Result<(), CacheError> {
+        let mut newest = entries.to_vec();
+        newest.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.position()));
+        newest.dedup_by_key(|entry| entry.position());
         newest.truncate(CELEBRITY_CAPACITY);
-        let members = newest
-            .into_iter()
-            .map(|id| id.to_be_bytes().to_vec())
-            .collect();
+        let members = newest.into_iter().map(timeline_member).collect();
         self.add_capped(
-            self.celebrity_key(author_id),
+            self.celebrity_key(celebrity),
             &FILLED,
             CELEBRITY_CAPACITY,
             true,
@@ -505,16 +563,16 @@ impl TimelineCache for RedisTimelineCache {
 
     async fn celebrity_recent(
         &self,
-        author_ids: &[u64],
+        celebrities: &[u64],
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Option<Vec<u64>>>, CacheError> {
+    ) -> Result<Vec<Option<Vec<Entry>>>, CacheError> {
         let bound = upper_bound(before, &FILLED);
         let fetch = limit.min(CELEBRITY_CAPACITY);
-        let requests: Vec<Request> = author_ids
+        let requests: Vec<Request> = celebrities
             .iter()
-            .map(|&author| {
-                READ.call(&[self.celebrity_key(author)])
+            .map(|&celebrity| {
+                READ.call(&[self.celebrity_key(celebrity)])
                     .arg(&FILLED[..])
                     .arg(bound.as_slice())
                     .arg(fetch)
@@ -523,12 +581,13 @@ impl TimelineCache for RedisTimelineCache {
         self.batch(&requests)
             .await?
             .into_iter()
-            .map(|reply| {
+            .zip(celebrities)
+            .map(|(reply, &celebrity)| {
                 let read = parse_read(reply).map_err(|error| self.unavailable(error))?;
                 Ok(read.map(|page| {
                     page.members
                         .iter()
-                        .filter_map(|member| u64_at(member, 0))
+                        .filter_map(|member| parse_member(member, celebrity))
                         .collect()
                 }))
             })
@@ -598,15 +657,15 @@ mod tests {
             u64::MAX,
         ];
         for pair in ids.windows(2) {
+            // A retweet's longer member still sorts by its position (id 0
+            // cannot be a retweet's).
+            let low = match pair[0] {
+                0 => Entry::tweet(0, u64::MAX),
+                id => Entry::retweet(id, u64::MAX, u64::MAX, u64::MAX),
+            };
             let (low, high) = (
-                timeline_member(Entry {
-                    tweet_id: pair[0],
-                    author_id: u64::MAX,
-                }),
-                timeline_member(Entry {
-                    tweet_id: pair[1],
-                    author_id: 0,
-                }),
+                timeline_member(low),
+                timeline_member(Entry::tweet(pair[1], 0)),
             );
             assert!(low < high, "{pair:?}");
             assert!(
@@ -621,18 +680,27 @@ mod tests {
     fn bounds_exclude_the_given_id_and_the_sentinel() {
         let bound = upper_bound(Some(7), &BUILT);
         assert_eq!(bound[0], b'(');
-        let member = timeline_member(Entry {
-            tweet_id: 7,
-            author_id: 0,
-        });
+        let member = timeline_member(Entry::tweet(7, 0));
         assert!(
             &bound[1..] < member.as_slice(),
             "entries of tweet 7 are excluded"
         );
-        let older = timeline_member(Entry {
-            tweet_id: 6,
-            author_id: u64::MAX,
-        });
+        let older = timeline_member(Entry::retweet(6, u64::MAX, u64::MAX, u64::MAX));
         assert!(older.as_slice() < &bound[1..]);
+    }
+
+    #[test]
+    fn members_round_trip_and_start_with_their_position() {
+        for entry in [Entry::tweet(5, 9), Entry::retweet(11, 3, 5, 9)] {
+            let member = timeline_member(entry);
+            assert_eq!(u64_at(&member, 0), Some(entry.position()));
+            assert_eq!(parse_member(&member, 0), Some(entry));
+        }
+        assert_eq!(
+            parse_member(&5u64.to_be_bytes(), 9),
+            Some(Entry::tweet(5, 9)),
+            "a bare id in an older celebrity set is the celebrity's tweet"
+        );
+        assert_eq!(parse_member(&[1, 2, 3], 0), None);
     }
 }

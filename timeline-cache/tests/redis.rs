@@ -14,7 +14,7 @@ use warble_testkit::{
     unique_prefix,
 };
 use warble_timeline_cache::{
-    Entry, RedisTimelineCache, TIMELINE_CAPACITY, TimelineCache, conformance,
+    Entry, RedisTimelineCache, Removal, TIMELINE_CAPACITY, TimelineCache, conformance,
 };
 
 async fn cache_on(config: &RedisConfig) -> RedisTimelineCache {
@@ -25,10 +25,7 @@ async fn cache_on(config: &RedisConfig) -> RedisTimelineCache {
 }
 
 fn entry(tweet_id: u64, author_id: u64) -> Entry {
-    Entry {
-        tweet_id,
-        author_id,
-    }
+    Entry::tweet(tweet_id, author_id)
 }
 
 async fn conformance_on(topology: Topology) {
@@ -235,7 +232,10 @@ async fn ids_beyond_two_to_the_53_keep_their_exact_order(topology: Topology) {
     assert_eq!(page.entries, expected[2..4]);
     assert!(page.has_more);
     cache.remove(&[1], top - 2).await.unwrap();
-    cache.remove_author(1, u64::MAX).await.unwrap();
+    cache
+        .remove_user(1, u64::MAX, Removal::ComingFrom)
+        .await
+        .unwrap();
     let ids_left: Vec<u64> = cache
         .read(1, None, 100)
         .await
@@ -251,7 +251,7 @@ async fn ids_beyond_two_to_the_53_keep_their_exact_order(topology: Topology) {
     );
 
     cache
-        .celebrity_fill(7, &[top, top - 1, u64::MAX])
+        .celebrity_fill(7, &[entry(top, 7), entry(top - 1, 7), entry(u64::MAX, 7)])
         .await
         .unwrap();
     assert_eq!(
@@ -259,11 +259,11 @@ async fn ids_beyond_two_to_the_53_keep_their_exact_order(topology: Topology) {
             .celebrity_recent(&[7], Some(u64::MAX), 10)
             .await
             .unwrap(),
-        vec![Some(vec![top, top - 1])]
+        vec![Some(vec![entry(top, 7), entry(top - 1, 7)])]
     );
     assert_eq!(
         cache.celebrity_recent(&[7], None, 1).await.unwrap(),
-        vec![Some(vec![u64::MAX])]
+        vec![Some(vec![entry(u64::MAX, 7)])]
     );
 }
 

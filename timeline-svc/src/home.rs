@@ -1,8 +1,9 @@
-//! Home timelines: the cached timeline merged with the recent tweets of the
-//! celebrities a user follows, rebuilt on a miss, and pulled from the stores
-//! past what the cache holds.
+//! Home timelines: the cached timeline merged with the recent tweets and
+//! retweets of the celebrities a user follows, rebuilt on a miss, pulled
+//! from the stores past what the cache holds, and filtered by the user's
+//! blocks and mutes as it is read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,8 +16,21 @@ use warble_timeline_cache::{
 };
 
 use crate::error::TimelineError;
-use crate::merge::newest_first;
+use crate::merge::{apply_retweet_window, hides_from_home, involved_users, newest_first};
 use crate::sources::Sources;
+
+/// Most reads one page makes while entries it must leave out keep it from
+/// filling.
+const FILL_ROUNDS: usize = 3;
+
+/// One page of a home timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomePage {
+    /// Entries, newest first.
+    pub entries: Vec<Entry>,
+    /// The position the next page starts below; `None` when the timeline ended.
+    pub next: Option<u64>,
+}
 
 // The contract says how much of a home timeline the cache serves.
 const _: () = assert!(TIMELINE_CAPACITY == CACHED_HOME_ENTRIES);
@@ -53,23 +67,117 @@ impl HomeTimelines {
         self.rebuilds.load(Ordering::Relaxed)
     }
 
-    /// Up to `limit` entries of `user`'s home timeline older than `before`, newest first.
+    /// Up to `limit` entries of `user`'s home timeline older than position
+    /// `before`, newest first, with what the user must not see left out
+    /// (see [`HomeTimelines::visible`]), and where the next page starts.
+    ///
+    /// Leaving entries out can empty much of a page, so a page reads on
+    /// until it is full, the timeline ends, or [`FILL_ROUNDS`] reads were
+    /// made: a page costs a bounded number of calls, whatever the user's
+    /// block and mute lists hold. A page cut short by that bound still
+    /// names its next page.
     pub async fn page(
         self: &Arc<Self>,
         user: u64,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Entry>, TimelineError> {
-        // Three independent reads at once: a page waits for the slowest, not the sum.
-        let (marked, celebrities, cached) = tokio::join!(
+    ) -> Result<HomePage, TimelineError> {
+        // Two independent reads at once: a page waits for the slowest, not the sum.
+        let (marked, celebrities) = tokio::join!(
             self.cache.mark_active(user, warble_mesh::time::now_ms()),
             self.sources.following(user, self.celebrity_threshold),
-            self.cache.read(user, before, limit),
         );
         marked?;
         // Also proves the user exists (NOT_FOUND otherwise) before any rebuild.
         let celebrities = celebrities?;
-        let cached = match cached? {
+        let mut page = HomePage {
+            entries: Vec::with_capacity(limit),
+            next: None,
+        };
+        let mut shown = HashSet::new();
+        let mut before = before;
+        for _ in 0..FILL_ROUNDS {
+            let want = limit - page.entries.len();
+            let read = self.unfiltered(user, &celebrities, before, want).await?;
+            let more = read.len() == want;
+            before = read.last().map(Entry::position);
+            for entry in self.visible(user, read).await? {
+                // Each tweet once per page: the newest entry of it wins.
+                if shown.insert(entry.tweet_id) {
+                    page.entries.push(entry);
+                }
+            }
+            if !more {
+                return Ok(page);
+            }
+            page.next = before;
+            if page.entries.len() >= limit {
+                return Ok(page);
+            }
+        }
+        Ok(page)
+    }
+
+    /// What of `entries` `user` may see: no entry involving someone they
+    /// block, who blocks them, or whom they mute; no retweet of a tweet
+    /// deleted since; no retweet of their own tweet. One relations call and
+    /// at most one tweet lookup, whatever the length of the lists.
+    async fn visible(&self, user: u64, entries: Vec<Entry>) -> Result<Vec<Entry>, TimelineError> {
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .filter(|entry| !(entry.is_retweet() && entry.author_id == user))
+            .collect();
+        let others = involved_users(user, &entries);
+        let retweeted: Vec<u64> = entries
+            .iter()
+            .filter(|entry| entry.is_retweet())
+            .map(|entry| entry.tweet_id)
+            .collect();
+        let (relations, gone) = tokio::join!(
+            async {
+                if others.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.sources.relations(user, &others).await
+                }
+            },
+            async {
+                if retweeted.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.sources.gone(&retweeted).await
+                }
+            },
+        );
+        let hidden: HashSet<u64> = others
+            .iter()
+            .zip(relations?)
+            .filter(|(_, relation)| hides_from_home(relation))
+            .map(|(user, _)| *user)
+            .collect();
+        let gone: HashSet<u64> = gone?.into_iter().collect();
+        Ok(entries
+            .into_iter()
+            .filter(|entry| {
+                let hidden_user =
+                    hidden.contains(&entry.author_id) || hidden.contains(&entry.retweeted_by);
+                let deleted = entry.is_retweet() && gone.contains(&entry.tweet_id);
+                !(hidden_user || deleted)
+            })
+            .collect())
+    }
+
+    /// Up to `limit` entries of `user`'s home timeline older than `before`,
+    /// newest first, before anything is left out: the cache merged with the
+    /// followed `celebrities`' recent entries, and the stores past the cache.
+    async fn unfiltered(
+        self: &Arc<Self>,
+        user: u64,
+        celebrities: &[u64],
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, TimelineError> {
+        let cached = match self.cache.read(user, before, limit).await? {
             Some(page) => page,
             None => {
                 self.rebuild_once(user).await?;
@@ -86,22 +194,22 @@ impl HomeTimelines {
         };
 
         // The cache vouches for the range from `before` down to the last entry
-        // it returned. When it ran out before filling the page, older tweets
+        // it returned. When it ran out before filling the page, older entries
         // may exist that only the stores know (it keeps only the newest
         // TIMELINE_CAPACITY), so everything below that point comes from the
         // pull path.
         let ran_out = !cached.has_more && cached.entries.len() < limit;
         let vouched_down_to = if ran_out {
-            cached.entries.last().map(|entry| entry.tweet_id).or(before)
+            cached.entries.last().map(Entry::position).or(before)
         } else {
             None
         };
         let mut entries = cached.entries;
-        let celebrity_entries = self.celebrity_entries(&celebrities, before, limit).await?;
+        let celebrity_entries = self.celebrity_entries(celebrities, before, limit).await?;
         entries.extend(celebrity_entries.into_iter().filter(|entry| {
             !ran_out
                 || vouched_down_to.is_some_and(|floor| {
-                    entry.tweet_id > floor && before.is_none_or(|b| entry.tweet_id < b)
+                    entry.position() > floor && before.is_none_or(|b| entry.position() < b)
                 })
         }));
         let mut entries = newest_first(entries, limit);
@@ -145,9 +253,10 @@ impl HomeTimelines {
         rebuild.await
     }
 
-    /// Writes the newest [`TIMELINE_CAPACITY`] tweets of everyone `user`
+    /// Writes the newest [`TIMELINE_CAPACITY`] entries of everyone `user`
     /// follows (and their own) into the cache, merged with anything pushed
-    /// meanwhile.
+    /// meanwhile: their tweets and retweets, under the retweet window, and
+    /// no retweet of the user's own tweets.
     async fn rebuild(&self, user: u64) -> Result<(), TimelineError> {
         // A rebuild that finished just before this one was scheduled leaves nothing to do.
         if self.cache.read(user, None, 0).await?.is_some() {
@@ -156,13 +265,21 @@ impl HomeTimelines {
         let mut authors = self.sources.following(user, 0).await?;
         authors.push(user);
         let entries = self.pull(&authors, None, TIMELINE_CAPACITY).await?;
+        let entries: Vec<Entry> = apply_retweet_window(entries)
+            .into_iter()
+            .filter(|entry| !(entry.is_retweet() && entry.author_id == user))
+            .collect();
         self.cache.insert(user, &entries, true).await?;
         // A tweet deleted between the pull and the insert may have had its
         // fan-out removal run before the insert put it back. Any such delete
         // committed before this check, so the check catches it; later ones
         // find the entry in place and remove it themselves.
-        let ids: Vec<u64> = entries.iter().map(|entry| entry.tweet_id).collect();
-        for tweet_id in self.sources.gone(&ids).await? {
+        let own_entries: Vec<u64> = entries
+            .iter()
+            .filter(|entry| !entry.is_retweet())
+            .map(|entry| entry.tweet_id)
+            .collect();
+        for tweet_id in self.sources.gone(&own_entries).await? {
             self.cache.remove(&[user], tweet_id).await?;
         }
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
@@ -175,9 +292,10 @@ impl HomeTimelines {
         Ok(())
     }
 
-    /// The newest `want` tweets below `before` across `authors`: a k-way
-    /// merge that asks each author for a fair share first and goes back
-    /// only to authors whose tweets could still belong in the result.
+    /// The newest `want` entries below `before` across `authors` (their
+    /// tweets and retweets): a k-way merge that asks each author for a fair
+    /// share first and goes back only to authors whose entries could still
+    /// belong in the result.
     async fn pull(
         &self,
         authors: &[u64],
@@ -189,39 +307,37 @@ impl HomeTimelines {
         }
         let mut per_author =
             (want.div_ceil(authors.len()) as u32 * 2).clamp(10, MAX_TWEETS_PER_AUTHOR);
-        let mut fetched: HashMap<u64, (Vec<u64>, bool)> = HashMap::new();
+        let mut fetched: HashMap<u64, (Vec<Entry>, bool)> = HashMap::new();
         let mut ask: Vec<u64> = authors.to_vec();
         ask.sort_unstable();
         ask.dedup();
         loop {
             for author in self
                 .sources
-                .authors_tweets(&ask, before, per_author)
+                .authors_entries(&ask, before, per_author)
                 .await?
             {
-                fetched.insert(author.author_id, (author.tweet_ids, author.has_more));
+                fetched.insert(author.author_id, (author.entries, author.has_more));
             }
             let merged = newest_first(
                 fetched
-                    .iter()
-                    .flat_map(|(author, (ids, _))| {
-                        ids.iter().map(|id| Entry {
-                            tweet_id: *id,
-                            author_id: *author,
-                        })
-                    })
+                    .values()
+                    .flat_map(|(entries, _)| entries.iter().copied())
                     .collect(),
                 want,
             );
-            let cutoff = (merged.len() == want).then(|| merged[want - 1].tweet_id);
-            // An author with more tweets whose oldest fetched one still beats
-            // the cutoff may hide tweets that belong in the result.
+            let cutoff = (merged.len() == want).then(|| merged[want - 1].position());
+            // An author with more entries whose oldest fetched one still
+            // beats the cutoff may hide entries that belong in the result.
             ask = fetched
                 .iter()
-                .filter(|(_, (ids, has_more))| {
+                .filter(|(_, (entries, has_more))| {
                     *has_more
-                        && cutoff
-                            .is_none_or(|cutoff| ids.last().is_some_and(|oldest| *oldest > cutoff))
+                        && cutoff.is_none_or(|cutoff| {
+                            entries
+                                .last()
+                                .is_some_and(|oldest| oldest.position() > cutoff)
+                        })
                 })
                 .map(|(author, _)| *author)
                 .collect();
@@ -232,10 +348,10 @@ impl HomeTimelines {
         }
     }
 
-    /// Recent tweets of the followed celebrities below `before`, up to
+    /// Recent entries of the followed celebrities below `before`, up to
     /// `limit` each: from their cached sets, filling missing sets from the
     /// tweet store, and asking the store directly when a set runs short (it
-    /// may have dropped older tweets).
+    /// may have dropped older entries).
     async fn celebrity_entries(
         &self,
         celebrities: &[u64],
@@ -252,39 +368,31 @@ impl HomeTimelines {
         let mut entries = Vec::new();
         let mut unfilled = Vec::new();
         let mut short = Vec::new();
-        for (author, set) in celebrities.iter().zip(sets) {
+        for (celebrity, set) in celebrities.iter().zip(sets) {
             match set {
-                Some(ids) if ids.len() >= limit => {
-                    entries.extend(ids.into_iter().map(|tweet_id| Entry {
-                        tweet_id,
-                        author_id: *author,
-                    }));
-                }
-                Some(_) => short.push(*author),
-                None => unfilled.push(*author),
+                Some(recent) if recent.len() >= limit => entries.extend(recent),
+                Some(_) => short.push(*celebrity),
+                None => unfilled.push(*celebrity),
             }
         }
         if !unfilled.is_empty() {
             let recent = self
                 .sources
-                .authors_tweets(&unfilled, None, CELEBRITY_CAPACITY as u32)
+                .authors_entries(&unfilled, None, CELEBRITY_CAPACITY as u32)
                 .await?;
             for author in recent {
                 self.cache
-                    .celebrity_fill(author.author_id, &author.tweet_ids)
+                    .celebrity_fill(author.author_id, &author.entries)
                     .await?;
-                let below: Vec<u64> = author
-                    .tweet_ids
+                let below: Vec<Entry> = author
+                    .entries
                     .iter()
                     .copied()
-                    .filter(|id| before.is_none_or(|before| *id < before))
+                    .filter(|entry| before.is_none_or(|before| entry.position() < before))
                     .take(limit)
                     .collect();
                 if below.len() >= limit || !author.has_more {
-                    entries.extend(below.into_iter().map(|tweet_id| Entry {
-                        tweet_id,
-                        author_id: author.author_id,
-                    }));
+                    entries.extend(below);
                 } else {
                     short.push(author.author_id);
                 }
@@ -293,13 +401,10 @@ impl HomeTimelines {
         if !short.is_empty() {
             for author in self
                 .sources
-                .authors_tweets(&short, before, limit as u32)
+                .authors_entries(&short, before, limit as u32)
                 .await?
             {
-                entries.extend(author.tweet_ids.into_iter().map(|tweet_id| Entry {
-                    tweet_id,
-                    author_id: author.author_id,
-                }));
+                entries.extend(author.entries);
             }
         }
         Ok(entries)

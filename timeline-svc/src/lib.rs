@@ -28,7 +28,7 @@ use warble_timeline_cache::{RedisTimelineCache, TimelineCache};
 
 pub use config::TimelineSvcConfig;
 pub use error::TimelineError;
-pub use home::HomeTimelines;
+pub use home::{HomePage, HomeTimelines};
 
 use crate::service::TimelineApi;
 use crate::sources::Sources;

@@ -1,6 +1,7 @@
 //! The TimelineService gRPC surface: validation, cursors, and the mapping
 //! onto [`HomeTimelines`] and tweet-svc.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -77,20 +78,20 @@ impl TimelineService for TimelineApi {
                 .into());
             }
         };
-        let entries = self.home.page(user, before, limit as usize).await?;
-        let next_cursor = match entries.last() {
-            Some(last) if entries.len() == limit as usize => {
-                cursor::encode(HOME_CURSOR, &[user, last.tweet_id])
-            }
-            _ => String::new(),
-        };
+        let page = self.home.page(user, before, limit as usize).await?;
+        let next_cursor = page.next.map_or_else(String::new, |position| {
+            cursor::encode(HOME_CURSOR, &[user, position])
+        });
         Ok(Response::new(GetHomeTimelineResponse {
-            entries: entries
+            entries: page
+                .entries
                 .into_iter()
                 .map(|entry| TimelineEntry {
                     tweet_id: entry.tweet_id,
                     author_id: entry.author_id,
-                    cursor: cursor::encode(HOME_CURSOR, &[user, entry.tweet_id]),
+                    cursor: cursor::encode(HOME_CURSOR, &[user, entry.position()]),
+                    retweeted_by: entry.retweeted_by,
+                    retweet_id: entry.retweet_id,
                 })
                 .collect(),
             page: Some(PageResponse { next_cursor }),
@@ -104,6 +105,7 @@ impl TimelineService for TimelineApi {
     ) -> Result<Response<GetUserTimelineResponse>, Status> {
         let request = request.into_inner();
         let user = require_user(request.user_id)?;
+        let viewer = request.viewer_id;
         let limit = page_limit(&request.page)?;
         let cursor = request.page.map(|page| page.cursor).unwrap_or_default();
         let response = self
@@ -122,18 +124,66 @@ impl TimelineService for TimelineApi {
                 }
                 other => other,
             })?;
-        Ok(Response::new(GetUserTimelineResponse {
-            entries: response
-                .tweets
-                .into_iter()
-                .zip(response.cursors)
-                .map(|(tweet, cursor)| TimelineEntry {
+        let mut retweet_ids = response.retweet_ids.into_iter();
+        let entries: Vec<TimelineEntry> = response
+            .tweets
+            .into_iter()
+            .zip(response.cursors)
+            .map(|(tweet, cursor)| {
+                let retweet_id = retweet_ids.next().unwrap_or(0);
+                TimelineEntry {
                     tweet_id: tweet.id,
                     author_id: tweet.author_id,
                     cursor,
-                })
-                .collect(),
-            page: response.page,
-        }))
+                    retweeted_by: if retweet_id == 0 { 0 } else { user },
+                    retweet_id,
+                }
+            })
+            .collect();
+        let (entries, page) = self
+            .without_blocked(viewer, user, entries, response.page)
+            .await?;
+        Ok(Response::new(GetUserTimelineResponse { entries, page }))
+    }
+}
+
+impl TimelineApi {
+    /// A user timeline page as `viewer` may see it: nothing at all when the
+    /// viewer and the timeline's owner block each other (either way), and
+    /// no retweet of someone the viewer blocks or is blocked by. Mutes do
+    /// not apply: the viewer chose to open the profile. One relations call.
+    async fn without_blocked(
+        &self,
+        viewer: u64,
+        owner: u64,
+        entries: Vec<TimelineEntry>,
+        page: Option<PageResponse>,
+    ) -> Result<(Vec<TimelineEntry>, Option<PageResponse>), TimelineError> {
+        if viewer == 0 || entries.is_empty() {
+            return Ok((entries, page));
+        }
+        let mut others: Vec<u64> = entries.iter().map(|entry| entry.author_id).collect();
+        others.push(owner);
+        others.sort_unstable();
+        others.dedup();
+        others.retain(|&other| other != viewer);
+        if others.is_empty() {
+            return Ok((entries, page));
+        }
+        let relations = self.sources.relations(viewer, &others).await?;
+        let blocked: HashSet<u64> = others
+            .iter()
+            .zip(relations)
+            .filter(|(_, relation)| relation.viewer_blocks || relation.blocks_viewer)
+            .map(|(user, _)| *user)
+            .collect();
+        if blocked.contains(&owner) {
+            return Ok((Vec::new(), Some(PageResponse::default())));
+        }
+        let entries = entries
+            .into_iter()
+            .filter(|entry| !blocked.contains(&entry.author_id))
+            .collect();
+        Ok((entries, page))
     }
 }

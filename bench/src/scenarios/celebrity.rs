@@ -170,7 +170,8 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                         .first()
                         .and_then(|r| r.as_ref())
                         .and_then(|r| r.first())
-                        == Some(&tweet_id)
+                        .map(|entry| entry.tweet_id)
+                        == Some(tweet_id)
                     {
                         record(&mut visible, sent.elapsed());
                         break;

@@ -124,10 +124,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             let started = Instant::now();
             for _ in 0..posts {
                 next_id += 1;
-                let entry = Entry {
-                    tweet_id: next_id,
-                    author_id: prepared.user_id(author),
-                };
+                let entry = Entry::tweet(next_id, prepared.user_id(author));
                 for page in users.chunks(PAGE) {
                     prepared.stack.timeline_cache.push(page, entry).await?;
                 }

@@ -364,7 +364,11 @@ pub async fn verify_posts(
                 .celebrity_recent(&[author_id], Some(post.tweet_id + 1), 1)
                 .await?;
             match recent.first() {
-                Some(Some(ids)) if ids.first() == Some(&post.tweet_id) => verified += 1,
+                Some(Some(recent))
+                    if recent.first().map(|entry| entry.tweet_id) == Some(post.tweet_id) =>
+                {
+                    verified += 1
+                }
                 Some(None) => {
                     // Set never filled (nobody read a follower's timeline since):
                     // a follower's read fills it; probe one.

@@ -168,10 +168,7 @@ async fn isolated_entry_size(options: &Options, report: &mut Report) -> anyhow::
     let started = Instant::now();
     for user in 1..=timelines {
         let entries: Vec<Entry> = (0..per_timeline)
-            .map(|n| Entry {
-                tweet_id: (n + 1) << 22 | user,
-                author_id: n,
-            })
+            .map(|n| Entry::tweet((n + 1) << 22 | user, n))
             .collect();
         cache.insert(user, &entries, true).await?;
     }
