@@ -43,7 +43,7 @@ pub struct TweetWants {
     pub author: Option<UserWants>,
     /// any of the four counts.
     pub counts: bool,
-    /// viewerHasLiked or viewerHasRetweeted.
+    /// viewerHasLiked, viewerHasRetweeted or viewerHasBookmarked.
     pub viewer_state: bool,
 }
 
@@ -57,7 +57,8 @@ impl TweetWants {
                 .iter()
                 .any(|field| tweet.field(field).exists()),
             viewer_state: tweet.field("viewerHasLiked").exists()
-                || tweet.field("viewerHasRetweeted").exists(),
+                || tweet.field("viewerHasRetweeted").exists()
+                || tweet.field("viewerHasBookmarked").exists(),
         }
     }
 }

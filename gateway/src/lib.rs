@@ -27,6 +27,7 @@ pub mod query_cache;
 pub mod rate_limit;
 pub mod resolvers;
 pub mod schema;
+pub mod social;
 mod time;
 pub mod websocket;
 

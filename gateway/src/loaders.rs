@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use async_graphql::dataloader::{DataLoader, Loader};
 use tonic::Status;
 use warble_proto::graph::v1 as graph;
+use warble_proto::limits::{graph as graph_limits, tweet as tweet_limits};
 use warble_proto::tweet::v1 as tweet;
 
 use crate::auth::Viewer;
@@ -25,6 +26,86 @@ pub struct ViewerStateByTweet(pub Downstream, pub Viewer);
 pub struct FollowCountsByUser(pub Downstream);
 /// Whether the viewer follows each user id.
 pub struct ViewerFollowsUser(pub Downstream, pub Viewer);
+/// How the viewer relates to each user id (blocks, mutes).
+pub struct RelationsToUser(pub Downstream, pub Viewer);
+/// Users by lower-cased username (resolving mentions).
+pub struct UsersByUsername(pub Downstream);
+/// Live tweets written, by author id.
+pub struct TweetsCountByAuthor(pub Downstream);
+
+impl Loader<u64> for RelationsToUser {
+    type Value = graph::Relation;
+    type Error = Status;
+
+    async fn load(&self, ids: &[u64]) -> Result<HashMap<u64, Self::Value>, Self::Error> {
+        let response = self
+            .0
+            .graph
+            .clone()
+            .get_relations(graph::GetRelationsRequest {
+                viewer_id: self.1.user_id,
+                user_ids: ids.to_vec(),
+            })
+            .await?;
+        Ok(response
+            .into_inner()
+            .relations
+            .into_iter()
+            .map(|relation| (relation.user_id, relation))
+            .collect())
+    }
+}
+
+impl Loader<String> for UsersByUsername {
+    type Value = graph::User;
+    type Error = Status;
+
+    async fn load(
+        &self,
+        usernames: &[String],
+    ) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        let response = self
+            .0
+            .graph
+            .clone()
+            .get_users_by_usernames(graph::GetUsersByUsernamesRequest {
+                usernames: usernames.to_vec(),
+            })
+            .await?;
+        Ok(response
+            .into_inner()
+            .results
+            .into_iter()
+            .filter_map(|lookup| {
+                lookup
+                    .user
+                    .map(|user| (lookup.username.to_ascii_lowercase(), user))
+            })
+            .collect())
+    }
+}
+
+impl Loader<u64> for TweetsCountByAuthor {
+    type Value = u64;
+    type Error = Status;
+
+    async fn load(&self, ids: &[u64]) -> Result<HashMap<u64, Self::Value>, Self::Error> {
+        let response = self
+            .0
+            .tweets
+            .clone()
+            .get_author_counts(tweet::GetAuthorCountsRequest {
+                author_ids: ids.to_vec(),
+            })
+            .await?;
+        Ok(response
+            .into_inner()
+            .counts
+            .into_iter()
+            .map(|counts| (counts.author_id, counts.tweets_count))
+            .collect())
+    }
+}
 
 impl Loader<u64> for TweetsById {
     type Value = tweet::Tweet;
@@ -166,7 +247,7 @@ impl Loader<u64> for ViewerFollowsUser {
 
 /// The loaders of one request, each built on first use: most requests
 /// (timeline pages, which hydrate in batches) never touch one, and building
-/// all six up front was a measurable share of a page's allocations.
+/// them all up front was a measurable share of a page's allocations.
 pub struct Loaders {
     downstream: Downstream,
     viewer: Option<Viewer>,
@@ -176,6 +257,9 @@ pub struct Loaders {
     follow_counts: OnceLock<DataLoader<FollowCountsByUser>>,
     viewer_state: OnceLock<DataLoader<ViewerStateByTweet>>,
     viewer_follows: OnceLock<DataLoader<ViewerFollowsUser>>,
+    relations: OnceLock<DataLoader<RelationsToUser>>,
+    users_by_username: OnceLock<DataLoader<UsersByUsername>>,
+    tweets_count: OnceLock<DataLoader<TweetsCountByAuthor>>,
 }
 
 /// Loader batches run on their own task, so a batch outlives the field
@@ -196,7 +280,38 @@ impl Loaders {
             follow_counts: OnceLock::new(),
             viewer_state: OnceLock::new(),
             viewer_follows: OnceLock::new(),
+            relations: OnceLock::new(),
+            users_by_username: OnceLock::new(),
+            tweets_count: OnceLock::new(),
         }
+    }
+
+    /// How the viewer relates to each user id; `None` when anonymous.
+    pub fn relations(&self) -> Option<&DataLoader<RelationsToUser>> {
+        let viewer = self.viewer?;
+        Some(self.relations.get_or_init(|| {
+            DataLoader::new(
+                RelationsToUser(self.downstream.clone(), viewer),
+                spawn_batch,
+            )
+            .max_batch_size(graph_limits::MAX_BATCH)
+        }))
+    }
+
+    /// Users by lower-cased username: every mention of a page in one batch.
+    pub fn users_by_username(&self) -> &DataLoader<UsersByUsername> {
+        self.users_by_username.get_or_init(|| {
+            DataLoader::new(UsersByUsername(self.downstream.clone()), spawn_batch)
+                .max_batch_size(graph_limits::MAX_BATCH)
+        })
+    }
+
+    /// Live tweets written, by author id.
+    pub fn tweets_count(&self) -> &DataLoader<TweetsCountByAuthor> {
+        self.tweets_count.get_or_init(|| {
+            DataLoader::new(TweetsCountByAuthor(self.downstream.clone()), spawn_batch)
+                .max_batch_size(tweet_limits::MAX_BATCH)
+        })
     }
 
     /// Tweets by id.

@@ -51,6 +51,27 @@ impl UserNode {
         }
     }
 
+    /// How the viewer relates to this user; `None` when anonymous or for
+    /// the viewer themself.
+    async fn relation(&self, ctx: &Context<'_>) -> Result<Option<graph::Relation>> {
+        let Some(viewer) = ctx.data_opt::<Viewer>() else {
+            return Ok(None);
+        };
+        if viewer.user_id == self.user.id {
+            return Ok(None);
+        }
+        match ctx.data::<Loaders>()?.relations() {
+            Some(loader) => Ok(Some(
+                loader
+                    .load_one(self.user.id)
+                    .await
+                    .gql()?
+                    .unwrap_or_default(),
+            )),
+            None => Ok(None),
+        }
+    }
+
     async fn counts(&self, ctx: &Context<'_>) -> Result<Option<graph::FollowCounts>> {
         match &self.follow_counts {
             Slot::Ready(counts) => Ok(Some(*counts)),
@@ -95,6 +116,134 @@ impl UserNode {
     /// (`2024-01-01T12:34:56.789Z`).
     async fn created_at(&self) -> String {
         iso8601(self.user.created_at_ms)
+    }
+
+    /// Where the user says they are, at most 30 characters; empty when
+    /// they gave none.
+    async fn location(&self) -> &str {
+        &self.user.location
+    }
+
+    /// The user's website, an http or https URL of at most 100 characters;
+    /// null when they gave none.
+    async fn website(&self) -> Option<&str> {
+        Some(self.user.website.as_str()).filter(|website| !website.is_empty())
+    }
+
+    /// Whether the operator verified this account. Users cannot set it.
+    async fn verified(&self) -> bool {
+        self.user.verified
+    }
+
+    /// How many tweets the user has posted and not deleted (replies and
+    /// quotes included, retweets not); null (with an error in `errors`) if
+    /// the count is unavailable.
+    async fn tweets_count(&self, ctx: &Context<'_>) -> Result<Option<u64>> {
+        ctx.data::<Loaders>()?
+            .tweets_count()
+            .load_one(self.user.id)
+            .await
+            .gql()
+            .map(|count| Some(count.unwrap_or(0)))
+    }
+
+    /// Whether the viewer blocks this user; null when not signed in or for
+    /// the viewer themself (and, with an error in `errors`, if unavailable).
+    async fn viewer_blocks(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
+        Ok(self
+            .relation(ctx)
+            .await?
+            .map(|relation| relation.viewer_blocks))
+    }
+
+    /// Whether the viewer mutes this user now (a mute that lapsed is no
+    /// mute); null when not signed in or for the viewer themself.
+    async fn viewer_mutes(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
+        Ok(self
+            .relation(ctx)
+            .await?
+            .map(|relation| relation.viewer_mutes))
+    }
+
+    /// Whether this user blocks the viewer; null when not signed in or for
+    /// the viewer themself.
+    async fn blocks_viewer(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
+        Ok(self
+            .relation(ctx)
+            .await?
+            .map(|relation| relation.blocks_viewer))
+    }
+
+    /// Whom this user blocks, most recent block first. Only the viewer's
+    /// own list can be read (`viewer { blockedUsers }`): FORBIDDEN for
+    /// anyone else's, UNAUTHENTICATED when not signed in.
+    #[graphql(complexity = "crate::paging::list_cost(first, child_complexity)")]
+    async fn blocked_users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Users in the page, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: a previous page's `pageInfo.endCursor` (or an edge's `cursor`). Omit for the first page. A cursor only continues the list that issued it; a malformed one is BAD_USER_INPUT."
+        )]
+        after: Option<String>,
+    ) -> Result<RelatedUserConnection> {
+        crate::social::relation_list(
+            ctx,
+            self.user.id,
+            crate::social::RelationList::Blocked,
+            first,
+            after,
+        )
+        .await
+    }
+
+    /// Whom this user mutes now (lapsed mutes left out), most recent mute
+    /// first. Only the viewer's own list can be read (`viewer { mutedUsers
+    /// }`): FORBIDDEN for anyone else's, UNAUTHENTICATED when not signed in.
+    #[graphql(complexity = "crate::paging::list_cost(first, child_complexity)")]
+    async fn muted_users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Users in the page, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: a previous page's `pageInfo.endCursor` (or an edge's `cursor`). Omit for the first page. A cursor only continues the list that issued it; a malformed one is BAD_USER_INPUT."
+        )]
+        after: Option<String>,
+    ) -> Result<RelatedUserConnection> {
+        crate::social::relation_list(
+            ctx,
+            self.user.id,
+            crate::social::RelationList::Muted,
+            first,
+            after,
+        )
+        .await
+    }
+
+    /// The tweets this user bookmarked, most recent bookmark first; deleted
+    /// tweets are left out. Private: only the viewer's own bookmarks can be
+    /// read (`viewer { bookmarks }`), FORBIDDEN for anyone else's,
+    /// UNAUTHENTICATED when not signed in.
+    #[graphql(complexity = "crate::paging::list_cost(first, child_complexity)")]
+    async fn bookmarks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Tweets in the page, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: a previous page's `pageInfo.endCursor` (or an edge's `cursor`). Omit for the first page. A cursor only continues the list that issued it; a malformed one is BAD_USER_INPUT."
+        )]
+        after: Option<String>,
+    ) -> Result<TweetConnection> {
+        crate::social::bookmarks(ctx, self.user.id, first, after).await
     }
 
     /// How many users follow this user; null (with an error in `errors`)
@@ -303,6 +452,68 @@ impl TweetNode {
         &self.tweet.mentions
     }
 
+    /// The mentioned users that exist, in the order of `mentions` (a
+    /// mention of a username nobody has is left out). Loaded for a whole
+    /// page in one batch.
+    async fn mentioned_users(&self, ctx: &Context<'_>) -> Result<Vec<UserNode>> {
+        if self.tweet.mentions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let usernames: Vec<String> = self
+            .tweet
+            .mentions
+            .iter()
+            .map(|mention| mention.to_ascii_lowercase())
+            .collect();
+        let mut found = ctx
+            .data::<Loaders>()?
+            .users_by_username()
+            .load_many(usernames.iter().cloned())
+            .await
+            .gql()?;
+        Ok(usernames
+            .iter()
+            .filter_map(|username| found.remove(username))
+            .map(UserNode::lazy)
+            .collect())
+    }
+
+    /// The direct replies to this tweet, oldest first, a page at a time.
+    /// Deleted replies, and replies by users the viewer blocks, mutes or is
+    /// blocked by, are left out (so a page may hold fewer than `first`).
+    #[graphql(complexity = "crate::paging::list_cost(first, child_complexity)")]
+    async fn replies(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Replies in the page, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: a previous page's `pageInfo.endCursor` (or an edge's `cursor`). Omit for the first page. A cursor only continues the list that issued it; a malformed one is BAD_USER_INPUT."
+        )]
+        after: Option<String>,
+    ) -> Result<TweetConnection> {
+        crate::social::replies(ctx, self.tweet.id, first, after).await
+    }
+
+    /// The chain of tweets this one replies to, up to the thread's root,
+    /// root first, ending with the tweet replied to: at most `last` of
+    /// them, the nearest kept. Deleted tweets, and tweets by users the
+    /// viewer blocks, mutes or is blocked by, are left out. Empty for a
+    /// tweet that replies to none.
+    #[graphql(complexity = "crate::paging::list_cost(last, child_complexity)")]
+    async fn ancestors(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Most ancestors to return, 0 to 80; default 80. Outside 0 to 80: BAD_USER_INPUT."
+        )]
+        last: Option<i32>,
+    ) -> Result<Vec<TweetNode>> {
+        crate::social::ancestors(ctx, &self.tweet, last).await
+    }
+
     /// How many users like it; null (with an error in `errors`)
     /// if counts are unavailable.
     async fn like_count(&self, ctx: &Context<'_>) -> Result<Option<u64>> {
@@ -337,6 +548,12 @@ impl TweetNode {
     /// an error in `errors`, if unavailable).
     async fn viewer_has_retweeted(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
         Ok(self.viewer_state(ctx).await?.map(|state| state.retweeted))
+    }
+
+    /// Whether the viewer bookmarked it; null when not signed in (and,
+    /// with an error in `errors`, if unavailable).
+    async fn viewer_has_bookmarked(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
+        Ok(self.viewer_state(ctx).await?.map(|state| state.bookmarked))
     }
 }
 
@@ -375,7 +592,8 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
-/// A tweet in a page of tweets, with its cursor.
+/// A tweet in a page of tweets, with its cursor, and who retweeted it when
+/// it is in the list as a retweet.
 #[derive(SimpleObject, Clone)]
 pub struct TweetEdge {
     /// The tweet.
@@ -383,6 +601,54 @@ pub struct TweetEdge {
     /// Opaque position just after this tweet: pass it as `after` to
     /// continue from here.
     pub cursor: String,
+    /// Who retweeted the tweet, when this edge is their retweet (it sits
+    /// at the retweet's time); null for the tweet's own entry, or when the
+    /// retweeter's account no longer exists.
+    pub retweeted_by: Option<UserNode>,
+}
+
+/// A user in a block or mute list, with since when, and for a mute until when.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct RelatedUserEdge {
+    /// The blocked or muted user.
+    pub node: UserNode,
+    /// Opaque position just after this user: pass it as `after` to continue
+    /// from here.
+    pub cursor: String,
+    #[graphql(skip)]
+    pub since_ms: i64,
+    #[graphql(skip)]
+    pub expires_at_ms: i64,
+    /// For a mute: their notifications are hidden too. Always false in a
+    /// block list.
+    pub hide_notifications: bool,
+}
+
+#[ComplexObject]
+impl RelatedUserEdge {
+    /// When the block or mute was made, ISO 8601 UTC with milliseconds
+    /// (`2024-01-01T12:34:56.789Z`).
+    async fn since(&self) -> String {
+        iso8601(self.since_ms)
+    }
+
+    /// When the mute lapses, ISO 8601 UTC with milliseconds; null for a
+    /// mute until unmuted, and in a block list.
+    async fn expires_at(&self) -> Option<String> {
+        (self.expires_at_ms != 0).then(|| iso8601(self.expires_at_ms))
+    }
+}
+
+/// A page of blocked or muted users (a Relay connection), most recent first.
+#[derive(SimpleObject, Clone)]
+pub struct RelatedUserConnection {
+    /// The users, most recent block or mute first. A user who could not be
+    /// loaded is left out, so a page may hold fewer than `first` even when
+    /// more follow.
+    pub edges: Vec<RelatedUserEdge>,
+    /// Where this page ends and whether more follow.
+    pub page_info: PageInfo,
 }
 
 /// A page of tweets (a Relay connection), newest first.

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use async_graphql::{Context, ID, Object, Result, Subscription};
+use async_graphql::{Context, ID, MergedObject, Object, Result, Subscription};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use warble_proto::common::v1::{PageRequest, TimelineEntry};
@@ -42,16 +42,16 @@ pub struct GatewayState {
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub String);
 
-fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a Arc<GatewayState>> {
+pub(crate) fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a Arc<GatewayState>> {
     ctx.data::<Arc<GatewayState>>()
 }
 
-fn viewer(ctx: &Context<'_>) -> Option<Viewer> {
+pub(crate) fn viewer(ctx: &Context<'_>) -> Option<Viewer> {
     ctx.data_opt::<Viewer>().copied()
 }
 
 /// The viewer, after taking a mutation from their bucket.
-async fn mutating_viewer(ctx: &Context<'_>) -> Result<Viewer> {
+pub(crate) async fn mutating_viewer(ctx: &Context<'_>) -> Result<Viewer> {
     let viewer = require_viewer(ctx)?;
     rate_limit(ctx, &format!("mutation:user:{}", viewer.user_id)).await?;
     Ok(viewer)
@@ -70,14 +70,14 @@ async fn rate_limit(ctx: &Context<'_>, key: &str) -> Result<()> {
     }
 }
 
-async fn user_node(ctx: &Context<'_>, user_id: u64) -> Result<Option<UserNode>> {
+pub(crate) async fn user_node(ctx: &Context<'_>, user_id: u64) -> Result<Option<UserNode>> {
     let state = state(ctx)?;
     let wants = UserWants::of(ctx.look_ahead());
     let mut users = hydrate::users(&state.downstream, viewer(ctx), &[user_id], wants).await?;
     Ok(users.remove(&user_id))
 }
 
-async fn tweet_node(
+pub(crate) async fn tweet_node(
     ctx: &Context<'_>,
     tweet_id: u64,
     wants: TweetWants,
@@ -118,16 +118,41 @@ fn nodes_cost(ids: &[ID], child_complexity: usize) -> usize {
     paging::list_cost(Some(count), child_complexity)
 }
 
-/// A connection over timeline entries, hydrated in one batch.
-async fn tweet_connection(
+/// A connection over timeline entries, hydrated in one batch: the tweets
+/// (with their authors), and, when the selection asks for `retweetedBy`
+/// and the page holds retweets, the retweeters in one more call made
+/// alongside.
+pub(crate) async fn tweet_connection(
     ctx: &Context<'_>,
     entries: Vec<TimelineEntry>,
     next_cursor: String,
 ) -> Result<TweetConnection> {
     let state = state(ctx)?;
-    let wants = TweetWants::of(ctx.look_ahead().field("edges").field("node"));
+    let edges_selection = ctx.look_ahead().field("edges");
+    let wants = TweetWants::of(edges_selection.field("node"));
+    let retweeter_selection = edges_selection.field("retweetedBy");
+    let mut retweeters: Vec<u64> = entries
+        .iter()
+        .map(|entry| entry.retweeted_by)
+        .filter(|&user| user != 0)
+        .collect();
+    retweeters.sort_unstable();
+    retweeters.dedup();
     let ids: Vec<u64> = entries.iter().map(|entry| entry.tweet_id).collect();
-    let nodes = hydrate::tweets(&state.downstream, viewer(ctx), &ids, wants).await?;
+    let retweeters_wanted = retweeter_selection.exists() && !retweeters.is_empty();
+    let (nodes, retweeters) = tokio::join!(
+        hydrate::tweets(&state.downstream, viewer(ctx), &ids, wants),
+        async {
+            if retweeters_wanted {
+                let wants = UserWants::of(retweeter_selection);
+                Some(hydrate::users(&state.downstream, viewer(ctx), &retweeters, wants).await)
+            } else {
+                None
+            }
+        }
+    );
+    let nodes = nodes?;
+    let retweeters = retweeters.transpose()?.unwrap_or_default();
     // A tweet deleted after the timeline was read drops out of the page.
     let edges: Vec<TweetEdge> = entries
         .into_iter()
@@ -136,6 +161,7 @@ async fn tweet_connection(
             node.map(|node| TweetEdge {
                 node,
                 cursor: entry.cursor,
+                retweeted_by: retweeters.get(&entry.retweeted_by).cloned(),
             })
         })
         .collect();
@@ -155,7 +181,7 @@ async fn tweet_connection(
     })
 }
 
-fn empty_tweet_connection() -> TweetConnection {
+pub(crate) fn empty_tweet_connection() -> TweetConnection {
     TweetConnection {
         edges: Vec::new(),
         page_info: PageInfo::default(),
@@ -389,9 +415,14 @@ impl QueryRoot {
         nodes_by_id(ctx, &node_ids).await
     }
 
-    /// The signed-in user's home timeline, newest first: their own tweets
-    /// and those of everyone they follow. Paging never repeats or skips a
-    /// tweet, even while new ones arrive. UNAUTHENTICATED when not signed in.
+    /// The signed-in user's home timeline, newest first: their own tweets,
+    /// and the tweets and retweets of everyone they follow (a retweet sits
+    /// at its retweet's time, its edge's `retweetedBy` says who). A tweet
+    /// appears at most once per page, and a retweet of a tweet shown just
+    /// before is left out. Nothing by a user the viewer blocks, mutes or is
+    /// blocked by appears, so a page may hold fewer than `first` even when
+    /// more follow. Paging never repeats or skips an entry, even while new
+    /// ones arrive. UNAUTHENTICATED when not signed in.
     #[graphql(complexity = "paging::list_cost(first, child_complexity)")]
     async fn home_timeline(
         &self,
@@ -433,8 +464,11 @@ impl QueryRoot {
         .await
     }
 
-    /// One user's own tweets, newest first. NOT_FOUND when no user has
-    /// that username.
+    /// One user's tweets and retweets, newest first (a retweet at its
+    /// retweet's time, its edge's `retweetedBy` set). Empty when the user
+    /// and the viewer block each other; retweets of users the viewer blocks
+    /// or is blocked by are left out. NOT_FOUND when no user has that
+    /// username.
     #[graphql(complexity = "paging::list_cost(first, child_complexity)")]
     async fn user_timeline(
         &self,
@@ -479,6 +513,7 @@ impl QueryRoot {
                     cursor,
                     limit: first,
                 }),
+                viewer_id: viewer(ctx).map_or(0, |viewer| viewer.user_id),
             })
             .await
             .gql()?
@@ -492,19 +527,44 @@ impl QueryRoot {
     }
 }
 
-/// The mutation root. Every mutation needs a signed-in viewer (except the
-/// development sign-up) and takes a token from the viewer's rate-limit bucket.
-pub struct MutationRoot;
+/// Writes. Every mutation acts as the signed-in viewer (UNAUTHENTICATED
+/// when not signed in), except the development-only `signUp` and
+/// `issueToken`. Each counts against a per-user rate limit (per client
+/// address for `signUp` and `issueToken`): RATE_LIMITED when it is used up;
+/// retry after a short wait.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(TweetAndFollowMutations, crate::social::SocialMutations);
+
+/// Tweets, engagement, follows and sign-up. Part of the `Mutation` type.
+#[derive(Default)]
+pub struct TweetAndFollowMutations;
+
+/// Whether an engagement needs the viewer and the tweet's author not to
+/// block each other: adding one does, removing one never does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engagement {
+    Add,
+    Remove,
+}
 
 /// A like/retweet-style mutation: the viewer (rate-limited) acts on the
 /// tweet `id` through `call`, then the tweet comes back with fresh counts.
-async fn engage<F, Fut>(ctx: &Context<'_>, id: &ID, call: F) -> Result<TweetNode>
+async fn engage<F, Fut>(
+    ctx: &Context<'_>,
+    id: &ID,
+    engagement: Engagement,
+    call: F,
+) -> Result<TweetNode>
 where
     F: FnOnce(TweetServiceClient<DownstreamChannel>, u64, u64) -> Fut,
     Fut: std::future::Future<Output = Result<(), tonic::Status>>,
 {
     let viewer = mutating_viewer(ctx).await?;
     let tweet_id = parse_id("id", id)?;
+    if engagement == Engagement::Add {
+        crate::social::ensure_can_interact(ctx, viewer, &[tweet_id]).await?;
+    }
     call(
         state(ctx)?.downstream.tweets.clone(),
         viewer.user_id,
@@ -517,19 +577,15 @@ where
         .ok_or_else(|| gql_error(ErrorCode::NotFound, format!("no tweet with id {tweet_id}")))
 }
 
-/// Writes. Every mutation acts as the signed-in viewer (UNAUTHENTICATED
-/// when not signed in), except the development-only `signUp` and
-/// `issueToken`. Each counts against a per-user rate limit (per client
-/// address for `signUp` and `issueToken`): RATE_LIMITED when it is used up;
-/// retry after a short wait.
-#[Object(name = "Mutation")]
-impl MutationRoot {
+#[Object]
+impl TweetAndFollowMutations {
     /// Posts a tweet as the viewer and returns it. Retrying with the same
     /// `idempotencyKey` returns the original tweet instead of posting twice.
     /// BAD_USER_INPUT when the text breaks its rule or the key was used for
     /// different content (or for a tweet since deleted); NOT_FOUND when
     /// `replyTo` or `quoteOf` names a tweet that does not exist or was
-    /// deleted.
+    /// deleted; FORBIDDEN when the viewer and that tweet's author block
+    /// each other (either way).
     async fn post_tweet(
         &self,
         ctx: &Context<'_>,
@@ -565,6 +621,12 @@ impl MutationRoot {
             media_ids: Vec::new(),
             idempotency_key: idempotency_key.unwrap_or_default(),
         };
+        let targets: Vec<u64> = request
+            .reply_to_tweet_id
+            .into_iter()
+            .chain(request.quote_of_tweet_id)
+            .collect();
+        crate::social::ensure_can_interact(ctx, viewer, &targets).await?;
         let created = state(ctx)?
             .downstream
             .tweets
@@ -607,7 +669,8 @@ impl MutationRoot {
 
     /// Likes a tweet as the viewer (idempotent: liking twice changes
     /// nothing); returns it with fresh counts. NOT_FOUND when the tweet
-    /// does not exist or was deleted.
+    /// does not exist or was deleted; FORBIDDEN when the viewer and its
+    /// author block each other (either way).
     async fn like_tweet(
         &self,
         ctx: &Context<'_>,
@@ -616,12 +679,17 @@ impl MutationRoot {
         )]
         id: ID,
     ) -> Result<TweetNode> {
-        engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
-            tweets
-                .like_tweet(tweet::LikeTweetRequest { user_id, tweet_id })
-                .await
-                .map(drop)
-        })
+        engage(
+            ctx,
+            &id,
+            Engagement::Add,
+            |mut tweets, user_id, tweet_id| async move {
+                tweets
+                    .like_tweet(tweet::LikeTweetRequest { user_id, tweet_id })
+                    .await
+                    .map(drop)
+            },
+        )
         .await
     }
 
@@ -636,18 +704,26 @@ impl MutationRoot {
         )]
         id: ID,
     ) -> Result<TweetNode> {
-        engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
-            tweets
-                .unlike_tweet(tweet::UnlikeTweetRequest { user_id, tweet_id })
-                .await
-                .map(drop)
-        })
+        engage(
+            ctx,
+            &id,
+            Engagement::Remove,
+            |mut tweets, user_id, tweet_id| async move {
+                tweets
+                    .unlike_tweet(tweet::UnlikeTweetRequest { user_id, tweet_id })
+                    .await
+                    .map(drop)
+            },
+        )
         .await
     }
 
     /// Retweets a tweet as the viewer (idempotent: retweeting twice
-    /// changes nothing); returns it with fresh counts. NOT_FOUND when the
-    /// tweet does not exist or was deleted.
+    /// changes nothing); returns it with fresh counts. The retweet enters
+    /// the home timelines of the viewer's followers at its own time, marked
+    /// with `retweetedBy`. NOT_FOUND when the tweet does not exist or was
+    /// deleted; FORBIDDEN when the viewer and its author block each other
+    /// (either way).
     async fn retweet(
         &self,
         ctx: &Context<'_>,
@@ -656,12 +732,17 @@ impl MutationRoot {
         )]
         id: ID,
     ) -> Result<TweetNode> {
-        engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
-            tweets
-                .retweet(tweet::RetweetRequest { user_id, tweet_id })
-                .await
-                .map(drop)
-        })
+        engage(
+            ctx,
+            &id,
+            Engagement::Add,
+            |mut tweets, user_id, tweet_id| async move {
+                tweets
+                    .retweet(tweet::RetweetRequest { user_id, tweet_id })
+                    .await
+                    .map(drop)
+            },
+        )
         .await
     }
 
@@ -676,18 +757,24 @@ impl MutationRoot {
         )]
         id: ID,
     ) -> Result<TweetNode> {
-        engage(ctx, &id, |mut tweets, user_id, tweet_id| async move {
-            tweets
-                .undo_retweet(tweet::UndoRetweetRequest { user_id, tweet_id })
-                .await
-                .map(drop)
-        })
+        engage(
+            ctx,
+            &id,
+            Engagement::Remove,
+            |mut tweets, user_id, tweet_id| async move {
+                tweets
+                    .undo_retweet(tweet::UndoRetweetRequest { user_id, tweet_id })
+                    .await
+                    .map(drop)
+            },
+        )
         .await
     }
 
     /// Makes the viewer follow a user (idempotent: following twice
     /// changes nothing); returns that user with fresh counts. NOT_FOUND when
-    /// no user has that id.
+    /// no user has that id; FORBIDDEN when either of the two blocks the
+    /// other.
     async fn follow(
         &self,
         ctx: &Context<'_>,

@@ -19,7 +19,7 @@ pub type WarbleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// async-graphql sends every field through the extension chain (see
 /// [`crate::query_cache`]).
 pub fn build(state: Arc<GatewayState>, limits: &LimitsConfig, introspection: bool) -> WarbleSchema {
-    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+    let builder = Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
         .data(state)
         .limit_complexity(limits.max_complexity);
     if introspection {
@@ -31,7 +31,7 @@ pub fn build(state: Arc<GatewayState>, limits: &LimitsConfig, introspection: boo
 
 /// The schema's SDL (what `schema.graphql` holds).
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+    Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
         .finish()
         .sdl()
 }

@@ -1882,6 +1882,7 @@ async fn check_tweet_ids(
             author_ids: batch.clone(),
             before_tweet_id: tweet_id,
             limit_per_author: limit,
+            include_retweets: false,
         })
         .await;
     let zero = batch.contains(&0).then_some("author_ids");
@@ -1893,6 +1894,7 @@ async fn check_tweet_ids(
                 cursor: cursor.to_owned(),
                 limit,
             }),
+            include_retweets: false,
         })
         .await;
     check_status(
@@ -2065,27 +2067,27 @@ proptest! {
     ) {
         use warble_graph_svc::GraphError;
         use warble_graph_svc::store::EdgePosition;
-        use warble_graph_svc::validate::{FollowList, next_cursor, page};
+        use warble_graph_svc::validate::{UserList, next_cursor, page};
         let position = EdgePosition { follow_seq, user_id };
-        let cursor = next_cursor(FollowList::Followers, owner, Some(position));
+        let cursor = next_cursor(UserList::Followers, owner, Some(position));
         let request = |cursor: &str| PageRequest { cursor: cursor.to_owned(), limit: 10 };
-        let query = page(Some(&request(&cursor)), FollowList::Followers, owner).expect("its own cursor");
+        let query = page(Some(&request(&cursor)), UserList::Followers, owner).expect("its own cursor");
         prop_assert_eq!(query.after, Some(position));
         let refused = |result: Result<_, GraphError>| {
             matches!(result, Err(GraphError::InvalidArgument { field, .. }) if field == "page.cursor")
         };
-        prop_assert!(refused(page(Some(&request(&cursor)), FollowList::Following, owner)));
+        prop_assert!(refused(page(Some(&request(&cursor)), UserList::Following, owner)));
         if other_owner != owner {
-            prop_assert!(refused(page(Some(&request(&cursor)), FollowList::Followers, other_owner)));
+            prop_assert!(refused(page(Some(&request(&cursor)), UserList::Followers, other_owner)));
         }
-        match page(Some(&request(&garbage)), FollowList::Following, owner) {
+        match page(Some(&request(&garbage)), UserList::Following, owner) {
             Ok(query) => {
                 if garbage.is_empty() {
                     prop_assert_eq!(query.after, None);
                 } else {
                     // Only a real cursor of this list and owner gets through.
                     let after = query.after.expect("a position");
-                    prop_assert_eq!(next_cursor(FollowList::Following, owner, Some(after)), garbage);
+                    prop_assert_eq!(next_cursor(UserList::Following, owner, Some(after)), garbage);
                 }
             }
             Err(error) => prop_assert!(refused(Err(error))),
