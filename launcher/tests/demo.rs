@@ -43,6 +43,7 @@ async fn snapshot(
                 author_ids: vec![user.id],
                 before_tweet_id: 0,
                 limit_per_author: 100,
+                include_retweets: false,
             })
             .await
             .unwrap()

@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+pub use crate::engagement::{
+    a_block_hides_both_ways_and_refuses_interactions, a_mute_hides_and_lapses,
+    a_retweet_reaches_followers_and_undo_removes_it, a_thread_lists_replies_and_ancestors,
+    bookmarks_stay_private,
+};
 use crate::frontend::{Frontend, StackSpec};
 use crate::graphql::{Subscription, error_codes, node_ids};
 

@@ -19,6 +19,7 @@ use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 use warble_stack::{DevConfig, DevStack};
 
 pub mod cases;
+pub mod engagement;
 pub mod frontend;
 pub mod graphql;
 pub mod processes;

@@ -82,6 +82,7 @@ async fn a_user_journey_survives_a_restart() {
         .list_user_tweets(tweet::ListUserTweetsRequest {
             author_id: alice,
             page: Some(PageRequest::default()),
+            include_retweets: false,
         })
         .await
         .unwrap()

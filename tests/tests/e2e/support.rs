@@ -9,6 +9,11 @@ macro_rules! frontend_cases {
         frontend_cases!(@case #[$test] $start, sign_up_follow_post_and_page_a_hydrated_home_timeline);
         frontend_cases!(@case #[$test] $start, a_timeline_page_costs_a_constant_number_of_downstream_calls);
         frontend_cases!(@case #[$test] $start, likes_retweets_and_deletes_update_counts);
+        frontend_cases!(@case #[$test] $start, a_retweet_reaches_followers_and_undo_removes_it);
+        frontend_cases!(@case #[$test] $start, a_block_hides_both_ways_and_refuses_interactions);
+        frontend_cases!(@case #[$test] $start, a_mute_hides_and_lapses);
+        frontend_cases!(@case #[$test] $start, a_thread_lists_replies_and_ancestors);
+        frontend_cases!(@case #[$test] $start, bookmarks_stay_private);
         frontend_cases!(@case #[$test] $start, a_celebrity_tweet_reaches_followers_and_subscribers);
         frontend_cases!(
             @case #[$test] $start,
