@@ -19,6 +19,7 @@ scenarios:
   celebrity  home reads following 0/10/50 celebrities; a big celebrity's post latency
   mixed      60% home timelines, 30% user timelines, 10% posts
   scale      memory and fan-out cost as users grow; bytes per cached entry
+  social     home reads with retweets: readers blocking 1,000 users vs none
 
 options:
   --smoke                  seconds-long bounded sizes (what CI runs)
@@ -26,7 +27,7 @@ options:
   --concurrency <n,n,..>   closed-loop clients (read: 1,16,64)
   --rate <per-second>      open loop at this arrival rate instead of a closed loop
   --duration <seconds>     measuring time per step
-  --users <n>              users in the generated graph (read, mixed)
+  --users <n>              users in the generated graph (read, mixed, social)
   --sizes <n,n,..>         user counts (scale)
   --followers <n,n,..>     follower counts of the measured authors (fanout, delivery; celebrity: one)
   --threshold <n>          celebrity threshold

@@ -19,7 +19,7 @@ use crate::stack::BenchStack;
 
 /// A hydrated home timeline page: what a frontend's feed screen asks for.
 pub const HOME_QUERY: &str = "query Home($first: Int) { homeTimeline(first: $first) { \
-    edges { cursor node { id text createdAt hashtags mentions likeCount retweetCount replyCount \
+    edges { cursor retweetedBy { id username } node { id text createdAt hashtags mentions likeCount retweetCount replyCount \
     viewerHasLiked viewerHasRetweeted author { id username displayName } } } \
     pageInfo { hasNextPage endCursor } } }";
 

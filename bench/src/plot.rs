@@ -277,6 +277,70 @@ pub fn charts(report: &Report) -> Vec<(String, BarChart)> {
                 ),
             )]
         }
+        "social" => {
+            let mut modes: Vec<String> = Vec::new();
+            for m in rows {
+                if let Some(mode) = label_str(m, "mode")
+                    && !modes.iter().any(|x| x == mode)
+                {
+                    modes.push(mode.into());
+                }
+            }
+            let groups = [
+                ("plain", "readers blocking no one"),
+                ("blocking", "readers blocking many"),
+            ];
+            let series = |value: &dyn Fn(&crate::report::Measurement) -> f64, suffix: &str| {
+                groups
+                    .iter()
+                    .map(|(key, name)| {
+                        (
+                            format!("{name}{suffix}"),
+                            modes
+                                .iter()
+                                .map(|mode| {
+                                    rows.iter()
+                                        .find(|m| {
+                                            label_str(m, "readers") == Some(*key)
+                                                && label_str(m, "mode") == Some(mode.as_str())
+                                        })
+                                        .map_or(f64::NAN, value)
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            };
+            vec![
+                (
+                    "social-throughput".into(),
+                    BarChart {
+                        title: format!(
+                            "Home reads with retweets, by block list: requests per second{size}"
+                        ),
+                        y_label: "requests/s".into(),
+                        categories: modes.clone(),
+                        series: series(&|m| m.throughput_per_s, ""),
+                        reference: None,
+                    },
+                ),
+                (
+                    "social-latency".into(),
+                    BarChart {
+                        title: format!(
+                            "Home reads with retweets, by block list: p99 latency{size}"
+                        ),
+                        y_label: "ms".into(),
+                        categories: modes.clone(),
+                        series: series(
+                            &|m| m.latency.as_ref().map_or(f64::NAN, |l| ms(l.p99_us)),
+                            " p99",
+                        ),
+                        reference: None,
+                    },
+                ),
+            ]
+        }
         "read" => {
             let mut modes: Vec<String> = Vec::new();
             for m in rows {

@@ -192,3 +192,23 @@ async fn scale_measures_memory_and_fanout_at_each_size() {
     }
     assert!(report.checks.deliveries_verified > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn social_reads_retweets_as_readers_who_block_and_who_do_not() {
+    let report = smoke(Scenario::Social).await;
+    for readers in ["readers blocking no one", "readers blocking many"] {
+        let name = format!("homeTimeline(first: 20) with retweets, {readers}, closed c=4");
+        let row = report
+            .measurement(&name)
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(row.operations, 40, "{name}");
+    }
+    let retweets = report
+        .measurement("retweet edges in the readers' first pages")
+        .expect("the retweet probe");
+    assert!(
+        retweets.extra["edges"].as_u64().unwrap() > 0,
+        "the readers' pages hold retweets"
+    );
+    assert_eq!(report.targets.len(), 1, "the block-cost target is reported");
+}

@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod mixed;
 pub mod read;
 pub mod scale;
+pub mod social;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -37,17 +38,20 @@ pub enum Scenario {
     Mixed,
     /// Memory and fan-out cost as the user count grows.
     Scale,
+    /// Feed reads with retweets, by readers blocking many users and none.
+    Social,
 }
 
 impl Scenario {
     /// Every scenario, in the order `warble-bench all` runs them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Self::Fanout,
         Self::Delivery,
         Self::Read,
         Self::Celebrity,
         Self::Mixed,
         Self::Scale,
+        Self::Social,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -59,6 +63,7 @@ impl Scenario {
             Self::Celebrity => "celebrity",
             Self::Mixed => "mixed",
             Self::Scale => "scale",
+            Self::Social => "social",
         }
     }
 
@@ -81,6 +86,9 @@ impl Scenario {
             Self::Scale => {
                 "memory (RSS, bytes per cached entry) and fan-out cost from 10K users upwards"
             }
+            Self::Social => {
+                "hydrated homeTimeline with retweets: readers blocking 1,000 users vs readers blocking none"
+            }
         }
     }
 
@@ -94,6 +102,7 @@ impl Scenario {
             Self::Celebrity => celebrity::run(options).await?,
             Self::Mixed => mixed::run(options).await?,
             Self::Scale => scale::run(options).await?,
+            Self::Social => social::run(options).await?,
         };
         report.finish(started.elapsed());
         Ok(report)
