@@ -287,8 +287,9 @@ pub fn charts(report: &Report) -> Vec<(String, BarChart)> {
                 }
             }
             let groups = [
-                ("plain", "readers blocking no one"),
-                ("blocking", "readers blocking many"),
+                ("before-retweets", "no retweets, blocking no one"),
+                ("plain", "retweets, blocking no one"),
+                ("blocking", "retweets, blocking 1,000"),
             ];
             let series = |value: &dyn Fn(&crate::report::Measurement) -> f64, suffix: &str| {
                 groups

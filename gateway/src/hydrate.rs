@@ -198,20 +198,56 @@ pub async fn tweets(
     ids: &[u64],
     wants: TweetWants,
 ) -> async_graphql::Result<Vec<Option<TweetNode>>> {
+    Ok(tweets_and_users(downstream, viewer, ids, wants, &[], None)
+        .await?
+        .0)
+}
+
+/// Hydrates tweets by id, in order (missing and deleted tweets are
+/// `None`), and with their authors, in the same GetUsers call, the users
+/// `others` (a page's retweeters) when `others_wants` asks for them: one
+/// GetTweets and one GetUsers for the lot. The users come back by id,
+/// `None` when not asked for, or the batch's error.
+pub async fn tweets_and_users(
+    downstream: &Downstream,
+    viewer: Option<Viewer>,
+    ids: &[u64],
+    wants: TweetWants,
+    others: &[u64],
+    others_wants: Option<UserWants>,
+) -> async_graphql::Result<(
+    Vec<Option<TweetNode>>,
+    Option<Result<HashMap<u64, UserNode>, async_graphql::Error>>,
+)> {
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     // One call brings the tweets with their counts and the viewer's state.
     let fetched = fetch_tweets(downstream, viewer, ids, wants).await?;
-    let author_ids = fetched.author_ids();
-    let authors = match wants.author {
-        Some(user_wants) if !author_ids.is_empty() => {
-            Some(users(downstream, viewer, &author_ids, user_wants).await)
+    let mut user_ids = Vec::new();
+    let mut user_wants: Option<UserWants> = None;
+    if let Some(author_wants) = wants.author {
+        user_ids.extend(fetched.author_ids());
+        user_wants = Some(author_wants);
+    }
+    if let Some(other_wants) = others_wants.filter(|_| !others.is_empty()) {
+        user_ids.extend_from_slice(others);
+        let merged = user_wants.get_or_insert_with(UserWants::default);
+        merged.counts |= other_wants.counts;
+        merged.viewer_follows |= other_wants.viewer_follows;
+    }
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    let loaded = match user_wants {
+        Some(user_wants) if !user_ids.is_empty() => {
+            Some(users(downstream, viewer, &user_ids, user_wants).await)
         }
         _ => None,
     };
-    let nodes = fetched.into_nodes(authors.as_ref());
-    Ok(ids.iter().map(|id| nodes.get(id).cloned()).collect())
+    let authors = loaded.as_ref().filter(|_| wants.author.is_some());
+    let nodes = fetched.into_nodes(authors);
+    let ordered = ids.iter().map(|id| nodes.get(id).cloned()).collect();
+    Ok((ordered, loaded.filter(|_| others_wants.is_some())))
 }
 
 /// Hydrates objects by id alone, in order, whatever their type (Relay's

@@ -118,10 +118,9 @@ fn nodes_cost(ids: &[ID], child_complexity: usize) -> usize {
     paging::list_cost(Some(count), child_complexity)
 }
 
-/// A connection over timeline entries, hydrated in one batch: the tweets
-/// (with their authors), and, when the selection asks for `retweetedBy`
-/// and the page holds retweets, the retweeters in one more call made
-/// alongside.
+/// A connection over timeline entries, hydrated in one batch: the tweets,
+/// then their authors and, when the selection asks for `retweetedBy`, the
+/// page's retweeters, in one GetUsers.
 pub(crate) async fn tweet_connection(
     ctx: &Context<'_>,
     entries: Vec<TimelineEntry>,
@@ -139,19 +138,19 @@ pub(crate) async fn tweet_connection(
     retweeters.sort_unstable();
     retweeters.dedup();
     let ids: Vec<u64> = entries.iter().map(|entry| entry.tweet_id).collect();
-    let retweeters_wanted = retweeter_selection.exists() && !retweeters.is_empty();
-    let (nodes, retweeters) = tokio::join!(
-        hydrate::tweets(&state.downstream, viewer(ctx), &ids, wants),
-        async {
-            if retweeters_wanted {
-                let wants = UserWants::of(retweeter_selection);
-                Some(hydrate::users(&state.downstream, viewer(ctx), &retweeters, wants).await)
-            } else {
-                None
-            }
-        }
-    );
-    let nodes = nodes?;
+    let retweeter_wants = retweeter_selection
+        .exists()
+        .then(|| UserWants::of(retweeter_selection));
+    // The retweeters ride in the authors' GetUsers call.
+    let (nodes, retweeters) = hydrate::tweets_and_users(
+        &state.downstream,
+        viewer(ctx),
+        &ids,
+        wants,
+        &retweeters,
+        retweeter_wants,
+    )
+    .await?;
     let retweeters = retweeters.transpose()?.unwrap_or_default();
     // A tweet deleted after the timeline was read drops out of the page.
     let edges: Vec<TweetEdge> = entries
@@ -939,9 +938,10 @@ pub struct SubscriptionRoot;
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Each new tweet that lands in the viewer's home timeline (their own,
-    /// and those of everyone they follow, celebrities included), as it is
-    /// posted. UNAUTHENTICATED when not signed in; UNAVAILABLE when this
-    /// gateway serves no live updates.
+    /// and those of everyone they follow, celebrities included, but not of
+    /// anyone they mute or block), as it is posted. Retweets are not sent:
+    /// they appear on the next `homeTimeline` read. UNAUTHENTICATED when
+    /// not signed in; UNAVAILABLE when this gateway serves no live updates.
     async fn home_timeline_updates(
         &self,
         ctx: &Context<'_>,
@@ -983,6 +983,28 @@ struct Watch {
 }
 
 impl Watch {
+    /// Whether the viewer must not see `author`'s tweets: a block either
+    /// way, or an active mute. Asked per tweet delivered, so a mute made or
+    /// lapsed during the subscription counts from the next tweet on.
+    async fn hides(&self, author: u64) -> Result<bool> {
+        let relations = self
+            .state
+            .downstream
+            .graph
+            .clone()
+            .get_relations(graph::GetRelationsRequest {
+                viewer_id: self.viewer.user_id,
+                user_ids: vec![author],
+            })
+            .await
+            .gql()?
+            .into_inner()
+            .relations;
+        Ok(relations.first().is_some_and(|relation| {
+            relation.viewer_blocks || relation.blocks_viewer || relation.viewer_mutes
+        }))
+    }
+
     async fn next(&mut self) -> Option<Result<TweetNode>> {
         loop {
             match self.events.recv().await {
@@ -990,6 +1012,15 @@ impl Watch {
                     tweet_id,
                     author_id,
                 }) if author_id == self.viewer.user_id || self.following.contains(&author_id) => {
+                    // A muted author's tweets stay out, as they do from the
+                    // home timeline (a block removed the follow already).
+                    if author_id != self.viewer.user_id {
+                        match self.hides(author_id).await {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(error) => return Some(Err(error)),
+                        }
+                    }
                     let nodes = hydrate::tweets(
                         &self.state.downstream,
                         Some(self.viewer),

@@ -10,6 +10,7 @@ use serde_json::json;
 
 pub use crate::engagement::{
     a_block_hides_both_ways_and_refuses_interactions, a_mute_hides_and_lapses,
+    a_muted_authors_tweets_skip_the_live_subscription,
     a_retweet_reaches_followers_and_undo_removes_it, a_thread_lists_replies_and_ancestors,
     bookmarks_stay_private,
 };

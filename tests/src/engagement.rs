@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::frontend::Frontend;
-use crate::graphql::{GraphqlClient, error_codes, node_ids};
+use crate::graphql::{GraphqlClient, Subscription, error_codes, node_ids};
 
 const HOME: &str = r#"query {
   homeTimeline(first: 50) {
@@ -194,6 +194,41 @@ pub async fn a_mute_hides_and_lapses(stack: &impl Frontend) {
         muted_at.elapsed() >= Duration::from_secs(2),
         "back only once the mute lapsed"
     );
+}
+
+/// A muted author's new tweets are not pushed to the muter's live
+/// subscription; a followed author's still are.
+pub async fn a_muted_authors_tweets_skip_the_live_subscription(stack: &impl Frontend) {
+    let gql = stack.graphql();
+    let (_, ana) = gql.sign_up("ana").await;
+    let (ben_id, ben) = gql.sign_up("ben").await;
+    let (cy_id, cy) = gql.sign_up("cy").await;
+    gql.follow(&ana, &ben_id).await;
+    gql.follow(&ana, &cy_id).await;
+    act(
+        &gql,
+        &ana,
+        "mutation($id: ID!) { mute(userId: $id) { viewerMutes } }",
+        &ben_id,
+    )
+    .await;
+    stack.settle().await;
+    let mut subscription = Subscription::start(
+        gql.addr(),
+        &ana,
+        "subscription { homeTimelineUpdates { id author { username } } }",
+    )
+    .await;
+    // Ben's tweet comes first in the feed; were it delivered, it would be
+    // the first update.
+    gql.post(&ben, "muted").await;
+    let heard = gql.post(&cy, "heard").await;
+    let update = subscription
+        .next_data(Duration::from_secs(10))
+        .await
+        .expect("the followed author's tweet is delivered");
+    assert_eq!(update["homeTimelineUpdates"]["id"], heard.as_str());
+    assert_eq!(update["homeTimelineUpdates"]["author"]["username"], "cy");
 }
 
 /// A thread lists direct replies oldest first and a reply's ancestors root

@@ -12,6 +12,7 @@ macro_rules! frontend_cases {
         frontend_cases!(@case #[$test] $start, a_retweet_reaches_followers_and_undo_removes_it);
         frontend_cases!(@case #[$test] $start, a_block_hides_both_ways_and_refuses_interactions);
         frontend_cases!(@case #[$test] $start, a_mute_hides_and_lapses);
+        frontend_cases!(@case #[$test] $start, a_muted_authors_tweets_skip_the_live_subscription);
         frontend_cases!(@case #[$test] $start, a_thread_lists_replies_and_ancestors);
         frontend_cases!(@case #[$test] $start, bookmarks_stay_private);
         frontend_cases!(@case #[$test] $start, a_celebrity_tweet_reaches_followers_and_subscribers);
