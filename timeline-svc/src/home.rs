@@ -71,11 +71,11 @@ impl HomeTimelines {
     /// `before`, newest first, with what the user must not see left out
     /// (see [`HomeTimelines::visible`]), and where the next page starts.
     ///
-    /// Leaving entries out can empty much of a page, so a page reads on
-    /// until it is full, the timeline ends, or [`FILL_ROUNDS`] reads were
-    /// made: a page costs a bounded number of calls, whatever the user's
-    /// block and mute lists hold. A page cut short by that bound still
-    /// names its next page.
+    /// Leaving entries out can empty part of a page, so a page reads a
+    /// quarter more entries than it needs, and reads on until it is full,
+    /// the timeline ends, or [`FILL_ROUNDS`] reads were made: a page costs
+    /// a bounded number of calls, whatever the user's block and mute lists
+    /// hold. A page cut short by that bound still names its next page.
     pub async fn page(
         self: &Arc<Self>,
         user: u64,
@@ -98,19 +98,31 @@ impl HomeTimelines {
         let mut before = before;
         for _ in 0..FILL_ROUNDS {
             let want = limit - page.entries.len();
-            let read = self.unfiltered(user, &celebrities, before, want).await?;
-            let more = read.len() == want;
-            before = read.last().map(Entry::position);
+            // Read a little more than the page needs, so the entries left
+            // out rarely cost a second round.
+            let ask = want + want / 4 + 2;
+            let read = self.unfiltered(user, &celebrities, before, ask).await?;
+            let more = read.len() == ask;
+            let last_read = read.last().map(Entry::position);
             for entry in self.visible(user, read).await? {
+                if page.entries.len() == limit {
+                    // Full with visible entries to spare: the next page
+                    // starts right after the last one shown, and reads the
+                    // rest again.
+                    page.next = page.entries.last().map(Entry::position);
+                    return Ok(page);
+                }
                 // Each tweet once per page: the newest entry of it wins.
                 if shown.insert(entry.tweet_id) {
                     page.entries.push(entry);
                 }
             }
             if !more {
+                page.next = None;
                 return Ok(page);
             }
-            page.next = before;
+            page.next = last_read;
+            before = last_read;
             if page.entries.len() >= limit {
                 return Ok(page);
             }
