@@ -592,6 +592,22 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
+impl PageInfo {
+    /// The page info of a page whose edges' cursors run from `start` to
+    /// `end` (`None` for an empty page), given the list's next-page cursor
+    /// (empty at the end). An empty page that is not the last ends at the
+    /// next-page cursor, so a client can always continue from `endCursor`.
+    pub fn of_page(start: Option<String>, end: Option<String>, next_cursor: String) -> Self {
+        let has_next_page = !next_cursor.is_empty();
+        Self {
+            has_next_page,
+            has_previous_page: false,
+            start_cursor: start,
+            end_cursor: end.or(has_next_page.then_some(next_cursor)),
+        }
+    }
+}
+
 /// A tweet in a page of tweets, with its cursor, and who retweeted it when
 /// it is in the list as a retweet.
 #[derive(SimpleObject, Clone)]

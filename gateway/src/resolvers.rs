@@ -164,18 +164,12 @@ pub(crate) async fn tweet_connection(
             })
         })
         .collect();
-    let has_next_page = !next_cursor.is_empty();
-    let end_cursor = edges
-        .last()
-        .map(|edge| edge.cursor.clone())
-        .or(has_next_page.then_some(next_cursor));
     Ok(TweetConnection {
-        page_info: PageInfo {
-            has_next_page,
-            has_previous_page: false,
-            start_cursor: edges.first().map(|edge| edge.cursor.clone()),
-            end_cursor,
-        },
+        page_info: PageInfo::of_page(
+            edges.first().map(|edge| edge.cursor.clone()),
+            edges.last().map(|edge| edge.cursor.clone()),
+            next_cursor,
+        ),
         edges,
     })
 }
@@ -264,17 +258,12 @@ pub async fn follow_list(
             })
         })
         .collect();
-    let has_next_page = !next_cursor.is_empty();
     Ok(UserConnection {
-        page_info: PageInfo {
-            has_next_page,
-            has_previous_page: false,
-            start_cursor: edges.first().map(|edge| edge.cursor.clone()),
-            end_cursor: edges
-                .last()
-                .map(|edge| edge.cursor.clone())
-                .or(has_next_page.then_some(next_cursor)),
-        },
+        page_info: PageInfo::of_page(
+            edges.first().map(|edge| edge.cursor.clone()),
+            edges.last().map(|edge| edge.cursor.clone()),
+            next_cursor,
+        ),
         edges,
     })
 }

@@ -313,17 +313,12 @@ pub(crate) async fn relation_list(
             })
         })
         .collect();
-    let has_next_page = !next_cursor.is_empty();
     Ok(RelatedUserConnection {
-        page_info: PageInfo {
-            has_next_page,
-            has_previous_page: false,
-            start_cursor: edges.first().map(|edge| edge.cursor.clone()),
-            end_cursor: edges
-                .last()
-                .map(|edge| edge.cursor.clone())
-                .or(has_next_page.then_some(next_cursor)),
-        },
+        page_info: PageInfo::of_page(
+            edges.first().map(|edge| edge.cursor.clone()),
+            edges.last().map(|edge| edge.cursor.clone()),
+            next_cursor,
+        ),
         edges,
     })
 }

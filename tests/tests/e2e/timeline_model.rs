@@ -21,13 +21,12 @@
 //!   depend on history, so the check leaves those retweets out.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::{Duration, Instant};
 
 use warble_proto::common::v1::{PageRequest, TimelineEntry};
 use warble_proto::graph::v1 as graph;
 use warble_proto::timeline::v1 as timeline;
 use warble_proto::tweet::v1 as tweet;
-use warble_tests::TestStack;
+use warble_tests::{TestStack, eventually};
 
 /// A small deterministic generator, so a failing seed can be replayed.
 struct Rng(u64);
@@ -269,7 +268,8 @@ async fn run(seed: u64, operations: usize) {
     let mut blocks: BTreeSet<(u64, u64)> = BTreeSet::new();
     let mut mutes: BTreeSet<(u64, u64)> = BTreeSet::new();
     let mut history = History::default();
-    let mut last_lapsing_mute: Option<Instant> = None;
+    // Mutes made to lapse (a second long) and not replaced or removed since.
+    let mut lapsing_mutes: BTreeSet<(u64, u64)> = BTreeSet::new();
     for step in 0..operations {
         let user = users[rng.below(users.len())];
         let other = users[rng.below(users.len())];
@@ -375,7 +375,9 @@ async fn run(seed: u64, operations: usize) {
                     .expect("mute");
                 mutes.insert((user, other));
                 if lapsing {
-                    last_lapsing_mute = Some(Instant::now());
+                    lapsing_mutes.insert((user, other));
+                } else {
+                    lapsing_mutes.remove(&(user, other));
                 }
             }
             16 if !mutes.is_empty() => {
@@ -389,6 +391,7 @@ async fn run(seed: u64, operations: usize) {
                     .await
                     .expect("unmute");
                 mutes.remove(&(muter, muted));
+                lapsing_mutes.remove(&(muter, muted));
             }
             _ => {
                 // Reading marks the user active (so fan-out pushes to them) and
@@ -399,10 +402,25 @@ async fn run(seed: u64, operations: usize) {
     }
     // Every mute made to lapse has lapsed by the check: the stores and the
     // timelines then agree it is gone, whatever the order they are read in.
-    if let Some(at) = last_lapsing_mute {
-        let lapsed = at + Duration::from_millis(1_100);
-        tokio::time::sleep_until(lapsed.into()).await;
-    }
+    eventually("the lapsing mutes to lapse", || async {
+        for &(muter, muted) in &lapsing_mutes {
+            let relations = stack
+                .graph()
+                .get_relations(graph::GetRelationsRequest {
+                    viewer_id: muter,
+                    user_ids: vec![muted],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .relations;
+            if relations.iter().any(|relation| relation.viewer_mutes) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
     stack.settle().await;
     for &user in &users {
         let candidates = candidates(&stack, user, &users).await;
