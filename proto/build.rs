@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "warble/graph/v1/graph.proto",
     "warble/timeline/v1/timeline.proto",
     "warble/fanout/v1/fanout.proto",
+    "warble/notify/v1/notify.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

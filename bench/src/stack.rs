@@ -70,7 +70,7 @@ impl Default for StackOptions {
         Self {
             data_dir: None,
             celebrity_threshold: FanoutPolicyConfig::default().celebrity_threshold,
-            consumer_workers: ConsumerConfig::default().workers,
+            consumer_workers: ConsumerConfig::for_group("fanout").workers,
             backend: CacheBackend::Embedded,
             in_process_calls: true,
             observe_deliveries: false,
@@ -197,7 +197,7 @@ impl BenchStack {
 
     /// Fan-out events that failed every attempt (must stay 0).
     pub fn dead_letters(&self) -> u64 {
-        FanoutStats::get(&self.fanout_stats.dead_letters)
+        FanoutStats::get(&self.fanout_stats.consumer.dead_letters)
     }
 
     /// Timeline insertions fanout-svc has written.

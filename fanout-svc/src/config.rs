@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use warble_mesh::backends::RedisConfig;
 use warble_mesh::config::{ConfigError, ServiceConfig};
+pub use warble_mesh::consumer::ConsumerConfig;
 use warble_mesh::grpc::ServerConfig;
 use warble_mesh::telemetry::TelemetryConfig;
 
@@ -57,28 +58,6 @@ pub struct FanoutPolicyConfig {
     pub follower_page_size: u32,
 }
 
-/// `consumer.*`: how the event log is consumed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ConsumerConfig {
-    /// Consumer group name on the event stream (all fan-out replicas share it).
-    pub group: String,
-    /// This process's consumer name; empty derives one from the host name and process id.
-    pub name: String,
-    /// Worker tasks applying events in parallel (events with the same key stay in order).
-    pub workers: u32,
-    /// Events read from the log per batch.
-    pub read_batch: u32,
-    /// Attempts per event before it is moved to the dead-letter stream.
-    pub max_attempts: u32,
-    /// Delay before the first retry, in milliseconds; doubles per attempt.
-    pub retry_backoff_ms: u64,
-    /// Cap on the retry delay, in milliseconds.
-    pub max_retry_backoff_ms: u64,
-    /// Events unacknowledged this long (their consumer died) are taken over, in seconds.
-    pub reclaim_idle_secs: u64,
-}
-
 impl Default for FanoutSvcConfig {
     fn default() -> Self {
         Self {
@@ -89,7 +68,7 @@ impl Default for FanoutSvcConfig {
             backend: Backend::Redis,
             redis: RedisConfig::default(),
             fanout: FanoutPolicyConfig::default(),
-            consumer: ConsumerConfig::default(),
+            consumer: ConsumerConfig::for_group("fanout"),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -102,21 +81,6 @@ impl Default for FanoutPolicyConfig {
             inactive_after_days: 30,
             follow_backfill_tweets: 50,
             follower_page_size: warble_proto::limits::graph::MAX_PAGE_LIMIT,
-        }
-    }
-}
-
-impl Default for ConsumerConfig {
-    fn default() -> Self {
-        Self {
-            group: "fanout".into(),
-            name: String::new(),
-            workers: 4,
-            read_batch: 256,
-            max_attempts: 5,
-            retry_backoff_ms: 100,
-            max_retry_backoff_ms: 5_000,
-            reclaim_idle_secs: 30,
         }
     }
 }
@@ -180,53 +144,5 @@ impl FanoutPolicyConfig {
             ));
         }
         Ok(())
-    }
-}
-
-impl ConsumerConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.group.trim().is_empty() {
-            return Err(ConfigError::invalid("consumer.group", "must not be empty"));
-        }
-        if !(1..=256).contains(&self.workers) {
-            return Err(ConfigError::invalid(
-                "consumer.workers",
-                "must be between 1 and 256",
-            ));
-        }
-        if !(1..=10_000).contains(&self.read_batch) {
-            return Err(ConfigError::invalid(
-                "consumer.read_batch",
-                "must be between 1 and 10000",
-            ));
-        }
-        if self.max_attempts == 0 {
-            return Err(ConfigError::invalid(
-                "consumer.max_attempts",
-                "must be at least 1",
-            ));
-        }
-        if self.max_retry_backoff_ms < self.retry_backoff_ms {
-            return Err(ConfigError::invalid(
-                "consumer.max_retry_backoff_ms",
-                "must be at least consumer.retry_backoff_ms",
-            ));
-        }
-        if self.reclaim_idle_secs == 0 {
-            return Err(ConfigError::invalid(
-                "consumer.reclaim_idle_secs",
-                "must be at least 1",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The consumer name to register under.
-    pub fn consumer_name(&self) -> String {
-        if !self.name.is_empty() {
-            return self.name.clone();
-        }
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "fanout".into());
-        format!("{host}-{}", std::process::id())
     }
 }

@@ -72,6 +72,15 @@ struct Audience {
     gone_idle: Vec<u64>,
 }
 
+#[async_trait::async_trait]
+impl warble_mesh::consumer::EventHandler for FanoutEngine {
+    type Error = FanoutError;
+
+    async fn apply_encoded(&self, payload: &[u8]) -> Result<(), FanoutError> {
+        self.apply(payload).await
+    }
+}
+
 impl FanoutEngine {
     /// An engine writing to `cache`, reading from tweet-svc and graph-svc.
     pub fn new(
@@ -92,7 +101,7 @@ impl FanoutEngine {
     }
 
     /// Decodes and applies one event-log entry.
-    pub async fn apply_encoded(&self, payload: &[u8]) -> Result<(), FanoutError> {
+    pub async fn apply(&self, payload: &[u8]) -> Result<(), FanoutError> {
         let event = Event::decode(payload)?;
         match event.payload {
             Some(Payload::TweetCreated(created)) => self.tweet_created(created).await,

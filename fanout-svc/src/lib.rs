@@ -10,7 +10,6 @@
 
 pub mod active;
 pub mod config;
-pub mod consumer;
 pub mod engine;
 pub mod error;
 pub mod service;
@@ -34,7 +33,7 @@ pub use config::FanoutSvcConfig;
 pub use error::FanoutError;
 pub use stats::FanoutStats;
 
-use crate::consumer::ConsumerSettings;
+use warble_mesh::consumer::{self, ConsumerSettings};
 use crate::engine::{FanoutEngine, FanoutPolicy};
 use crate::service::FanoutApi;
 
@@ -134,7 +133,7 @@ impl Serve for FanoutServer {
         let consumer = tokio::spawn(consumer::run(
             service.log.clone(),
             service.engine.clone(),
-            service.stats.clone(),
+            service.stats.consumer.clone(),
             service.settings.clone(),
             stopped,
         ));

@@ -33,11 +33,11 @@ impl FanoutService for FanoutApi {
         let stats = &self.stats;
         Ok(Response::new(GetStatusResponse {
             consumer_lag,
-            events_processed: FanoutStats::get(&stats.events_processed),
+            events_processed: FanoutStats::get(&stats.consumer.events_processed),
             deliveries_written: FanoutStats::get(&stats.deliveries_written),
-            retries: FanoutStats::get(&stats.retries),
-            dead_letters: FanoutStats::get(&stats.dead_letters),
-            events_failed: FanoutStats::get(&stats.events_failed),
+            retries: FanoutStats::get(&stats.consumer.retries),
+            dead_letters: FanoutStats::get(&stats.consumer.dead_letters),
+            events_failed: FanoutStats::get(&stats.consumer.events_failed),
             workers: self.workers,
         }))
     }

@@ -1,20 +1,17 @@
 //! Counters GetStatus reports.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use warble_mesh::consumer::ConsumerCounters;
 
 /// Fan-out counters since start.
 #[derive(Debug, Default)]
 pub struct FanoutStats {
-    /// Events applied and acknowledged.
-    pub events_processed: AtomicU64,
+    /// The consumer's counters (events processed, retries, dead letters).
+    pub consumer: Arc<ConsumerCounters>,
     /// Timeline insertions written.
     pub deliveries_written: AtomicU64,
-    /// Failed attempts that were retried.
-    pub retries: AtomicU64,
-    /// Events moved to the dead-letter stream.
-    pub dead_letters: AtomicU64,
-    /// Events that failed at least once.
-    pub events_failed: AtomicU64,
 }
 
 impl FanoutStats {

@@ -10,6 +10,7 @@
 //! - [`snowflake`]: time-ordered 64-bit ids.
 //! - [`status`]: the error-to-`tonic::Status` convention.
 //! - [`cursor`]: opaque, versioned page cursors.
+//! - [`consumer`]: consuming the event log in a group: per-key order, retries, dead letters, reclaim.
 //! - [`event_log`]: the durable event log trait, its embedded implementation and Redis Streams.
 //! - [`outbox`]: the transactional outbox and the relay that publishes it idempotently.
 //! - [`redis_client`]: the Redis connection (single node or cluster) the Redis adapters share.
@@ -19,6 +20,7 @@
 
 pub mod backends;
 pub mod config;
+pub mod consumer;
 pub mod cursor;
 pub mod embedded;
 pub mod event_log;

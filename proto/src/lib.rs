@@ -13,6 +13,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "warble.graph.v1.GraphService",
     "warble.timeline.v1.TimelineService",
     "warble.fanout.v1.FanoutService",
+    "warble.notify.v1.NotifyService",
 ];
 
 pub mod common {
@@ -48,5 +49,11 @@ pub mod timeline {
 pub mod fanout {
     pub mod v1 {
         tonic::include_proto!("warble.fanout.v1");
+    }
+}
+
+pub mod notify {
+    pub mod v1 {
+        tonic::include_proto!("warble.notify.v1");
     }
 }

@@ -90,5 +90,29 @@ pub mod timeline {
     pub const RETWEET_DEDUP_WINDOW: usize = 40;
 }
 
+/// Limits of `warble.notify.v1.NotifyService`.
+pub mod notify {
+    /// ListNotifications' page size when `page.limit` is 0.
+    pub const DEFAULT_PAGE_LIMIT: u32 = 20;
+    /// Largest `page.limit` ListNotifications accepts.
+    pub const MAX_PAGE_LIMIT: u32 = 100;
+    /// Most group ids one GetNotifications call names.
+    pub const MAX_BATCH: usize = 100;
+    /// Actors a group shows (newest first); the count covers the rest.
+    pub const MAX_SAMPLE_ACTORS: usize = 8;
+    /// A like, retweet or follow group keeps absorbing actors while its
+    /// newest item is younger than this (Mastodon groups the same way).
+    pub const GROUP_WINDOW_SECS: u64 = 43_200;
+    /// The unread count stops counting here (Mastodon caps it too): a badge
+    /// says "1000+", and counting is bounded work.
+    pub const MAX_UNREAD_COUNT: u64 = 1_000;
+    /// Groups kept per recipient; older ones are dropped as new ones arrive.
+    pub const RETAINED_GROUPS: usize = 10_000;
+    /// Groups whose newest item is older than this are dropped.
+    pub const RETENTION_DAYS: u64 = 180;
+    /// Largest `new_accounts_days` a notification policy accepts.
+    pub const MAX_NEW_ACCOUNT_DAYS: u32 = 365;
+}
+
 // A rebuild fills a cached timeline from a single prolific author in one call.
 const _: () = assert!(tweet::MAX_TWEETS_PER_AUTHOR as usize >= timeline::CACHED_HOME_ENTRIES);

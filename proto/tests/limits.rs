@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use warble_proto::limits::{graph, timeline, tweet};
+use warble_proto::limits::{graph, notify, timeline, tweet};
 
 /// `("contract::NAME", value)` for a constant of `warble_proto::limits`.
 macro_rules! limit {
@@ -46,6 +46,15 @@ const LIMITS: &[(&str, u64)] = &[
     limit!(graph::MAX_LOCATION_CHARS),
     limit!(graph::MAX_WEBSITE_CHARS),
     limit!(graph::MAX_MUTE_DURATION_SECS),
+    limit!(notify::DEFAULT_PAGE_LIMIT),
+    limit!(notify::MAX_PAGE_LIMIT),
+    limit!(notify::MAX_BATCH),
+    limit!(notify::MAX_SAMPLE_ACTORS),
+    limit!(notify::GROUP_WINDOW_SECS),
+    limit!(notify::MAX_UNREAD_COUNT),
+    limit!(notify::RETAINED_GROUPS),
+    limit!(notify::RETENTION_DAYS),
+    limit!(notify::MAX_NEW_ACCOUNT_DAYS),
     limit!(timeline::DEFAULT_PAGE_LIMIT),
     limit!(timeline::MAX_PAGE_LIMIT),
     limit!(timeline::CACHED_HOME_ENTRIES),

@@ -98,7 +98,7 @@ impl Default for DevConfig {
             drain_timeout_secs: 5,
             in_process_calls: true,
             fanout: FanoutPolicyConfig::default(),
-            consumer: ConsumerConfig::default(),
+            consumer: ConsumerConfig::for_group("fanout"),
             telemetry: TelemetryConfig::default(),
         }
     }

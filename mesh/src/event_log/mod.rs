@@ -28,6 +28,11 @@ pub use redis::{DEFAULT_DEDUPE_TTL, DEFAULT_TRIM_EVERY, RedisEventLog};
 /// The stream domain events are published to.
 pub const DOMAIN_EVENTS_STREAM: &str = "warble.events.v1";
 
+/// The stream notify-svc publishes `warble.notify.v1.NotificationPublished`
+/// records to (keyed by recipient) each time a notification group is created
+/// or absorbs an actor; gateways tail it for live subscriptions.
+pub const NOTIFICATIONS_STREAM: &str = "warble.notifications.v1";
+
 /// Position of an entry in a stream: `ms-seq`, as in Redis Streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId {

@@ -278,7 +278,7 @@ async fn an_event_that_keeps_failing_ends_in_the_dead_letter() {
 
     let dead = log
         .read_group(
-            warble_fanout_svc::consumer::DEAD_LETTER_STREAM,
+            warble_mesh::consumer::DEAD_LETTER_STREAM,
             "ops",
             "test",
             10,

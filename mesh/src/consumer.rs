@@ -1,4 +1,5 @@
-//! Consuming the event log: at-least-once delivery, per-key order, retries
+//! Consuming the domain event log in a consumer group (fanout-svc,
+//! notify-svc): at-least-once delivery, per-key order, retries
 //! with backoff, dead letters, and taking over a dead consumer's events.
 //!
 //! One dispatcher reads batches from the consumer group and routes each
@@ -16,12 +17,50 @@ use std::time::Duration;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, Delivery, EventId, EventLog};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use warble_proto::events::v1::DeadLetter;
 
-use crate::config::ConsumerConfig;
-use crate::engine::FanoutEngine;
-use crate::stats::FanoutStats;
+use crate::config::ConfigError;
+use crate::event_log::{DOMAIN_EVENTS_STREAM, Delivery, EventId, EventLog};
+use crate::status::ErrorChain;
+
+/// What a consumer does with each entry: applies it, idempotently (an entry
+/// can be delivered more than once).
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    /// Why applying failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Decodes and applies one entry's payload.
+    async fn apply_encoded(&self, payload: &[u8]) -> Result<(), Self::Error>;
+}
+
+/// A consumer's counters since start.
+#[derive(Debug, Default)]
+pub struct ConsumerCounters {
+    /// Events applied and acknowledged.
+    pub events_processed: AtomicU64,
+    /// Failed attempts that were retried.
+    pub retries: AtomicU64,
+    /// Events moved to the dead-letter stream.
+    pub dead_letters: AtomicU64,
+    /// Events that failed at least once.
+    pub events_failed: AtomicU64,
+}
+
+impl ConsumerCounters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
 
 /// Where events that failed every attempt are kept.
 pub const DEAD_LETTER_STREAM: &str = "warble.events.v1.dead-letter";
@@ -30,6 +69,92 @@ pub const DEAD_LETTER_STREAM: &str = "warble.events.v1.dead-letter";
 const READ_BLOCK: Duration = Duration::from_millis(500);
 /// Entries queued per worker before the dispatcher waits (backpressure).
 const WORKER_QUEUE: usize = 1_024;
+
+/// `consumer.*`: how the event log is consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerConfig {
+    /// Consumer group name on the event stream (all replicas of one service share it).
+    pub group: String,
+    /// This process's consumer name; empty derives one from the host name and process id.
+    pub name: String,
+    /// Worker tasks applying events in parallel (events with the same key stay in order).
+    pub workers: u32,
+    /// Events read from the log per batch.
+    pub read_batch: u32,
+    /// Attempts per event before it is moved to the dead-letter stream.
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; doubles per attempt.
+    pub retry_backoff_ms: u64,
+    /// Cap on the retry delay, in milliseconds.
+    pub max_retry_backoff_ms: u64,
+    /// Events unacknowledged this long (their consumer died) are taken over, in seconds.
+    pub reclaim_idle_secs: u64,
+}
+
+impl ConsumerConfig {
+    /// The defaults, consuming in `group`.
+    pub fn for_group(group: &str) -> Self {
+        Self {
+            group: group.into(),
+            name: String::new(),
+            workers: 4,
+            read_batch: 256,
+            max_attempts: 5,
+            retry_backoff_ms: 100,
+            max_retry_backoff_ms: 5_000,
+            reclaim_idle_secs: 30,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Checks every key (named `consumer.*` in errors).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.group.trim().is_empty() {
+            return Err(ConfigError::invalid("consumer.group", "must not be empty"));
+        }
+        if !(1..=256).contains(&self.workers) {
+            return Err(ConfigError::invalid(
+                "consumer.workers",
+                "must be between 1 and 256",
+            ));
+        }
+        if !(1..=10_000).contains(&self.read_batch) {
+            return Err(ConfigError::invalid(
+                "consumer.read_batch",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "consumer.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.max_retry_backoff_ms < self.retry_backoff_ms {
+            return Err(ConfigError::invalid(
+                "consumer.max_retry_backoff_ms",
+                "must be at least consumer.retry_backoff_ms",
+            ));
+        }
+        if self.reclaim_idle_secs == 0 {
+            return Err(ConfigError::invalid(
+                "consumer.reclaim_idle_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The consumer name to register under.
+    pub fn consumer_name(&self) -> String {
+        if !self.name.is_empty() {
+            return self.name.clone();
+        }
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| self.group.clone());
+        format!("{host}-{}", std::process::id())
+    }
+}
 
 /// Consumer settings resolved from config.
 #[derive(Debug, Clone)]
@@ -68,10 +193,10 @@ impl From<&ConsumerConfig> for ConsumerSettings {
 }
 
 /// Runs the consumer until `stop` turns true; in-flight events finish first.
-pub async fn run(
+pub async fn run<H: EventHandler>(
     log: Arc<dyn EventLog>,
-    engine: Arc<FanoutEngine>,
-    stats: Arc<FanoutStats>,
+    engine: Arc<H>,
+    stats: Arc<ConsumerCounters>,
     settings: ConsumerSettings,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -118,7 +243,7 @@ pub async fn run(
                     batch = reclaimed;
                 }
                 Err(error) => {
-                    tracing::warn!(error = %warble_mesh::status::ErrorChain(&error), "reclaim failed")
+                    tracing::warn!(error = %ErrorChain(&error), "reclaim failed")
                 }
             }
         }
@@ -134,7 +259,7 @@ pub async fn run(
                 result = read => match result {
                     Ok(batch) => batch,
                     Err(error) => {
-                        tracing::warn!(error = %warble_mesh::status::ErrorChain(&error), "reading the event log failed; retrying");
+                        tracing::warn!(error = %ErrorChain(&error), "reading the event log failed; retrying");
                         tokio::time::sleep(settings.retry_backoff).await;
                         continue;
                     }
@@ -145,7 +270,7 @@ pub async fn run(
         for delivery in batch {
             let worker = (mix(delivery.key) % queues.len() as u64) as usize;
             if queues[worker].send(delivery).await.is_err() {
-                tracing::error!("a fan-out worker stopped; stopping the consumer");
+                tracing::error!("a consumer worker stopped; stopping the consumer");
                 return;
             }
         }
@@ -153,7 +278,7 @@ pub async fn run(
     drop(queues);
     while let Some(result) = tasks.join_next().await {
         if let Err(error) = result {
-            tracing::error!(%error, "a fan-out task panicked");
+            tracing::error!(%error, "a consumer task panicked");
         }
     }
 }
@@ -163,10 +288,10 @@ fn mix(key: u64) -> u64 {
     key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
 }
 
-async fn worker(
+async fn worker<H: EventHandler>(
     log: Arc<dyn EventLog>,
-    engine: Arc<FanoutEngine>,
-    stats: Arc<FanoutStats>,
+    engine: Arc<H>,
+    stats: Arc<ConsumerCounters>,
     settings: ConsumerSettings,
     mut deliveries: mpsc::Receiver<Delivery>,
     acks: mpsc::UnboundedSender<EventId>,
@@ -177,28 +302,28 @@ async fn worker(
         loop {
             match engine.apply_encoded(&delivery.payload).await {
                 Ok(()) => {
-                    FanoutStats::add(&stats.events_processed, 1);
+                    ConsumerCounters::add(&stats.events_processed, 1);
                     break;
                 }
                 Err(error) => {
                     if attempt == 1 {
-                        FanoutStats::add(&stats.events_failed, 1);
+                        ConsumerCounters::add(&stats.events_failed, 1);
                     }
-                    let chain = warble_mesh::status::ErrorChain(&error).to_string();
+                    let chain = ErrorChain(&error).to_string();
                     if attempt >= settings.max_attempts {
                         tracing::error!(entry = %delivery.id, attempts = attempt, error = %chain, "event failed every attempt; dead-lettering it");
                         if let Err(error) =
                             dead_letter(log.as_ref(), &settings, &delivery, attempt, chain).await
                         {
                             // Not acknowledged: the entry stays pending and is reclaimed later.
-                            tracing::error!(entry = %delivery.id, error = %warble_mesh::status::ErrorChain(&error), "cannot write the dead letter");
+                            tracing::error!(entry = %delivery.id, error = %ErrorChain(&error), "cannot write the dead letter");
                             break;
                         }
-                        FanoutStats::add(&stats.dead_letters, 1);
+                        ConsumerCounters::add(&stats.dead_letters, 1);
                         break;
                     }
                     tracing::warn!(entry = %delivery.id, attempt, error = %chain, "event failed; retrying");
-                    FanoutStats::add(&stats.retries, 1);
+                    ConsumerCounters::add(&stats.retries, 1);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(settings.max_retry_backoff);
                     attempt += 1;
@@ -216,7 +341,7 @@ async fn dead_letter(
     delivery: &Delivery,
     attempts: u32,
     last_error: String,
-) -> Result<(), warble_mesh::event_log::EventLogError> {
+) -> Result<(), crate::event_log::EventLogError> {
     let record = DeadLetter {
         source_stream: DOMAIN_EVENTS_STREAM.into(),
         source_entry_id: delivery.id.to_string(),
@@ -225,7 +350,7 @@ async fn dead_letter(
         payload: delivery.payload.clone(),
         attempts,
         last_error,
-        dead_lettered_at_ms: warble_mesh::time::now_ms() as i64,
+        dead_lettered_at_ms: crate::time::now_ms() as i64,
     };
     log.append(DEAD_LETTER_STREAM, delivery.key, &record.encode_to_vec())
         .await
@@ -238,7 +363,7 @@ async fn acker(log: Arc<dyn EventLog>, group: String, mut acks: mpsc::UnboundedR
     while acks.recv_many(&mut batch, 512).await > 0 {
         if let Err(error) = log.ack(DOMAIN_EVENTS_STREAM, &group, &batch).await {
             // Unacknowledged entries are redelivered via reclaim; effects are idempotent.
-            tracing::warn!(error = %warble_mesh::status::ErrorChain(&error), count = batch.len(), "ack failed");
+            tracing::warn!(error = %ErrorChain(&error), count = batch.len(), "ack failed");
         }
         batch.clear();
     }

@@ -1,0 +1,3 @@
+//! The `notify-svc` binary (being wired up).
+
+fn main() {}
