@@ -5,7 +5,7 @@
 #
 #   docker build --target tweet-svc -t ghcr.io/warble-social/tweet-svc:0.1.0 .
 #
-# Targets: tweet-svc, graph-svc, timeline-svc, fanout-svc, gateway, and warble
+# Targets: tweet-svc, graph-svc, timeline-svc, fanout-svc, notify-svc, gateway, and warble
 # (the launcher; `warble dev` runs the whole stack on embedded stores).
 # All targets share the builder stages, so building them one after another
 # compiles the workspace once. Dependencies are compiled in their own layer
@@ -39,9 +39,9 @@ COPY . .
 # The product binaries only: the load generator (warble-bench) is not built or shipped.
 RUN cargo build --release --locked \
       -p warble-tweet-svc -p warble-graph-svc -p warble-timeline-svc \
-      -p warble-fanout-svc -p warble-gateway -p warble-launcher \
+      -p warble-fanout-svc -p warble-notify-svc -p warble-gateway -p warble-launcher \
  && mkdir -p /out \
- && for binary in tweet-svc graph-svc timeline-svc fanout-svc gateway warble; do \
+ && for binary in tweet-svc graph-svc timeline-svc fanout-svc notify-svc gateway warble; do \
       cp "target/release/$binary" /out/; \
     done
 
@@ -73,6 +73,11 @@ FROM runtime AS fanout-svc
 COPY --from=builder /out/fanout-svc /usr/local/bin/fanout-svc
 EXPOSE 50054
 ENTRYPOINT ["/usr/local/bin/fanout-svc"]
+
+FROM runtime AS notify-svc
+COPY --from=builder /out/notify-svc /usr/local/bin/notify-svc
+EXPOSE 50055
+ENTRYPOINT ["/usr/local/bin/notify-svc"]
 
 FROM runtime AS gateway
 COPY --from=builder /out/gateway /usr/local/bin/gateway

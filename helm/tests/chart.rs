@@ -9,17 +9,25 @@ use serde_json::Value;
 use warble_helm_tests::{EnvSource, EnvVar, KUBE_VERSIONS, Report, ValueSet, Workload, report};
 use warble_mesh::config::{ServiceConfig, keys, load};
 
-/// The five workloads, by their `app.kubernetes.io/component` label.
-const COMPONENTS: [&str; 5] = [
+/// The six workloads, by their `app.kubernetes.io/component` label.
+const COMPONENTS: [&str; 6] = [
     "tweet-svc",
     "graph-svc",
     "timeline-svc",
     "fanout-svc",
+    "notify-svc",
     "gateway",
 ];
 
 /// The services that issue Snowflake ids and so need a unique worker id per pod.
 const ID_ISSUERS: [&str; 2] = ["tweet-svc", "graph-svc"];
+
+/// The StatefulSets: the id issuers (stable ordinals) and notify-svc (a data
+/// volume per pod, and a replacement only once its predecessor is gone).
+const STATEFUL: [&str; 3] = ["tweet-svc", "graph-svc", "notify-svc"];
+
+/// The services consuming the event streams, each in its own consumer group.
+const CONSUMERS: [&str; 2] = ["fanout-svc", "notify-svc"];
 
 /// The downward-API path the chart derives worker ids from.
 const POD_INDEX_FIELD: &str = "metadata.labels['apps.kubernetes.io/pod-index']";
@@ -43,6 +51,7 @@ fn config_env_vars(component: &str) -> BTreeSet<String> {
         "graph-svc" => keys::<warble_graph_svc::GraphSvcConfig>(),
         "timeline-svc" => keys::<warble_timeline_svc::TimelineSvcConfig>(),
         "fanout-svc" => keys::<warble_fanout_svc::FanoutSvcConfig>(),
+        "notify-svc" => keys::<warble_notify_svc::NotifySvcConfig>(),
         "gateway" => keys::<warble_gateway::GatewayConfig>(),
         other => panic!("unknown component {other}"),
     };
@@ -70,6 +79,7 @@ fn load_config(component: &str, env: &BTreeMap<String, String>) -> Result<(), St
         "graph-svc" => load_as::<warble_graph_svc::GraphSvcConfig>(env),
         "timeline-svc" => load_as::<warble_timeline_svc::TimelineSvcConfig>(env),
         "fanout-svc" => load_as::<warble_fanout_svc::FanoutSvcConfig>(env),
+        "notify-svc" => load_as::<warble_notify_svc::NotifySvcConfig>(env),
         "gateway" => load_as::<warble_gateway::GatewayConfig>(env),
         other => panic!("unknown component {other}"),
     }
@@ -199,7 +209,7 @@ fn chart_lints_renders_and_passes_the_kubernetes_schemas_with_every_value_set() 
             );
             for component in COMPONENTS {
                 let workload = set.workload(component);
-                let expected_kind = if ID_ISSUERS.contains(&component) {
+                let expected_kind = if STATEFUL.contains(&component) {
                     "StatefulSet"
                 } else {
                     "Deployment"
@@ -345,6 +355,7 @@ fn probes_are_native_distinct_and_aimed_at_the_serving_port() {
         ("graph-svc", "warble.graph.v1.GraphService"),
         ("timeline-svc", "warble.timeline.v1.TimelineService"),
         ("fanout-svc", "warble.fanout.v1.FanoutService"),
+        ("notify-svc", "warble.notify.v1.NotifyService"),
     ]);
     let budget = |probe: &Value| {
         probe["periodSeconds"].as_u64().unwrap_or(10)
@@ -575,7 +586,9 @@ fn services_are_wired_to_each_other_and_to_one_redis() {
                 }
             }
             // fanout-svc reads the events from the Redis it writes timelines
-            // to, so the event streams and the cache must be the same Redis.
+            // to, so the event streams and the cache must be the same Redis;
+            // notify-svc reads the same events and publishes the live
+            // notifications the gateway tails from its events Redis.
             let redis = |component: &str, prefix: &str| {
                 let workload = set.workload(component);
                 ["MODE", "URL", "CLUSTER_NODES"]
@@ -605,6 +618,44 @@ fn services_are_wired_to_each_other_and_to_one_redis() {
                 redis("gateway", "WARBLE_EVENTS__REDIS__"),
                 cache,
                 "[{}] gateway events",
+                set.name
+            );
+            assert_eq!(
+                redis("notify-svc", "WARBLE_REDIS__"),
+                cache,
+                "[{}] notify-svc events and live notifications",
+                set.name
+            );
+            // The credential too: same Secret and key as fanout-svc's.
+            let password = |component: &str, name: &str| {
+                env_by_name(set, &set.workload(component))
+                    .get(name)
+                    .map(|var| var.source.clone())
+            };
+            assert_eq!(
+                password("notify-svc", "WARBLE_REDIS__PASSWORD"),
+                password("fanout-svc", "WARBLE_REDIS__PASSWORD"),
+                "[{}] notify-svc's Redis password",
+                set.name
+            );
+            assert_eq!(
+                password("notify-svc", "WARBLE_REDIS__PASSWORD"),
+                password("gateway", "WARBLE_EVENTS__REDIS__PASSWORD"),
+                "[{}] the gateway tails the notifications with its events password",
+                set.name
+            );
+            // The callers of notify-svc and graph-svc reach them.
+            let notify = set.workload("notify-svc");
+            assert_eq!(
+                env_value(set, &set.workload("gateway"), "WARBLE_NOTIFY_SERVICE_ADDR"),
+                Some(format!("{}:50055", notify.name)),
+                "[{}] the gateway calls notify-svc",
+                set.name
+            );
+            assert_eq!(
+                env_value(set, &notify, "WARBLE_GRAPH_SERVICE_ADDR"),
+                Some(format!("{}:50052", set.workload("graph-svc").name)),
+                "[{}] notify-svc calls graph-svc",
                 set.name
             );
             for component in ["tweet-svc", "graph-svc", "gateway"] {
@@ -700,9 +751,13 @@ fn snowflake_worker_ids_are_unique_per_running_pod() {
 fn network_policies_admit_only_each_services_callers() {
     let callers = BTreeMap::from([
         ("tweet-svc", vec!["fanout-svc", "gateway", "timeline-svc"]),
-        ("graph-svc", vec!["fanout-svc", "gateway", "timeline-svc"]),
+        (
+            "graph-svc",
+            vec!["fanout-svc", "gateway", "notify-svc", "timeline-svc"],
+        ),
         ("timeline-svc", vec!["gateway"]),
         ("fanout-svc", vec![]),
+        ("notify-svc", vec!["gateway"]),
     ]);
     with_report(|report| {
         let mut checked = 0;
@@ -793,6 +848,181 @@ fn network_policies_admit_only_each_services_callers() {
         assert!(
             checked >= 3,
             "NetworkPolicies are checked in several value sets"
+        );
+    });
+}
+
+#[test]
+fn notify_svc_store_and_scaling_follow_its_backend() {
+    with_report(|report| {
+        let mut backends = BTreeSet::new();
+        for set in &report.value_sets {
+            let notify = set.workload("notify-svc");
+            let at = format!("[{}] {}", set.name, notify.name);
+            let env = env_by_name(set, &notify);
+            let value = |name: &str| env.get(name).and_then(|var| var.value.clone());
+            let backend =
+                value("WARBLE_STORE__BACKEND").unwrap_or_else(|| panic!("{at}: no store backend"));
+            backends.insert(backend.clone());
+
+            // `data_dir` is the pod's data volume, whatever the backend.
+            let data_dir = value("WARBLE_DATA_DIR")
+                .unwrap_or_else(|| panic!("{at}: WARBLE_DATA_DIR is not set"));
+            let volume = container(set, &notify)["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|mount| mount["mountPath"] == data_dir.as_str())
+                .and_then(|mount| mount["name"].as_str())
+                .unwrap_or_else(|| panic!("{at}: {data_dir} is not on a mounted volume"));
+            let claimed = notify.object["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|claim| claim["metadata"]["name"] == volume);
+            let scylla_vars = |env: &BTreeMap<String, EnvVar>| {
+                env.iter()
+                    .filter(|(name, _)| name.starts_with("WARBLE_STORE__SCYLLA__"))
+                    .map(|(name, var)| {
+                        // Each service has its own ConfigMap; a Secret is shared.
+                        let source = match &var.source {
+                            EnvSource::ConfigMap(_) => EnvSource::ConfigMap(String::new()),
+                            source => source.clone(),
+                        };
+                        (name.clone(), (var.value.clone(), source))
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            };
+            match backend.as_str() {
+                "embedded" => {
+                    // The redb file cannot be shared: one pod, never autoscaled,
+                    // its data on a claim that outlives the pod.
+                    assert_eq!(
+                        set.max_pods(&notify),
+                        1,
+                        "{at}: the embedded store allows one pod"
+                    );
+                    assert!(
+                        set.objects("HorizontalPodAutoscaler")
+                            .all(|hpa| hpa["spec"]["scaleTargetRef"]["name"] != notify.name),
+                        "{at}: autoscaled with the embedded store"
+                    );
+                    assert!(
+                        claimed,
+                        "{at}: the embedded store is not on a PersistentVolumeClaim"
+                    );
+                    assert!(
+                        scylla_vars(&env).is_empty(),
+                        "{at}: ScyllaDB settings without the scylla backend"
+                    );
+                }
+                "scylla" => {
+                    assert!(!claimed, "{at}: a volume claim nothing uses");
+                    let scylla = scylla_vars(&env);
+                    for key in ["NODES", "KEYSPACE", "LOCAL_DATACENTER"] {
+                        assert!(
+                            scylla.contains_key(&format!("WARBLE_STORE__SCYLLA__{key}")),
+                            "{at}: WARBLE_STORE__SCYLLA__{key} is not set"
+                        );
+                    }
+                    // The cluster, keyspace and credentials tweet-svc uses.
+                    let tweet = set.workload("tweet-svc");
+                    if env_value(set, &tweet, "WARBLE_STORE__BACKEND").as_deref() == Some("scylla")
+                    {
+                        assert_eq!(
+                            scylla,
+                            scylla_vars(&env_by_name(set, &tweet)),
+                            "{at}: ScyllaDB settings differ from tweet-svc's"
+                        );
+                    }
+                }
+                other => panic!("{at}: unknown store backend {other}"),
+            }
+        }
+        assert_eq!(
+            backends,
+            BTreeSet::from(["embedded".to_owned(), "scylla".to_owned()]),
+            "the value sets cover both notify-svc stores"
+        );
+        let defaults = set_named(report, "default");
+        assert_eq!(
+            env_value(
+                defaults,
+                &defaults.workload("notify-svc"),
+                "WARBLE_STORE__BACKEND"
+            )
+            .as_deref(),
+            Some("scylla"),
+            "the defaults describe production: notify-svc on ScyllaDB, autoscaled"
+        );
+    });
+}
+
+#[test]
+fn every_consumer_has_its_own_group_and_a_name_per_pod() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            let mut groups = BTreeMap::new();
+            let mut key_sets = BTreeMap::new();
+            for component in CONSUMERS {
+                let workload = set.workload(component);
+                let at = format!("[{}] {}", set.name, workload.name);
+                let env = env_by_name(set, &workload);
+                assert_eq!(
+                    env.get("WARBLE_CONSUMER__NAME").map(|var| &var.source),
+                    Some(&EnvSource::Field("metadata.name".to_owned())),
+                    "{at}: every replica must consume under its own pod name"
+                );
+                let group = env
+                    .get("WARBLE_CONSUMER__GROUP")
+                    .and_then(|var| var.value.clone())
+                    .unwrap_or_else(|| panic!("{at}: WARBLE_CONSUMER__GROUP is not set"));
+                if let Some(other) = groups.insert(group.clone(), component) {
+                    panic!(
+                        "{at}: shares consumer group {group} with {other}, so each would see only part of the events"
+                    );
+                }
+                key_sets.insert(
+                    component,
+                    env.keys()
+                        .filter(|name| name.starts_with("WARBLE_CONSUMER__"))
+                        .cloned()
+                        .collect::<BTreeSet<_>>(),
+                );
+            }
+            assert_eq!(
+                key_sets["notify-svc"], key_sets["fanout-svc"],
+                "[{}] notify-svc's consumer settings are fanout-svc's keys",
+                set.name
+            );
+        }
+        let defaults = set_named(report, "default");
+        assert_eq!(
+            env_value(
+                defaults,
+                &defaults.workload("notify-svc"),
+                "WARBLE_CONSUMER__GROUP"
+            )
+            .as_deref(),
+            Some("notify"),
+            "notify-svc's default group"
+        );
+        // Operators can be let in to call GetStatus, as for fanout-svc.
+        let extra_peers = report.value_sets.iter().any(|set| {
+            let notify = set.workload("notify-svc");
+            set.object("NetworkPolicy", notify.name)
+                .is_some_and(|policy| {
+                    policy["spec"]["ingress"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|rule| rule["from"].as_array().into_iter().flatten())
+                        .any(|peer| peer["namespaceSelector"].is_object())
+                })
+        });
+        assert!(
+            extra_peers,
+            "no value set covers notifySvc.networkPolicy.extraFrom"
         );
     });
 }
@@ -1025,6 +1255,20 @@ fn bad_values_are_refused_with_a_readable_error() {
             (
                 true,
                 vec!["/gateway/corsAllowedOrigins/0", "does not match pattern"],
+            ),
+        ),
+        (
+            "notify-embedded-replicas.yaml",
+            (
+                true,
+                vec!["/notifySvc/replicas", "/notifySvc/autoscaling/enabled"],
+            ),
+        ),
+        (
+            "shared-consumer-group.yaml",
+            (
+                false,
+                vec!["notifySvc.consumer.group and consumer.group", "\"fanout\""],
             ),
         ),
         (

@@ -1,3 +1,8 @@
-//! The `notify-svc` binary (being wired up).
+//! The `notify-svc` binary: the shared scaffold (config, telemetry, exit codes)
+//! around [`warble_notify_svc::run`], until SIGTERM/SIGINT.
 
-fn main() {}
+warble_mesh::service_main!(
+    "notify-svc",
+    warble_notify_svc::NotifySvcConfig,
+    warble_notify_svc::run
+);

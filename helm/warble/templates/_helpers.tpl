@@ -1,22 +1,28 @@
 {{/*
-The five workloads: values key -> facts the templates need. `callers` are the
+The six workloads: values key -> facts the templates need. `callers` are the
 values keys of the workloads allowed to connect (NetworkPolicy); the gateway
 alone takes traffic from outside the release. `grpcService` is the service
-name the readiness probe asks grpc.health.v1.Health about.
+name the readiness probe asks grpc.health.v1.Health about. `workerIds`: the
+service issues Snowflake ids, so each pod's StatefulSet ordinal is its worker
+id. `consumer`: the service consumes the event streams in a consumer group,
+each pod under its own name. A StatefulSet without worker ids (notify-svc) is
+one for its per-pod data volume.
 */}}
 {{- define "warble.components" -}}
 tweetSvc:
   name: tweet-svc
   port: 50051
   kind: StatefulSet
+  workerIds: true
   grpcService: warble.tweet.v1.TweetService
   callers: [gateway, timelineSvc, fanoutSvc]
 graphSvc:
   name: graph-svc
   port: 50052
   kind: StatefulSet
+  workerIds: true
   grpcService: warble.graph.v1.GraphService
-  callers: [gateway, timelineSvc, fanoutSvc]
+  callers: [gateway, timelineSvc, fanoutSvc, notifySvc]
 timelineSvc:
   name: timeline-svc
   port: 50053
@@ -27,8 +33,16 @@ fanoutSvc:
   name: fanout-svc
   port: 50054
   kind: Deployment
+  consumer: true
   grpcService: warble.fanout.v1.FanoutService
   callers: []
+notifySvc:
+  name: notify-svc
+  port: 50055
+  kind: StatefulSet
+  consumer: true
+  grpcService: warble.notify.v1.NotifyService
+  callers: [gateway]
 gateway:
   name: gateway
   port: 8080
@@ -118,7 +132,7 @@ workload template, so a bad combination stops the render with this message.
 {{- if le (int $s.terminationGracePeriodSeconds) (add (int $s.preStopSleepSecs) (int $s.drainTimeoutSecs)) -}}
 {{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must be greater than shutdown.preStopSleepSecs + shutdown.drainTimeoutSecs (%d + %d), or pods are killed while draining" (int $s.terminationGracePeriodSeconds) (int $s.preStopSleepSecs) (int $s.drainTimeoutSecs)) -}}
 {{- end -}}
-{{- range $key := list "tweetSvc" "graphSvc" "timelineSvc" "fanoutSvc" "gateway" -}}
+{{- range $key := list "tweetSvc" "graphSvc" "timelineSvc" "fanoutSvc" "notifySvc" "gateway" -}}
 {{- $a := (index $.Values $key).autoscaling -}}
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) -}}
 {{- fail (printf "%s.autoscaling.minReplicas (%d) must not exceed %s.autoscaling.maxReplicas (%d)" $key (int $a.minReplicas) $key (int $a.maxReplicas)) -}}
@@ -126,6 +140,13 @@ workload template, so a bad combination stops the render with this message.
 {{- end -}}
 {{- if lt (int64 .Values.consumer.maxRetryBackoffMs) (int64 .Values.consumer.retryBackoffMs) -}}
 {{- fail "consumer.maxRetryBackoffMs must be at least consumer.retryBackoffMs" -}}
+{{- end -}}
+{{- $notifyConsumer := .Values.notifySvc.consumer -}}
+{{- if lt (int64 $notifyConsumer.maxRetryBackoffMs) (int64 $notifyConsumer.retryBackoffMs) -}}
+{{- fail "notifySvc.consumer.maxRetryBackoffMs must be at least notifySvc.consumer.retryBackoffMs" -}}
+{{- end -}}
+{{- if eq .Values.consumer.group $notifyConsumer.group -}}
+{{- fail (printf "notifySvc.consumer.group and consumer.group (fanout-svc) are both %q: the two services would split the events between them and each miss the other's share; give each its own group" $notifyConsumer.group) -}}
 {{- end -}}
 {{- $tweetStart := int .Values.tweetSvc.workerIdStart -}}
 {{- $tweetEnd := sub (add $tweetStart (include "warble.maxPods" .Values.tweetSvc | int)) 1 -}}
@@ -155,6 +176,31 @@ workload template, so a bad combination stops the render with this message.
 {{ .prefix }}RESPONSE_TIMEOUT_MS: {{ $r.responseTimeoutMs | int64 | quote }}
 {{- end -}}
 
+{{/* `scylla.*` settings as `store.scylla.*` env vars (tweet-svc and notify-svc). */}}
+{{- define "warble.scyllaEnv" -}}
+{{- $s := .Values.scylla -}}
+WARBLE_STORE__SCYLLA__NODES: {{ join "," $s.nodes | quote }}
+WARBLE_STORE__SCYLLA__KEYSPACE: {{ $s.keyspace | quote }}
+WARBLE_STORE__SCYLLA__REPLICATION_FACTOR: {{ $s.replicationFactor | int64 | quote }}
+WARBLE_STORE__SCYLLA__LOCAL_DATACENTER: {{ $s.localDatacenter | quote }}
+WARBLE_STORE__SCYLLA__USERNAME: {{ $s.username | quote }}
+WARBLE_STORE__SCYLLA__REQUEST_TIMEOUT_MS: {{ $s.requestTimeoutMs | int64 | quote }}
+{{- end -}}
+
+{{/*
+Consumer settings (`consumer.*`, but `consumer.name`, which is each pod's
+name) as env vars: the values `consumer` (fanout-svc) or `notifySvc.consumer`.
+*/}}
+{{- define "warble.consumerEnv" -}}
+WARBLE_CONSUMER__GROUP: {{ .group | quote }}
+WARBLE_CONSUMER__WORKERS: {{ .workers | int64 | quote }}
+WARBLE_CONSUMER__READ_BATCH: {{ .readBatch | int64 | quote }}
+WARBLE_CONSUMER__MAX_ATTEMPTS: {{ .maxAttempts | int64 | quote }}
+WARBLE_CONSUMER__RETRY_BACKOFF_MS: {{ .retryBackoffMs | int64 | quote }}
+WARBLE_CONSUMER__MAX_RETRY_BACKOFF_MS: {{ .maxRetryBackoffMs | int64 | quote }}
+WARBLE_CONSUMER__RECLAIM_IDLE_SECS: {{ .reclaimIdleSecs | int64 | quote }}
+{{- end -}}
+
 {{/* `telemetry.*` settings of a component: (dict "root" $ "key" "tweetSvc"). */}}
 {{- define "warble.telemetryEnv" -}}
 {{- $t := .root.Values.telemetry -}}
@@ -177,12 +223,14 @@ The non-secret config of a component, as the env vars of its ConfigMap:
 {{- $tweetAddr := printf "%s:50051" (include "warble.componentName" (dict "root" $root "key" "tweetSvc")) -}}
 {{- $graphAddr := printf "%s:50052" (include "warble.componentName" (dict "root" $root "key" "graphSvc")) -}}
 {{- $timelineAddr := printf "%s:50053" (include "warble.componentName" (dict "root" $root "key" "timelineSvc")) -}}
+{{- $notifyAddr := printf "%s:50055" (include "warble.componentName" (dict "root" $root "key" "notifySvc")) -}}
 {{- if eq .key "gateway" -}}
 WARBLE_LISTEN_ADDR: "0.0.0.0:{{ $c.port }}"
 WARBLE_DRAIN_TIMEOUT_SECS: {{ $V.shutdown.drainTimeoutSecs | int64 | quote }}
 WARBLE_TWEET_SERVICE_ADDR: {{ $tweetAddr | quote }}
 WARBLE_GRAPH_SERVICE_ADDR: {{ $graphAddr | quote }}
 WARBLE_TIMELINE_SERVICE_ADDR: {{ $timelineAddr | quote }}
+WARBLE_NOTIFY_SERVICE_ADDR: {{ $notifyAddr | quote }}
 WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
 WARBLE_GRAPHIQL: {{ $v.graphiql | quote }}
 WARBLE_INTROSPECTION: {{ $v.introspection | quote }}
@@ -222,13 +270,7 @@ WARBLE_DATA_DIR: "/var/lib/warble"
 WARBLE_IDEMPOTENCY_TTL_SECS: {{ $v.idempotencyTtlSecs | int64 | quote }}
 WARBLE_STORE__BACKEND: {{ $v.store.backend | quote }}
 {{- if eq $v.store.backend "scylla" }}
-{{- $s := $V.scylla }}
-WARBLE_STORE__SCYLLA__NODES: {{ join "," $s.nodes | quote }}
-WARBLE_STORE__SCYLLA__KEYSPACE: {{ $s.keyspace | quote }}
-WARBLE_STORE__SCYLLA__REPLICATION_FACTOR: {{ $s.replicationFactor | int64 | quote }}
-WARBLE_STORE__SCYLLA__LOCAL_DATACENTER: {{ $s.localDatacenter | quote }}
-WARBLE_STORE__SCYLLA__USERNAME: {{ $s.username | quote }}
-WARBLE_STORE__SCYLLA__REQUEST_TIMEOUT_MS: {{ $s.requestTimeoutMs | int64 | quote }}
+{{ include "warble.scyllaEnv" $root }}
 {{- end }}
 WARBLE_EVENTS__BACKEND: "redis"
 {{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_EVENTS__REDIS__") }}
@@ -263,13 +305,18 @@ WARBLE_FANOUT__CELEBRITY_THRESHOLD: {{ $f.celebrityThreshold | int64 | quote }}
 WARBLE_FANOUT__INACTIVE_AFTER_DAYS: {{ $f.inactiveAfterDays | int64 | quote }}
 WARBLE_FANOUT__FOLLOW_BACKFILL_TWEETS: {{ $f.followBackfillTweets | int64 | quote }}
 WARBLE_FANOUT__FOLLOWER_PAGE_SIZE: {{ $f.followerPageSize | int64 | quote }}
-WARBLE_CONSUMER__GROUP: {{ $k.group | quote }}
-WARBLE_CONSUMER__WORKERS: {{ $k.workers | int64 | quote }}
-WARBLE_CONSUMER__READ_BATCH: {{ $k.readBatch | int64 | quote }}
-WARBLE_CONSUMER__MAX_ATTEMPTS: {{ $k.maxAttempts | int64 | quote }}
-WARBLE_CONSUMER__RETRY_BACKOFF_MS: {{ $k.retryBackoffMs | int64 | quote }}
-WARBLE_CONSUMER__MAX_RETRY_BACKOFF_MS: {{ $k.maxRetryBackoffMs | int64 | quote }}
-WARBLE_CONSUMER__RECLAIM_IDLE_SECS: {{ $k.reclaimIdleSecs | int64 | quote }}
+{{ include "warble.consumerEnv" $k }}
+{{- end }}
+{{- if eq .key "notifySvc" }}
+WARBLE_DATA_DIR: "/var/lib/warble"
+WARBLE_STORE__BACKEND: {{ $v.store.backend | quote }}
+{{- if eq $v.store.backend "scylla" }}
+{{ include "warble.scyllaEnv" $root }}
+{{- end }}
+WARBLE_GRAPH_SERVICE_ADDR: {{ $graphAddr | quote }}
+WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_REDIS__") }}
+{{ include "warble.consumerEnv" $v.consumer }}
 {{- end }}
 {{ include "warble.telemetryEnv" . }}
 {{- end -}}
@@ -307,10 +354,10 @@ The secret env vars of a component (env entries with secretKeyRef):
 {{- if or (eq .key "tweetSvc") (eq .key "graphSvc") (eq .key "gateway") -}}
 {{- $_ := set $refs "WARBLE_EVENTS__REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
 {{- end -}}
-{{- if or (eq .key "timelineSvc") (eq .key "fanoutSvc") -}}
+{{- if or (eq .key "timelineSvc") (eq .key "fanoutSvc") (eq .key "notifySvc") -}}
 {{- $_ := set $refs "WARBLE_REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
 {{- end -}}
-{{- if and (eq .key "tweetSvc") (eq $v.store.backend "scylla") -}}
+{{- if and (or (eq .key "tweetSvc") (eq .key "notifySvc")) (eq $v.store.backend "scylla") -}}
 {{- $_ := set $refs "WARBLE_STORE__SCYLLA__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.scylla "chartKey" "scylla-password")) -}}
 {{- end -}}
 {{- if and (eq .key "graphSvc") (eq $v.store.backend "neo4j") -}}
@@ -379,6 +426,7 @@ issue Snowflake ids (each pod's ordinal is its worker id). Then its Service.
 {{- $v := index $V .key -}}
 {{- $name := include "warble.componentName" . -}}
 {{- $sts := eq $c.kind "StatefulSet" -}}
+{{- $ids := hasKey $c "workerIds" -}}
 {{- $embedded := and $sts (eq (dig "store" "backend" "" $v) "embedded") -}}
 {{- $pvc := and $embedded $v.persistence.enabled -}}
 {{- $portName := ternary "http" "grpc" (hasKey $c "http") -}}
@@ -399,8 +447,9 @@ spec:
       {{- include "warble.selectorLabels" (dict "root" $root "component" $c.name) | nindent 6 }}
   {{- if $sts }}
   serviceName: {{ $name }}-headless
-  # Pods start and stop in parallel: the ordinal only names the worker id.
+  # Pods start and stop in parallel: no pod waits for another.
   podManagementPolicy: Parallel
+  {{- if $ids }}
   # Pod N is `<name>-N` and carries the label apps.kubernetes.io/pod-index=N,
   # which becomes WARBLE_WORKER_ID: worker ids workerIdStart, workerIdStart+1, ...
   # A StatefulSet never runs two pods with the same ordinal at once (a
@@ -408,6 +457,11 @@ spec:
   # processes share a worker id.
   ordinals:
     start: {{ $v.workerIdStart }}
+  {{- else }}
+  # A StatefulSet never runs two pods with the same ordinal at once (a
+  # replacement starts only after its predecessor is gone), so no two
+  # processes ever open the same data volume.
+  {{- end }}
   updateStrategy:
     type: RollingUpdate
   {{- else }}
@@ -474,15 +528,16 @@ spec:
             - configMapRef:
                 name: {{ $name }}
           {{- $secretEnv := include "warble.secretEnv" . }}
-          {{- if or $secretEnv $sts (eq .key "fanoutSvc") $v.extraEnv }}
+          {{- if or $secretEnv $ids (hasKey $c "consumer") $v.extraEnv }}
           env:
-            {{- if $sts }}
+            {{- if $ids }}
             - name: WARBLE_WORKER_ID
               valueFrom:
                 fieldRef:
                   fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
             {{- end }}
-            {{- if eq .key "fanoutSvc" }}
+            {{- if hasKey $c "consumer" }}
+            # Each pod consumes under its own name in the shared group.
             - name: WARBLE_CONSUMER__NAME
               valueFrom:
                 fieldRef:

@@ -283,7 +283,11 @@ pub trait NotificationStore: Send + Sync + 'static {
     /// commits them in one transaction; the default applies them one by one
     /// (each atomic with its version, so a retry after a partial failure
     /// re-applies only what is missing).
-    async fn apply_all(&self, changes: Vec<Change>, now_ms: i64) -> Result<Vec<Applied>, NotifyError> {
+    async fn apply_all(
+        &self,
+        changes: Vec<Change>,
+        now_ms: i64,
+    ) -> Result<Vec<Applied>, NotifyError> {
         let mut applied = Vec::with_capacity(changes.len());
         for change in changes {
             applied.push(self.apply(change, now_ms).await?);
