@@ -100,6 +100,30 @@ async fn stream_len(log: &RedisEventLog, stream: &str) -> u64 {
         .unwrap()
 }
 
+/// A live-only stream stays near its cap however much is appended, and
+/// keeps its newest entries for tailing readers.
+#[tokio::test]
+async fn capped_appends_keep_about_the_newest_entries() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let log = log_on(&server.config()).await;
+    let mut last = None;
+    for i in 0..2_000u64 {
+        last = Some(log.append_capped("live", i, b"x", 100).await.unwrap());
+    }
+    let length = stream_len(&log, "live").await;
+    // `MAXLEN ~` trims whole nodes (100 entries each by default): at least
+    // the cap stays, and never much more.
+    assert!((100..=300).contains(&length), "length {length}");
+    let tail = log
+        .read_after("live", None, 10_000, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(tail.last().map(|entry| entry.id), last);
+    assert_eq!(tail.last().map(|entry| entry.key), Some(1_999));
+}
+
 #[tokio::test]
 async fn trimming_removes_only_what_every_group_acknowledged() {
     let Some(server) = RedisServer::shared() else {

@@ -58,6 +58,10 @@ pub struct NotifyEngine {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Entries the live notifications stream keeps: gateways tail it from its
+/// end, so it only needs to cover a read's worth of lag, with room to spare.
+const LIVE_STREAM_LENGTH: usize = 100_000;
+
 impl NotifyEngine {
     /// An engine over `store`, asking graph-svc about mentions and policies
     /// and announcing new items on `log`.
@@ -119,7 +123,12 @@ impl NotifyEngine {
         };
         if let Err(error) = self
             .log
-            .append(NOTIFICATIONS_STREAM, recipient, &record.encode_to_vec())
+            .append_capped(
+                NOTIFICATIONS_STREAM,
+                recipient,
+                &record.encode_to_vec(),
+                LIVE_STREAM_LENGTH,
+            )
             .await
         {
             tracing::warn!(error = %warble_mesh::status::ErrorChain(&error), recipient, group_id, "cannot announce a notification to live subscribers");

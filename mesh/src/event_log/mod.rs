@@ -123,6 +123,21 @@ pub trait EventLog: Send + Sync + 'static {
         payload: &[u8],
     ) -> Result<EventId, EventLogError>;
 
+    /// Appends one entry to a stream only tailed live (no consumer group
+    /// needs its history), keeping about its newest `max_len` entries. Redis
+    /// caps it with `XADD MAXLEN ~`; the default appends without a cap (the
+    /// embedded log of `warble dev` keeps every stream whole).
+    async fn append_capped(
+        &self,
+        stream: &str,
+        key: u64,
+        payload: &[u8],
+        max_len: usize,
+    ) -> Result<EventId, EventLogError> {
+        let _ = max_len;
+        self.append(stream, key, payload).await
+    }
+
     /// Delivers up to `max` entries no consumer of `group` has received yet,
     /// waiting up to `block` for one to arrive when there are none.
     async fn read_group(

@@ -14,7 +14,9 @@
 //! | `last_id` | `XINFO STREAM`'s `last-generated-id` (kept when entries are trimmed) |
 //! | `read_after` | `XREAD COUNT <max> [BLOCK <ms>] STREAMS <stream> <after or 0-0>` |
 //!
-//! **Length policy.** `XADD` never trims (no `MAXLEN`): a length cap would
+//! **Length policy.** `XADD` never trims (no `MAXLEN`; only
+//! [`EventLog::append_capped`], for streams tailed live and never consumed
+//! in groups, caps with `MAXLEN ~`): a length cap would
 //! drop entries whatever their state. Instead, once every
 //! [`RedisEventLog::with_trim_every`] acknowledgements of a stream (and on
 //! demand with [`RedisEventLog::trim`]) a script computes, over every group,
@@ -448,6 +450,32 @@ impl EventLog for RedisEventLog {
         payload: &[u8],
     ) -> Result<EventId, EventLogError> {
         let request = Request::new("XADD", self.stream_key(stream))
+            .arg("*")
+            .arg("k")
+            .arg(key)
+            .arg("p")
+            .arg(payload);
+        let id: String = self
+            .client
+            .query(request)
+            .await
+            .map_err(|error| self.unavailable(error))?;
+        id.parse()
+    }
+
+    async fn append_capped(
+        &self,
+        stream: &str,
+        key: u64,
+        payload: &[u8],
+        max_len: usize,
+    ) -> Result<EventId, EventLogError> {
+        // `~`: Redis trims whole radix-tree nodes, which is cheap; the
+        // stream keeps at least `max_len` entries.
+        let request = Request::new("XADD", self.stream_key(stream))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(max_len)
             .arg("*")
             .arg("k")
             .arg(key)
