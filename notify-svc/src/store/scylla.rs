@@ -30,7 +30,7 @@
 //! - **One group to read.** A group's row holds its count and its newest
 //!   actors; the actors themselves are rows clustered by position
 //!   descending, read with `LIMIT` only when an undo touches the sample. A
-//!   tweet liked 100,000 times is one row to list and one to get.
+//!   tweet liked 100,000 times is one list key and one group row to read.
 //! - **Retention.** Every row's TTL is the time its data stops mattering
 //!   (the group's newest item, the item's version, a deletion) plus
 //!   180 days and a margin; reads also leave out groups past the retention
@@ -39,7 +39,8 @@
 //! - **Cross-recipient state** lives in its own partitions, written before
 //!   any recipient's batch and idempotent: a tweet's deletion
 //!   (`notify_deleted_tweets`) and the recipients that may hold groups about
-//!   a tweet (`notify_tweet_recipients`).
+//!   a tweet (`notify_tweet_recipients`). Once a tweet is deleted, adds and
+//!   undos about it are `Stale`, as in the embedded store.
 //!
 //! # What is atomic, and what is not
 //!
