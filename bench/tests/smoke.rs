@@ -220,3 +220,25 @@ async fn social_reads_retweets_as_readers_who_block_and_who_do_not() {
         "both block-cost targets are reported"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_applies_likes_and_reads_a_viral_group_like_a_single_like() {
+    let report = smoke(Scenario::Notify).await;
+    let applied = report
+        .measurement("likes applied by notify-svc (tweet-svc, event log, notify-svc)")
+        .expect("the apply row");
+    assert_eq!(applied.operations, 300);
+    assert!(applied.throughput_per_s > 0.0);
+    for reader in [
+        "a reader with 25 like groups",
+        "the viral tweet's author (one group of every like)",
+        "a reader with one like",
+    ] {
+        let name = format!("notifications(first: 20), {reader}, closed c=4");
+        let row = report
+            .measurement(&name)
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(row.operations, 40, "{name}");
+        assert_eq!(row.errors, 0, "{name}");
+    }
+}

@@ -33,9 +33,9 @@ pub use config::FanoutSvcConfig;
 pub use error::FanoutError;
 pub use stats::FanoutStats;
 
-use warble_mesh::consumer::{self, ConsumerSettings};
 use crate::engine::{FanoutEngine, FanoutPolicy};
 use crate::service::FanoutApi;
+use warble_mesh::consumer::{self, ConsumerSettings};
 
 /// A fan-out service ready to run: consumer plus gRPC status endpoint.
 pub struct FanoutSvc {

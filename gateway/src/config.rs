@@ -35,6 +35,11 @@ pub struct GatewayConfig {
     pub graph_service_addr: String,
     /// timeline-svc address (`host:port`).
     pub timeline_service_addr: String,
+    /// notify-svc address (`host:port`): notifications, their unread count
+    /// and settings, and `notificationAdded` read it. `/readyz` waits for it
+    /// like the other services; while it cannot be reached those fields are
+    /// UNAVAILABLE and the rest of the schema is unaffected.
+    pub notify_service_addr: String,
     /// Deadline of each downstream call, in milliseconds.
     pub request_timeout_ms: u64,
     /// Token verification and development sign-up.
@@ -137,6 +142,7 @@ impl Default for GatewayConfig {
             tweet_service_addr: "127.0.0.1:50051".into(),
             graph_service_addr: "127.0.0.1:50052".into(),
             timeline_service_addr: "127.0.0.1:50053".into(),
+            notify_service_addr: "127.0.0.1:50055".into(),
             request_timeout_ms: 2_000,
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
@@ -209,6 +215,7 @@ impl ServiceConfig for GatewayConfig {
                 ("tweet_service_addr", self.tweet_service_addr.as_str()),
                 ("graph_service_addr", self.graph_service_addr.as_str()),
                 ("timeline_service_addr", self.timeline_service_addr.as_str()),
+                ("notify_service_addr", self.notify_service_addr.as_str()),
             ],
             self.request_timeout_ms,
         )?;
@@ -401,6 +408,30 @@ mod tests {
         assert_eq!(refused_key(&no_audience).as_deref(), Some("auth.audience"));
         no_audience.auth.dev_mode = true;
         assert_eq!(refused_key(&no_audience), None, "dev mode accepts any");
+    }
+
+    #[test]
+    fn every_downstream_address_is_required_naming_its_key() {
+        assert_eq!(
+            GatewayConfig::default().notify_service_addr,
+            "127.0.0.1:50055"
+        );
+        for key in [
+            "tweet_service_addr",
+            "graph_service_addr",
+            "timeline_service_addr",
+            "notify_service_addr",
+        ] {
+            let mut config = production();
+            let addr = match key {
+                "tweet_service_addr" => &mut config.tweet_service_addr,
+                "graph_service_addr" => &mut config.graph_service_addr,
+                "timeline_service_addr" => &mut config.timeline_service_addr,
+                _ => &mut config.notify_service_addr,
+            };
+            *addr = " ".into();
+            assert_eq!(refused_key(&config).as_deref(), Some(key));
+        }
     }
 
     #[test]

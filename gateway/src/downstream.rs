@@ -13,6 +13,7 @@ use tonic::service::interceptor::InterceptedService;
 use warble_mesh::grpc::{MeshChannel, remote_channel};
 use warble_mesh::telemetry::TraceContextInterceptor;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::notify::v1::notify_service_client::NotifyServiceClient;
 use warble_proto::timeline::v1::timeline_service_client::TimelineServiceClient;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 
@@ -96,6 +97,8 @@ pub struct Downstream {
     pub graph: GraphServiceClient<DownstreamChannel>,
     /// timeline-svc.
     pub timeline: TimelineServiceClient<DownstreamChannel>,
+    /// notify-svc.
+    pub notify: NotifyServiceClient<DownstreamChannel>,
     /// The raw channels by service name, for health checks.
     pub channels: Vec<(&'static str, DownstreamChannel)>,
     /// Calls made so far.
@@ -113,11 +116,12 @@ fn counted(channel: MeshChannel, counts: &Arc<RpcCounts>) -> DownstreamChannel {
 }
 
 impl Downstream {
-    /// Lazily connecting clients to the three services; every call has `timeout`.
+    /// Lazily connecting clients to the four services; every call has `timeout`.
     pub fn connect(
         tweet_addr: &str,
         graph_addr: &str,
         timeline_addr: &str,
+        notify_addr: &str,
         timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
         let connect_timeout = Duration::from_secs(3);
@@ -125,23 +129,32 @@ impl Downstream {
             remote_channel(tweet_addr, connect_timeout, timeout)?,
             remote_channel(graph_addr, connect_timeout, timeout)?,
             remote_channel(timeline_addr, connect_timeout, timeout)?,
+            remote_channel(notify_addr, connect_timeout, timeout)?,
         ))
     }
 
     /// Clients over given channels (in-process ones, in the single-process stack).
-    pub fn from_channels(tweets: MeshChannel, graph: MeshChannel, timeline: MeshChannel) -> Self {
+    pub fn from_channels(
+        tweets: MeshChannel,
+        graph: MeshChannel,
+        timeline: MeshChannel,
+        notify: MeshChannel,
+    ) -> Self {
         let counts = Arc::new(RpcCounts::default());
         let tweets = counted(tweets, &counts);
         let graph = counted(graph, &counts);
         let timeline = counted(timeline, &counts);
+        let notify = counted(notify, &counts);
         Self {
             tweets: TweetServiceClient::new(tweets.clone()),
             graph: GraphServiceClient::new(graph.clone()),
             timeline: TimelineServiceClient::new(timeline.clone()),
+            notify: NotifyServiceClient::new(notify.clone()),
             channels: vec![
                 ("tweet-svc", tweets),
                 ("graph-svc", graph),
                 ("timeline-svc", timeline),
+                ("notify-svc", notify),
             ],
             counts,
         }

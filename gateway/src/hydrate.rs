@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_graphql::Lookahead;
 use warble_proto::graph::v1 as graph;
+use warble_proto::limits::graph as graph_limits;
 use warble_proto::tweet::v1 as tweet;
 
 use crate::auth::Viewer;
@@ -305,8 +306,28 @@ pub async fn nodes(
 }
 
 /// Hydrates users by id (one GetUsers, plus GetFollowCounts / IsFollowing in
-/// parallel when wanted). Missing users are absent from the map.
+/// parallel when wanted). Missing users are absent from the map. More ids
+/// than graph-svc takes in one batch (a page of notification groups can
+/// name up to 800 actors) are split into batches sent at once.
 pub async fn users(
+    downstream: &Downstream,
+    viewer: Option<Viewer>,
+    ids: &[u64],
+    wants: UserWants,
+) -> Result<HashMap<u64, UserNode>, async_graphql::Error> {
+    if ids.len() <= graph_limits::MAX_BATCH {
+        return users_batch(downstream, viewer, ids, wants).await;
+    }
+    let batches = futures::future::try_join_all(
+        ids.chunks(graph_limits::MAX_BATCH)
+            .map(|batch| users_batch(downstream, viewer, batch, wants)),
+    )
+    .await?;
+    Ok(batches.into_iter().flatten().collect())
+}
+
+/// [`users`] for at most one batch of ids.
+async fn users_batch(
     downstream: &Downstream,
     viewer: Option<Viewer>,
     ids: &[u64],

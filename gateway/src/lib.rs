@@ -20,6 +20,7 @@ pub mod http;
 pub mod hydrate;
 pub mod loaders;
 pub mod model;
+pub mod notifications;
 pub mod paging;
 pub mod persisted;
 pub mod proxies;
@@ -84,6 +85,7 @@ impl Gateway {
             &config.tweet_service_addr,
             &config.graph_service_addr,
             &config.timeline_service_addr,
+            &config.notify_service_addr,
             Duration::from_millis(config.request_timeout_ms),
         )?;
         Self::with_downstream(config, event_log, downstream)
@@ -162,6 +164,22 @@ impl Gateway {
         self.state.auth.issue(user_id)
     }
 
+    /// Tails the event log for the live subscriptions until `stop` turns
+    /// true ([`Gateway::serve`] runs it; a host that runs requests without
+    /// serving, such as a test, spawns it itself). Ends at once when the
+    /// gateway has no event log.
+    pub fn live_feed(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let parts = self.state.feed.clone().zip(self.event_log.clone());
+        async move {
+            if let Some((feed, log)) = parts {
+                feed.run(log, stop).await;
+            }
+        }
+    }
+
     /// Serves HTTP on `listener` until `shutdown` resolves, then lets
     /// requests finish for up to `drain_timeout_secs` (open subscriptions are
     /// closed at the deadline).
@@ -171,12 +189,10 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let feed = match (&self.state.feed, &self.event_log) {
-            (Some(feed), Some(log)) => {
-                Some(tokio::spawn(feed.clone().run(log.clone(), stopped.clone())))
-            }
-            _ => None,
-        };
+        let feed = self
+            .event_log
+            .is_some()
+            .then(|| tokio::spawn(self.live_feed(stopped)));
         let limits = &self.config.limits;
         let app = http::AppState {
             executor: self.executor.clone(),
@@ -274,6 +290,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         &config.tweet_service_addr,
         &config.graph_service_addr,
         &config.timeline_service_addr,
+        &config.notify_service_addr,
         Duration::from_millis(config.request_timeout_ms),
     )
     .context("invalid downstream address")?;

@@ -9,6 +9,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use tonic::Status;
 use warble_proto::graph::v1 as graph;
 use warble_proto::limits::{graph as graph_limits, tweet as tweet_limits};
+use warble_proto::notify::v1 as notify;
 use warble_proto::tweet::v1 as tweet;
 
 use crate::auth::Viewer;
@@ -32,6 +33,30 @@ pub struct RelationsToUser(pub Downstream, pub Viewer);
 pub struct UsersByUsername(pub Downstream);
 /// Live tweets written, by author id.
 pub struct TweetsCountByAuthor(pub Downstream);
+/// Unread notifications by recipient id. Only ever asked for the viewer:
+/// it lets `unreadNotificationsCount` and `unreadNotificationsCapped`
+/// share one GetUnreadCount.
+pub struct UnreadNotifications(pub Downstream);
+
+impl Loader<u64> for UnreadNotifications {
+    type Value = notify::GetUnreadCountResponse;
+    type Error = Status;
+
+    async fn load(&self, ids: &[u64]) -> Result<HashMap<u64, Self::Value>, Self::Error> {
+        // GetUnreadCount takes one recipient; a request has one viewer.
+        let mut unread = HashMap::with_capacity(ids.len());
+        for &recipient_id in ids {
+            let response = self
+                .0
+                .notify
+                .clone()
+                .get_unread_count(notify::GetUnreadCountRequest { recipient_id })
+                .await?;
+            unread.insert(recipient_id, response.into_inner());
+        }
+        Ok(unread)
+    }
+}
 
 impl Loader<u64> for RelationsToUser {
     type Value = graph::Relation;
@@ -260,6 +285,7 @@ pub struct Loaders {
     relations: OnceLock<DataLoader<RelationsToUser>>,
     users_by_username: OnceLock<DataLoader<UsersByUsername>>,
     tweets_count: OnceLock<DataLoader<TweetsCountByAuthor>>,
+    unread_notifications: OnceLock<DataLoader<UnreadNotifications>>,
 }
 
 /// Loader batches run on their own task, so a batch outlives the field
@@ -283,6 +309,7 @@ impl Loaders {
             relations: OnceLock::new(),
             users_by_username: OnceLock::new(),
             tweets_count: OnceLock::new(),
+            unread_notifications: OnceLock::new(),
         }
     }
 
@@ -311,6 +338,13 @@ impl Loaders {
         self.tweets_count.get_or_init(|| {
             DataLoader::new(TweetsCountByAuthor(self.downstream.clone()), spawn_batch)
                 .max_batch_size(tweet_limits::MAX_BATCH)
+        })
+    }
+
+    /// Unread notifications by recipient id.
+    pub fn unread_notifications(&self) -> &DataLoader<UnreadNotifications> {
+        self.unread_notifications.get_or_init(|| {
+            DataLoader::new(UnreadNotifications(self.downstream.clone()), spawn_batch)
         })
     }
 

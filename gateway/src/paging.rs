@@ -1,21 +1,23 @@
 //! Relay paging arguments.
 
 use async_graphql::Result;
-use warble_proto::limits::{graph, timeline};
+use warble_proto::limits::{graph, notify, timeline};
 
 use crate::error::bad_input;
 
 /// Items per page when `first` is not given: the GraphQL API's own choice.
 pub const DEFAULT_FIRST: i32 = 20;
-/// Largest `first` accepted: the smaller of the contracts' largest pages
-/// for timelines and follow lists, since `first` is passed on as their page
-/// size and anything larger would only fail downstream.
+/// Largest `first` accepted: the smallest of the contracts' largest pages
+/// for timelines, follow lists and notifications, since `first` is passed
+/// on as their page size and anything larger would only fail downstream.
 pub const MAX_FIRST: i32 = {
-    let max = if timeline::MAX_PAGE_LIMIT < graph::MAX_PAGE_LIMIT {
-        timeline::MAX_PAGE_LIMIT
-    } else {
-        graph::MAX_PAGE_LIMIT
-    };
+    let mut max = timeline::MAX_PAGE_LIMIT;
+    if graph::MAX_PAGE_LIMIT < max {
+        max = graph::MAX_PAGE_LIMIT;
+    }
+    if notify::MAX_PAGE_LIMIT < max {
+        max = notify::MAX_PAGE_LIMIT;
+    }
     max as i32
 };
 const _: () = assert!(DEFAULT_FIRST <= MAX_FIRST);

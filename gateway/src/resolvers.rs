@@ -268,15 +268,23 @@ pub async fn follow_list(
     })
 }
 
-/// The query root.
-pub struct QueryRoot;
-
-/// Reads. Everything can be read without signing in except `homeTimeline`;
-/// fields about the viewer (`viewer`, `viewerFollows`, `viewerHasLiked`,
+/// Reads. Everything can be read without signing in except `homeTimeline`
+/// and the viewer's notifications (`notifications`,
+/// `filteredNotifications`, `unreadNotificationsCount`,
+/// `unreadNotificationsCapped`, `notificationSettings`); fields about the
+/// viewer (`viewer`, `viewerFollows`, `viewerHasLiked`,
 /// `viewerHasRetweeted`) are null then. Send the token as
 /// `Authorization: Bearer <token>`.
-#[Object(name = "Query")]
-impl QueryRoot {
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(CoreQueries, crate::notifications::NotificationQueries);
+
+/// Users, tweets and timelines. Part of the `Query` type.
+#[derive(Default)]
+pub struct CoreQueries;
+
+#[Object]
+impl CoreQueries {
     /// The signed-in user; null when not signed in.
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<UserNode>> {
         match viewer(ctx) {
@@ -522,7 +530,11 @@ impl QueryRoot {
 /// retry after a short wait.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(TweetAndFollowMutations, crate::social::SocialMutations);
+pub struct MutationRoot(
+    TweetAndFollowMutations,
+    crate::social::SocialMutations,
+    crate::notifications::NotificationMutations,
+);
 
 /// Tweets, engagement, follows and sign-up. Part of the `Mutation` type.
 #[derive(Default)]
@@ -959,6 +971,21 @@ impl SubscriptionRoot {
             let item = watch.next().await?;
             Some((item, watch))
         }))
+    }
+
+    /// Each notification group of the viewer's main list as it is created
+    /// or absorbs an actor (the group comes again, with the same id, each
+    /// time it grows), hydrated like a `notifications` page: actors the
+    /// viewer blocks or mutes with notifications hidden are left out, and
+    /// a group left without actors, or about a deleted tweet, is not sent.
+    /// Filtered notifications are not sent. UNAUTHENTICATED when not signed
+    /// in; UNAVAILABLE when this gateway serves no live updates.
+    async fn notification_added(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = Result<crate::notifications::NotificationGroupNode>> + use<>>
+    {
+        crate::notifications::added(ctx).await
     }
 }
 

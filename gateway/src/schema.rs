@@ -19,9 +19,13 @@ pub type WarbleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// async-graphql sends every field through the extension chain (see
 /// [`crate::query_cache`]).
 pub fn build(state: Arc<GatewayState>, limits: &LimitsConfig, introspection: bool) -> WarbleSchema {
-    let builder = Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
-        .data(state)
-        .limit_complexity(limits.max_complexity);
+    let builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot,
+    )
+    .data(state)
+    .limit_complexity(limits.max_complexity);
     if introspection {
         builder.finish()
     } else {
@@ -31,9 +35,13 @@ pub fn build(state: Arc<GatewayState>, limits: &LimitsConfig, introspection: boo
 
 /// The schema's SDL (what `schema.graphql` holds).
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
-        .finish()
-        .sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot,
+    )
+    .finish()
+    .sdl()
 }
 
 /// Gives every error a stable `extensions.code`: errors raised before

@@ -1297,6 +1297,7 @@ impl Unreachable {
             tweet_service_addr: addr.into(),
             graph_service_addr: addr.into(),
             timeline_service_addr: addr.into(),
+            notify_service_addr: addr.into(),
             request_timeout_ms: 500,
             auth: AuthConfig {
                 hs256_secret: SECRET.into(),
@@ -1311,7 +1312,8 @@ impl Unreachable {
             ..GatewayConfig::default()
         };
         let timeout = Duration::from_millis(config.request_timeout_ms);
-        let downstream = Downstream::connect(addr, addr, addr, timeout).expect("a valid address");
+        let downstream =
+            Downstream::connect(addr, addr, addr, addr, timeout).expect("a valid address");
         let gateway = Gateway::new(&config, None).expect("gateway");
         Self {
             gateway,

@@ -47,7 +47,12 @@ const BUILT_IN_SCALARS: [&str; 5] = ["String", "Int", "Float", "Boolean", "ID"];
 /// `Enum.VALUE`), with its description (`None` when absent or blank), as
 /// introspection (what GraphiQL shows) reports it.
 async fn descriptions() -> Vec<(String, Option<String>)> {
-    let schema = Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot).finish();
+    let schema = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot,
+    )
+    .finish();
     let response = schema.execute(DESCRIPTIONS).await;
     assert!(response.errors.is_empty(), "{:?}", response.errors);
     let data = response

@@ -33,6 +33,7 @@ fn warble_dev_starts_serves_and_stops_cleanly_on_sigterm() {
         "graph=",
         "timeline=",
         "fanout=",
+        "notify=",
     ] {
         assert!(ready.contains(service), "{ready}");
     }

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

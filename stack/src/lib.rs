@@ -33,6 +33,8 @@ use warble_mesh::grpc::{MeshChannel, remote_channel, traced};
 use warble_mesh::scaffold::{BinaryConfig, Serve, Shutdown};
 use warble_mesh::secret::Secret;
 use warble_mesh::telemetry::TelemetryConfig;
+use warble_notify_svc::store::EmbeddedNotificationStore;
+use warble_notify_svc::{NotifyStats, NotifySvc, NotifySvcConfig};
 use warble_timeline_cache::{EmbeddedTimelineCache, TimelineCache};
 use warble_timeline_svc::{HomeTimelines, TimelineSvc, TimelineSvcConfig};
 
@@ -59,6 +61,8 @@ pub struct DevConfig {
     pub timeline_port: u16,
     /// fanout-svc's gRPC port; 0 picks a free port.
     pub fanout_port: u16,
+    /// notify-svc's gRPC port; 0 picks a free port.
+    pub notify_port: u16,
     /// The GraphQL gateway's HTTP port; 0 picks a free port.
     pub gateway_port: u16,
     /// HS256 secret the dev gateway signs and verifies tokens with (at least
@@ -92,6 +96,7 @@ impl Default for DevConfig {
             graph_port: 50052,
             timeline_port: 50053,
             fanout_port: 50054,
+            notify_port: 50055,
             gateway_port: 8080,
             jwt_secret: Secret::default(),
             limits: LimitsConfig::default(),
@@ -137,6 +142,7 @@ impl ServiceConfig for DevConfig {
             ("graph_port", self.graph_port),
             ("timeline_port", self.timeline_port),
             ("fanout_port", self.fanout_port),
+            ("notify_port", self.notify_port),
             ("gateway_port", self.gateway_port),
         ];
         for (index, (key, port)) in ports.iter().enumerate() {
@@ -157,14 +163,20 @@ impl ServiceConfig for DevConfig {
         // The gateway section is validated as the gateway itself would (the
         // service addresses are only known once the listeners are bound).
         let any = "127.0.0.1:1";
-        self.gateway_config(SocketAddr::new(self.host, self.gateway_port), any, any, any)
-            .validate()
-            .map_err(|error| match error {
-                ConfigError::Invalid { key, reason } if key == "auth.hs256_secret" => {
-                    ConfigError::invalid("jwt_secret", reason)
-                }
-                other => other,
-            })?;
+        self.gateway_config(
+            SocketAddr::new(self.host, self.gateway_port),
+            any,
+            any,
+            any,
+            any,
+        )
+        .validate()
+        .map_err(|error| match error {
+            ConfigError::Invalid { key, reason } if key == "auth.hs256_secret" => {
+                ConfigError::invalid("jwt_secret", reason)
+            }
+            other => other,
+        })?;
         self.telemetry.validate("telemetry")
     }
 }
@@ -191,6 +203,7 @@ impl DevConfig {
             graph_port: 0,
             timeline_port: 0,
             fanout_port: 0,
+            notify_port: 0,
             gateway_port: 0,
             ..Self::default()
         }
@@ -214,6 +227,7 @@ impl DevConfig {
         tweet: &str,
         graph: &str,
         timeline: &str,
+        notify: &str,
     ) -> GatewayConfig {
         GatewayConfig {
             listen_addr,
@@ -221,6 +235,7 @@ impl DevConfig {
             tweet_service_addr: tweet.into(),
             graph_service_addr: graph.into(),
             timeline_service_addr: timeline.into(),
+            notify_service_addr: notify.into(),
             auth: AuthConfig {
                 hs256_secret: self.effective_jwt_secret(),
                 dev_mode: true,
@@ -245,6 +260,8 @@ pub struct DevStack {
     pub timeline_addr: SocketAddr,
     /// Where fanout-svc listens.
     pub fanout_addr: SocketAddr,
+    /// Where notify-svc listens.
+    pub notify_addr: SocketAddr,
     /// Where the GraphQL gateway listens (HTTP).
     pub gateway_addr: SocketAddr,
     /// Downstream calls the gateway made, by method.
@@ -259,9 +276,12 @@ pub struct DevStack {
     pub home_timelines: Arc<HomeTimelines>,
     /// fanout-svc's live counters.
     pub fanout_stats: Arc<FanoutStats>,
+    /// notify-svc's live counters.
+    pub notify_stats: Arc<NotifyStats>,
     /// Issues tokens as the gateway does (same secret), without a sign-up round trip.
     token_issuer: Authenticator,
     consumer_group: String,
+    notify_consumer_group: String,
     stop: watch::Sender<bool>,
     servers: JoinSet<anyhow::Result<()>>,
 }
@@ -323,11 +343,13 @@ impl DevStack {
         let graph_listener = bind(config.host, config.graph_port, "graph-svc").await?;
         let timeline_listener = bind(config.host, config.timeline_port, "timeline-svc").await?;
         let fanout_listener = bind(config.host, config.fanout_port, "fanout-svc").await?;
+        let notify_listener = bind(config.host, config.notify_port, "notify-svc").await?;
         let gateway_listener = bind(config.host, config.gateway_port, "gateway").await?;
         let tweet_addr = tweet_listener.local_addr()?;
         let graph_addr = graph_listener.local_addr()?;
         let timeline_addr = timeline_listener.local_addr()?;
         let fanout_addr = fanout_listener.local_addr()?;
+        let notify_addr = notify_listener.local_addr()?;
         let gateway_addr = gateway_listener.local_addr()?;
 
         // How a caller with `timeout` reaches a server: into its routes, or
@@ -392,11 +414,32 @@ impl DevStack {
         let fanout_stats = fanout.stats();
         let fanout = fanout.into_server(drain);
 
+        let notify_config = NotifySvcConfig {
+            graph_service_addr: graph_addr.to_string(),
+            consumer: ConsumerConfig {
+                group: NotifySvcConfig::default().consumer.group,
+                ..config.consumer.clone()
+            },
+            ..Default::default()
+        };
+        let notify_store = EmbeddedNotificationStore::open(event_log.database().clone())
+            .context("cannot open notify-svc's embedded store")?;
+        let notify_timeout = Duration::from_millis(notify_config.request_timeout_ms);
+        let notify = NotifySvc::with_channel(
+            &notify_config,
+            Arc::new(notify_store),
+            Arc::new(event_log.clone()),
+            traced(dial(&graph, graph_addr, notify_timeout)?),
+        );
+        let notify_stats = notify.stats();
+        let notify = notify.into_server(drain);
+
         let gateway_config = config.gateway_config(
             gateway_addr,
             &tweet_addr.to_string(),
             &graph_addr.to_string(),
             &timeline_addr.to_string(),
+            &notify_addr.to_string(),
         );
         let gateway_timeout = Duration::from_millis(gateway_config.request_timeout_ms);
         let gateway = Gateway::with_downstream(
@@ -406,6 +449,15 @@ impl DevStack {
                 dial(&tweets, tweet_addr, gateway_timeout)?,
                 dial(&graph, graph_addr, gateway_timeout)?,
                 dial(&timeline, timeline_addr, gateway_timeout)?,
+                if config.in_process_calls {
+                    notify.local_channel(gateway_timeout)
+                } else {
+                    remote_channel(
+                        &notify_addr.to_string(),
+                        Duration::from_secs(3),
+                        gateway_timeout,
+                    )?
+                },
             ),
         )
         .context("cannot configure the gateway")?;
@@ -418,6 +470,7 @@ impl DevStack {
             graph_addr,
             timeline_addr,
             fanout_addr,
+            notify_addr,
             gateway_addr,
             gateway_rpc_counts,
             event_log,
@@ -425,6 +478,8 @@ impl DevStack {
             embedded_cache,
             home_timelines,
             fanout_stats,
+            notify_stats,
+            notify_consumer_group: notify_config.consumer.group.clone(),
             token_issuer,
             consumer_group: config.consumer.group.clone(),
             stop,
@@ -434,6 +489,7 @@ impl DevStack {
         stack.spawn("graph-svc", graph, graph_listener);
         stack.spawn("timeline-svc", timeline, timeline_listener);
         stack.spawn("fanout-svc", fanout, fanout_listener);
+        stack.spawn("notify-svc", notify, notify_listener);
         stack.spawn("gateway", gateway, gateway_listener);
         Ok(stack)
     }
@@ -466,15 +522,24 @@ impl DevStack {
             .await?)
     }
 
+    /// Events notify-svc has not acknowledged yet.
+    pub async fn notify_lag(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .event_log
+            .lag(DOMAIN_EVENTS_STREAM, &self.notify_consumer_group)
+            .await?)
+    }
+
     /// The line `warble dev` prints once every service accepts connections.
     pub fn ready_line(&self) -> String {
         format!(
-            "warble ready gateway=http://{}/graphql tweet={} graph={} timeline={} fanout={}",
+            "warble ready gateway=http://{}/graphql tweet={} graph={} timeline={} fanout={} notify={}",
             self.gateway_addr,
             self.tweet_addr,
             self.graph_addr,
             self.timeline_addr,
-            self.fanout_addr
+            self.fanout_addr,
+            self.notify_addr
         )
     }
 

@@ -16,6 +16,11 @@ pub use crate::engagement::{
 };
 use crate::frontend::{Frontend, StackSpec};
 use crate::graphql::{Subscription, error_codes, node_ids};
+pub use crate::notifications::{
+    a_policy_filters_strangers_mentions, bad_notification_requests_are_refused,
+    blocks_and_mutes_silence_notifications, notifications_group_count_and_clear_on_undo,
+    the_notification_subscription_is_live,
+};
 
 const HOME: &str = r#"query($first: Int, $after: String) {
   homeTimeline(first: $first, after: $after) {

@@ -39,7 +39,7 @@ impl Default for StackSpec {
 pub trait Frontend {
     /// A GraphQL client of the gateway.
     fn graphql(&self) -> GraphqlClient;
-    /// Waits until fan-out has applied every event so far.
+    /// Waits until fan-out and notify-svc have applied every event so far.
     fn settle(&self) -> impl Future<Output = ()>;
     /// The HS256 secret the gateway verifies tokens with, so a case can
     /// mint tokens of its own (one about to expire, say).

@@ -22,6 +22,7 @@ pub mod cases;
 pub mod engagement;
 pub mod frontend;
 pub mod graphql;
+pub mod notifications;
 pub mod processes;
 
 /// How long asynchronous effects (fan-out) may take before a test fails.
@@ -246,10 +247,12 @@ impl TestStack {
             .into_inner()
     }
 
-    /// Waits until fan-out has applied and acknowledged every event so far.
+    /// Waits until fan-out and notify-svc have applied and acknowledged
+    /// every event so far.
     pub async fn settle(&self) {
-        eventually("fan-out to catch up", || async {
+        eventually("fan-out and notifications to catch up", || async {
             self.fanout_status().await.consumer_lag == 0
+                && self.stack.notify_lag().await.is_ok_and(|lag| lag == 0)
         })
         .await;
     }

@@ -1,6 +1,6 @@
 //! The services as separate processes, as in production: the real
-//! `tweet-svc`, `graph-svc`, `timeline-svc`, `fanout-svc` and `gateway`
-//! binaries, configured only through `WARBLE_*` environment variables, with
+//! `tweet-svc`, `graph-svc`, `timeline-svc`, `fanout-svc`, `notify-svc`
+//! and `gateway` binaries, configured only through `WARBLE_*` environment variables, with
 //! Redis as timeline cache and event stream (each store relaying its
 //! outbox to Redis Streams).
 
@@ -11,17 +11,19 @@ use std::time::Duration;
 
 use warble_proto::fanout::v1::GetStatusRequest;
 use warble_proto::fanout::v1::fanout_service_client::FanoutServiceClient;
+use warble_proto::notify::v1::notify_service_client::NotifyServiceClient;
 use warble_testkit::RedisServer;
 
 use crate::frontend::{Frontend, StackSpec};
 use crate::graphql::GraphqlClient;
 use crate::{EVENTUALLY, eventually};
 
-const BINARIES: [&str; 5] = [
+const BINARIES: [&str; 6] = [
     "tweet-svc",
     "graph-svc",
     "timeline-svc",
     "fanout-svc",
+    "notify-svc",
     "gateway",
 ];
 const JWT_SECRET: &str = "separate-process-test-secret-0123456789abcdef";
@@ -29,8 +31,11 @@ const JWT_SECRET: &str = "separate-process-test-secret-0123456789abcdef";
 /// A stack of service processes; killed when dropped.
 pub struct ProcessStack {
     children: Vec<(String, Child)>,
+    /// How each service was started, for [`ProcessStack::restart`].
+    commands: Vec<(String, Vec<(String, String)>)>,
     gateway: SocketAddr,
     fanout: SocketAddr,
+    notify: SocketAddr,
     _redis: RedisServer,
     _data: tempfile::TempDir,
 }
@@ -82,12 +87,13 @@ fn package_of(binary: &str) -> &'static str {
         "graph-svc" => "warble-graph-svc",
         "timeline-svc" => "warble-timeline-svc",
         "fanout-svc" => "warble-fanout-svc",
+        "notify-svc" => "warble-notify-svc",
         _ => "warble-gateway",
     }
 }
 
 impl ProcessStack {
-    /// Starts Redis and the five services; `None` (after a printed notice)
+    /// Starts Redis and the six services; `None` (after a printed notice)
     /// when redis-server is not installed outside CI.
     pub async fn start(spec: &StackSpec) -> Option<Self> {
         crate::telemetry_for_tests();
@@ -95,13 +101,14 @@ impl ProcessStack {
         let dir = binary_dir();
         ensure_binaries(&dir);
         let data = tempfile::tempdir().unwrap();
-        let [tweet, graph, timeline, fanout, gateway] = [(); 5].map(|_| free_port());
+        let [tweet, graph, timeline, fanout, notify, gateway] = [(); 6].map(|_| free_port());
         let common = [
             ("WARBLE_TELEMETRY__LOG_LEVEL", "warn".to_owned()),
             ("WARBLE_TELEMETRY__LOG_FORMAT", "compact".to_owned()),
             ("WARBLE_TWEET_SERVICE_ADDR", tweet.to_string()),
             ("WARBLE_GRAPH_SERVICE_ADDR", graph.to_string()),
             ("WARBLE_TIMELINE_SERVICE_ADDR", timeline.to_string()),
+            ("WARBLE_NOTIFY_SERVICE_ADDR", notify.to_string()),
         ];
         let redis_url = redis.url();
         let threshold = spec.celebrity_threshold.to_string();
@@ -152,6 +159,18 @@ impl ProcessStack {
                 ],
             ),
             (
+                "notify-svc",
+                vec![
+                    ("WARBLE_SERVER__LISTEN_ADDR", notify.to_string()),
+                    (
+                        "WARBLE_DATA_DIR",
+                        data.path().join("notify").display().to_string(),
+                    ),
+                    ("WARBLE_REDIS__URL", redis_url.clone()),
+                    ("WARBLE_CONSUMER__RECLAIM_IDLE_SECS", "2".into()),
+                ],
+            ),
+            (
                 "gateway",
                 vec![
                     ("WARBLE_LISTEN_ADDR", gateway.to_string()),
@@ -179,23 +198,27 @@ impl ProcessStack {
                 ],
             ),
         ];
-        let mut children = Vec::new();
-        for (binary, env) in services {
-            let child = Command::new(dir.join(binary))
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .envs(common.iter().map(|(key, value)| (*key, value.as_str())))
-                .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"));
-            children.push((binary.to_owned(), child));
-        }
+        let commands: Vec<(String, Vec<(String, String)>)> = services
+            .into_iter()
+            .map(|(binary, env)| {
+                let env = common
+                    .iter()
+                    .chain(env.iter())
+                    .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                    .collect();
+                (binary.to_owned(), env)
+            })
+            .collect();
+        let children = commands
+            .iter()
+            .map(|(binary, env)| (binary.clone(), spawn_service(&dir, binary, env)))
+            .collect();
         let stack = Self {
             children,
+            commands,
             gateway,
             fanout,
+            notify,
             _redis: redis,
             _data: data,
         };
@@ -213,7 +236,10 @@ impl ProcessStack {
                 .send()
                 .await
                 .is_ok_and(|response| response.status().is_success());
-            if gateway_ready && self.fanout_lag().await.is_some() {
+            if gateway_ready
+                && self.fanout_lag().await.is_some()
+                && self.notify_lag().await.is_some()
+            {
                 return;
             }
             assert!(
@@ -237,6 +263,59 @@ impl ProcessStack {
         Some(status.into_inner().consumer_lag)
     }
 
+    async fn notify_lag(&self) -> Option<u64> {
+        Some(self.notify_status().await?.consumer_lag)
+    }
+
+    /// notify-svc's GetStatus, `None` while it does not answer.
+    pub async fn notify_status(&self) -> Option<warble_proto::notify::v1::GetStatusResponse> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.notify))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let status = NotifyServiceClient::new(channel)
+            .get_status(warble_proto::notify::v1::GetStatusRequest {})
+            .await
+            .ok()?;
+        Some(status.into_inner())
+    }
+
+    /// Kills `binary` with SIGKILL (no drain, no acknowledgements: a crash)
+    /// and waits until it is gone.
+    pub fn kill(&mut self, binary: &str) {
+        let (_, child) = self
+            .children
+            .iter_mut()
+            .find(|(name, _)| name == binary)
+            .unwrap_or_else(|| panic!("no {binary} in the stack"));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts `binary` again with the environment it first had (its data
+    /// directory included), after [`ProcessStack::kill`].
+    pub fn restart(&mut self, binary: &str) {
+        let env = &self
+            .commands
+            .iter()
+            .find(|(name, _)| name == binary)
+            .unwrap_or_else(|| panic!("no {binary} in the stack"))
+            .1;
+        let child = spawn_service(&binary_dir(), binary, env);
+        let slot = self
+            .children
+            .iter_mut()
+            .find(|(name, _)| name == binary)
+            .expect("a killed service keeps its slot");
+        slot.1 = child;
+    }
+
+    /// notify-svc's gRPC address.
+    pub fn notify_addr(&self) -> SocketAddr {
+        self.notify
+    }
+
     /// fanout-svc's gRPC address.
     pub fn fanout_addr(&self) -> SocketAddr {
         self.fanout
@@ -258,6 +337,20 @@ impl ProcessStack {
     }
 }
 
+fn spawn_service(dir: &Path, binary: &str, env: &[(String, String)]) -> Child {
+    Command::new(dir.join(binary))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(
+            env.iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"))
+}
+
 impl Drop for ProcessStack {
     fn drop(&mut self) {
         for (_, child) in &mut self.children {
@@ -273,8 +366,8 @@ impl Frontend for ProcessStack {
     }
 
     async fn settle(&self) {
-        eventually("fan-out to catch up", || async {
-            self.fanout_lag().await == Some(0)
+        eventually("fan-out and notifications to catch up", || async {
+            self.fanout_lag().await == Some(0) && self.notify_lag().await == Some(0)
         })
         .await;
     }

@@ -6,6 +6,7 @@ pub mod celebrity;
 pub mod delivery;
 pub mod fanout;
 pub mod mixed;
+pub mod notify;
 pub mod read;
 pub mod scale;
 pub mod social;
@@ -40,11 +41,13 @@ pub enum Scenario {
     Scale,
     /// Feed reads with retweets, by readers blocking many users and none.
     Social,
+    /// Notifications: events applied per second, page reads, a viral tweet.
+    Notify,
 }
 
 impl Scenario {
     /// Every scenario, in the order `warble-bench all` runs them.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Self::Fanout,
         Self::Delivery,
         Self::Read,
@@ -52,6 +55,7 @@ impl Scenario {
         Self::Mixed,
         Self::Scale,
         Self::Social,
+        Self::Notify,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -64,6 +68,7 @@ impl Scenario {
             Self::Mixed => "mixed",
             Self::Scale => "scale",
             Self::Social => "social",
+            Self::Notify => "notify",
         }
     }
 
@@ -89,6 +94,9 @@ impl Scenario {
             Self::Social => {
                 "hydrated homeTimeline with retweets: readers blocking 1,000 users vs readers blocking none"
             }
+            Self::Notify => {
+                "notifications: likes applied per second, a 20-group page read, a 100,000-like group read vs a single like"
+            }
         }
     }
 
@@ -103,6 +111,7 @@ impl Scenario {
             Self::Mixed => mixed::run(options).await?,
             Self::Scale => scale::run(options).await?,
             Self::Social => social::run(options).await?,
+            Self::Notify => notify::run(options).await?,
         };
         report.finish(started.elapsed());
         Ok(report)

@@ -2,7 +2,9 @@
 //! on embedded stores in a temp dir, timeline-svc on an in-memory timeline
 //! cache, all reached through in-process channels (protobuf encoding,
 //! handlers and status codes as over gRPC). No fan-out runs: a home timeline
-//! holds what its first read rebuilt from the stores.
+//! holds what its first read rebuilt from the stores. No notify-svc runs
+//! either: [`Backend::start`] points its client at graph-svc, and
+//! [`Backend::start_with`] at a stand-in of the test's choosing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,14 +18,14 @@ use warble_gateway::downstream::Downstream;
 use warble_gateway::loaders::Loaders;
 use warble_gateway::resolvers::ClientAddr;
 use warble_gateway::{Gateway, GatewayConfig};
-use warble_mesh::event_log::EmbeddedEventLog;
-use warble_mesh::grpc::traced;
+use warble_mesh::event_log::{EmbeddedEventLog, EventLog};
+use warble_mesh::grpc::{GrpcServer, traced};
 use warble_timeline_cache::EmbeddedTimelineCache;
 
 /// Deadline of every downstream call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The servers are never served, so never drained; any value will do.
-const DRAIN: Duration = Duration::from_secs(1);
+pub const DRAIN: Duration = Duration::from_secs(1);
 
 /// The gateway, the backend behind it, and what a request needs.
 pub struct Backend {
@@ -32,12 +34,24 @@ pub struct Backend {
     /// The gateway's downstream clients (sharing its call counters), for
     /// the per-request loaders the HTTP layer would build.
     downstream: Downstream,
+    /// The event log the services append to (and, when started `live`,
+    /// the gateway's live feed tails).
+    #[allow(dead_code, reason = "only the notification tests append to it")]
+    pub events: EmbeddedEventLog,
     _data: tempfile::TempDir,
 }
 
 impl Backend {
     /// A fresh backend with empty stores.
     pub fn start() -> Self {
+        Self::start_with(None, false)
+    }
+
+    /// A fresh backend whose notify-svc is `notify` (graph-svc, which
+    /// answers every notification call UNIMPLEMENTED, when `None`), and
+    /// whose gateway, when `live`, serves subscriptions from the event log
+    /// (spawn [`Gateway::live_feed`] to run them).
+    pub fn start_with(notify: Option<GrpcServer>, live: bool) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let database = warble_mesh::embedded::open_shared(data.path()).expect("database");
         let log = EmbeddedEventLog::open(database).expect("event log");
@@ -55,7 +69,7 @@ impl Backend {
                 data_dir: data.path().to_owned(),
                 ..Default::default()
             },
-            log,
+            log.clone(),
         )
         .expect("graph-svc")
         .into_grpc_server(DRAIN);
@@ -66,10 +80,17 @@ impl Backend {
             traced(graph.local_channel(CALL_TIMEOUT)),
         )
         .into_grpc_server(DRAIN);
+        // Without a stand-in, notify-svc calls go to graph-svc, which
+        // answers them UNIMPLEMENTED (counted all the same, so a test can
+        // show a refusal made no notify-svc call).
         let downstream = Downstream::from_channels(
             tweets.local_channel(CALL_TIMEOUT),
             graph.local_channel(CALL_TIMEOUT),
             timeline.local_channel(CALL_TIMEOUT),
+            notify
+                .as_ref()
+                .unwrap_or(&graph)
+                .local_channel(CALL_TIMEOUT),
         );
         let config = GatewayConfig {
             auth: AuthConfig {
@@ -84,10 +105,13 @@ impl Backend {
             },
             ..GatewayConfig::default()
         };
-        let gateway = Gateway::with_downstream(&config, None, downstream.clone()).expect("gateway");
+        let feed_log = live.then(|| Arc::new(log.clone()) as Arc<dyn EventLog>);
+        let gateway =
+            Gateway::with_downstream(&config, feed_log, downstream.clone()).expect("gateway");
         Self {
             gateway,
             downstream,
+            events: log,
             _data: data,
         }
     }
@@ -96,16 +120,24 @@ impl Backend {
     /// data the HTTP layer adds, and returns the response as clients see
     /// it: `data`, and `errors` when there are any.
     pub async fn execute(&self, viewer: Option<u64>, query: &str, variables: Value) -> Value {
-        let viewer = viewer.map(|user_id| Viewer { user_id });
-        let mut request = async_graphql::Request::new(query)
-            .variables(async_graphql::Variables::from_json(variables))
-            .data(Loaders::new(&self.downstream, viewer))
-            .data(ClientAddr("127.0.0.1".into()));
-        if let Some(viewer) = viewer {
-            request = request.data(viewer);
-        }
+        let request = self
+            .request(viewer, query)
+            .variables(async_graphql::Variables::from_json(variables));
         let response = self.gateway.executor().execute(request).await;
         serde_json::to_value(&response).expect("a response serializes")
+    }
+
+    /// A request as `viewer` with the request data the HTTP layer (or, for
+    /// a subscription, the WebSocket connection) adds.
+    pub fn request(&self, viewer: Option<u64>, query: &str) -> async_graphql::Request {
+        let viewer = viewer.map(|user_id| Viewer { user_id });
+        let request = async_graphql::Request::new(query)
+            .data(Loaders::new(&self.downstream, viewer))
+            .data(ClientAddr("127.0.0.1".into()));
+        match viewer {
+            Some(viewer) => request.data(viewer),
+            None => request,
+        }
     }
 
     /// Like [`Backend::execute`], failing the test on any error; returns `data`.

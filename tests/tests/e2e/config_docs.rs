@@ -47,3 +47,8 @@ fn fanout_svc_keys_are_documented() {
 fn gateway_keys_are_documented() {
     assert_documented::<warble_gateway::GatewayConfig>("gateway");
 }
+
+#[test]
+fn notify_svc_keys_are_documented() {
+    assert_documented::<warble_notify_svc::NotifySvcConfig>("notify-svc");
+}

@@ -15,6 +15,11 @@ macro_rules! frontend_cases {
         frontend_cases!(@case #[$test] $start, a_muted_authors_tweets_skip_the_live_subscription);
         frontend_cases!(@case #[$test] $start, a_thread_lists_replies_and_ancestors);
         frontend_cases!(@case #[$test] $start, bookmarks_stay_private);
+        frontend_cases!(@case #[$test] $start, notifications_group_count_and_clear_on_undo);
+        frontend_cases!(@case #[$test] $start, blocks_and_mutes_silence_notifications);
+        frontend_cases!(@case #[$test] $start, a_policy_filters_strangers_mentions);
+        frontend_cases!(@case #[$test] $start, the_notification_subscription_is_live);
+        frontend_cases!(@case #[$test] $start, bad_notification_requests_are_refused);
         frontend_cases!(@case #[$test] $start, a_celebrity_tweet_reaches_followers_and_subscribers);
         frontend_cases!(
             @case #[$test] $start,

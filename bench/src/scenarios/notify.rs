@@ -1,0 +1,341 @@
+//! `notify`: what notifications cost. On a small workload:
+//! - **apply rate**: a burst of likes (100,000 at full size, one viral
+//!   tweet) goes through tweet-svc and the event log to notify-svc; the row
+//!   is likes per second from the first like until notify-svc has applied
+//!   the last one, with the rate tweet-svc accepted them beside it, so the
+//!   report says which of the two bounded it;
+//! - **page reads**: hydrated `notifications(first: 20)` at a fixed
+//!   concurrency for a reader with 25 like groups (a full page);
+//! - **the viral tweet**: the same read for its author (one group of
+//!   100,000 likes) against a reader whose only notification is one like.
+//!   A group is read in O(newest actors), so the two should match.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use serde_json::json;
+use warble_proto::graph::v1::{CreateUserRequest, CreateUsersRequest};
+use warble_proto::tweet::v1::LikeTweetRequest;
+
+use super::{Options, Prepared, prepare, standard_spec, workload_for};
+use crate::load::{self, Limits};
+use crate::report::{Measurement, Report, format_us};
+use crate::workload::Progress;
+
+/// The page the readers read.
+const QUERY: &str = r#"query {
+  notifications(first: 20) {
+    edges { node { id type count latestAt unread
+      actors { id username displayName }
+      tweet { id text likeCount } } }
+  }
+  unreadNotificationsCount
+}"#;
+/// Writes in flight while preparing.
+const PREPARE_CONCURRENCY: usize = 32;
+/// Like groups of the full-page reader.
+const PAGE_GROUPS: usize = 25;
+
+/// Which reader a row measures.
+#[derive(Clone, Copy)]
+enum Reader {
+    FullPage,
+    Viral,
+    SingleLike,
+}
+
+impl Reader {
+    fn row(self, mode: &crate::load::Mode) -> String {
+        let who = match self {
+            Self::FullPage => "a reader with 25 like groups",
+            Self::Viral => "the viral tweet's author (one group of every like)",
+            Self::SingleLike => "a reader with one like",
+        };
+        format!("notifications(first: 20), {who}, {}", mode.describe())
+    }
+}
+
+async fn measure(
+    prepared: &Prepared,
+    report: &mut Report,
+    options: &Options,
+    reader: Reader,
+    user: u64,
+    concurrency: usize,
+    limits: Limits,
+) {
+    let mode = options.mode(concurrency);
+    let name = reader.row(&mode);
+    options.say(format!("measuring {name}"));
+    let token = Arc::new(prepared.stack.token(user));
+    let graphql = prepared.graphql.clone();
+    let outcome = load::run(mode, limits, 1, move |_| {
+        let (graphql, token) = (graphql.clone(), token.clone());
+        async move {
+            let result = graphql.request(Some(&token), QUERY, json!({})).await;
+            (0, result.map(drop))
+        }
+    })
+    .await;
+    if let Some(error) = &outcome.first_error {
+        report.checks.fail(format!("{name}: {error}"));
+    }
+    let mut measurement = Measurement::new(name, "requests")
+        .label("mode", mode.describe())
+        .label("concurrency", concurrency as u64)
+        .with_throughput(outcome.ok[0], outcome.elapsed)
+        .with_latency(&outcome.latency[0]);
+    measurement.errors = outcome.errors[0];
+    report.measurements.push(measurement);
+}
+
+/// Creates `count` extra users (the viral tweet's fans); returns their ids.
+async fn create_fans(
+    prepared: &Prepared,
+    count: usize,
+    progress: bool,
+) -> anyhow::Result<Vec<u64>> {
+    let batch = warble_proto::limits::graph::MAX_WRITE_BATCH;
+    let meter = Progress::start("fans", count, progress);
+    let chunks: Vec<Vec<CreateUserRequest>> = (0..count)
+        .map(|fan| CreateUserRequest {
+            username: format!("fan_{fan}"),
+            display_name: format!("Fan {fan}"),
+            bio: String::new(),
+        })
+        .collect::<Vec<_>>()
+        .chunks(batch)
+        .map(<[CreateUserRequest]>::to_vec)
+        .collect();
+    let created: Vec<Vec<u64>> = futures::stream::iter(chunks)
+        .map(|users| {
+            let (mut graph, meter) = (prepared.grpc.graph.clone(), meter.clone());
+            async move {
+                let created = graph
+                    .create_users(CreateUsersRequest { users })
+                    .await?
+                    .into_inner()
+                    .users;
+                meter.add(created.len() as u64);
+                anyhow::Ok(created.into_iter().map(|user| user.id).collect())
+            }
+        })
+        .buffered(4)
+        .try_collect()
+        .await?;
+    Ok(created.into_iter().flatten().collect())
+}
+
+/// Likes `tweet_id` as each of `users`, `PREPARE_CONCURRENCY` at a time;
+/// returns when tweet-svc accepted the last one.
+async fn like_all(
+    prepared: &Prepared,
+    users: &[u64],
+    tweet_id: u64,
+    progress: bool,
+) -> anyhow::Result<()> {
+    let meter = Progress::start("likes", users.len(), progress);
+    futures::stream::iter(users.iter().copied())
+        .map(|user_id| {
+            let (mut tweets, meter) = (prepared.grpc.tweets.clone(), meter.clone());
+            async move {
+                tweets
+                    .like_tweet(LikeTweetRequest { user_id, tweet_id })
+                    .await?;
+                meter.add(1);
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(PREPARE_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+/// Waits until notify-svc has added `target` items in all.
+async fn wait_items(prepared: &Prepared, target: u64, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while prepared
+        .stack
+        .notify_stats
+        .items_added
+        .load(Ordering::Relaxed)
+        < target
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "notify-svc did not apply every like within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
+    let mut report = Report::new("notify", options.smoke);
+    let mut spec = standard_spec(options);
+    spec.users = options.users.unwrap_or(options.pick(100, 1_000));
+    let workload = workload_for(options, spec)?;
+    let stack_options = options.stack_options(workload.spec.celebrity_threshold);
+    let prepared = prepare(options, workload, stack_options, &mut report).await?;
+    // Follows of the workload notified their followees while loading: wait
+    // them out so the rows below time likes alone.
+    let settle = Duration::from_secs(600);
+    let lag_deadline = Instant::now() + settle;
+    while prepared.stack.notify_lag().await? > 0 {
+        anyhow::ensure!(
+            Instant::now() < lag_deadline,
+            "notify-svc never caught up with loading"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let fans_count = options.pick(300, 100_000);
+    report.param("viral_likes", fans_count as u64);
+    // The readers are new users too: nobody follows them, so their lists
+    // hold exactly the likes below.
+    let mut fans = create_fans(&prepared, fans_count + 3, options.progress).await?;
+    let readers = fans.split_off(fans_count);
+    let (viral_author, page_reader, single_reader) = (readers[0], readers[1], readers[2]);
+
+    // The apply rate: one viral tweet liked by every fan.
+    let viral = prepared.grpc.post(viral_author, "the viral tweet").await?;
+    let before = prepared
+        .stack
+        .notify_stats
+        .items_added
+        .load(Ordering::Relaxed);
+    let started = Instant::now();
+    like_all(&prepared, &fans, viral, options.progress).await?;
+    let accepted = started.elapsed();
+    wait_items(&prepared, before + fans.len() as u64, settle).await?;
+    let applied = started.elapsed();
+    report.measurements.push(
+        Measurement::new(
+            "likes applied by notify-svc (tweet-svc, event log, notify-svc)",
+            "likes",
+        )
+        .with_throughput(fans.len() as u64, applied)
+        .with_extra(
+            "accepted_by_tweet_svc_per_s",
+            fans.len() as f64 / accepted.as_secs_f64(),
+        )
+        .with_extra(
+            "lag_when_the_last_like_was_accepted_ms",
+            (applied - accepted).as_millis() as u64,
+        ),
+    );
+
+    // The full-page reader: PAGE_GROUPS tweets, each liked by two workload users.
+    let mut page_likes = Vec::new();
+    for index in 0..PAGE_GROUPS {
+        let tweet = prepared
+            .grpc
+            .post(page_reader, &format!("tweet {index} of the page reader"))
+            .await?;
+        for liker in [fans[index % 50], fans[50 + index % 40]] {
+            page_likes.push((liker, tweet));
+        }
+    }
+    let single = prepared.grpc.post(single_reader, "liked once").await?;
+    page_likes.push((fans[0], single));
+    let before = prepared
+        .stack
+        .notify_stats
+        .items_added
+        .load(Ordering::Relaxed);
+    for &(user_id, tweet_id) in &page_likes {
+        prepared
+            .grpc
+            .tweets
+            .clone()
+            .like_tweet(LikeTweetRequest { user_id, tweet_id })
+            .await?;
+    }
+    wait_items(&prepared, before + page_likes.len() as u64, settle).await?;
+
+    // Check what the readers read before timing it.
+    for (reader, groups, first_count) in [
+        (viral_author, 1, fans.len() as u64),
+        (page_reader, 20, 2),
+        (single_reader, 1, 1),
+    ] {
+        let page = prepared
+            .graphql
+            .request(Some(&prepared.stack.token(reader)), QUERY, json!({}))
+            .await?;
+        let edges = page["notifications"]["edges"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let count = page["notifications"]["edges"][0]["node"]["count"].as_u64();
+        if edges != groups || count != Some(first_count) {
+            report.checks.fail(format!(
+                "reader {reader}: {edges} groups, first count {count:?}; expected {groups} and {first_count}"
+            ));
+        }
+    }
+
+    let limits = Limits {
+        duration: options.duration.unwrap_or(Duration::from_secs(10)),
+        max_operations: options.smoke.then_some(40),
+    };
+    report.param("seconds_per_step", limits.duration.as_secs_f64());
+    let concurrency = options
+        .concurrency
+        .as_ref()
+        .and_then(|list| list.first().copied())
+        .unwrap_or(options.pick(4, 16));
+    for (reader, user) in [
+        (Reader::FullPage, page_reader),
+        (Reader::SingleLike, single_reader),
+        (Reader::Viral, viral_author),
+    ] {
+        measure(
+            &prepared,
+            &mut report,
+            options,
+            reader,
+            user,
+            concurrency,
+            limits,
+        )
+        .await;
+    }
+    let mode = options.mode(concurrency);
+    report.ratio_of_throughput(
+        &format!(
+            "viral author / single-like reader throughput, {}",
+            mode.describe()
+        ),
+        &Reader::Viral.row(&mode),
+        &Reader::SingleLike.row(&mode),
+    );
+    let p99 = |report: &Report, reader: Reader| {
+        report
+            .measurement(&reader.row(&mode))
+            .and_then(|m| m.latency.as_ref().map(|l| (m.throughput_per_s, l.p99_us)))
+    };
+    if let (Some(viral), Some(single)) = (
+        p99(&report, Reader::Viral),
+        p99(&report, Reader::SingleLike),
+    ) && single.0 > 0.0
+    {
+        report.target(
+            &format!(
+                "reading a group of {fans_count} likes as fast as a single like (throughput within 10%), same run"
+            ),
+            format!(
+                "{:.0} vs {:.0} req/s ({:.3}), p99 {} vs {}",
+                viral.0,
+                single.0,
+                viral.0 / single.0,
+                format_us(viral.1),
+                format_us(single.1)
+            ),
+            viral.0 / single.0 >= 0.9,
+        );
+    }
+    prepared.stack.stop().await?;
+    Ok(report)
+}
