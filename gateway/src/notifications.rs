@@ -150,6 +150,8 @@ pub struct NotificationGroupNode {
     tweet: Option<TweetNode>,
     latest_at_ms: i64,
     unread: bool,
+    /// The position just after this group (empty outside a page).
+    cursor: String,
 }
 
 /// The query complexity of `actors`: a group shows up to
@@ -223,17 +225,13 @@ impl NotificationGroupNode {
 pub struct NotificationGroupEdge {
     /// The group.
     pub node: NotificationGroupNode,
-    /// Opaque position just after this group, to pass as `after`: set on
-    /// the page's last edge when more follow (the same as
-    /// `pageInfo.endCursor`), null on the others, since notify-svc issues
-    /// one cursor per page.
-    pub cursor: Option<String>,
+    /// Opaque position just after this group, to pass as `after`.
+    pub cursor: String,
 }
 
 /// A page of notification groups (a Relay connection), newest first.
-/// notify-svc issues one cursor per page, where it ends: page on with
-/// `pageInfo.endCursor` (null on the last page); `startCursor` is always
-/// null.
+/// Every edge carries its cursor; page on with `pageInfo.endCursor` (null
+/// on the last page).
 #[derive(SimpleObject, Clone)]
 pub struct NotificationGroupConnection {
     /// The groups, newest first: a group moves to the top when it absorbs
@@ -425,6 +423,7 @@ async fn hydrate_groups(
                 tweet,
                 latest_at_ms: group.latest_at_ms,
                 unread: group.unread,
+                cursor: group.cursor.clone(),
             })
         })
         .collect())
@@ -477,18 +476,17 @@ async fn page(
     let wants = GroupWants::of(ctx.look_ahead().field("edges").field("node"));
     let nodes = hydrate_groups(downstream, viewer, response.groups, wants).await?;
     let next_cursor = response.page.unwrap_or_default().next_cursor;
-    let last = nodes.len().checked_sub(1);
+    let start_cursor = nodes.first().map(|node| node.cursor.clone());
     let edges = nodes
         .into_iter()
-        .enumerate()
-        .map(|(index, node)| NotificationGroupEdge {
+        .map(|node| NotificationGroupEdge {
+            cursor: node.cursor.clone(),
             node,
-            cursor: (Some(index) == last && !next_cursor.is_empty()).then(|| next_cursor.clone()),
         })
         .collect();
     Ok(NotificationGroupConnection {
         edges,
-        page_info: PageInfo::of_page(None, None, next_cursor),
+        page_info: PageInfo::of_page(start_cursor, None, next_cursor),
     })
 }
 

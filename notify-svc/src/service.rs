@@ -54,6 +54,7 @@ fn to_proto(group: Group) -> pb::NotificationGroup {
         position: group.position,
         unread: group.unread,
         filtered: group.filtered,
+        cursor: String::new(),
     }
 }
 
@@ -154,7 +155,17 @@ impl NotifyService for NotifyApi {
             })
             .await?;
         Ok(Response::new(pb::ListNotificationsResponse {
-            groups: page.groups.into_iter().map(to_proto).collect(),
+            groups: page
+                .groups
+                .into_iter()
+                .map(|group| {
+                    let cursor = cursor::encode(cursor_kind, &[recipient, group.position]);
+                    pb::NotificationGroup {
+                        cursor,
+                        ..to_proto(group)
+                    }
+                })
+                .collect(),
             page: Some(warble_proto::common::v1::PageResponse {
                 next_cursor: page
                     .next_before
