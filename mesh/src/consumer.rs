@@ -34,8 +34,25 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Why applying failed.
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// Most entries a worker hands to [`EventHandler::apply_batch`] at once;
+    /// 1 (the default) applies them one by one.
+    const MAX_BATCH: usize = 1;
+
     /// Decodes and applies one entry's payload.
     async fn apply_encoded(&self, payload: &[u8]) -> Result<(), Self::Error>;
+
+    /// Applies several entries of one worker, in order (a handler that can
+    /// commit them together overrides this and raises
+    /// [`EventHandler::MAX_BATCH`]). When it fails, the worker applies the
+    /// same entries one by one with [`EventHandler::apply_encoded`], with
+    /// retries and dead letters as usual, so a batch may be applied partly
+    /// twice: handlers are idempotent anyway.
+    async fn apply_batch(&self, payloads: &[&[u8]]) -> Result<(), Self::Error> {
+        for payload in payloads {
+            self.apply_encoded(payload).await?;
+        }
+        Ok(())
+    }
 }
 
 /// A consumer's counters since start.
@@ -296,42 +313,73 @@ async fn worker<H: EventHandler>(
     mut deliveries: mpsc::Receiver<Delivery>,
     acks: mpsc::UnboundedSender<EventId>,
 ) {
-    while let Some(delivery) = deliveries.recv().await {
-        let mut backoff = settings.retry_backoff;
-        let mut attempt = 1;
-        loop {
-            match engine.apply_encoded(&delivery.payload).await {
+    let mut batch = Vec::with_capacity(H::MAX_BATCH.max(1));
+    while deliveries.recv_many(&mut batch, H::MAX_BATCH.max(1)).await > 0 {
+        if batch.len() > 1 {
+            let payloads: Vec<&[u8]> = batch
+                .iter()
+                .map(|delivery| delivery.payload.as_slice())
+                .collect();
+            match engine.apply_batch(&payloads).await {
                 Ok(()) => {
-                    ConsumerCounters::add(&stats.events_processed, 1);
-                    break;
+                    ConsumerCounters::add(&stats.events_processed, batch.len() as u64);
+                    for delivery in batch.drain(..) {
+                        let _ = acks.send(delivery.id);
+                    }
+                    continue;
                 }
                 Err(error) => {
-                    if attempt == 1 {
-                        ConsumerCounters::add(&stats.events_failed, 1);
-                    }
-                    let chain = ErrorChain(&error).to_string();
-                    if attempt >= settings.max_attempts {
-                        tracing::error!(entry = %delivery.id, attempts = attempt, error = %chain, "event failed every attempt; dead-lettering it");
-                        if let Err(error) =
-                            dead_letter(log.as_ref(), &settings, &delivery, attempt, chain).await
-                        {
-                            // Not acknowledged: the entry stays pending and is reclaimed later.
-                            tracing::error!(entry = %delivery.id, error = %ErrorChain(&error), "cannot write the dead letter");
-                            break;
-                        }
-                        ConsumerCounters::add(&stats.dead_letters, 1);
-                        break;
-                    }
-                    tracing::warn!(entry = %delivery.id, attempt, error = %chain, "event failed; retrying");
-                    ConsumerCounters::add(&stats.retries, 1);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(settings.max_retry_backoff);
-                    attempt += 1;
-                    continue;
+                    tracing::warn!(entries = batch.len(), error = %ErrorChain(&error), "a batch failed; applying its events one by one");
                 }
             }
         }
-        let _ = acks.send(delivery.id);
+        for delivery in batch.drain(..) {
+            if apply_one(&log, engine.as_ref(), &stats, &settings, &delivery).await {
+                let _ = acks.send(delivery.id);
+            }
+        }
+    }
+}
+
+/// Applies one entry with retries, dead-lettering it after the last
+/// attempt; returns whether it may be acknowledged (false only when its dead
+/// letter could not be written: it stays pending and is reclaimed later).
+async fn apply_one<H: EventHandler>(
+    log: &Arc<dyn EventLog>,
+    engine: &H,
+    stats: &ConsumerCounters,
+    settings: &ConsumerSettings,
+    delivery: &Delivery,
+) -> bool {
+    let mut backoff = settings.retry_backoff;
+    let mut attempt = 1;
+    loop {
+        let error = match engine.apply_encoded(&delivery.payload).await {
+            Ok(()) => {
+                ConsumerCounters::add(&stats.events_processed, 1);
+                return true;
+            }
+            Err(error) => error,
+        };
+        if attempt == 1 {
+            ConsumerCounters::add(&stats.events_failed, 1);
+        }
+        let chain = ErrorChain(&error).to_string();
+        if attempt >= settings.max_attempts {
+            tracing::error!(entry = %delivery.id, attempts = attempt, error = %chain, "event failed every attempt; dead-lettering it");
+            if let Err(error) = dead_letter(log.as_ref(), settings, delivery, attempt, chain).await
+            {
+                tracing::error!(entry = %delivery.id, error = %ErrorChain(&error), "cannot write the dead letter; the event stays pending");
+                return false;
+            }
+            ConsumerCounters::add(&stats.dead_letters, 1);
+            return true;
+        }
+        tracing::warn!(entry = %delivery.id, attempt, error = %chain, "event failed; retrying");
+        ConsumerCounters::add(&stats.retries, 1);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(settings.max_retry_backoff);
+        attempt += 1;
     }
 }
 

@@ -33,7 +33,7 @@ pub struct NotifyStats {
     pub items_added: AtomicU64,
     /// Items removed by undos, deletions, blocks and mutes.
     pub items_removed: AtomicU64,
-    /// Events that changed nothing: a newer version was already applied.
+    /// Changes that changed nothing: a newer version was already applied.
     pub events_stale: AtomicU64,
 }
 
@@ -81,13 +81,33 @@ impl NotifyEngine {
 
     /// Decodes and applies one event-log entry.
     pub async fn apply(&self, payload: &[u8]) -> Result<(), NotifyError> {
+        let changes = self.changes_of(payload).await?;
+        self.commit(changes).await
+    }
+
+    /// Decodes and applies several entries, in order, in one store call
+    /// (one transaction on the embedded store).
+    pub async fn apply_many(&self, payloads: &[&[u8]]) -> Result<(), NotifyError> {
+        let mut changes = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            changes.extend(self.changes_of(payload).await?);
+        }
+        self.commit(changes).await
+    }
+
+    /// The changes one entry implies.
+    async fn changes_of(&self, payload: &[u8]) -> Result<Vec<Change>, NotifyError> {
         let event = Event::decode(payload)?;
-        let changes = match &event.payload {
+        match &event.payload {
             Some(Payload::TweetCreated(created)) => {
-                self.tweet_changes(created, event.event_id).await?
+                self.tweet_changes(created, event.event_id).await
             }
-            _ => changes_for(&event),
-        };
+            _ => Ok(changes_for(&event)),
+        }
+    }
+
+    /// Applies `changes`, counts what they did, and announces new and grown groups.
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), NotifyError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -295,8 +315,16 @@ impl NotifyEngine {
 impl warble_mesh::consumer::EventHandler for NotifyEngine {
     type Error = NotifyError;
 
+    /// A worker's queued events commit together: one store transaction
+    /// for up to this many, instead of one each.
+    const MAX_BATCH: usize = 128;
+
     async fn apply_encoded(&self, payload: &[u8]) -> Result<(), NotifyError> {
         self.apply(payload).await
+    }
+
+    async fn apply_batch(&self, payloads: &[&[u8]]) -> Result<(), NotifyError> {
+        self.apply_many(payloads).await
     }
 }
 

@@ -3,7 +3,9 @@
 //!   tweet) goes through tweet-svc and the event log to notify-svc; the row
 //!   is likes per second from the first like until notify-svc has applied
 //!   the last one, with the rate tweet-svc accepted them beside it, so the
-//!   report says which of the two bounded it;
+//!   report says which of the two bounded it. Then notify-svc alone: as
+//!   many `Liked` events appended to the log in one transaction, applied
+//!   from the backlog;
 //! - **page reads**: hydrated `notifications(first: 20)` at a fixed
 //!   concurrency for a reader with 25 like groups (a full page);
 //! - **the viral tweet**: the same read for its author (one group of
@@ -153,6 +155,41 @@ async fn like_all(
         .await
 }
 
+/// Appends a `Liked` event of `tweet_id` (by `author`) for each of `fans`
+/// to the stack's event log, in one transaction.
+fn append_likes(
+    prepared: &Prepared,
+    fans: &[u64],
+    author: u64,
+    tweet_id: u64,
+) -> anyhow::Result<()> {
+    use prost::Message as _;
+    use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EmbeddedEventLog};
+    use warble_proto::events::v1::{Event, Liked, event::Payload};
+
+    let log = &prepared.stack.event_log;
+    let txn = log.database().begin_write()?;
+    let now_ms = warble_mesh::time::now_ms() as i64;
+    for (index, &fan) in fans.iter().enumerate() {
+        let event = Event {
+            // Distinct ids, far from the stack's own Snowflakes.
+            event_id: (1 << 62) + tweet_id % (1 << 40) + index as u64,
+            occurred_at_ms: now_ms,
+            payload: Some(Payload::Liked(Liked {
+                user_id: fan,
+                tweet_id,
+                tweet_author_id: author,
+                liked_at_ms: now_ms,
+                like_count: index as u64 + 1,
+            })),
+        };
+        EmbeddedEventLog::append_in(&txn, DOMAIN_EVENTS_STREAM, fan, &event.encode_to_vec())?;
+    }
+    txn.commit()?;
+    log.notify_appended();
+    Ok(())
+}
+
 /// Waits until notify-svc has added `target` items in all.
 async fn wait_items(prepared: &Prepared, target: u64, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
@@ -225,6 +262,32 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             "lag_when_the_last_like_was_accepted_ms",
             (applied - accepted).as_millis() as u64,
         ),
+    );
+
+    // notify-svc alone: the same fans like a second tweet, as events
+    // appended straight to the event log in one transaction, so notify-svc
+    // meets the whole backlog at once and its own rate shows.
+    let second = prepared
+        .grpc
+        .post(viral_author, "the second viral tweet")
+        .await?;
+    let before = prepared
+        .stack
+        .notify_stats
+        .items_added
+        .load(Ordering::Relaxed);
+    let started = Instant::now();
+    append_likes(&prepared, &fans, viral_author, second)?;
+    let appended = started.elapsed();
+    wait_items(&prepared, before + fans.len() as u64, settle).await?;
+    let drained = started.elapsed();
+    report.measurements.push(
+        Measurement::new(
+            "Liked events applied by notify-svc from a backlog",
+            "events",
+        )
+        .with_throughput(fans.len() as u64, drained)
+        .with_extra("appending_the_backlog_ms", appended.as_millis() as u64),
     );
 
     // The full-page reader: PAGE_GROUPS tweets, each liked by two workload users.

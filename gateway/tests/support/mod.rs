@@ -1,17 +1,21 @@
-//! A gateway over a real backend, with no network: tweet-svc and graph-svc
-//! on embedded stores in a temp dir, timeline-svc on an in-memory timeline
-//! cache, all reached through in-process channels (protobuf encoding,
-//! handlers and status codes as over gRPC). No fan-out runs: a home timeline
-//! holds what its first read rebuilt from the stores. No notify-svc runs
-//! either: [`Backend::start`] points its client at graph-svc, and
-//! [`Backend::start_with`] at a stand-in of the test's choosing.
+//! A gateway over a real backend, with no network between the gateway and
+//! its services: tweet-svc and graph-svc on embedded stores in a temp dir,
+//! timeline-svc on an in-memory timeline cache, notify-svc on the same
+//! embedded database and event log, all reached through in-process
+//! channels (protobuf encoding, handlers and status codes as over gRPC).
+//! No fan-out runs: a home timeline holds what its first read rebuilt from
+//! the stores. notify-svc does run: it consumes the events tweet-svc and
+//! graph-svc append, as in `warble dev` (see `stack/src/lib.rs`).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::Executor as _;
 use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use warble_gateway::auth::Viewer;
 use warble_gateway::config::{AuthConfig, LimitsConfig};
 use warble_gateway::downstream::Downstream;
@@ -19,13 +23,39 @@ use warble_gateway::loaders::Loaders;
 use warble_gateway::resolvers::ClientAddr;
 use warble_gateway::{Gateway, GatewayConfig};
 use warble_mesh::event_log::{EmbeddedEventLog, EventLog};
-use warble_mesh::grpc::{GrpcServer, traced};
+use warble_mesh::grpc::{MeshChannel, remote_channel, traced};
+use warble_mesh::scaffold::Serve as _;
+use warble_notify_svc::store::{EmbeddedNotificationStore, NotificationStore};
+use warble_notify_svc::{NotifySvc, NotifySvcConfig};
+use warble_proto::notify::v1 as notify;
+use warble_proto::notify::v1::notify_service_client::NotifyServiceClient;
+use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 use warble_timeline_cache::EmbeddedTimelineCache;
 
 /// Deadline of every downstream call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// The servers are never served, so never drained; any value will do.
-pub const DRAIN: Duration = Duration::from_secs(1);
+/// Drain deadline of the servers that are never served (any value will do).
+const DRAIN: Duration = Duration::from_secs(1);
+/// How long notify-svc's consumer gets to finish its in-flight events when
+/// it stops: an upper bound (it returns as soon as they are done), long
+/// enough that a paused consumer has really stopped on a loaded machine.
+const NOTIFY_DRAIN: Duration = Duration::from_secs(30);
+/// How long notify-svc gets to apply the events appended so far.
+#[allow(dead_code, reason = "only the notification tests use it")]
+const NOTIFY_CATCH_UP: Duration = Duration::from_secs(60);
+
+/// Where the gateway's notify-svc client sends its calls.
+#[allow(dead_code, reason = "only the notification tests use it")]
+pub enum NotifyAt {
+    /// The real notify-svc of the backend, in process.
+    Service,
+    /// A network address, with this deadline on every call: a closed port,
+    /// or a server that never answers.
+    Address(SocketAddr, Duration),
+    /// graph-svc, a real gRPC server that does not serve NotifyService: a
+    /// gateway configured with the wrong address.
+    GraphSvc,
+}
 
 /// The gateway, the backend behind it, and what a request needs.
 pub struct Backend {
@@ -34,27 +64,81 @@ pub struct Backend {
     /// The gateway's downstream clients (sharing its call counters), for
     /// the per-request loaders the HTTP layer would build.
     downstream: Downstream,
-    /// The event log the services append to (and, when started `live`,
-    /// the gateway's live feed tails).
-    #[allow(dead_code, reason = "only the notification tests append to it")]
-    pub events: EmbeddedEventLog,
+    /// Into tweet-svc's routes, for scenes built through its gRPC API (not
+    /// counted among the gateway's calls).
+    #[allow(dead_code, reason = "only the notification tests use it")]
+    tweets: MeshChannel,
+    /// notify-svc, consuming the event log (held so that it keeps running).
+    #[allow(dead_code, reason = "only the notification tests read it")]
+    notify: Notify,
     _data: tempfile::TempDir,
+}
+
+/// The backend's notify-svc. Its consumer only runs while the server
+/// serves, so it is served on a loopback port nobody calls; the gateway
+/// and the tests reach it through in-process channels.
+#[allow(dead_code, reason = "only the notification tests read it")]
+struct Notify {
+    parts: NotifyParts,
+    /// notify-svc's own routes, for GetStatus (not the gateway's counted
+    /// client: waiting for notify-svc is no call of the gateway's).
+    status: NotifyServiceClient<MeshChannel>,
+    /// The serving consumer and what stops it; `None` while paused.
+    running: Option<Running>,
+}
+
+/// What notify-svc is built from, every time it is (re)started.
+struct NotifyParts {
+    config: NotifySvcConfig,
+    store: Arc<dyn NotificationStore>,
+    log: Arc<dyn EventLog>,
+    /// graph-svc, which notify-svc asks about mentions and policies.
+    graph: MeshChannel,
+}
+
+/// A serving notify-svc: sending `true` (or dropping the sender) stops it.
+type Running = (watch::Sender<bool>, JoinHandle<anyhow::Result<()>>);
+
+impl NotifyParts {
+    /// Builds a notify-svc server (a new one each time: serving consumes
+    /// it) on the shared store, log and consumer group, and serves it;
+    /// returns a channel into its routes and the running server.
+    fn serve(&self) -> (MeshChannel, Running) {
+        let server = NotifySvc::with_channel(
+            &self.config,
+            self.store.clone(),
+            self.log.clone(),
+            traced(self.graph.clone()),
+        )
+        .into_server(NOTIFY_DRAIN);
+        let channel = server.local_channel(CALL_TIMEOUT);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+        let (stop, mut stopped) = watch::channel(false);
+        // Stops when told, or when the backend (and with it `stop`) is dropped.
+        let shutdown = Box::pin(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
+        let task = tokio::spawn(server.serve(listener, shutdown));
+        (channel, (stop, task))
+    }
 }
 
 impl Backend {
     /// A fresh backend with empty stores.
     pub fn start() -> Self {
-        Self::start_with(None, false)
+        Self::start_with(NotifyAt::Service, false)
     }
 
-    /// A fresh backend whose notify-svc is `notify` (graph-svc, which
-    /// answers every notification call UNIMPLEMENTED, when `None`), and
-    /// whose gateway, when `live`, serves subscriptions from the event log
-    /// (spawn [`Gateway::live_feed`] to run them).
-    pub fn start_with(notify: Option<GrpcServer>, live: bool) -> Self {
+    /// A fresh backend whose gateway calls notify-svc at `notify`, and,
+    /// when `live`, serves subscriptions from the event log (spawn
+    /// [`Gateway::live_feed`] to run them). Must run inside a Tokio
+    /// runtime: notify-svc's consumer is spawned on it.
+    pub fn start_with(notify: NotifyAt, live: bool) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let database = warble_mesh::embedded::open_shared(data.path()).expect("database");
-        let log = EmbeddedEventLog::open(database).expect("event log");
+        let log = EmbeddedEventLog::open(database.clone()).expect("event log");
         let tweets = warble_tweet_svc::TweetSvc::open_embedded_with_log(
             &warble_tweet_svc::TweetSvcConfig {
                 data_dir: data.path().to_owned(),
@@ -80,17 +164,30 @@ impl Backend {
             traced(graph.local_channel(CALL_TIMEOUT)),
         )
         .into_grpc_server(DRAIN);
-        // Without a stand-in, notify-svc calls go to graph-svc, which
-        // answers them UNIMPLEMENTED (counted all the same, so a test can
-        // show a refusal made no notify-svc call).
+        let parts = NotifyParts {
+            config: NotifySvcConfig::default(),
+            store: Arc::new(EmbeddedNotificationStore::open(database).expect("notification store")),
+            log: Arc::new(log.clone()),
+            graph: graph.local_channel(CALL_TIMEOUT),
+        };
+        let (notify_channel, running) = parts.serve();
+        let notify_svc = Notify {
+            parts,
+            status: NotifyServiceClient::new(notify_channel.clone()),
+            running: Some(running),
+        };
+        let notify_channel = match notify {
+            NotifyAt::Service => notify_channel,
+            NotifyAt::Address(addr, timeout) => {
+                remote_channel(&addr.to_string(), timeout, timeout).expect("an address")
+            }
+            NotifyAt::GraphSvc => graph.local_channel(CALL_TIMEOUT),
+        };
         let downstream = Downstream::from_channels(
             tweets.local_channel(CALL_TIMEOUT),
             graph.local_channel(CALL_TIMEOUT),
             timeline.local_channel(CALL_TIMEOUT),
-            notify
-                .as_ref()
-                .unwrap_or(&graph)
-                .local_channel(CALL_TIMEOUT),
+            notify_channel,
         );
         let config = GatewayConfig {
             auth: AuthConfig {
@@ -111,11 +208,76 @@ impl Backend {
         Self {
             gateway,
             downstream,
-            events: log,
+            tweets: tweets.local_channel(CALL_TIMEOUT),
+            notify: notify_svc,
             _data: data,
         }
     }
+}
 
+/// What only the notification tests need.
+#[allow(dead_code, reason = "only the notification tests use it")]
+impl Backend {
+    /// A tweet-svc client (its calls are not counted as the gateway's).
+    pub fn tweet_svc(&self) -> TweetServiceClient<MeshChannel> {
+        TweetServiceClient::new(self.tweets.clone())
+    }
+
+    /// notify-svc's GetStatus (not counted among the gateway's calls).
+    pub async fn notify_status(&self) -> notify::GetStatusResponse {
+        self.notify
+            .status
+            .clone()
+            .get_status(notify::GetStatusRequest {})
+            .await
+            .expect("notify-svc status")
+            .into_inner()
+    }
+
+    /// Waits until notify-svc has applied every event appended so far
+    /// (its consumer lag is 0), failing the test after a deadline.
+    pub async fn notifications_applied(&self) {
+        assert!(
+            self.notify.running.is_some(),
+            "notify-svc is paused: it applies nothing"
+        );
+        let deadline = tokio::time::Instant::now() + NOTIFY_CATCH_UP;
+        loop {
+            let status = self.notify_status().await;
+            if status.consumer_lag == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "notify-svc still {} events behind after {NOTIFY_CATCH_UP:?}: {status:?}",
+                status.consumer_lag
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops notify-svc's consumer and waits until it has: from now on the
+    /// events the other services append wait unapplied (as behind a
+    /// lagging consumer) until [`Backend::resume_notify`]. notify-svc still
+    /// answers calls.
+    pub async fn pause_notify(&mut self) {
+        let (stop, task) = self.notify.running.take().expect("notify-svc runs");
+        let _ = stop.send(true);
+        task.await
+            .expect("the notify-svc task")
+            .expect("notify-svc stops cleanly");
+    }
+
+    /// Starts notify-svc's consumer again, in the same consumer group: it
+    /// applies what arrived while it was paused.
+    pub fn resume_notify(&mut self) {
+        assert!(self.notify.running.is_none(), "notify-svc already runs");
+        let (_, running) = self.notify.parts.serve();
+        self.notify.running = Some(running);
+    }
+}
+
+impl Backend {
     /// Executes `query` as `viewer` (`None`: signed out) with the request
     /// data the HTTP layer adds, and returns the response as clients see
     /// it: `data`, and `errors` when there are any.
