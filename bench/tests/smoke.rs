@@ -241,4 +241,13 @@ async fn notify_applies_likes_and_reads_a_viral_group_like_a_single_like() {
         assert_eq!(row.operations, 40, "{name}");
         assert_eq!(row.errors, 0, "{name}");
     }
+    let live = report
+        .measurement("notificationAdded: like (gRPC) to the subscriber's WebSocket message")
+        .expect("the live row");
+    assert_eq!(live.operations, 20);
+    assert!(live.latency.is_some());
+    let backlog = report
+        .measurement("Liked events applied by notify-svc from a backlog")
+        .expect("the backlog row");
+    assert_eq!(backlog.operations, 300);
 }

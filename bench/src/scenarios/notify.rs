@@ -190,6 +190,117 @@ fn append_likes(
     Ok(())
 }
 
+/// Subscribes to `notificationAdded` as `reader`, then has each of `fans`
+/// like `tweet_id` in turn, timing each like until its message arrives (in
+/// microseconds). `probe` likes first, until a message shows the
+/// subscription is live (it starts when the gateway has processed it, and
+/// the protocol does not acknowledge a subscribe).
+async fn live_latency(
+    prepared: &Prepared,
+    reader: u64,
+    tweet_id: u64,
+    probe: u64,
+    fans: &[u64],
+    progress: bool,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    use futures::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let mut request =
+        format!("ws://{}/graphql", prepared.stack.gateway_addr).into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let token = prepared.stack.token(reader);
+    let send = |value: serde_json::Value| Message::text(value.to_string());
+    socket
+        .send(send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })))
+        .await?;
+    socket
+        .send(send(json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { notificationAdded { id count } }" } })))
+        .await?;
+    let mut tweets = prepared.grpc.tweets.clone();
+    let mut live = false;
+    for _ in 0..20 {
+        tweets
+            .like_tweet(LikeTweetRequest {
+                user_id: probe,
+                tweet_id,
+            })
+            .await?;
+        if next_message(&mut socket, Duration::from_millis(500))
+            .await?
+            .is_some()
+        {
+            live = true;
+            break;
+        }
+        tweets
+            .unlike_tweet(warble_proto::tweet::v1::UnlikeTweetRequest {
+                user_id: probe,
+                tweet_id,
+            })
+            .await?;
+    }
+    anyhow::ensure!(live, "the notificationAdded subscription never delivered");
+    // A probe's late message must not pass for the first measured one.
+    while next_message(&mut socket, Duration::from_millis(300))
+        .await?
+        .is_some()
+    {}
+    let mut histogram = hdrhistogram::Histogram::<u64>::new(3)?;
+    let meter = Progress::start("live deliveries", fans.len(), progress);
+    for (index, &user_id) in fans.iter().enumerate() {
+        let liked_at = Instant::now();
+        tweets
+            .like_tweet(LikeTweetRequest { user_id, tweet_id })
+            .await?;
+        next_message(&mut socket, Duration::from_secs(10))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("like {index}: no notificationAdded within 10 s"))?;
+        histogram.record(liked_at.elapsed().as_micros() as u64)?;
+        meter.add(1);
+    }
+    Ok(histogram)
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next `next` message of a `graphql-transport-ws` socket (answering
+/// pings), `None` after `timeout`.
+async fn next_message(
+    socket: &mut Socket,
+    timeout: Duration,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    use futures::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let Ok(message) = tokio::time::timeout_at(deadline, socket.next()).await else {
+            return Ok(None);
+        };
+        let message = message.ok_or_else(|| anyhow::anyhow!("the subscription closed"))??;
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let message: serde_json::Value = serde_json::from_str(text.as_str())?;
+        match message["type"].as_str() {
+            Some("next") => return Ok(Some(message)),
+            Some("ping") => {
+                socket
+                    .send(Message::text(json!({ "type": "pong" }).to_string()))
+                    .await?
+            }
+            Some("error") | Some("complete") => anyhow::bail!("subscription ended: {message}"),
+            _ => {}
+        }
+    }
+}
+
 /// Waits until notify-svc has added `target` items in all.
 async fn wait_items(prepared: &Prepared, target: u64, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
@@ -232,8 +343,9 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     report.param("viral_likes", fans_count as u64);
     // The readers are new users too: nobody follows them, so their lists
     // hold exactly the likes below.
-    let mut fans = create_fans(&prepared, fans_count + 3, options.progress).await?;
+    let mut fans = create_fans(&prepared, fans_count + 5, options.progress).await?;
     let readers = fans.split_off(fans_count);
+    let (live_reader, backlog_author) = (readers[3], readers[4]);
     let (viral_author, page_reader, single_reader) = (readers[0], readers[1], readers[2]);
 
     // The apply rate: one viral tweet liked by every fan.
@@ -269,7 +381,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     // meets the whole backlog at once and its own rate shows.
     let second = prepared
         .grpc
-        .post(viral_author, "the second viral tweet")
+        .post(backlog_author, "the second viral tweet")
         .await?;
     let before = prepared
         .stack
@@ -277,7 +389,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
         .items_added
         .load(Ordering::Relaxed);
     let started = Instant::now();
-    append_likes(&prepared, &fans, viral_author, second)?;
+    append_likes(&prepared, &fans, backlog_author, second)?;
     let appended = started.elapsed();
     wait_items(&prepared, before + fans.len() as u64, settle).await?;
     let drained = started.elapsed();
@@ -317,6 +429,40 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             .await?;
     }
     wait_items(&prepared, before + page_likes.len() as u64, settle).await?;
+
+    // Live: likes of the single-like reader's tweet, one at a time, each
+    // timed from the like until notificationAdded brings its group.
+    let deliveries = options.pick(20, 200);
+    let live_started = Instant::now();
+    let live_tweet = prepared.grpc.post(live_reader, "liked live").await?;
+    let latency = live_latency(
+        &prepared,
+        live_reader,
+        live_tweet,
+        fans[0],
+        &fans[1..=deliveries],
+        options.progress,
+    )
+    .await?;
+    report.measurements.push(
+        Measurement::new(
+            "notificationAdded: like (gRPC) to the subscriber's WebSocket message",
+            "deliveries",
+        )
+        .with_throughput(latency.len(), live_started.elapsed())
+        .with_latency(&latency),
+    );
+    let p99_ms = latency.value_at_quantile(0.99) as f64 / 1_000.0;
+    report.target(
+        "notificationAdded delivered within 1 s of the like (p99)",
+        format!(
+            "p99 {}, max {} over {} likes",
+            format_us(latency.value_at_quantile(0.99)),
+            format_us(latency.max()),
+            latency.len()
+        ),
+        p99_ms < 1_000.0,
+    );
 
     // Check what the readers read before timing it.
     for (reader, groups, first_count) in [
