@@ -113,6 +113,7 @@ impl NotifyEngine {
         }
         let now_ms = warble_mesh::time::now_ms() as i64;
         let applied = self.store.apply_all(changes, now_ms).await?;
+        let mut announcements = Vec::new();
         for outcome in applied {
             match outcome {
                 Applied::Added {
@@ -122,36 +123,35 @@ impl NotifyEngine {
                     ..
                 } => {
                     NotifyStats::add(&self.stats.items_added, 1);
-                    self.announce(recipient, group_id, filtered).await;
+                    let record = NotificationPublished {
+                        recipient_id: recipient,
+                        group_id,
+                        filtered,
+                    };
+                    announcements.push((recipient, record.encode_to_vec()));
                 }
                 Applied::Removed { items } => NotifyStats::add(&self.stats.items_removed, items),
                 Applied::Stale => NotifyStats::add(&self.stats.events_stale, 1),
                 Applied::Recorded => {}
             }
         }
+        self.announce(&announcements).await;
         Ok(())
     }
 
-    /// Tells live subscribers a group was created or grew. Best effort: the
-    /// group is stored either way, so a failure here costs a live update,
-    /// never a notification.
-    async fn announce(&self, recipient: u64, group_id: u64, filtered: bool) {
-        let record = NotificationPublished {
-            recipient_id: recipient,
-            group_id,
-            filtered,
-        };
+    /// Tells live subscribers which groups were created or grew, in one
+    /// append. Best effort: the groups are stored either way, so a failure
+    /// here costs live updates, never a notification.
+    async fn announce(&self, announcements: &[(u64, Vec<u8>)]) {
+        if announcements.is_empty() {
+            return;
+        }
         if let Err(error) = self
             .log
-            .append_capped(
-                NOTIFICATIONS_STREAM,
-                recipient,
-                &record.encode_to_vec(),
-                LIVE_STREAM_LENGTH,
-            )
+            .append_capped(NOTIFICATIONS_STREAM, announcements, LIVE_STREAM_LENGTH)
             .await
         {
-            tracing::warn!(error = %warble_mesh::status::ErrorChain(&error), recipient, group_id, "cannot announce a notification to live subscribers");
+            tracing::warn!(error = %warble_mesh::status::ErrorChain(&error), count = announcements.len(), "cannot announce notifications to live subscribers");
         }
     }
 

@@ -1,4 +1,4 @@
-//! `notify`: what notifications cost. On a small workload:
+//! `notify`: what notifications cost. On the `read` scenario's workload:
 //! - **apply rate**: a burst of likes (100,000 at full size, one viral
 //!   tweet) goes through tweet-svc and the event log to notify-svc; the row
 //!   is likes per second from the first like until notify-svc has applied
@@ -322,9 +322,7 @@ async fn wait_items(prepared: &Prepared, target: u64, timeout: Duration) -> anyh
 
 pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     let mut report = Report::new("notify", options.smoke);
-    let mut spec = standard_spec(options);
-    spec.users = options.users.unwrap_or(options.pick(100, 1_000));
-    let workload = workload_for(options, spec)?;
+    let workload = workload_for(options, standard_spec(options))?;
     let stack_options = options.stack_options(workload.spec.celebrity_threshold);
     let prepared = prepare(options, workload, stack_options, &mut report).await?;
     // Follows of the workload notified their followees while loading: wait

@@ -235,6 +235,29 @@ impl EventLog for EmbeddedEventLog {
         Ok(id)
     }
 
+    async fn append_capped(
+        &self,
+        stream: &str,
+        entries: &[(u64, Vec<u8>)],
+        _max_len: usize,
+    ) -> Result<(), EventLogError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (stream, entries) = (stream.to_owned(), entries.to_vec());
+        self.blocking(move |database| {
+            let txn = database.begin_write()?;
+            for (key, payload) in &entries {
+                Self::append_in(&txn, &stream, *key, payload)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await?;
+        self.notify_appended();
+        Ok(())
+    }
+
     async fn read_group(
         &self,
         stream: &str,

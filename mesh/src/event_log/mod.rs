@@ -123,19 +123,23 @@ pub trait EventLog: Send + Sync + 'static {
         payload: &[u8],
     ) -> Result<EventId, EventLogError>;
 
-    /// Appends one entry to a stream only tailed live (no consumer group
-    /// needs its history), keeping about its newest `max_len` entries. Redis
-    /// caps it with `XADD MAXLEN ~`; the default appends without a cap (the
-    /// embedded log of `warble dev` keeps every stream whole).
+    /// Appends `entries` (key, payload), in order, to a stream only tailed
+    /// live (no consumer group needs its history), keeping about its newest
+    /// `max_len` entries. Redis sends them in one pipeline and caps the
+    /// stream with `XADD MAXLEN ~`; the embedded log appends them in one
+    /// transaction and keeps every stream whole (as `warble dev` does); the
+    /// default appends one by one.
     async fn append_capped(
         &self,
         stream: &str,
-        key: u64,
-        payload: &[u8],
+        entries: &[(u64, Vec<u8>)],
         max_len: usize,
-    ) -> Result<EventId, EventLogError> {
+    ) -> Result<(), EventLogError> {
         let _ = max_len;
-        self.append(stream, key, payload).await
+        for (key, payload) in entries {
+            self.append(stream, *key, payload).await?;
+        }
+        Ok(())
     }
 
     /// Delivers up to `max` entries no consumer of `group` has received yet,

@@ -466,27 +466,34 @@ impl EventLog for RedisEventLog {
     async fn append_capped(
         &self,
         stream: &str,
-        key: u64,
-        payload: &[u8],
+        entries: &[(u64, Vec<u8>)],
         max_len: usize,
-    ) -> Result<EventId, EventLogError> {
+    ) -> Result<(), EventLogError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let stream_key = self.stream_key(stream);
         // `~`: Redis trims whole radix-tree nodes, which is cheap; the
         // stream keeps at least `max_len` entries.
-        let request = Request::new("XADD", self.stream_key(stream))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(max_len)
-            .arg("*")
-            .arg("k")
-            .arg(key)
-            .arg("p")
-            .arg(payload);
-        let id: String = self
-            .client
-            .query(request)
+        let requests: Vec<Request> = entries
+            .iter()
+            .map(|(key, payload)| {
+                Request::new("XADD", &stream_key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(max_len)
+                    .arg("*")
+                    .arg("k")
+                    .arg(*key)
+                    .arg("p")
+                    .arg(payload.as_slice())
+            })
+            .collect();
+        self.client
+            .batch(&requests)
             .await
             .map_err(|error| self.unavailable(error))?;
-        id.parse()
+        Ok(())
     }
 
     async fn read_group(
