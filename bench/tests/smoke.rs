@@ -233,6 +233,7 @@ async fn notify_applies_likes_and_reads_a_viral_group_like_a_single_like() {
         "a reader with 25 like groups",
         "the viral tweet's author (one group of every like)",
         "a reader with one like",
+        "a reader with one group of 8 likes",
     ] {
         let name = format!("notifications(first: 20), {reader}, closed c=4");
         let row = report
