@@ -437,6 +437,21 @@ pub fn charts(report: &Report) -> Vec<(String, BarChart)> {
                 ),
             )]
         }
+        "notify" => {
+            let picked: Vec<&Measurement> = rows
+                .iter()
+                .filter(|m| m.labels.contains_key("reader"))
+                .collect();
+            vec![(
+                "notify".into(),
+                latency_chart(
+                    format!("Notification page reads and live delivery latency{size}"),
+                    &picked,
+                    |m| label_str(m, "reader").unwrap_or("").to_owned(),
+                    None,
+                ),
+            )]
+        }
         "mixed" => {
             let picked: Vec<&Measurement> = rows
                 .iter()

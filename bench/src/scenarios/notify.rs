@@ -59,6 +59,16 @@ impl Reader {
         };
         format!("notifications(first: 20), {who}, {}", mode.describe())
     }
+
+    /// The row's name on charts.
+    fn label(self) -> &'static str {
+        match self {
+            Self::FullPage => "25 like groups",
+            Self::Viral => "viral: 1 group, every like",
+            Self::SingleLike => "1 like",
+            Self::EightLikes => "1 group of 8 likes",
+        }
+    }
 }
 
 async fn measure(
@@ -87,6 +97,7 @@ async fn measure(
         report.checks.fail(format!("{name}: {error}"));
     }
     let mut measurement = Measurement::new(name, "requests")
+        .label("reader", reader.label())
         .label("mode", mode.describe())
         .label("concurrency", concurrency as u64)
         .with_throughput(outcome.ok[0], outcome.elapsed)
@@ -458,6 +469,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             "notificationAdded: like (gRPC) to the subscriber's WebSocket message",
             "deliveries",
         )
+        .label("reader", "live: like to WebSocket")
         .with_throughput(latency.len(), live_started.elapsed())
         .with_latency(&latency),
     );

@@ -276,6 +276,15 @@ async fn an_event_that_keeps_failing_ends_in_the_dead_letter() {
         u64::from(stack.config().consumer.max_attempts) - 1
     );
 
+    // notify-svc's group meets the same poison event and dead-letters it
+    // too, on its own record: wait for it, then read both.
+    eventually("notify-svc to dead-letter it too", || async {
+        warble_mesh::consumer::ConsumerCounters::get(
+            &stack.stack.notify_stats.consumer.dead_letters,
+        ) == 1
+            && stack.stack.notify_lag().await.is_ok_and(|lag| lag == 0)
+    })
+    .await;
     let dead = log
         .read_group(
             warble_mesh::consumer::DEAD_LETTER_STREAM,
@@ -286,8 +295,24 @@ async fn an_event_that_keeps_failing_ends_in_the_dead_letter() {
         )
         .await
         .unwrap();
-    assert_eq!(dead.len(), 1);
-    let record = DeadLetter::decode(dead[0].payload.as_slice()).unwrap();
+    let records: Vec<DeadLetter> = dead
+        .iter()
+        .map(|entry| DeadLetter::decode(entry.payload.as_slice()).unwrap())
+        .collect();
+    let mut groups: Vec<&str> = records
+        .iter()
+        .map(|record| record.consumer_group.as_str())
+        .collect();
+    groups.sort_unstable();
+    assert_eq!(
+        groups,
+        ["fanout", "notify"],
+        "one record per consumer group"
+    );
+    let record = records
+        .iter()
+        .find(|record| record.consumer_group == "fanout")
+        .unwrap();
     assert_eq!(record.key, 42);
     assert_eq!(record.payload, b"\xff\xffnot a protobuf event");
     assert_eq!(record.attempts, stack.config().consumer.max_attempts);
