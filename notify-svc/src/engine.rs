@@ -22,7 +22,9 @@ use warble_proto::graph::v1::{
 use warble_proto::notify::v1::NotificationPublished;
 
 use crate::error::NotifyError;
-use crate::store::{Applied, Change, Item, Kind, NotificationStore, StrangerPolicy, Version};
+use crate::store::{
+    Applied, Change, Item, Kind, NotificationStore, SilenceSource, StrangerPolicy, Version,
+};
 
 /// Counters GetStatus reports.
 #[derive(Debug, Default)]
@@ -418,28 +420,33 @@ pub fn changes_for(event: &Event) -> Vec<Change> {
         Some(Payload::Blocked(blocked)) => Some(Change::Silence {
             recipient: blocked.blocker_id,
             actor: blocked.blocked_id,
+            source: SilenceSource::Block,
             version: version(blocked.blocked_at_ms),
             until_ms: None,
         }),
         Some(Payload::Unblocked(unblocked)) => Some(Change::Unsilence {
             recipient: unblocked.blocker_id,
             actor: unblocked.blocked_id,
+            source: SilenceSource::Block,
             version: version(unblocked.unblocked_at_ms),
         }),
         Some(Payload::Muted(muted)) if muted.hide_notifications => Some(Change::Silence {
             recipient: muted.muter_id,
             actor: muted.muted_id,
+            source: SilenceSource::Mute,
             version: version(muted.muted_at_ms),
             until_ms: (muted.expires_at_ms > 0).then_some(muted.expires_at_ms),
         }),
         Some(Payload::Muted(muted)) => Some(Change::Unsilence {
             recipient: muted.muter_id,
             actor: muted.muted_id,
+            source: SilenceSource::Mute,
             version: version(muted.muted_at_ms),
         }),
         Some(Payload::Unmuted(unmuted)) => Some(Change::Unsilence {
             recipient: unmuted.muter_id,
             actor: unmuted.muted_id,
+            source: SilenceSource::Mute,
             version: version(unmuted.unmuted_at_ms),
         }),
         _ => None,

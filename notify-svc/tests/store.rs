@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use warble_notify_svc::store::{
     Applied, Change, EmbeddedNotificationStore, Item, Kind, ListQuery, NotificationStore, Settings,
-    StrangerPolicy, Version, conformance,
+    SilenceSource, StrangerPolicy, Version, conformance,
 };
 
 fn open_in(data_dir: &Path) -> EmbeddedNotificationStore {
@@ -82,6 +82,7 @@ async fn groups_versions_markers_and_settings_survive_reopening() {
                 Change::Silence {
                     recipient,
                     actor: 4,
+                    source: SilenceSource::Mute,
                     version: Version {
                         at_ms: t0 + 3,
                         event_id: 4,

@@ -25,7 +25,7 @@ use warble_proto::limits::notify::{MAX_SAMPLE_ACTORS, RETAINED_GROUPS, RETENTION
 
 use super::{
     Applied, Change, GROUP_WINDOW_MS, Group, GroupPage, Item, Kind, ListQuery, NotificationStore,
-    Settings, StrangerPolicy, UNREAD_CAP, Unread, Version,
+    Settings, SilenceSource, StrangerPolicy, UNREAD_CAP, Unread, Version,
 };
 use crate::error::NotifyError;
 
@@ -755,12 +755,14 @@ async fn a_silence_removes_the_actors_items_until_lifted_or_lapsed(store: Store)
     let silence = |version: Version, until_ms: Option<i64>| Change::Silence {
         recipient,
         actor: silenced,
+        source: SilenceSource::Block,
         version,
         until_ms,
     };
     let unsilence = |version: Version| Change::Unsilence {
         recipient,
         actor: silenced,
+        source: SilenceSource::Block,
         version,
     };
     let block = silence(version(at(10)), None);
@@ -827,6 +829,58 @@ async fn a_silence_removes_the_actors_items_until_lifted_or_lapsed(store: Store)
         apply(&store, unsilence(version(at(45))), at(61)).await,
         Applied::Stale
     );
+
+    // A block and a mute are lifted separately: unblocking someone who is
+    // still muted (hiding notifications) keeps them silenced.
+    let by_source = |source: SilenceSource, at_ms: i64, active: bool| {
+        if active {
+            Change::Silence {
+                recipient,
+                actor: silenced,
+                source,
+                version: version(at_ms),
+                until_ms: None,
+            }
+        } else {
+            Change::Unsilence {
+                recipient,
+                actor: silenced,
+                source,
+                version: version(at_ms),
+            }
+        }
+    };
+    apply(
+        &store,
+        by_source(SilenceSource::Block, at(70), true),
+        at(70),
+    )
+    .await;
+    apply(&store, by_source(SilenceSource::Mute, at(71), true), at(71)).await;
+    assert_eq!(
+        apply(
+            &store,
+            by_source(SilenceSource::Block, at(72), false),
+            at(72)
+        )
+        .await,
+        Applied::Recorded
+    );
+    let still_muted = add(item(recipient, Kind::Like, fresh(), silenced), at(73));
+    assert_eq!(
+        apply(&store, still_muted, at(73)).await,
+        Applied::Stale,
+        "unblocked, but the mute still silences"
+    );
+    apply(
+        &store,
+        by_source(SilenceSource::Mute, at(74), false),
+        at(74),
+    )
+    .await;
+    let heard = add(item(recipient, Kind::Like, fresh(), silenced), at(75));
+    let (_, created) = added(apply(&store, heard, at(75)).await);
+    assert!(created, "heard again once neither silences");
 }
 
 async fn pages_return_every_group_once_newest_first(store: Store) {

@@ -32,7 +32,7 @@ use warble_proto::limits::notify::{MAX_SAMPLE_ACTORS, RETAINED_GROUPS};
 
 use super::{
     Applied, Change, Group, GroupPage, Item, Kind, ListQuery, NotificationStore, Settings,
-    StrangerPolicy, Unread, Version, joins_group, retention_floor_ms,
+    SilenceSource, StrangerPolicy, Unread, Version, joins_group, retention_floor_ms,
 };
 use crate::error::NotifyError;
 
@@ -89,8 +89,10 @@ const DELETED_TWEETS: TableDefinition<u64, i64> = TableDefinition::new("notify_d
 /// (deletion applied at ms, tweet id) -> (): deleted tweets oldest first, so
 /// their tombstones are purged past the retention.
 const DELETIONS: TableDefinition<(i64, u64), ()> = TableDefinition::new("notify_deletions");
-/// (recipient, actor) -> (version at ms, version event id, until ms, active).
-const SILENCES: TableDefinition<(u64, u64), SilenceRow> = TableDefinition::new("notify_silences");
+/// (recipient, actor, source) -> (version at ms, version event id, until
+/// ms, active): each pair's silence per [`SilenceSource`].
+const SILENCES: TableDefinition<(u64, u64, u8), SilenceRow> =
+    TableDefinition::new("notify_silences_by_source");
 type SilenceRow = (i64, u64, Option<i64>, bool);
 /// recipient -> read marker (a position).
 const MARKERS: TableDefinition<u64, u64> = TableDefinition::new("notify_markers");
@@ -454,7 +456,7 @@ struct Writer<'txn> {
     by_tweet: Table<'txn, (u64, u64, u64), ()>,
     deleted_tweets: Table<'txn, u64, i64>,
     deletions: Table<'txn, (i64, u64), ()>,
-    silences: Table<'txn, (u64, u64), SilenceRow>,
+    silences: Table<'txn, (u64, u64, u8), SilenceRow>,
     counts: Table<'txn, u64, u64>,
     next_position: u64,
     next_group_id: u64,
@@ -511,14 +513,16 @@ impl<'txn> Writer<'txn> {
             Change::Silence {
                 recipient,
                 actor,
+                source,
                 version,
                 until_ms,
-            } => self.silence(recipient, actor, version, until_ms),
+            } => self.silence((recipient, actor, source as u8), version, until_ms),
             Change::Unsilence {
                 recipient,
                 actor,
+                source,
                 version,
-            } => self.unsilence(recipient, actor, version),
+            } => self.unsilence((recipient, actor, source as u8), version),
         }
     }
 
@@ -648,18 +652,16 @@ impl<'txn> Writer<'txn> {
 
     fn silence(
         &mut self,
-        recipient: u64,
-        actor: u64,
+        key: (u64, u64, u8),
         version: Version,
         until_ms: Option<i64>,
     ) -> Result<Applied, redb::Error> {
-        if !self.silence_change_is_newer(recipient, actor, version)? {
+        if !self.silence_change_is_newer(key, version)? {
             return Ok(Applied::Stale);
         }
-        self.silences.insert(
-            (recipient, actor),
-            (version.at_ms, version.event_id, until_ms, true),
-        )?;
+        self.silences
+            .insert(key, (version.at_ms, version.event_id, until_ms, true))?;
+        let (recipient, actor, _) = key;
         let present = self
             .by_actor
             .range((recipient, actor, 0, 0)..=(recipient, actor, u8::MAX, u64::MAX))?
@@ -688,29 +690,21 @@ impl<'txn> Writer<'txn> {
         Ok(Applied::Removed { items })
     }
 
-    fn unsilence(
-        &mut self,
-        recipient: u64,
-        actor: u64,
-        version: Version,
-    ) -> Result<Applied, redb::Error> {
-        if !self.silence_change_is_newer(recipient, actor, version)? {
+    fn unsilence(&mut self, key: (u64, u64, u8), version: Version) -> Result<Applied, redb::Error> {
+        if !self.silence_change_is_newer(key, version)? {
             return Ok(Applied::Stale);
         }
-        self.silences.insert(
-            (recipient, actor),
-            (version.at_ms, version.event_id, None, false),
-        )?;
+        self.silences
+            .insert(key, (version.at_ms, version.event_id, None, false))?;
         Ok(Applied::Recorded)
     }
 
     fn silence_change_is_newer(
         &self,
-        recipient: u64,
-        actor: u64,
+        key: (u64, u64, u8),
         version: Version,
     ) -> Result<bool, redb::Error> {
-        Ok(match self.silences.get((recipient, actor))? {
+        Ok(match self.silences.get(key)? {
             Some(row) => {
                 let (at_ms, event_id, _, _) = row.value();
                 version > Version { at_ms, event_id }
@@ -719,14 +713,17 @@ impl<'txn> Writer<'txn> {
         })
     }
 
+    /// Whether any source silences `actor` for `recipient` now.
     fn silenced(&self, recipient: u64, actor: u64) -> Result<bool, redb::Error> {
-        Ok(match self.silences.get((recipient, actor))? {
-            Some(row) => {
+        for source in SilenceSource::ALL {
+            if let Some(row) = self.silences.get((recipient, actor, source as u8))? {
                 let (_, _, until_ms, active) = row.value();
-                active && until_ms.is_none_or(|until_ms| until_ms > self.now_ms)
+                if active && until_ms.is_none_or(|until_ms| until_ms > self.now_ms) {
+                    return Ok(true);
+                }
             }
-            None => false,
-        })
+        }
+        Ok(false)
     }
 
     fn tweet_deleted(&self, tweet_id: u64) -> Result<bool, redb::Error> {

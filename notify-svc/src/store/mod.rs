@@ -36,7 +36,8 @@
 //!
 //! A recipient who blocks an actor, or mutes them with notifications
 //! hidden, **silences** them: their items for that recipient are removed
-//! and new ones refused until the silence is lifted or lapses.
+//! and new ones refused until every silence of the pair (the block's, the
+//! mute's) is lifted or has lapsed.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -134,20 +135,38 @@ pub enum Change {
     /// `recipient` blocked `actor`, or muted them hiding notifications:
     /// removes `actor`'s items for `recipient` and refuses new ones until
     /// `until_ms` (`None`: until lifted). Applies only if `version` is newer
-    /// than the last silence change of the pair.
+    /// than the last change of the pair's silence from the same `source`.
     Silence {
         recipient: u64,
         actor: u64,
+        source: SilenceSource,
         version: Version,
         until_ms: Option<i64>,
     },
     /// The block or mute was lifted (if `version` is newer than the last
-    /// silence change of the pair). Removed items do not come back.
+    /// change of the pair's silence from `source`). The actor is heard
+    /// again only once no source silences them. Removed items do not come back.
     Unsilence {
         recipient: u64,
         actor: u64,
+        source: SilenceSource,
         version: Version,
     },
+}
+
+/// Why a recipient silences an actor. A block and a mute are lifted
+/// separately: unblocking someone still muted keeps them silenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SilenceSource {
+    /// A block.
+    Block = 1,
+    /// A mute that hides notifications.
+    Mute = 2,
+}
+
+impl SilenceSource {
+    /// Both sources.
+    pub const ALL: [SilenceSource; 2] = [SilenceSource::Block, SilenceSource::Mute];
 }
 
 /// What applying a change did.

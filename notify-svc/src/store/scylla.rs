@@ -125,7 +125,7 @@ use warble_proto::limits::notify::{MAX_SAMPLE_ACTORS, RETAINED_GROUPS, RETENTION
 
 use super::{
     Applied, Change, Group, GroupPage, Item, Kind, ListQuery, NotificationStore, Settings,
-    StrangerPolicy, Unread, Version, joins_group, retention_floor_ms,
+    SilenceSource, StrangerPolicy, Unread, Version, joins_group, retention_floor_ms,
 };
 use crate::error::NotifyError;
 
@@ -268,7 +268,12 @@ struct ActorRecord {
     at_ms: i64,
 }
 
-/// A (recipient, actor) pair's last silence change.
+/// The clustering key of a pair's silence from `source` (section Silence).
+fn silence_key(actor: u64, source: SilenceSource) -> [i64; 4] {
+    [to_db(actor), source as i64, 0, 0]
+}
+
+/// A (recipient, actor) pair's last silence change from one source.
 #[derive(Clone, PartialEq, prost::Message)]
 struct SilenceRecord {
     #[prost(int64, tag = "1")]
@@ -543,9 +548,23 @@ impl ScyllaNotificationStore {
         &self,
         recipient: u64,
         actor: u64,
+        source: SilenceSource,
     ) -> Result<Option<SilenceRecord>, NotifyError> {
-        self.read_record(recipient, Section::Silence, [to_db(actor), 0, 0, 0])
+        self.read_record(recipient, Section::Silence, silence_key(actor, source))
             .await
+    }
+
+    /// Whether any source (a block, a mute) silences `actor` for
+    /// `recipient` at `now_ms`.
+    async fn silenced(&self, recipient: u64, actor: u64, now_ms: i64) -> Result<bool, NotifyError> {
+        let (block, mute) = tokio::try_join!(
+            self.read_silence(recipient, actor, SilenceSource::Block),
+            self.read_silence(recipient, actor, SilenceSource::Mute),
+        )?;
+        Ok([block, mute]
+            .into_iter()
+            .flatten()
+            .any(|silence| silence.silences_at(now_ms)))
     }
 
     /// The keys under `(k1, k2)`, newest first: `(k3, k4)`.
@@ -847,6 +866,7 @@ impl ScyllaNotificationStore {
         &self,
         recipient: u64,
         actor: u64,
+        source: SilenceSource,
         version: Version,
         until_ms: Option<i64>,
         now_ms: i64,
@@ -856,7 +876,7 @@ impl ScyllaNotificationStore {
         let mut contention = Contention::default();
         loop {
             let mut tx = self.begin(recipient, now_ms).await?;
-            let stored = self.read_silence(recipient, actor).await?;
+            let stored = self.read_silence(recipient, actor, source).await?;
             if stored.is_some_and(|stored| stored.version() >= version) {
                 return Ok(removed_or(removed, Applied::Stale));
             }
@@ -884,7 +904,7 @@ impl ScyllaNotificationStore {
                 };
                 tx.put(
                     Section::Silence,
-                    [to_db(actor), 0, 0, 0],
+                    silence_key(actor, source),
                     silence.encode_to_vec(),
                     0,
                 );
@@ -904,6 +924,7 @@ impl ScyllaNotificationStore {
         &self,
         recipient: u64,
         actor: u64,
+        source: SilenceSource,
         version: Version,
         now_ms: i64,
     ) -> Result<Applied, NotifyError> {
@@ -911,7 +932,7 @@ impl ScyllaNotificationStore {
         let mut contention = Contention::default();
         loop {
             let mut tx = self.begin(recipient, now_ms).await?;
-            let stored = self.read_silence(recipient, actor).await?;
+            let stored = self.read_silence(recipient, actor, source).await?;
             if stored.is_some_and(|stored| stored.version() >= version) {
                 return Ok(Applied::Stale);
             }
@@ -923,7 +944,7 @@ impl ScyllaNotificationStore {
             };
             tx.put(
                 Section::Silence,
-                [to_db(actor), 0, 0, 0],
+                silence_key(actor, source),
                 lifted.encode_to_vec(),
                 0,
             );
@@ -1198,14 +1219,14 @@ impl Tx<'_> {
         };
         let (stored, silence, deleted, open) = tokio::try_join!(
             store.read_item(&item),
-            store.read_silence(recipient, item.actor),
+            store.silenced(recipient, item.actor, self.now_ms),
             deleted,
             open,
         )?;
         if stored
             .as_ref()
             .is_some_and(|stored| stored.version() >= version)
-            || silence.is_some_and(|silence| silence.silences_at(self.now_ms))
+            || silence
             || deleted
         {
             return Ok(Applied::Stale);
@@ -1686,17 +1707,22 @@ impl NotificationStore for ScyllaNotificationStore {
             Change::Silence {
                 recipient,
                 actor,
+                source,
                 version,
                 until_ms,
             } => {
-                self.silence(recipient, actor, version, until_ms, now_ms)
+                self.silence(recipient, actor, source, version, until_ms, now_ms)
                     .await
             }
             Change::Unsilence {
                 recipient,
                 actor,
+                source,
                 version,
-            } => self.unsilence(recipient, actor, version, now_ms).await,
+            } => {
+                self.unsilence(recipient, actor, source, version, now_ms)
+                    .await
+            }
         }
     }
 

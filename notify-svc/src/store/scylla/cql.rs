@@ -19,7 +19,7 @@
 //! | `Topic` | kind | tweet id | created position DESC | group id | empty: the newest group of a kind and tweet |
 //! | `Actors` | group id | item position DESC | actor | 0 | when (`ActorRecord`): a group's actors, newest first |
 //! | `Item` | actor | kind | tweet id | 0 | the item's version, presence, group (`ItemRecord`) |
-//! | `Silence` | actor | 0 | 0 | 0 | the pair's silence version (`SilenceRecord`) |
+//! | `Silence` | actor | source (1 block, 2 mute) | 0 | 0 | the pair's silence from that source (`SilenceRecord`) |
 //! | `Deleted` | tweet id | 0 | 0 | 0 | empty: a deleted tweet, seen by this recipient's CAS |
 //! | `Settings` | 0 | 0 | 0 | 0 | the policy (`SettingsRecord`) |
 //!
