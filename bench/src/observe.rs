@@ -143,4 +143,32 @@ impl TimelineCache for ObservedCache {
     async fn last_active(&self, users: &[u64]) -> Result<Vec<Option<u64>>, CacheError> {
         self.inner.last_active(users).await
     }
+
+    async fn followed_celebrities(&self, user: u64) -> Result<Option<Vec<u64>>, CacheError> {
+        self.inner.followed_celebrities(user).await
+    }
+
+    async fn set_followed_celebrities(
+        &self,
+        user: u64,
+        celebrities: &[u64],
+    ) -> Result<(), CacheError> {
+        self.inner.set_followed_celebrities(user, celebrities).await
+    }
+
+    async fn add_followed_celebrity(
+        &self,
+        users: &[u64],
+        celebrity: u64,
+    ) -> Result<(), CacheError> {
+        self.inner.add_followed_celebrity(users, celebrity).await
+    }
+
+    async fn remove_followed_celebrity(
+        &self,
+        users: &[u64],
+        celebrity: u64,
+    ) -> Result<(), CacheError> {
+        self.inner.remove_followed_celebrity(users, celebrity).await
+    }
 }

@@ -266,12 +266,36 @@ impl FanoutEngine {
 
     /// Copies a normal followee's recent tweets and retweets into the new
     /// follower's timeline (not retweets of the follower's own tweets); a
-    /// celebrity's arrive through the read-time merge instead.
+    /// celebrity's arrive through the read-time merge instead, so a
+    /// celebrity joins the follower's recorded followed-celebrity set.
     #[instrument(skip_all, fields(follower_id = followed.follower_id, followee_id = followed.followee_id))]
     async fn followed(&self, followed: Followed) -> Result<(), FanoutError> {
-        if self.policy.is_celebrity(followed.followee_followers_count)
-            || self.policy.follow_backfill_tweets == 0
-        {
+        let followee = followed.followee_id;
+        if self.policy.is_celebrity(followed.followee_followers_count) {
+            self.cache
+                .add_followed_celebrity(&[followed.follower_id], followee)
+                .await?;
+            // This follow took the followee to the threshold (a followee's
+            // follows and unfollows arrive in order, so exactly one event
+            // sees it): every follower's recorded set gains them.
+            if followed.followee_followers_count == self.policy.celebrity_threshold {
+                tracing::info!(
+                    author_id = followee,
+                    "author reached the celebrity threshold"
+                );
+                let mut cursor = String::new();
+                loop {
+                    let (page, next) = self.followers_page(followee, cursor).await?;
+                    self.cache.add_followed_celebrity(&page, followee).await?;
+                    match next {
+                        Some(next) => cursor = next,
+                        None => break,
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if self.policy.follow_backfill_tweets == 0 {
             return Ok(());
         }
         let listed = self
@@ -315,7 +339,8 @@ impl FanoutEngine {
     /// timeline (others' retweets of the followee's tweets stay). When this
     /// unfollow takes the followee below the celebrity threshold, their
     /// recent tweets were never pushed: drop the followers' cached timelines
-    /// so each is rebuilt, with those tweets, on its next read.
+    /// so each is rebuilt, with those tweets, on its next read, and take
+    /// them out of the followers' recorded followed-celebrity sets.
     #[instrument(skip_all, fields(follower_id = unfollowed.follower_id, followee_id = unfollowed.followee_id))]
     async fn unfollowed(&self, unfollowed: Unfollowed) -> Result<(), FanoutError> {
         self.cache
@@ -324,6 +349,9 @@ impl FanoutEngine {
                 unfollowed.followee_id,
                 Removal::ComingFrom,
             )
+            .await?;
+        self.cache
+            .remove_followed_celebrity(&[unfollowed.follower_id], unfollowed.followee_id)
             .await?;
         let after = unfollowed.followee_followers_count;
         let demoted = !self.policy.is_celebrity(after) && self.policy.is_celebrity(after + 1);
@@ -337,6 +365,9 @@ impl FanoutEngine {
         let mut cursor = String::new();
         loop {
             let (page, next) = self.followers_page(unfollowed.followee_id, cursor).await?;
+            self.cache
+                .remove_followed_celebrity(&page, unfollowed.followee_id)
+                .await?;
             for user in page {
                 self.cache.evict(user).await?;
             }

@@ -42,6 +42,63 @@ where
     a_retweet_of_a_recently_shown_tweet_is_not_pushed(&cache).await;
     let (_guard, cache) = make().await;
     removing_a_user_takes_what_came_from_them_or_involves_them(&cache).await;
+    let (_guard, cache) = make().await;
+    followed_celebrity_sets(&cache).await;
+}
+
+/// A user's followed-celebrity set: a miss until recorded (an empty record
+/// too is a record), replaced by a new record, and changed by adds and
+/// removals only where one is recorded.
+pub async fn followed_celebrity_sets(cache: &impl TimelineCache) {
+    let (ana, ben, cy) = (11, 12, 13);
+    assert_eq!(cache.followed_celebrities(ana).await.unwrap(), None);
+    cache.set_followed_celebrities(ana, &[]).await.unwrap();
+    assert_eq!(cache.followed_celebrities(ana).await.unwrap(), Some(vec![]));
+    cache
+        .set_followed_celebrities(ben, &[900, 700])
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.followed_celebrities(ben).await.unwrap(),
+        Some(vec![700, 900])
+    );
+
+    cache
+        .add_followed_celebrity(&[ana, ben, cy], 800)
+        .await
+        .unwrap();
+    cache.add_followed_celebrity(&[ben], 800).await.unwrap();
+    assert_eq!(
+        cache.followed_celebrities(ana).await.unwrap(),
+        Some(vec![800])
+    );
+    assert_eq!(
+        cache.followed_celebrities(ben).await.unwrap(),
+        Some(vec![700, 800, 900])
+    );
+    assert_eq!(
+        cache.followed_celebrities(cy).await.unwrap(),
+        None,
+        "nothing recorded: an add does not make a record"
+    );
+
+    cache
+        .remove_followed_celebrity(&[ana, ben, cy], 800)
+        .await
+        .unwrap();
+    assert_eq!(cache.followed_celebrities(ana).await.unwrap(), Some(vec![]));
+    assert_eq!(
+        cache.followed_celebrities(ben).await.unwrap(),
+        Some(vec![700, 900])
+    );
+    assert_eq!(cache.followed_celebrities(cy).await.unwrap(), None);
+
+    cache.set_followed_celebrities(ben, &[600]).await.unwrap();
+    assert_eq!(
+        cache.followed_celebrities(ben).await.unwrap(),
+        Some(vec![600]),
+        "a new record replaces the old"
+    );
 }
 
 fn entry(tweet_id: u64, author_id: u64) -> Entry {

@@ -35,6 +35,8 @@ struct Shard {
     timelines: HashMap<u64, Timeline>,
     celebrity_sets: HashMap<u64, CelebritySet>,
     last_active: HashMap<u64, u64>,
+    /// Per user, the celebrities they follow and when the record lapses.
+    followed_celebrities: HashMap<u64, (Vec<u64>, std::time::Instant)>,
 }
 
 /// In-memory [`TimelineCache`]. Clones share the same data.
@@ -273,6 +275,66 @@ impl TimelineCache for EmbeddedTimelineCache {
             .iter()
             .map(|user| self.shard(*user).last_active.get(user).copied())
             .collect())
+    }
+
+    async fn followed_celebrities(&self, user: u64) -> Result<Option<Vec<u64>>, CacheError> {
+        let mut shard = self.shard(user);
+        let lapsed = match shard.followed_celebrities.get(&user) {
+            None => return Ok(None),
+            Some((set, lapses_at)) if *lapses_at > std::time::Instant::now() => {
+                return Ok(Some(set.clone()));
+            }
+            Some(_) => true,
+        };
+        if lapsed {
+            shard.followed_celebrities.remove(&user);
+        }
+        Ok(None)
+    }
+
+    async fn set_followed_celebrities(
+        &self,
+        user: u64,
+        celebrities: &[u64],
+    ) -> Result<(), CacheError> {
+        let mut set = celebrities.to_vec();
+        set.sort_unstable();
+        set.dedup();
+        let lapses_at = std::time::Instant::now() + crate::FOLLOWED_CELEBRITIES_TTL;
+        self.shard(user)
+            .followed_celebrities
+            .insert(user, (set, lapses_at));
+        Ok(())
+    }
+
+    async fn add_followed_celebrity(
+        &self,
+        users: &[u64],
+        celebrity: u64,
+    ) -> Result<(), CacheError> {
+        for user in users {
+            if let Some((set, _)) = self.shard(*user).followed_celebrities.get_mut(user)
+                && let Err(at) = set.binary_search(&celebrity)
+            {
+                set.insert(at, celebrity);
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_followed_celebrity(
+        &self,
+        users: &[u64],
+        celebrity: u64,
+    ) -> Result<(), CacheError> {
+        for user in users {
+            if let Some((set, _)) = self.shard(*user).followed_celebrities.get_mut(user)
+                && let Ok(at) = set.binary_search(&celebrity)
+            {
+                set.remove(at);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -8,7 +8,8 @@
 //! rebuild is never lost), but readers treat an unbuilt timeline as a miss
 //! and rebuild it. Per celebrity, a capped set of recent tweet ids merged into
 //! followers' timelines at read time. Per user, a last-active mark that
-//! decides whether fan-out still writes to them.
+//! decides whether fan-out still writes to them, and the set of celebrities
+//! they follow, so a page finds what to merge without asking the graph.
 //!
 //! It is a cache: everything here can be rebuilt from the tweet and graph
 //! stores. The embedded implementation lives in memory and is shared by the
@@ -30,6 +31,10 @@ pub use redis::RedisTimelineCache;
 pub const TIMELINE_CAPACITY: usize = 800;
 /// Entries kept per celebrity recent set.
 pub const CELEBRITY_CAPACITY: usize = 800;
+/// How long a recorded followed-celebrity set lasts before the next read
+/// asks the graph again. Fan-out keeps recorded sets current as follows
+/// come and go; this bounds what a recording racing a follow can miss.
+pub const FOLLOWED_CELEBRITIES_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 /// A retweet is not pushed into a timeline whose newest this-many entries
 /// hold its tweet already (the contract's number).
 pub const RETWEET_DEDUP_WINDOW: usize = warble_proto::limits::timeline::RETWEET_DEDUP_WINDOW;
@@ -211,4 +216,30 @@ pub trait TimelineCache: Send + Sync + 'static {
 
     /// The last-active mark of each user, in order; `None` when never seen.
     async fn last_active(&self, users: &[u64]) -> Result<Vec<Option<u64>>, CacheError>;
+
+    /// The celebrities `user` follows, as recorded; `None` when nothing is
+    /// recorded (never, or longer ago than [`FOLLOWED_CELEBRITIES_TTL`]):
+    /// the caller asks the graph and records the answer.
+    async fn followed_celebrities(&self, user: u64) -> Result<Option<Vec<u64>>, CacheError>;
+
+    /// Records the celebrities `user` follows (an empty set included),
+    /// replacing what was recorded, for [`FOLLOWED_CELEBRITIES_TTL`].
+    async fn set_followed_celebrities(
+        &self,
+        user: u64,
+        celebrities: &[u64],
+    ) -> Result<(), CacheError>;
+
+    /// Adds `celebrity` to each of `users`' recorded sets (a follow, or an
+    /// author reaching the threshold); users with nothing recorded stay so.
+    async fn add_followed_celebrity(&self, users: &[u64], celebrity: u64)
+    -> Result<(), CacheError>;
+
+    /// Removes `celebrity` from each of `users`' recorded sets (an unfollow,
+    /// or an author falling below the threshold).
+    async fn remove_followed_celebrity(
+        &self,
+        users: &[u64],
+        celebrity: u64,
+    ) -> Result<(), CacheError>;
 }

@@ -185,6 +185,33 @@ return added
 /// KEYS[1] a capped set; ARGV sentinel, upper bound (exclusive, `(` form),
 /// count. Nil when the sentinel is absent (a miss); else {length without the
 /// sentinel, members below the bound newest first}.
+/// KEYS[1] a user's followed-celebrity set; ARGV[1] its lifetime in ms,
+/// ARGV[2..] the celebrities. Replaces the set, with the member 0 marking
+/// "recorded" so an empty record exists too.
+static SET_FOLLOWED: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+redis.call('DEL', KEYS[1])
+redis.call('SADD', KEYS[1], '0', unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"#,
+    )
+});
+
+/// KEYS[1] a user's followed-celebrity set; ARGV[1] a celebrity. Adds it
+/// only to a set that is recorded.
+static ADD_FOLLOWED: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('SADD', KEYS[1], ARGV[1])
+end
+return 0
+"#,
+    )
+});
+
 static READ: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
         r#"
@@ -270,6 +297,10 @@ impl RedisTimelineCache {
 
     fn celebrity_key(&self, author: u64) -> String {
         format!("{}cel:{author}", self.prefix)
+    }
+
+    fn followed_celebrities_key(&self, user: u64) -> String {
+        format!("{}fc:{user}", self.prefix)
     }
 
     fn last_active_key(&self, user: u64) -> String {
@@ -637,6 +668,70 @@ impl TimelineCache for RedisTimelineCache {
             }
         }
         Ok(marks)
+    }
+
+    async fn followed_celebrities(&self, user: u64) -> Result<Option<Vec<u64>>, CacheError> {
+        let reply = self
+            .batch(&[Request::new(
+                "SMEMBERS",
+                self.followed_celebrities_key(user),
+            )])
+            .await?;
+        let members: Vec<u64> = match reply.into_iter().next() {
+            Some(value) => {
+                redis::from_redis_value(value).map_err(|error| self.unavailable(error.into()))?
+            }
+            None => Vec::new(),
+        };
+        // No key: nothing recorded. The member 0 marks a record, empty or not.
+        if members.is_empty() {
+            return Ok(None);
+        }
+        let mut celebrities: Vec<u64> = members.into_iter().filter(|id| *id != 0).collect();
+        celebrities.sort_unstable();
+        Ok(Some(celebrities))
+    }
+
+    async fn set_followed_celebrities(
+        &self,
+        user: u64,
+        celebrities: &[u64],
+    ) -> Result<(), CacheError> {
+        let mut request = SET_FOLLOWED
+            .call(&[self.followed_celebrities_key(user)])
+            .arg(crate::FOLLOWED_CELEBRITIES_TTL.as_millis() as u64);
+        for celebrity in celebrities {
+            request = request.arg(*celebrity);
+        }
+        self.batch(&[request]).await.map(|_| ())
+    }
+
+    async fn add_followed_celebrity(
+        &self,
+        users: &[u64],
+        celebrity: u64,
+    ) -> Result<(), CacheError> {
+        let requests: Vec<Request> = users
+            .iter()
+            .map(|user| {
+                ADD_FOLLOWED
+                    .call(&[self.followed_celebrities_key(*user)])
+                    .arg(celebrity)
+            })
+            .collect();
+        self.batch(&requests).await.map(|_| ())
+    }
+
+    async fn remove_followed_celebrity(
+        &self,
+        users: &[u64],
+        celebrity: u64,
+    ) -> Result<(), CacheError> {
+        let requests: Vec<Request> = users
+            .iter()
+            .map(|user| Request::new("SREM", self.followed_celebrities_key(*user)).arg(celebrity))
+            .collect();
+        self.batch(&requests).await.map(|_| ())
     }
 }
 

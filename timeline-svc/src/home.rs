@@ -85,10 +85,9 @@ impl HomeTimelines {
         // Two independent reads at once: a page waits for the slowest, not the sum.
         let (marked, celebrities) = tokio::join!(
             self.cache.mark_active(user, warble_mesh::time::now_ms()),
-            self.sources.following(user, self.celebrity_threshold),
+            self.followed_celebrities(user),
         );
         marked?;
-        // Also proves the user exists (NOT_FOUND otherwise) before any rebuild.
         let celebrities = celebrities?;
         let mut page = HomePage {
             entries: Vec::with_capacity(limit),
@@ -128,6 +127,25 @@ impl HomeTimelines {
             }
         }
         Ok(page)
+    }
+
+    /// The celebrities `user` follows: the set fan-out keeps in the cache
+    /// (one read, however many accounts the user follows), or, when none is
+    /// recorded, the graph's answer, recorded for the next pages. The graph
+    /// call also proves the user exists (NOT_FOUND otherwise) before any
+    /// rebuild; a recorded set was recorded for a user who existed.
+    async fn followed_celebrities(&self, user: u64) -> Result<Vec<u64>, TimelineError> {
+        if let Some(celebrities) = self.cache.followed_celebrities(user).await? {
+            return Ok(celebrities);
+        }
+        let celebrities = self
+            .sources
+            .following(user, self.celebrity_threshold)
+            .await?;
+        self.cache
+            .set_followed_celebrities(user, &celebrities)
+            .await?;
+        Ok(celebrities)
     }
 
     /// What of `entries` `user` may see: no entry involving someone they

@@ -555,3 +555,48 @@ async fn home_timeline_requests_are_validated() {
     );
     stack.stop().await;
 }
+
+/// A reader's recorded set of followed celebrities follows the threshold
+/// both ways: an author who reaches it while the reader follows them is
+/// merged into the reader's pages from then on (their new tweets are no
+/// longer pushed), and one who falls below it is pushed again. The reader
+/// reads before each change, so the set is recorded each time, not read
+/// fresh from the graph.
+#[tokio::test]
+async fn a_readers_followed_celebrities_follow_the_threshold_both_ways() {
+    let stack = TestStack::start_with(|config| config.fanout.celebrity_threshold = 3).await;
+    let ids = users(&stack, &["reader", "author", "fan1", "fan2"]).await;
+    let (reader, author, fan1, fan2) = (ids[0], ids[1], ids[2], ids[3]);
+    stack.follow(reader, author).await;
+    let before = stack.post(author, "before the threshold").await;
+    stack.settle().await;
+    assert_eq!(stack.home_all(reader, 20).await, vec![before]);
+
+    // Two more followers: the author reaches 3 and is merged from now on.
+    stack.follow(fan1, author).await;
+    stack.follow(fan2, author).await;
+    stack.settle().await;
+    let as_celebrity = stack.post(author, "a celebrity now").await;
+    stack.settle().await;
+    assert!(
+        !cached(&stack, reader, as_celebrity).await,
+        "a celebrity's tweet is not pushed"
+    );
+    assert_eq!(
+        stack.home_all(reader, 20).await,
+        vec![as_celebrity, before],
+        "merged at read time: the reader's recorded set gained the author"
+    );
+
+    // Back below the threshold: pushed again.
+    stack.unfollow(fan2, author).await;
+    stack.settle().await;
+    let pushed_again = stack.post(author, "below the threshold again").await;
+    stack.settle().await;
+    assert_eq!(
+        stack.home_all(reader, 20).await,
+        vec![pushed_again, as_celebrity, before]
+    );
+    assert!(cached(&stack, reader, pushed_again).await);
+    stack.stop().await;
+}
