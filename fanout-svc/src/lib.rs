@@ -35,7 +35,7 @@ pub use stats::FanoutStats;
 
 use crate::engine::{FanoutEngine, FanoutPolicy};
 use crate::service::FanoutApi;
-use warble_mesh::consumer::{self, ConsumerSettings};
+use warble_mesh::consumer::{self, Consumer, ConsumerSettings};
 
 /// A fan-out service ready to run: consumer plus gRPC status endpoint.
 pub struct FanoutSvc {
@@ -129,34 +129,22 @@ impl Serve for FanoutServer {
             drain_timeout,
             reflection,
         } = self;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let consumer = tokio::spawn(consumer::run(
-            service.log.clone(),
-            service.engine.clone(),
-            service.stats.consumer.clone(),
-            service.settings.clone(),
-            stopped,
-        ));
         let api = FanoutApi {
             log: service.log.clone(),
             stats: service.stats.clone(),
             group: service.settings.group.clone(),
             workers: service.settings.workers as u32,
         };
-        let served = GrpcServer::new(drain_timeout)
+        let grpc = GrpcServer::new(drain_timeout)
             .with_reflection(reflection)
-            .add_service(FanoutServiceServer::new(api))
-            .serve(listener, async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-            .await;
-        if tokio::time::timeout(drain_timeout, consumer).await.is_err() {
-            tracing::warn!(
-                "fan-out consumer did not finish within the drain deadline; unacknowledged events will be redelivered"
-            );
-        }
-        Ok(served?)
+            .add_service(FanoutServiceServer::new(api));
+        let consumer = Consumer {
+            log: service.log,
+            handler: service.engine,
+            counters: service.stats.consumer.clone(),
+            settings: service.settings,
+        };
+        consumer::serve_while_consuming(grpc, listener, shutdown, drain_timeout, consumer).await
     }
 }
 

@@ -209,6 +209,57 @@ impl From<&ConsumerConfig> for ConsumerSettings {
     }
 }
 
+/// What a consumer needs: the log, what applies each entry, the counters
+/// it keeps and its settings.
+pub struct Consumer<H> {
+    /// The log read in the group.
+    pub log: Arc<dyn EventLog>,
+    /// Applies each entry.
+    pub handler: Arc<H>,
+    /// Counted as entries are applied.
+    pub counters: Arc<ConsumerCounters>,
+    /// Group, name, workers, batches, retries.
+    pub settings: ConsumerSettings,
+}
+
+/// Serves `grpc` on `listener` while `consumer` runs, until `shutdown`
+/// resolves: then the consumer stops reading and finishes its in-flight
+/// events while the server drains, each within `drain_timeout`. The serve
+/// loop of every service that consumes the log (fanout-svc, notify-svc).
+pub async fn serve_while_consuming<H: EventHandler>(
+    grpc: crate::grpc::GrpcServer,
+    listener: tokio::net::TcpListener,
+    shutdown: crate::scaffold::Shutdown,
+    drain_timeout: Duration,
+    consumer: Consumer<H>,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let group = consumer.settings.group.clone();
+    let consuming = tokio::spawn(run(
+        consumer.log,
+        consumer.handler,
+        consumer.counters,
+        consumer.settings,
+        stopped,
+    ));
+    let served = grpc
+        .serve(listener, async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await;
+    if tokio::time::timeout(drain_timeout, consuming)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            group,
+            "the consumer did not finish within the drain deadline; unacknowledged events will be redelivered"
+        );
+    }
+    Ok(served?)
+}
+
 /// Runs the consumer until `stop` turns true; in-flight events finish first.
 pub async fn run<H: EventHandler>(
     log: Arc<dyn EventLog>,

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use warble_mesh::consumer::{self, ConsumerSettings};
+use warble_mesh::consumer::{self, Consumer, ConsumerSettings};
 use warble_mesh::event_log::{EventLog, RedisEventLog};
 use warble_mesh::grpc::{GrpcServer, TracedChannel, traced_channel};
 use warble_mesh::scaffold::{Serve, Shutdown};
@@ -150,26 +150,13 @@ impl Serve for NotifyServer {
             grpc,
             drain_timeout,
         } = self;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let consumer = tokio::spawn(consumer::run(
-            service.log.clone(),
-            service.engine.clone(),
-            service.stats.consumer.clone(),
-            service.settings.clone(),
-            stopped,
-        ));
-        let served = grpc
-            .serve(listener, async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-            .await;
-        if tokio::time::timeout(drain_timeout, consumer).await.is_err() {
-            tracing::warn!(
-                "notification consumer did not finish within the drain deadline; unacknowledged events will be redelivered"
-            );
-        }
-        Ok(served?)
+        let consumer = Consumer {
+            log: service.log,
+            handler: service.engine,
+            counters: service.stats.consumer.clone(),
+            settings: service.settings,
+        };
+        consumer::serve_while_consuming(grpc, listener, shutdown, drain_timeout, consumer).await
     }
 }
 
