@@ -96,6 +96,8 @@ pub enum ServeError {
 pub struct GrpcServer {
     routes: Routes,
     service_names: Vec<&'static str>,
+    /// Services that start NOT_SERVING until their owner reports them ready.
+    not_ready: Vec<&'static str>,
     drain_timeout: Duration,
     health: HealthReporter,
     reflection: bool,
@@ -111,6 +113,7 @@ impl GrpcServer {
         Self {
             routes: Routes::default().add_service(health_service),
             service_names: Vec::new(),
+            not_ready: Vec::new(),
             drain_timeout,
             health,
             reflection: true,
@@ -150,6 +153,30 @@ impl GrpcServer {
         self
     }
 
+    /// Like [`GrpcServer::add_service`], but the service's health starts
+    /// NOT_SERVING (it still answers calls): its owner turns it SERVING
+    /// through [`GrpcServer::health_reporter`] once it is ready, e.g. an
+    /// index that has caught up. Readiness probes name the service.
+    pub fn add_service_not_ready<S>(mut self, service: S) -> Self
+    where
+        S: Service<Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.not_ready.push(S::NAME);
+        self.add_service(service)
+    }
+
+    /// The handle that sets this server's health statuses.
+    pub fn health_reporter(&self) -> HealthReporter {
+        self.health.clone()
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then drains.
     pub async fn serve(
         self,
@@ -159,9 +186,12 @@ impl GrpcServer {
         let local_addr = listener.local_addr().ok();
         let health = self.health;
         for name in &self.service_names {
-            health
-                .set_service_status(*name, ServingStatus::Serving)
-                .await;
+            let status = if self.not_ready.contains(name) {
+                ServingStatus::NotServing
+            } else {
+                ServingStatus::Serving
+            };
+            health.set_service_status(*name, status).await;
         }
         let mut routes = self.routes;
         if self.reflection {

@@ -548,3 +548,61 @@ async fn a_dead_consumers_batch_is_finished_by_another() {
         .unwrap();
     assert_eq!(alive.lag("work", "fanout").await.unwrap(), 0);
 }
+
+/// A pinned reader outside groups holds exactly the entries after its pin:
+/// trimming stops there, moving the pin on lets trimming go further,
+/// unpinning releases the rest, and `max_trimmed_id` tells a reader whose
+/// position is older that it missed entries.
+async fn pins_hold_what_a_reader_has_not_applied(topology: Topology) {
+    let Some(config) = topology.shared_config() else {
+        return;
+    };
+    let log = log_on(&config).await;
+    let mut ids = Vec::new();
+    for key in 0..6u64 {
+        ids.push(log.append("pinned", key, b"x").await.unwrap());
+    }
+    assert_eq!(log.max_trimmed_id("pinned").await.unwrap(), None);
+    // A group consumer that has acknowledged everything would let it all go.
+    let all = log
+        .read_group("pinned", "done", "c", 100, Duration::ZERO)
+        .await
+        .unwrap();
+    let acked: Vec<_> = all.iter().map(|delivery| delivery.id).collect();
+    log.ack("pinned", "done", &acked).await.unwrap();
+    log.pin("pinned", "search-0", Some(ids[1])).await.unwrap();
+    log.trim("pinned").await.unwrap();
+    let left = log
+        .read_after("pinned", None, 100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(left.first().map(|delivery| delivery.id), Some(ids[2]));
+    assert_eq!(log.max_trimmed_id("pinned").await.unwrap(), Some(ids[1]));
+    // Moving the pin on (and pinning again at the same place) trims further.
+    log.pin("pinned", "search-0", Some(ids[3])).await.unwrap();
+    log.pin("pinned", "search-0", Some(ids[3])).await.unwrap();
+    log.trim("pinned").await.unwrap();
+    let left = log
+        .read_after("pinned", None, 100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(left.first().map(|delivery| delivery.id), Some(ids[4]));
+    assert_eq!(
+        log.count_after("pinned", Some(ids[3]), 100).await.unwrap(),
+        2
+    );
+    // A reader gone for good is unpinned: nothing holds the rest.
+    log.unpin("pinned", "search-0").await.unwrap();
+    log.unpin("pinned", "search-0").await.unwrap();
+    log.trim("pinned").await.unwrap();
+    let left = log
+        .read_after("pinned", None, 100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(log.max_trimmed_id("pinned").await.unwrap(), Some(ids[5]));
+}
+
+test_each_topology!(pins_hold_what_a_reader_has_not_applied =>
+    pins_hold_entries_on_a_single_node,
+    pins_hold_entries_on_a_cluster);

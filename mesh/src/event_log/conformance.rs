@@ -34,6 +34,32 @@ where
     tailing_reads_every_entry_after_a_position(&log).await;
     let (_guard, log) = make().await;
     capped_appends_reach_tail_readers_in_order(&log).await;
+    let (_guard, log) = make().await;
+    counting_after_a_position_stops_at_the_cap(&log).await;
+}
+
+/// `count_after` counts the entries after a position (all of them from
+/// `None`), never past the cap, and none after the newest.
+pub async fn counting_after_a_position_stops_at_the_cap(log: &impl EventLog) {
+    assert_eq!(log.count_after("counted", None, 10).await.unwrap(), 0);
+    let mut ids = Vec::new();
+    for key in 0..5u64 {
+        ids.push(log.append("counted", key, b"x").await.unwrap());
+    }
+    assert_eq!(log.count_after("counted", None, 10).await.unwrap(), 5);
+    assert_eq!(
+        log.count_after("counted", Some(ids[1]), 10).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        log.count_after("counted", Some(ids[1]), 2).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        log.count_after("counted", Some(ids[4]), 10).await.unwrap(),
+        0
+    );
+    assert_eq!(log.count_after("counted", None, 0).await.unwrap(), 0);
 }
 
 /// A batch of capped appends reaches tail readers whole, in order, with

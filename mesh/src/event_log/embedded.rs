@@ -389,6 +389,36 @@ impl EventLog for EmbeddedEventLog {
         .await
     }
 
+    async fn count_after(
+        &self,
+        stream: &str,
+        after: Option<EventId>,
+        cap: u64,
+    ) -> Result<u64, EventLogError> {
+        let stream = stream.to_owned();
+        self.blocking(move |database| {
+            let read = database.begin_read()?;
+            let entries = read.open_table(ENTRIES)?;
+            let start = after.map_or((0, 0), |id| (id.ms, id.seq));
+            let mut count = 0;
+            for entry in entries.range(
+                (stream.as_str(), start.0, start.1)..=(stream.as_str(), u64::MAX, u64::MAX),
+            )? {
+                let (position, _) = entry?;
+                let (_, ms, seq) = position.value();
+                if after.is_some() && (ms, seq) == start {
+                    continue;
+                }
+                if count >= cap {
+                    break;
+                }
+                count += 1;
+            }
+            Ok(count)
+        })
+        .await
+    }
+
     async fn read_after(
         &self,
         stream: &str,

@@ -179,6 +179,50 @@ pub trait EventLog: Send + Sync + 'static {
         ))
     }
 
+    /// How many entries of `stream` have ids greater than `after` (all when
+    /// `None`), counting no further than `cap`: how far a reader outside
+    /// groups is behind, bounded so asking is cheap.
+    async fn count_after(
+        &self,
+        stream: &str,
+        after: Option<EventId>,
+        cap: u64,
+    ) -> Result<u64, EventLogError> {
+        let _ = (stream, after, cap);
+        Err(EventLogError::Unavailable(
+            "this event log cannot be tailed".into(),
+        ))
+    }
+
+    /// The newest id trimming ever removed from `stream`, `None` when it
+    /// never removed anything. A reader that applied entries only up to an
+    /// older id has missed some and must rebuild. The default: a log that
+    /// never trims.
+    async fn max_trimmed_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {
+        let _ = stream;
+        Ok(None)
+    }
+
+    /// Holds the entries of `stream` after `applied` (all when `None`) for
+    /// a reader outside consumer groups (one using `read_after`): trimming
+    /// keeps them until the reader moves its pin on. Moving a pin back is
+    /// allowed. The default: a log that never trims needs no pins.
+    async fn pin(
+        &self,
+        stream: &str,
+        reader: &str,
+        applied: Option<EventId>,
+    ) -> Result<(), EventLogError> {
+        let _ = (stream, reader, applied);
+        Ok(())
+    }
+
+    /// Drops a reader's pin, so it no longer holds the stream's history.
+    async fn unpin(&self, stream: &str, reader: &str) -> Result<(), EventLogError> {
+        let _ = (stream, reader);
+        Ok(())
+    }
+
     /// Up to `max` entries with ids greater than `after` (all when `None`),
     /// waiting up to `block` for one when there are none: a plain read
     /// outside any consumer group (XREAD), for readers that each need every

@@ -13,6 +13,10 @@
 //! | `lag` | `XINFO GROUPS`: the group's `pending` plus its `lag` (entries not yet delivered) |
 //! | `last_id` | `XINFO STREAM`'s `last-generated-id` (kept when entries are trimmed) |
 //! | `read_after` | `XREAD COUNT <max> [BLOCK <ms>] STREAMS <stream> <after or 0-0>` |
+//! | `count_after` | the length of `XRANGE <stream> (<after> + COUNT <cap>`, counted in a script |
+//! | `max_trimmed_id` | `XINFO STREAM`'s `max-deleted-entry-id` |
+//! | `pin` | a consumer group named after the reader, created at or moved to the position (`XGROUP CREATE … MKSTREAM`, else `XGROUP SETID`), so trimming keeps what follows |
+//! | `unpin` | `XGROUP DESTROY` |
 //!
 //! **Length policy.** `XADD` never trims (no `MAXLEN`; only
 //! [`EventLog::append_capped`], for streams tailed live and never consumed
@@ -21,7 +25,9 @@
 //! [`RedisEventLog::with_trim_every`] acknowledgements of a stream (and on
 //! demand with [`RedisEventLog::trim`]) a script computes, over every group,
 //! the oldest entry still needed (the first pending one, else the one after
-//! the last delivered) and runs `XTRIM MINID` at it. Entries that are
+//! the last delivered) and runs `XTRIM MINID` at it (then records the
+//! newest entry removed as the stream's `max-deleted-entry-id` with
+//! `XSETID`, which `XTRIM` alone leaves alone). Entries that are
 //! undelivered or unacknowledged by any group are never removed, and a
 //! stream nobody has created a group on is never trimmed. The cost: a
 //! group nobody reads any more holds its stream's history; delete such
@@ -148,6 +154,47 @@ return false
     )
 });
 
+/// KEYS[1] stream; ARGV[1] exclusive start (`(ms-seq` or `-`), ARGV[2] cap.
+/// How many entries follow the start, up to the cap.
+static COUNT_AFTER: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+"#,
+    )
+});
+
+/// KEYS[1] stream. The newest id trimming removed; false when none was.
+static MAX_TRIMMED_ID: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then
+    if info[i + 1] == '0-0' then return false end
+    return info[i + 1]
+  end
+end
+return false
+"#,
+    )
+});
+
+/// KEYS[1] stream; ARGV[1] group, ARGV[2] position. Creates the group at
+/// the position, or moves it there.
+static PIN: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+local created = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKSTREAM')
+if type(created) == 'table' and created.err then
+  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[2])
+end
+return 1
+"#,
+    )
+});
+
 /// KEYS[1] stream. Trims entries every group is done with (see the module
 /// docs); returns how many were removed.
 static TRIM: LazyLock<RedisScript> = LazyLock::new(|| {
@@ -175,7 +222,23 @@ for _, group in ipairs(groups) do
     keep_ms, keep_seq = ms, seq
   end
 end
-return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', keep_ms, keep_seq))
+local keep = string.format('%d-%d', keep_ms, keep_seq)
+-- XTRIM does not update the stream's max-deleted-entry-id (only XDEL
+-- does), yet readers outside groups read it to learn they missed entries:
+-- record the newest entry trimmed there with XSETID.
+local newest_trimmed = redis.call('XREVRANGE', KEYS[1], '(' .. keep, '-', 'COUNT', 1)[1]
+local trimmed = redis.call('XTRIM', KEYS[1], 'MINID', keep)
+if trimmed > 0 and newest_trimmed then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  local fields = {}
+  for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+  local old_ms, old_seq = parse(fields['max-deleted-entry-id'])
+  local new_ms, new_seq = parse(newest_trimmed[1])
+  if new_ms > old_ms or (new_ms == old_ms and new_seq > old_seq) then
+    redis.call('XSETID', KEYS[1], fields['last-generated-id'], 'MAXDELETEDID', newest_trimmed[1])
+  end
+end
+return trimmed
 "#,
     )
 });
@@ -598,6 +661,70 @@ impl EventLog for RedisEventLog {
             .await
             .map_err(|error| self.unavailable(error))?;
         id.map(|id| id.parse()).transpose()
+    }
+
+    async fn count_after(
+        &self,
+        stream: &str,
+        after: Option<EventId>,
+        cap: u64,
+    ) -> Result<u64, EventLogError> {
+        if cap == 0 {
+            return Ok(0);
+        }
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        self.client
+            .query(
+                COUNT_AFTER
+                    .call(&[self.stream_key(stream)])
+                    .arg(start)
+                    .arg(cap),
+            )
+            .await
+            .map_err(|error| self.unavailable(error))
+    }
+
+    async fn max_trimmed_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {
+        let id: Option<String> = self
+            .client
+            .query(MAX_TRIMMED_ID.call(&[self.stream_key(stream)]))
+            .await
+            .map_err(|error| self.unavailable(error))?;
+        id.map(|id| id.parse()).transpose()
+    }
+
+    async fn pin(
+        &self,
+        stream: &str,
+        reader: &str,
+        applied: Option<EventId>,
+    ) -> Result<(), EventLogError> {
+        let position = applied.map_or_else(|| "0".to_owned(), |id| id.to_string());
+        self.client
+            .query::<()>(
+                PIN.call(&[self.stream_key(stream)])
+                    .arg(reader)
+                    .arg(position),
+            )
+            .await
+            .map_err(|error| self.unavailable(error))
+    }
+
+    async fn unpin(&self, stream: &str, reader: &str) -> Result<(), EventLogError> {
+        let key = self.stream_key(stream);
+        let destroy = Request::routed_by("XGROUP", &key)
+            .arg("DESTROY")
+            .arg(&key)
+            .arg(reader);
+        match self.client.query::<()>(destroy).await {
+            Ok(()) => {}
+            // No stream yet: nothing is pinned.
+            Err(error) if error.to_string().contains("requires the key to exist") => {}
+            Err(error) => return Err(self.unavailable(error)),
+        }
+        let known = (key, reader.to_owned());
+        self.lock_groups().remove(&known);
+        Ok(())
     }
 
     async fn read_after(
