@@ -506,4 +506,26 @@ impl GraphService for GraphApi {
             .collect();
         Ok(Response::new(pb::GetRelationsResponse { relations }))
     }
+
+    #[tracing::instrument(skip_all, fields(limit = request.get_ref().page.as_ref().map_or(0, |page| page.limit)))]
+    async fn scan_users(
+        &self,
+        request: Request<pb::ScanUsersRequest>,
+    ) -> Result<Response<pb::ScanUsersResponse>, Status> {
+        let request = request.into_inner();
+        let query = validate::scan(request.page.as_ref())?;
+        let scanned = self.store.scan_users(query.after, query.limit).await?;
+        let next_cursor = validate::scan_cursor(scanned.next);
+        let (users, followers_counts): (Vec<pb::User>, Vec<u64>) = scanned
+            .users
+            .into_iter()
+            .map(|scanned| (scanned.user.into(), scanned.counts.followers))
+            .unzip();
+        tracing::debug!(count = users.len(), "users scanned");
+        Ok(Response::new(pb::ScanUsersResponse {
+            users,
+            followers_counts,
+            page: Some(PageResponse { next_cursor }),
+        }))
+    }
 }

@@ -8,7 +8,7 @@ use warble_proto::common::v1::PageRequest;
 use warble_proto::graph::v1::{CreateUserRequest, UpdateProfileRequest};
 use warble_proto::limits::graph::{
     DEFAULT_PAGE_LIMIT, MAX_BATCH, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_LOCATION_CHARS,
-    MAX_MUTE_DURATION_SECS, MAX_PAGE_LIMIT, MAX_USERNAME_CHARS, MAX_WEBSITE_CHARS,
+    MAX_MUTE_DURATION_SECS, MAX_PAGE_LIMIT, MAX_SCAN_LIMIT, MAX_USERNAME_CHARS, MAX_WEBSITE_CHARS,
 };
 
 use crate::error::GraphError;
@@ -296,6 +296,53 @@ pub fn next_cursor(list: UserList, owner: u64, next: Option<EdgePosition>) -> St
     .unwrap_or_default()
 }
 
+/// Cursor kind of the scan of every user (ScanUsers). Its one position is
+/// the last user id read; the list has no owner to check.
+const USER_SCAN_CURSOR: u8 = 0x4b;
+
+/// Which page of the scan of every user to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanQuery {
+    /// Start after this user id; `None` for the first page.
+    pub after: Option<u64>,
+    /// Most users to return.
+    pub limit: usize,
+}
+
+/// Turns a ScanUsers page request into a store query: a limit of at most
+/// [`MAX_SCAN_LIMIT`], 0 selecting it, and a cursor issued by [`scan_cursor`].
+pub fn scan(request: Option<&PageRequest>) -> Result<ScanQuery, GraphError> {
+    let default = PageRequest::default();
+    let request = request.unwrap_or(&default);
+    let limit = match request.limit {
+        0 => MAX_SCAN_LIMIT as usize,
+        limit if limit > MAX_SCAN_LIMIT => {
+            return Err(GraphError::invalid(
+                "page.limit",
+                format!("must be at most {MAX_SCAN_LIMIT}"),
+            ));
+        }
+        limit => limit as usize,
+    };
+    let after = match warble_mesh::cursor::decode::<1>(USER_SCAN_CURSOR, &request.cursor) {
+        Ok(None) => None,
+        Ok(Some([last_id])) => Some(last_id),
+        Err(_) => {
+            return Err(GraphError::invalid(
+                "page.cursor",
+                "malformed or from another list",
+            ));
+        }
+    };
+    Ok(ScanQuery { after, limit })
+}
+
+/// The cursor for the scan page after user `next`; empty when there is none.
+pub fn scan_cursor(next: Option<u64>) -> String {
+    next.map(|last_id| warble_mesh::cursor::encode(USER_SCAN_CURSOR, &[last_id]))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,5 +521,55 @@ mod tests {
             "page.limit"
         );
         assert_eq!(next_cursor(UserList::Followers, 9, None), "");
+    }
+
+    #[test]
+    fn scan_pages() {
+        let first = scan(None).unwrap();
+        assert_eq!(
+            first,
+            ScanQuery {
+                after: None,
+                limit: MAX_SCAN_LIMIT as usize,
+            }
+        );
+        let request = PageRequest {
+            cursor: scan_cursor(Some(77)),
+            limit: MAX_SCAN_LIMIT,
+        };
+        assert_eq!(
+            scan(Some(&request)).unwrap(),
+            ScanQuery {
+                after: Some(77),
+                limit: MAX_SCAN_LIMIT as usize,
+            }
+        );
+        assert_eq!(scan_cursor(None), "");
+        // A follow list's cursor is not a scan's, nor the other way round.
+        let followers = PageRequest {
+            cursor: next_cursor(
+                UserList::Followers,
+                9,
+                Some(EdgePosition {
+                    follow_seq: 5,
+                    user_id: 6,
+                }),
+            ),
+            limit: 1,
+        };
+        assert_eq!(field_of(scan(Some(&followers)).unwrap_err()), "page.cursor");
+        assert!(page(Some(&request), UserList::Followers, 9).is_err());
+        for bad in ["%%%", "AQ", &"A".repeat(200)] {
+            let garbage = PageRequest {
+                cursor: bad.into(),
+                limit: 1,
+            };
+            assert_eq!(field_of(scan(Some(&garbage)).unwrap_err()), "page.cursor");
+        }
+        let too_big = PageRequest {
+            cursor: String::new(),
+            limit: MAX_SCAN_LIMIT + 1,
+        };
+        assert_eq!(field_of(scan(Some(&too_big)).unwrap_err()), "page.limit");
     }
 }

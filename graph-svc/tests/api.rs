@@ -12,6 +12,7 @@ mod api {
     mod paging;
     mod profiles;
     mod restart;
+    mod scan;
     mod store_neo4j;
     mod users;
 }

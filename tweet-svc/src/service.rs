@@ -12,15 +12,15 @@ use warble_mesh::snowflake::SnowflakeGenerator;
 use warble_proto::common::v1::{PageRequest, PageResponse, TimelineEntry};
 use warble_proto::limits::tweet::{
     DEFAULT_PAGE_LIMIT, MAX_ANCESTORS, MAX_AUTHORS_PER_CALL, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES,
-    MAX_MEDIA, MAX_PAGE_LIMIT, MAX_TWEETS_PER_AUTHOR,
+    MAX_MEDIA, MAX_PAGE_LIMIT, MAX_SCAN_LIMIT, MAX_TWEETS_PER_AUTHOR,
 };
 use warble_proto::tweet::v1 as pb;
 use warble_proto::tweet::v1::tweet_service_server::TweetService;
 
 use crate::error::TweetError;
 use crate::store::{
-    CreateOutcome, Engagement, EngagementChange, EngagementWrite, NewTweet, Tweet, TweetCounts,
-    TweetLookup, TweetStore, ViewerState, check_write_batch,
+    CreateOutcome, Engagement, EngagementChange, EngagementWrite, NewTweet, ScanPosition, Tweet,
+    TweetCounts, TweetLookup, TweetStore, ViewerState, check_write_batch,
 };
 use crate::text;
 
@@ -37,6 +37,10 @@ const BOOKMARKS_CURSOR: u8 = 0x22;
 /// Cursor kind of a tweet's replies: the parent and the last reply id
 /// returned; the next page starts strictly above it.
 const REPLIES_CURSOR: u8 = 0x23;
+/// Cursor kind of the scan of every tweet (ScanTweets): the store's
+/// position after the last tweet read, its partition token (0 on the
+/// embedded store) and its id. The list has no owner to check.
+const SCAN_CURSOR: u8 = 0x24;
 
 /// Implements `warble.tweet.v1.TweetService` over a [`TweetStore`].
 #[derive(Clone)]
@@ -341,6 +345,55 @@ impl TweetApi {
         Ok(pb::GetAncestorsResponse {
             ancestors: ancestors.tweets.into_iter().map(to_proto).collect(),
             truncated: ancestors.truncated,
+        })
+    }
+
+    async fn scan(
+        &self,
+        request: pb::ScanTweetsRequest,
+    ) -> Result<pb::ScanTweetsResponse, TweetError> {
+        let page = request.page.unwrap_or_default();
+        let limit = match page.limit {
+            0 => MAX_SCAN_LIMIT,
+            limit if limit <= MAX_SCAN_LIMIT => limit,
+            _ => {
+                return Err(TweetError::invalid(
+                    "page.limit",
+                    format!("must be at most {MAX_SCAN_LIMIT}"),
+                ));
+            }
+        };
+        let after = match cursor::decode::<2>(SCAN_CURSOR, &page.cursor) {
+            Ok(None) => None,
+            // The token travels bit for bit in the cursor's u64.
+            Ok(Some([token, tweet_id])) => Some(ScanPosition {
+                token: token as i64,
+                tweet_id,
+            }),
+            Err(_) => {
+                return Err(TweetError::invalid(
+                    "page.cursor",
+                    "malformed, or issued for another list",
+                ));
+            }
+        };
+        let scanned = self.store.scan_tweets(after, limit as usize).await?;
+        let next_cursor = scanned
+            .next
+            .map(|next| cursor::encode(SCAN_CURSOR, &[next.token as u64, next.tweet_id]))
+            .unwrap_or_default();
+        let (tweets, counts) = scanned
+            .tweets
+            .into_iter()
+            .map(|scanned| {
+                let counts = counts_to_proto(scanned.tweet.id, Some(scanned.counts));
+                (to_proto(scanned.tweet), counts)
+            })
+            .unzip();
+        Ok(pb::ScanTweetsResponse {
+            tweets,
+            counts,
+            page: Some(PageResponse { next_cursor }),
         })
     }
 
@@ -702,6 +755,16 @@ impl TweetService for TweetApi {
         Ok(Response::new(
             self.author_counts(request.into_inner()).await?,
         ))
+    }
+
+    #[tracing::instrument(skip_all, fields(limit = request.get_ref().page.as_ref().map_or(0, |page| page.limit)))]
+    async fn scan_tweets(
+        &self,
+        request: Request<pb::ScanTweetsRequest>,
+    ) -> Result<Response<pb::ScanTweetsResponse>, Status> {
+        let response = self.scan(request.into_inner()).await?;
+        tracing::debug!(count = response.tweets.len(), "tweets scanned");
+        Ok(Response::new(response))
     }
 }
 

@@ -8,6 +8,8 @@
 //! usernames carry a random suffix and event assertions filter on the users
 //! a check created, so a backend whose `make` hands out one shared database
 //! per run gives the same verdicts as one with a fresh database per check.
+//! The one exception runs first, while even a store shared by the whole run
+//! is still empty: a scan of an empty store.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -23,7 +25,7 @@ use warble_proto::limits::graph::MAX_WRITE_BATCH;
 
 use super::{
     EdgePosition, FollowChange, FollowCounts, FollowPage, GraphStore, MuteChange, NewUser,
-    PageQuery, ProfileUpdate, Relation, RelationPage, User,
+    PageQuery, ProfileUpdate, Relation, RelationPage, ScannedUser, User, UserScanPage,
 };
 use crate::error::GraphError;
 
@@ -38,6 +40,9 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = (G, S, Arc<dyn Outbox>)>,
 {
+    // First: the only check that needs an empty store (see the module doc).
+    let (_guard, store, _outbox) = make().await;
+    scanning_an_empty_store_gives_one_empty_last_page(&store).await;
     let (_guard, store, _outbox) = make().await;
     usernames_are_unique_ignoring_case(&store).await;
     let (_guard, store, _outbox) = make().await;
@@ -89,6 +94,8 @@ where
     block_lists_page_stably_newest_first(&store).await;
     let (_guard, store, _outbox) = make().await;
     mute_lists_skip_lapsed_mutes_and_page_stably(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    a_scan_lists_every_user_once_in_id_order_with_their_counts(&store).await;
 }
 
 /// A username unique to this run: 15 characters at most, as the service allows.
@@ -1998,4 +2005,121 @@ pub async fn mute_lists_skip_lapsed_mutes_and_page_stably(store: &impl GraphStor
             "limit {limit}"
         );
     }
+}
+
+/// Every page of a scan after `after`, `limit` at a time (each page at most
+/// `limit` long), and the scan's users in order.
+async fn scan_all(
+    store: &impl GraphStore,
+    after: Option<u64>,
+    limit: usize,
+) -> (Vec<UserScanPage>, Vec<ScannedUser>) {
+    let mut pages = Vec::new();
+    let mut after = after;
+    loop {
+        let page = store.scan_users(after, limit).await.expect("scan_users");
+        assert!(
+            page.users.len() <= limit,
+            "a page holds at most `limit` users"
+        );
+        after = page.next;
+        pages.push(page);
+        if after.is_none() {
+            break;
+        }
+        assert!(pages.len() < 100_000, "the scan does not terminate");
+    }
+    let users = pages.iter().flat_map(|page| page.users.clone()).collect();
+    (pages, users)
+}
+
+/// A scan of a store without users is one empty page, the last.
+pub async fn scanning_an_empty_store_gives_one_empty_last_page(store: &impl GraphStore) {
+    for limit in [1, 3, 1_000] {
+        assert_eq!(
+            store.scan_users(None, limit).await.expect("scan_users"),
+            UserScanPage::default(),
+            "limit {limit}"
+        );
+    }
+}
+
+/// A scan in small pages lists every user exactly once, strictly ascending
+/// by id, as stored, with their follow counts; every page but the last is
+/// full; a scan resumed from a page's `next` continues it.
+pub async fn a_scan_lists_every_user_once_in_id_order_with_their_counts(store: &impl GraphStore) {
+    let star = user(store, "star").await;
+    let fan = user(store, "fan").await;
+    let other = user(store, "other").await;
+    let quiet = user(store, "quiet").await;
+    let edited = user(store, "edited").await;
+    follow(store, fan.id, star.id).await;
+    follow(store, other.id, star.id).await;
+    follow(store, star.id, fan.id).await;
+    let edited = store
+        .update_profile(
+            edited.id,
+            ProfileUpdate {
+                bio: Some("new bio".into()),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .expect("update_profile")
+        .user;
+
+    let (pages, scanned) = scan_all(store, None, 2).await;
+    let ids: Vec<u64> = scanned.iter().map(|entry| entry.user.id).collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "strictly ascending ids, so each user once: {ids:?}"
+    );
+    let (last, full) = pages.split_last().expect("at least one page");
+    assert!(
+        full.iter().all(|page| page.users.len() == 2),
+        "only the last page is short"
+    );
+    assert!(last.users.len() <= 2);
+    let counts = |followers, following| FollowCounts {
+        followers,
+        following,
+    };
+    for (user, counts) in [
+        (&star, counts(2, 1)),
+        (&fan, counts(1, 1)),
+        (&other, counts(0, 1)),
+        (&quiet, counts(0, 0)),
+        (&edited, counts(0, 0)),
+    ] {
+        let found: Vec<&ScannedUser> = scanned
+            .iter()
+            .filter(|entry| entry.user.id == user.id)
+            .collect();
+        assert_eq!(
+            found,
+            vec![&ScannedUser {
+                user: user.clone(),
+                counts
+            }],
+            "{}",
+            user.username
+        );
+    }
+
+    let middle = pages[0].next.expect("five users in pages of two");
+    let (_, rest) = scan_all(store, Some(middle), 3).await;
+    let resumed: Vec<u64> = rest.iter().map(|entry| entry.user.id).collect();
+    assert_eq!(resumed, ids[2..], "resumed after the first page");
+    let newcomer = user(store, "late").await;
+    let (_, again) = scan_all(store, None, 4).await;
+    let again: Vec<u64> = again.iter().map(|entry| entry.user.id).collect();
+    assert_eq!(
+        again
+            .iter()
+            .filter(|id| **id != newcomer.id)
+            .copied()
+            .collect::<Vec<_>>(),
+        ids,
+        "the same order at another page size"
+    );
 }

@@ -30,10 +30,10 @@ use warble_proto::events::v1::{Event, Followed, Unfollowed, event::Payload};
 
 use super::{
     EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, MuteChange,
-    NewUser, PageQuery, ProfileChange, ProfileUpdate, Relation, RelationEdge, RelationPage, User,
-    check_follow_batch, check_mute_expiry, check_write_batch, distinct_pair, distinct_users,
-    events, expiry_from_stored, follow_refused, mute_is_active, stored_expiry, user_not_found,
-    username_taken,
+    NewUser, PageQuery, ProfileChange, ProfileUpdate, Relation, RelationEdge, RelationPage,
+    ScannedUser, User, UserScanPage, check_follow_batch, check_mute_expiry, check_write_batch,
+    distinct_pair, distinct_users, events, expiry_from_stored, follow_refused, mute_is_active,
+    stored_expiry, user_not_found, username_taken,
 };
 use crate::error::GraphError;
 
@@ -1051,6 +1051,40 @@ impl GraphStore for EmbeddedGraphStore {
                 .collect()
         })
     }
+
+    /// A range of the users table from one snapshot, so each user comes
+    /// with the counts they had. A page is up to a thousand users, read
+    /// back to back by a bulk job: big enough to run on the blocking pool,
+    /// not an async worker.
+    async fn scan_users(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<UserScanPage, GraphError> {
+        let limit = limit.max(1);
+        self.blocking(move |database, _| {
+            let read = database.begin_read()?;
+            let (users, counts) = (read.open_table(USERS)?, read.open_table(COUNTS)?);
+            let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let mut page = UserScanPage::default();
+            for row in users.range::<u64>((start, Bound::Unbounded))? {
+                let (id, record) = row?;
+                let id = id.value();
+                if page.users.len() == limit {
+                    // Another user follows the last one listed.
+                    page.next = page.users.last().map(|last| last.user.id);
+                    break;
+                }
+                page.users.push(ScannedUser {
+                    user: UserRecord::decode(record.value())?.into_user(id),
+                    // Every user has a counts row from creation.
+                    counts: counts_of(&counts, id)?,
+                });
+            }
+            Ok(page)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1191,6 +1225,13 @@ mod tests {
         }
         async fn blocks_between(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError> {
             self.0.blocks_between(pairs).await
+        }
+        async fn scan_users(
+            &self,
+            after: Option<u64>,
+            limit: usize,
+        ) -> Result<UserScanPage, GraphError> {
+            self.0.scan_users(after, limit).await
         }
     }
 

@@ -228,6 +228,24 @@ pub struct Relation {
     pub mute_expires_at_ms: Option<i64>,
 }
 
+/// A user as a scan lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedUser {
+    /// The profile.
+    pub user: User,
+    /// Their follow counts, read with it.
+    pub counts: FollowCounts,
+}
+
+/// One page of [`GraphStore::scan_users`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserScanPage {
+    /// Users, ascending by id.
+    pub users: Vec<ScannedUser>,
+    /// The id the next page starts after; `None` when the scan is complete.
+    pub next: Option<u64>,
+}
+
 /// Storage of users, follows, blocks and mutes.
 #[async_trait]
 pub trait GraphStore: Send + Sync + 'static {
@@ -427,6 +445,18 @@ pub trait GraphStore: Send + Sync + 'static {
 
     /// Whether either user of each pair blocks the other, in order.
     async fn blocks_between(&self, pairs: &[(u64, u64)]) -> Result<Vec<bool>, GraphError>;
+
+    /// Up to `limit` (at least one is always asked for) users with ids
+    /// above `after` (from the first when `None`), ascending by id, each
+    /// with their follow counts: a scan of every user, for rebuilding a
+    /// search index. Following `next` from `None` lists every user exactly
+    /// once (users are never deleted); one created meanwhile may or may not
+    /// be listed.
+    async fn scan_users(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<UserScanPage, GraphError>;
 }
 
 /// The failure of a call naming user `id` who does not exist.

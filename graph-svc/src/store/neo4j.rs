@@ -57,9 +57,10 @@ use warble_proto::events::v1::{Event, Followed, Unfollowed, event::Payload};
 
 use super::{
     EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, MuteChange,
-    NewUser, PageQuery, ProfileChange, ProfileUpdate, Relation, RelationEdge, RelationPage, User,
-    check_mute_expiry, distinct_pair, distinct_users, events, expiry_from_stored, follow_refused,
-    mute_is_active, stored_expiry, user_not_found, username_taken,
+    NewUser, PageQuery, ProfileChange, ProfileUpdate, Relation, RelationEdge, RelationPage,
+    ScannedUser, User, UserScanPage, check_mute_expiry, distinct_pair, distinct_users, events,
+    expiry_from_stored, follow_refused, mute_is_active, stored_expiry, user_not_found,
+    username_taken,
 };
 use crate::error::GraphError;
 use cypher::{Cypher, Names};
@@ -1345,6 +1346,47 @@ impl GraphStore for Neo4jGraphStore {
         }
         Ok(answers)
     }
+
+    /// One ordered range seek of `limit + 1` users: the extra one tells
+    /// whether another page follows.
+    async fn scan_users(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<UserScanPage, GraphError> {
+        let limit = limit.max(1);
+        // Ids are Snowflakes below 2^63, so every stored id is above `i64::MIN`.
+        let after = after.map_or(i64::MIN, to_db);
+        let rows = self
+            .within(
+                "a user scan page",
+                self.rows(
+                    query(&self.cypher.scan_users)
+                        .param("after", after)
+                        .param("limit", i64::try_from(limit + 1).unwrap_or(i64::MAX)),
+                ),
+            )
+            .await?;
+        let mut users = rows
+            .iter()
+            .map(|row| {
+                Ok(ScannedUser {
+                    user: user_from_row(row)?,
+                    counts: FollowCounts {
+                        followers: count(row.get::<Option<i64>>("followers")?),
+                        following: count(row.get::<Option<i64>>("following")?),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, GraphError>>()?;
+        let next = if users.len() > limit {
+            users.truncate(limit);
+            users.last().map(|last| last.user.id)
+        } else {
+            None
+        };
+        Ok(UserScanPage { users, next })
+    }
 }
 
 #[async_trait]
@@ -1575,6 +1617,24 @@ mod tests {
         );
         assert_eq!(kept.iter().map(|e| e.user_id).collect::<Vec<_>>(), [8, 7]);
         assert_eq!(next.map(|p| p.follow_seq), Some(7));
+    }
+
+    #[test]
+    fn the_user_scan_seeks_ids_in_order_within_the_namespace() {
+        let cypher = Cypher::new(&Names::new("T1_"));
+        let scan = &cypher.scan_users;
+        assert!(
+            scan.starts_with("MATCH (u:T1_User) WHERE u.id > $after"),
+            "{scan}"
+        );
+        assert!(scan.contains("ORDER BY u.id ASC LIMIT $limit"), "{scan}");
+        for default in [
+            "coalesce(u.location, '')",
+            "coalesce(u.website, '')",
+            "coalesce(u.verified, false)",
+        ] {
+            assert!(scan.contains(default), "{scan}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! assertions. They never assume an empty store: ids, authors and keys are
 //! fresh per check and event assertions filter on them, so a backend whose
 //! `make` hands out one shared keyspace per run gives the same verdicts as
-//! one with a fresh database per check.
+//! one with a fresh database per check. The one exception runs first, while
+//! even a store shared by the whole run is still empty: a scan of an empty
+//! store.
 //!
 //! `make` must build stores whose idempotency keys live [`IDEMPOTENCY_TTL`].
 
@@ -28,8 +30,8 @@ use warble_proto::limits::tweet::MAX_WRITE_BATCH;
 
 use super::{
     Ancestors, AuthorEntries, AuthorEntry, Bookmark, CreateOutcome, Engagement, EngagementChange,
-    EngagementWrite, EntryRef, HydratedTweet, MAX_SKIPPED_BOOKMARKS, NewTweet, Tweet, TweetCounts,
-    TweetLookup, TweetStore, ViewerState,
+    EngagementWrite, EntryRef, HydratedTweet, MAX_SKIPPED_BOOKMARKS, NewTweet, ScanPosition,
+    ScannedTweet, Tweet, TweetCounts, TweetLookup, TweetScanPage, TweetStore, ViewerState,
 };
 use crate::error::TweetError;
 
@@ -49,6 +51,9 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = (G, S, Arc<dyn Outbox>)>,
 {
+    // First: the only check that needs an empty store (see the module doc).
+    let (_guard, store, _outbox) = make().await;
+    scanning_an_empty_store_gives_one_empty_last_page(&store).await;
     let (_guard, store, outbox) = make().await;
     created_tweets_read_back_exactly(&store, outbox.as_ref()).await;
     let (_guard, store, outbox) = make().await;
@@ -99,6 +104,10 @@ where
     ancestors_come_root_first_through_deleted_tweets(&store).await;
     let (_guard, store, _outbox) = make().await;
     author_counts_follow_creates_and_deletes(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    a_scan_lists_every_live_tweet_once_in_a_stable_order_with_its_counts(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    a_scan_leaves_out_tweets_deleted_before_their_page(&store).await;
 }
 
 /// Fresh ids for one check: Snowflake ids from a generator on a random
@@ -2119,4 +2128,201 @@ pub async fn author_counts_follow_creates_and_deletes(store: &impl TweetStore) {
         vec![2, 3]
     );
     assert!(store.get_author_counts(vec![]).await.unwrap().is_empty());
+}
+
+/// Every page of a scan after `after` (from the start when `None`),
+/// `limit` at a time (each page at most `limit` long), and the scan's
+/// tweets in order.
+async fn scan_all(
+    store: &impl TweetStore,
+    after: Option<ScanPosition>,
+    limit: usize,
+) -> (Vec<TweetScanPage>, Vec<ScannedTweet>) {
+    let mut pages = Vec::new();
+    let mut after = after;
+    loop {
+        let page = store.scan_tweets(after, limit).await.expect("scan_tweets");
+        assert!(
+            page.tweets.len() <= limit,
+            "a page holds at most `limit` tweets"
+        );
+        if let (Some(before), Some(next)) = (after, page.next) {
+            assert!(
+                next > before,
+                "a scan only moves forward: {before:?}, then {next:?}"
+            );
+        }
+        after = page.next;
+        pages.push(page);
+        if after.is_none() {
+            break;
+        }
+        assert!(pages.len() < 100_000, "the scan does not terminate");
+    }
+    let tweets = pages.iter().flat_map(|page| page.tweets.clone()).collect();
+    (pages, tweets)
+}
+
+/// The ids of `scanned`, asserting none is listed twice.
+#[track_caller]
+fn distinct_ids(scanned: &[ScannedTweet]) -> Vec<u64> {
+    let ids: Vec<u64> = scanned.iter().map(|entry| entry.tweet.id).collect();
+    let unique: std::collections::HashSet<u64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a scan lists each tweet once");
+    ids
+}
+
+/// A scan of a store without tweets is one empty page, the last.
+pub async fn scanning_an_empty_store_gives_one_empty_last_page(store: &impl TweetStore) {
+    for limit in [1, 3, 1_000] {
+        assert_eq!(
+            store.scan_tweets(None, limit).await.expect("scan_tweets"),
+            TweetScanPage::default(),
+            "limit {limit}"
+        );
+    }
+}
+
+/// A scan in small pages lists every live tweet (replies and quotes
+/// included) exactly once, as stored, with its counts; deleted tweets and
+/// retweets are not listed; and the order does not depend on the page size.
+pub async fn a_scan_lists_every_live_tweet_once_in_a_stable_order_with_its_counts(
+    store: &impl TweetStore,
+) {
+    let fixture = Fixture::new();
+    let (author, fan, retweeter) = (fixture.user(), fixture.user(), fixture.user());
+    let root = post(store, &fixture, author, "root").await;
+    let liked = post(store, &fixture, author, "liked").await;
+    let retweeted = post(store, &fixture, author, "retweeted").await;
+    let doomed = post(store, &fixture, author, "doomed").await;
+    let reply = create(store, reply_to(&fixture, fan, root.id, "reply")).await;
+    let quote = {
+        let new = fixture.tweet(fan, "quote");
+        let new = NewTweet {
+            tweet: Tweet {
+                quote_of_tweet_id: Some(liked.id),
+                ..new.tweet
+            },
+            ..new
+        };
+        create(store, new).await
+    };
+    engage(store, Engagement::Like, fan, liked.id, true).await;
+    let retweet = retweet(store, &fixture, retweeter, retweeted.id, true).await;
+    let retweet_id = retweet.retweet_id.expect("a retweet has an id");
+    assert!(
+        store
+            .delete_tweet(doomed.id, author, fixture.id())
+            .await
+            .expect("delete_tweet")
+    );
+
+    let (pages, scanned) = scan_all(store, None, 2).await;
+    let ids = distinct_ids(&scanned);
+    let expected = [
+        (
+            &root,
+            TweetCounts {
+                replies: 1,
+                ..TweetCounts::default()
+            },
+        ),
+        (
+            &liked,
+            TweetCounts {
+                likes: 1,
+                quotes: 1,
+                ..TweetCounts::default()
+            },
+        ),
+        (
+            &retweeted,
+            TweetCounts {
+                retweets: 1,
+                ..TweetCounts::default()
+            },
+        ),
+        (&reply, TweetCounts::default()),
+        (&quote, TweetCounts::default()),
+    ];
+    for (tweet, counts) in expected {
+        let found: Vec<&ScannedTweet> = scanned
+            .iter()
+            .filter(|entry| entry.tweet.id == tweet.id)
+            .collect();
+        assert_eq!(
+            found,
+            vec![&ScannedTweet {
+                tweet: tweet.clone(),
+                counts
+            }],
+            "{}",
+            tweet.text
+        );
+    }
+    assert!(!ids.contains(&doomed.id), "a deleted tweet is not scanned");
+    assert!(!ids.contains(&retweet_id), "a retweet is not a tweet");
+    assert!(
+        scanned
+            .iter()
+            .all(|entry| entry.tweet.author_id != retweeter),
+        "the retweeter wrote nothing: nothing of theirs is scanned"
+    );
+    assert!(pages.len() >= 3, "six tweets (five live) in pages of two");
+
+    // Another page size, the same order; and a scan resumed from a page's
+    // `next` continues it.
+    let (_, again) = scan_all(store, None, 5).await;
+    assert_eq!(distinct_ids(&again), ids, "the scan order is stable");
+    let read: usize = pages[..2].iter().map(|page| page.tweets.len()).sum();
+    let (_, rest) = scan_all(store, pages[1].next, 3).await;
+    assert_eq!(distinct_ids(&rest), ids[read..], "resumed after page 2");
+}
+
+/// A tweet deleted after a scan began but before its page was read is not
+/// listed; the tweets that stayed are each listed once; a tweet created
+/// meanwhile may or may not be (but once at most).
+pub async fn a_scan_leaves_out_tweets_deleted_before_their_page(store: &impl TweetStore) {
+    let fixture = Fixture::new();
+    let author = fixture.user();
+    let mut ours = Vec::new();
+    for n in 0..5 {
+        ours.push(post(store, &fixture, author, &format!("scanned {n}")).await);
+    }
+    // Which of ours the scan reaches last: the one to delete mid-scan.
+    let (_, before) = scan_all(store, None, 1_000).await;
+    let order = distinct_ids(&before);
+    let last = *order
+        .iter()
+        .rev()
+        .find(|id| ours.iter().any(|tweet| tweet.id == **id))
+        .expect("our tweets are scanned");
+
+    let first = store.scan_tweets(None, 1).await.expect("scan_tweets");
+    assert_eq!(first.tweets.len(), 1, "the store holds tweets");
+    assert_ne!(
+        first.tweets[0].tweet.id, last,
+        "five of ours: not the first"
+    );
+    assert!(
+        store
+            .delete_tweet(last, author, fixture.id())
+            .await
+            .expect("delete_tweet")
+    );
+    let newcomer = post(store, &fixture, author, "created mid-scan").await;
+    let (_, rest) = scan_all(store, first.next, 2).await;
+    let mut scanned = first.tweets;
+    scanned.extend(rest);
+    let ids = distinct_ids(&scanned);
+    assert!(!ids.contains(&last), "deleted before its page was read");
+    for tweet in ours.iter().filter(|tweet| tweet.id != last) {
+        assert_eq!(
+            ids.iter().filter(|id| **id == tweet.id).count(),
+            1,
+            "{}",
+            tweet.text
+        );
+    }
+    assert!(ids.iter().filter(|id| **id == newcomer.id).count() <= 1);
 }

@@ -278,6 +278,45 @@ pub struct BookmarkPage {
 /// read per page (the page comes back short, with a next cursor).
 pub const MAX_SKIPPED_BOOKMARKS: usize = 100;
 
+/// Where a scan of every tweet ([`TweetStore::scan_tweets`]) stands: just
+/// after the tweet it read last. A scan runs in ascending order of
+/// `(token, tweet_id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ScanPosition {
+    /// The partition token of that tweet's row, in a store that scans in
+    /// token order (ScyllaDB); always 0 in one that scans in id order (the
+    /// embedded store).
+    pub token: i64,
+    /// That tweet's id.
+    pub tweet_id: u64,
+}
+
+/// A live tweet as a scan lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedTweet {
+    /// The tweet.
+    pub tweet: Tweet,
+    /// Its counts, read with it.
+    pub counts: TweetCounts,
+}
+
+/// One page of [`TweetStore::scan_tweets`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TweetScanPage {
+    /// Live tweets in scan order. May hold fewer than asked for, even none,
+    /// while more follow: deleted tweets are skipped, and one call reads past
+    /// at most [`MAX_SKIPPED_SCAN_TWEETS`] of them.
+    pub tweets: Vec<ScannedTweet>,
+    /// Where the next page starts: after the last tweet read (live or
+    /// not). `None` when the scan is complete.
+    pub next: Option<ScanPosition>,
+}
+
+/// Deleted tweets one [`TweetStore::scan_tweets`] call reads past at most,
+/// so a long stretch of them costs a bounded read per page (the page comes
+/// back short, with a next position).
+pub const MAX_SKIPPED_SCAN_TWEETS: usize = 1_000;
+
 /// The reply chain above a tweet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ancestors {
@@ -543,6 +582,20 @@ pub trait TweetStore: Send + Sync + 'static {
     /// Live tweets per author (replies and quotes included, retweets not),
     /// in request order; 0 for unknown authors.
     async fn get_author_counts(&self, author_ids: Vec<u64>) -> Result<Vec<u64>, TweetError>;
+
+    /// Up to `limit` (at least one is always asked for) live tweets after
+    /// `after` (from the start when `None`), in the store's scan order, each
+    /// with its counts: a scan of every tweet, for rebuilding a search
+    /// index. Following `next` from `None` lists each tweet that stays live
+    /// throughout exactly once; a tweet created meanwhile may or may not be
+    /// listed, one deleted before its page is read is not. Only authored
+    /// tweets (replies and quotes included), never retweets. See
+    /// [`TweetScanPage`] for short pages.
+    async fn scan_tweets(
+        &self,
+        after: Option<ScanPosition>,
+        limit: usize,
+    ) -> Result<TweetScanPage, TweetError>;
 
     /// The largest Snowflake id the store has persisted (tweet or event id),
     /// so a restarted id generator can resume above it and never repeat one

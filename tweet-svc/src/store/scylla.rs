@@ -25,7 +25,9 @@
 //!   clustered by id descending. Unlike a driver paging state, that cursor
 //!   never expires, survives node and schema changes, and new tweets cannot
 //!   shift it; every query here is bounded by `LIMIT`, so none needs the
-//!   driver's paging.
+//!   driver's paging. The scan of every tweet (the search index's backfill)
+//!   pages the same way over the whole `tweets` table: `token(tweet_id) > ?`
+//!   slices in token order, the cursor carrying the last token and id.
 //! - **Engagement events.** A like, unlike, retweet or undo flips its
 //!   per-user row by LWT, moves the counter, then writes the per-tweet
 //!   index, the user's retweet list and the event in one LOGGED batch. The
@@ -76,8 +78,9 @@ use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event};
 
 use super::{
     Ancestors, AuthorEntries, AuthorEntry, Bookmark, BookmarkPage, CreateOutcome, Engagement,
-    EngagementChange, EngagementWrite, EntryRef, MAX_SKIPPED_BOOKMARKS, NewTweet, Tweet,
-    TweetCounts, TweetLookup, TweetStore, ViewerState, engagement_event,
+    EngagementChange, EngagementWrite, EntryRef, MAX_SKIPPED_BOOKMARKS, MAX_SKIPPED_SCAN_TWEETS,
+    NewTweet, ScanPosition, ScannedTweet, Tweet, TweetCounts, TweetLookup, TweetScanPage,
+    TweetStore, ViewerState, engagement_event,
 };
 use crate::error::TweetError;
 use outbox::{OutboxRecord, PositionClock, RelayState};
@@ -152,6 +155,8 @@ struct Statements {
     select_bookmarks_page: PreparedStatement,
     select_replies: PreparedStatement,
     select_author_count: PreparedStatement,
+    select_scan_slice: PreparedStatement,
+    select_scan_token: PreparedStatement,
     select_watermarks: PreparedStatement,
     select_outbox: PreparedStatement,
     select_progress: PreparedStatement,
@@ -217,6 +222,51 @@ type AuthorTweetRow = (
     Option<Vec<String>>,
     Option<Vec<i64>>,
 );
+
+/// A `tweets` row as a scan reads it, in `cql::select_scan_slice` column
+/// order: the partition token, the id, the content, the deletion flag.
+type ScanRow = (
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<String>>,
+    Option<Vec<String>>,
+    Option<Vec<i64>>,
+    Option<bool>,
+);
+
+/// A row a scan read: where it sits, and its tweet if it is a live one.
+struct ScannedRow {
+    position: ScanPosition,
+    live: Option<Tweet>,
+}
+
+impl ScannedRow {
+    fn of(row: ScanRow) -> Self {
+        let (token, id, author, body, reply, quote, hashtags, mentions, media, deleted) = row;
+        let tweet_id = from_db(id);
+        // A row without an author holds only LWT columns: not a tweet.
+        let live = author
+            .filter(|_| !deleted.unwrap_or(false))
+            .map(|author| Tweet {
+                id: tweet_id,
+                author_id: from_db(author),
+                text: body.unwrap_or_default(),
+                reply_to_tweet_id: reply.map(from_db),
+                quote_of_tweet_id: quote.map(from_db),
+                hashtags: hashtags.unwrap_or_default(),
+                mentions: mentions.unwrap_or_default(),
+                media_ids: media.unwrap_or_default().into_iter().map(from_db).collect(),
+            });
+        Self {
+            position: ScanPosition { token, tweet_id },
+            live,
+        }
+    }
+}
 
 /// An outbox row, in `cql::select_outbox` column order.
 type OutboxRow = (i64, i64, String, i64, Vec<u8>);
@@ -1257,6 +1307,108 @@ impl ScyllaTweetStore {
             .map_or(0, |count| u64::try_from(count.0).unwrap_or(0)))
     }
 
+    /// One page of the scan of every tweet, in ascending `(token, id)`
+    /// order: from `after`, reads the rest of its token, then slices of
+    /// the tokens after it, until the page holds `limit` live tweets, the
+    /// skip budget is spent or the table ends; then the live tweets' counts.
+    async fn scan_page(
+        &self,
+        after: Option<ScanPosition>,
+        limit: usize,
+    ) -> Result<TweetScanPage, TweetError> {
+        let limit = limit.max(1);
+        let mut live = Vec::new();
+        let mut skipped = 0;
+        let mut position = after;
+        let complete = loop {
+            // Never more rows than could fill the page or spend the budget.
+            let want = (limit - live.len()).min(MAX_SKIPPED_SCAN_TWEETS - skipped);
+            // A slice may have ended inside a token (two ids whose tokens
+            // collide): every read resumes with the rest of it.
+            let mut rows = match position {
+                Some(at) => self.rest_of_token(at).await?,
+                None => Vec::new(),
+            };
+            rows.truncate(want);
+            let mut ended = false;
+            if rows.len() < want {
+                let slice = want - rows.len();
+                let from = position.map_or(i64::MIN, |at| at.token);
+                let more = self.scan_slice(from, slice).await?;
+                // Unpaged, so a short answer is the end of the table.
+                ended = more.len() < slice;
+                rows.extend(more);
+            }
+            for row in rows {
+                position = Some(row.position);
+                match row.live {
+                    Some(tweet) => live.push(tweet),
+                    None => skipped += 1,
+                }
+            }
+            if ended {
+                break true;
+            }
+            if live.len() == limit || skipped == MAX_SKIPPED_SCAN_TWEETS {
+                break false;
+            }
+        };
+        let tweets = futures::stream::iter(live)
+            .map(|tweet| async move {
+                let counts = self.counts_of(tweet.id).await?;
+                Ok::<_, TweetError>(ScannedTweet { tweet, counts })
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(TweetScanPage {
+            tweets,
+            next: if complete { None } else { position },
+        })
+    }
+
+    /// The rows of `at`'s partition token after it, in id order. Rows
+    /// sharing a token come in id order in a slice too: ScyllaDB orders
+    /// them by key bytes, and ids below 2^63 are non-negative bigints,
+    /// whose big-endian bytes sort as the numbers do.
+    async fn rest_of_token(&self, at: ScanPosition) -> Result<Vec<ScannedRow>, TweetError> {
+        let mut rows = self
+            .scan_rows(&self.statements().select_scan_token, (at.token,))
+            .await?;
+        rows.retain(|row| row.position.tweet_id > at.tweet_id);
+        rows.sort_unstable_by_key(|row| row.position.tweet_id);
+        Ok(rows)
+    }
+
+    /// Up to `limit` rows whose tokens come after `after_token`, in token order.
+    async fn scan_slice(
+        &self,
+        after_token: i64,
+        limit: usize,
+    ) -> Result<Vec<ScannedRow>, TweetError> {
+        self.scan_rows(
+            &self.statements().select_scan_slice,
+            (after_token, cql_limit(limit)),
+        )
+        .await
+    }
+
+    async fn scan_rows(
+        &self,
+        statement: &PreparedStatement,
+        values: impl ::scylla::serialize::row::SerializeRow,
+    ) -> Result<Vec<ScannedRow>, TweetError> {
+        let result = self
+            .session()
+            .execute_unpaged(statement, values)
+            .await?
+            .into_rows_result()?;
+        result
+            .rows::<ScanRow>()?
+            .map(|row| Ok(ScannedRow::of(row?)))
+            .collect()
+    }
+
     /// Which of `tweet_ids` `viewer_id` engaged with (liked, retweeted or
     /// bookmarked, as `select` asks).
     async fn engaged_with(
@@ -1479,6 +1631,8 @@ impl Statements {
             select_bookmarks_page: idempotent(prepare(cql::select_bookmarks_page(ks)).await?),
             select_replies: idempotent(prepare(cql::select_replies(ks)).await?),
             select_author_count: idempotent(prepare(cql::select_author_count(ks)).await?),
+            select_scan_slice: idempotent(prepare(cql::select_scan_slice(ks)).await?),
+            select_scan_token: idempotent(prepare(cql::select_scan_token(ks)).await?),
             select_watermarks: idempotent(prepare(cql::select_watermarks(ks)).await?),
             select_outbox: idempotent(prepare(cql::select_outbox(ks)).await?),
             select_progress: idempotent(prepare(cql::select_progress(ks)).await?),
@@ -1820,6 +1974,14 @@ impl TweetStore for ScyllaTweetStore {
             .await
     }
 
+    async fn scan_tweets(
+        &self,
+        after: Option<ScanPosition>,
+        limit: usize,
+    ) -> Result<TweetScanPage, TweetError> {
+        self.scan_page(after, limit).await
+    }
+
     async fn max_issued_id(&self) -> Result<Option<u64>, TweetError> {
         let shards: Vec<i32> = (0..WATERMARK_SHARDS).collect();
         let result = self
@@ -1861,6 +2023,16 @@ mod tests {
         let tweet_id = snowflake::min_id_at(WARBLE_EPOCH_MS + 5_000) | 7;
         let same_ms_event = tweet_id + 1;
         assert!(write_timestamp(same_ms_event, 500) > write_timestamp(tweet_id, 0));
+    }
+
+    #[test]
+    fn the_scan_reads_the_same_columns_by_token() {
+        let slice = cql::select_scan_slice("warble");
+        let token = cql::select_scan_token("warble");
+        assert!(slice.starts_with("SELECT token(tweet_id), tweet_id, author_id, "));
+        assert!(slice.ends_with("FROM warble.tweets WHERE token(tweet_id) > ? LIMIT ?"));
+        assert!(token.ends_with("FROM warble.tweets WHERE token(tweet_id) = ?"));
+        assert_eq!(slice.split(" FROM ").next(), token.split(" FROM ").next());
     }
 
     #[test]

@@ -12,5 +12,6 @@ mod events;
 mod paging;
 mod read;
 mod restart;
+mod scan;
 mod social;
 mod store_scylla;

@@ -146,6 +146,9 @@ pub(super) struct Cypher {
     pub followers_page: String,
     /// `$user, $before, $limit` -> `user_id, seq, followers` of followees, newest first.
     pub following_page: String,
+    /// `$after, $limit` -> the users with ids above `$after`, ascending by
+    /// id, with `followers, following` (the scan of every user).
+    pub scan_users: String,
     /// `$max` -> the oldest pending outbox entries.
     pub pending: String,
     /// `$ids` (event ids) -> marks them published.
@@ -365,6 +368,13 @@ impl Cypher {
                 "MATCH ()-[r:{follows}]->(b:{user}) WHERE r.follower = $user AND r.seq < $before \
                  WITH r, b ORDER BY r.seq DESC LIMIT $limit \
                  RETURN r.followee AS user_id, r.seq AS seq, b.followers AS followers"
+            ),
+            // A range seek in the id constraint's index, which also yields
+            // the order, so a page reads `limit` users however many exist.
+            scan_users: format!(
+                "MATCH (u:{user}) WHERE u.id > $after \
+                 WITH u ORDER BY u.id ASC LIMIT $limit \
+                 RETURN {user_fields}, u.followers AS followers, u.following AS following"
             ),
             pending: format!(
                 "MATCH (e:{pending}) WHERE e.event_id IS NOT NULL \

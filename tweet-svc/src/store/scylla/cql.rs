@@ -9,7 +9,7 @@
 //!
 //! | table | partition | clustering | holds |
 //! |---|---|---|---|
-//! | `tweets` | tweet id | | every tweet ever created; `deleted` marks a soft delete; three LWT-only columns guard one-time steps |
+//! | `tweets` | tweet id | | every tweet ever created (retweets are not tweets: they live in the engagement tables); `deleted` marks a soft delete; three LWT-only columns guard one-time steps; scanned in token order to rebuild the search index |
 //! | `tweets_by_author` | author id | tweet id DESC | the author's *live* tweets, content denormalised so a page is one slice |
 //! | `likes_by_user`, `retweets_by_user` | user id | tweet id DESC | the source of truth of engagement (LWT set membership); a retweet's row holds its `retweet_id` |
 //! | `likes_by_tweet`, `retweets_by_tweet` | tweet id | user id | who engaged with a tweet (a listing index) |
@@ -204,6 +204,25 @@ pub(super) fn select_tweet(ks: &str) -> String {
         "SELECT author_id, body, reply_to_tweet_id, quote_of_tweet_id, hashtags, mentions, \
          media_ids, deleted, delete_event_id FROM {ks}.tweets WHERE tweet_id = ?"
     )
+}
+
+/// What a scan of every tweet reads of a `tweets` row: its partition token
+/// first, then the id, the content and the deletion flag.
+const SCAN_COLUMNS: &str = "token(tweet_id), tweet_id, author_id, body, reply_to_tweet_id, \
+                            quote_of_tweet_id, hashtags, mentions, media_ids, deleted";
+
+/// One slice of the scan of every tweet: the rows whose partition tokens
+/// come after a token, in token order. A range scan, bounded by `LIMIT`;
+/// the first slice starts after the smallest token, which no key has.
+pub(super) fn select_scan_slice(ks: &str) -> String {
+    format!("SELECT {SCAN_COLUMNS} FROM {ks}.tweets WHERE token(tweet_id) > ? LIMIT ?")
+}
+
+/// The rows of one partition token: where a scan resumes inside the token
+/// it read last. Almost always one row; two tweet ids whose tokens collide
+/// share one, and a slice may have ended between them.
+pub(super) fn select_scan_token(ks: &str) -> String {
+    format!("SELECT {SCAN_COLUMNS} FROM {ks}.tweets WHERE token(tweet_id) = ?")
 }
 
 /// One page of an author's live tweets below a tweet id, newest first.
