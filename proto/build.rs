@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "warble/timeline/v1/timeline.proto",
     "warble/fanout/v1/fanout.proto",
     "warble/notify/v1/notify.proto",
+    "warble/search/v1/search.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -40,6 +40,10 @@ pub struct GatewayConfig {
     /// like the other services; while it cannot be reached those fields are
     /// UNAVAILABLE and the rest of the schema is unaffected.
     pub notify_service_addr: String,
+    /// search-svc address (`host:port`): `search`, `searchUsers` and
+    /// `trends` read it; while it cannot be reached those fields are
+    /// UNAVAILABLE and the rest of the schema is unaffected.
+    pub search_service_addr: String,
     /// Deadline of each downstream call, in milliseconds.
     pub request_timeout_ms: u64,
     /// Token verification and development sign-up.
@@ -143,6 +147,7 @@ impl Default for GatewayConfig {
             graph_service_addr: "127.0.0.1:50052".into(),
             timeline_service_addr: "127.0.0.1:50053".into(),
             notify_service_addr: "127.0.0.1:50055".into(),
+            search_service_addr: "127.0.0.1:50056".into(),
             request_timeout_ms: 2_000,
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
@@ -216,6 +221,7 @@ impl ServiceConfig for GatewayConfig {
                 ("graph_service_addr", self.graph_service_addr.as_str()),
                 ("timeline_service_addr", self.timeline_service_addr.as_str()),
                 ("notify_service_addr", self.notify_service_addr.as_str()),
+                ("search_service_addr", self.search_service_addr.as_str()),
             ],
             self.request_timeout_ms,
         )?;
@@ -421,13 +427,15 @@ mod tests {
             "graph_service_addr",
             "timeline_service_addr",
             "notify_service_addr",
+            "search_service_addr",
         ] {
             let mut config = production();
             let addr = match key {
                 "tweet_service_addr" => &mut config.tweet_service_addr,
                 "graph_service_addr" => &mut config.graph_service_addr,
                 "timeline_service_addr" => &mut config.timeline_service_addr,
-                _ => &mut config.notify_service_addr,
+                "notify_service_addr" => &mut config.notify_service_addr,
+                _ => &mut config.search_service_addr,
             };
             *addr = " ".into();
             assert_eq!(refused_key(&config).as_deref(), Some(key));

@@ -14,6 +14,7 @@ use warble_mesh::grpc::{MeshChannel, remote_channel};
 use warble_mesh::telemetry::TraceContextInterceptor;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::notify::v1::notify_service_client::NotifyServiceClient;
+use warble_proto::search::v1::search_service_client::SearchServiceClient;
 use warble_proto::timeline::v1::timeline_service_client::TimelineServiceClient;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 
@@ -99,6 +100,8 @@ pub struct Downstream {
     pub timeline: TimelineServiceClient<DownstreamChannel>,
     /// notify-svc.
     pub notify: NotifyServiceClient<DownstreamChannel>,
+    /// search-svc.
+    pub search: SearchServiceClient<DownstreamChannel>,
     /// The raw channels by service name, for health checks.
     pub channels: Vec<(&'static str, DownstreamChannel)>,
     /// Calls made so far.
@@ -116,12 +119,13 @@ fn counted(channel: MeshChannel, counts: &Arc<RpcCounts>) -> DownstreamChannel {
 }
 
 impl Downstream {
-    /// Lazily connecting clients to the four services; every call has `timeout`.
+    /// Lazily connecting clients to the five services; every call has `timeout`.
     pub fn connect(
         tweet_addr: &str,
         graph_addr: &str,
         timeline_addr: &str,
         notify_addr: &str,
+        search_addr: &str,
         timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
         let connect_timeout = Duration::from_secs(3);
@@ -130,6 +134,7 @@ impl Downstream {
             remote_channel(graph_addr, connect_timeout, timeout)?,
             remote_channel(timeline_addr, connect_timeout, timeout)?,
             remote_channel(notify_addr, connect_timeout, timeout)?,
+            remote_channel(search_addr, connect_timeout, timeout)?,
         ))
     }
 
@@ -139,22 +144,26 @@ impl Downstream {
         graph: MeshChannel,
         timeline: MeshChannel,
         notify: MeshChannel,
+        search: MeshChannel,
     ) -> Self {
         let counts = Arc::new(RpcCounts::default());
         let tweets = counted(tweets, &counts);
         let graph = counted(graph, &counts);
         let timeline = counted(timeline, &counts);
         let notify = counted(notify, &counts);
+        let search = counted(search, &counts);
         Self {
             tweets: TweetServiceClient::new(tweets.clone()),
             graph: GraphServiceClient::new(graph.clone()),
             timeline: TimelineServiceClient::new(timeline.clone()),
             notify: NotifyServiceClient::new(notify.clone()),
+            search: SearchServiceClient::new(search.clone()),
             channels: vec![
                 ("tweet-svc", tweets),
                 ("graph-svc", graph),
                 ("timeline-svc", timeline),
                 ("notify-svc", notify),
+                ("search-svc", search),
             ],
             counts,
         }

@@ -28,6 +28,7 @@ pub mod query_cache;
 pub mod rate_limit;
 pub mod resolvers;
 pub mod schema;
+pub mod search;
 pub mod social;
 mod time;
 pub mod websocket;
@@ -86,6 +87,7 @@ impl Gateway {
             &config.graph_service_addr,
             &config.timeline_service_addr,
             &config.notify_service_addr,
+            &config.search_service_addr,
             Duration::from_millis(config.request_timeout_ms),
         )?;
         Self::with_downstream(config, event_log, downstream)
@@ -291,6 +293,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         &config.graph_service_addr,
         &config.timeline_service_addr,
         &config.notify_service_addr,
+        &config.search_service_addr,
         Duration::from_millis(config.request_timeout_ms),
     )
     .context("invalid downstream address")?;

@@ -277,7 +277,11 @@ pub async fn follow_list(
 /// `Authorization: Bearer <token>`.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(CoreQueries, crate::notifications::NotificationQueries);
+pub struct QueryRoot(
+    CoreQueries,
+    crate::notifications::NotificationQueries,
+    crate::search::SearchQueries,
+);
 
 /// Users, tweets and timelines. Part of the `Query` type.
 #[derive(Default)]

@@ -1313,7 +1313,7 @@ impl Unreachable {
         };
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let downstream =
-            Downstream::connect(addr, addr, addr, addr, timeout).expect("a valid address");
+            Downstream::connect(addr, addr, addr, addr, addr, timeout).expect("a valid address");
         let gateway = Gateway::new(&config, None).expect("gateway");
         Self {
             gateway,

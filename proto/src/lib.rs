@@ -14,6 +14,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "warble.timeline.v1.TimelineService",
     "warble.fanout.v1.FanoutService",
     "warble.notify.v1.NotifyService",
+    "warble.search.v1.SearchService",
 ];
 
 pub mod common {
@@ -55,5 +56,11 @@ pub mod fanout {
 pub mod notify {
     pub mod v1 {
         tonic::include_proto!("warble.notify.v1");
+    }
+}
+
+pub mod search {
+    pub mod v1 {
+        tonic::include_proto!("warble.search.v1");
     }
 }

@@ -17,6 +17,8 @@ pub mod tweet {
     /// Most tweet ids one read batch carries (GetTweets, GetCounts,
     /// GetViewerState).
     pub const MAX_BATCH: usize = 500;
+    /// Largest page ScanTweets (the search index's backfill) returns.
+    pub const MAX_SCAN_LIMIT: u32 = 1_000;
     /// Most tweets one CreateTweets call creates. The embedded store writes
     /// a batch in one transaction, so this bounds how long a batch holds the
     /// store's single writer.
@@ -71,6 +73,8 @@ pub mod graph {
     pub const MAX_WEBSITE_CHARS: usize = 100;
     /// Longest mute duration: a year. Longer is what "until unmuted" (0) is for.
     pub const MAX_MUTE_DURATION_SECS: u64 = 31_536_000;
+    /// Largest page ScanUsers (the search index's backfill) returns.
+    pub const MAX_SCAN_LIMIT: u32 = 1_000;
 }
 
 /// Limits of `warble.timeline.v1.TimelineService`.
@@ -112,6 +116,34 @@ pub mod notify {
     pub const RETENTION_DAYS: u64 = 180;
     /// Largest `new_accounts_days` a notification policy accepts.
     pub const MAX_NEW_ACCOUNT_DAYS: u32 = 365;
+}
+
+/// Limits of `warble.search.v1.SearchService`.
+pub mod search {
+    /// SearchTweets' page size when `page.limit` is 0.
+    pub const DEFAULT_PAGE_LIMIT: u32 = 20;
+    /// Largest `page.limit` SearchTweets accepts.
+    pub const MAX_PAGE_LIMIT: u32 = 100;
+    /// Longest query, in bytes (the query language's own limit).
+    pub const MAX_QUERY_BYTES: usize = 512;
+    /// Most terms in a query.
+    pub const MAX_QUERY_TERMS: usize = 32;
+    /// SearchUsers' result count when `limit` is 0.
+    pub const DEFAULT_USER_LIMIT: u32 = 10;
+    /// Largest `limit` SearchUsers accepts.
+    pub const MAX_USER_LIMIT: u32 = 50;
+    /// GetTrends' trend count when `limit` is 0.
+    pub const DEFAULT_TREND_LIMIT: u32 = 10;
+    /// Largest `limit` GetTrends accepts.
+    pub const MAX_TREND_LIMIT: u32 = 50;
+    /// Sample tweets GetTrends returns per trend, at most.
+    pub const MAX_TREND_SAMPLES: u32 = 10;
+    /// Unique authors a tag needs within the last hour to trend.
+    pub const MIN_TREND_AUTHORS: u64 = 5;
+    /// Hourly counts a trend carries (a day's sparkline, oldest first).
+    pub const TREND_HOURS: usize = 24;
+    /// GetStatus counts the stream entries not yet applied up to this many.
+    pub const MAX_COUNTED_LAG: u64 = 10_000;
 }
 
 // A rebuild fills a cached timeline from a single prolific author in one call.

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use warble_proto::limits::{graph, notify, timeline, tweet};
+use warble_proto::limits::{graph, notify, search, timeline, tweet};
 
 /// `("contract::NAME", value)` for a constant of `warble_proto::limits`.
 macro_rules! limit {
@@ -27,6 +27,7 @@ macro_rules! limit {
 /// Every constant of `warble_proto::limits`, by its path below `limits::`.
 const LIMITS: &[(&str, u64)] = &[
     limit!(tweet::MAX_BATCH),
+    limit!(tweet::MAX_SCAN_LIMIT),
     limit!(tweet::MAX_WRITE_BATCH),
     limit!(tweet::MAX_MEDIA),
     limit!(tweet::MAX_IDEMPOTENCY_KEY_BYTES),
@@ -46,6 +47,7 @@ const LIMITS: &[(&str, u64)] = &[
     limit!(graph::MAX_LOCATION_CHARS),
     limit!(graph::MAX_WEBSITE_CHARS),
     limit!(graph::MAX_MUTE_DURATION_SECS),
+    limit!(graph::MAX_SCAN_LIMIT),
     limit!(notify::DEFAULT_PAGE_LIMIT),
     limit!(notify::MAX_PAGE_LIMIT),
     limit!(notify::MAX_BATCH),
@@ -59,6 +61,18 @@ const LIMITS: &[(&str, u64)] = &[
     limit!(timeline::MAX_PAGE_LIMIT),
     limit!(timeline::CACHED_HOME_ENTRIES),
     limit!(timeline::RETWEET_DEDUP_WINDOW),
+    limit!(search::DEFAULT_PAGE_LIMIT),
+    limit!(search::MAX_PAGE_LIMIT),
+    limit!(search::MAX_QUERY_BYTES),
+    limit!(search::MAX_QUERY_TERMS),
+    limit!(search::DEFAULT_USER_LIMIT),
+    limit!(search::MAX_USER_LIMIT),
+    limit!(search::DEFAULT_TREND_LIMIT),
+    limit!(search::MAX_TREND_LIMIT),
+    limit!(search::MAX_TREND_SAMPLES),
+    limit!(search::MIN_TREND_AUTHORS),
+    limit!(search::TREND_HOURS),
+    limit!(search::MAX_COUNTED_LAG),
 ];
 
 /// Numbers a comment may state without naming a constant.

@@ -75,10 +75,12 @@ pub const MAX_QUERY_BYTES: usize = 512;
 /// clause is a posting-list walk in the index, so this bounds a query's cost.
 pub const MAX_TERMS: usize = 32;
 
-/// Longest username, in characters (bytes alike: usernames are ASCII). Same
-/// value as `warble_proto::limits::graph::MAX_USERNAME_CHARS`; this crate
-/// does not depend on the proto crate yet.
-pub const MAX_USERNAME_CHARS: usize = 15;
+/// Longest username, in characters (bytes alike: usernames are ASCII).
+pub const MAX_USERNAME_CHARS: usize = warble_proto::limits::graph::MAX_USERNAME_CHARS;
+
+// The contract states the query limits; the parser enforces these.
+const _: () = assert!(MAX_QUERY_BYTES == warble_proto::limits::search::MAX_QUERY_BYTES);
+const _: () = assert!(MAX_TERMS == warble_proto::limits::search::MAX_QUERY_TERMS);
 
 /// A parsed query: the clauses every result must match (or, when negated,
 /// must not), and an optional range of creation dates.
@@ -663,8 +665,9 @@ fn is_apostrophe(c: char) -> bool {
 }
 
 /// The words of `text`: runs of word characters and apostrophes, apostrophes
-/// trimmed from the ends and stored as `'`, lower-cased.
-fn words(text: &str) -> Vec<String> {
+/// trimmed from the ends and stored as `'`, lower-cased. The index splits
+/// tweets with this same rule, so a word typed matches the word indexed.
+pub fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !is_word_char(c) && !is_apostrophe(c))
         .map(|piece| piece.trim_matches(is_apostrophe))
         .filter(|piece| !piece.is_empty())
@@ -681,10 +684,10 @@ fn is_word_char(c: char) -> bool {
 /// Combining marks that [`char::is_alphanumeric`] does not already accept
 /// (viramas, nuktas, diacritics, tone marks, variation selectors), by block.
 /// tweet-svc asks `unicode-normalization` instead; this table keeps the
-/// crate's dependencies to `thiserror` and is a close approximation: across
-/// the Indic blocks every non-alphanumeric character but the dandas counts,
-/// which takes in a few currency signs and fractions too. When search-svc
-/// indexes tweets, both should share one rule.
+/// parser's dependencies small and is a close approximation: across the
+/// Indic blocks every non-alphanumeric character but the dandas counts,
+/// which takes in a few currency signs and fractions too. The index uses
+/// this rule for tweets and queries alike ([`words`]), so they agree.
 fn is_combining_mark(c: char) -> bool {
     matches!(c,
         '\u{0300}'..='\u{036F}' // combining diacritical marks

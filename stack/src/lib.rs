@@ -35,6 +35,9 @@ use warble_mesh::secret::Secret;
 use warble_mesh::telemetry::TelemetryConfig;
 use warble_notify_svc::store::EmbeddedNotificationStore;
 use warble_notify_svc::{NotifyStats, NotifySvc, NotifySvcConfig};
+use warble_search_svc::config::{IndexConfig, TrendsBackend, TrendsConfig};
+use warble_search_svc::trends::EmbeddedTrendStore;
+use warble_search_svc::{SearchStats, SearchSvc, SearchSvcConfig};
 use warble_timeline_cache::{EmbeddedTimelineCache, TimelineCache};
 use warble_timeline_svc::{HomeTimelines, TimelineSvc, TimelineSvcConfig};
 
@@ -63,6 +66,11 @@ pub struct DevConfig {
     pub fanout_port: u16,
     /// notify-svc's gRPC port; 0 picks a free port.
     pub notify_port: u16,
+    /// search-svc's gRPC port; 0 picks a free port.
+    pub search_port: u16,
+    /// search-svc's index (see search-svc's `index.*` keys); it lives in
+    /// `<data_dir>/search-index`.
+    pub search_index: IndexConfig,
     /// The GraphQL gateway's HTTP port; 0 picks a free port.
     pub gateway_port: u16,
     /// HS256 secret the dev gateway signs and verifies tokens with (at least
@@ -97,6 +105,13 @@ impl Default for DevConfig {
             timeline_port: 50053,
             fanout_port: 50054,
             notify_port: 50055,
+            search_port: 50056,
+            search_index: IndexConfig {
+                // Small: the dev stack indexes a developer's data, and
+                // tests start many stacks at once.
+                writer_heap_mb: 16,
+                ..IndexConfig::default()
+            },
             gateway_port: 8080,
             jwt_secret: Secret::default(),
             limits: LimitsConfig::default(),
@@ -143,6 +158,7 @@ impl ServiceConfig for DevConfig {
             ("timeline_port", self.timeline_port),
             ("fanout_port", self.fanout_port),
             ("notify_port", self.notify_port),
+            ("search_port", self.search_port),
             ("gateway_port", self.gateway_port),
         ];
         for (index, (key, port)) in ports.iter().enumerate() {
@@ -160,11 +176,22 @@ impl ServiceConfig for DevConfig {
             ..FanoutSvcConfig::default()
         };
         fanout.validate()?;
+        let search = SearchSvcConfig {
+            index: self.search_index.clone(),
+            ..SearchSvcConfig::default()
+        };
+        search.validate().map_err(|error| match error {
+            ConfigError::Invalid { key, reason } if key.starts_with("index.") => {
+                ConfigError::invalid(&format!("search_{key}"), reason)
+            }
+            other => other,
+        })?;
         // The gateway section is validated as the gateway itself would (the
         // service addresses are only known once the listeners are bound).
         let any = "127.0.0.1:1";
         self.gateway_config(
             SocketAddr::new(self.host, self.gateway_port),
+            any,
             any,
             any,
             any,
@@ -204,6 +231,7 @@ impl DevConfig {
             timeline_port: 0,
             fanout_port: 0,
             notify_port: 0,
+            search_port: 0,
             gateway_port: 0,
             ..Self::default()
         }
@@ -228,6 +256,7 @@ impl DevConfig {
         graph: &str,
         timeline: &str,
         notify: &str,
+        search: &str,
     ) -> GatewayConfig {
         GatewayConfig {
             listen_addr,
@@ -236,6 +265,7 @@ impl DevConfig {
             graph_service_addr: graph.into(),
             timeline_service_addr: timeline.into(),
             notify_service_addr: notify.into(),
+            search_service_addr: search.into(),
             auth: AuthConfig {
                 hs256_secret: self.effective_jwt_secret(),
                 dev_mode: true,
@@ -262,6 +292,8 @@ pub struct DevStack {
     pub fanout_addr: SocketAddr,
     /// Where notify-svc listens.
     pub notify_addr: SocketAddr,
+    /// Where search-svc listens.
+    pub search_addr: SocketAddr,
     /// Where the GraphQL gateway listens (HTTP).
     pub gateway_addr: SocketAddr,
     /// Downstream calls the gateway made, by method.
@@ -278,6 +310,8 @@ pub struct DevStack {
     pub fanout_stats: Arc<FanoutStats>,
     /// notify-svc's live counters.
     pub notify_stats: Arc<NotifyStats>,
+    /// search-svc's live counters (indexing position, caught up).
+    pub search_stats: Arc<SearchStats>,
     /// Issues tokens as the gateway does (same secret), without a sign-up round trip.
     token_issuer: Authenticator,
     consumer_group: String,
@@ -344,12 +378,14 @@ impl DevStack {
         let timeline_listener = bind(config.host, config.timeline_port, "timeline-svc").await?;
         let fanout_listener = bind(config.host, config.fanout_port, "fanout-svc").await?;
         let notify_listener = bind(config.host, config.notify_port, "notify-svc").await?;
+        let search_listener = bind(config.host, config.search_port, "search-svc").await?;
         let gateway_listener = bind(config.host, config.gateway_port, "gateway").await?;
         let tweet_addr = tweet_listener.local_addr()?;
         let graph_addr = graph_listener.local_addr()?;
         let timeline_addr = timeline_listener.local_addr()?;
         let fanout_addr = fanout_listener.local_addr()?;
         let notify_addr = notify_listener.local_addr()?;
+        let search_addr = search_listener.local_addr()?;
         let gateway_addr = gateway_listener.local_addr()?;
 
         // How a caller with `timeout` reaches a server: into its routes, or
@@ -434,12 +470,47 @@ impl DevStack {
         let notify_stats = notify.stats();
         let notify = notify.into_server(drain);
 
+        // search-svc: its index in its own directory, trends in the shared
+        // database (one replica), following the shared event log.
+        let search_config = SearchSvcConfig {
+            data_dir: config.data_dir.join("search-index"),
+            tweet_service_addr: tweet_addr.to_string(),
+            graph_service_addr: graph_addr.to_string(),
+            index: IndexConfig {
+                replica: "dev".into(),
+                ..config.search_index.clone()
+            },
+            trends: TrendsConfig {
+                backend: TrendsBackend::Embedded,
+                ..TrendsConfig::default()
+            },
+            ..Default::default()
+        };
+        let search_index = warble_search_svc::open_index(&search_config)?;
+        let search_trends = Arc::new(
+            EmbeddedTrendStore::open(event_log.database().clone())
+                .context("cannot open search-svc's trend store")?,
+        );
+        let search_timeout = Duration::from_millis(search_config.request_timeout_ms);
+        let search = SearchSvc::with_channels(
+            &search_config,
+            search_index,
+            Arc::new(search_trends),
+            Arc::new(event_log.clone()),
+            traced(dial(&tweets, tweet_addr, search_timeout)?),
+            traced(dial(&graph, graph_addr, search_timeout)?),
+            None,
+        );
+        let search_stats = search.stats();
+        let search = search.into_server(drain);
+
         let gateway_config = config.gateway_config(
             gateway_addr,
             &tweet_addr.to_string(),
             &graph_addr.to_string(),
             &timeline_addr.to_string(),
             &notify_addr.to_string(),
+            &search_addr.to_string(),
         );
         let gateway_timeout = Duration::from_millis(gateway_config.request_timeout_ms);
         let gateway = Gateway::with_downstream(
@@ -458,6 +529,15 @@ impl DevStack {
                         gateway_timeout,
                     )?
                 },
+                if config.in_process_calls {
+                    search.local_channel(gateway_timeout)
+                } else {
+                    remote_channel(
+                        &search_addr.to_string(),
+                        Duration::from_secs(3),
+                        gateway_timeout,
+                    )?
+                },
             ),
         )
         .context("cannot configure the gateway")?;
@@ -471,6 +551,7 @@ impl DevStack {
             timeline_addr,
             fanout_addr,
             notify_addr,
+            search_addr,
             gateway_addr,
             gateway_rpc_counts,
             event_log,
@@ -479,6 +560,7 @@ impl DevStack {
             home_timelines,
             fanout_stats,
             notify_stats,
+            search_stats,
             notify_consumer_group: notify_config.consumer.group.clone(),
             token_issuer,
             consumer_group: config.consumer.group.clone(),
@@ -490,6 +572,7 @@ impl DevStack {
         stack.spawn("timeline-svc", timeline, timeline_listener);
         stack.spawn("fanout-svc", fanout, fanout_listener);
         stack.spawn("notify-svc", notify, notify_listener);
+        stack.spawn("search-svc", search, search_listener);
         stack.spawn("gateway", gateway, gateway_listener);
         Ok(stack)
     }
@@ -530,16 +613,38 @@ impl DevStack {
             .await?)
     }
 
+    /// Events search-svc has not applied to its index yet; `None` until it
+    /// has caught up with the stream once (its backfill is done).
+    pub async fn search_lag(&self) -> anyhow::Result<Option<u64>> {
+        if !self
+            .search_stats
+            .caught_up
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.event_log
+                .count_after(
+                    DOMAIN_EVENTS_STREAM,
+                    self.search_stats.applied(),
+                    warble_search_svc::indexer::MAX_COUNTED_LAG,
+                )
+                .await?,
+        ))
+    }
+
     /// The line `warble dev` prints once every service accepts connections.
     pub fn ready_line(&self) -> String {
         format!(
-            "warble ready gateway=http://{}/graphql tweet={} graph={} timeline={} fanout={} notify={}",
+            "warble ready gateway=http://{}/graphql tweet={} graph={} timeline={} fanout={} notify={} search={}",
             self.gateway_addr,
             self.tweet_addr,
             self.graph_addr,
             self.timeline_addr,
             self.fanout_addr,
-            self.notify_addr
+            self.notify_addr,
+            self.search_addr
         )
     }
 

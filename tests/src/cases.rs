@@ -21,6 +21,11 @@ pub use crate::notifications::{
     blocks_and_mutes_silence_notifications, notifications_group_count_and_clear_on_undo,
     the_notification_subscription_is_live,
 };
+pub use crate::search::{
+    five_people_make_a_trend_and_one_spammer_does_not, search_pages_stay_put_while_tweets_arrive,
+    tweets_are_found_by_every_kind_of_term_and_gone_once_deleted,
+    users_are_found_by_prefix_exact_name_first,
+};
 
 const HOME: &str = r#"query($first: Int, $after: String) {
   homeTimeline(first: $first, after: $after) {

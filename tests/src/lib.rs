@@ -24,6 +24,7 @@ pub mod frontend;
 pub mod graphql;
 pub mod notifications;
 pub mod processes;
+pub mod search;
 
 /// How long asynchronous effects (fan-out) may take before a test fails.
 pub const EVENTUALLY: Duration = Duration::from_secs(20);
@@ -250,9 +251,14 @@ impl TestStack {
     /// Waits until fan-out and notify-svc have applied and acknowledged
     /// every event so far.
     pub async fn settle(&self) {
-        eventually("fan-out and notifications to catch up", || async {
+        eventually("fan-out, notifications and search to catch up", || async {
             self.fanout_status().await.consumer_lag == 0
                 && self.stack.notify_lag().await.is_ok_and(|lag| lag == 0)
+                && self
+                    .stack
+                    .search_lag()
+                    .await
+                    .is_ok_and(|lag| lag == Some(0))
         })
         .await;
     }

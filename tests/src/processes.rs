@@ -1,6 +1,6 @@
 //! The services as separate processes, as in production: the real
-//! `tweet-svc`, `graph-svc`, `timeline-svc`, `fanout-svc`, `notify-svc`
-//! and `gateway` binaries, configured only through `WARBLE_*` environment variables, with
+//! `tweet-svc`, `graph-svc`, `timeline-svc`, `fanout-svc`, `notify-svc`,
+//! `search-svc` and `gateway` binaries, configured only through `WARBLE_*` environment variables, with
 //! Redis as timeline cache and event stream (each store relaying its
 //! outbox to Redis Streams).
 
@@ -12,18 +12,20 @@ use std::time::Duration;
 use warble_proto::fanout::v1::GetStatusRequest;
 use warble_proto::fanout::v1::fanout_service_client::FanoutServiceClient;
 use warble_proto::notify::v1::notify_service_client::NotifyServiceClient;
+use warble_proto::search::v1::search_service_client::SearchServiceClient;
 use warble_testkit::RedisServer;
 
 use crate::frontend::{Frontend, StackSpec};
 use crate::graphql::GraphqlClient;
 use crate::{EVENTUALLY, eventually};
 
-const BINARIES: [&str; 6] = [
+const BINARIES: [&str; 7] = [
     "tweet-svc",
     "graph-svc",
     "timeline-svc",
     "fanout-svc",
     "notify-svc",
+    "search-svc",
     "gateway",
 ];
 const JWT_SECRET: &str = "separate-process-test-secret-0123456789abcdef";
@@ -36,6 +38,7 @@ pub struct ProcessStack {
     gateway: SocketAddr,
     fanout: SocketAddr,
     notify: SocketAddr,
+    search: SocketAddr,
     _redis: RedisServer,
     _data: tempfile::TempDir,
 }
@@ -88,12 +91,13 @@ fn package_of(binary: &str) -> &'static str {
         "timeline-svc" => "warble-timeline-svc",
         "fanout-svc" => "warble-fanout-svc",
         "notify-svc" => "warble-notify-svc",
+        "search-svc" => "warble-search-svc",
         _ => "warble-gateway",
     }
 }
 
 impl ProcessStack {
-    /// Starts Redis and the six services; `None` (after a printed notice)
+    /// Starts Redis and the seven services; `None` (after a printed notice)
     /// when redis-server is not installed outside CI.
     pub async fn start(spec: &StackSpec) -> Option<Self> {
         crate::telemetry_for_tests();
@@ -101,7 +105,8 @@ impl ProcessStack {
         let dir = binary_dir();
         ensure_binaries(&dir);
         let data = tempfile::tempdir().unwrap();
-        let [tweet, graph, timeline, fanout, notify, gateway] = [(); 6].map(|_| free_port());
+        let [tweet, graph, timeline, fanout, notify, search, gateway] =
+            [(); 7].map(|_| free_port());
         let common = [
             ("WARBLE_TELEMETRY__LOG_LEVEL", "warn".to_owned()),
             ("WARBLE_TELEMETRY__LOG_FORMAT", "compact".to_owned()),
@@ -109,6 +114,7 @@ impl ProcessStack {
             ("WARBLE_GRAPH_SERVICE_ADDR", graph.to_string()),
             ("WARBLE_TIMELINE_SERVICE_ADDR", timeline.to_string()),
             ("WARBLE_NOTIFY_SERVICE_ADDR", notify.to_string()),
+            ("WARBLE_SEARCH_SERVICE_ADDR", search.to_string()),
         ];
         let redis_url = redis.url();
         let threshold = spec.celebrity_threshold.to_string();
@@ -171,6 +177,18 @@ impl ProcessStack {
                 ],
             ),
             (
+                "search-svc",
+                vec![
+                    ("WARBLE_SERVER__LISTEN_ADDR", search.to_string()),
+                    (
+                        "WARBLE_DATA_DIR",
+                        data.path().join("search").display().to_string(),
+                    ),
+                    ("WARBLE_REDIS__URL", redis_url.clone()),
+                    ("WARBLE_INDEX__WRITER_HEAP_MB", "16".into()),
+                ],
+            ),
+            (
                 "gateway",
                 vec![
                     ("WARBLE_LISTEN_ADDR", gateway.to_string()),
@@ -219,6 +237,7 @@ impl ProcessStack {
             gateway,
             fanout,
             notify,
+            search,
             _redis: redis,
             _data: data,
         };
@@ -239,6 +258,7 @@ impl ProcessStack {
             if gateway_ready
                 && self.fanout_lag().await.is_some()
                 && self.notify_lag().await.is_some()
+                && self.search_status().await.is_some()
             {
                 return;
             }
@@ -281,6 +301,20 @@ impl ProcessStack {
         Some(status.into_inner())
     }
 
+    /// search-svc's GetStatus, `None` while it does not answer.
+    pub async fn search_status(&self) -> Option<warble_proto::search::v1::GetStatusResponse> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.search))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let status = SearchServiceClient::new(channel)
+            .get_status(warble_proto::search::v1::GetStatusRequest {})
+            .await
+            .ok()?;
+        Some(status.into_inner())
+    }
+
     /// Kills `binary` with SIGKILL (no drain, no acknowledgements: a crash)
     /// and waits until it is gone.
     pub fn kill(&mut self, binary: &str) {
@@ -314,6 +348,11 @@ impl ProcessStack {
     /// notify-svc's gRPC address.
     pub fn notify_addr(&self) -> SocketAddr {
         self.notify
+    }
+
+    /// search-svc's gRPC address.
+    pub fn search_addr(&self) -> SocketAddr {
+        self.search
     }
 
     /// fanout-svc's gRPC address.
@@ -366,8 +405,13 @@ impl Frontend for ProcessStack {
     }
 
     async fn settle(&self) {
-        eventually("fan-out and notifications to catch up", || async {
-            self.fanout_lag().await == Some(0) && self.notify_lag().await == Some(0)
+        eventually("fan-out, notifications and search to catch up", || async {
+            self.fanout_lag().await == Some(0)
+                && self.notify_lag().await == Some(0)
+                && self
+                    .search_status()
+                    .await
+                    .is_some_and(|status| status.caught_up && status.lag == 0)
         })
         .await;
     }

@@ -188,6 +188,10 @@ impl Backend {
             graph.local_channel(CALL_TIMEOUT),
             timeline.local_channel(CALL_TIMEOUT),
             notify_channel,
+            // No search-svc here: its fields are tested end to end on the
+            // whole stack (`tests/src/search.rs`), where it has an index to
+            // fill. graph-svc answers search calls UNIMPLEMENTED.
+            graph.local_channel(CALL_TIMEOUT),
         );
         let config = GatewayConfig {
             auth: AuthConfig {

@@ -20,6 +20,10 @@ macro_rules! frontend_cases {
         frontend_cases!(@case #[$test] $start, a_policy_filters_strangers_mentions);
         frontend_cases!(@case #[$test] $start, the_notification_subscription_is_live);
         frontend_cases!(@case #[$test] $start, bad_notification_requests_are_refused);
+        frontend_cases!(@case #[$test] $start, tweets_are_found_by_every_kind_of_term_and_gone_once_deleted);
+        frontend_cases!(@case #[$test] $start, search_pages_stay_put_while_tweets_arrive);
+        frontend_cases!(@case #[$test] $start, users_are_found_by_prefix_exact_name_first);
+        frontend_cases!(@case #[$test] $start, five_people_make_a_trend_and_one_spammer_does_not);
         frontend_cases!(@case #[$test] $start, a_celebrity_tweet_reaches_followers_and_subscribers);
         frontend_cases!(
             @case #[$test] $start,
