@@ -5,8 +5,8 @@
 #
 #   docker build --target tweet-svc -t ghcr.io/warble-social/tweet-svc:0.1.0 .
 #
-# Targets: tweet-svc, graph-svc, timeline-svc, fanout-svc, notify-svc, gateway, and warble
-# (the launcher; `warble dev` runs the whole stack on embedded stores).
+# Targets: tweet-svc, graph-svc, timeline-svc, fanout-svc, notify-svc, search-svc, gateway,
+# and warble (the launcher; `warble dev` runs the whole stack on embedded stores).
 # All targets share the builder stages, so building them one after another
 # compiles the workspace once. Dependencies are compiled in their own layer
 # (cargo-chef) that is reused until Cargo.toml/Cargo.lock change.
@@ -39,9 +39,10 @@ COPY . .
 # The product binaries only: the load generator (warble-bench) is not built or shipped.
 RUN cargo build --release --locked \
       -p warble-tweet-svc -p warble-graph-svc -p warble-timeline-svc \
-      -p warble-fanout-svc -p warble-notify-svc -p warble-gateway -p warble-launcher \
+      -p warble-fanout-svc -p warble-notify-svc -p warble-search-svc -p warble-gateway \
+      -p warble-launcher \
  && mkdir -p /out \
- && for binary in tweet-svc graph-svc timeline-svc fanout-svc notify-svc gateway warble; do \
+ && for binary in tweet-svc graph-svc timeline-svc fanout-svc notify-svc search-svc gateway warble; do \
       cp "target/release/$binary" /out/; \
     done
 
@@ -78,6 +79,13 @@ FROM runtime AS notify-svc
 COPY --from=builder /out/notify-svc /usr/local/bin/notify-svc
 EXPOSE 50055
 ENTRYPOINT ["/usr/local/bin/notify-svc"]
+
+# Its index lives under data_dir (WARBLE_DATA_DIR): the Helm chart mounts a
+# volume per replica at /var/lib/warble.
+FROM runtime AS search-svc
+COPY --from=builder /out/search-svc /usr/local/bin/search-svc
+EXPOSE 50056
+ENTRYPOINT ["/usr/local/bin/search-svc"]
 
 FROM runtime AS gateway
 COPY --from=builder /out/gateway /usr/local/bin/gateway

@@ -9,22 +9,28 @@ use serde_json::Value;
 use warble_helm_tests::{EnvSource, EnvVar, KUBE_VERSIONS, Report, ValueSet, Workload, report};
 use warble_mesh::config::{ServiceConfig, keys, load};
 
-/// The six workloads, by their `app.kubernetes.io/component` label.
-const COMPONENTS: [&str; 6] = [
+/// The seven workloads, by their `app.kubernetes.io/component` label.
+const COMPONENTS: [&str; 7] = [
     "tweet-svc",
     "graph-svc",
     "timeline-svc",
     "fanout-svc",
     "notify-svc",
+    "search-svc",
     "gateway",
 ];
 
 /// The services that issue Snowflake ids and so need a unique worker id per pod.
 const ID_ISSUERS: [&str; 2] = ["tweet-svc", "graph-svc"];
 
-/// The StatefulSets: the id issuers (stable ordinals) and notify-svc (a data
-/// volume per pod, and a replacement only once its predecessor is gone).
-const STATEFUL: [&str; 3] = ["tweet-svc", "graph-svc", "notify-svc"];
+/// The StatefulSets: the id issuers (stable ordinals), notify-svc and
+/// search-svc (a data volume per pod, and a replacement only once its
+/// predecessor is gone).
+const STATEFUL: [&str; 4] = ["tweet-svc", "graph-svc", "notify-svc", "search-svc"];
+
+/// The gRPC service search-svc reports NOT_SERVING until its index has
+/// caught up with the event stream.
+const SEARCH_SERVICE: &str = "warble.search.v1.SearchService";
 
 /// The services consuming the event streams, each in its own consumer group.
 const CONSUMERS: [&str; 2] = ["fanout-svc", "notify-svc"];
@@ -52,6 +58,7 @@ fn config_env_vars(component: &str) -> BTreeSet<String> {
         "timeline-svc" => keys::<warble_timeline_svc::TimelineSvcConfig>(),
         "fanout-svc" => keys::<warble_fanout_svc::FanoutSvcConfig>(),
         "notify-svc" => keys::<warble_notify_svc::NotifySvcConfig>(),
+        "search-svc" => keys::<warble_search_svc::SearchSvcConfig>(),
         "gateway" => keys::<warble_gateway::GatewayConfig>(),
         other => panic!("unknown component {other}"),
     };
@@ -80,6 +87,7 @@ fn load_config(component: &str, env: &BTreeMap<String, String>) -> Result<(), St
         "timeline-svc" => load_as::<warble_timeline_svc::TimelineSvcConfig>(env),
         "fanout-svc" => load_as::<warble_fanout_svc::FanoutSvcConfig>(env),
         "notify-svc" => load_as::<warble_notify_svc::NotifySvcConfig>(env),
+        "search-svc" => load_as::<warble_search_svc::SearchSvcConfig>(env),
         "gateway" => load_as::<warble_gateway::GatewayConfig>(env),
         other => panic!("unknown component {other}"),
     }
@@ -356,6 +364,7 @@ fn probes_are_native_distinct_and_aimed_at_the_serving_port() {
         ("timeline-svc", "warble.timeline.v1.TimelineService"),
         ("fanout-svc", "warble.fanout.v1.FanoutService"),
         ("notify-svc", "warble.notify.v1.NotifyService"),
+        ("search-svc", SEARCH_SERVICE),
     ]);
     let budget = |probe: &Value| {
         probe["periodSeconds"].as_u64().unwrap_or(10)
@@ -626,6 +635,12 @@ fn services_are_wired_to_each_other_and_to_one_redis() {
                 "[{}] notify-svc events and live notifications",
                 set.name
             );
+            assert_eq!(
+                redis("search-svc", "WARBLE_REDIS__"),
+                cache,
+                "[{}] search-svc events, replica registry and trends",
+                set.name
+            );
             // The credential too: same Secret and key as fanout-svc's.
             let password = |component: &str, name: &str| {
                 env_by_name(set, &set.workload(component))
@@ -644,6 +659,12 @@ fn services_are_wired_to_each_other_and_to_one_redis() {
                 "[{}] the gateway tails the notifications with its events password",
                 set.name
             );
+            assert_eq!(
+                password("search-svc", "WARBLE_REDIS__PASSWORD"),
+                password("fanout-svc", "WARBLE_REDIS__PASSWORD"),
+                "[{}] search-svc's Redis password",
+                set.name
+            );
             // The callers of notify-svc and graph-svc reach them.
             let notify = set.workload("notify-svc");
             assert_eq!(
@@ -656,6 +677,27 @@ fn services_are_wired_to_each_other_and_to_one_redis() {
                 env_value(set, &notify, "WARBLE_GRAPH_SERVICE_ADDR"),
                 Some(format!("{}:50052", set.workload("graph-svc").name)),
                 "[{}] notify-svc calls graph-svc",
+                set.name
+            );
+            // The gateway calls search-svc; search-svc backfills from
+            // tweet-svc and graph-svc.
+            let search = set.workload("search-svc");
+            assert_eq!(
+                env_value(set, &set.workload("gateway"), "WARBLE_SEARCH_SERVICE_ADDR"),
+                Some(format!("{}:50056", search.name)),
+                "[{}] the gateway calls search-svc",
+                set.name
+            );
+            assert_eq!(
+                env_value(set, &search, "WARBLE_TWEET_SERVICE_ADDR"),
+                Some(format!("{}:50051", set.workload("tweet-svc").name)),
+                "[{}] search-svc calls tweet-svc",
+                set.name
+            );
+            assert_eq!(
+                env_value(set, &search, "WARBLE_GRAPH_SERVICE_ADDR"),
+                Some(format!("{}:50052", set.workload("graph-svc").name)),
+                "[{}] search-svc calls graph-svc",
                 set.name
             );
             for component in ["tweet-svc", "graph-svc", "gateway"] {
@@ -750,14 +792,24 @@ fn snowflake_worker_ids_are_unique_per_running_pod() {
 #[test]
 fn network_policies_admit_only_each_services_callers() {
     let callers = BTreeMap::from([
-        ("tweet-svc", vec!["fanout-svc", "gateway", "timeline-svc"]),
+        (
+            "tweet-svc",
+            vec!["fanout-svc", "gateway", "search-svc", "timeline-svc"],
+        ),
         (
             "graph-svc",
-            vec!["fanout-svc", "gateway", "notify-svc", "timeline-svc"],
+            vec![
+                "fanout-svc",
+                "gateway",
+                "notify-svc",
+                "search-svc",
+                "timeline-svc",
+            ],
         ),
         ("timeline-svc", vec!["gateway"]),
         ("fanout-svc", vec![]),
         ("notify-svc", vec!["gateway"]),
+        ("search-svc", vec!["gateway"]),
     ]);
     with_report(|report| {
         let mut checked = 0;
@@ -1170,9 +1222,29 @@ fn optional_resources_follow_their_switches() {
             defaults.objects("Ingress").next().is_none(),
             "no Ingress by default"
         );
+        // Every workload is autoscaled by default but search-svc, whose new
+        // replicas serve only after a full backfill.
+        let autoscaled: BTreeSet<&str> = defaults
+            .workloads()
+            .iter()
+            .filter(|workload| {
+                defaults
+                    .objects("HorizontalPodAutoscaler")
+                    .any(|hpa| hpa["spec"]["scaleTargetRef"]["name"] == workload.name)
+            })
+            .map(|workload| workload.component)
+            .collect();
+        assert_eq!(
+            autoscaled,
+            COMPONENTS
+                .into_iter()
+                .filter(|component| *component != "search-svc")
+                .collect(),
+            "the default HorizontalPodAutoscalers"
+        );
         assert_eq!(
             defaults.objects("HorizontalPodAutoscaler").count(),
-            COMPONENTS.len()
+            COMPONENTS.len() - 1
         );
         assert_eq!(
             defaults.objects("PodDisruptionBudget").count(),
@@ -1265,6 +1337,13 @@ fn bad_values_are_refused_with_a_readable_error() {
             ),
         ),
         (
+            "search-writer-heap.yaml",
+            (
+                false,
+                vec!["searchSvc.index.writerHeapMb (30)", "at least 60"],
+            ),
+        ),
+        (
             "shared-consumer-group.yaml",
             (
                 false,
@@ -1322,5 +1401,210 @@ fn bad_values_are_refused_with_a_readable_error() {
                 );
             }
         }
+    });
+}
+
+/// Bytes in a Kubernetes memory quantity such as `512Mi`, `1Gi`, `2G` or
+/// `1048576` (the forms a values file would use for memory).
+fn memory_bytes(quantity: &Value) -> u64 {
+    if let Some(bytes) = quantity.as_u64() {
+        return bytes;
+    }
+    let text = quantity
+        .as_str()
+        .unwrap_or_else(|| panic!("memory quantity {quantity}"));
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .unwrap_or_else(|error| panic!("memory quantity {text}: {error}"));
+    let scale: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        other => panic!("memory quantity {text}: unit {other} not handled here"),
+    };
+    number * scale
+}
+
+#[test]
+fn search_svc_keeps_a_full_index_per_replica_on_its_own_volume() {
+    // Beyond the writer heap, what a search-svc process needs: the searchers'
+    // caches, the gRPC server, the Redis and gRPC clients.
+    const HEADROOM: u64 = 256 << 20;
+    with_report(|report| {
+        let (mut claimed_sets, mut ephemeral_sets, mut autoscaled_sets) = (0, 0, 0);
+        for set in &report.value_sets {
+            let search = set.workload("search-svc");
+            let at = format!("[{}] {}", set.name, search.name);
+            assert_eq!(search.kind, "StatefulSet", "{at}");
+            let env = env_by_name(set, &search);
+            let value = |name: &str| env.get(name).and_then(|var| var.value.clone());
+
+            // Stable pod names through a governing headless Service; the
+            // gateway calls the ordinary one (checked with the wiring).
+            let governing = search.object["spec"]["serviceName"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: no serviceName"));
+            let headless = set
+                .object("Service", governing)
+                .unwrap_or_else(|| panic!("{at}: no governing Service {governing}"));
+            assert_eq!(headless["spec"]["clusterIP"], "None", "{at}: {governing}");
+            assert!(
+                labels_match(
+                    &headless["spec"]["selector"],
+                    &search.object["spec"]["template"]["metadata"]["labels"]
+                ),
+                "{at}: {governing} does not select the pods"
+            );
+            let service = set.object("Service", search.name).expect("search Service");
+            assert_eq!(service["spec"]["type"], "ClusterIP", "{at}");
+            assert_eq!(service["spec"]["ports"][0]["port"], 50056, "{at}");
+
+            // `data_dir` is a volume of the pod's own: a claim per ordinal, or
+            // (persistence off) an emptyDir.
+            let data_dir =
+                value("WARBLE_DATA_DIR").unwrap_or_else(|| panic!("{at}: no WARBLE_DATA_DIR"));
+            let volume = container(set, &search)["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|mount| mount["mountPath"] == data_dir.as_str())
+                .and_then(|mount| mount["name"].as_str())
+                .unwrap_or_else(|| panic!("{at}: {data_dir} is not on a mounted volume"));
+            let claim = search.object["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|claim| claim["metadata"]["name"] == volume);
+            let pod_volume = search.pod_spec()["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|candidate| candidate["name"] == volume);
+            match (claim, pod_volume) {
+                (Some(claim), None) => {
+                    claimed_sets += 1;
+                    assert_eq!(
+                        claim["spec"]["accessModes"],
+                        serde_json::json!(["ReadWriteOnce"]),
+                        "{at}: each replica writes its own index"
+                    );
+                    let size = &claim["spec"]["resources"]["requests"]["storage"];
+                    let class = &claim["spec"]["storageClassName"];
+                    match set.name.as_str() {
+                        "default" => {
+                            assert_eq!(size, "10Gi", "{at}: default claim size");
+                            assert!(class.is_null(), "{at}: the cluster's default class");
+                        }
+                        "no-autoscaling-values" => {
+                            assert_eq!(size, "50Gi", "{at}: searchSvc.persistence.size");
+                            assert_eq!(
+                                class, "fast-ssd",
+                                "{at}: searchSvc.persistence.storageClassName"
+                            );
+                        }
+                        _ => assert!(size.is_string(), "{at}: claim size"),
+                    }
+                }
+                (None, Some(pod_volume)) => {
+                    ephemeral_sets += 1;
+                    assert!(
+                        pod_volume["emptyDir"].is_object(),
+                        "{at}: the index volume without persistence: {pod_volume}"
+                    );
+                    assert!(
+                        set.notes.contains("searchSvc.persistence.enabled is false"),
+                        "{at}: NOTES.txt does not warn that every start is a full backfill"
+                    );
+                }
+                (claim, pod_volume) => panic!(
+                    "{at}: volume {volume} should be a claim or a pod volume, not {claim:?} and {pod_volume:?}"
+                ),
+            }
+
+            // Readiness waits for the index to catch up; a long backfill must
+            // never fail startup or liveness, which ask about the whole server.
+            let probe = |name: &str| container(set, &search)[name]["grpc"]["service"].clone();
+            assert_eq!(probe("readinessProbe"), SEARCH_SERVICE, "{at}: readiness");
+            assert_eq!(probe("livenessProbe"), "", "{at}: liveness");
+            assert_eq!(probe("startupProbe"), "", "{at}: startup");
+
+            // The replica's name (its pin in the stream) is HOSTNAME, the pod's
+            // name: the chart must neither set it nor change the hostname.
+            assert!(
+                !env.contains_key("WARBLE_INDEX__REPLICA"),
+                "{at}: index.replica is set; HOSTNAME (the pod's name) should name the replica"
+            );
+            for field in ["hostname", "setHostnameAsFQDN", "hostNetwork", "subdomain"] {
+                assert!(
+                    search.pod_spec()[field].is_null(),
+                    "{at}: pod spec sets {field}, so HOSTNAME would not be the pod's name"
+                );
+            }
+
+            // Trend counts are shared by every replica: only Redis can do that.
+            assert_eq!(
+                value("WARBLE_TRENDS__BACKEND").as_deref(),
+                Some("redis"),
+                "{at}: trends.backend"
+            );
+            for name in [
+                "WARBLE_TRENDS__KEY_PREFIX",
+                "WARBLE_RETENTION__REGISTRY_KEY",
+                "WARBLE_RETENTION__REPLICA_TIMEOUT_SECS",
+                "WARBLE_INDEX__BATCH_EVENTS",
+            ] {
+                assert!(value(name).is_some(), "{at}: {name} is not set");
+            }
+
+            // tantivy's writer heap fits in the memory limit.
+            let heap_mb: u64 = value("WARBLE_INDEX__WRITER_HEAP_MB")
+                .unwrap_or_else(|| panic!("{at}: no WARBLE_INDEX__WRITER_HEAP_MB"))
+                .parse()
+                .expect("writer heap");
+            let limit = memory_bytes(&container(set, &search)["resources"]["limits"]["memory"]);
+            assert!(
+                (heap_mb << 20) + HEADROOM <= limit,
+                "{at}: a {heap_mb} MiB writer heap plus {} MiB leaves no room in a {} MiB limit",
+                HEADROOM >> 20,
+                limit >> 20
+            );
+
+            if set.objects("HorizontalPodAutoscaler").any(|hpa| {
+                hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+                    && hpa["spec"]["scaleTargetRef"]["name"] == search.name
+            }) {
+                autoscaled_sets += 1;
+            }
+        }
+        assert!(claimed_sets >= 2, "value sets with index claims");
+        assert!(
+            ephemeral_sets >= 1,
+            "no value set covers searchSvc.persistence.enabled=false"
+        );
+        assert!(
+            autoscaled_sets >= 1,
+            "no value set covers searchSvc.autoscaling"
+        );
+        let defaults = set_named(report, "default");
+        let search = defaults.workload("search-svc");
+        assert_eq!(
+            search.object["spec"]["replicas"], 2,
+            "two replicas by default"
+        );
+        assert_eq!(
+            env_value(defaults, &search, "WARBLE_INDEX__WRITER_HEAP_MB").as_deref(),
+            Some("64"),
+            "the service's own default writer heap"
+        );
     });
 }

@@ -423,12 +423,7 @@ impl SearchIndex {
                     users.insert(user.id, Some(user));
                 }
                 IndexOp::SetFollowers { user_id, followers } => {
-                    if !users.contains_key(&user_id) {
-                        user_order.push(user_id);
-                        let stored = self.user(user_id)?;
-                        users.insert(user_id, stored);
-                    }
-                    if let Some(Some(user)) = users.get_mut(&user_id) {
+                    if let Some(user) = self.pending_user(&mut users, &mut user_order, user_id)? {
                         user.followers = followers;
                     }
                 }
@@ -437,17 +432,14 @@ impl SearchIndex {
                     username,
                     display_name,
                 } => {
-                    if !users.contains_key(&user_id) {
-                        user_order.push(user_id);
-                        let stored = self.user(user_id)?;
-                        users.insert(user_id, stored);
-                    }
-                    let user = users.entry(user_id).or_default().get_or_insert(UserDoc {
-                        id: user_id,
-                        username: String::new(),
-                        display_name: String::new(),
-                        followers: 0,
-                    });
+                    let user = self
+                        .pending_user(&mut users, &mut user_order, user_id)?
+                        .get_or_insert(UserDoc {
+                            id: user_id,
+                            username: String::new(),
+                            display_name: String::new(),
+                            followers: 0,
+                        });
                     user.username = username;
                     user.display_name = display_name;
                 }
@@ -462,6 +454,23 @@ impl SearchIndex {
             }
         }
         Ok(())
+    }
+
+    /// The batch's copy of a user, loaded from the index on first touch
+    /// (`None` when not indexed).
+    fn pending_user<'a>(
+        &self,
+        users: &'a mut HashMap<u64, Option<UserDoc>>,
+        order: &mut Vec<u64>,
+        user_id: u64,
+    ) -> Result<&'a mut Option<UserDoc>, SearchError> {
+        Ok(match users.entry(user_id) {
+            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                order.push(user_id);
+                slot.insert(self.user(user_id)?)
+            }
+        })
     }
 
     fn tweet_document(&self, tweet: &TweetDoc) -> TantivyDocument {

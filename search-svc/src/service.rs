@@ -44,6 +44,9 @@ const TOP_RECENCY_HALF_LIFE_MS: f64 = 24.0 * 3_600_000.0;
 const LATEST_CURSOR: u8 = 0x53;
 const TOP_CURSOR: u8 = 0x54;
 
+/// Trends as computed at an instant.
+pub(crate) type CachedTrends = (Instant, Vec<TrendingTag>);
+
 /// Serves SearchService.
 #[derive(Clone)]
 pub struct SearchApi {
@@ -53,7 +56,7 @@ pub struct SearchApi {
     pub(crate) tweets: TweetServiceClient<TracedChannel>,
     pub(crate) stats: Arc<SearchStats>,
     /// Trends computed within `trends_ttl` are served again as they are.
-    pub(crate) trends_cache: Arc<Mutex<Option<(Instant, Vec<TrendingTag>)>>>,
+    pub(crate) trends_cache: Arc<Mutex<Option<CachedTrends>>>,
     pub(crate) trends_ttl: Duration,
 }
 

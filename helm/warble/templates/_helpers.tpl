@@ -1,12 +1,14 @@
 {{/*
-The six workloads: values key -> facts the templates need. `callers` are the
+The seven workloads: values key -> facts the templates need. `callers` are the
 values keys of the workloads allowed to connect (NetworkPolicy); the gateway
 alone takes traffic from outside the release. `grpcService` is the service
 name the readiness probe asks grpc.health.v1.Health about. `workerIds`: the
 service issues Snowflake ids, so each pod's StatefulSet ordinal is its worker
 id. `consumer`: the service consumes the event streams in a consumer group,
-each pod under its own name. A StatefulSet without worker ids (notify-svc) is
-one for its per-pod data volume.
+each pod under its own name. A StatefulSet without worker ids (notify-svc,
+search-svc) is one for its per-pod data volume. `dataVolume`: the data volume
+holds what the service needs whatever its store (search-svc's index), so it
+is claimed whenever persistence is on, not only for an embedded store.
 */}}
 {{- define "warble.components" -}}
 tweetSvc:
@@ -15,14 +17,14 @@ tweetSvc:
   kind: StatefulSet
   workerIds: true
   grpcService: warble.tweet.v1.TweetService
-  callers: [gateway, timelineSvc, fanoutSvc]
+  callers: [gateway, timelineSvc, fanoutSvc, searchSvc]
 graphSvc:
   name: graph-svc
   port: 50052
   kind: StatefulSet
   workerIds: true
   grpcService: warble.graph.v1.GraphService
-  callers: [gateway, timelineSvc, fanoutSvc, notifySvc]
+  callers: [gateway, timelineSvc, fanoutSvc, notifySvc, searchSvc]
 timelineSvc:
   name: timeline-svc
   port: 50053
@@ -43,12 +45,24 @@ notifySvc:
   consumer: true
   grpcService: warble.notify.v1.NotifyService
   callers: [gateway]
+searchSvc:
+  name: search-svc
+  port: 50056
+  kind: StatefulSet
+  dataVolume: true
+  grpcService: warble.search.v1.SearchService
+  callers: [gateway]
 gateway:
   name: gateway
   port: 8080
   kind: Deployment
   http: true
   callers: []
+{{- end -}}
+
+{{/* The values keys of the workloads, in rendering order (a YAML list: `fromYamlArray`). */}}
+{{- define "warble.componentKeys" -}}
+[tweetSvc, graphSvc, timelineSvc, fanoutSvc, notifySvc, searchSvc, gateway]
 {{- end -}}
 
 {{/* The facts of one component: (dict "root" $ "key" "tweetSvc"). */}}
@@ -132,7 +146,7 @@ workload template, so a bad combination stops the render with this message.
 {{- if le (int $s.terminationGracePeriodSeconds) (add (int $s.preStopSleepSecs) (int $s.drainTimeoutSecs)) -}}
 {{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must be greater than shutdown.preStopSleepSecs + shutdown.drainTimeoutSecs (%d + %d), or pods are killed while draining" (int $s.terminationGracePeriodSeconds) (int $s.preStopSleepSecs) (int $s.drainTimeoutSecs)) -}}
 {{- end -}}
-{{- range $key := list "tweetSvc" "graphSvc" "timelineSvc" "fanoutSvc" "notifySvc" "gateway" -}}
+{{- range $key := include "warble.componentKeys" $ | fromYamlArray -}}
 {{- $a := (index $.Values $key).autoscaling -}}
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) -}}
 {{- fail (printf "%s.autoscaling.minReplicas (%d) must not exceed %s.autoscaling.maxReplicas (%d)" $key (int $a.minReplicas) $key (int $a.maxReplicas)) -}}
@@ -147,6 +161,10 @@ workload template, so a bad combination stops the render with this message.
 {{- end -}}
 {{- if eq .Values.consumer.group $notifyConsumer.group -}}
 {{- fail (printf "notifySvc.consumer.group and consumer.group (fanout-svc) are both %q: the two services would split the events between them and each miss the other's share; give each its own group" $notifyConsumer.group) -}}
+{{- end -}}
+{{- $index := .Values.searchSvc.index -}}
+{{- if lt (int $index.writerHeapMb) (mul 15 (int $index.writerThreads)) -}}
+{{- fail (printf "searchSvc.index.writerHeapMb (%d) must be at least 15 per writer thread (searchSvc.index.writerThreads is %d, so at least %d): tantivy refuses a smaller heap and search-svc would not start" (int $index.writerHeapMb) (int $index.writerThreads) (mul 15 (int $index.writerThreads))) -}}
 {{- end -}}
 {{- $tweetStart := int .Values.tweetSvc.workerIdStart -}}
 {{- $tweetEnd := sub (add $tweetStart (include "warble.maxPods" .Values.tweetSvc | int)) 1 -}}
@@ -224,6 +242,7 @@ The non-secret config of a component, as the env vars of its ConfigMap:
 {{- $graphAddr := printf "%s:50052" (include "warble.componentName" (dict "root" $root "key" "graphSvc")) -}}
 {{- $timelineAddr := printf "%s:50053" (include "warble.componentName" (dict "root" $root "key" "timelineSvc")) -}}
 {{- $notifyAddr := printf "%s:50055" (include "warble.componentName" (dict "root" $root "key" "notifySvc")) -}}
+{{- $searchAddr := printf "%s:50056" (include "warble.componentName" (dict "root" $root "key" "searchSvc")) -}}
 {{- if eq .key "gateway" -}}
 WARBLE_LISTEN_ADDR: "0.0.0.0:{{ $c.port }}"
 WARBLE_DRAIN_TIMEOUT_SECS: {{ $V.shutdown.drainTimeoutSecs | int64 | quote }}
@@ -231,6 +250,7 @@ WARBLE_TWEET_SERVICE_ADDR: {{ $tweetAddr | quote }}
 WARBLE_GRAPH_SERVICE_ADDR: {{ $graphAddr | quote }}
 WARBLE_TIMELINE_SERVICE_ADDR: {{ $timelineAddr | quote }}
 WARBLE_NOTIFY_SERVICE_ADDR: {{ $notifyAddr | quote }}
+WARBLE_SEARCH_SERVICE_ADDR: {{ $searchAddr | quote }}
 WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
 WARBLE_GRAPHIQL: {{ $v.graphiql | quote }}
 WARBLE_INTROSPECTION: {{ $v.introspection | quote }}
@@ -318,6 +338,31 @@ WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
 {{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_REDIS__") }}
 {{ include "warble.consumerEnv" $v.consumer }}
 {{- end }}
+{{- if eq .key "searchSvc" }}
+{{- /*
+No WARBLE_INDEX__REPLICA: left empty, the service names its replica (its pin
+in the event stream) after HOSTNAME, which Kubernetes sets to the pod's name:
+stable per StatefulSet ordinal, so a restarted pod resumes its own pin. The
+pod spec sets neither hostname nor setHostnameAsFQDN nor hostNetwork, any of
+which would change HOSTNAME.
+*/}}
+{{- $i := $v.index }}
+{{- $t := $v.trends }}
+WARBLE_DATA_DIR: "/var/lib/warble"
+WARBLE_TWEET_SERVICE_ADDR: {{ $tweetAddr | quote }}
+WARBLE_GRAPH_SERVICE_ADDR: {{ $graphAddr | quote }}
+WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_REDIS__") }}
+WARBLE_INDEX__WRITER_HEAP_MB: {{ $i.writerHeapMb | int64 | quote }}
+WARBLE_INDEX__WRITER_THREADS: {{ $i.writerThreads | int64 | quote }}
+WARBLE_INDEX__BATCH_EVENTS: {{ $i.batchEvents | int64 | quote }}
+{{- /* Trend counts shared by every replica: the embedded store is one pod's. */}}
+WARBLE_TRENDS__BACKEND: "redis"
+WARBLE_TRENDS__KEY_PREFIX: {{ $t.keyPrefix | quote }}
+WARBLE_TRENDS__CACHE_MS: {{ $t.cacheMs | int64 | quote }}
+WARBLE_RETENTION__REPLICA_TIMEOUT_SECS: {{ $v.retention.replicaTimeoutSecs | int64 | quote }}
+WARBLE_RETENTION__REGISTRY_KEY: {{ $v.retention.registryKey | quote }}
+{{- end }}
 {{ include "warble.telemetryEnv" . }}
 {{- end -}}
 
@@ -354,7 +399,7 @@ The secret env vars of a component (env entries with secretKeyRef):
 {{- if or (eq .key "tweetSvc") (eq .key "graphSvc") (eq .key "gateway") -}}
 {{- $_ := set $refs "WARBLE_EVENTS__REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
 {{- end -}}
-{{- if or (eq .key "timelineSvc") (eq .key "fanoutSvc") (eq .key "notifySvc") -}}
+{{- if has .key (list "timelineSvc" "fanoutSvc" "notifySvc" "searchSvc") -}}
 {{- $_ := set $refs "WARBLE_REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
 {{- end -}}
 {{- if and (or (eq .key "tweetSvc") (eq .key "notifySvc")) (eq $v.store.backend "scylla") -}}
@@ -416,8 +461,9 @@ timeoutSeconds: {{ $p.timeoutSeconds }}
 
 {{/*
 A component's workload: Deployment, or StatefulSet for the services that
-issue Snowflake ids (each pod's ordinal is its worker id). Then its Service.
-(dict "root" $ "key" "tweetSvc").
+issue Snowflake ids (each pod's ordinal is its worker id) or keep data on a
+volume of their own per pod. Then its Service (and a StatefulSet's headless
+governing Service). (dict "root" $ "key" "tweetSvc").
 */}}
 {{- define "warble.workload" -}}
 {{- $root := .root -}}
@@ -428,7 +474,7 @@ issue Snowflake ids (each pod's ordinal is its worker id). Then its Service.
 {{- $sts := eq $c.kind "StatefulSet" -}}
 {{- $ids := hasKey $c "workerIds" -}}
 {{- $embedded := and $sts (eq (dig "store" "backend" "" $v) "embedded") -}}
-{{- $pvc := and $embedded $v.persistence.enabled -}}
+{{- $pvc := and (or $embedded (hasKey $c "dataVolume")) $v.persistence.enabled -}}
 {{- $portName := ternary "http" "grpc" (hasKey $c "http") -}}
 {{- include "warble.validate" $root -}}
 apiVersion: apps/v1
@@ -620,8 +666,13 @@ spec:
                 path: manifest.json
         {{- end }}
         {{- if and $sts (not $pvc) }}
+        {{- if hasKey $c "dataVolume" }}
+        # `data_dir` without persistence: the index is rebuilt from the event
+        # stream (a full backfill) whenever the pod starts.
+        {{- else }}
         # `data_dir`: the production stores keep nothing here; an embedded store
         # without persistence loses its data with the pod.
+        {{- end }}
         - name: data
           emptyDir: {}
         {{- end }}

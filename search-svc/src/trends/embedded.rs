@@ -198,7 +198,7 @@ impl TrendStore for Arc<EmbeddedTrendStore> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trends::{BUCKETS_PER_HOUR, TrendStore as _};
+    use crate::trends::BUCKETS_PER_HOUR;
 
     const NOW_MS: i64 = 1_800_000_000_000;
 

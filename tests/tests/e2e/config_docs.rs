@@ -52,3 +52,8 @@ fn gateway_keys_are_documented() {
 fn notify_svc_keys_are_documented() {
     assert_documented::<warble_notify_svc::NotifySvcConfig>("notify-svc");
 }
+
+#[test]
+fn search_svc_keys_are_documented() {
+    assert_documented::<warble_search_svc::SearchSvcConfig>("search-svc");
+}
