@@ -36,10 +36,11 @@ pub struct ProcessStack {
     /// How each service was started, for [`ProcessStack::restart`].
     commands: Vec<(String, Vec<(String, String)>)>,
     gateway: SocketAddr,
+    tweet: SocketAddr,
     fanout: SocketAddr,
     notify: SocketAddr,
     search: SocketAddr,
-    _redis: RedisServer,
+    redis: RedisServer,
     _data: tempfile::TempDir,
 }
 
@@ -235,10 +236,11 @@ impl ProcessStack {
             children,
             commands,
             gateway,
+            tweet,
             fanout,
             notify,
             search,
-            _redis: redis,
+            redis,
             _data: data,
         };
         stack.wait_until_ready().await;
@@ -301,6 +303,15 @@ impl ProcessStack {
         Some(status.into_inner())
     }
 
+    /// Waits until fan-out and notify-svc (the consumer groups) have
+    /// acknowledged every event so far, whatever search-svc is doing.
+    pub async fn settle_consumer_groups(&self) {
+        eventually("fan-out and notifications to catch up", || async {
+            self.fanout_lag().await == Some(0) && self.notify_lag().await == Some(0)
+        })
+        .await;
+    }
+
     /// search-svc's GetStatus, `None` while it does not answer.
     pub async fn search_status(&self) -> Option<warble_proto::search::v1::GetStatusResponse> {
         let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.search))
@@ -353,6 +364,16 @@ impl ProcessStack {
     /// search-svc's gRPC address.
     pub fn search_addr(&self) -> SocketAddr {
         self.search
+    }
+
+    /// tweet-svc's gRPC address.
+    pub fn tweet_addr(&self) -> SocketAddr {
+        self.tweet
+    }
+
+    /// How the services reach Redis (event stream, caches, trends).
+    pub fn redis_config(&self) -> warble_mesh::backends::RedisConfig {
+        self.redis.config()
     }
 
     /// fanout-svc's gRPC address.

@@ -99,3 +99,181 @@ async fn notify_svc_killed_mid_batch_loses_nothing_and_counts_nothing_twice() {
     assert_eq!(data["unreadNotificationsCount"], 1);
     stack.stop().await;
 }
+
+/// Every live tweet tweet-svc holds, by id, through its paged scan.
+async fn live_tweet_ids(stack: &ProcessStack) -> Vec<String> {
+    use warble_proto::common::v1::PageRequest;
+    use warble_proto::tweet::v1::ScanTweetsRequest;
+    use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
+
+    let mut client = TweetServiceClient::new(warble_tests::channel(stack.tweet_addr()).await);
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = client
+            .scan_tweets(ScanTweetsRequest {
+                page: Some(PageRequest {
+                    cursor: cursor.clone(),
+                    limit: 0,
+                }),
+            })
+            .await
+            .expect("tweet-svc scan")
+            .into_inner();
+        ids.extend(page.tweets.iter().map(|tweet| tweet.id.to_string()));
+        cursor = page.page.map(|page| page.next_cursor).unwrap_or_default();
+        if cursor.is_empty() {
+            return ids;
+        }
+    }
+}
+
+/// Every tweet `query` finds, walking every page (newest first).
+async fn all_search_results(stack: &ProcessStack, query: &str) -> Vec<String> {
+    use serde_json::{Value, json};
+
+    let gql = warble_tests::frontend::Frontend::graphql(stack);
+    let mut ids = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let data = gql
+            .data(
+                None,
+                "query($q: String!, $after: String) { search(query: $q, first: 100, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }",
+                json!({ "q": query, "after": after }),
+            )
+            .await;
+        ids.extend(warble_tests::graphql::node_ids(&data["search"]));
+        let info = &data["search"]["pageInfo"];
+        if !info["hasNextPage"].as_bool().expect("hasNextPage") {
+            return ids;
+        }
+        after = info["endCursor"].clone();
+    }
+}
+
+/// Asserts the index holds exactly tweet-svc's live tweets, each once.
+async fn assert_index_matches_tweet_svc(stack: &ProcessStack) {
+    let mut found = all_search_results(stack, "indexed").await;
+    let count = found.len();
+    found.sort();
+    found.dedup();
+    assert_eq!(found.len(), count, "a tweet was indexed twice");
+    let mut live = live_tweet_ids(stack).await;
+    live.sort();
+    assert_eq!(found, live, "the index differs from tweet-svc");
+}
+
+/// search-svc killed with SIGKILL while it indexes a stream of tweets (and
+/// deletions) holds every live tweet exactly once after its restart: each
+/// commit records the last event it applied, and the restart resumes from
+/// exactly there.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_svc_killed_mid_indexing_holds_every_tweet_exactly_once() {
+    use serde_json::json;
+
+    let Some(mut stack) = ProcessStack::start(&Default::default()).await else {
+        return;
+    };
+    let gql = warble_tests::frontend::Frontend::graphql(&stack);
+    let (_, ana) = gql.sign_up("ana").await;
+    let mut posted = Vec::new();
+    for n in 0..150 {
+        posted.push(gql.post(&ana, &format!("indexed tweet {n}")).await);
+    }
+    // Killed while the burst is being indexed, then more arrives (and some
+    // of it goes) while it is down.
+    stack.kill("search-svc");
+    for n in 150..300 {
+        posted.push(gql.post(&ana, &format!("indexed tweet {n}")).await);
+    }
+    for id in posted.iter().step_by(10) {
+        let deleted = gql
+            .request(
+                Some(&ana),
+                "mutation($id: ID!) { deleteTweet(id: $id) }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert!(deleted["errors"].is_null(), "{deleted:#}");
+    }
+    stack.restart("search-svc");
+    // Crash again as soon as part of the backlog is applied.
+    warble_tests::eventually("search-svc to apply part of the backlog", || async {
+        stack
+            .search_status()
+            .await
+            .is_some_and(|status| status.events_applied > 0)
+    })
+    .await;
+    stack.kill("search-svc");
+    stack.restart("search-svc");
+    warble_tests::frontend::Frontend::settle(&stack).await;
+    assert_index_matches_tweet_svc(&stack).await;
+    assert_eq!(live_tweet_ids(&stack).await.len(), 270);
+    stack.stop().await;
+}
+
+/// A replica gone longer than the stream keeps its history (unpinned, and
+/// the stream trimmed past it) rebuilds from tweet-svc and graph-svc on its
+/// return, then follows the stream: deletions and posts it missed are all
+/// reflected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_search_replica_behind_retention_rebuilds_from_the_services() {
+    use serde_json::json;
+    use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventLog as _, RedisEventLog};
+
+    let Some(mut stack) = ProcessStack::start(&Default::default()).await else {
+        return;
+    };
+    let gql = warble_tests::frontend::Frontend::graphql(&stack);
+    let (_, ana) = gql.sign_up("ana").await;
+    let first = gql.post(&ana, "indexed before the outage").await;
+    warble_tests::frontend::Frontend::settle(&stack).await;
+    stack.kill("search-svc");
+    gql.post(&ana, "indexed during the outage").await;
+    let deleted = gql
+        .request(
+            Some(&ana),
+            "mutation($id: ID!) { deleteTweet(id: $id) }",
+            json!({ "id": first }),
+        )
+        .await;
+    assert!(deleted["errors"].is_null(), "{deleted:#}");
+    let (_, ben) = gql.sign_up("ben").await;
+    gql.post(&ben, "indexed by a newcomer").await;
+    // Its peers' timeout passes: unpinned, and everything the other
+    // consumers acknowledged is trimmed, the outage's events included.
+    stack.settle_consumer_groups().await;
+    let log = RedisEventLog::connect(&stack.redis_config())
+        .await
+        .expect("event log");
+    log.unpin(DOMAIN_EVENTS_STREAM, "search-0").await.unwrap();
+    let trimmed = log.trim(DOMAIN_EVENTS_STREAM).await.unwrap();
+    assert!(trimmed > 0, "nothing was trimmed");
+    assert!(
+        log.max_trimmed_id(DOMAIN_EVENTS_STREAM)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    stack.restart("search-svc");
+    warble_tests::frontend::Frontend::settle(&stack).await;
+    let status = stack.search_status().await.expect("search-svc status");
+    assert!(status.backfilled >= 3, "{status:?}");
+    assert_index_matches_tweet_svc(&stack).await;
+    // It follows the stream again.
+    gql.post(&ben, "indexed after the rebuild").await;
+    warble_tests::frontend::Frontend::settle(&stack).await;
+    assert_index_matches_tweet_svc(&stack).await;
+    let users = gql
+        .data(
+            None,
+            "{ searchUsers(query: \"be\") { username } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(users["searchUsers"][0]["username"], "ben");
+    stack.stop().await;
+}
