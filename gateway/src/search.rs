@@ -18,8 +18,11 @@ use crate::paging;
 use crate::resolvers::{empty_tweet_connection, state, tweet_connection, viewer};
 use crate::social::hidden_users;
 
-// `first` is passed on as SearchTweets' page size.
+// `first` is passed on as SearchTweets' page size, SearchUsers' and
+// GetTrends' limits.
 const _: () = assert!(paging::MAX_FIRST as u32 <= MAX_PAGE_LIMIT);
+const _: () = assert!(paging::MAX_FIRST as u32 <= MAX_USER_LIMIT);
+const _: () = assert!(paging::MAX_FIRST as u32 <= MAX_TREND_LIMIT);
 
 /// Sample tweets a trend shows.
 pub const TREND_SAMPLES: usize = 3;
@@ -74,9 +77,18 @@ impl SearchQueries {
     async fn search(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The query: words, \"phrases\", #tags, @mentions, from:user, to:user, -exclusions, since:YYYY-MM-DD, until:YYYY-MM-DD, has:media, is:reply; at most 512 bytes and 32 terms. One that does not parse is BAD_USER_INPUT naming the byte position."
+        )]
         query: String,
         #[graphql(desc = "LATEST when omitted or null.")] sort: Option<SearchSort>,
+        #[graphql(
+            desc = "Tweets in the page, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: a previous page's `pageInfo.endCursor` (or an edge's `cursor`). Omit for the first page. A cursor only continues the search (query and sort) that issued it; a malformed one is BAD_USER_INPUT."
+        )]
         after: Option<String>,
     ) -> Result<TweetConnection> {
         let first = paging::first(first)?;
@@ -129,25 +141,22 @@ impl SearchQueries {
 
     /// Users whose username, or a word of whose display name, starts with
     /// what was typed (`@` ignored): the exact username first, then by
-    /// followers. At most `first` (default 10, at most 50).
+    /// followers.
     #[graphql(complexity = "paging::list_cost(first, child_complexity)")]
     async fn search_users(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "What was typed (a leading `@` is ignored), at most 512 bytes; blank finds nobody."
+        )]
         query: String,
+        #[graphql(
+            desc = "Users to return, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
         first: Option<i32>,
     ) -> Result<Vec<UserNode>> {
-        let limit = match first {
-            None => 0,
-            Some(value @ 0..=0x7fff_ffff) if value as u32 <= MAX_USER_LIMIT => value as u32,
-            Some(value) => {
-                return Err(bad_input(
-                    "first",
-                    format!("first must be between 0 and {MAX_USER_LIMIT}, got {value}"),
-                ));
-            }
-        };
-        if first == Some(0) || query.trim().is_empty() {
+        let limit = paging::first(first)?;
+        if limit == 0 || query.trim().is_empty() {
             return Ok(Vec::new());
         }
         if query.len() > warble_proto::limits::search::MAX_QUERY_BYTES {
@@ -168,21 +177,18 @@ impl SearchQueries {
         Ok(ids.iter().filter_map(|id| users.remove(id)).collect())
     }
 
-    /// The hashtags trending now, best first: at most `first` (default 10,
-    /// at most 50).
+    /// The hashtags trending now, best first.
     #[graphql(complexity = "paging::list_cost(first, child_complexity)")]
-    async fn trends(&self, ctx: &Context<'_>, first: Option<i32>) -> Result<Vec<TrendNode>> {
-        let limit = match first {
-            None => 0,
-            Some(value @ 0..=0x7fff_ffff) if value as u32 <= MAX_TREND_LIMIT => value as u32,
-            Some(value) => {
-                return Err(bad_input(
-                    "first",
-                    format!("first must be between 0 and {MAX_TREND_LIMIT}, got {value}"),
-                ));
-            }
-        };
-        if first == Some(0) {
+    async fn trends(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Trends to return, 0 to 100; default 20. 0 returns an empty page. Outside 0 to 100: BAD_USER_INPUT."
+        )]
+        first: Option<i32>,
+    ) -> Result<Vec<TrendNode>> {
+        let limit = paging::first(first)?;
+        if limit == 0 {
             return Ok(Vec::new());
         }
         let samples_selection = ctx.look_ahead().field("sampleTweets");

@@ -129,13 +129,13 @@ pub mod search {
     /// Most terms in a query.
     pub const MAX_QUERY_TERMS: usize = 32;
     /// SearchUsers' result count when `limit` is 0.
-    pub const DEFAULT_USER_LIMIT: u32 = 10;
+    pub const DEFAULT_USER_LIMIT: u32 = 20;
     /// Largest `limit` SearchUsers accepts.
-    pub const MAX_USER_LIMIT: u32 = 50;
+    pub const MAX_USER_LIMIT: u32 = 100;
     /// GetTrends' trend count when `limit` is 0.
-    pub const DEFAULT_TREND_LIMIT: u32 = 10;
+    pub const DEFAULT_TREND_LIMIT: u32 = 20;
     /// Largest `limit` GetTrends accepts.
-    pub const MAX_TREND_LIMIT: u32 = 50;
+    pub const MAX_TREND_LIMIT: u32 = 100;
     /// Sample tweets GetTrends returns per trend, at most.
     pub const MAX_TREND_SAMPLES: u32 = 10;
     /// Unique authors a tag needs within the last hour to trend.
