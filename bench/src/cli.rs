@@ -21,6 +21,7 @@ scenarios:
   scale      memory and fan-out cost as users grow; bytes per cached entry
   social     home reads with retweets: readers blocking 1,000 users vs none
   notify     likes applied/s by notify-svc; 20-group page reads; a 100,000-like group vs one like
+  search     tweets indexed/s (vs tantivy alone); post-to-searchable; query and typeahead p99; bytes/tweet
 
 options:
   --smoke                  seconds-long bounded sizes (what CI runs)
@@ -28,7 +29,7 @@ options:
   --concurrency <n,n,..>   closed-loop clients (read: 1,16,64)
   --rate <per-second>      open loop at this arrival rate instead of a closed loop
   --duration <seconds>     measuring time per step
-  --users <n>              users in the generated graph (read, mixed, social, notify)
+  --users <n>              users in the generated graph (read, mixed, social, notify, search)
   --sizes <n,n,..>         user counts (scale)
   --followers <n,n,..>     follower counts of the measured authors (fanout, delivery; celebrity: one)
   --threshold <n>          celebrity threshold

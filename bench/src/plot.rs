@@ -452,6 +452,21 @@ pub fn charts(report: &Report) -> Vec<(String, BarChart)> {
                 ),
             )]
         }
+        "search" => {
+            let picked: Vec<&Measurement> = rows
+                .iter()
+                .filter(|m| m.labels.contains_key("query"))
+                .collect();
+            vec![(
+                "search".into(),
+                latency_chart(
+                    format!("Search latency: queries, typeahead, post to searchable{size}"),
+                    &picked,
+                    |m| label_str(m, "query").unwrap_or("").to_owned(),
+                    None,
+                ),
+            )]
+        }
         "mixed" => {
             let picked: Vec<&Measurement> = rows
                 .iter()

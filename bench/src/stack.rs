@@ -89,6 +89,8 @@ pub struct BenchStack {
     pub deliveries: Option<Arc<DeliveryLog>>,
     /// The options the stack was started with.
     pub options: StackOptions,
+    /// The embedded database's directory.
+    pub data_dir: PathBuf,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -134,6 +136,7 @@ impl BenchStack {
                 Arc::new(ObservedCache::new(cache, log)) as Arc<dyn TimelineCache>
             }) as CacheWrapper
         });
+        let data_dir_used = data_dir.clone();
         let mut config = DevConfig::ephemeral(data_dir);
         config.jwt_secret = JWT_SECRET.into();
         config.in_process_calls = options.in_process_calls;
@@ -167,6 +170,7 @@ impl BenchStack {
             redis_cache,
             deliveries,
             options,
+            data_dir: data_dir_used,
             _temp_dir: temp_dir,
         })
     }

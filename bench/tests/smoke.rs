@@ -252,3 +252,44 @@ async fn notify_applies_likes_and_reads_a_viral_group_like_a_single_like() {
         .expect("the backlog row");
     assert_eq!(backlog.operations, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_indexes_the_corpus_and_finds_fresh_tweets() {
+    let report = smoke(Scenario::Search).await;
+    for row in [
+        "indexing: tweets written through tweet-svc, applied by search-svc",
+        "indexing: TweetCreated events applied by search-svc from a backlog",
+        "indexing: tantivy alone (same documents, 2,048 per commit, one writer thread)",
+    ] {
+        let measured = report.measurement(row).unwrap_or_else(|| panic!("{row}"));
+        assert!(measured.operations > 0, "{row}");
+    }
+    let fresh = report
+        .measurement("post to searchable: CreateTweet until SearchTweets returns it")
+        .expect("the freshness row");
+    assert_eq!(fresh.operations, 30);
+    let size = report
+        .measurement("index size on disk")
+        .expect("the size row");
+    // The corpus (20,000) and the backlog (5,000), each once.
+    assert_eq!(
+        size.extra["indexed_tweets"], 25_000,
+        "every tweet indexed once"
+    );
+    for query in [
+        "a common word, latest",
+        "a hashtag, latest",
+        "a common word, top",
+    ] {
+        let name = format!("SearchTweets {query}, closed c=4");
+        let row = report
+            .measurement(&name)
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(row.operations > 0, "{name}");
+    }
+    assert!(
+        report
+            .measurement("SearchUsers, 2 to 4 letter prefixes, closed c=4")
+            .is_some()
+    );
+}

@@ -9,6 +9,7 @@ pub mod mixed;
 pub mod notify;
 pub mod read;
 pub mod scale;
+pub mod search;
 pub mod social;
 
 use std::path::PathBuf;
@@ -43,11 +44,13 @@ pub enum Scenario {
     Social,
     /// Notifications: events applied per second, page reads, a viral tweet.
     Notify,
+    /// Search: indexing rate, post-to-searchable, query and typeahead latency, index size.
+    Search,
 }
 
 impl Scenario {
     /// Every scenario, in the order `warble-bench all` runs them.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Self::Fanout,
         Self::Delivery,
         Self::Read,
@@ -56,6 +59,7 @@ impl Scenario {
         Self::Scale,
         Self::Social,
         Self::Notify,
+        Self::Search,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -69,6 +73,7 @@ impl Scenario {
             Self::Scale => "scale",
             Self::Social => "social",
             Self::Notify => "notify",
+            Self::Search => "search",
         }
     }
 
@@ -97,6 +102,9 @@ impl Scenario {
             Self::Notify => {
                 "notifications: likes applied per second, a 20-group page read, a 100,000-like group read vs a single like"
             }
+            Self::Search => {
+                "search: tweets indexed per second (service vs tantivy alone), post-to-searchable, query and typeahead p99 at 1M tweets, index bytes per tweet"
+            }
         }
     }
 
@@ -112,6 +120,7 @@ impl Scenario {
             Self::Scale => scale::run(options).await?,
             Self::Social => social::run(options).await?,
             Self::Notify => notify::run(options).await?,
+            Self::Search => search::run(options).await?,
         };
         report.finish(started.elapsed());
         Ok(report)
