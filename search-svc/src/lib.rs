@@ -286,12 +286,12 @@ pub async fn run(config: SearchSvcConfig, shutdown: Shutdown) -> anyhow::Result<
     let redis = RedisEventLog::connect(&config.redis)
         .await
         .context("event stream (redis.*)")?;
-    let registry = ReplicaRegistry {
-        client: redis.client().clone(),
-        key: config.retention.registry_key.clone(),
-        replica: config.index.replica_name(),
-        timeout: Duration::from_secs(config.retention.replica_timeout_secs),
-    };
+    let registry = ReplicaRegistry::new(
+        redis.client().clone(),
+        config.retention.registry_key.clone(),
+        config.index.replica_name(),
+        Duration::from_secs(config.retention.replica_timeout_secs),
+    );
     let log: Arc<dyn EventLog> = Arc::new(redis);
     let timeout = Duration::from_millis(config.request_timeout_ms);
     let tweets = traced_channel(&config.tweet_service_addr, timeout)

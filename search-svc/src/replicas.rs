@@ -27,6 +27,22 @@ pub struct ReplicaRegistry {
 }
 
 impl ReplicaRegistry {
+    /// The registry in the Redis hash `key`, as `replica`, unpinning peers
+    /// silent for longer than `timeout`.
+    pub fn new(
+        client: RedisClient,
+        key: impl Into<String>,
+        replica: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            key: key.into(),
+            replica: replica.into(),
+            timeout,
+        }
+    }
+
     /// Records this replica as alive at `now_ms` and unpins peers silent
     /// for longer than the timeout; returns the peers unpinned.
     pub async fn beat(
