@@ -24,10 +24,10 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Collector as _, Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
-    BooleanQuery, Occur, PhraseQuery, Query as TantivyQuery, RangeQuery, TermQuery,
+    BooleanQuery, EnableScoring, Occur, PhraseQuery, Query as TantivyQuery, RangeQuery, TermQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, STORED, Schema, TextFieldIndexing, TextOptions, Value,
@@ -716,9 +716,36 @@ impl SearchIndex {
         BooleanQuery::new(clauses)
     }
 
+    /// The searcher's segments holding tweets, newest first: `(ordinal,
+    /// smallest tweet id, largest tweet id)`, by largest id. Tweets are
+    /// written in arrival order and merges join neighbouring segments, so
+    /// the newest matches of a query sit in the first few.
+    fn segments_newest_first(
+        &self,
+        searcher: &tantivy::Searcher,
+    ) -> Result<Vec<(u32, u64, u64)>, SearchError> {
+        let mut segments = Vec::with_capacity(searcher.segment_readers().len());
+        for (ordinal, reader) in searcher.segment_readers().iter().enumerate() {
+            let ids = reader
+                .fast_fields()
+                .u64("tweet_id")
+                .map_err(SearchError::storage)?;
+            if ids.num_docs() == 0 || ids.max_value() == 0 {
+                continue; // users only
+            }
+            segments.push((ordinal as u32, ids.min_value(), ids.max_value()));
+        }
+        segments.sort_by(|a, b| b.2.cmp(&a.2));
+        Ok(segments)
+    }
+
     /// Newest first: up to `limit` matches with tweet ids below
     /// `below_tweet_id` (the previous page's last), for cursors that stay
     /// put while new tweets arrive.
+    ///
+    /// Segments are visited newest first and the walk stops at the first
+    /// whose newest tweet is older than the page's oldest: a query matching
+    /// most of the index reads the newest segment or two, not every match.
     pub fn latest(
         &self,
         compiled: &CompiledQuery,
@@ -730,34 +757,76 @@ impl SearchIndex {
         }
         let query = self.restricted(compiled, below_tweet_id, None);
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(
-                &query,
-                &TopDocs::with_limit(limit).order_by_fast_field::<u64>("tweet_id", Order::Desc),
-            )
+        let weight = query
+            .weight(EnableScoring::disabled_from_searcher(&searcher))
             .map_err(SearchError::storage)?;
-        top.into_iter()
+        let collector = TopDocs::with_limit(limit).order_by_fast_field::<u64>("tweet_id", Order::Desc);
+        let mut best: Vec<(u64, DocAddress)> = Vec::with_capacity(limit + 1);
+        for (ordinal, oldest, newest) in self.segments_newest_first(&searcher)? {
+            let newest = match below_tweet_id {
+                Some(below) if oldest >= below => continue,
+                Some(below) => newest.min(below.saturating_sub(1)),
+                None => newest,
+            };
+            if best.len() >= limit && best.last().is_some_and(|(worst, _)| newest < *worst) {
+                break;
+            }
+            let fruit = collector
+                .collect_segment(weight.as_ref(), ordinal, searcher.segment_reader(ordinal))
+                .map_err(SearchError::storage)?;
+            let found = collector
+                .merge_fruits(vec![fruit])
+                .map_err(SearchError::storage)?;
+            best.extend(found.into_iter().filter_map(|(id, address)| id.map(|id| (id, address))));
+            best.sort_by(|a, b| b.0.cmp(&a.0));
+            best.truncate(limit);
+        }
+        best.into_iter()
             .map(|(_, address)| self.hit(&searcher, address, 0.0))
             .collect()
     }
 
-    /// The `limit` most relevant matches (BM25) among tweets with ids up to
-    /// `at_most_tweet_id`, most relevant first.
+    /// The `limit` most relevant matches (BM25) among the newest matches:
+    /// segments are read newest first until they have yielded at least
+    /// `pool` matches (all of them for a rare query). Among tweets with ids
+    /// up to `at_most_tweet_id`; most relevant first.
     pub fn most_relevant(
         &self,
         compiled: &CompiledQuery,
         at_most_tweet_id: Option<u64>,
         limit: usize,
+        pool: usize,
     ) -> Result<Vec<TweetHit>, SearchError> {
         if compiled.matches_nothing || limit == 0 {
             return Ok(Vec::new());
         }
         let query = self.restricted(compiled, None, at_most_tweet_id);
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&query, &TopDocs::with_limit(limit).order_by_score())
+        let weight = query
+            .weight(EnableScoring::enabled_from_searcher(&searcher))
             .map_err(SearchError::storage)?;
-        top.into_iter()
+        let collector = (TopDocs::with_limit(limit).order_by_score(), Count);
+        let mut best: Vec<(f32, DocAddress)> = Vec::with_capacity(limit + 1);
+        let mut matched = 0usize;
+        for (ordinal, oldest, _) in self.segments_newest_first(&searcher)? {
+            if at_most_tweet_id.is_some_and(|ceiling| oldest > ceiling) {
+                continue;
+            }
+            if matched >= pool {
+                break;
+            }
+            let fruit = collector
+                .collect_segment(weight.as_ref(), ordinal, searcher.segment_reader(ordinal))
+                .map_err(SearchError::storage)?;
+            let (found, count) = collector
+                .merge_fruits(vec![fruit])
+                .map_err(SearchError::storage)?;
+            matched += count;
+            best.extend(found);
+            best.sort_by(|a, b| b.0.total_cmp(&a.0));
+            best.truncate(limit);
+        }
+        best.into_iter()
             .map(|(score, address)| self.hit(&searcher, address, score))
             .collect()
     }
@@ -788,21 +857,15 @@ impl SearchIndex {
         })
     }
 
-    /// The newest tweet id in the index (the ceiling a TOP search fixes).
+    /// The newest tweet id in the index (the ceiling a TOP search fixes),
+    /// from the segments' column statistics: one deleted since may be it,
+    /// which changes nothing for a ceiling.
     pub fn newest_tweet_id(&self) -> Result<Option<u64>, SearchError> {
-        let f = self.fields;
         let searcher = self.reader.searcher();
-        let query = TermQuery::new(
-            Term::from_field_u64(f.kind, KIND_TWEET),
-            IndexRecordOption::Basic,
-        );
-        let top = searcher
-            .search(
-                &query,
-                &TopDocs::with_limit(1).order_by_fast_field::<u64>("tweet_id", Order::Desc),
-            )
-            .map_err(SearchError::storage)?;
-        Ok(top.first().and_then(|(id, _)| *id))
+        Ok(self
+            .segments_newest_first(&searcher)?
+            .first()
+            .map(|(_, _, newest)| *newest))
     }
 
     /// Tweets and users in the index, as last committed.
@@ -1026,6 +1089,61 @@ mod tests {
     }
 
     #[test]
+    fn newest_first_pages_are_exact_across_segments_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = open(dir.path());
+        // Five commits (segments) whose id ranges overlap and arrive out of
+        // order, as a backfill overlapping the stream makes them; one in
+        // three tweets matches.
+        let batches: [Vec<u64>; 5] = [
+            (100..130).collect(),
+            (1..40).collect(),
+            (120..200).step_by(3).collect(),
+            (40..100).rev().collect(),
+            vec![5, 199, 77, 300],
+        ];
+        let mut matching = std::collections::BTreeSet::new();
+        for batch in batches {
+            let ops = batch
+                .into_iter()
+                .map(|id| {
+                    let text = if id % 3 == 0 { "match me" } else { "other" };
+                    if id % 3 == 0 {
+                        matching.insert(id);
+                    }
+                    IndexOp::UpsertTweet(tweet(id, 1, text))
+                })
+                .collect();
+            index.apply(ops, &Checkpoint::at(None)).unwrap();
+        }
+        let newest_first: Vec<u64> = matching.iter().rev().copied().collect();
+        let compiled = index.compile(&query::parse("match").unwrap()).unwrap();
+        for limit in [1, 7, 20, 200] {
+            let mut below = None;
+            let mut seen = Vec::new();
+            loop {
+                let page: Vec<u64> = index
+                    .latest(&compiled, below, limit)
+                    .unwrap()
+                    .into_iter()
+                    .map(|hit| hit.tweet_id)
+                    .collect();
+                if page.is_empty() {
+                    break;
+                }
+                below = page.last().copied();
+                seen.extend(page);
+            }
+            assert_eq!(seen, newest_first, "pages of {limit}");
+        }
+        assert_eq!(index.newest_tweet_id().unwrap(), Some(300));
+        let relevant = index.most_relevant(&compiled, None, 500, 1).unwrap();
+        assert!(!relevant.is_empty() && relevant.len() <= matching.len());
+        let all = index.most_relevant(&compiled, None, 500, usize::MAX).unwrap();
+        assert_eq!(all.len(), matching.len());
+    }
+
+    #[test]
     fn dates_bound_both_ends() {
         let dir = tempfile::tempdir().unwrap();
         let index = open(dir.path());
@@ -1058,7 +1176,7 @@ mod tests {
             |hits: Vec<TweetHit>| hits.into_iter().map(|hit| hit.tweet_id).collect::<Vec<_>>();
         assert_eq!(ids(index.latest(&compiled, None, 2).unwrap()), [5, 4]);
         assert_eq!(ids(index.latest(&compiled, Some(4), 2).unwrap()), [3, 2]);
-        let mut top = ids(index.most_relevant(&compiled, Some(3), 10).unwrap());
+        let mut top = ids(index.most_relevant(&compiled, Some(3), 10, 100).unwrap());
         top.sort_unstable();
         assert_eq!(top, [1, 2, 3]);
         assert_eq!(index.newest_tweet_id().unwrap(), Some(5));

@@ -36,8 +36,15 @@ use crate::indexer::SearchStats;
 use crate::query::{self, Clause, Query, Term};
 use crate::trends::{self, TrendStore, TrendingTag};
 
-/// Matches a TOP search ranks by engagement and recency.
-pub const TOP_CANDIDATES: usize = 500;
+/// Matches a TOP search ranks by engagement and recency: the most
+/// relevant among the newest [`TOP_POOL`] or so.
+pub const TOP_CANDIDATES: usize = 200;
+/// How many of the newest matches a TOP search weighs by relevance, at
+/// least (whole segments are read, newest first).
+pub const TOP_POOL: usize = 10_000;
+
+// One GetCounts call carries every candidate.
+const _: () = assert!(TOP_CANDIDATES <= warble_proto::limits::tweet::MAX_BATCH);
 /// Half-life of a tweet's recency in TOP ranking.
 const TOP_RECENCY_HALF_LIFE_MS: f64 = 24.0 * 3_600_000.0;
 
@@ -178,7 +185,8 @@ impl SearchApi {
                     None => index.newest_tweet_id()?,
                 };
                 let compiled = index.compile(&parsed)?;
-                let candidates = index.most_relevant(&compiled, ceiling, TOP_CANDIDATES)?;
+                let candidates =
+                    index.most_relevant(&compiled, ceiling, TOP_CANDIDATES, TOP_POOL)?;
                 Ok((ceiling, candidates))
             })
             .await?;
