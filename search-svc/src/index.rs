@@ -760,7 +760,8 @@ impl SearchIndex {
         let weight = query
             .weight(EnableScoring::disabled_from_searcher(&searcher))
             .map_err(SearchError::storage)?;
-        let collector = TopDocs::with_limit(limit).order_by_fast_field::<u64>("tweet_id", Order::Desc);
+        let collector =
+            TopDocs::with_limit(limit).order_by_fast_field::<u64>("tweet_id", Order::Desc);
         let mut best: Vec<(u64, DocAddress)> = Vec::with_capacity(limit + 1);
         for (ordinal, oldest, newest) in self.segments_newest_first(&searcher)? {
             let newest = match below_tweet_id {
@@ -777,7 +778,11 @@ impl SearchIndex {
             let found = collector
                 .merge_fruits(vec![fruit])
                 .map_err(SearchError::storage)?;
-            best.extend(found.into_iter().filter_map(|(id, address)| id.map(|id| (id, address))));
+            best.extend(
+                found
+                    .into_iter()
+                    .filter_map(|(id, address)| id.map(|id| (id, address))),
+            );
             best.sort_by(|a, b| b.0.cmp(&a.0));
             best.truncate(limit);
         }
@@ -1139,7 +1144,9 @@ mod tests {
         assert_eq!(index.newest_tweet_id().unwrap(), Some(300));
         let relevant = index.most_relevant(&compiled, None, 500, 1).unwrap();
         assert!(!relevant.is_empty() && relevant.len() <= matching.len());
-        let all = index.most_relevant(&compiled, None, 500, usize::MAX).unwrap();
+        let all = index
+            .most_relevant(&compiled, None, 500, usize::MAX)
+            .unwrap();
         assert_eq!(all.len(), matching.len());
     }
 
