@@ -735,7 +735,7 @@ impl SearchIndex {
             }
             segments.push((ordinal as u32, ids.min_value(), ids.max_value()));
         }
-        segments.sort_by(|a, b| b.2.cmp(&a.2));
+        segments.sort_by_key(|&(_, _, newest)| std::cmp::Reverse(newest));
         Ok(segments)
     }
 
@@ -783,7 +783,7 @@ impl SearchIndex {
                     .into_iter()
                     .filter_map(|(id, address)| id.map(|id| (id, address))),
             );
-            best.sort_by(|a, b| b.0.cmp(&a.0));
+            best.sort_by_key(|&(id, _)| std::cmp::Reverse(id));
             best.truncate(limit);
         }
         best.into_iter()

@@ -331,6 +331,42 @@ pub async fn prepare(
     })
 }
 
+/// Creates `users` through graph-svc's CreateUsers, a full batch per call
+/// and four calls in flight, counting them on a `label` progress line;
+/// returns their ids in order.
+pub async fn create_users(
+    grpc: &Grpc,
+    users: Vec<warble_proto::graph::v1::CreateUserRequest>,
+    label: &str,
+    progress: bool,
+) -> anyhow::Result<Vec<u64>> {
+    use warble_proto::graph::v1::CreateUsersRequest;
+
+    let meter = workload::Progress::start(label, users.len(), progress);
+    let batches: Vec<Vec<_>> = users
+        .chunks(warble_proto::limits::graph::MAX_WRITE_BATCH)
+        .map(<[_]>::to_vec)
+        .collect();
+    let created: Vec<Vec<u64>> = futures::stream::iter(batches)
+        .map(|users| {
+            let (mut graph, meter) = (grpc.graph.clone(), meter.clone());
+            async move {
+                let created = graph
+                    .create_users(CreateUsersRequest { users })
+                    .await?
+                    .into_inner()
+                    .users;
+                meter.add(created.len() as u64);
+                anyhow::Ok(created.into_iter().map(|user| user.id).collect())
+            }
+        })
+        .buffered(4)
+        .try_collect()
+        .await?;
+    meter.finish();
+    Ok(created.into_iter().flatten().collect())
+}
+
 /// Each user reads their home timeline once, as a returning user would:
 /// marks them active (so fan-out reaches them) and builds their cached timeline.
 pub async fn warm_up(prepared: &Prepared, users: &[u64], progress: bool) -> anyhow::Result<()> {

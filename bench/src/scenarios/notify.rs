@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::json;
-use warble_proto::graph::v1::{CreateUserRequest, CreateUsersRequest};
+use warble_proto::graph::v1::CreateUserRequest;
 use warble_proto::tweet::v1::LikeTweetRequest;
 
 use super::{Options, Prepared, prepare, standard_spec, workload_for};
@@ -112,35 +112,14 @@ async fn create_fans(
     count: usize,
     progress: bool,
 ) -> anyhow::Result<Vec<u64>> {
-    let batch = warble_proto::limits::graph::MAX_WRITE_BATCH;
-    let meter = Progress::start("fans", count, progress);
-    let chunks: Vec<Vec<CreateUserRequest>> = (0..count)
+    let fans = (0..count)
         .map(|fan| CreateUserRequest {
             username: format!("fan_{fan}"),
             display_name: format!("Fan {fan}"),
             bio: String::new(),
         })
-        .collect::<Vec<_>>()
-        .chunks(batch)
-        .map(<[CreateUserRequest]>::to_vec)
         .collect();
-    let created: Vec<Vec<u64>> = futures::stream::iter(chunks)
-        .map(|users| {
-            let (mut graph, meter) = (prepared.grpc.graph.clone(), meter.clone());
-            async move {
-                let created = graph
-                    .create_users(CreateUsersRequest { users })
-                    .await?
-                    .into_inner()
-                    .users;
-                meter.add(created.len() as u64);
-                anyhow::Ok(created.into_iter().map(|user| user.id).collect())
-            }
-        })
-        .buffered(4)
-        .try_collect()
-        .await?;
-    Ok(created.into_iter().flatten().collect())
+    super::create_users(&prepared.grpc, fans, "fans", progress).await
 }
 
 /// Likes `tweet_id` as each of `users`, `PREPARE_CONCURRENCY` at a time;

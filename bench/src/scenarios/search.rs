@@ -26,7 +26,7 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::json;
 use tonic::transport::Channel;
 use warble_proto::common::v1::PageRequest;
-use warble_proto::graph::v1::{CreateUserRequest, CreateUsersRequest};
+use warble_proto::graph::v1::CreateUserRequest;
 use warble_proto::search::v1 as search;
 use warble_proto::search::v1::search_service_client::SearchServiceClient;
 use warble_proto::tweet::v1::{CreateTweetRequest, CreateTweetsRequest};
@@ -127,45 +127,6 @@ async fn wait_indexed(stack: &BenchStack, timeout: Duration) -> anyhow::Result<(
     }
 }
 
-async fn create_users(
-    grpc: &Grpc,
-    usernames: &[String],
-    progress: bool,
-) -> anyhow::Result<Vec<u64>> {
-    let meter = Progress::start("users", usernames.len(), progress);
-    let batches: Vec<Vec<CreateUserRequest>> = usernames
-        .chunks(warble_proto::limits::graph::MAX_WRITE_BATCH)
-        .map(|names| {
-            names
-                .iter()
-                .map(|name| CreateUserRequest {
-                    username: name.clone(),
-                    display_name: format!("{} {}", word(name.len() * 7), name.replace('_', " ")),
-                    bio: String::new(),
-                })
-                .collect()
-        })
-        .collect();
-    let created: Vec<Vec<u64>> = futures::stream::iter(batches)
-        .map(|users| {
-            let (mut graph, meter) = (grpc.graph.clone(), meter.clone());
-            async move {
-                let created = graph
-                    .create_users(CreateUsersRequest { users })
-                    .await?
-                    .into_inner()
-                    .users;
-                meter.add(created.len() as u64);
-                anyhow::Ok(created.into_iter().map(|user| user.id).collect())
-            }
-        })
-        .buffered(4)
-        .try_collect()
-        .await?;
-    meter.finish();
-    Ok(created.into_iter().flatten().collect())
-}
-
 /// One gRPC query row: `queries` in turn, at `concurrency`.
 #[allow(clippy::too_many_arguments)]
 async fn query_row(
@@ -229,7 +190,15 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     wait_indexed(&stack, Duration::from_secs(60)).await?;
 
     let usernames: Vec<String> = (0..users).map(crate::text::username).collect();
-    let user_ids = create_users(&grpc, &usernames, options.progress).await?;
+    let users_to_create = usernames
+        .iter()
+        .map(|name| CreateUserRequest {
+            username: name.clone(),
+            display_name: format!("{} {}", word(name.len() * 7), name.replace('_', " ")),
+            bio: String::new(),
+        })
+        .collect();
+    let user_ids = super::create_users(&grpc, users_to_create, "users", options.progress).await?;
     let mut rng = StdRng::seed_from_u64(seed);
     let texts: Vec<(u64, String)> = (0..tweets)
         .map(|_| {
@@ -479,14 +448,13 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                 limits,
             )
             .await;
-            if let Some(latency) = report
-                .measurements
-                .last()
-                .and_then(|row| row.latency.as_ref())
+            if sort == search::SearchSort::Latest
+                && let Some(latency) = report
+                    .measurements
+                    .last()
+                    .and_then(|row| row.latency.as_ref())
             {
-                if sort == search::SearchSort::Latest {
-                    worst = worst.max(latency.p99_us);
-                }
+                worst = worst.max(latency.p99_us);
             }
         }
         p99_worst.push((clients, worst));

@@ -136,15 +136,17 @@ return redis.call('XLEN', KEYS[1])
     )
 });
 
-/// KEYS[1] stream. The last id the stream generated (trimmed or not), so a
-/// tail reader starting "now" never sees older entries; false when none.
-static LAST_ID: LazyLock<RedisScript> = LazyLock::new(|| {
+/// KEYS[1] stream; ARGV[1] an id field of `XINFO STREAM`: its value, false
+/// for an absent stream or `0-0`. `last-generated-id` is the last id the
+/// stream generated (trimmed or not), so a tail reader starting "now" never
+/// sees older entries; `max-deleted-entry-id` the newest id removed.
+static STREAM_ID_FIELD: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then
+  if info[i] == ARGV[1] then
     if info[i + 1] == '0-0' then return false end
     return info[i + 1]
   end
@@ -160,23 +162,6 @@ static COUNT_AFTER: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
         r#"
 return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
-"#,
-    )
-});
-
-/// KEYS[1] stream. The newest id trimming removed; false when none was.
-static MAX_TRIMMED_ID: LazyLock<RedisScript> = LazyLock::new(|| {
-    RedisScript::new(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local info = redis.call('XINFO', 'STREAM', KEYS[1])
-for i = 1, #info, 2 do
-  if info[i] == 'max-deleted-entry-id' then
-    if info[i + 1] == '0-0' then return false end
-    return info[i + 1]
-  end
-end
-return false
 "#,
     )
 });
@@ -657,7 +642,11 @@ impl EventLog for RedisEventLog {
     async fn last_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {
         let id: Option<String> = self
             .client
-            .query(LAST_ID.call(&[self.stream_key(stream)]))
+            .query(
+                STREAM_ID_FIELD
+                    .call(&[self.stream_key(stream)])
+                    .arg("last-generated-id"),
+            )
             .await
             .map_err(|error| self.unavailable(error))?;
         id.map(|id| id.parse()).transpose()
@@ -687,7 +676,11 @@ impl EventLog for RedisEventLog {
     async fn max_trimmed_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {
         let id: Option<String> = self
             .client
-            .query(MAX_TRIMMED_ID.call(&[self.stream_key(stream)]))
+            .query(
+                STREAM_ID_FIELD
+                    .call(&[self.stream_key(stream)])
+                    .arg("max-deleted-entry-id"),
+            )
             .await
             .map_err(|error| self.unavailable(error))?;
         id.map(|id| id.parse()).transpose()
