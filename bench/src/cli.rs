@@ -22,6 +22,7 @@ scenarios:
   social     home reads with retweets: readers blocking 1,000 users vs none
   notify     likes applied/s by notify-svc; 20-group page reads; a 100,000-like group vs one like
   search     tweets indexed/s (vs tantivy alone); post-to-searchable; query and typeahead p99; bytes/tweet
+  wide       home reads of a reader following 2,000 accounts vs one following 25
 
 options:
   --smoke                  seconds-long bounded sizes (what CI runs)

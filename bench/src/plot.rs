@@ -452,6 +452,27 @@ pub fn charts(report: &Report) -> Vec<(String, BarChart)> {
                 ),
             )]
         }
+        "wide" => {
+            let picked: Vec<&Measurement> = rows
+                .iter()
+                .filter(|m| m.labels.contains_key("reader"))
+                .collect();
+            vec![(
+                "wide".into(),
+                latency_chart(
+                    format!("Home reads by how many accounts the reader follows{size}"),
+                    &picked,
+                    |m| {
+                        format!(
+                            "{}, {}",
+                            label_str(m, "reader").unwrap_or(""),
+                            label_str(m, "client").unwrap_or("")
+                        )
+                    },
+                    None,
+                ),
+            )]
+        }
         "search" => {
             let picked: Vec<&Measurement> = rows
                 .iter()

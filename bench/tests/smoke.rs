@@ -293,3 +293,21 @@ async fn search_indexes_the_corpus_and_finds_fresh_tweets() {
             .is_some()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_compares_a_reader_following_many_with_one_following_few() {
+    let report = smoke(Scenario::Wide).await;
+    for who in ["25 follows", "2,000 follows"] {
+        for what in [
+            "homeTimeline(first: 20) GraphQL",
+            "GetHomeTimeline(20) gRPC",
+        ] {
+            let name = format!("{what}, a reader with {who}, closed c=4");
+            let row = report
+                .measurement(&name)
+                .unwrap_or_else(|| panic!("{name}"));
+            assert!(row.operations > 0, "{name}");
+        }
+    }
+    assert_eq!(report.ratios.len(), 2, "{:?}", report.ratios);
+}

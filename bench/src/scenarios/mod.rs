@@ -11,6 +11,7 @@ pub mod read;
 pub mod scale;
 pub mod search;
 pub mod social;
+pub mod wide;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -46,11 +47,13 @@ pub enum Scenario {
     Notify,
     /// Search: indexing rate, post-to-searchable, query and typeahead latency, index size.
     Search,
+    /// Home reads by a reader following 2,000 accounts against one following 25.
+    Wide,
 }
 
 impl Scenario {
     /// Every scenario, in the order `warble-bench all` runs them.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Self::Fanout,
         Self::Delivery,
         Self::Read,
@@ -60,6 +63,7 @@ impl Scenario {
         Self::Social,
         Self::Notify,
         Self::Search,
+        Self::Wide,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -74,6 +78,7 @@ impl Scenario {
             Self::Social => "social",
             Self::Notify => "notify",
             Self::Search => "search",
+            Self::Wide => "wide",
         }
     }
 
@@ -105,6 +110,9 @@ impl Scenario {
             Self::Search => {
                 "search: tweets indexed per second (service vs tantivy alone), post-to-searchable, query and typeahead p99 at 1M tweets, index bytes per tweet"
             }
+            Self::Wide => {
+                "hydrated homeTimeline and GetHomeTimeline for a reader following 2,000 accounts against one following 25 (same celebrities)"
+            }
         }
     }
 
@@ -121,6 +129,7 @@ impl Scenario {
             Self::Social => social::run(options).await?,
             Self::Notify => notify::run(options).await?,
             Self::Search => search::run(options).await?,
+            Self::Wide => wide::run(options).await?,
         };
         report.finish(started.elapsed());
         Ok(report)
