@@ -107,7 +107,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     let concurrencies = options
         .concurrency
         .clone()
-        .unwrap_or_else(|| options.pick(vec![4], vec![16]));
+        .unwrap_or_else(|| options.pick(vec![4], vec![64]));
     for &concurrency in &concurrencies {
         let mode = options.mode(concurrency);
         for graphql in [true, false] {
