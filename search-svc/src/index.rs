@@ -298,6 +298,27 @@ pub struct SearchIndex {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
+    dense: DenseQueries,
+}
+
+/// When a newest-first search of a segment reads its newest documents
+/// first instead of every match (see [`SearchIndex::latest`]).
+#[derive(Debug, Clone, Copy)]
+struct DenseQueries {
+    /// A query estimated to match more of a segment than this is dense.
+    matches: u32,
+    /// Documents in the first window read from a segment's end; each next
+    /// window is eight times larger.
+    first_window: u32,
+}
+
+impl Default for DenseQueries {
+    fn default() -> Self {
+        Self {
+            matches: 8_192,
+            first_window: 4_096,
+        }
+    }
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -342,6 +363,7 @@ impl SearchIndex {
             reader,
             writer: Mutex::new(writer),
             fields,
+            dense: DenseQueries::default(),
         })
     }
 
@@ -746,6 +768,13 @@ impl SearchIndex {
     /// Segments are visited newest first and the walk stops at the first
     /// whose newest tweet is older than the page's oldest: a query matching
     /// most of the index reads the newest segment or two, not every match.
+    /// Within a segment, a query estimated to match much of it (a common
+    /// word, a phrase of common words) is checked only against the
+    /// segment's newest documents, in growing windows from its end (tweets
+    /// are written in arrival order), until the page is full; then one
+    /// pass over the column of tweet ids finds any older document with a
+    /// newer id (a backfill or replay writes out of order), so the page is
+    /// exact.
     pub fn latest(
         &self,
         compiled: &CompiledQuery,
@@ -772,23 +801,101 @@ impl SearchIndex {
             if best.len() >= limit && best.last().is_some_and(|(worst, _)| newest < *worst) {
                 break;
             }
-            let fruit = collector
-                .collect_segment(weight.as_ref(), ordinal, searcher.segment_reader(ordinal))
-                .map_err(SearchError::storage)?;
-            let found = collector
-                .merge_fruits(vec![fruit])
-                .map_err(SearchError::storage)?;
-            best.extend(
-                found
-                    .into_iter()
-                    .filter_map(|(id, address)| id.map(|id| (id, address))),
-            );
-            best.sort_by_key(|&(id, _)| std::cmp::Reverse(id));
-            best.truncate(limit);
+            let reader = searcher.segment_reader(ordinal);
+            let estimate = weight
+                .scorer(reader, 1.0)
+                .map_err(SearchError::storage)?
+                .size_hint();
+            if estimate <= self.dense.matches {
+                let fruit = collector
+                    .collect_segment(weight.as_ref(), ordinal, reader)
+                    .map_err(SearchError::storage)?;
+                let found = collector
+                    .merge_fruits(vec![fruit])
+                    .map_err(SearchError::storage)?;
+                best.extend(
+                    found
+                        .into_iter()
+                        .filter_map(|(id, address)| id.map(|id| (id, address))),
+                );
+                best.sort_by_key(|&(id, _)| std::cmp::Reverse(id));
+                best.truncate(limit);
+            } else {
+                self.latest_in_dense_segment(
+                    weight.as_ref(),
+                    ordinal,
+                    reader,
+                    below_tweet_id,
+                    limit,
+                    &mut best,
+                )?;
+            }
         }
         best.into_iter()
             .map(|(_, address)| self.hit(&searcher, address, 0.0))
             .collect()
+    }
+
+    /// [`SearchIndex::latest`] within one segment for a dense query: the
+    /// segment's documents are read in windows from its end, each checked
+    /// against the query, until `best` holds `limit` hits; then one last
+    /// pass over the rest of the segment takes only documents whose tweet
+    /// id beats the worst kept (found in the id column, not by reading the
+    /// query's matches).
+    fn latest_in_dense_segment(
+        &self,
+        weight: &dyn tantivy::query::Weight,
+        ordinal: u32,
+        reader: &tantivy::SegmentReader,
+        below_tweet_id: Option<u64>,
+        limit: usize,
+        best: &mut Vec<(u64, DocAddress)>,
+    ) -> Result<(), SearchError> {
+        let ids = reader
+            .fast_fields()
+            .u64("tweet_id")
+            .map_err(SearchError::storage)?;
+        let ceiling = below_tweet_id.map_or(u64::MAX, |below| below.saturating_sub(1));
+        let mut end = reader.max_doc();
+        let mut window = self.dense.first_window.max(1);
+        let mut candidates = Vec::new();
+        while end > 0 {
+            let full = best.len() >= limit;
+            // Once the page is full, one pass over everything left, for
+            // the few documents that could still displace a kept hit.
+            let start = if full { 0 } else { end.saturating_sub(window) };
+            let floor = match best.last() {
+                Some(&(worst, _)) if full => worst.saturating_add(1),
+                _ => 1,
+            };
+            if floor > ceiling {
+                break;
+            }
+            candidates.clear();
+            ids.get_docids_for_value_range(floor..=ceiling, start..end, &mut candidates);
+            if !candidates.is_empty() {
+                let mut scorer = weight.scorer(reader, 1.0).map_err(SearchError::storage)?;
+                for &doc in &candidates {
+                    if scorer.doc() > doc {
+                        continue;
+                    }
+                    if scorer.seek(doc) == doc
+                        && !reader.is_deleted(doc)
+                        && let Some(id) = ids.first(doc)
+                    {
+                        best.push((id, DocAddress::new(ordinal, doc)));
+                    }
+                }
+                best.sort_by_key(|&(id, _)| std::cmp::Reverse(id));
+                best.truncate(limit);
+            }
+            if full {
+                break;
+            }
+            end = start;
+            window = window.saturating_mul(8);
+        }
+        Ok(())
     }
 
     /// The `limit` most relevant matches (BM25) among the newest matches:
@@ -1148,6 +1255,61 @@ mod tests {
             .most_relevant(&compiled, None, 500, usize::MAX)
             .unwrap();
         assert_eq!(all.len(), matching.len());
+    }
+
+    #[test]
+    fn dense_queries_page_exactly_from_segment_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = open(dir.path());
+        // Every query is dense, and windows start at 3 documents.
+        index.dense = DenseQueries {
+            matches: 0,
+            first_window: 3,
+        };
+        // Out-of-order ids inside segments (a backfill overlapping the
+        // stream), a deleted match, two segments.
+        let batches: [Vec<u64>; 2] = [
+            vec![50, 3, 90, 12, 71, 40, 8, 66, 99, 21, 35, 84],
+            vec![7, 95, 60, 14, 88, 2, 45, 77, 30, 101],
+        ];
+        let mut matching = std::collections::BTreeSet::new();
+        for batch in batches {
+            let ops = batch
+                .into_iter()
+                .map(|id| {
+                    let text = if id % 2 == 1 { "dense match" } else { "other" };
+                    if id % 2 == 1 {
+                        matching.insert(id);
+                    }
+                    IndexOp::UpsertTweet(tweet(id, 1, text))
+                })
+                .collect();
+            index.apply(ops, &Checkpoint::at(None)).unwrap();
+        }
+        index
+            .apply(vec![IndexOp::DeleteTweet(77)], &Checkpoint::at(None))
+            .unwrap();
+        matching.remove(&77);
+        let newest_first: Vec<u64> = matching.iter().rev().copied().collect();
+        let compiled = index.compile(&query::parse("dense").unwrap()).unwrap();
+        for limit in [1, 2, 5, 100] {
+            let mut below = None;
+            let mut seen = Vec::new();
+            loop {
+                let page: Vec<u64> = index
+                    .latest(&compiled, below, limit)
+                    .unwrap()
+                    .into_iter()
+                    .map(|hit| hit.tweet_id)
+                    .collect();
+                if page.is_empty() {
+                    break;
+                }
+                below = page.last().copied();
+                seen.extend(page);
+            }
+            assert_eq!(seen, newest_first, "pages of {limit}");
+        }
     }
 
     #[test]
