@@ -21,12 +21,15 @@
 //! `warble-mesh` connects to them; [`Topology`] names either shared one, so
 //! one test body runs on a single node and on a cluster.
 //!
-//! Beyond Redis: [`live`] reads the environment of the tests gated on a live
-//! ScyllaDB or Neo4j, [`served`] runs a server under test on a port of its
-//! own, and [`binaries`] holds checks every service binary shares.
+//! Beyond Redis: [`arcadedb`] runs ArcadeDB as the Bolt server the Neo4j
+//! adapter's tests use, [`live`] reads the environment of the tests gated
+//! on a live ScyllaDB or Neo4j, [`served`] runs a server under test on a
+//! port of its own, and [`binaries`] holds checks every service binary
+//! shares.
 
 #![forbid(unsafe_code)]
 
+pub mod arcadedb;
 pub mod binaries;
 pub mod live;
 pub mod served;

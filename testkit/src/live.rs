@@ -1,12 +1,16 @@
 //! The environment of tests that need a live ScyllaDB or Neo4j.
 //!
-//! Such a test is compiled as ignored, with its reason, unless its variable
-//! (`SCYLLA_URI`, `NEO4J_URI`) was set when it was built: the crate's
-//! `build.rs` then sets a cfg (`scylla_live`, `neo4j_live`) and the test
-//! carries `#[cfg_attr(not(scylla_live), ignore = "...")]`. A runner thus
-//! lists it as skipped instead of passing it without running, and runs it
-//! whenever the variable is set. Once it runs, nothing makes it skip: an
-//! unset variable or an unreachable server fails it.
+//! A ScyllaDB test is compiled as ignored, with its reason, unless
+//! `SCYLLA_URI` was set when it was built: the crate's `build.rs` then sets
+//! `cfg(scylla_live)` and the test carries `#[cfg_attr(not(scylla_live),
+//! ignore = "...")]`. A runner thus lists it as skipped instead of passing
+//! it without running, and runs it whenever the variable is set. Once it
+//! runs, nothing makes it skip: an unset variable or an unreachable server
+//! fails it.
+//!
+//! The Neo4j tests are not gated at build time: they run against the
+//! Neo4j that `NEO4J_URI` names, or else against ArcadeDB's Bolt endpoint
+//! ([`crate::arcadedb`]).
 
 /// The value of `var`, the address of the live server this test runs
 /// against. Panics when it is unset (a binary built with it set and run

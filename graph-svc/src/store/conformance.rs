@@ -1,7 +1,8 @@
 //! The [`GraphStore`] contract as executable checks, run against every
 //! implementation: the embedded store in this crate's unit tests (once as
-//! is, once with the trait's default batch writes, which Neo4j uses), Neo4j
-//! in `tests/api/store_neo4j.rs` when `NEO4J_URI` is set.
+//! is, once with the trait's default batch writes, which Neo4j uses), and
+//! the Neo4j adapter in `tests/api/store_neo4j.rs`: over Bolt against
+//! ArcadeDB in CI, or a real Neo4j when `NEO4J_URI` is set.
 //!
 //! The checks speak only the trait and the store's [`Outbox`] (where its
 //! events wait to be published). They never assume an empty store:

@@ -78,8 +78,14 @@ pub(super) struct Cypher {
     /// Names of the constraints and indexes [`Cypher::schema`] creates, to
     /// check they are all online.
     pub schema_names: Vec<String>,
-    /// Lists the schema objects and their state (`SHOW` works on 4.4 and 5.x).
+    /// Lists the indexes with their default columns: `name` and `state`
+    /// everywhere, `owningConstraint` on Neo4j 5 and ArcadeDB (`SHOW`
+    /// works on 4.4 and 5.x).
     pub show_indexes: String,
+    /// The names of the constraints: on servers that name a constraint's
+    /// index otherwise and do not say which constraint owns it, the only
+    /// sign the constraint exists.
+    pub show_constraints: String,
     /// A round trip that touches nothing.
     pub ping: String,
     /// `$id, $username, $username_lower, $display_name, $bio,
@@ -229,7 +235,8 @@ impl Cypher {
                 ),
             ],
             schema_names,
-            show_indexes: "SHOW INDEXES YIELD name, state RETURN name, state".into(),
+            show_indexes: "SHOW INDEXES".into(),
+            show_constraints: "SHOW CONSTRAINTS YIELD name RETURN name".into(),
             ping: "RETURN 1 AS ok".into(),
             create_user: format!(
                 "CREATE (u:{user} {{id: $id, username: $username, username_lower: $username_lower, \
