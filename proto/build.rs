@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "warble/fanout/v1/fanout.proto",
     "warble/notify/v1/notify.proto",
     "warble/search/v1/search.proto",
+    "warble/media/v1/media.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

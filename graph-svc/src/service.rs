@@ -47,6 +47,7 @@ impl From<User> for pb::User {
             location: user.location,
             website: user.website,
             verified: user.verified,
+            avatar_media_id: user.avatar_media_id,
         }
     }
 }

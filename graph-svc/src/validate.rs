@@ -186,6 +186,9 @@ pub fn profile_update(request: &UpdateProfileRequest) -> Result<ProfileUpdate, G
             .transpose()?,
         location: request.location.as_deref().map(location).transpose()?,
         website: request.website.as_deref().map(website).transpose()?,
+        // Only stored: the gateway checked with media-svc that the caller
+        // owns the image, and 0 clears the avatar.
+        avatar_media_id: request.avatar_media_id,
     })
 }
 
@@ -437,6 +440,7 @@ mod tests {
             bio: None,
             location: Some(" London ".into()),
             website: Some(String::new()),
+            avatar_media_id: Some(42),
         };
         assert_eq!(
             profile_update(&request).unwrap(),
@@ -445,8 +449,20 @@ mod tests {
                 bio: None,
                 location: Some("London".into()),
                 website: Some(String::new()),
+                avatar_media_id: Some(42),
             }
         );
+        // The avatar id passes as is: 0 clears it, absent leaves it.
+        for avatar_media_id in [Some(0), None] {
+            let avatar = UpdateProfileRequest {
+                avatar_media_id,
+                ..request.clone()
+            };
+            assert_eq!(
+                profile_update(&avatar).unwrap().avatar_media_id,
+                avatar_media_id
+            );
+        }
         let blank_name = UpdateProfileRequest {
             display_name: Some("  ".into()),
             ..request.clone()

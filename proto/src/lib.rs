@@ -15,6 +15,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "warble.fanout.v1.FanoutService",
     "warble.notify.v1.NotifyService",
     "warble.search.v1.SearchService",
+    "warble.media.v1.MediaService",
 ];
 
 pub mod common {
@@ -62,5 +63,11 @@ pub mod notify {
 pub mod search {
     pub mod v1 {
         tonic::include_proto!("warble.search.v1");
+    }
+}
+
+pub mod media {
+    pub mod v1 {
+        tonic::include_proto!("warble.media.v1");
     }
 }

@@ -146,5 +146,28 @@ pub mod search {
     pub const MAX_COUNTED_LAG: u64 = 10_000;
 }
 
+/// Limits of `warble.media.v1.MediaService`.
+pub mod media {
+    /// Most media ids one GetMedia call names (a page's tweets and avatars).
+    pub const MAX_BATCH: usize = 500;
+    /// Most images one tweet attaches (as Mastodon and X allow).
+    pub const MAX_IMAGES_PER_TWEET: usize = 4;
+    /// Most videos one tweet attaches; a video is attached alone.
+    pub const MAX_VIDEOS_PER_TWEET: usize = 1;
+    /// Longest alt text, in characters (Mastodon's limit).
+    pub const MAX_ALT_TEXT_CHARS: usize = 1_500;
+    /// Largest chunk of an Upload or ReadMedia stream, in bytes: small
+    /// enough that a stream never holds a file whole, large enough that a
+    /// 64 MB video is a few hundred messages.
+    pub const MAX_CHUNK_BYTES: usize = 262_144;
+    /// Longest claim key, in bytes (a tweet's idempotency key fits).
+    pub const MAX_CLAIM_KEY_BYTES: usize = 128;
+    /// Longest side of an image's preview, in pixels.
+    pub const PREVIEW_MAX_SIDE: u32 = 400;
+}
+
+// A tweet attaches no more media than tweet-svc accepts.
+const _: () = assert!(media::MAX_IMAGES_PER_TWEET <= tweet::MAX_MEDIA);
+
 // A rebuild fills a cached timeline from a single prolific author in one call.
 const _: () = assert!(tweet::MAX_TWEETS_PER_AUTHOR as usize >= timeline::CACHED_HOME_ENTRIES);

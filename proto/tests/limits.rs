@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use warble_proto::limits::{graph, notify, search, timeline, tweet};
+use warble_proto::limits::{graph, media, notify, search, timeline, tweet};
 
 /// `("contract::NAME", value)` for a constant of `warble_proto::limits`.
 macro_rules! limit {
@@ -57,6 +57,13 @@ const LIMITS: &[(&str, u64)] = &[
     limit!(notify::RETAINED_GROUPS),
     limit!(notify::RETENTION_DAYS),
     limit!(notify::MAX_NEW_ACCOUNT_DAYS),
+    limit!(media::MAX_BATCH),
+    limit!(media::MAX_IMAGES_PER_TWEET),
+    limit!(media::MAX_VIDEOS_PER_TWEET),
+    limit!(media::MAX_ALT_TEXT_CHARS),
+    limit!(media::MAX_CHUNK_BYTES),
+    limit!(media::MAX_CLAIM_KEY_BYTES),
+    limit!(media::PREVIEW_MAX_SIDE),
     limit!(timeline::DEFAULT_PAGE_LIMIT),
     limit!(timeline::MAX_PAGE_LIMIT),
     limit!(timeline::CACHED_HOME_ENTRIES),

@@ -80,6 +80,8 @@ where
     let (_guard, store, outbox) = make().await;
     the_verified_mark_changes_only_through_set_verified(&store, outbox.as_ref()).await;
     let (_guard, store, outbox) = make().await;
+    an_avatar_is_set_changed_and_cleared_publishing_only_on_change(&store, outbox.as_ref()).await;
+    let (_guard, store, outbox) = make().await;
     a_block_removes_follows_both_ways_with_exact_counts_and_events(&store, outbox.as_ref()).await;
     let (_guard, store, outbox) = make().await;
     follows_are_refused_both_ways_while_a_block_stands(&store, outbox.as_ref()).await;
@@ -1147,10 +1149,11 @@ pub async fn profile_edits_change_only_the_fields_set_and_publish_when_changed(
         (
             original.location.as_str(),
             original.website.as_str(),
-            original.verified
+            original.verified,
+            original.avatar_media_id
         ),
-        ("", "", false),
-        "new users have no location, website or mark"
+        ("", "", false, 0),
+        "new users have no location, website, mark or avatar"
     );
     take_events(outbox, &[original.id]).await;
 
@@ -1237,6 +1240,7 @@ pub async fn profile_edits_change_only_the_fields_set_and_publish_when_changed(
         website: user.website.clone(),
         verified: user.verified,
         updated_at_ms,
+        avatar_media_id: user.avatar_media_id,
     };
     assert_eq!(
         updates.len(),
@@ -1309,6 +1313,142 @@ pub async fn the_verified_mark_changes_only_through_set_verified(
     assert!(
         matches!(missing, Err(GraphError::NotFound(_))),
         "{missing:?}"
+    );
+}
+
+/// An avatar is a media id set through a profile edit: every read sees it,
+/// other edits keep it, a new id replaces it and 0 clears it. Setting the
+/// avatar it already has changes nothing and publishes nothing; every edit
+/// that changed something publishes `ProfileUpdated` carrying the avatar
+/// after it. Ids round-trip bit for bit, the top bit included.
+pub async fn an_avatar_is_set_changed_and_cleared_publishing_only_on_change(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+) {
+    let original = user(store, "face").await;
+    let other = user(store, "other").await;
+    take_events(outbox, &[original.id, other.id]).await;
+    let avatar = |avatar_media_id| ProfileUpdate {
+        avatar_media_id: Some(avatar_media_id),
+        ..ProfileUpdate::default()
+    };
+    let (first, second) = (0x0123_4567_89ab_cdef_u64, 0xfedc_ba98_7654_3210_u64);
+
+    let set = store
+        .update_profile(original.id, avatar(first))
+        .await
+        .unwrap();
+    let expected = User {
+        avatar_media_id: first,
+        ..original.clone()
+    };
+    assert!(set.changed);
+    assert_eq!(set.user, expected, "only the avatar changes");
+    assert_eq!(
+        store.get_users(&[other.id, original.id]).await.unwrap(),
+        vec![Some(other.clone()), Some(expected.clone())],
+        "one user's avatar is not another's"
+    );
+    assert_eq!(
+        store
+            .get_user_by_username(&original.username.to_ascii_uppercase())
+            .await
+            .unwrap(),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        store
+            .get_users_by_usernames(&[original.username.clone(), other.username.clone()])
+            .await
+            .unwrap(),
+        vec![Some(expected.clone()), Some(other.clone())]
+    );
+    let scanned = store
+        .scan_users(Some(original.id - 1), 1)
+        .await
+        .expect("scan_users");
+    assert_eq!(
+        scanned.users.first().map(|entry| &entry.user),
+        Some(&expected),
+        "a scan reads the avatar too"
+    );
+
+    // The same avatar again: unchanged, no event.
+    let again = store
+        .update_profile(original.id, avatar(first))
+        .await
+        .unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.user, expected);
+
+    // An edit of another field keeps the avatar.
+    let edited = store
+        .update_profile(
+            original.id,
+            ProfileUpdate {
+                bio: Some("has a face".into()),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let expected = User {
+        bio: "has a face".into(),
+        ..expected
+    };
+    assert!(edited.changed);
+    assert_eq!(edited.user, expected, "an edit keeps the avatar");
+
+    // A new avatar replaces it, read back bit for bit.
+    let changed = store
+        .update_profile(original.id, avatar(second))
+        .await
+        .unwrap();
+    let expected = User {
+        avatar_media_id: second,
+        ..expected
+    };
+    assert!(changed.changed);
+    assert_eq!(changed.user, expected);
+    assert_eq!(
+        store.get_users(&[original.id]).await.unwrap(),
+        vec![Some(expected.clone())]
+    );
+
+    // 0 clears it; clearing again changes nothing.
+    let cleared = store.update_profile(original.id, avatar(0)).await.unwrap();
+    let expected = User {
+        avatar_media_id: 0,
+        ..expected
+    };
+    assert!(cleared.changed);
+    assert_eq!(cleared.user, expected);
+    assert_eq!(
+        store.get_users(&[original.id]).await.unwrap(),
+        vec![Some(expected.clone())]
+    );
+    let cleared_again = store.update_profile(original.id, avatar(0)).await.unwrap();
+    assert!(!cleared_again.changed);
+    assert_eq!(cleared_again.user, expected);
+
+    let avatars: Vec<u64> = take_events(outbox, &[original.id, other.id])
+        .await
+        .into_iter()
+        .map(|(key, event)| {
+            assert_eq!(key, original.id, "keyed by the user");
+            match event.payload {
+                Some(event::Payload::ProfileUpdated(update)) => {
+                    assert_eq!(update.user_id, original.id);
+                    update.avatar_media_id
+                }
+                other => panic!("expected ProfileUpdated, got {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        avatars,
+        vec![first, first, second, 0],
+        "set, edit, change, clear; the repeats published nothing"
     );
 }
 

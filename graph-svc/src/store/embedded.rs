@@ -70,7 +70,9 @@ const MAX_ISSUED_ID: &str = "max_issued_id";
 const SCAN_BUDGET: usize = 10_000;
 
 /// The stored form of a user (the id is the key). Protobuf so fields can be
-/// added later without rewriting old records.
+/// added later without rewriting old records: a record written before a
+/// field existed decodes with the field's default (tag 8, the avatar, reads
+/// as 0, no avatar).
 #[derive(Clone, PartialEq, prost::Message)]
 struct UserRecord {
     #[prost(string, tag = "1")]
@@ -87,6 +89,8 @@ struct UserRecord {
     website: String,
     #[prost(bool, tag = "7")]
     verified: bool,
+    #[prost(fixed64, tag = "8")]
+    avatar_media_id: u64,
 }
 
 impl UserRecord {
@@ -99,6 +103,7 @@ impl UserRecord {
             location: user.location.clone(),
             website: user.website.clone(),
             verified: user.verified,
+            avatar_media_id: user.avatar_media_id,
         }
     }
 
@@ -112,6 +117,7 @@ impl UserRecord {
             location: self.location,
             website: self.website,
             verified: self.verified,
+            avatar_media_id: self.avatar_media_id,
         }
     }
 }
@@ -350,6 +356,7 @@ fn write_user(
         location: String::new(),
         website: String::new(),
         verified: false,
+        avatar_media_id: 0,
     };
     txn.open_table(USERS)?
         .insert(id, UserRecord::of(&user).encode_to_vec().as_slice())?;
@@ -1253,6 +1260,66 @@ mod tests {
             (dir, store, outbox)
         })
         .await;
+    }
+
+    /// A user record as stored before avatars existed (tags 1 to 7).
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct UserRecordBeforeAvatars {
+        #[prost(string, tag = "1")]
+        username: String,
+        #[prost(string, tag = "2")]
+        display_name: String,
+        #[prost(string, tag = "3")]
+        bio: String,
+        #[prost(int64, tag = "4")]
+        created_at_ms: i64,
+        #[prost(string, tag = "5")]
+        location: String,
+        #[prost(string, tag = "6")]
+        website: String,
+        #[prost(bool, tag = "7")]
+        verified: bool,
+    }
+
+    #[test]
+    fn records_stored_before_avatars_read_with_none_and_new_ones_round_trip() {
+        let old = UserRecordBeforeAvatars {
+            username: "ada".into(),
+            display_name: "Ada".into(),
+            bio: "counts things".into(),
+            created_at_ms: 1_700_000_000_000,
+            location: "London".into(),
+            website: "https://ada.example".into(),
+            verified: true,
+        };
+        let user = UserRecord::decode(old.encode_to_vec().as_slice())
+            .unwrap()
+            .into_user(7);
+        assert_eq!(
+            user,
+            User {
+                id: 7,
+                username: "ada".into(),
+                display_name: "Ada".into(),
+                bio: "counts things".into(),
+                created_at_ms: 1_700_000_000_000,
+                location: "London".into(),
+                website: "https://ada.example".into(),
+                verified: true,
+                avatar_media_id: 0,
+            }
+        );
+        for avatar_media_id in [1, 1 << 62, u64::MAX] {
+            let with_avatar = User {
+                avatar_media_id,
+                ..user.clone()
+            };
+            let stored = UserRecord::of(&with_avatar).encode_to_vec();
+            assert_eq!(
+                UserRecord::decode(stored.as_slice()).unwrap().into_user(7),
+                with_avatar
+            );
+        }
     }
 
     /// An index where user 1 has entries with seqs 1..=count (the other user

@@ -60,6 +60,7 @@ pub(crate) fn profile_updated(event_id: u64, user: &User) -> Event {
             website: user.website.clone(),
             verified: user.verified,
             updated_at_ms: at,
+            avatar_media_id: user.avatar_media_id,
         }),
     )
 }

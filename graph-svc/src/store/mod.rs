@@ -54,6 +54,9 @@ pub struct User {
     pub website: String,
     /// Verified by an operator ([`GraphStore::set_verified`]).
     pub verified: bool,
+    /// The avatar: a media-svc image id, 0 for none. Only the id is kept
+    /// here; the gateway checks the caller owns the image before setting it.
+    pub avatar_media_id: u64,
 }
 
 /// A validated profile edit: `None` leaves a field as it is.
@@ -67,6 +70,8 @@ pub struct ProfileUpdate {
     pub location: Option<String>,
     /// An http(s) URL of at most 100 characters; empty clears it.
     pub website: Option<String>,
+    /// A media-svc image id the caller was checked to own; 0 clears it.
+    pub avatar_media_id: Option<u64>,
 }
 
 impl ProfileUpdate {
@@ -85,6 +90,12 @@ impl ProfileUpdate {
                 *field = value;
                 changed = true;
             }
+        }
+        if let Some(avatar) = self.avatar_media_id
+            && user.avatar_media_id != avatar
+        {
+            user.avatar_media_id = avatar;
+            changed = true;
         }
         changed
     }

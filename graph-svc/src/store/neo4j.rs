@@ -705,7 +705,8 @@ impl Neo4jGraphStore {
                 .param("bio", user.bio.as_str())
                 .param("location", user.location.as_str())
                 .param("website", user.website.as_str())
-                .param("verified", user.verified),
+                .param("verified", user.verified)
+                .param("avatar_media_id", to_db(user.avatar_media_id)),
         )
         .await?;
         let event = events::profile_updated(self.ids.next_id()?, &user);
@@ -1126,6 +1127,9 @@ fn user_from_row(row: &Row) -> Result<User, GraphError> {
         location: row.get::<Option<String>>("location")?.unwrap_or_default(),
         website: row.get::<Option<String>>("website")?.unwrap_or_default(),
         verified: row.get::<Option<bool>>("verified")?.unwrap_or(false),
+        avatar_media_id: row
+            .get::<Option<i64>>("avatar_media_id")?
+            .map_or(0, from_db),
     })
 }
 
@@ -1147,6 +1151,7 @@ impl GraphStore for Neo4jGraphStore {
             location: String::new(),
             website: String::new(),
             verified: false,
+            avatar_media_id: 0,
         };
         let event = events::user_created(self.ids.next_id()?, &user);
         let statement = query(&self.cypher.create_user)
@@ -1694,6 +1699,7 @@ mod tests {
                 "coalesce(u.location, '')",
                 "coalesce(u.website, '')",
                 "coalesce(u.verified, false)",
+                "coalesce(u.avatar_media_id, 0)",
             ] {
                 assert!(statement.contains(default), "{statement}");
             }
@@ -1742,6 +1748,7 @@ mod tests {
             "coalesce(u.location, '')",
             "coalesce(u.website, '')",
             "coalesce(u.verified, false)",
+            "coalesce(u.avatar_media_id, 0)",
         ] {
             assert!(scan.contains(default), "{scan}");
         }

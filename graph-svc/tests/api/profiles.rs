@@ -103,6 +103,77 @@ async fn profile_edits_validate_like_sign_up_and_change_only_what_is_set() {
     );
 }
 
+/// The avatar is an id the gateway has checked: set, left alone when
+/// absent, cleared with 0, and carried by reads and `ProfileUpdated`.
+#[tokio::test]
+async fn an_avatar_id_is_set_kept_and_cleared() {
+    let app = TestApp::spawn().await;
+    let ada = app.try_create_user("ada", "Ada", "").await.unwrap();
+    assert_eq!(ada.avatar_media_id, 0, "no avatar at sign-up");
+    let update = |request: pb::UpdateProfileRequest| {
+        let mut client = app.client();
+        async move { client.update_profile(request).await.unwrap().into_inner() }
+    };
+    let avatar = |avatar_media_id| pb::UpdateProfileRequest {
+        avatar_media_id: Some(avatar_media_id),
+        ..edit(ada.id)
+    };
+    let read = || {
+        let mut client = app.client();
+        async move {
+            client
+                .get_users(pb::GetUsersRequest {
+                    user_ids: vec![ada.id],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .results[0]
+                .user
+                .clone()
+                .unwrap()
+        }
+    };
+
+    let set = update(avatar(7_001)).await;
+    let with_avatar = pb::User {
+        avatar_media_id: 7_001,
+        ..ada.clone()
+    };
+    assert!(set.changed);
+    assert_eq!(set.user.as_ref(), Some(&with_avatar));
+    assert_eq!(read().await, with_avatar);
+    assert!(
+        !update(avatar(7_001)).await.changed,
+        "the same avatar again"
+    );
+    let kept = update(pb::UpdateProfileRequest {
+        bio: Some("new bio".into()),
+        ..edit(ada.id)
+    })
+    .await;
+    assert_eq!(
+        kept.user.unwrap().avatar_media_id,
+        7_001,
+        "absent: unchanged"
+    );
+    let cleared = update(avatar(0)).await;
+    assert!(cleared.changed);
+    assert_eq!(cleared.user.unwrap().avatar_media_id, 0);
+    assert_eq!(read().await.avatar_media_id, 0);
+
+    let avatars: Vec<u64> = app
+        .read_events("avatars")
+        .await
+        .into_iter()
+        .map(|(_, payload, _)| match payload {
+            Payload::ProfileUpdated(updated) => updated.avatar_media_id,
+            other => panic!("expected ProfileUpdated, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(avatars, vec![7_001, 7_001, 0], "set, bio edit, clear");
+}
+
 #[tokio::test]
 async fn the_verified_mark_is_set_by_its_own_call() {
     let app = TestApp::spawn().await;

@@ -877,6 +877,7 @@ pub async fn every_create_and_delete_leaves_exactly_one_event(
                 deleted_at_ms: ms(delete_event_id),
                 reply_to_tweet_id: Some(parent.id),
                 quote_of_tweet_id: Some(source.id),
+                media_ids: vec![5, 6],
             })),
         }
     );

@@ -431,6 +431,7 @@ impl EmbeddedTweetStore {
                     deleted_at_ms,
                     reply_to_tweet_id: stored.reply_to_tweet_id,
                     quote_of_tweet_id: stored.quote_of_tweet_id,
+                    media_ids: stored.media_ids.clone(),
                 })),
             };
             EmbeddedEventLog::append_in(

@@ -729,6 +729,7 @@ impl ScyllaTweetStore {
                 deleted_at_ms,
                 reply_to_tweet_id: tweet.reply_to_tweet_id,
                 quote_of_tweet_id: tweet.quote_of_tweet_id,
+                media_ids: tweet.media_ids.clone(),
             })),
         };
         // Above the create's timestamp even within one millisecond, so the

@@ -98,6 +98,7 @@ async fn deletion_publishes_once() {
             deleted_at_ms: tombstone.deleted_at_ms,
             reply_to_tweet_id: Some(parent.id),
             quote_of_tweet_id: None,
+            media_ids: Vec::new(),
         }
     );
     assert!(tombstone.deleted_at_ms >= before_ms);

@@ -3,11 +3,14 @@
 //! # Model
 //!
 //! - `(:User {id, username, username_lower, display_name, bio,
-//!   created_at_ms, location, website, verified, followers, following})`.
+//!   created_at_ms, location, website, verified, avatar_media_id, followers,
+//!   following})`.
 //!   `followers` and `following` are maintained in the transaction of every
 //!   follow and unfollow, so a count is one property read, never a scan of
-//!   a celebrity's edges. `location`, `website` and `verified` came later:
-//!   reads default them (`''`, `''`, `false`) on older nodes.
+//!   a celebrity's edges. `location`, `website`, `verified` and
+//!   `avatar_media_id` came later: reads default them (`''`, `''`, `false`,
+//!   `0`) on older nodes. `avatar_media_id` is a media id stored bit for bit
+//!   as a Cypher integer, as user ids are; 0 is no avatar.
 //! - `(:User)-[:FOLLOWS {seq, follower, followee}]->(:User)`. `seq` is a
 //!   Snowflake id drawn while both users are locked, so one user's follows
 //!   get increasing seqs in commit order; the two endpoint ids are copied
@@ -102,8 +105,8 @@ pub(super) struct Cypher {
     /// Takes the write lock of user `$id` and returns the user; no row when
     /// it does not exist.
     pub lock_profile: String,
-    /// `$id, $display_name, $bio, $location, $website, $verified` -> writes
-    /// the profile.
+    /// `$id, $display_name, $bio, $location, $website, $verified,
+    /// $avatar_media_id` -> writes the profile.
     pub set_profile: String,
     /// `$ids` -> `id, followers, following` of users found.
     pub follow_counts: String,
@@ -193,7 +196,8 @@ impl Cypher {
                            u.bio AS bio, u.created_at_ms AS created_at_ms, \
                            coalesce(u.location, '') AS location, \
                            coalesce(u.website, '') AS website, \
-                           coalesce(u.verified, false) AS verified";
+                           coalesce(u.verified, false) AS verified, \
+                           coalesce(u.avatar_media_id, 0) AS avatar_media_id";
         let create_outbox = format!(
             "CREATE (e:{outbox}:{pending} {{event_id: $event_id, stream: $stream, \
              event_key: $event_key, payload: $payload}})"
@@ -241,7 +245,8 @@ impl Cypher {
             create_user: format!(
                 "CREATE (u:{user} {{id: $id, username: $username, username_lower: $username_lower, \
                  display_name: $display_name, bio: $bio, created_at_ms: $created_at_ms, \
-                 location: '', website: '', verified: false, followers: 0, following: 0}}) \
+                 location: '', website: '', verified: false, avatar_media_id: 0, \
+                 followers: 0, following: 0}}) \
                  {create_outbox}"
             ),
             get_users: format!(
@@ -263,7 +268,8 @@ impl Cypher {
             set_profile: format!(
                 "MATCH (u:{user} {{id: $id}}) \
                  SET u.display_name = $display_name, u.bio = $bio, u.location = $location, \
-                 u.website = $website, u.verified = $verified"
+                 u.website = $website, u.verified = $verified, \
+                 u.avatar_media_id = $avatar_media_id"
             ),
             follow_counts: format!(
                 "UNWIND $ids AS wanted MATCH (u:{user} {{id: wanted}}) \
