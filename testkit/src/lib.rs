@@ -25,13 +25,16 @@
 //! adapter's tests use, [`live`] reads the environment of the tests gated
 //! on a live ScyllaDB or Neo4j, [`served`] runs a server under test on a
 //! port of its own, and [`binaries`] holds checks every service binary
-//! shares.
+//! shares. With the feature `s3`, `s3` runs a real S3 API server (s3s over
+//! a directory, SigV4 on) for the object-store suites.
 
 #![forbid(unsafe_code)]
 
 pub mod arcadedb;
 pub mod binaries;
 pub mod live;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod served;
 
 use std::fmt::Write as _;
