@@ -274,8 +274,10 @@ impl ServiceConfig for MediaSvcConfig {
                     "is plain http: set blobs.s3.allow_http = true to allow it",
                 ));
             }
-            if !s3.endpoint.is_empty()
-                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+            let endpoint = &s3.endpoint;
+            if !(endpoint.is_empty()
+                || endpoint.starts_with("http://")
+                || endpoint.starts_with("https://"))
             {
                 return Err(ConfigError::invalid(
                     "blobs.s3.endpoint",
@@ -367,7 +369,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut MediaSvcConfig)>)> = vec![
+        type Break = Box<dyn Fn(&mut MediaSvcConfig)>;
+        let cases: Vec<(&str, Break)> = vec![
             (
                 "blobs.s3.bucket",
                 Box::new(|c| c.blobs.backend = BlobBackend::S3),
