@@ -223,6 +223,7 @@ impl MediaApi {
             created_at_ms,
             state: State::Uploaded,
             due_ms: created_at_ms.saturating_add(self.unattached_ttl_ms),
+            attached_by_claim: String::new(),
         })
     }
 

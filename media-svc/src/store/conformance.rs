@@ -48,6 +48,7 @@ pub fn image(id: u64, owner_id: u64) -> MediaRecord {
         created_at_ms: NOW,
         state: State::Uploaded,
         due_ms: NOW + DAY,
+        attached_by_claim: String::new(),
     }
 }
 
@@ -194,6 +195,29 @@ async fn attaching_follows_the_tweet(store: &dyn MediaStore) {
             .await
             .unwrap(),
         Err((2, Conflict::Attached))
+    );
+    // The post that claimed id 1, retried with its key after the tweet was
+    // created, claims it again and it stays attached; id 2 was attached
+    // without a claim, so that key does not reach it.
+    store
+        .claim(ALICE, &[1], "post", NOW, NOW + 600_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        state(store, 1).await,
+        Some(State::Attached { tweet_id: 500 })
+    );
+    assert_eq!(
+        store
+            .claim(ALICE, &[1, 2], "post", NOW, NOW + 1)
+            .await
+            .unwrap(),
+        Err((2, Conflict::Attached))
+    );
+    assert_eq!(
+        state(store, 1).await,
+        Some(State::Attached { tweet_id: 500 })
     );
     // Attached media are never due, however late it gets; Bob's unused upload is.
     assert_eq!(store.due(NOW + 365 * DAY, 100).await.unwrap(), vec![3]);

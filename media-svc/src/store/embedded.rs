@@ -148,6 +148,10 @@ impl MediaStore for EmbeddedMediaStore {
             // Only now, with every id checked, does anything change: the
             // transaction would roll back anyway, but this keeps it short.
             for before in records {
+                if matches!(before.state, State::Attached { .. }) {
+                    // Attached through this very key: a retried post.
+                    continue;
+                }
                 let after = MediaRecord {
                     state: State::Claimed {
                         key: claim_key.clone(),
@@ -175,6 +179,7 @@ impl MediaStore for EmbeddedMediaStore {
                 {
                     let after = MediaRecord {
                         state: State::Uploaded,
+                        attached_by_claim: String::new(),
                         ..before.clone()
                     };
                     write(media, due, Some(&before), &after)?;
@@ -201,8 +206,13 @@ impl MediaStore for EmbeddedMediaStore {
                 };
                 match attach_decision(&before, tweet_id, owner_id) {
                     Ok(true) => {
+                        let attached_by_claim = match &before.state {
+                            State::Claimed { key, .. } => key.clone(),
+                            _ => String::new(),
+                        };
                         let after = MediaRecord {
                             state: State::Attached { tweet_id },
+                            attached_by_claim,
                             ..before.clone()
                         };
                         write(media, due, Some(&before), &after)?;

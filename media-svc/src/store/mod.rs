@@ -77,6 +77,11 @@ pub struct MediaRecord {
     pub state: State,
     /// When the sweeper may delete it (ignored while attached).
     pub due_ms: i64,
+    /// The claim that attached it (empty when none did): a post retried
+    /// with the same key after its tweet was created claims it again
+    /// without error, and gets its original tweet back.
+    #[serde(default)]
+    pub attached_by_claim: String,
 }
 
 impl MediaRecord {
@@ -95,6 +100,11 @@ impl MediaRecord {
             State::Claimed { key, .. } if key == claim_key => Ok(()),
             State::Claimed { until_ms, .. } if *until_ms <= now_ms => Ok(()),
             State::Claimed { .. } => Err(Conflict::Claimed),
+            State::Attached { .. }
+                if !self.attached_by_claim.is_empty() && self.attached_by_claim == claim_key =>
+            {
+                Ok(())
+            }
             State::Attached { .. } => Err(Conflict::Attached),
             State::Deleting | State::Removing => Err(Conflict::Gone),
         }
@@ -162,8 +172,9 @@ pub trait MediaStore: Send + Sync + 'static {
 
     /// Claims every id for `claim_key` until `until_ms`, all or nothing:
     /// each must be `owner_id`'s, and `Uploaded`, claimed by the same key,
-    /// or claimed by a lapsed claim. On a conflict nothing stays claimed
-    /// and the first offending id is returned.
+    /// claimed by a lapsed claim, or already attached through this same key
+    /// (a retried post; it stays attached). On a conflict nothing stays
+    /// claimed and the first offending id is returned.
     async fn claim(
         &self,
         owner_id: u64,

@@ -72,7 +72,9 @@ if f[1] ~= ARGV[1] then return 'not_owner' end
 local state = f[2]
 if state == 'claimed' then
   if f[3] ~= ARGV[2] and tonumber(f[4]) > tonumber(ARGV[3]) then return 'claimed' end
-elseif state == 'attached' then return 'attached'
+elseif state == 'attached' then
+  if f[3] == ARGV[2] then return 'ok' end
+  return 'attached'
 elseif state ~= 'uploaded' then return 'gone' end
 redis.call('HSET', KEYS[1], 'state', 'claimed', 'claim', ARGV[2], 'until', ARGV[4])
 return 'ok'
@@ -109,7 +111,9 @@ if state == 'attached' then
 end
 if state ~= 'uploaded' and state ~= 'claimed' then return 'gone' end
 redis.call('HSET', KEYS[1], 'state', 'attached', 'tweet', ARGV[2])
-redis.call('HDEL', KEYS[1], 'claim', 'until')
+-- The claim that attached it stays, so a retried post can claim it again.
+if state == 'uploaded' then redis.call('HDEL', KEYS[1], 'claim') end
+redis.call('HDEL', KEYS[1], 'until')
 return 'attached_now'
 "#,
     )
@@ -210,20 +214,24 @@ impl RedisMediaStore {
                 .ok_or_else(|| MediaError::storage(format!("media hash lacks `{name}`")))
         };
         record.due_ms = number("due")?;
+        record.attached_by_claim = String::new();
         record.state = match fields.get("state").map(String::as_str) {
             Some("uploaded") => State::Uploaded,
             Some("claimed") => State::Claimed {
                 key: fields.get("claim").cloned().unwrap_or_default(),
                 until_ms: number("until")?,
             },
-            Some("attached") => State::Attached {
-                tweet_id: fields
-                    .get("tweet")
-                    .map(|value| value.parse::<u64>())
-                    .transpose()
-                    .map_err(MediaError::storage)?
-                    .unwrap_or(0),
-            },
+            Some("attached") => {
+                record.attached_by_claim = fields.get("claim").cloned().unwrap_or_default();
+                State::Attached {
+                    tweet_id: fields
+                        .get("tweet")
+                        .map(|value| value.parse::<u64>())
+                        .transpose()
+                        .map_err(MediaError::storage)?
+                        .unwrap_or(0),
+                }
+            }
             Some("deleting") => State::Deleting,
             Some("removing") => State::Removing,
             other => {
