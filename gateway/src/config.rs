@@ -44,8 +44,18 @@ pub struct GatewayConfig {
     /// `trends` read it; while it cannot be reached those fields are
     /// UNAVAILABLE and the rest of the schema is unaffected.
     pub search_service_addr: String,
+    /// media-svc address (`host:port`): `uploadMedia`, `Tweet.media`,
+    /// `User.avatarUrl`, media ids in `postTweet` and `updateProfile`, and
+    /// the `/media/{id}/{variant}` route read it; while it cannot be reached
+    /// those are UNAVAILABLE and the rest of the schema is unaffected.
+    pub media_service_addr: String,
     /// Deadline of each downstream call, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Deadline of one upload's call to media-svc, in milliseconds: it
+    /// covers streaming the whole file (up to `limits.max_upload_bytes`)
+    /// and media-svc checking and storing it, so it is far longer than
+    /// `request_timeout_ms`.
+    pub media_upload_timeout_ms: u64,
     /// Token verification and development sign-up.
     pub auth: AuthConfig,
     /// Abuse limits.
@@ -117,8 +127,15 @@ pub struct LimitsConfig {
     pub max_depth: usize,
     /// Largest query complexity accepted (each field costs 1; lists multiply by `first`).
     pub max_complexity: usize,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes (a JSON or GET request, a WebSocket
+    /// message). Multipart uploads have `max_upload_bytes` instead.
     pub max_body_bytes: usize,
+    /// Largest multipart upload request (the GraphQL multipart request
+    /// spec: `operations`, `map`, one file), in bytes. Above media-svc's own
+    /// per-type limits, so that media-svc, which knows the file's type,
+    /// names the reason a file is too large; only one larger than this is
+    /// refused at the edge (413), before it is read.
+    pub max_upload_bytes: usize,
     /// Mutations a user may make in a burst (token bucket capacity).
     pub mutation_burst: u32,
     /// Mutations a user regains per minute (token bucket refill).
@@ -148,7 +165,9 @@ impl Default for GatewayConfig {
             timeline_service_addr: "127.0.0.1:50053".into(),
             notify_service_addr: "127.0.0.1:50055".into(),
             search_service_addr: "127.0.0.1:50056".into(),
+            media_service_addr: DEFAULT_MEDIA_SERVICE_ADDR.into(),
             request_timeout_ms: 2_000,
+            media_upload_timeout_ms: 120_000,
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             graphiql: false,
@@ -185,6 +204,7 @@ impl Default for LimitsConfig {
             max_depth: 12,
             max_complexity: 5_000,
             max_body_bytes: 64 * 1024,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             mutation_burst: 30,
             mutations_per_minute: 60,
             query_burst: 120,
@@ -195,6 +215,15 @@ impl Default for LimitsConfig {
         }
     }
 }
+
+/// media-svc's address unless configured (its default port).
+pub const DEFAULT_MEDIA_SERVICE_ADDR: &str = "127.0.0.1:50057";
+
+/// `limits.max_upload_bytes` unless configured: 65 MiB and 64 KiB, above
+/// media-svc's largest file (a 64 MB video) with room for the request's
+/// other parts, so that media-svc refuses a file that is too large for its
+/// type with the precise reason.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 65 * 1024 * 1024 + 64 * 1024;
 
 /// Shortest HS256 secret accepted (RFC 7518 asks for at least the hash size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
@@ -222,9 +251,16 @@ impl ServiceConfig for GatewayConfig {
                 ("timeline_service_addr", self.timeline_service_addr.as_str()),
                 ("notify_service_addr", self.notify_service_addr.as_str()),
                 ("search_service_addr", self.search_service_addr.as_str()),
+                ("media_service_addr", self.media_service_addr.as_str()),
             ],
             self.request_timeout_ms,
         )?;
+        if self.media_upload_timeout_ms < self.request_timeout_ms {
+            return Err(ConfigError::invalid(
+                "media_upload_timeout_ms",
+                "must be at least request_timeout_ms: an upload streams a whole file",
+            ));
+        }
         match self.auth.algorithm {
             JwtAlgorithm::HS256
                 if self.auth.hs256_secret.expose().len() < MIN_HS256_SECRET_BYTES =>
@@ -314,6 +350,12 @@ impl ServiceConfig for GatewayConfig {
             return Err(ConfigError::invalid(
                 "limits.max_body_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.limits.max_upload_bytes < self.limits.max_body_bytes {
+            return Err(ConfigError::invalid(
+                "limits.max_upload_bytes",
+                "must be at least limits.max_body_bytes: an upload carries a GraphQL request too",
             ));
         }
         crate::proxies::TrustedProxies::parse(&self.trusted_proxies)
@@ -428,6 +470,7 @@ mod tests {
             "timeline_service_addr",
             "notify_service_addr",
             "search_service_addr",
+            "media_service_addr",
         ] {
             let mut config = production();
             let addr = match key {
@@ -435,11 +478,34 @@ mod tests {
                 "graph_service_addr" => &mut config.graph_service_addr,
                 "timeline_service_addr" => &mut config.timeline_service_addr,
                 "notify_service_addr" => &mut config.notify_service_addr,
-                _ => &mut config.search_service_addr,
+                "search_service_addr" => &mut config.search_service_addr,
+                _ => &mut config.media_service_addr,
             };
             *addr = " ".into();
             assert_eq!(refused_key(&config).as_deref(), Some(key));
         }
+    }
+
+    #[test]
+    fn upload_limits_are_checked_naming_the_key() {
+        let config = production();
+        assert_eq!(config.media_service_addr, "127.0.0.1:50057");
+        assert!(
+            config.limits.max_upload_bytes > 64_000_000,
+            "above media-svc's largest file, so that media-svc names the reason"
+        );
+        let mut small = production();
+        small.limits.max_upload_bytes = small.limits.max_body_bytes - 1;
+        assert_eq!(
+            refused_key(&small).as_deref(),
+            Some("limits.max_upload_bytes")
+        );
+        let mut short = production();
+        short.media_upload_timeout_ms = short.request_timeout_ms - 1;
+        assert_eq!(
+            refused_key(&short).as_deref(),
+            Some("media_upload_timeout_ms")
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tonic::service::interceptor::InterceptedService;
 use warble_mesh::grpc::{MeshChannel, remote_channel};
 use warble_mesh::telemetry::TraceContextInterceptor;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::media::v1::media_service_client::MediaServiceClient;
 use warble_proto::notify::v1::notify_service_client::NotifyServiceClient;
 use warble_proto::search::v1::search_service_client::SearchServiceClient;
 use warble_proto::timeline::v1::timeline_service_client::TimelineServiceClient;
@@ -102,6 +103,13 @@ pub struct Downstream {
     pub notify: NotifyServiceClient<DownstreamChannel>,
     /// search-svc.
     pub search: SearchServiceClient<DownstreamChannel>,
+    /// media-svc, for every call but uploads.
+    pub media: MediaServiceClient<DownstreamChannel>,
+    /// media-svc, for uploads: an upload's deadline covers streaming the
+    /// whole file and media-svc storing it, far longer than a lookup's, and a
+    /// channel's deadline is fixed when it is built. The same channel as
+    /// `media` unless [`Downstream::with_upload_channel`] gives another.
+    pub media_uploads: MediaServiceClient<DownstreamChannel>,
     /// The raw channels by service name, for health checks.
     pub channels: Vec<(&'static str, DownstreamChannel)>,
     /// Calls made so far.
@@ -119,14 +127,18 @@ fn counted(channel: MeshChannel, counts: &Arc<RpcCounts>) -> DownstreamChannel {
 }
 
 impl Downstream {
-    /// Lazily connecting clients to the five services; every call has `timeout`.
+    /// Lazily connecting clients to the six services; every call has
+    /// `timeout`, except uploads to media-svc, which have `upload_timeout`.
+    #[allow(clippy::too_many_arguments, reason = "one address per service")]
     pub fn connect(
         tweet_addr: &str,
         graph_addr: &str,
         timeline_addr: &str,
         notify_addr: &str,
         search_addr: &str,
+        media_addr: &str,
         timeout: Duration,
+        upload_timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
         let connect_timeout = Duration::from_secs(3);
         Ok(Self::from_channels(
@@ -135,16 +147,21 @@ impl Downstream {
             remote_channel(timeline_addr, connect_timeout, timeout)?,
             remote_channel(notify_addr, connect_timeout, timeout)?,
             remote_channel(search_addr, connect_timeout, timeout)?,
-        ))
+            remote_channel(media_addr, connect_timeout, timeout)?,
+        )
+        .with_upload_channel(remote_channel(media_addr, connect_timeout, upload_timeout)?))
     }
 
-    /// Clients over given channels (in-process ones, in the single-process stack).
+    /// Clients over given channels (in-process ones, in the single-process
+    /// stack). Uploads go through `media` too, with its deadline: give them
+    /// a longer one with [`Downstream::with_upload_channel`].
     pub fn from_channels(
         tweets: MeshChannel,
         graph: MeshChannel,
         timeline: MeshChannel,
         notify: MeshChannel,
         search: MeshChannel,
+        media: MeshChannel,
     ) -> Self {
         let counts = Arc::new(RpcCounts::default());
         let tweets = counted(tweets, &counts);
@@ -152,20 +169,33 @@ impl Downstream {
         let timeline = counted(timeline, &counts);
         let notify = counted(notify, &counts);
         let search = counted(search, &counts);
+        let media = counted(media, &counts);
         Self {
             tweets: TweetServiceClient::new(tweets.clone()),
             graph: GraphServiceClient::new(graph.clone()),
             timeline: TimelineServiceClient::new(timeline.clone()),
             notify: NotifyServiceClient::new(notify.clone()),
             search: SearchServiceClient::new(search.clone()),
+            media: MediaServiceClient::new(media.clone()),
+            media_uploads: MediaServiceClient::new(media.clone()),
             channels: vec![
                 ("tweet-svc", tweets),
                 ("graph-svc", graph),
                 ("timeline-svc", timeline),
                 ("notify-svc", notify),
                 ("search-svc", search),
+                ("media-svc", media),
             ],
             counts,
         }
+    }
+
+    /// Sends uploads to media-svc through `channel` (to the same media-svc
+    /// as the other media calls, with the upload deadline), counted with
+    /// the other calls.
+    #[must_use]
+    pub fn with_upload_channel(mut self, channel: MeshChannel) -> Self {
+        self.media_uploads = MediaServiceClient::new(counted(channel, &self.counts));
+        self
     }
 }

@@ -1,7 +1,11 @@
 //! The HTTP layer: a thin axum router around the schema.
 //!
 //! - `POST /graphql`: queries and mutations (`Authorization: Bearer <JWT>`).
-//!   One operation per request: a JSON array (a batch) is refused.
+//!   One operation per request: a JSON array (a batch) is refused. A JSON
+//!   body is bounded by `limits.max_body_bytes`; an upload (`uploadMedia`)
+//!   is a `multipart/form-data` request (the GraphQL multipart request
+//!   spec) of one file, from a signed-in viewer only, bounded by
+//!   `limits.max_upload_bytes`.
 //! - `GET /graphql?query=...`: queries only (GraphQL over HTTP); a mutation
 //!   sent by GET is refused with 405, since GET must be safe to repeat.
 //! - `GET /graphql` upgraded to a WebSocket: subscriptions
@@ -10,24 +14,33 @@
 //!
 //! Responses are `application/graphql-response+json`: a request that fails
 //! to parse, to be admitted or to validate is answered 400 (413 when the
-//! body is over `limits.max_body_bytes`), anything that executed 200. Every
-//! response carries the usual security headers, and CORS headers for the
-//! origins in `cors_allowed_origins`.
+//! body is over its limit; 401 for an upload sent without a token),
+//! anything that executed 200. Every response carries the usual security
+//! headers (a media file its own `Cache-Control`), and CORS headers for
+//! the origins in `cors_allowed_origins`.
 //! - `/healthz` (process alive), `/readyz` (downstreams answer health
 //!   checks), `/metrics` (Prometheus text).
+//! - `GET /media/{id}/{variant}`: media files, streamed from media-svc
+//!   ([`crate::media_route`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols};
+use async_graphql::http::{
+    ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, MultipartOptions, WebSocketProtocols,
+};
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Data, Executor as _, ParseRequestError};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts as _, Request, State, WebSocketUpgrade};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, FromRequestParts as _, Path, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use futures::{StreamExt as _, TryStreamExt as _};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -55,6 +68,18 @@ pub struct AppState {
     pub query_rate: Rate,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub proxies: TrustedProxies,
+    /// Largest request bodies.
+    pub body_limits: BodyLimits,
+}
+
+/// Largest request bodies, by kind, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// A JSON GraphQL request (`limits.max_body_bytes`).
+    pub json_bytes: usize,
+    /// A multipart upload, its file and the request together
+    /// (`limits.max_upload_bytes`).
+    pub upload_bytes: usize,
 }
 
 /// The WebSocket side of [`AppState`].
@@ -71,8 +96,6 @@ pub struct WsSettings {
 /// The HTTP settings the router applies.
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
-    /// Largest request body, in bytes.
-    pub max_body_bytes: usize,
     /// Origins browsers may call from (`*` for any); empty sends no CORS headers.
     pub cors_allowed_origins: Vec<String>,
 }
@@ -88,15 +111,15 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 ];
 
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
+/// Only `POST /graphql` reads a body, within [`AppState::body_limits`]
+/// (which depend on the body's type).
 pub fn router(app: AppState, options: &HttpOptions) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/media/{id}/{variant}", get(media_file))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            options.max_body_bytes,
-        ))
         .with_state(app);
     for (name, value) in SECURITY_HEADERS {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
@@ -135,37 +158,136 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 
 /// Why a request body is not a GraphQL request, answered as a GraphQL
 /// error with a stable code instead of async-graphql's debug text.
-pub struct BodyRejection(ParseRequestError);
+enum BodyRejection {
+    /// Over the limit of its kind (413).
+    TooLarge(BodyKind),
+    /// Not a GraphQL request of its kind (400), or, for an upload, a file
+    /// the gateway could not spool (500).
+    Unreadable(BodyKind, ParseRequestError),
+    /// An upload of more than one file.
+    TooManyFiles,
+}
 
-impl From<ParseRequestError> for BodyRejection {
-    fn from(error: ParseRequestError) -> Self {
-        Self(error)
-    }
+/// What a `POST /graphql` body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    /// A JSON request.
+    Json,
+    /// A multipart upload.
+    Upload,
 }
 
 impl IntoResponse for BodyRejection {
     fn into_response(self) -> Response {
-        let (status, message) = match &self.0 {
-            ParseRequestError::PayloadTooLarge => (
+        let (status, message) = match &self {
+            Self::TooLarge(BodyKind::Json) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is too large",
+                "the request body is too large".to_owned(),
             ),
-            // The body limit cuts the stream short; async-graphql sees an I/O error.
-            ParseRequestError::Io(error) if error.to_string().contains("length limit") => (
+            Self::TooLarge(BodyKind::Upload) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is too large",
+                "the upload is too large for this gateway: send a smaller file".to_owned(),
             ),
-            ParseRequestError::UnsupportedBatch => (
+            Self::TooManyFiles => (
                 StatusCode::BAD_REQUEST,
-                "batched requests (a JSON array) are not accepted: send one operation per request",
+                "upload one file per request".to_owned(),
             ),
-            _ => (
+            Self::Unreadable(_, ParseRequestError::UnsupportedBatch) => (
                 StatusCode::BAD_REQUEST,
-                "the request is not a GraphQL request: send JSON with a `query` string",
+                "batched requests (a JSON array) are not accepted: send one operation per request"
+                    .to_owned(),
+            ),
+            // Only spooling the file to disk does I/O of the gateway's own.
+            Self::Unreadable(BodyKind::Upload, ParseRequestError::Io(error)) => {
+                let status = warble_mesh::status::internal(error);
+                return graphql_error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    status.message(),
+                );
+            }
+            Self::Unreadable(BodyKind::Upload, _) => (
+                StatusCode::BAD_REQUEST,
+                "the upload is not a GraphQL multipart request: send the parts `operations` \
+                 (the JSON request, the file's variable null), `map` (`{\"0\": [\"variables.file\"]}`) \
+                 and one file part (`0`), in that order"
+                    .to_owned(),
+            ),
+            Self::Unreadable(BodyKind::Json, _) => (
+                StatusCode::BAD_REQUEST,
+                "the request is not a GraphQL request: send JSON with a `query` string".to_owned(),
             ),
         };
-        graphql_error_response(status, ErrorCode::BadUserInput, message)
+        graphql_error_response(status, ErrorCode::BadUserInput, &message)
     }
+}
+
+/// Whether a `Content-Type` is multipart (an upload).
+fn is_multipart(content_type: &str) -> bool {
+    content_type
+        .trim_start()
+        .get(..10)
+        .is_some_and(|start| start.eq_ignore_ascii_case("multipart/"))
+}
+
+/// Reads a GraphQL request of `kind` from `body`, refusing it once it
+/// passes `limit` bytes, or at once when its `Content-Length` says it will.
+/// An upload's file is spooled to a temporary file by async-graphql (at
+/// most one file, each part within the limit).
+async fn receive(
+    headers: &HeaderMap,
+    body: Body,
+    kind: BodyKind,
+    limit: usize,
+) -> Result<async_graphql::Request, BodyRejection> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(BodyRejection::TooLarge(kind));
+    }
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let reader = limited(body, limit, exceeded.clone());
+    let options = match kind {
+        BodyKind::Json => MultipartOptions::default(),
+        // With one file, async-graphql bounds the whole stream and each
+        // part by `limit`; the count of files is checked below.
+        BodyKind::Upload => MultipartOptions::default()
+            .max_file_size(limit)
+            .max_num_files(1),
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    match async_graphql::http::receive_body(content_type, reader, options).await {
+        Ok(request) if request.uploads.len() > 1 => Err(BodyRejection::TooManyFiles),
+        Ok(request) => Ok(request),
+        Err(_) if exceeded.load(Ordering::Relaxed) => Err(BodyRejection::TooLarge(kind)),
+        Err(ParseRequestError::PayloadTooLarge) => Err(BodyRejection::TooLarge(kind)),
+        Err(error) => Err(BodyRejection::Unreadable(kind, error)),
+    }
+}
+
+/// `body` as a reader that fails (setting `exceeded`) once more than
+/// `limit` bytes have arrived.
+fn limited(
+    body: Body,
+    limit: usize,
+    exceeded: Arc<AtomicBool>,
+) -> impl futures::AsyncRead + Send + Unpin {
+    let mut received = 0usize;
+    body.into_data_stream()
+        .map(move |chunk| {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            received = received.saturating_add(chunk.len());
+            if received > limit {
+                exceeded.store(true, Ordering::Relaxed);
+                return Err(std::io::Error::other("length limit exceeded"));
+            }
+            Ok(chunk)
+        })
+        .into_async_read()
 }
 
 /// A GraphQL response of one request-level error, with `status`.
@@ -203,10 +325,75 @@ fn unauthenticated(error: &AuthError) -> Response {
 async fn graphql_post(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request: GraphQLRequest<BodyRejection>,
+    request: Request,
 ) -> Response {
-    run(&app, peer, &headers, request.into_inner()).await
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let upload = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(is_multipart);
+    if upload {
+        return graphql_upload(&app, peer, headers, body).await;
+    }
+    match receive(headers, body, BodyKind::Json, app.body_limits.json_bytes).await {
+        Ok(request) => run(&app, peer, headers, request).await,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// A multipart upload. Only a signed-in viewer may upload, and the
+/// request counts against their rate, both before a byte of the body is
+/// read: nobody else gets a file spooled to the gateway's disk.
+async fn graphql_upload(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let admitted = match admit(app, peer, headers).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    if admitted.viewer.is_none() {
+        return graphql_error_response(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "sign in to upload: send `Authorization: Bearer <token>` with the multipart request",
+        );
+    }
+    match receive(
+        headers,
+        body,
+        BodyKind::Upload,
+        app.body_limits.upload_bytes,
+    )
+    .await
+    {
+        Ok(request) => execute(app, admitted, request).await,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// `GET` (or `HEAD`) `/media/{id}/{variant}`. Any path that does not name
+/// a media id and a variant is 404, like media that do not exist.
+async fn media_file(
+    State(app): State<AppState>,
+    method: Method,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Path((id, variant))) = path else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    crate::media_route::serve(
+        app.state.downstream.media.clone(),
+        method == Method::HEAD,
+        &id,
+        &variant,
+        headers.get(header::RANGE),
+    )
+    .await
 }
 
 /// 429 with `Retry-After` for a request refused by a rate limit (its
@@ -239,33 +426,65 @@ async fn run(
     headers: &HeaderMap,
     request: async_graphql::Request,
 ) -> Response {
+    match admit(app, peer, headers).await {
+        Ok(admitted) => execute(app, admitted, request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// Who a request comes from, once admitted.
+struct Admitted {
+    /// The signed-in viewer, if any.
+    viewer: Option<Viewer>,
+    /// The client's address (behind trusted proxies, the one they name).
+    client: IpAddr,
+}
+
+/// Verifies the request's token and takes the request from its client's
+/// bucket (the viewer's, or the address's when signed out); the refusal
+/// is the response to send.
+async fn admit(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Admitted, Response> {
     let viewer = match viewer_from_headers(&app.state, headers).await {
         Ok(viewer) => viewer.map(|(viewer, _)| viewer),
-        Err(error) => return unauthenticated(&error),
+        Err(error) => return Err(unauthenticated(&error)),
     };
     let client = app.proxies.client(peer.ip(), headers);
     let bucket = match viewer {
         Some(viewer) => format!("request:user:{}", viewer.user_id),
         None => format!("request:addr:{client}"),
     };
-    let response = match app.state.limiter.acquire(&bucket, app.query_rate).await {
+    match app.state.limiter.acquire(&bucket, app.query_rate).await {
         Decision::Limited { retry_after } => {
             let error = crate::error::rate_limited(
                 "too many requests; slow down and retry shortly",
                 retry_after,
             );
-            async_graphql::Response::from_errors(vec![error.into_server_error(Default::default())])
+            Err(respond(async_graphql::Response::from_errors(vec![
+                error.into_server_error(Default::default()),
+            ])))
         }
-        Decision::Allowed => {
-            let mut request = request
-                .data(Loaders::new(&app.state.downstream, viewer))
-                .data(ClientAddr(client.to_string()));
-            if let Some(viewer) = viewer {
-                request = request.data(viewer);
-            }
-            app.executor.execute(request).await
-        }
-    };
+        Decision::Allowed => Ok(Admitted { viewer, client }),
+    }
+}
+
+/// Executes an admitted request.
+async fn execute(app: &AppState, admitted: Admitted, request: async_graphql::Request) -> Response {
+    let Admitted { viewer, client } = admitted;
+    let mut request = request
+        .data(Loaders::new(&app.state.downstream, viewer))
+        .data(ClientAddr(client.to_string()));
+    if let Some(viewer) = viewer {
+        request = request.data(viewer);
+    }
+    respond(app.executor.execute(request).await)
+}
+
+/// A GraphQL response with its HTTP status (and `Retry-After`).
+fn respond(response: async_graphql::Response) -> Response {
     let (status, retry_after) = status_of(&response);
     let mut http = (status, GraphQLResponse::from(response)).into_response();
     if let Some(seconds) = retry_after {
@@ -495,4 +714,133 @@ async fn metrics(State(app): State<AppState>) -> Response {
         ));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A multipart upload request with `files` (each mapped to
+    /// `variables.file`), and its content type.
+    fn multipart(files: &[&[u8]]) -> (HeaderMap, Vec<u8>) {
+        let boundary = "b";
+        let mut body = Vec::new();
+        let mut part = |headers: String, content: &[u8]| {
+            body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+        };
+        part(
+            "Content-Disposition: form-data; name=\"operations\"".into(),
+            br#"{"query": "mutation($file: Upload!) { uploadMedia(file: $file) { id } }", "variables": {"file": null}}"#,
+        );
+        let map: Vec<String> = (0..files.len())
+            .map(|index| format!("\"{index}\": [\"variables.file\"]"))
+            .collect();
+        part(
+            "Content-Disposition: form-data; name=\"map\"".into(),
+            format!("{{{}}}", map.join(", ")).as_bytes(),
+        );
+        for (index, file) in files.iter().enumerate() {
+            part(
+                format!("Content-Disposition: form-data; name=\"{index}\"; filename=\"f\""),
+                file,
+            );
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=b"),
+        );
+        (headers, body)
+    }
+
+    fn with_length(mut headers: HeaderMap, body: &[u8]) -> HeaderMap {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        headers
+    }
+
+    #[test]
+    fn multipart_content_types() {
+        assert!(is_multipart("multipart/form-data; boundary=x"));
+        assert!(is_multipart(" Multipart/Form-Data; boundary=x"));
+        assert!(!is_multipart("application/json"));
+        assert!(!is_multipart("multipart"));
+        assert!(!is_multipart(""));
+        assert!(!is_multipart("ümultipart/"));
+    }
+
+    #[tokio::test]
+    async fn an_upload_of_one_file_within_the_limit_is_read() {
+        let (headers, body) = multipart(&[&[1u8; 1000]]);
+        let headers = with_length(headers, &body);
+        let request = receive(&headers, Body::from(body), BodyKind::Upload, 4096)
+            .await
+            .ok()
+            .expect("read");
+        assert_eq!(request.uploads.len(), 1);
+        assert_eq!(request.uploads[0].size().unwrap(), 1000);
+    }
+
+    #[tokio::test]
+    async fn bodies_over_their_limit_are_refused_whether_declared_or_not() {
+        let too_large = |result: Result<async_graphql::Request, BodyRejection>| {
+            matches!(result, Err(BodyRejection::TooLarge(_)))
+        };
+        // An upload: declared (refused before reading), or streamed.
+        let (headers, body) = multipart(&[&[1u8; 5000]]);
+        let declared = with_length(headers.clone(), &body);
+        assert!(too_large(
+            receive(&declared, Body::from(body.clone()), BodyKind::Upload, 4096).await
+        ));
+        assert!(too_large(
+            receive(&headers, Body::from(body), BodyKind::Upload, 4096).await
+        ));
+        // JSON, with its own limit.
+        let json = format!(r#"{{"query": "{{ __typename }} # {}"}}"#, "x".repeat(2000));
+        assert!(too_large(
+            receive(
+                &HeaderMap::new(),
+                Body::from(json.clone()),
+                BodyKind::Json,
+                1024
+            )
+            .await
+        ));
+        assert!(
+            receive(&HeaderMap::new(), Body::from(json), BodyKind::Json, 4096)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn more_than_one_file_is_refused() {
+        let (headers, body) = multipart(&[b"one", b"two"]);
+        let result = receive(&headers, Body::from(body), BodyKind::Upload, 4096).await;
+        assert!(matches!(result, Err(BodyRejection::TooManyFiles)));
+        let response = BodyRejection::TooManyFiles.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn a_multipart_body_that_breaks_the_spec_is_bad_input() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=b"),
+        );
+        for body in ["", "--b--\r\n", "not multipart at all"] {
+            let result = receive(&headers, Body::from(body), BodyKind::Upload, 4096).await;
+            let Err(rejection) = result else {
+                panic!("{body:?} was read");
+            };
+            assert_eq!(
+                rejection.into_response().status(),
+                StatusCode::BAD_REQUEST,
+                "{body:?}"
+            );
+        }
+    }
 }

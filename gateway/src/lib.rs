@@ -4,13 +4,16 @@
 //! in a constant number of batched calls ([`hydrate`]); auth comes from a
 //! verified bearer token ([`auth`]); errors carry stable codes ([`error`]);
 //! abuse is bounded by depth/complexity/body limits and per-user mutation
-//! rate limits. The schema is a library ([`schema`]); [`http`] is a thin
-//! axum layer; [`Gateway`] runs both with graceful shutdown.
+//! rate limits. Media are uploaded through the schema and served by a
+//! route of their own ([`media`], [`media_route`]). The schema is a library
+//! ([`schema`]); [`http`] is a thin axum layer; [`Gateway`] runs both with
+//! graceful shutdown.
 
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod auth;
+pub mod byte_range;
 pub mod config;
 pub mod downstream;
 pub mod error;
@@ -19,6 +22,8 @@ pub mod feed;
 pub mod http;
 pub mod hydrate;
 pub mod loaders;
+pub mod media;
+pub mod media_route;
 pub mod model;
 pub mod notifications;
 pub mod paging;
@@ -88,7 +93,9 @@ impl Gateway {
             &config.timeline_service_addr,
             &config.notify_service_addr,
             &config.search_service_addr,
+            &config.media_service_addr,
             Duration::from_millis(config.request_timeout_ms),
+            Duration::from_millis(config.media_upload_timeout_ms),
         )?;
         Self::with_downstream(config, event_log, downstream)
     }
@@ -216,11 +223,14 @@ impl Gateway {
                 },
                 connections: websocket::ConnectionCounts::default(),
             },
+            body_limits: http::BodyLimits {
+                json_bytes: limits.max_body_bytes,
+                upload_bytes: limits.max_upload_bytes,
+            },
         };
         let router = http::router(
             app,
             &http::HttpOptions {
-                max_body_bytes: self.config.limits.max_body_bytes,
                 cors_allowed_origins: self.config.cors_origins(),
             },
         );
@@ -294,7 +304,9 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         &config.timeline_service_addr,
         &config.notify_service_addr,
         &config.search_service_addr,
+        &config.media_service_addr,
         Duration::from_millis(config.request_timeout_ms),
+        Duration::from_millis(config.media_upload_timeout_ms),
     )
     .context("invalid downstream address")?;
     let gateway = Gateway::with_parts(&config, event_log, downstream, limiter)

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use async_graphql::dataloader::{DataLoader, Loader};
 use tonic::Status;
 use warble_proto::graph::v1 as graph;
-use warble_proto::limits::{graph as graph_limits, tweet as tweet_limits};
+use warble_proto::limits::{graph as graph_limits, media as media_limits, tweet as tweet_limits};
+use warble_proto::media::v1 as media;
 use warble_proto::notify::v1 as notify;
 use warble_proto::tweet::v1 as tweet;
 
@@ -37,6 +38,37 @@ pub struct TweetsCountByAuthor(pub Downstream);
 /// it lets `unreadNotificationsCount` and `unreadNotificationsCapped`
 /// share one GetUnreadCount.
 pub struct UnreadNotifications(pub Downstream);
+/// Media by id (found ones only): the media of a page's tweets and the
+/// avatars of its users, in one GetMedia.
+pub struct MediaById(pub Downstream);
+
+impl Loader<u64> for MediaById {
+    type Value = media::Media;
+    type Error = Status;
+
+    async fn load(&self, ids: &[u64]) -> Result<HashMap<u64, Self::Value>, Self::Error> {
+        let response = self
+            .0
+            .media
+            .clone()
+            .get_media(media::GetMediaRequest {
+                media_ids: ids.to_vec(),
+            })
+            .await?;
+        Ok(response
+            .into_inner()
+            .results
+            .into_iter()
+            .zip(ids)
+            .filter_map(|(result, &id)| {
+                result
+                    .media
+                    .filter(|_| result.found)
+                    .map(|media| (id, media))
+            })
+            .collect())
+    }
+}
 
 impl Loader<u64> for UnreadNotifications {
     type Value = notify::GetUnreadCountResponse;
@@ -286,6 +318,7 @@ pub struct Loaders {
     users_by_username: OnceLock<DataLoader<UsersByUsername>>,
     tweets_count: OnceLock<DataLoader<TweetsCountByAuthor>>,
     unread_notifications: OnceLock<DataLoader<UnreadNotifications>>,
+    media: OnceLock<DataLoader<MediaById>>,
 }
 
 /// Loader batches run on their own task, so a batch outlives the field
@@ -310,6 +343,7 @@ impl Loaders {
             users_by_username: OnceLock::new(),
             tweets_count: OnceLock::new(),
             unread_notifications: OnceLock::new(),
+            media: OnceLock::new(),
         }
     }
 
@@ -345,6 +379,15 @@ impl Loaders {
     pub fn unread_notifications(&self) -> &DataLoader<UnreadNotifications> {
         self.unread_notifications.get_or_init(|| {
             DataLoader::new(UnreadNotifications(self.downstream.clone()), spawn_batch)
+        })
+    }
+
+    /// Media by id: tweets' media and users' avatars share it, so a page
+    /// costs one GetMedia (up to `limits::media::MAX_BATCH` ids).
+    pub fn media(&self) -> &DataLoader<MediaById> {
+        self.media.get_or_init(|| {
+            DataLoader::new(MediaById(self.downstream.clone()), spawn_batch)
+                .max_batch_size(media_limits::MAX_BATCH)
         })
     }
 

@@ -16,6 +16,7 @@ use warble_proto::tweet::v1 as tweet;
 use crate::auth::Viewer;
 use crate::error::{ErrorCode, StatusExt as _, gql_error};
 use crate::loaders::Loaders;
+use crate::media::MediaNode;
 use crate::time::iso8601;
 
 /// Data a node may have been given by hydration.
@@ -133,6 +134,31 @@ impl UserNode {
     /// Whether the operator verified this account. Users cannot set it.
     async fn verified(&self) -> bool {
         self.user.verified
+    }
+
+    /// URL of the user's avatar image, sized for display (its preview,
+    /// at most 400 pixels on its longest side); null when they have none or
+    /// it was deleted (and, with an error in `errors`, if media are
+    /// unavailable). A page's avatars load in one batch with its tweets'
+    /// media.
+    async fn avatar_url(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let media_id = self.user.avatar_media_id;
+        if media_id == 0 {
+            return Ok(None);
+        }
+        let avatar = ctx
+            .data::<Loaders>()?
+            .media()
+            .load_one(media_id)
+            .await
+            .gql()?;
+        Ok(avatar.map(|media| {
+            if media.preview_url.is_empty() {
+                media.url
+            } else {
+                media.preview_url
+            }
+        }))
     }
 
     /// How many tweets the user has posted and not deleted (replies and
@@ -450,6 +476,30 @@ impl TweetNode {
     /// of first appearance, each once; empty when there are none.
     async fn mentions(&self) -> &[String] {
         &self.tweet.mentions
+    }
+
+    /// The images (up to 4) or the video attached, in the order they were
+    /// given; empty when none. An item since deleted is left out. Null
+    /// (with an error in `errors`) if media are unavailable, so the rest of
+    /// the tweet still shows. A page's media load in one batch with its
+    /// users' avatars; a tweet without media costs nothing.
+    async fn media(&self, ctx: &Context<'_>) -> Result<Option<Vec<MediaNode>>> {
+        let ids = &self.tweet.media_ids;
+        if ids.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut found = ctx
+            .data::<Loaders>()?
+            .media()
+            .load_many(ids.iter().copied())
+            .await
+            .gql()?;
+        Ok(Some(
+            ids.iter()
+                .filter_map(|id| found.remove(id))
+                .map(MediaNode::new)
+                .collect(),
+        ))
     }
 
     /// The mentioned users that exist, in the order of `mentions` (a

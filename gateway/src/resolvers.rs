@@ -538,6 +538,7 @@ pub struct MutationRoot(
     TweetAndFollowMutations,
     crate::social::SocialMutations,
     crate::notifications::NotificationMutations,
+    crate::media::MediaMutations,
 );
 
 /// Tweets, engagement, follows and sign-up. Part of the `Mutation` type.
@@ -586,10 +587,11 @@ impl TweetAndFollowMutations {
     /// Posts a tweet as the viewer and returns it. Retrying with the same
     /// `idempotencyKey` returns the original tweet instead of posting twice.
     /// BAD_USER_INPUT when the text breaks its rule or the key was used for
-    /// different content (or for a tweet since deleted); NOT_FOUND when
-    /// `replyTo` or `quoteOf` names a tweet that does not exist or was
-    /// deleted; FORBIDDEN when the viewer and that tweet's author block
-    /// each other (either way).
+    /// different content (or for a tweet since deleted), or when a media id
+    /// cannot be attached (naming it and why); NOT_FOUND when `replyTo` or
+    /// `quoteOf` names a tweet that does not exist or was deleted;
+    /// FORBIDDEN when the viewer and that tweet's author block each other
+    /// (either way).
     async fn post_tweet(
         &self,
         ctx: &Context<'_>,
@@ -609,7 +611,12 @@ impl TweetAndFollowMutations {
             desc = "A key the client chooses per tweet (e.g. a UUID), at most 128 bytes, scoped to the viewer: a retry with the same key and content returns the original tweet instead of posting again. Omit (or empty) to post without one."
         )]
         idempotency_key: Option<String>,
+        #[graphql(
+            desc = "Media to attach, in the order to show them: ids from `uploadMedia` (`Media.id`) of the viewer's own media not attached to another tweet, at most 4 images or 1 video. Omit (or empty) for none. More than 4, a malformed id or one given twice is BAD_USER_INPUT before anything is posted."
+        )]
+        media_ids: Option<Vec<ID>>,
     ) -> Result<TweetNode> {
+        let media_ids = crate::media::parse_media_ids(media_ids.as_deref().unwrap_or_default())?;
         let viewer = mutating_viewer(ctx).await?;
         let request = tweet::CreateTweetRequest {
             author_id: viewer.user_id,
@@ -622,7 +629,7 @@ impl TweetAndFollowMutations {
                 .as_ref()
                 .map(|id| parse_id("quoteOf", id))
                 .transpose()?,
-            media_ids: Vec::new(),
+            media_ids,
             idempotency_key: idempotency_key.unwrap_or_default(),
         };
         let targets: Vec<u64> = request
@@ -631,16 +638,35 @@ impl TweetAndFollowMutations {
             .chain(request.quote_of_tweet_id)
             .collect();
         crate::social::ensure_can_interact(ctx, viewer, &targets).await?;
-        let created = state(ctx)?
-            .downstream
-            .tweets
-            .clone()
-            .create_tweet(request)
-            .await
-            .gql()?
-            .into_inner()
-            .tweet
-            .ok_or_else(|| gql_error(ErrorCode::Internal, "tweet-svc returned no tweet"))?;
+        let downstream = &state(ctx)?.downstream;
+        // The media are reserved first, so two posts cannot attach the
+        // same media; the tweet's TweetCreated event then attaches them.
+        let claim_key = if request.media_ids.is_empty() {
+            None
+        } else {
+            let claim_key = crate::media::claim_key(&request.idempotency_key)?;
+            crate::media::claim(downstream, viewer.user_id, &request.media_ids, &claim_key).await?;
+            Some(claim_key)
+        };
+        let media_ids = request.media_ids.clone();
+        let created = match downstream.tweets.clone().create_tweet(request).await {
+            Ok(response) => response.into_inner().tweet,
+            Err(status) => {
+                if let Some(claim_key) = &claim_key {
+                    crate::media::release_after(
+                        downstream,
+                        &status,
+                        viewer.user_id,
+                        &media_ids,
+                        claim_key,
+                    )
+                    .await;
+                }
+                return Err(crate::error::from_status(status));
+            }
+        };
+        let created =
+            created.ok_or_else(|| gql_error(ErrorCode::Internal, "tweet-svc returned no tweet"))?;
         Ok(TweetNode::lazy(created))
     }
 

@@ -592,7 +592,8 @@ impl SocialMutations {
     /// Edits the viewer's profile; only the arguments given change, and
     /// each follows the rule of sign-up. Returns the profile.
     /// BAD_USER_INPUT naming the first argument that breaks its rule, and
-    /// then nothing changes.
+    /// then nothing changes; NOT_FOUND when `avatarMediaId` names no media.
+    #[allow(clippy::too_many_arguments, reason = "one argument per profile field")]
     async fn update_profile(
         &self,
         ctx: &Context<'_>,
@@ -612,10 +613,35 @@ impl SocialMutations {
             desc = "An http or https URL with a host, at most 100 characters, no spaces; an empty string clears it. Omit to keep it."
         )]
         website: Option<String>,
+        #[graphql(
+            desc = "A new avatar: the id of one of the viewer's images from `uploadMedia` (`Media.id`); a video, or anyone else's media, is BAD_USER_INPUT. Omit to keep the avatar; clear it with `removeAvatar`."
+        )]
+        avatar_media_id: Option<ID>,
+        #[graphql(
+            desc = "True removes the avatar (`User.avatarUrl` becomes null); false or omitted keeps it. Not together with `avatarMediaId` (BAD_USER_INPUT)."
+        )]
+        remove_avatar: Option<bool>,
     ) -> Result<UserNode> {
+        let remove_avatar = remove_avatar.unwrap_or(false);
+        let avatar_media_id = match (avatar_media_id, remove_avatar) {
+            (Some(_), true) => {
+                return Err(bad_input(
+                    "avatarMediaId",
+                    "give `avatarMediaId` or `removeAvatar`, not both",
+                ));
+            }
+            (Some(id), false) => Some(parse_id("avatarMediaId", &id)?),
+            (None, true) => Some(0),
+            (None, false) => None,
+        };
         let viewer = mutating_viewer(ctx).await?;
-        state(ctx)?
-            .downstream
+        let downstream = &state(ctx)?.downstream;
+        // media-svc checks the image is the viewer's and keeps it from
+        // then on; graph-svc only stores the id.
+        if let Some(media_id) = avatar_media_id.filter(|&id| id != 0) {
+            crate::media::use_as_avatar(downstream, viewer.user_id, media_id).await?;
+        }
+        downstream
             .graph
             .clone()
             .update_profile(graph::UpdateProfileRequest {
@@ -624,6 +650,7 @@ impl SocialMutations {
                 bio,
                 location,
                 website,
+                avatar_media_id,
             })
             .await
             .map_err(|status| {

@@ -1298,6 +1298,7 @@ impl Unreachable {
             graph_service_addr: addr.into(),
             timeline_service_addr: addr.into(),
             notify_service_addr: addr.into(),
+            media_service_addr: addr.into(),
             request_timeout_ms: 500,
             auth: AuthConfig {
                 hs256_secret: SECRET.into(),
@@ -1312,8 +1313,8 @@ impl Unreachable {
             ..GatewayConfig::default()
         };
         let timeout = Duration::from_millis(config.request_timeout_ms);
-        let downstream =
-            Downstream::connect(addr, addr, addr, addr, addr, timeout).expect("a valid address");
+        let downstream = Downstream::connect(addr, addr, addr, addr, addr, addr, timeout, timeout)
+            .expect("a valid address");
         let gateway = Gateway::new(&config, None).expect("gateway");
         Self {
             gateway,

@@ -122,7 +122,7 @@ async fn every_type_field_and_argument_has_a_description() {
 #[tokio::test]
 async fn descriptions_state_the_limits_the_code_enforces() {
     use warble_gateway::paging::{DEFAULT_FIRST, MAX_FIRST};
-    use warble_proto::limits::{graph, tweet};
+    use warble_proto::limits::{graph, media, tweet};
 
     let text = format!("1 to {} Unicode scalar values", tweet::MAX_TEXT_CHARS);
     let username = format!("1 to {} of `[A-Za-z0-9_]`", graph::MAX_USERNAME_CHARS);
@@ -137,7 +137,11 @@ async fn descriptions_state_the_limits_the_code_enforces() {
         "0 to {MAX_FIRST} of them: any `Node.id`s (`Tweet.id`s and `User.id`s, mixed). \
          More than {MAX_FIRST}, or a malformed one, is BAD_USER_INPUT."
     );
-    let expected: [(&str, &str); 10] = [
+    let media_ids = format!("at most {} images", media::MAX_IMAGES_PER_TWEET);
+    let more_media = format!("More than {}", media::MAX_IMAGES_PER_TWEET);
+    let alt_text = format!("at most {} characters", media::MAX_ALT_TEXT_CHARS);
+    let preview = format!("at most {} pixels", media::PREVIEW_MAX_SIDE);
+    let expected: [(&str, &str); 16] = [
         ("Tweet.text", &text),
         ("Mutation.postTweet(text)", &text),
         ("Mutation.postTweet(idempotencyKey)", &key),
@@ -148,6 +152,12 @@ async fn descriptions_state_the_limits_the_code_enforces() {
         ("User.bio", &bio),
         ("Mutation.signUp(bio)", &bio),
         ("Query.nodes(ids)", &node_ids),
+        ("Mutation.postTweet(mediaIds)", &media_ids),
+        ("Mutation.postTweet(mediaIds)", &more_media),
+        ("Mutation.uploadMedia(altText)", &alt_text),
+        ("Media.altText", &alt_text),
+        ("Media.previewUrl", &preview),
+        ("User.avatarUrl", &preview),
     ];
 
     let descriptions = descriptions().await;
@@ -155,18 +165,21 @@ async fn descriptions_state_the_limits_the_code_enforces() {
     let mut pages = 0;
     for (coordinate, description) in &descriptions {
         let description = description.as_deref().unwrap_or_default();
-        let wanted = if coordinate.ends_with("(first)") {
+        let mut wanted: Vec<&str> = expected
+            .iter()
+            .filter(|(at, _)| at == coordinate)
+            .map(|(_, wanted)| *wanted)
+            .collect();
+        if coordinate.ends_with("(first)") {
             pages += 1;
-            first.as_str()
-        } else if let Some((_, wanted)) = expected.iter().find(|(at, _)| at == coordinate) {
-            *wanted
-        } else {
-            continue;
-        };
-        if !description.contains(wanted) {
-            wrong.push(format!(
-                "{coordinate}: {description:?} does not say {wanted:?}"
-            ));
+            wanted.push(first.as_str());
+        }
+        for wanted in wanted {
+            if !description.contains(wanted) {
+                wrong.push(format!(
+                    "{coordinate}: {description:?} does not say {wanted:?}"
+                ));
+            }
         }
     }
     for (coordinate, _) in expected {

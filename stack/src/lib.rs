@@ -538,6 +538,13 @@ impl DevStack {
                         gateway_timeout,
                     )?
                 },
+                // No media-svc in the stack yet: the gateway's default
+                // address, connected lazily, so only media calls fail.
+                remote_channel(
+                    &gateway_config.media_service_addr,
+                    Duration::from_secs(3),
+                    gateway_timeout,
+                )?,
             ),
         )
         .context("cannot configure the gateway")?;

@@ -5,7 +5,9 @@
 //! channels (protobuf encoding, handlers and status codes as over gRPC).
 //! No fan-out runs: a home timeline holds what its first read rebuilt from
 //! the stores. notify-svc does run: it consumes the events tweet-svc and
-//! graph-svc append, as in `warble dev` (see `stack/src/lib.rs`).
+//! graph-svc append, as in `warble dev` (see `stack/src/lib.rs`). So does
+//! media-svc, on the same database and event log, its files in the temp
+//! dir, its URLs pointing at [`Backend::serve_http`]'s address.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,9 +24,10 @@ use warble_gateway::downstream::Downstream;
 use warble_gateway::loaders::Loaders;
 use warble_gateway::resolvers::ClientAddr;
 use warble_gateway::{Gateway, GatewayConfig};
+use warble_media_svc::store::EmbeddedMediaStore;
+use warble_media_svc::{Blobs, MediaSvc, MediaSvcConfig};
 use warble_mesh::event_log::{EmbeddedEventLog, EventLog};
 use warble_mesh::grpc::{MeshChannel, remote_channel, traced};
-use warble_mesh::scaffold::Serve as _;
 use warble_notify_svc::store::{EmbeddedNotificationStore, NotificationStore};
 use warble_notify_svc::{NotifySvc, NotifySvcConfig};
 use warble_proto::notify::v1 as notify;
@@ -71,6 +74,15 @@ pub struct Backend {
     /// notify-svc, consuming the event log (held so that it keeps running).
     #[allow(dead_code, reason = "only the notification tests read it")]
     notify: Notify,
+    /// media-svc, consuming the event log; dropping it stops it.
+    _media: Running,
+    /// Where [`Backend::serve_http`] serves the gateway (media URLs point
+    /// here), until it does.
+    #[allow(dead_code, reason = "only the media tests serve HTTP")]
+    http: Option<std::net::TcpListener>,
+    /// The gateway's configuration, for a gateway served over HTTP.
+    #[allow(dead_code, reason = "only the media tests serve HTTP")]
+    config: GatewayConfig,
     _data: tempfile::TempDir,
 }
 
@@ -85,6 +97,20 @@ struct Notify {
     status: NotifyServiceClient<MeshChannel>,
     /// The serving consumer and what stops it; `None` while paused.
     running: Option<Running>,
+}
+
+/// Serves `server` on a loopback port nobody calls (a consumer runs only
+/// while its server serves) until the returned sender says stop or is dropped.
+fn serve_unseen<S: warble_mesh::scaffold::Serve + Send + 'static>(server: S) -> Running {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+    let (stop, mut stopped) = watch::channel(false);
+    let shutdown = Box::pin(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    let task = tokio::spawn(server.serve(listener, shutdown));
+    (stop, task)
 }
 
 /// What notify-svc is built from, every time it is (re)started.
@@ -112,16 +138,8 @@ impl NotifyParts {
         )
         .into_server(NOTIFY_DRAIN);
         let channel = server.local_channel(CALL_TIMEOUT);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-        let (stop, mut stopped) = watch::channel(false);
         // Stops when told, or when the backend (and with it `stop`) is dropped.
-        let shutdown = Box::pin(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        });
-        let task = tokio::spawn(server.serve(listener, shutdown));
-        (channel, (stop, task))
+        (channel, serve_unseen(server))
     }
 }
 
@@ -166,7 +184,9 @@ impl Backend {
         .into_grpc_server(DRAIN);
         let parts = NotifyParts {
             config: NotifySvcConfig::default(),
-            store: Arc::new(EmbeddedNotificationStore::open(database).expect("notification store")),
+            store: Arc::new(
+                EmbeddedNotificationStore::open(database.clone()).expect("notification store"),
+            ),
             log: Arc::new(log.clone()),
             graph: graph.local_channel(CALL_TIMEOUT),
         };
@@ -176,6 +196,28 @@ impl Backend {
             status: NotifyServiceClient::new(notify_channel.clone()),
             running: Some(running),
         };
+        // The gateway's HTTP address is known before media-svc is built,
+        // so media URLs name it.
+        let http = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let http_addr = http.local_addr().expect("an address");
+        let media_config = MediaSvcConfig {
+            data_dir: data.path().join("media"),
+            urls: warble_media_svc::config::UrlsConfig {
+                base_url: format!("http://{http_addr}/media"),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let media = MediaSvc::new(
+            &media_config,
+            Arc::new(EmbeddedMediaStore::open(database.clone()).expect("media store")),
+            Blobs::open(&media_config.blobs, &data.path().join("media-blobs")).expect("blobs"),
+            Arc::new(log.clone()),
+        )
+        .expect("media-svc")
+        .into_server(DRAIN);
+        let media_channel = media.local_channel(CALL_TIMEOUT);
+        let media_running = serve_unseen(media);
         let notify_channel = match notify {
             NotifyAt::Service => notify_channel,
             NotifyAt::Address(addr, timeout) => {
@@ -192,6 +234,7 @@ impl Backend {
             // whole stack (`tests/src/search.rs`), where it has an index to
             // fill. graph-svc answers search calls UNIMPLEMENTED.
             graph.local_channel(CALL_TIMEOUT),
+            media_channel,
         );
         let config = GatewayConfig {
             auth: AuthConfig {
@@ -214,8 +257,52 @@ impl Backend {
             downstream,
             tweets: tweets.local_channel(CALL_TIMEOUT),
             notify: notify_svc,
+            _media: media_running,
+            http: Some(http),
+            config,
             _data: data,
         }
+    }
+}
+
+/// A gateway over the backend, served over HTTP by the real router
+/// ([`Backend::serve_http`]); stops when dropped.
+#[allow(dead_code, reason = "only the media tests serve HTTP")]
+pub struct Served {
+    /// Where it listens: `http://{addr}/graphql`, `/media/...`.
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+#[allow(dead_code, reason = "only the media tests serve HTTP")]
+impl Backend {
+    /// Serves a gateway over this backend (the same downstream clients,
+    /// so its calls are counted with the others) over HTTP on the address
+    /// media URLs name, with `limits` changed as `adjust` says. Once per
+    /// backend.
+    pub fn serve_http(&mut self, adjust: impl FnOnce(&mut LimitsConfig)) -> Served {
+        let listener = self.http.take().expect("served once per backend");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+        let addr = listener.local_addr().expect("an address");
+        let mut config = self.config.clone();
+        adjust(&mut config.limits);
+        let gateway =
+            Gateway::with_downstream(&config, None, self.downstream.clone()).expect("gateway");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gateway.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Served { addr, _stop: stop }
+    }
+
+    /// A token for `user_id`, as `Authorization` sends it.
+    pub fn bearer(&self, user_id: u64) -> String {
+        let token = self
+            .gateway
+            .issue_token(user_id)
+            .expect("dev mode issues tokens");
+        format!("Bearer {token}")
     }
 }
 
@@ -329,6 +416,7 @@ impl Backend {
     }
 
     /// `follower` follows `followee`.
+    #[allow(dead_code, reason = "the media tests do not use it")]
     pub async fn follow(&self, follower: u64, followee: u64) {
         self.data(
             Some(follower),
@@ -365,6 +453,7 @@ pub fn id(value: &Value) -> u64 {
 }
 
 /// The node ids of a connection's edges, in page order.
+#[allow(dead_code, reason = "the media tests do not use it")]
 pub fn node_ids(connection: &Value) -> Vec<String> {
     connection["edges"]
         .as_array()
