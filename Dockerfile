@@ -5,8 +5,9 @@
 #
 #   docker build --target tweet-svc -t ghcr.io/warble-social/tweet-svc:0.1.0 .
 #
-# Targets: tweet-svc, graph-svc, timeline-svc, fanout-svc, notify-svc, search-svc, gateway,
-# and warble (the launcher; `warble dev` runs the whole stack on embedded stores).
+# Targets: tweet-svc, graph-svc, timeline-svc, fanout-svc, notify-svc, search-svc,
+# media-svc, gateway, and warble (the launcher; `warble dev` runs the whole
+# stack on embedded stores).
 # All targets share the builder stages, so building them one after another
 # compiles the workspace once. Dependencies are compiled in their own layer
 # (cargo-chef) that is reused until Cargo.toml/Cargo.lock change.
@@ -39,10 +40,10 @@ COPY . .
 # The product binaries only: the load generator (warble-bench) is not built or shipped.
 RUN cargo build --release --locked \
       -p warble-tweet-svc -p warble-graph-svc -p warble-timeline-svc \
-      -p warble-fanout-svc -p warble-notify-svc -p warble-search-svc -p warble-gateway \
-      -p warble-launcher \
+      -p warble-fanout-svc -p warble-notify-svc -p warble-search-svc -p warble-media-svc \
+      -p warble-gateway -p warble-launcher \
  && mkdir -p /out \
- && for binary in tweet-svc graph-svc timeline-svc fanout-svc notify-svc search-svc gateway warble; do \
+ && for binary in tweet-svc graph-svc timeline-svc fanout-svc notify-svc search-svc media-svc gateway warble; do \
       cp "target/release/$binary" /out/; \
     done
 
@@ -86,6 +87,14 @@ FROM runtime AS search-svc
 COPY --from=builder /out/search-svc /usr/local/bin/search-svc
 EXPOSE 50056
 ENTRYPOINT ["/usr/local/bin/search-svc"]
+
+# Its files go to an S3-compatible bucket, or (filesystem mode) under
+# data_dir (WARBLE_DATA_DIR), where the Helm chart mounts a volume at
+# /var/lib/warble.
+FROM runtime AS media-svc
+COPY --from=builder /out/media-svc /usr/local/bin/media-svc
+EXPOSE 50057
+ENTRYPOINT ["/usr/local/bin/media-svc"]
 
 FROM runtime AS gateway
 COPY --from=builder /out/gateway /usr/local/bin/gateway

@@ -9,31 +9,47 @@ use serde_json::Value;
 use warble_helm_tests::{EnvSource, EnvVar, KUBE_VERSIONS, Report, ValueSet, Workload, report};
 use warble_mesh::config::{ServiceConfig, keys, load};
 
-/// The seven workloads, by their `app.kubernetes.io/component` label.
-const COMPONENTS: [&str; 7] = [
+/// The eight workloads, by their `app.kubernetes.io/component` label.
+const COMPONENTS: [&str; 8] = [
     "tweet-svc",
     "graph-svc",
     "timeline-svc",
     "fanout-svc",
     "notify-svc",
     "search-svc",
+    "media-svc",
     "gateway",
 ];
 
 /// The services that issue Snowflake ids and so need a unique worker id per pod.
-const ID_ISSUERS: [&str; 2] = ["tweet-svc", "graph-svc"];
+const ID_ISSUERS: [&str; 3] = ["tweet-svc", "graph-svc", "media-svc"];
 
 /// The StatefulSets: the id issuers (stable ordinals), notify-svc and
 /// search-svc (a data volume per pod, and a replacement only once its
 /// predecessor is gone).
-const STATEFUL: [&str; 4] = ["tweet-svc", "graph-svc", "notify-svc", "search-svc"];
+const STATEFUL: [&str; 5] = [
+    "tweet-svc",
+    "graph-svc",
+    "notify-svc",
+    "search-svc",
+    "media-svc",
+];
 
 /// The gRPC service search-svc reports NOT_SERVING until its index has
 /// caught up with the event stream.
 const SEARCH_SERVICE: &str = "warble.search.v1.SearchService";
 
 /// The services consuming the event streams, each in its own consumer group.
-const CONSUMERS: [&str; 2] = ["fanout-svc", "notify-svc"];
+const CONSUMERS: [&str; 3] = ["fanout-svc", "notify-svc", "media-svc"];
+
+/// media-svc's S3 key pair: secrets whose key names the suffix rule
+/// (`warble_mesh::config::is_secret_key`) does not catch. Both are `Secret`s
+/// in its config, so the service redacts them all the same
+/// (`media_svc_redacts_its_s3_key_pair`).
+const S3_KEY_PAIR: [&str; 2] = [
+    "WARBLE_BLOBS__S3__ACCESS_KEY_ID",
+    "WARBLE_BLOBS__S3__SECRET_ACCESS_KEY",
+];
 
 /// The downward-API path the chart derives worker ids from.
 const POD_INDEX_FIELD: &str = "metadata.labels['apps.kubernetes.io/pod-index']";
@@ -59,6 +75,7 @@ fn config_env_vars(component: &str) -> BTreeSet<String> {
         "fanout-svc" => keys::<warble_fanout_svc::FanoutSvcConfig>(),
         "notify-svc" => keys::<warble_notify_svc::NotifySvcConfig>(),
         "search-svc" => keys::<warble_search_svc::SearchSvcConfig>(),
+        "media-svc" => keys::<warble_media_svc::MediaSvcConfig>(),
         "gateway" => keys::<warble_gateway::GatewayConfig>(),
         other => panic!("unknown component {other}"),
     };
@@ -88,6 +105,7 @@ fn load_config(component: &str, env: &BTreeMap<String, String>) -> Result<(), St
         "fanout-svc" => load_as::<warble_fanout_svc::FanoutSvcConfig>(env),
         "notify-svc" => load_as::<warble_notify_svc::NotifySvcConfig>(env),
         "search-svc" => load_as::<warble_search_svc::SearchSvcConfig>(env),
+        "media-svc" => load_as::<warble_media_svc::MediaSvcConfig>(env),
         "gateway" => load_as::<warble_gateway::GatewayConfig>(env),
         other => panic!("unknown component {other}"),
     }
@@ -127,8 +145,12 @@ fn env_value(set: &ValueSet, workload: &Workload<'_>, name: &str) -> Option<Stri
         .and_then(|var| var.value.clone())
 }
 
-/// Whether the key behind `name` is secret, by the rule the services redact by.
+/// Whether the key behind `name` is secret: by the rule the services redact
+/// by, or a `Secret` whose name that rule misses ([`S3_KEY_PAIR`]).
 fn is_secret_var(name: &str) -> bool {
+    if S3_KEY_PAIR.contains(&name) {
+        return true;
+    }
     let key = name
         .trim_start_matches("WARBLE_")
         .to_ascii_lowercase()
@@ -365,6 +387,7 @@ fn probes_are_native_distinct_and_aimed_at_the_serving_port() {
         ("fanout-svc", "warble.fanout.v1.FanoutService"),
         ("notify-svc", "warble.notify.v1.NotifyService"),
         ("search-svc", SEARCH_SERVICE),
+        ("media-svc", "warble.media.v1.MediaService"),
     ]);
     let budget = |probe: &Value| {
         probe["periodSeconds"].as_u64().unwrap_or(10)
@@ -665,6 +688,34 @@ fn services_are_wired_to_each_other_and_to_one_redis() {
                 "[{}] search-svc's Redis password",
                 set.name
             );
+            // media-svc consumes the events from, and keeps its metadata in,
+            // the release's Redis, with its credential.
+            assert_eq!(
+                redis("media-svc", "WARBLE_REDIS__"),
+                cache,
+                "[{}] media-svc events",
+                set.name
+            );
+            assert_eq!(
+                redis("media-svc", "WARBLE_STORE__REDIS__"),
+                cache,
+                "[{}] media-svc metadata store",
+                set.name
+            );
+            for name in ["WARBLE_REDIS__PASSWORD", "WARBLE_STORE__REDIS__PASSWORD"] {
+                assert_eq!(
+                    password("media-svc", name),
+                    password("fanout-svc", "WARBLE_REDIS__PASSWORD"),
+                    "[{}] media-svc's {name}",
+                    set.name
+                );
+            }
+            assert_eq!(
+                env_value(set, &set.workload("media-svc"), "WARBLE_STORE__BACKEND").as_deref(),
+                Some("redis"),
+                "[{}] media-svc: the embedded metadata store cannot be shared across pods",
+                set.name
+            );
             // The callers of notify-svc and graph-svc reach them.
             let notify = set.workload("notify-svc");
             assert_eq!(
@@ -686,6 +737,14 @@ fn services_are_wired_to_each_other_and_to_one_redis() {
                 env_value(set, &set.workload("gateway"), "WARBLE_SEARCH_SERVICE_ADDR"),
                 Some(format!("{}:50056", search.name)),
                 "[{}] the gateway calls search-svc",
+                set.name
+            );
+            // The gateway calls media-svc, through its Service like the others.
+            let media = set.workload("media-svc");
+            assert_eq!(
+                env_value(set, &set.workload("gateway"), "WARBLE_MEDIA_SERVICE_ADDR"),
+                Some(format!("{}:50057", media.name)),
+                "[{}] the gateway calls media-svc",
                 set.name
             );
             assert_eq!(
@@ -770,12 +829,15 @@ fn snowflake_worker_ids_are_unique_per_running_pod() {
                 ranges.push((workload.component, start, end));
             }
             assert_eq!(ranges.len(), ID_ISSUERS.len(), "[{}]", set.name);
-            let [(a, a_start, a_end), (b, b_start, b_end)] = [ranges[0], ranges[1]];
-            assert!(
-                a_end < b_start || b_end < a_start,
-                "[{}] worker ids overlap: {a} {a_start}..={a_end}, {b} {b_start}..={b_end}",
-                set.name
-            );
+            for (index, &(a, a_start, a_end)) in ranges.iter().enumerate() {
+                for &(b, b_start, b_end) in &ranges[index + 1..] {
+                    assert!(
+                        a_end < b_start || b_end < a_start,
+                        "[{}] worker ids overlap: {a} {a_start}..={a_end}, {b} {b_start}..={b_end}",
+                        set.name
+                    );
+                }
+            }
         }
     });
     // On a cluster without the pod-index label the variable is empty: the
@@ -810,6 +872,7 @@ fn network_policies_admit_only_each_services_callers() {
         ("fanout-svc", vec![]),
         ("notify-svc", vec!["gateway"]),
         ("search-svc", vec!["gateway"]),
+        ("media-svc", vec!["gateway"]),
     ]);
     with_report(|report| {
         let mut checked = 0;
@@ -1042,11 +1105,13 @@ fn every_consumer_has_its_own_group_and_a_name_per_pod() {
                         .collect::<BTreeSet<_>>(),
                 );
             }
-            assert_eq!(
-                key_sets["notify-svc"], key_sets["fanout-svc"],
-                "[{}] notify-svc's consumer settings are fanout-svc's keys",
-                set.name
-            );
+            for component in ["notify-svc", "media-svc"] {
+                assert_eq!(
+                    key_sets[component], key_sets["fanout-svc"],
+                    "[{}] {component}'s consumer settings are fanout-svc's keys",
+                    set.name
+                );
+            }
         }
         let defaults = set_named(report, "default");
         assert_eq!(
@@ -1058,6 +1123,16 @@ fn every_consumer_has_its_own_group_and_a_name_per_pod() {
             .as_deref(),
             Some("notify"),
             "notify-svc's default group"
+        );
+        assert_eq!(
+            env_value(
+                defaults,
+                &defaults.workload("media-svc"),
+                "WARBLE_CONSUMER__GROUP"
+            )
+            .as_deref(),
+            Some("media"),
+            "media-svc's default group (the service's own default)"
         );
         // Operators can be let in to call GetStatus, as for fanout-svc.
         let extra_peers = report.value_sets.iter().any(|set| {
@@ -1361,6 +1436,54 @@ fn bad_values_are_refused_with_a_readable_error() {
                 vec!["terminationGracePeriodSeconds (30) must be greater"],
             ),
         ),
+        (
+            "media-filesystem-replicas.yaml",
+            (
+                true,
+                vec![
+                    "/mediaSvc/replicas",
+                    "/mediaSvc/autoscaling/enabled",
+                    "/mediaSvc/persistence/enabled",
+                    "/mediaSvc/urls/mode",
+                ],
+            ),
+        ),
+        (
+            "media-no-bucket.yaml",
+            (true, vec!["/mediaSvc/blobs/s3/bucket"]),
+        ),
+        (
+            "media-plain-http.yaml",
+            (true, vec!["/mediaSvc/blobs/s3/allowHttp", "must be true"]),
+        ),
+        (
+            "media-half-credentials.yaml",
+            (
+                false,
+                vec!["mediaSvc.blobs.s3.accessKeyId and mediaSvc.blobs.s3.secretAccessKey"],
+            ),
+        ),
+        (
+            "media-overlapping-worker-ids.yaml",
+            (
+                false,
+                vec![
+                    "worker ids overlap",
+                    "graph-svc uses 512..519",
+                    "media-svc 515..520",
+                ],
+            ),
+        ),
+        (
+            "media-shared-consumer-group.yaml",
+            (
+                false,
+                vec![
+                    "mediaSvc.consumer.group and notifySvc.consumer.group",
+                    "\"notify\"",
+                ],
+            ),
+        ),
     ]);
     with_report(|report| {
         let files: BTreeSet<_> = report
@@ -1607,4 +1730,287 @@ fn search_svc_keeps_a_full_index_per_replica_on_its_own_volume() {
             "the service's own default writer heap"
         );
     });
+}
+
+#[test]
+fn media_svc_blobs_credentials_and_urls_follow_its_mode() {
+    with_report(|report| {
+        let mut backends = BTreeSet::new();
+        let mut url_modes = BTreeSet::new();
+        let mut key_sources = BTreeSet::new();
+        for set in &report.value_sets {
+            let media = set.workload("media-svc");
+            let at = format!("[{}] {}", set.name, media.name);
+            let env = env_by_name(set, &media);
+            let value = |name: &str| env.get(name).and_then(|var| var.value.clone());
+            let backend =
+                value("WARBLE_BLOBS__BACKEND").unwrap_or_else(|| panic!("{at}: no blobs backend"));
+            backends.insert(backend.clone());
+
+            let mode = value("WARBLE_URLS__MODE").unwrap_or_else(|| panic!("{at}: no urls.mode"));
+            url_modes.insert(mode.clone());
+            match mode.as_str() {
+                "base" => {
+                    let base = value("WARBLE_URLS__BASE_URL")
+                        .unwrap_or_else(|| panic!("{at}: base URLs without urls.base_url"));
+                    assert!(
+                        !base.is_empty() && !base.ends_with('/'),
+                        "{at}: urls.base_url {base:?}"
+                    );
+                }
+                "presigned" => assert_eq!(backend, "s3", "{at}: presigned URLs need a bucket"),
+                other => panic!("{at}: unknown urls.mode {other}"),
+            }
+
+            // `data_dir` is the pod's data volume; claimed only when the files are on it.
+            let data_dir = value("WARBLE_DATA_DIR")
+                .unwrap_or_else(|| panic!("{at}: WARBLE_DATA_DIR is not set"));
+            let volume = container(set, &media)["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|mount| mount["mountPath"] == data_dir.as_str())
+                .and_then(|mount| mount["name"].as_str())
+                .unwrap_or_else(|| panic!("{at}: {data_dir} is not on a mounted volume"));
+            let claimed = media.object["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|claim| claim["metadata"]["name"] == volume);
+            let s3_vars: Vec<&String> = env
+                .keys()
+                .filter(|name| name.starts_with("WARBLE_BLOBS__S3__"))
+                .collect();
+            match backend.as_str() {
+                "filesystem" => {
+                    // One pod's volume holds the only copy of every file.
+                    assert_eq!(
+                        set.max_pods(&media),
+                        1,
+                        "{at}: filesystem mode allows one pod"
+                    );
+                    assert!(
+                        set.objects("HorizontalPodAutoscaler")
+                            .all(|hpa| hpa["spec"]["scaleTargetRef"]["name"] != media.name),
+                        "{at}: autoscaled in filesystem mode"
+                    );
+                    assert!(
+                        claimed,
+                        "{at}: the files are not on a PersistentVolumeClaim"
+                    );
+                    assert!(
+                        s3_vars.is_empty(),
+                        "{at}: S3 settings in filesystem mode: {s3_vars:?}"
+                    );
+                    assert!(
+                        set.notes.contains("/media route"),
+                        "{at}: NOTES.txt does not say where filesystem-mode URLs must lead"
+                    );
+                }
+                "s3" => {
+                    assert!(!claimed, "{at}: a volume claim nothing uses");
+                    for name in ["WARBLE_BLOBS__S3__BUCKET", "WARBLE_BLOBS__S3__REGION"] {
+                        assert!(
+                            value(name).is_some_and(|value| !value.is_empty()),
+                            "{at}: {name} is not set"
+                        );
+                    }
+                    let [key_id, secret_key] = S3_KEY_PAIR.map(|name| env.get(name));
+                    match (key_id, secret_key) {
+                        // The node's instance role.
+                        (None, None) => {
+                            key_sources.insert("instance role");
+                        }
+                        (Some(key_id), Some(secret_key)) => {
+                            let secret_of = |var: &EnvVar| match &var.source {
+                                EnvSource::Secret { name, in_chart, .. } => {
+                                    (name.clone(), *in_chart)
+                                }
+                                source => panic!(
+                                    "{at}: {} does not come from a Secret but {source:?}",
+                                    var.name
+                                ),
+                            };
+                            let (name, in_chart) = secret_of(key_id);
+                            assert_eq!(
+                                secret_of(secret_key),
+                                (name.clone(), in_chart),
+                                "{at}: the key pair comes from two Secrets"
+                            );
+                            key_sources.insert(if in_chart {
+                                "the chart's Secret"
+                            } else {
+                                "an existing Secret"
+                            });
+                        }
+                        pair => panic!("{at}: half a key pair: {pair:?}"),
+                    }
+                }
+                other => panic!("{at}: unknown blobs backend {other}"),
+            }
+
+            // The gateway lets through every file media-svc would take, so
+            // media-svc is the one that names the reason for a refusal.
+            let limit = |name: &str| -> u64 {
+                value(name)
+                    .unwrap_or_else(|| panic!("{at}: {name} is not set"))
+                    .parse()
+                    .unwrap_or_else(|error| panic!("{at}: {name}: {error}"))
+            };
+            let largest = limit("WARBLE_LIMITS__MAX_IMAGE_BYTES")
+                .max(limit("WARBLE_LIMITS__MAX_VIDEO_BYTES"));
+            let upload: u64 = env_value(
+                set,
+                &set.workload("gateway"),
+                "WARBLE_LIMITS__MAX_UPLOAD_BYTES",
+            )
+            .unwrap_or_else(|| panic!("[{}] the gateway has no upload limit", set.name))
+            .parse()
+            .expect("upload limit");
+            assert!(
+                upload >= largest + (1 << 20),
+                "[{}] the gateway refuses uploads over {upload} bytes, below media-svc's {largest}",
+                set.name
+            );
+        }
+        assert_eq!(
+            backends,
+            BTreeSet::from(["filesystem".to_owned(), "s3".to_owned()]),
+            "the value sets cover both blob backends"
+        );
+        assert_eq!(
+            url_modes,
+            BTreeSet::from(["base".to_owned(), "presigned".to_owned()]),
+            "the value sets cover both URL modes"
+        );
+        assert_eq!(
+            key_sources,
+            BTreeSet::from(["instance role", "the chart's Secret", "an existing Secret"]),
+            "the value sets cover every source of the S3 key pair"
+        );
+
+        // The defaults describe production: a bucket, presigned URLs, autoscaled.
+        let defaults = set_named(report, "default");
+        let media = defaults.workload("media-svc");
+        let value = |name: &str| env_value(defaults, &media, name);
+        assert_eq!(value("WARBLE_BLOBS__BACKEND").as_deref(), Some("s3"));
+        assert_eq!(value("WARBLE_URLS__MODE").as_deref(), Some("presigned"));
+        assert!(defaults.max_pods(&media) > 1, "several replicas by default");
+        assert_eq!(
+            env_value(
+                defaults,
+                &defaults.workload("gateway"),
+                "WARBLE_LIMITS__MAX_UPLOAD_BYTES"
+            )
+            .as_deref(),
+            Some("68222976"),
+            "with the default limits, the gateway's own default upload limit"
+        );
+
+        // Existing Secrets are referenced by the names and keys given.
+        let expected = [
+            (
+                "redis-cluster-values",
+                "warble-media",
+                ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+            ),
+            (
+                "no-autoscaling-values",
+                "warble-r2",
+                ["access-key-id", "secret-access-key"],
+            ),
+        ];
+        for (set_name, secret, keys) in expected {
+            let set = set_named(report, set_name);
+            let env = env_by_name(set, &set.workload("media-svc"));
+            for (name, key) in S3_KEY_PAIR.into_iter().zip(keys) {
+                assert_eq!(
+                    env.get(name).map(|var| var.source.clone()),
+                    Some(EnvSource::Secret {
+                        name: secret.to_owned(),
+                        key: key.to_owned(),
+                        in_chart: false
+                    }),
+                    "[{set_name}] {name}"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn credentials_given_in_values_appear_only_in_the_charts_secret() {
+    with_report(|report| {
+        let mut checked = 0;
+        for set in &report.value_sets {
+            for workload in set.workloads() {
+                for var in env_by_name(set, &workload).into_values() {
+                    let EnvSource::Secret {
+                        name: secret,
+                        in_chart: true,
+                        ..
+                    } = &var.source
+                    else {
+                        continue;
+                    };
+                    let value = var.value.clone().expect("a value from the chart's Secret");
+                    if S3_KEY_PAIR.contains(&var.name.as_str()) {
+                        checked += 1;
+                    }
+                    for object in set.all_objects() {
+                        let is_the_secret = object["kind"] == "Secret"
+                            && object["metadata"]["name"] == secret.as_str();
+                        assert!(
+                            is_the_secret || !object.to_string().contains(&value),
+                            "[{}] {}'s {} is written out in {} {}",
+                            set.name,
+                            workload.name,
+                            var.name,
+                            object["kind"],
+                            object["metadata"]["name"]
+                        );
+                    }
+                    assert!(
+                        !set.notes.contains(&value),
+                        "[{}] NOTES.txt prints {}",
+                        set.name,
+                        var.name
+                    );
+                }
+            }
+        }
+        assert!(
+            checked >= 2,
+            "no value set gives media-svc's S3 key pair in values"
+        );
+    });
+}
+
+// The closure's error type is figment's, which clippy finds large.
+#[allow(clippy::result_large_err)]
+#[test]
+fn media_svc_redacts_its_s3_key_pair() {
+    const SENTINEL: &str = "chart-test-sentinel-0123456789";
+    let mut loaded = None;
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("WARBLE_BLOBS__BACKEND", "s3");
+        jail.set_env("WARBLE_BLOBS__S3__BUCKET", "media");
+        for name in S3_KEY_PAIR {
+            jail.set_env(name, SENTINEL);
+        }
+        loaded =
+            Some(load::<warble_media_svc::MediaSvcConfig>(None).map_err(|error| error.to_string()));
+        Ok(())
+    });
+    let config = loaded
+        .expect("loaded")
+        .unwrap_or_else(|error| panic!("media-svc refuses the key pair: {error}"));
+    assert_eq!(config.blobs.s3.access_key_id.expose(), SENTINEL);
+    assert_eq!(config.blobs.s3.secret_access_key.expose(), SENTINEL);
+    let shown = warble_mesh::config::redacted_json(&config);
+    assert!(
+        !shown.contains(SENTINEL),
+        "media-svc prints its S3 key pair: {shown}"
+    );
 }

@@ -60,8 +60,8 @@ def yaml_loader():
 
 
 # What an operator must always give (the gateway's token issuer and
-# audience): every value set and bad-values file is rendered on top of it,
-# and the "default" set is it alone.
+# audience, media-svc's bucket): every value set and bad-values file is
+# rendered on top of it, and the "default" set is it alone.
 REQUIRED_VALUES = pathlib.Path(__file__).parent / "required-values.yaml"
 
 

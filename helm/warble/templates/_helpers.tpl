@@ -1,5 +1,5 @@
 {{/*
-The seven workloads: values key -> facts the templates need. `callers` are the
+The eight workloads: values key -> facts the templates need. `callers` are the
 values keys of the workloads allowed to connect (NetworkPolicy); the gateway
 alone takes traffic from outside the release. `grpcService` is the service
 name the readiness probe asks grpc.health.v1.Health about. `workerIds`: the
@@ -9,6 +9,8 @@ each pod under its own name. A StatefulSet without worker ids (notify-svc,
 search-svc) is one for its per-pod data volume. `dataVolume`: the data volume
 holds what the service needs whatever its store (search-svc's index), so it
 is claimed whenever persistence is on, not only for an embedded store.
+media-svc's volume is claimed when its files are on it (`blobs.backend` is
+`filesystem`), see warble.workload.
 */}}
 {{- define "warble.components" -}}
 tweetSvc:
@@ -52,6 +54,14 @@ searchSvc:
   dataVolume: true
   grpcService: warble.search.v1.SearchService
   callers: [gateway]
+mediaSvc:
+  name: media-svc
+  port: 50057
+  kind: StatefulSet
+  workerIds: true
+  consumer: true
+  grpcService: warble.media.v1.MediaService
+  callers: [gateway]
 gateway:
   name: gateway
   port: 8080
@@ -62,7 +72,7 @@ gateway:
 
 {{/* The values keys of the workloads, in rendering order (a YAML list: `fromYamlArray`). */}}
 {{- define "warble.componentKeys" -}}
-[tweetSvc, graphSvc, timelineSvc, fanoutSvc, notifySvc, searchSvc, gateway]
+[tweetSvc, graphSvc, timelineSvc, fanoutSvc, notifySvc, searchSvc, mediaSvc, gateway]
 {{- end -}}
 
 {{/* The facts of one component: (dict "root" $ "key" "tweetSvc"). */}}
@@ -162,22 +172,44 @@ workload template, so a bad combination stops the render with this message.
 {{- if eq .Values.consumer.group $notifyConsumer.group -}}
 {{- fail (printf "notifySvc.consumer.group and consumer.group (fanout-svc) are both %q: the two services would split the events between them and each miss the other's share; give each its own group" $notifyConsumer.group) -}}
 {{- end -}}
+{{- $mediaConsumer := .Values.mediaSvc.consumer -}}
+{{- if lt (int64 $mediaConsumer.maxRetryBackoffMs) (int64 $mediaConsumer.retryBackoffMs) -}}
+{{- fail "mediaSvc.consumer.maxRetryBackoffMs must be at least mediaSvc.consumer.retryBackoffMs" -}}
+{{- end -}}
+{{- range $other := list (dict "key" "consumer.group (fanout-svc)" "group" .Values.consumer.group) (dict "key" "notifySvc.consumer.group" "group" $notifyConsumer.group) -}}
+{{- if eq $other.group $mediaConsumer.group -}}
+{{- fail (printf "mediaSvc.consumer.group and %s are both %q: the two services would split the events between them and each miss the other's share; give each its own group" $other.key $mediaConsumer.group) -}}
+{{- end -}}
+{{- end -}}
+{{- $media := .Values.mediaSvc -}}
+{{- $s3 := $media.blobs.s3 -}}
+{{- if and (eq $media.blobs.backend "s3") (not $s3.existingSecret) (ne (empty $s3.accessKeyId) (empty $s3.secretAccessKey)) -}}
+{{- fail "mediaSvc.blobs.s3.accessKeyId and mediaSvc.blobs.s3.secretAccessKey: set both (or existingSecret), or neither to use the node's instance role" -}}
+{{- end -}}
+{{- $lifecycle := $media.lifecycle -}}
+{{- if ge (int64 $lifecycle.claimTtlSecs) (int64 $lifecycle.unattachedTtlSecs) -}}
+{{- fail (printf "mediaSvc.lifecycle.claimTtlSecs (%d) must be shorter than mediaSvc.lifecycle.unattachedTtlSecs (%d): a claim must lapse before its media can be swept as unattached" (int64 $lifecycle.claimTtlSecs) (int64 $lifecycle.unattachedTtlSecs)) -}}
+{{- end -}}
 {{- $index := .Values.searchSvc.index -}}
 {{- if lt (int $index.writerHeapMb) (mul 15 (int $index.writerThreads)) -}}
 {{- fail (printf "searchSvc.index.writerHeapMb (%d) must be at least 15 per writer thread (searchSvc.index.writerThreads is %d, so at least %d): tantivy refuses a smaller heap and search-svc would not start" (int $index.writerHeapMb) (int $index.writerThreads) (mul 15 (int $index.writerThreads))) -}}
 {{- end -}}
-{{- $tweetStart := int .Values.tweetSvc.workerIdStart -}}
-{{- $tweetEnd := sub (add $tweetStart (include "warble.maxPods" .Values.tweetSvc | int)) 1 -}}
-{{- $graphStart := int .Values.graphSvc.workerIdStart -}}
-{{- $graphEnd := sub (add $graphStart (include "warble.maxPods" .Values.graphSvc | int)) 1 -}}
-{{- if gt $tweetEnd 1023 -}}
-{{- fail (printf "tweet-svc worker ids %d..%d pass 1023: lower tweetSvc.workerIdStart or its replica count" $tweetStart $tweetEnd) -}}
+{{- /* Snowflake worker id ranges: workerIdStart up to the most pods that can run at once. */ -}}
+{{- $ranges := list -}}
+{{- range $key := list "tweetSvc" "graphSvc" "mediaSvc" -}}
+{{- $v := index $.Values $key -}}
+{{- $name := (include "warble.component" (dict "root" $ "key" $key) | fromYaml).name -}}
+{{- $start := int $v.workerIdStart -}}
+{{- $end := sub (add $start (include "warble.maxPods" $v | int)) 1 -}}
+{{- if gt $end 1023 -}}
+{{- fail (printf "%s worker ids %d..%d pass 1023: lower %s.workerIdStart or its replica count" $name $start $end $key) -}}
 {{- end -}}
-{{- if gt $graphEnd 1023 -}}
-{{- fail (printf "graph-svc worker ids %d..%d pass 1023: lower graphSvc.workerIdStart or its replica count" $graphStart $graphEnd) -}}
+{{- range $other := $ranges -}}
+{{- if and (le $start $other.end) (le $other.start $end) -}}
+{{- fail (printf "Snowflake worker ids overlap: %s uses %d..%d and %s %d..%d (workerIdStart + up to replicas or autoscaling.maxReplicas pods); move %s.workerIdStart or %s.workerIdStart apart" $other.name $other.start $other.end $name $start $end $other.key $key) -}}
 {{- end -}}
-{{- if and (le $tweetStart $graphEnd) (le $graphStart $tweetEnd) -}}
-{{- fail (printf "Snowflake worker ids overlap: tweet-svc uses %d..%d and graph-svc %d..%d (workerIdStart + up to replicas or autoscaling.maxReplicas pods); move tweetSvc.workerIdStart or graphSvc.workerIdStart apart" $tweetStart $tweetEnd $graphStart $graphEnd) -}}
+{{- end -}}
+{{- $ranges = append $ranges (dict "key" $key "name" $name "start" $start "end" $end) -}}
 {{- end -}}
 {{- end -}}
 
@@ -229,6 +261,19 @@ WARBLE_TELEMETRY__OTLP_ENDPOINT: {{ $t.otlpEndpoint | quote }}
 {{- end -}}
 
 {{/*
+The gateway's `limits.max_upload_bytes`: media-svc's largest file (image or
+video) plus 1 MiB + 64 KiB for the multipart request's other parts, so that
+media-svc, which knows the file's type, is the one that refuses a file too
+large for its type (with the reason); with the default limits this is the
+gateway's own default, 68222976. Never below the gateway's maxBodyBytes.
+*/}}
+{{- define "warble.maxUploadBytes" -}}
+{{- $l := .Values.mediaSvc.limits -}}
+{{- $largest := max (int64 $l.maxImageBytes) (int64 $l.maxVideoBytes) -}}
+{{- max (add $largest 1114112) (int64 .Values.gateway.limits.maxBodyBytes) -}}
+{{- end -}}
+
+{{/*
 The non-secret config of a component, as the env vars of its ConfigMap:
 (dict "root" $ "key" "tweetSvc"). Every name must be a key the binary reads
 (`<binary> --print-config-keys`); helm/tests checks it.
@@ -243,6 +288,7 @@ The non-secret config of a component, as the env vars of its ConfigMap:
 {{- $timelineAddr := printf "%s:50053" (include "warble.componentName" (dict "root" $root "key" "timelineSvc")) -}}
 {{- $notifyAddr := printf "%s:50055" (include "warble.componentName" (dict "root" $root "key" "notifySvc")) -}}
 {{- $searchAddr := printf "%s:50056" (include "warble.componentName" (dict "root" $root "key" "searchSvc")) -}}
+{{- $mediaAddr := printf "%s:50057" (include "warble.componentName" (dict "root" $root "key" "mediaSvc")) -}}
 {{- if eq .key "gateway" -}}
 WARBLE_LISTEN_ADDR: "0.0.0.0:{{ $c.port }}"
 WARBLE_DRAIN_TIMEOUT_SECS: {{ $V.shutdown.drainTimeoutSecs | int64 | quote }}
@@ -251,6 +297,7 @@ WARBLE_GRAPH_SERVICE_ADDR: {{ $graphAddr | quote }}
 WARBLE_TIMELINE_SERVICE_ADDR: {{ $timelineAddr | quote }}
 WARBLE_NOTIFY_SERVICE_ADDR: {{ $notifyAddr | quote }}
 WARBLE_SEARCH_SERVICE_ADDR: {{ $searchAddr | quote }}
+WARBLE_MEDIA_SERVICE_ADDR: {{ $mediaAddr | quote }}
 WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
 WARBLE_GRAPHIQL: {{ $v.graphiql | quote }}
 WARBLE_INTROSPECTION: {{ $v.introspection | quote }}
@@ -271,6 +318,7 @@ WARBLE_AUTH__DEV_TOKEN_TTL_SECS: {{ $v.auth.devTokenTtlSecs | int64 | quote }}
 WARBLE_LIMITS__MAX_DEPTH: {{ $v.limits.maxDepth | int64 | quote }}
 WARBLE_LIMITS__MAX_COMPLEXITY: {{ $v.limits.maxComplexity | int64 | quote }}
 WARBLE_LIMITS__MAX_BODY_BYTES: {{ $v.limits.maxBodyBytes | int64 | quote }}
+WARBLE_LIMITS__MAX_UPLOAD_BYTES: {{ include "warble.maxUploadBytes" $root | quote }}
 WARBLE_LIMITS__MUTATION_BURST: {{ $v.limits.mutationBurst | int64 | quote }}
 WARBLE_LIMITS__MUTATIONS_PER_MINUTE: {{ $v.limits.mutationsPerMinute | int64 | quote }}
 WARBLE_LIMITS__QUERY_BURST: {{ $v.limits.queryBurst | int64 | quote }}
@@ -363,6 +411,43 @@ WARBLE_TRENDS__CACHE_MS: {{ $t.cacheMs | int64 | quote }}
 WARBLE_RETENTION__REPLICA_TIMEOUT_SECS: {{ $v.retention.replicaTimeoutSecs | int64 | quote }}
 WARBLE_RETENTION__REGISTRY_KEY: {{ $v.retention.registryKey | quote }}
 {{- end }}
+{{- if eq .key "mediaSvc" }}
+{{- $b := $v.blobs }}
+{{- $u := $v.urls }}
+{{- $l := $v.limits }}
+{{- $lc := $v.lifecycle }}
+WARBLE_DATA_DIR: "/var/lib/warble"
+WARBLE_BLOBS__BACKEND: {{ $b.backend | quote }}
+{{- if eq $b.backend "s3" }}
+{{- $s3 := $b.s3 }}
+WARBLE_BLOBS__S3__ENDPOINT: {{ $s3.endpoint | quote }}
+WARBLE_BLOBS__S3__REGION: {{ $s3.region | quote }}
+WARBLE_BLOBS__S3__BUCKET: {{ $s3.bucket | quote }}
+WARBLE_BLOBS__S3__PREFIX: {{ $s3.prefix | quote }}
+WARBLE_BLOBS__S3__ALLOW_HTTP: {{ $s3.allowHttp | quote }}
+WARBLE_BLOBS__S3__VIRTUAL_HOSTED_STYLE: {{ $s3.virtualHostedStyle | quote }}
+{{- end }}
+{{- /* Metadata shared by every replica: the embedded store is one pod's. */}}
+WARBLE_STORE__BACKEND: "redis"
+WARBLE_STORE__KEY_PREFIX: {{ $v.store.keyPrefix | quote }}
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_STORE__REDIS__") }}
+WARBLE_URLS__MODE: {{ $u.mode | quote }}
+{{- if eq $u.mode "base" }}
+WARBLE_URLS__BASE_URL: {{ $u.baseUrl | quote }}
+{{- else }}
+WARBLE_URLS__PRESIGN_TTL_SECS: {{ $u.presignTtlSecs | int64 | quote }}
+{{- end }}
+WARBLE_LIMITS__MAX_IMAGE_BYTES: {{ $l.maxImageBytes | int64 | quote }}
+WARBLE_LIMITS__MAX_VIDEO_BYTES: {{ $l.maxVideoBytes | int64 | quote }}
+WARBLE_LIMITS__MAX_IMAGE_PIXELS: {{ $l.maxImagePixels | int64 | quote }}
+WARBLE_LIFECYCLE__UNATTACHED_TTL_SECS: {{ $lc.unattachedTtlSecs | int64 | quote }}
+WARBLE_LIFECYCLE__DELETED_GRACE_SECS: {{ $lc.deletedGraceSecs | int64 | quote }}
+WARBLE_LIFECYCLE__CLAIM_TTL_SECS: {{ $lc.claimTtlSecs | int64 | quote }}
+WARBLE_LIFECYCLE__SWEEP_INTERVAL_MS: {{ $lc.sweepIntervalMs | int64 | quote }}
+WARBLE_LIFECYCLE__SWEEP_BATCH: {{ $lc.sweepBatch | int64 | quote }}
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_REDIS__") }}
+{{ include "warble.consumerEnv" $v.consumer }}
+{{- end }}
 {{ include "warble.telemetryEnv" . }}
 {{- end -}}
 
@@ -399,8 +484,18 @@ The secret env vars of a component (env entries with secretKeyRef):
 {{- if or (eq .key "tweetSvc") (eq .key "graphSvc") (eq .key "gateway") -}}
 {{- $_ := set $refs "WARBLE_EVENTS__REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
 {{- end -}}
-{{- if has .key (list "timelineSvc" "fanoutSvc" "notifySvc" "searchSvc") -}}
+{{- if has .key (list "timelineSvc" "fanoutSvc" "notifySvc" "searchSvc" "mediaSvc") -}}
 {{- $_ := set $refs "WARBLE_REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
+{{- end -}}
+{{- if eq .key "mediaSvc" -}}
+{{- $_ := set $refs "WARBLE_STORE__REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
+{{- if eq $v.blobs.backend "s3" -}}
+{{- $s3 := $v.blobs.s3 -}}
+{{- $keyId := dict "existingSecret" $s3.existingSecret "existingSecretKey" $s3.existingSecretAccessKeyIdKey "password" $s3.accessKeyId -}}
+{{- $secretKey := dict "existingSecret" $s3.existingSecret "existingSecretKey" $s3.existingSecretSecretAccessKeyKey "password" $s3.secretAccessKey -}}
+{{- $_ := set $refs "WARBLE_BLOBS__S3__ACCESS_KEY_ID" (include "warble.secretRef" (dict "root" $root "cred" $keyId "chartKey" "media-s3-access-key-id")) -}}
+{{- $_ := set $refs "WARBLE_BLOBS__S3__SECRET_ACCESS_KEY" (include "warble.secretRef" (dict "root" $root "cred" $secretKey "chartKey" "media-s3-secret-access-key")) -}}
+{{- end -}}
 {{- end -}}
 {{- if and (or (eq .key "tweetSvc") (eq .key "notifySvc")) (eq $v.store.backend "scylla") -}}
 {{- $_ := set $refs "WARBLE_STORE__SCYLLA__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.scylla "chartKey" "scylla-password")) -}}
@@ -430,7 +525,8 @@ same across upgrades).
 */}}
 {{- define "warble.configChecksum" -}}
 {{- $V := .root.Values -}}
-{{- $inputs := list (include "warble.configEnv" .) (include "warble.secretEnv" .) $V.redis.password $V.scylla.password $V.neo4j.password $V.gateway.auth.hs256Secret -}}
+{{- $s3 := $V.mediaSvc.blobs.s3 -}}
+{{- $inputs := list (include "warble.configEnv" .) (include "warble.secretEnv" .) $V.redis.password $V.scylla.password $V.neo4j.password $V.gateway.auth.hs256Secret $s3.accessKeyId $s3.secretAccessKey -}}
 {{- $inputs | toJson | sha256sum -}}
 {{- end -}}
 
@@ -474,7 +570,9 @@ governing Service). (dict "root" $ "key" "tweetSvc").
 {{- $sts := eq $c.kind "StatefulSet" -}}
 {{- $ids := hasKey $c "workerIds" -}}
 {{- $embedded := and $sts (eq (dig "store" "backend" "" $v) "embedded") -}}
-{{- $pvc := and (or $embedded (hasKey $c "dataVolume")) $v.persistence.enabled -}}
+{{- /* media-svc keeps its files in data_dir in filesystem mode. */ -}}
+{{- $fileBlobs := and $sts (eq (dig "blobs" "backend" "" $v) "filesystem") -}}
+{{- $pvc := and (or $embedded $fileBlobs (hasKey $c "dataVolume")) $v.persistence.enabled -}}
 {{- $portName := ternary "http" "grpc" (hasKey $c "http") -}}
 {{- include "warble.validate" $root -}}
 apiVersion: apps/v1
@@ -669,6 +767,9 @@ spec:
         {{- if hasKey $c "dataVolume" }}
         # `data_dir` without persistence: the index is rebuilt from the event
         # stream (a full backfill) whenever the pod starts.
+        {{- else if eq .key "mediaSvc" }}
+        # `data_dir`: nothing is kept here in S3 mode (files in the bucket,
+        # metadata in Redis).
         {{- else }}
         # `data_dir`: the production stores keep nothing here; an embedded store
         # without persistence loses its data with the pod.
