@@ -27,6 +27,9 @@ use warble_gateway::auth::Authenticator;
 use warble_gateway::config::{AuthConfig, LimitsConfig};
 use warble_gateway::downstream::Downstream;
 use warble_gateway::{Gateway, GatewayConfig, RpcCounts};
+use warble_media_svc::config::MediaLimits;
+use warble_media_svc::store::EmbeddedMediaStore;
+use warble_media_svc::{MediaStats, MediaSvc, MediaSvcConfig};
 use warble_mesh::config::{ConfigError, ServiceConfig};
 use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EmbeddedEventLog, EventLog as _};
 use warble_mesh::grpc::{MeshChannel, remote_channel, traced};
@@ -71,6 +74,11 @@ pub struct DevConfig {
     /// search-svc's index (see search-svc's `index.*` keys); it lives in
     /// `<data_dir>/search-index`.
     pub search_index: IndexConfig,
+    /// media-svc's gRPC port; 0 picks a free port. Its files live in
+    /// `<data_dir>/media`, served by the gateway's `/media` route.
+    pub media_port: u16,
+    /// What an upload may be (see media-svc's `limits.*` keys).
+    pub media_limits: MediaLimits,
     /// The GraphQL gateway's HTTP port; 0 picks a free port.
     pub gateway_port: u16,
     /// HS256 secret the dev gateway signs and verifies tokens with (at least
@@ -112,6 +120,8 @@ impl Default for DevConfig {
                 writer_heap_mb: 16,
                 ..IndexConfig::default()
             },
+            media_port: 50057,
+            media_limits: MediaLimits::default(),
             gateway_port: 8080,
             jwt_secret: Secret::default(),
             limits: LimitsConfig::default(),
@@ -159,6 +169,7 @@ impl ServiceConfig for DevConfig {
             ("fanout_port", self.fanout_port),
             ("notify_port", self.notify_port),
             ("search_port", self.search_port),
+            ("media_port", self.media_port),
             ("gateway_port", self.gateway_port),
         ];
         for (index, (key, port)) in ports.iter().enumerate() {
@@ -186,24 +197,35 @@ impl ServiceConfig for DevConfig {
             }
             other => other,
         })?;
-        // The gateway section is validated as the gateway itself would (the
-        // service addresses are only known once the listeners are bound).
-        let any = "127.0.0.1:1";
-        self.gateway_config(
-            SocketAddr::new(self.host, self.gateway_port),
-            any,
-            any,
-            any,
-            any,
-            any,
-        )
-        .validate()
-        .map_err(|error| match error {
-            ConfigError::Invalid { key, reason } if key == "auth.hs256_secret" => {
-                ConfigError::invalid("jwt_secret", reason)
+        let media = MediaSvcConfig {
+            limits: self.media_limits.clone(),
+            ..MediaSvcConfig::default()
+        };
+        media.validate().map_err(|error| match error {
+            ConfigError::Invalid { key, reason } if key.starts_with("limits.") => {
+                ConfigError::invalid(&format!("media_{key}"), reason)
             }
             other => other,
         })?;
+        // The gateway section is validated as the gateway itself would (the
+        // service addresses are only known once the listeners are bound).
+        let any = "127.0.0.1:1";
+        let addrs = ServiceAddrs {
+            tweet: any,
+            graph: any,
+            timeline: any,
+            notify: any,
+            search: any,
+            media: any,
+        };
+        self.gateway_config(SocketAddr::new(self.host, self.gateway_port), &addrs)
+            .validate()
+            .map_err(|error| match error {
+                ConfigError::Invalid { key, reason } if key == "auth.hs256_secret" => {
+                    ConfigError::invalid("jwt_secret", reason)
+                }
+                other => other,
+            })?;
         self.telemetry.validate("telemetry")
     }
 }
@@ -232,6 +254,7 @@ impl DevConfig {
             fanout_port: 0,
             notify_port: 0,
             search_port: 0,
+            media_port: 0,
             gateway_port: 0,
             ..Self::default()
         }
@@ -249,23 +272,16 @@ impl DevConfig {
 
     /// The gateway's config inside the dev stack: development sign-up and
     /// GraphiQL on, tokens signed with `jwt_secret`.
-    fn gateway_config(
-        &self,
-        listen_addr: SocketAddr,
-        tweet: &str,
-        graph: &str,
-        timeline: &str,
-        notify: &str,
-        search: &str,
-    ) -> GatewayConfig {
+    fn gateway_config(&self, listen_addr: SocketAddr, addrs: &ServiceAddrs<'_>) -> GatewayConfig {
         GatewayConfig {
             listen_addr,
             drain_timeout_secs: self.drain_timeout_secs,
-            tweet_service_addr: tweet.into(),
-            graph_service_addr: graph.into(),
-            timeline_service_addr: timeline.into(),
-            notify_service_addr: notify.into(),
-            search_service_addr: search.into(),
+            tweet_service_addr: addrs.tweet.into(),
+            graph_service_addr: addrs.graph.into(),
+            timeline_service_addr: addrs.timeline.into(),
+            notify_service_addr: addrs.notify.into(),
+            search_service_addr: addrs.search.into(),
+            media_service_addr: addrs.media.into(),
             auth: AuthConfig {
                 hs256_secret: self.effective_jwt_secret(),
                 dev_mode: true,
@@ -278,6 +294,16 @@ impl DevConfig {
             ..GatewayConfig::default()
         }
     }
+}
+
+/// Where the gateway finds each service (`host:port`).
+struct ServiceAddrs<'a> {
+    tweet: &'a str,
+    graph: &'a str,
+    timeline: &'a str,
+    notify: &'a str,
+    search: &'a str,
+    media: &'a str,
 }
 
 /// A running single-process stack.
@@ -294,6 +320,8 @@ pub struct DevStack {
     pub notify_addr: SocketAddr,
     /// Where search-svc listens.
     pub search_addr: SocketAddr,
+    /// Where media-svc listens.
+    pub media_addr: SocketAddr,
     /// Where the GraphQL gateway listens (HTTP).
     pub gateway_addr: SocketAddr,
     /// Downstream calls the gateway made, by method.
@@ -312,6 +340,10 @@ pub struct DevStack {
     pub notify_stats: Arc<NotifyStats>,
     /// search-svc's live counters (indexing position, caught up).
     pub search_stats: Arc<SearchStats>,
+    /// media-svc's live counters (bytes stored, uploads, refusals).
+    pub media_stats: Arc<MediaStats>,
+    /// media-svc's consumer group (it attaches media from TweetCreated).
+    media_consumer_group: String,
     /// Issues tokens as the gateway does (same secret), without a sign-up round trip.
     token_issuer: Authenticator,
     consumer_group: String,
@@ -379,6 +411,7 @@ impl DevStack {
         let fanout_listener = bind(config.host, config.fanout_port, "fanout-svc").await?;
         let notify_listener = bind(config.host, config.notify_port, "notify-svc").await?;
         let search_listener = bind(config.host, config.search_port, "search-svc").await?;
+        let media_listener = bind(config.host, config.media_port, "media-svc").await?;
         let gateway_listener = bind(config.host, config.gateway_port, "gateway").await?;
         let tweet_addr = tweet_listener.local_addr()?;
         let graph_addr = graph_listener.local_addr()?;
@@ -386,6 +419,7 @@ impl DevStack {
         let fanout_addr = fanout_listener.local_addr()?;
         let notify_addr = notify_listener.local_addr()?;
         let search_addr = search_listener.local_addr()?;
+        let media_addr = media_listener.local_addr()?;
         let gateway_addr = gateway_listener.local_addr()?;
 
         // How a caller with `timeout` reaches a server: into its routes, or
@@ -504,14 +538,61 @@ impl DevStack {
         let search_stats = search.stats();
         let search = search.into_server(drain);
 
+        // media-svc: metadata in the shared database, files in a directory,
+        // URLs through the gateway's `/media` route.
+        let public_host = if gateway_addr.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            gateway_addr.ip()
+        };
+        let mut media_config = MediaSvcConfig {
+            data_dir: config.data_dir.clone(),
+            limits: config.media_limits.clone(),
+            consumer: ConsumerConfig {
+                group: MediaSvcConfig::default().consumer.group,
+                ..config.consumer.clone()
+            },
+            ..MediaSvcConfig::default()
+        };
+        media_config.blobs.dir = config.data_dir.join("media");
+        media_config.urls.base_url = format!(
+            "http://{}/media",
+            SocketAddr::new(public_host, gateway_addr.port())
+        );
+        let media_store = EmbeddedMediaStore::open(event_log.database().clone())
+            .context("cannot open media-svc's embedded store")?;
+        let media = MediaSvc::new(
+            &media_config,
+            Arc::new(media_store),
+            warble_media_svc::open_blobs(&media_config)?,
+            Arc::new(event_log.clone()),
+        )?;
+        let media_stats = media.stats();
+        let media = media.into_server(drain);
+
         let gateway_config = config.gateway_config(
             gateway_addr,
-            &tweet_addr.to_string(),
-            &graph_addr.to_string(),
-            &timeline_addr.to_string(),
-            &notify_addr.to_string(),
-            &search_addr.to_string(),
+            &ServiceAddrs {
+                tweet: &tweet_addr.to_string(),
+                graph: &graph_addr.to_string(),
+                timeline: &timeline_addr.to_string(),
+                notify: &notify_addr.to_string(),
+                search: &search_addr.to_string(),
+                media: &media_addr.to_string(),
+            },
         );
+        let upload_timeout = Duration::from_millis(gateway_config.media_upload_timeout_ms);
+        let media_channel = |timeout: Duration| -> anyhow::Result<MeshChannel> {
+            if config.in_process_calls {
+                Ok(media.local_channel(timeout))
+            } else {
+                Ok(remote_channel(
+                    &media_addr.to_string(),
+                    Duration::from_secs(3),
+                    timeout,
+                )?)
+            }
+        };
         let gateway_timeout = Duration::from_millis(gateway_config.request_timeout_ms);
         let gateway = Gateway::with_downstream(
             &gateway_config,
@@ -538,14 +619,9 @@ impl DevStack {
                         gateway_timeout,
                     )?
                 },
-                // No media-svc in the stack yet: the gateway's default
-                // address, connected lazily, so only media calls fail.
-                remote_channel(
-                    &gateway_config.media_service_addr,
-                    Duration::from_secs(3),
-                    gateway_timeout,
-                )?,
-            ),
+                media_channel(gateway_timeout)?,
+            )
+            .with_upload_channel(media_channel(upload_timeout)?),
         )
         .context("cannot configure the gateway")?;
         let gateway_rpc_counts = gateway.rpc_counts();
@@ -559,6 +635,7 @@ impl DevStack {
             fanout_addr,
             notify_addr,
             search_addr,
+            media_addr,
             gateway_addr,
             gateway_rpc_counts,
             event_log,
@@ -568,6 +645,8 @@ impl DevStack {
             fanout_stats,
             notify_stats,
             search_stats,
+            media_stats,
+            media_consumer_group: media_config.consumer.group.clone(),
             notify_consumer_group: notify_config.consumer.group.clone(),
             token_issuer,
             consumer_group: config.consumer.group.clone(),
@@ -580,6 +659,7 @@ impl DevStack {
         stack.spawn("fanout-svc", fanout, fanout_listener);
         stack.spawn("notify-svc", notify, notify_listener);
         stack.spawn("search-svc", search, search_listener);
+        stack.spawn("media-svc", media, media_listener);
         stack.spawn("gateway", gateway, gateway_listener);
         Ok(stack)
     }
@@ -620,6 +700,14 @@ impl DevStack {
             .await?)
     }
 
+    /// Events media-svc has not acknowledged yet.
+    pub async fn media_lag(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .event_log
+            .lag(DOMAIN_EVENTS_STREAM, &self.media_consumer_group)
+            .await?)
+    }
+
     /// Events search-svc has not applied to its index yet; `None` until it
     /// has caught up with the stream once (its backfill is done).
     pub async fn search_lag(&self) -> anyhow::Result<Option<u64>> {
@@ -644,14 +732,15 @@ impl DevStack {
     /// The line `warble dev` prints once every service accepts connections.
     pub fn ready_line(&self) -> String {
         format!(
-            "warble ready gateway=http://{}/graphql tweet={} graph={} timeline={} fanout={} notify={} search={}",
+            "warble ready gateway=http://{}/graphql tweet={} graph={} timeline={} fanout={} notify={} search={} media={}",
             self.gateway_addr,
             self.tweet_addr,
             self.graph_addr,
             self.timeline_addr,
             self.fanout_addr,
             self.notify_addr,
-            self.search_addr
+            self.search_addr,
+            self.media_addr
         )
     }
 

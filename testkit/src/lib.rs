@@ -738,6 +738,44 @@ fn binaries_available(binaries: &[&str]) -> bool {
 
 /// A port nothing listens on right now.
 fn free_port() -> u16 {
+    unused_port()
+}
+
+/// Ports [`unused_port`] picks from: below Linux's ephemeral range
+/// (32768 and up), so the kernel never hands one of them to a `bind(0)` or
+/// an outgoing connection of another test meanwhile.
+const QUIET_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port on 127.0.0.1 nothing listens on right now, for a server that is
+/// started as a separate process and must be told its port.
+///
+/// Such a port is probed and released before the server binds it. An
+/// ephemeral port (`bind(0)`) is the wrong choice for that: the kernel
+/// hands the same ports out again at once to other tests' `bind(0)` calls
+/// and outgoing connections, and the server then fails with "address in
+/// use". A random port below the ephemeral range is only taken by another
+/// test's random pick, which is far rarer.
+pub fn unused_port() -> u16 {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    let mut state = (u64::from(std::process::id()) << 32)
+        ^ u64::from(nanos)
+        ^ CALLS
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let span = u64::from(QUIET_PORTS.end - QUIET_PORTS.start);
+    for _ in 0..1_000 {
+        // xorshift64: a different sequence per process and per call.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let port = QUIET_PORTS.start + (state % span) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())

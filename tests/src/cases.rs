@@ -16,6 +16,11 @@ pub use crate::engagement::{
 };
 use crate::frontend::{Frontend, StackSpec};
 use crate::graphql::{Subscription, error_codes, node_ids};
+pub use crate::media::{
+    a_video_plays_from_range_requests, an_avatar_shows_on_the_author,
+    an_image_posted_reaches_the_timeline_and_downloads_clean,
+    bad_uploads_are_refused_with_their_reason,
+};
 pub use crate::notifications::{
     a_policy_filters_strangers_mentions, bad_notification_requests_are_refused,
     blocks_and_mutes_silence_notifications, notifications_group_count_and_clear_on_undo,

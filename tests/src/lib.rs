@@ -22,6 +22,7 @@ pub mod cases;
 pub mod engagement;
 pub mod frontend;
 pub mod graphql;
+pub mod media;
 pub mod notifications;
 pub mod processes;
 pub mod search;
@@ -254,6 +255,7 @@ impl TestStack {
         eventually("fan-out, notifications and search to catch up", || async {
             self.fanout_status().await.consumer_lag == 0
                 && self.stack.notify_lag().await.is_ok_and(|lag| lag == 0)
+                && self.stack.media_lag().await.is_ok_and(|lag| lag == 0)
                 && self
                     .stack
                     .search_lag()

@@ -1,10 +1,11 @@
 //! The services as separate processes, as in production: the real
 //! `tweet-svc`, `graph-svc`, `timeline-svc`, `fanout-svc`, `notify-svc`,
-//! `search-svc` and `gateway` binaries, configured only through `WARBLE_*` environment variables, with
-//! Redis as timeline cache and event stream (each store relaying its
-//! outbox to Redis Streams).
+//! `search-svc`, `media-svc` and `gateway` binaries, configured only through `WARBLE_*` environment
+//! variables, with Redis as timeline cache and event stream (each store relaying its
+//! outbox to Redis Streams), and media-svc keeping its metadata in Redis and its files in an S3
+//! bucket (a real S3 API server on loopback, [`warble_testkit::s3`]).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,18 +15,20 @@ use warble_proto::fanout::v1::fanout_service_client::FanoutServiceClient;
 use warble_proto::notify::v1::notify_service_client::NotifyServiceClient;
 use warble_proto::search::v1::search_service_client::SearchServiceClient;
 use warble_testkit::RedisServer;
+use warble_testkit::s3::S3Server;
 
 use crate::frontend::{Frontend, StackSpec};
 use crate::graphql::GraphqlClient;
 use crate::{EVENTUALLY, eventually};
 
-const BINARIES: [&str; 7] = [
+const BINARIES: [&str; 8] = [
     "tweet-svc",
     "graph-svc",
     "timeline-svc",
     "fanout-svc",
     "notify-svc",
     "search-svc",
+    "media-svc",
     "gateway",
 ];
 const JWT_SECRET: &str = "separate-process-test-secret-0123456789abcdef";
@@ -41,16 +44,14 @@ pub struct ProcessStack {
     notify: SocketAddr,
     search: SocketAddr,
     redis: RedisServer,
+    /// The bucket media-svc stores files in.
+    _s3: S3Server,
     _data: tempfile::TempDir,
 }
 
 fn free_port() -> SocketAddr {
-    // Bound and released: another process could take it meanwhile, which
-    // would fail the start loudly rather than silently.
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    // Probed and released: see `unused_port` for why it is not an ephemeral port.
+    SocketAddr::from(([127, 0, 0, 1], warble_testkit::unused_port()))
 }
 
 /// Where cargo put this workspace's binaries (next to the test executable's `deps`).
@@ -93,12 +94,13 @@ fn package_of(binary: &str) -> &'static str {
         "fanout-svc" => "warble-fanout-svc",
         "notify-svc" => "warble-notify-svc",
         "search-svc" => "warble-search-svc",
+        "media-svc" => "warble-media-svc",
         _ => "warble-gateway",
     }
 }
 
 impl ProcessStack {
-    /// Starts Redis and the seven services; `None` (after a printed notice)
+    /// Starts Redis, an S3 API server and the eight services; `None` (after a printed notice)
     /// when redis-server is not installed outside CI.
     pub async fn start(spec: &StackSpec) -> Option<Self> {
         crate::telemetry_for_tests();
@@ -106,8 +108,17 @@ impl ProcessStack {
         let dir = binary_dir();
         ensure_binaries(&dir);
         let data = tempfile::tempdir().unwrap();
-        let [tweet, graph, timeline, fanout, notify, search, gateway] =
-            [(); 7].map(|_| free_port());
+        let s3 = S3Server::start();
+        let [
+            tweet,
+            graph,
+            timeline,
+            fanout,
+            notify,
+            search,
+            media,
+            gateway,
+        ] = [(); 8].map(|_| free_port());
         let common = [
             ("WARBLE_TELEMETRY__LOG_LEVEL", "warn".to_owned()),
             ("WARBLE_TELEMETRY__LOG_FORMAT", "compact".to_owned()),
@@ -116,6 +127,7 @@ impl ProcessStack {
             ("WARBLE_TIMELINE_SERVICE_ADDR", timeline.to_string()),
             ("WARBLE_NOTIFY_SERVICE_ADDR", notify.to_string()),
             ("WARBLE_SEARCH_SERVICE_ADDR", search.to_string()),
+            ("WARBLE_MEDIA_SERVICE_ADDR", media.to_string()),
         ];
         let redis_url = redis.url();
         let threshold = spec.celebrity_threshold.to_string();
@@ -190,6 +202,32 @@ impl ProcessStack {
                 ],
             ),
             (
+                "media-svc",
+                vec![
+                    ("WARBLE_SERVER__LISTEN_ADDR", media.to_string()),
+                    (
+                        "WARBLE_DATA_DIR",
+                        data.path().join("media").display().to_string(),
+                    ),
+                    ("WARBLE_WORKER_ID", "3".into()),
+                    ("WARBLE_REDIS__URL", redis_url.clone()),
+                    ("WARBLE_STORE__BACKEND", "redis".into()),
+                    ("WARBLE_STORE__REDIS__URL", redis_url.clone()),
+                    ("WARBLE_BLOBS__BACKEND", "s3".into()),
+                    ("WARBLE_BLOBS__S3__ENDPOINT", s3.endpoint()),
+                    ("WARBLE_BLOBS__S3__REGION", s3.region().into()),
+                    ("WARBLE_BLOBS__S3__BUCKET", s3.bucket().into()),
+                    ("WARBLE_BLOBS__S3__ACCESS_KEY_ID", s3.access_key_id().into()),
+                    (
+                        "WARBLE_BLOBS__S3__SECRET_ACCESS_KEY",
+                        s3.secret_access_key().into(),
+                    ),
+                    ("WARBLE_BLOBS__S3__ALLOW_HTTP", "true".into()),
+                    ("WARBLE_URLS__BASE_URL", format!("http://{gateway}/media")),
+                    ("WARBLE_CONSUMER__RECLAIM_IDLE_SECS", "2".into()),
+                ],
+            ),
+            (
                 "gateway",
                 vec![
                     ("WARBLE_LISTEN_ADDR", gateway.to_string()),
@@ -241,6 +279,7 @@ impl ProcessStack {
             notify,
             search,
             redis,
+            _s3: s3,
             _data: data,
         };
         stack.wait_until_ready().await;

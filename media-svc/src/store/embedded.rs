@@ -317,7 +317,7 @@ impl MediaStore for EmbeddedMediaStore {
                         ..before.clone()
                     };
                     write(media, due, Some(&before), &after)?;
-                    Ok(Removal::Remove(after))
+                    Ok(Removal::Remove(Box::new(after)))
                 }
                 RemovalDecision::Undue => {
                     due.remove((before.due_ms, id))

@@ -156,7 +156,7 @@ impl Conflict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removal {
     /// Delete this record's files, then call [`MediaStore::finish_removal`].
-    Remove(MediaRecord),
+    Remove(Box<MediaRecord>),
     /// Keep it (attached, or claimed until later: the due index was updated).
     Keep,
 }

@@ -446,7 +446,7 @@ impl MediaStore for RedisMediaStore {
             .await?;
         match outcome.as_str() {
             "remove" => match self.get_many(&[id]).await?.pop().flatten() {
-                Some(record) => Ok(Removal::Remove(record)),
+                Some(record) => Ok(Removal::Remove(Box::new(record))),
                 None => Ok(Removal::Keep),
             },
             "undue" | "missing" => {

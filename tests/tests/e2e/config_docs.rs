@@ -57,3 +57,8 @@ fn notify_svc_keys_are_documented() {
 fn search_svc_keys_are_documented() {
     assert_documented::<warble_search_svc::SearchSvcConfig>("search-svc");
 }
+
+#[test]
+fn media_svc_keys_are_documented() {
+    assert_documented::<warble_media_svc::MediaSvcConfig>("media-svc");
+}

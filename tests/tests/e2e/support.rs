@@ -24,6 +24,10 @@ macro_rules! frontend_cases {
         frontend_cases!(@case #[$test] $start, search_pages_stay_put_while_tweets_arrive);
         frontend_cases!(@case #[$test] $start, users_are_found_by_prefix_exact_name_first);
         frontend_cases!(@case #[$test] $start, five_people_make_a_trend_and_one_spammer_does_not);
+        frontend_cases!(@case #[$test] $start, an_image_posted_reaches_the_timeline_and_downloads_clean);
+        frontend_cases!(@case #[$test] $start, an_avatar_shows_on_the_author);
+        frontend_cases!(@case #[$test] $start, a_video_plays_from_range_requests);
+        frontend_cases!(@case #[$test] $start, bad_uploads_are_refused_with_their_reason);
         frontend_cases!(@case #[$test] $start, a_celebrity_tweet_reaches_followers_and_subscribers);
         frontend_cases!(
             @case #[$test] $start,
