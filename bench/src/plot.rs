@@ -452,6 +452,27 @@ pub fn charts(report: &Report) -> Vec<(String, BarChart)> {
                 ),
             )]
         }
+        "media" => {
+            let picked: Vec<&Measurement> = rows
+                .iter()
+                .filter(|m| m.labels.contains_key("path"))
+                .collect();
+            vec![(
+                "media".into(),
+                latency_chart(
+                    format!("Upload latency: through the gateway and object_store alone{size}"),
+                    &picked,
+                    |m| {
+                        format!(
+                            "{}, {}",
+                            label_str(m, "path").unwrap_or(""),
+                            label_str(m, "mode").unwrap_or("")
+                        )
+                    },
+                    None,
+                ),
+            )]
+        }
         "wide" => {
             let picked: Vec<&Measurement> = rows
                 .iter()

@@ -311,3 +311,19 @@ async fn wide_compares_a_reader_following_many_with_one_following_few() {
     }
     assert_eq!(report.ratios.len(), 2, "{:?}", report.ratios);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_compares_gateway_uploads_with_object_store_puts() {
+    let report = smoke(Scenario::Media).await;
+    for name in [
+        "object_store put, 1 MiB in parts, closed c=2",
+        "uploadMedia through the gateway, 1 MiB video, closed c=2",
+        "uploadMedia, 1 MB PNG image, closed c=2",
+    ] {
+        let row = report.measurement(name).unwrap_or_else(|| panic!("{name}"));
+        assert!(row.operations > 0, "{name}");
+        assert_eq!(row.errors, 0, "{name}");
+    }
+    assert_eq!(report.ratios.len(), 1, "{:?}", report.ratios);
+    assert!(report.params.contains_key("image_upload_p99_us"));
+}

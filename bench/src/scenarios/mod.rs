@@ -5,6 +5,7 @@
 pub mod celebrity;
 pub mod delivery;
 pub mod fanout;
+pub mod media;
 pub mod mixed;
 pub mod notify;
 pub mod read;
@@ -49,11 +50,13 @@ pub enum Scenario {
     Search,
     /// Home reads by a reader following 2,000 accounts against one following 25.
     Wide,
+    /// Uploads through the gateway against object_store's own write rate.
+    Media,
 }
 
 impl Scenario {
     /// Every scenario, in the order `warble-bench all` runs them.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Self::Fanout,
         Self::Delivery,
         Self::Read,
@@ -64,6 +67,7 @@ impl Scenario {
         Self::Notify,
         Self::Search,
         Self::Wide,
+        Self::Media,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -79,6 +83,7 @@ impl Scenario {
             Self::Notify => "notify",
             Self::Search => "search",
             Self::Wide => "wide",
+            Self::Media => "media",
         }
     }
 
@@ -113,6 +118,9 @@ impl Scenario {
             Self::Wide => {
                 "hydrated homeTimeline and GetHomeTimeline for a reader following 2,000 accounts against one following 25 (same celebrities)"
             }
+            Self::Media => {
+                "uploadMedia MB/s through the gateway vs object_store's own multipart puts (same run, same disk), and a 1 MB image upload's latency"
+            }
         }
     }
 
@@ -130,6 +138,7 @@ impl Scenario {
             Self::Notify => notify::run(options).await?,
             Self::Search => search::run(options).await?,
             Self::Wide => wide::run(options).await?,
+            Self::Media => media::run(options).await?,
         };
         report.finish(started.elapsed());
         Ok(report)
