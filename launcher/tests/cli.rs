@@ -15,6 +15,9 @@ fn warble_dev_starts_serves_and_stops_cleanly_on_sigterm() {
         .env("WARBLE_GRAPH_PORT", "0")
         .env("WARBLE_TIMELINE_PORT", "0")
         .env("WARBLE_FANOUT_PORT", "0")
+        .env("WARBLE_NOTIFY_PORT", "0")
+        .env("WARBLE_SEARCH_PORT", "0")
+        .env("WARBLE_MEDIA_PORT", "0")
         .env("WARBLE_GATEWAY_PORT", "0")
         .env("WARBLE_TELEMETRY__LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
@@ -34,6 +37,8 @@ fn warble_dev_starts_serves_and_stops_cleanly_on_sigterm() {
         "timeline=",
         "fanout=",
         "notify=",
+        "search=",
+        "media=",
     ] {
         assert!(ready.contains(service), "{ready}");
     }

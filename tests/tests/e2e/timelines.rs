@@ -276,13 +276,14 @@ async fn an_event_that_keeps_failing_ends_in_the_dead_letter() {
         u64::from(stack.config().consumer.max_attempts) - 1
     );
 
-    // notify-svc's group meets the same poison event and dead-letters it
-    // too, on its own record: wait for it, then read both.
-    eventually("notify-svc to dead-letter it too", || async {
-        warble_mesh::consumer::ConsumerCounters::get(
-            &stack.stack.notify_stats.consumer.dead_letters,
-        ) == 1
+    // notify-svc's and media-svc's groups meet the same poison event and
+    // dead-letter it too, each on its own record: wait for them, then read all.
+    eventually("notify-svc and media-svc to dead-letter it too", || async {
+        use warble_mesh::consumer::ConsumerCounters;
+        ConsumerCounters::get(&stack.stack.notify_stats.consumer.dead_letters) == 1
             && stack.stack.notify_lag().await.is_ok_and(|lag| lag == 0)
+            && ConsumerCounters::get(&stack.stack.media_stats.consumer.dead_letters) == 1
+            && stack.stack.media_lag().await.is_ok_and(|lag| lag == 0)
     })
     .await;
     let dead = log
@@ -306,7 +307,7 @@ async fn an_event_that_keeps_failing_ends_in_the_dead_letter() {
     groups.sort_unstable();
     assert_eq!(
         groups,
-        ["fanout", "notify"],
+        ["fanout", "media", "notify"],
         "one record per consumer group"
     );
     let record = records
