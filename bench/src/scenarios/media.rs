@@ -66,6 +66,7 @@ async fn upload(
     bytes: Vec<u8>,
     file_name: &'static str,
 ) -> anyhow::Result<()> {
+    let sent = bytes.len() as u64;
     let operations = json!({ "query": UPLOAD, "variables": { "file": null } });
     let form = reqwest::multipart::Form::new()
         .text("operations", operations.to_string())
@@ -84,6 +85,11 @@ async fn upload(
     let body: Value = response.json().await?;
     if !status.is_success() || body.get("errors").is_some() {
         anyhow::bail!("upload failed ({status}): {body}");
+    }
+    // A video is stored as uploaded: every byte must have arrived.
+    let stored = body["data"]["uploadMedia"]["size"].as_u64().unwrap_or(0);
+    if file_name.ends_with(".mp4") && stored != sent {
+        anyhow::bail!("uploaded {sent} bytes, media-svc stored {stored}");
     }
     Ok(())
 }
