@@ -306,6 +306,60 @@ async fn every_error_carries_a_stable_code() {
         )
         .await;
     assert_eq!(error_codes(&taken), code("BAD_USER_INPUT"), "{taken}");
+    // Values that do not coerce to their input type, given as variables or
+    // inline, are the client's: never INTERNAL.
+    for (query, variables) in [
+        (
+            "query($first: Int) { homeTimeline(first: $first) { edges { cursor } } }",
+            json!({ "first": "ten" }),
+        ),
+        (
+            "query($first: Int) { homeTimeline(first: $first) { edges { cursor } } }",
+            json!({ "first": 3_000_000_000u64 }),
+        ),
+        (
+            "mutation($t: String!) { postTweet(text: $t) { id } }",
+            json!({ "t": 5 }),
+        ),
+        (
+            "query($id: ID!) { tweet(id: $id) { id } }",
+            json!({ "id": { "nested": true } }),
+        ),
+        (
+            "{ homeTimeline(first: 3000000000) { edges { cursor } } }",
+            json!({}),
+        ),
+        (
+            "query($s: SearchSort) { search(query: \"x\", sort: $s) { edges { cursor } } }",
+            json!({ "s": "BEST" }),
+        ),
+        (
+            "mutation($m: [ID!]) { postTweet(text: \"x\", mediaIds: $m) { id } }",
+            json!({ "m": [1.5, null] }),
+        ),
+        (
+            "mutation($m: [ID!]) { postTweet(text: \"x\", mediaIds: $m) { id } }",
+            json!({ "m": "not-a-list" }),
+        ),
+        (
+            "query($first: Int!) { homeTimeline(first: $first) { edges { cursor } } }",
+            json!({}),
+        ),
+        (
+            "query($a: String) { homeTimeline(first: 1, after: $a) { edges { cursor } } }",
+            json!({ "a": ["x"] }),
+        ),
+    ] {
+        let refused = backend.execute(Some(bob), query, variables.clone()).await;
+        let codes: Vec<String> = error_codes(&refused)
+            .into_iter()
+            .map(|(code, _)| code)
+            .collect();
+        assert!(
+            !codes.is_empty() && codes.iter().all(|code| code == "BAD_USER_INPUT"),
+            "{query} {variables}: {refused}"
+        );
+    }
     // Errors before execution (syntax, validation) are the client's too.
     let unknown_field = backend
         .execute(Some(bob), "{ viewer { shoeSize } }", json!({}))
