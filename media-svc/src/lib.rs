@@ -194,6 +194,13 @@ pub async fn open_store(config: &MediaSvcConfig) -> anyhow::Result<Arc<dyn Media
             let client = RedisClient::connect(&config.store.redis)
                 .await
                 .context("media store unavailable (store.redis.*)")?;
+            client
+                .check_durability(
+                    config.store.redis.durability_check,
+                    "media-svc's metadata",
+                    "store.redis.durability_check",
+                )
+                .await?;
             Arc::new(RedisMediaStore::new(
                 client,
                 config.store.key_prefix.clone(),

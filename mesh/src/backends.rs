@@ -46,6 +46,26 @@ pub struct RedisConfig {
     pub connect_timeout_ms: u64,
     /// Milliseconds to wait for a reply before failing the call.
     pub response_timeout_ms: u64,
+    /// At start, where this Redis holds durable data (the event log,
+    /// media-svc's metadata; not the timeline cache, which can be rebuilt):
+    /// what to do when the server would lose acknowledged writes, i.e.
+    /// append-only persistence is off or `maxmemory-policy` evicts keys.
+    /// `warn` logs an error naming the setting, `refuse` stops the start
+    /// with it, `off` skips the check.
+    pub durability_check: DurabilityCheck,
+}
+
+/// See [`RedisConfig::durability_check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityCheck {
+    /// Skip the check (a managed Redis whose settings are known good).
+    Off,
+    /// Log an error per setting that loses writes, and start anyway.
+    #[default]
+    Warn,
+    /// Refuse to start, naming the settings.
+    Refuse,
 }
 
 impl Default for RedisConfig {
@@ -57,6 +77,7 @@ impl Default for RedisConfig {
             password: Secret::default(),
             connect_timeout_ms: 2_000,
             response_timeout_ms: 2_000,
+            durability_check: DurabilityCheck::default(),
         }
     }
 }

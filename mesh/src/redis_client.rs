@@ -69,6 +69,21 @@ pub enum RedisClientError {
         /// The underlying failure.
         source: RedisError,
     },
+    /// The server would lose acknowledged writes (`durability_check = "refuse"`).
+    #[error(
+        "Redis at {address} holds {role} but would lose acknowledged writes: {}; fix the server's settings or set {key} = \"warn\"",
+        problems.join("; ")
+    )]
+    NotDurable {
+        /// The URL(s) tried, passwords redacted.
+        address: String,
+        /// What this Redis holds (`the event log`).
+        role: String,
+        /// Each setting that loses writes, with the value to set.
+        problems: Vec<String>,
+        /// The config key that chose `refuse`.
+        key: String,
+    },
     /// The server answered but is too old.
     #[error("Redis at {address} runs {version}; Warble needs Redis 7.0 or later")]
     TooOld {
@@ -324,6 +339,100 @@ impl RedisClient {
                 blocking_pool: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    /// The `INFO` text of every node that holds data: the one node, or
+    /// every master of a cluster.
+    pub async fn info_of_every_master(&self) -> RedisResult<Vec<String>> {
+        let value = match &self.inner.target {
+            Target::Single { .. } => {
+                return Ok(vec![
+                    self.query::<String>(Request::new("INFO", "default"))
+                        .await?,
+                ]);
+            }
+            Target::Cluster { connection, .. } => {
+                connection
+                    .clone()
+                    .route_command(
+                        redis::cmd("INFO").arg("default").clone(),
+                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+                    )
+                    .await?
+            }
+        };
+        // Without a response policy each master's reply comes back keyed by
+        // its address (or, from some servers, as a list).
+        let replies = match value {
+            Value::Map(pairs) => pairs.into_iter().map(|(_, reply)| reply).collect(),
+            Value::Array(replies) => replies,
+            reply => vec![reply],
+        };
+        replies
+            .into_iter()
+            .map(|reply| redis::from_redis_value::<String>(reply).map_err(Into::into))
+            .collect()
+    }
+
+    /// What would make this Redis lose acknowledged writes: append-only
+    /// persistence off, or a `maxmemory-policy` that evicts keys, on any
+    /// node holding data. Each entry names the setting and the value to set.
+    pub async fn durability_problems(&self) -> RedisResult<Vec<String>> {
+        let mut problems = Vec::new();
+        for info in self.info_of_every_master().await? {
+            for problem in durability_problems_in(&info) {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Applies `check` to this Redis, which holds `role` (`"the event
+    /// log"`); `key` is the config key that chose the check, for messages.
+    /// `Warn` logs each problem as an error and goes on; `Refuse` fails;
+    /// `Off` does nothing. A server that will not say (a managed Redis
+    /// that hides `INFO`) is warned about, never refused.
+    pub async fn check_durability(
+        &self,
+        check: crate::backends::DurabilityCheck,
+        role: &str,
+        key: &str,
+    ) -> Result<(), RedisClientError> {
+        use crate::backends::DurabilityCheck;
+        if check == DurabilityCheck::Off {
+            return Ok(());
+        }
+        let problems = match self.durability_problems().await {
+            Ok(problems) => problems,
+            Err(error) => {
+                tracing::warn!(
+                    address = self.address(),
+                    %error,
+                    "cannot read Redis's persistence settings; durability of {role} not checked"
+                );
+                return Ok(());
+            }
+        };
+        if problems.is_empty() {
+            return Ok(());
+        }
+        if check == DurabilityCheck::Refuse {
+            return Err(RedisClientError::NotDurable {
+                address: self.address().to_owned(),
+                role: role.to_owned(),
+                problems,
+                key: key.to_owned(),
+            });
+        }
+        for problem in &problems {
+            tracing::error!(
+                address = self.address(),
+                "Redis holding {role} would lose acknowledged writes: {problem} (set {key} = \"refuse\" to refuse starting)"
+            );
+        }
+        Ok(())
     }
 
     /// The address connected to (cluster: the seed list), passwords redacted.
@@ -723,6 +832,29 @@ async fn fetch_slot_owners(connection: &mut ClusterConnection) -> RedisResult<Sl
         }
     }
     Ok(SlotOwners { owner })
+}
+
+/// The settings in one node's `INFO` text that lose acknowledged writes.
+fn durability_problems_in(info: &str) -> Vec<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let mut problems = Vec::new();
+    if field("aof_enabled") != Some("1") {
+        problems.push(
+            "append-only persistence is off (set `appendonly yes`): a restart loses what was written since the last snapshot".to_owned(),
+        );
+    }
+    match field("maxmemory_policy") {
+        Some("noeviction") => {}
+        policy => problems.push(format!(
+            "`maxmemory-policy` is {} (set `noeviction`): under memory pressure Redis deletes keys",
+            policy.unwrap_or("unknown")
+        )),
+    }
+    problems
 }
 
 fn check_version(address: &str, info: &str) -> Result<(), RedisClientError> {

@@ -224,6 +224,7 @@ workload template, so a bad combination stops the render with this message.
 {{- end }}
 {{ .prefix }}CONNECT_TIMEOUT_MS: {{ $r.connectTimeoutMs | int64 | quote }}
 {{ .prefix }}RESPONSE_TIMEOUT_MS: {{ $r.responseTimeoutMs | int64 | quote }}
+{{ .prefix }}DURABILITY_CHECK: {{ $r.durabilityCheck | quote }}
 {{- end -}}
 
 {{/* `scylla.*` settings as `store.scylla.*` env vars (tweet-svc and notify-svc). */}}

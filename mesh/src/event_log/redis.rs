@@ -264,7 +264,11 @@ impl RedisEventLog {
 
     /// Connects as `config` says (checking the server answers) and returns the log.
     pub async fn connect(config: &RedisConfig) -> Result<Self, RedisClientError> {
-        Ok(Self::new(RedisClient::connect(config).await?))
+        let client = RedisClient::connect(config).await?;
+        client
+            .check_durability(config.durability_check, "the event log", "durability_check")
+            .await?;
+        Ok(Self::new(client))
     }
 
     /// Prepends `prefix` to every stream's key, so several logs (tests,
