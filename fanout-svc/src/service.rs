@@ -37,6 +37,7 @@ impl FanoutService for FanoutApi {
             deliveries_written: FanoutStats::get(&stats.deliveries_written),
             retries: FanoutStats::get(&stats.consumer.retries),
             dead_letters: FanoutStats::get(&stats.consumer.dead_letters),
+            groups_vanished: FanoutStats::get(&stats.consumer.groups_vanished),
             events_failed: FanoutStats::get(&stats.consumer.events_failed),
             workers: self.workers,
         }))

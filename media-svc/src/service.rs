@@ -665,6 +665,7 @@ impl MediaService for MediaApi {
             refusals: stats.refusals().into_iter().collect(),
             deleted: stats.deleted.load(Ordering::Relaxed),
             upload_millis_sum: stats.upload_millis_sum.load(Ordering::Relaxed),
+            groups_vanished: stats.consumer.groups_vanished.load(Ordering::Relaxed),
         }))
     }
 }

@@ -66,6 +66,9 @@ pub struct ConsumerCounters {
     pub dead_letters: AtomicU64,
     /// Events that failed at least once.
     pub events_failed: AtomicU64,
+    /// Times the consumer group was found gone and created again (see
+    /// [`EventLog::groups_vanished`]): an alarm.
+    pub groups_vanished: AtomicU64,
 }
 
 impl ConsumerCounters {
@@ -334,6 +337,9 @@ pub async fn run<H: EventHandler>(
                 },
                 _ = stop.changed() => break,
             };
+            stats
+                .groups_vanished
+                .store(log.groups_vanished(), Ordering::Relaxed);
         }
         for delivery in batch {
             let worker = (mix(delivery.key) % queues.len() as u64) as usize;

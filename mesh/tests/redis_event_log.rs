@@ -606,3 +606,78 @@ async fn pins_hold_what_a_reader_has_not_applied(topology: Topology) {
 test_each_topology!(pins_hold_what_a_reader_has_not_applied =>
     pins_hold_entries_on_a_single_node,
     pins_hold_entries_on_a_cluster);
+
+/// A consumer group destroyed under a running consumer, or found gone by a
+/// restarted one, is counted as vanished (an alarm) and created again at the
+/// oldest retained entry, which is redelivered; a group created for the
+/// first time, and a pin removed on purpose, are not alarms.
+async fn a_vanished_group_is_an_alarm_not_a_quiet_re_create(topology: Topology) {
+    let Some(config) = topology.shared_config() else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let log = RedisEventLog::connect(&config)
+        .await
+        .unwrap()
+        .with_key_prefix(prefix.clone());
+    log.append(DOMAIN_EVENTS_STREAM, 1, b"one").await.unwrap();
+    let first = log
+        .read_group(DOMAIN_EVENTS_STREAM, "fanout", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    log.ack(DOMAIN_EVENTS_STREAM, "fanout", &[first[0].id])
+        .await
+        .unwrap();
+    assert_eq!(log.groups_vanished(), 0, "a new group is no alarm");
+    // A pin created and removed on purpose is no alarm either.
+    log.pin(DOMAIN_EVENTS_STREAM, "replica-a", None)
+        .await
+        .unwrap();
+    log.unpin(DOMAIN_EVENTS_STREAM, "replica-a").await.unwrap();
+
+    let destroy = |log: &RedisEventLog| {
+        let key = log.stream_key(DOMAIN_EVENTS_STREAM);
+        Request::routed_by("XGROUP", &key)
+            .arg("DESTROY")
+            .arg(key)
+            .arg("fanout")
+    };
+    log.client().query::<u64>(destroy(&log)).await.unwrap();
+    // The running consumer's next read finds it gone: counted, created
+    // again at the start, the retained entry delivered again.
+    let again = log
+        .read_group(DOMAIN_EVENTS_STREAM, "fanout", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "redelivered from the oldest retained entry");
+    assert_eq!(log.groups_vanished(), 1);
+
+    // A restarted consumer (a new log) finds it gone too.
+    log.client().query::<u64>(destroy(&log)).await.unwrap();
+    let restarted = RedisEventLog::connect(&config)
+        .await
+        .unwrap()
+        .with_key_prefix(prefix);
+    restarted
+        .read_group(DOMAIN_EVENTS_STREAM, "fanout", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(restarted.groups_vanished(), 1);
+    restarted
+        .read_group(DOMAIN_EVENTS_STREAM, "notify", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        restarted.groups_vanished(),
+        1,
+        "another group's first use is no alarm"
+    );
+    assert_eq!(log.groups_vanished(), 1);
+}
+
+test_each_topology!(
+    a_vanished_group_is_an_alarm_not_a_quiet_re_create =>
+        a_vanished_group_is_an_alarm_on_a_single_node,
+        a_vanished_group_is_an_alarm_on_a_three_master_cluster
+);

@@ -268,6 +268,7 @@ impl NotifyService for NotifyApi {
             events_stale: NotifyStats::get(&stats.events_stale),
             retries: Counters::get(&consumer.retries),
             dead_letters: Counters::get(&consumer.dead_letters),
+            groups_vanished: Counters::get(&consumer.groups_vanished),
             events_failed: Counters::get(&consumer.events_failed),
             workers: self.workers,
         }))

@@ -217,6 +217,14 @@ pub trait EventLog: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Consumer groups this log found gone although they had been created
+    /// before (and created again): each is an alarm, since entries trimmed
+    /// meanwhile never reached the group. The default: a log whose groups
+    /// cannot vanish.
+    fn groups_vanished(&self) -> u64 {
+        0
+    }
+
     /// Drops a reader's pin, so it no longer holds the stream's history.
     async fn unpin(&self, stream: &str, reader: &str) -> Result<(), EventLogError> {
         let _ = (stream, reader);

@@ -238,6 +238,8 @@ pub struct RedisEventLog {
     groups: Mutex<HashSet<(String, String)>>,
     /// Entries acknowledged per stream key since its last automatic trim.
     acked_since_trim: Mutex<HashMap<String, u64>>,
+    /// Consumer groups found gone that had been created before.
+    groups_vanished: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RedisEventLog {
@@ -259,7 +261,15 @@ impl RedisEventLog {
             trim_every: DEFAULT_TRIM_EVERY,
             groups: Mutex::new(HashSet::new()),
             acked_since_trim: Mutex::new(HashMap::new()),
+            groups_vanished: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The set recording every consumer group ever created on the stream at
+    /// `key`, so a group that vanished (destroyed by hand, or its stream
+    /// deleted) is told apart from one never created, across restarts.
+    fn group_registry_key(key: &str) -> String {
+        format!("{key}:consumer-groups")
     }
 
     /// Connects as `config` says (checking the server answers) and returns the log.
@@ -319,10 +329,37 @@ impl RedisEventLog {
             .arg(group)
             .arg("0")
             .arg("MKSTREAM");
-        match self.client.query::<()>(create).await {
-            Ok(()) => {}
-            Err(error) if error.code() == Some("BUSYGROUP") => {}
+        let created = match self.client.query::<()>(create).await {
+            Ok(()) => true,
+            Err(error) if error.code() == Some("BUSYGROUP") => false,
             Err(error) => return Err(error),
+        };
+        let registry = Self::group_registry_key(key);
+        if created {
+            // SADD answers 0 when the group was recorded before: it existed
+            // and is gone. It is created again at the start of what the
+            // stream still holds (redelivered, and applied idempotently),
+            // but entries trimmed while it was gone never reach it: an
+            // alarm, not a quiet re-create.
+            let added: u64 = self
+                .client
+                .query(Request::new("SADD", &registry).arg(group))
+                .await?;
+            if added == 0 {
+                self.groups_vanished
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(
+                    stream = key,
+                    group,
+                    "consumer group vanished (destroyed, or its stream deleted or lost) and was created again \
+                     at the oldest entry the stream still holds; entries trimmed while it was gone were never \
+                     delivered to it"
+                );
+            }
+        } else {
+            self.client
+                .query::<u64>(Request::new("SADD", &registry).arg(group))
+                .await?;
         }
         self.lock_groups().insert(known);
         Ok(())
@@ -719,9 +756,19 @@ impl EventLog for RedisEventLog {
             Err(error) if error.to_string().contains("requires the key to exist") => {}
             Err(error) => return Err(self.unavailable(error)),
         }
+        // A pin's group is gone on purpose: not a vanished consumer group.
+        self.client
+            .query::<u64>(Request::new("SREM", Self::group_registry_key(&key)).arg(reader))
+            .await
+            .map_err(|error| self.unavailable(error))?;
         let known = (key, reader.to_owned());
         self.lock_groups().remove(&known);
         Ok(())
+    }
+
+    fn groups_vanished(&self) -> u64 {
+        self.groups_vanished
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn read_after(
