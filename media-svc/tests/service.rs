@@ -7,9 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use image::codecs::jpeg::JpegEncoder;
-use image::codecs::png::PngEncoder;
-use image::{Rgb, RgbImage};
 use prost::Message as _;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -21,6 +18,7 @@ use warble_mesh::scaffold::Serve as _;
 use warble_proto::events::v1::{Event, TweetCreated, TweetDeleted, event::Payload};
 use warble_proto::media::v1 as pb;
 use warble_proto::media::v1::media_service_client::MediaServiceClient;
+use warble_testkit::media::{contains, jpeg_with_gps, mp4, picture, png, png_claiming};
 use warble_testkit::s3::S3Server;
 use warble_testkit::served::{Served, serve_on_a_free_port};
 
@@ -237,85 +235,6 @@ fn rand_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1 << 40);
     NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-fn picture(width: u32, height: u32) -> RgbImage {
-    RgbImage::from_fn(width, height, |x, y| {
-        Rgb([
-            (x * 7 % 256) as u8,
-            (y * 3 % 256) as u8,
-            ((x ^ y) % 256) as u8,
-        ])
-    })
-}
-
-fn png(width: u32, height: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    picture(width, height)
-        .write_with_encoder(PngEncoder::new(&mut out))
-        .unwrap();
-    out
-}
-
-/// A JPEG as a phone writes it: an EXIF block with a GPS position first.
-fn jpeg_with_gps(width: u32, height: u32) -> Vec<u8> {
-    let mut jpeg = Vec::new();
-    picture(width, height)
-        .write_with_encoder(JpegEncoder::new_with_quality(&mut jpeg, 92))
-        .unwrap();
-    let payload = b"Exif\0\0MM\0\x2a\0\0\0\x08GPSLatitude 48.8584 N GPSLongitude 2.2945 E";
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
-
-/// A fake MP4: an `ftyp` box, then `size` bytes in all.
-fn mp4(size: usize) -> Vec<u8> {
-    let mut bytes = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".to_vec();
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    while bytes.len() < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(size);
-    bytes
-}
-
-/// A small PNG whose header claims `width` × `height`: a decompression
-/// bomb's first line (the CRC is fixed up, so only the size gives it away).
-fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut bytes = png(8, 8);
-    bytes[16..20].copy_from_slice(&width.to_be_bytes());
-    bytes[20..24].copy_from_slice(&height.to_be_bytes());
-    let crc = crc32(&bytes[12..29]);
-    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
-    bytes
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for byte in bytes {
-        crc ^= u32::from(*byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
 }
 
 macro_rules! on_both_backends {

@@ -33,6 +33,8 @@
 pub mod arcadedb;
 pub mod binaries;
 pub mod live;
+#[cfg(feature = "media")]
+pub mod media;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod served;

@@ -9,10 +9,9 @@
 
 use std::io::Cursor;
 
-use image::codecs::jpeg::JpegEncoder;
-use image::codecs::png::PngEncoder;
-use image::{Rgb, RgbImage};
 use serde_json::{Value, json};
+
+use warble_testkit::media::{contains, jpeg_with_gps, mp4, picture, png, png_claiming};
 
 use crate::frontend::Frontend;
 use crate::graphql::{GraphqlClient, error_codes};
@@ -55,80 +54,6 @@ pub async fn uploaded(gql: &GraphqlClient, token: &str, bytes: Vec<u8>, file_nam
     let response = upload(gql, token, bytes, file_name).await;
     assert!(response.get("errors").is_none(), "{response}");
     response["data"]["uploadMedia"].clone()
-}
-
-fn picture(width: u32, height: u32) -> RgbImage {
-    RgbImage::from_fn(width, height, |x, y| {
-        Rgb([
-            (x * 5 % 256) as u8,
-            (y * 9 % 256) as u8,
-            ((x + 2 * y) % 256) as u8,
-        ])
-    })
-}
-
-/// A PNG of [`picture`].
-pub fn png(width: u32, height: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    picture(width, height)
-        .write_with_encoder(PngEncoder::new(&mut out))
-        .expect("encodes");
-    out
-}
-
-/// A JPEG as a phone writes it: an EXIF block with a GPS position first.
-pub fn jpeg_with_gps(width: u32, height: u32) -> Vec<u8> {
-    let mut jpeg = Vec::new();
-    picture(width, height)
-        .write_with_encoder(JpegEncoder::new_with_quality(&mut jpeg, 92))
-        .expect("encodes");
-    let payload = b"Exif\0\0MM\0\x2a\0\0\0\x08GPSLatitude 48.8584 N GPSLongitude 2.2945 E";
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
-
-/// An MP4 as far as the first box goes, `size` bytes in all.
-pub fn mp4(size: usize) -> Vec<u8> {
-    let mut bytes = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".to_vec();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    while bytes.len() < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(size);
-    bytes
-}
-
-/// A tiny PNG whose header claims `width` × `height` pixels (a bomb).
-fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut bytes = png(8, 8);
-    bytes[16..20].copy_from_slice(&width.to_be_bytes());
-    bytes[20..24].copy_from_slice(&height.to_be_bytes());
-    let mut crc = 0xFFFF_FFFFu32;
-    for byte in &bytes[12..29] {
-        crc ^= u32::from(*byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    bytes[29..33].copy_from_slice(&(!crc).to_be_bytes());
-    bytes
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
 }
 
 async fn download(url: &str, range: Option<&str>) -> reqwest::Response {
