@@ -312,6 +312,26 @@ impl ValueSet {
         }
     }
 
+    /// Asserts that `workload` keeps its data where only one pod can use it
+    /// (`why`): one pod at most, never autoscaled, and its data on a
+    /// PersistentVolumeClaim (`claimed`) that outlives the pod. `at` names
+    /// the values file, for messages.
+    pub fn assert_one_pod_on_a_claim(
+        &self,
+        workload: &Workload<'_>,
+        claimed: bool,
+        at: &str,
+        why: &str,
+    ) {
+        assert_eq!(self.max_pods(workload), 1, "{at}: {why} allows one pod");
+        assert!(
+            self.objects("HorizontalPodAutoscaler")
+                .all(|hpa| hpa["spec"]["scaleTargetRef"]["name"] != workload.name),
+            "{at}: autoscaled although {why} allows one pod"
+        );
+        assert!(claimed, "{at}: {why} is not on a PersistentVolumeClaim");
+    }
+
     /// The data of a Secret the chart renders, decoded.
     pub fn secret_data(&self, name: &str) -> Option<BTreeMap<String, String>> {
         let secret = self.object("Secret", name)?;

@@ -1010,22 +1010,8 @@ fn notify_svc_store_and_scaling_follow_its_backend() {
             };
             match backend.as_str() {
                 "embedded" => {
-                    // The redb file cannot be shared: one pod, never autoscaled,
-                    // its data on a claim that outlives the pod.
-                    assert_eq!(
-                        set.max_pods(&notify),
-                        1,
-                        "{at}: the embedded store allows one pod"
-                    );
-                    assert!(
-                        set.objects("HorizontalPodAutoscaler")
-                            .all(|hpa| hpa["spec"]["scaleTargetRef"]["name"] != notify.name),
-                        "{at}: autoscaled with the embedded store"
-                    );
-                    assert!(
-                        claimed,
-                        "{at}: the embedded store is not on a PersistentVolumeClaim"
-                    );
+                    // The redb file cannot be shared.
+                    set.assert_one_pod_on_a_claim(&notify, claimed, &at, "the embedded store");
                     assert!(
                         scylla_vars(&env).is_empty(),
                         "{at}: ScyllaDB settings without the scylla backend"
@@ -1784,20 +1770,7 @@ fn media_svc_blobs_credentials_and_urls_follow_its_mode() {
             match backend.as_str() {
                 "filesystem" => {
                     // One pod's volume holds the only copy of every file.
-                    assert_eq!(
-                        set.max_pods(&media),
-                        1,
-                        "{at}: filesystem mode allows one pod"
-                    );
-                    assert!(
-                        set.objects("HorizontalPodAutoscaler")
-                            .all(|hpa| hpa["spec"]["scaleTargetRef"]["name"] != media.name),
-                        "{at}: autoscaled in filesystem mode"
-                    );
-                    assert!(
-                        claimed,
-                        "{at}: the files are not on a PersistentVolumeClaim"
-                    );
+                    set.assert_one_pod_on_a_claim(&media, claimed, &at, "filesystem mode");
                     assert!(
                         s3_vars.is_empty(),
                         "{at}: S3 settings in filesystem mode: {s3_vars:?}"
