@@ -1044,6 +1044,26 @@ impl SearchIndex {
 mod tests {
     use super::*;
 
+    /// Every tweet `compiled` matches, newest first, read `limit` at a time
+    /// by following each page's last id.
+    fn every_page(index: &SearchIndex, compiled: &CompiledQuery, limit: usize) -> Vec<u64> {
+        let mut below = None;
+        let mut seen = Vec::new();
+        loop {
+            let page: Vec<u64> = index
+                .latest(compiled, below, limit)
+                .unwrap()
+                .into_iter()
+                .map(|hit| hit.tweet_id)
+                .collect();
+            if page.is_empty() {
+                return seen;
+            }
+            below = page.last().copied();
+            seen.extend(page);
+        }
+    }
+
     fn tweet(id: u64, author_id: u64, text: &str) -> TweetDoc {
         TweetDoc {
             id,
@@ -1231,22 +1251,11 @@ mod tests {
         let newest_first: Vec<u64> = matching.iter().rev().copied().collect();
         let compiled = index.compile(&query::parse("match").unwrap()).unwrap();
         for limit in [1, 7, 20, 200] {
-            let mut below = None;
-            let mut seen = Vec::new();
-            loop {
-                let page: Vec<u64> = index
-                    .latest(&compiled, below, limit)
-                    .unwrap()
-                    .into_iter()
-                    .map(|hit| hit.tweet_id)
-                    .collect();
-                if page.is_empty() {
-                    break;
-                }
-                below = page.last().copied();
-                seen.extend(page);
-            }
-            assert_eq!(seen, newest_first, "pages of {limit}");
+            assert_eq!(
+                every_page(&index, &compiled, limit),
+                newest_first,
+                "pages of {limit}"
+            );
         }
         assert_eq!(index.newest_tweet_id().unwrap(), Some(300));
         let relevant = index.most_relevant(&compiled, None, 500, 1).unwrap();
@@ -1293,22 +1302,11 @@ mod tests {
         let newest_first: Vec<u64> = matching.iter().rev().copied().collect();
         let compiled = index.compile(&query::parse("dense").unwrap()).unwrap();
         for limit in [1, 2, 5, 100] {
-            let mut below = None;
-            let mut seen = Vec::new();
-            loop {
-                let page: Vec<u64> = index
-                    .latest(&compiled, below, limit)
-                    .unwrap()
-                    .into_iter()
-                    .map(|hit| hit.tweet_id)
-                    .collect();
-                if page.is_empty() {
-                    break;
-                }
-                below = page.last().copied();
-                seen.extend(page);
-            }
-            assert_eq!(seen, newest_first, "pages of {limit}");
+            assert_eq!(
+                every_page(&index, &compiled, limit),
+                newest_first,
+                "pages of {limit}"
+            );
         }
     }
 
