@@ -747,33 +747,32 @@ fn free_port() -> u16 {
 /// (32768 and up), so the kernel never hands one of them to a `bind(0)` or
 /// an outgoing connection of another test meanwhile.
 const QUIET_PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// Ports of [`QUIET_PORTS`] each test process takes its ports from.
+const PORTS_PER_PROCESS: u16 = 100;
 
 /// A port on 127.0.0.1 nothing listens on right now, for a server that is
 /// started as a separate process and must be told its port.
 ///
-/// Such a port is probed and released before the server binds it. An
-/// ephemeral port (`bind(0)`) is the wrong choice for that: the kernel
-/// hands the same ports out again at once to other tests' `bind(0)` calls
-/// and outgoing connections, and the server then fails with "address in
-/// use". A random port below the ephemeral range is only taken by another
-/// test's random pick, which is far rarer.
+/// Such a port is probed and released before the server binds it, so two
+/// pickers must never hold the same port between probe and bind:
+/// - not an ephemeral port (`bind(0)`): the kernel hands those out again at
+///   once to other tests' `bind(0)` calls and outgoing connections;
+/// - not a random one: two test processes (or two calls of one) can draw
+///   the same port within that window.
+///
+/// Instead each test process (nextest runs one per test) walks its own
+/// block of [`PORTS_PER_PROCESS`] ports below the ephemeral range, chosen
+/// by its pid, and never hands out a port twice before wrapping around (by
+/// then the earlier ones are bound, and the probe skips them). Processes
+/// running side by side have nearby pids, hence different blocks.
 pub fn unused_port() -> u16 {
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.subsec_nanos());
-    let mut state = (u64::from(std::process::id()) << 32)
-        ^ u64::from(nanos)
-        ^ CALLS
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let span = u64::from(QUIET_PORTS.end - QUIET_PORTS.start);
-    for _ in 0..1_000 {
-        // xorshift64: a different sequence per process and per call.
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let port = QUIET_PORTS.start + (state % span) as u16;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let blocks = u64::from((QUIET_PORTS.end - QUIET_PORTS.start) / PORTS_PER_PROCESS);
+    let block_start =
+        QUIET_PORTS.start + (u64::from(std::process::id()) % blocks) as u16 * PORTS_PER_PROCESS;
+    for _ in 0..PORTS_PER_PROCESS {
+        let offset = (NEXT.fetch_add(1, Ordering::Relaxed) % u64::from(PORTS_PER_PROCESS)) as u16;
+        let port = block_start + offset;
         if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
             return port;
         }
