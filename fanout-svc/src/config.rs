@@ -58,10 +58,14 @@ pub struct FanoutPolicyConfig {
     pub follower_page_size: u32,
 }
 
+/// Who may call which RPC with mutual TLS on (`server.allow_peers`):
+/// fanout-svc serves only its status, so any mesh peer.
+pub const DEFAULT_ALLOW_PEERS: &str = "*=*";
+
 impl Default for FanoutSvcConfig {
     fn default() -> Self {
         Self {
-            server: ServerConfig::on_port(50054),
+            server: ServerConfig::on_port(50054).allowing(DEFAULT_ALLOW_PEERS),
             tweet_service_addr: "127.0.0.1:50051".into(),
             graph_service_addr: "127.0.0.1:50052".into(),
             request_timeout_ms: 5_000,

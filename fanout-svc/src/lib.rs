@@ -51,14 +51,17 @@ impl FanoutSvc {
         config: &FanoutSvcConfig,
         log: Arc<dyn EventLog>,
         cache: Arc<dyn TimelineCache>,
-    ) -> Result<Self, tonic::transport::Error> {
+    ) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
+        let tls = config.server.mesh_tls()?;
         Ok(Self::with_channels(
             config,
             log,
             cache,
-            traced_channel(&config.tweet_service_addr, timeout)?,
-            traced_channel(&config.graph_service_addr, timeout)?,
+            traced_channel(&config.tweet_service_addr, timeout, tls.as_ref())
+                .context("invalid tweet_service_addr")?,
+            traced_channel(&config.graph_service_addr, timeout, tls.as_ref())
+                .context("invalid graph_service_addr")?,
         ))
     }
 
@@ -102,7 +105,7 @@ impl FanoutSvc {
         FanoutServer {
             service: self,
             drain_timeout,
-            reflection: true,
+            server_config: None,
         }
     }
 }
@@ -111,14 +114,21 @@ impl FanoutSvc {
 pub struct FanoutServer {
     service: FanoutSvc,
     drain_timeout: Duration,
-    reflection: bool,
+    /// The `server.*` section of a standalone process (reflection, mutual
+    /// TLS); `None` in the single-process stack.
+    server_config: Option<warble_mesh::grpc::ServerConfig>,
 }
 
 impl FanoutServer {
-    /// Whether to serve gRPC reflection (see `server.reflection`).
-    pub fn with_reflection(mut self, reflection: bool) -> Self {
-        self.reflection = reflection;
-        self
+    /// Applies the `server.*` section: reflection, and mutual TLS with its
+    /// peer rules when `server.tls.enabled` (checked here, applied when serving).
+    pub fn with_server_config(
+        mut self,
+        config: &warble_mesh::grpc::ServerConfig,
+    ) -> Result<Self, warble_mesh::config::ConfigError> {
+        GrpcServer::new(self.drain_timeout).with_server_config(config)?;
+        self.server_config = Some(config.clone());
+        Ok(self)
     }
 }
 
@@ -127,7 +137,7 @@ impl Serve for FanoutServer {
         let Self {
             service,
             drain_timeout,
-            reflection,
+            server_config,
         } = self;
         let api = FanoutApi {
             log: service.log.clone(),
@@ -135,9 +145,11 @@ impl Serve for FanoutServer {
             group: service.settings.group.clone(),
             workers: service.settings.workers as u32,
         };
-        let grpc = GrpcServer::new(drain_timeout)
-            .with_reflection(reflection)
-            .add_service(FanoutServiceServer::new(api));
+        let mut grpc = GrpcServer::new(drain_timeout);
+        if let Some(config) = &server_config {
+            grpc = grpc.with_server_config(config)?;
+        }
+        let grpc = grpc.add_service(FanoutServiceServer::new(api));
         let consumer = Consumer {
             log: service.log,
             handler: service.engine,
@@ -170,9 +182,9 @@ pub async fn run(config: FanoutSvcConfig, shutdown: Shutdown) -> anyhow::Result<
             ),
         ),
     };
-    let service = FanoutSvc::new(&config, log, cache).context("invalid downstream address")?;
+    let service = FanoutSvc::new(&config, log, cache)?;
     let server = service
         .into_server(config.server.drain_timeout())
-        .with_reflection(config.server.reflection);
+        .with_server_config(&config.server)?;
     warble_mesh::scaffold::serve_on(config.server.listen_addr, server, shutdown).await
 }

@@ -56,6 +56,10 @@ pub struct GatewayConfig {
     /// and media-svc checking and storing it, so it is far longer than
     /// `request_timeout_ms`.
     pub media_upload_timeout_ms: u64,
+    /// Mutual TLS to the services (`mesh_tls.*`): the gateway's mesh
+    /// certificate (its `spiffe://` URI names it `gateway` to the services'
+    /// peer rules) and the mesh CA. Off by default.
+    pub mesh_tls: warble_mesh::tls::MeshTlsConfig,
     /// Token verification and development sign-up.
     pub auth: AuthConfig,
     /// Abuse limits.
@@ -168,6 +172,7 @@ impl Default for GatewayConfig {
             media_service_addr: DEFAULT_MEDIA_SERVICE_ADDR.into(),
             request_timeout_ms: 2_000,
             media_upload_timeout_ms: 120_000,
+            mesh_tls: warble_mesh::tls::MeshTlsConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             graphiql: false,
@@ -238,6 +243,7 @@ impl ServiceConfig for GatewayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.telemetry.validate("telemetry")?;
         self.events.validate("events")?;
+        self.mesh_tls.validate("mesh_tls")?;
         if self.drain_timeout_secs == 0 || self.drain_timeout_secs > 3600 {
             return Err(ConfigError::invalid(
                 "drain_timeout_secs",

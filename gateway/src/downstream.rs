@@ -12,6 +12,7 @@ use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use warble_mesh::grpc::{MeshChannel, remote_channel};
 use warble_mesh::telemetry::TraceContextInterceptor;
+use warble_mesh::tls::MeshTls;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
 use warble_proto::media::v1::media_service_client::MediaServiceClient;
 use warble_proto::notify::v1::notify_service_client::NotifyServiceClient;
@@ -129,6 +130,7 @@ fn counted(channel: MeshChannel, counts: &Arc<RpcCounts>) -> DownstreamChannel {
 impl Downstream {
     /// Lazily connecting clients to the six services; every call has
     /// `timeout`, except uploads to media-svc, which have `upload_timeout`.
+    /// With `tls`, every channel speaks mutual TLS.
     #[allow(clippy::too_many_arguments, reason = "one address per service")]
     pub fn connect(
         tweet_addr: &str,
@@ -139,17 +141,20 @@ impl Downstream {
         media_addr: &str,
         timeout: Duration,
         upload_timeout: Duration,
+        tls: Option<&MeshTls>,
     ) -> Result<Self, tonic::transport::Error> {
         let connect_timeout = Duration::from_secs(3);
+        let channel =
+            |addr: &str, timeout: Duration| remote_channel(addr, connect_timeout, timeout, tls);
         Ok(Self::from_channels(
-            remote_channel(tweet_addr, connect_timeout, timeout)?,
-            remote_channel(graph_addr, connect_timeout, timeout)?,
-            remote_channel(timeline_addr, connect_timeout, timeout)?,
-            remote_channel(notify_addr, connect_timeout, timeout)?,
-            remote_channel(search_addr, connect_timeout, timeout)?,
-            remote_channel(media_addr, connect_timeout, timeout)?,
+            channel(tweet_addr, timeout)?,
+            channel(graph_addr, timeout)?,
+            channel(timeline_addr, timeout)?,
+            channel(notify_addr, timeout)?,
+            channel(search_addr, timeout)?,
+            channel(media_addr, timeout)?,
         )
-        .with_upload_channel(remote_channel(media_addr, connect_timeout, upload_timeout)?))
+        .with_upload_channel(channel(media_addr, upload_timeout)?))
     }
 
     /// Clients over given channels (in-process ones, in the single-process

@@ -71,6 +71,9 @@ pub enum StartError {
     /// The trusted-documents manifest cannot be used.
     #[error("trusted_documents_file: {0}")]
     TrustedDocuments(#[from] persisted::ManifestError),
+    /// The mesh certificate cannot be used.
+    #[error(transparent)]
+    MeshTls(#[from] warble_mesh::config::ConfigError),
 }
 
 /// A gateway ready to serve.
@@ -96,6 +99,7 @@ impl Gateway {
             &config.media_service_addr,
             Duration::from_millis(config.request_timeout_ms),
             Duration::from_millis(config.media_upload_timeout_ms),
+            config.mesh_tls.load("mesh_tls")?.as_ref(),
         )?;
         Self::with_downstream(config, event_log, downstream)
     }
@@ -307,6 +311,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         &config.media_service_addr,
         Duration::from_millis(config.request_timeout_ms),
         Duration::from_millis(config.media_upload_timeout_ms),
+        config.mesh_tls.load("mesh_tls")?.as_ref(),
     )
     .context("invalid downstream address")?;
     let gateway = Gateway::with_parts(&config, event_log, downstream, limiter)

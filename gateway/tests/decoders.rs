@@ -1313,8 +1313,9 @@ impl Unreachable {
             ..GatewayConfig::default()
         };
         let timeout = Duration::from_millis(config.request_timeout_ms);
-        let downstream = Downstream::connect(addr, addr, addr, addr, addr, addr, timeout, timeout)
-            .expect("a valid address");
+        let downstream =
+            Downstream::connect(addr, addr, addr, addr, addr, addr, timeout, timeout, None)
+                .expect("a valid address");
         let gateway = Gateway::new(&config, None).expect("gateway");
         Self {
             gateway,

@@ -59,10 +59,33 @@ pub struct GraphStoreConfig {
     pub neo4j: Neo4jConfig,
 }
 
+/// Who may call which RPC with mutual TLS on (`server.allow_peers`): the
+/// user-facing writes and the private block and mute lists only through
+/// the gateway, which has checked the user's token; bulk loads and
+/// verification only by an operator's `admin` certificate; reads by any
+/// mesh peer.
+pub const DEFAULT_ALLOW_PEERS: &str = concat!(
+    "warble.graph.v1.GraphService/CreateUser=gateway; ",
+    "warble.graph.v1.GraphService/RegisterUser=gateway; ",
+    "warble.graph.v1.GraphService/Follow=gateway; ",
+    "warble.graph.v1.GraphService/Unfollow=gateway; ",
+    "warble.graph.v1.GraphService/UpdateProfile=gateway; ",
+    "warble.graph.v1.GraphService/Block=gateway; ",
+    "warble.graph.v1.GraphService/Unblock=gateway; ",
+    "warble.graph.v1.GraphService/Mute=gateway; ",
+    "warble.graph.v1.GraphService/Unmute=gateway; ",
+    "warble.graph.v1.GraphService/ListBlocked=gateway; ",
+    "warble.graph.v1.GraphService/ListMuted=gateway; ",
+    "warble.graph.v1.GraphService/CreateUsers=admin; ",
+    "warble.graph.v1.GraphService/FollowMany=admin; ",
+    "warble.graph.v1.GraphService/SetVerified=admin; ",
+    "*=*"
+);
+
 impl Default for GraphSvcConfig {
     fn default() -> Self {
         Self {
-            server: ServerConfig::on_port(DEFAULT_PORT),
+            server: ServerConfig::on_port(DEFAULT_PORT).allowing(DEFAULT_ALLOW_PEERS),
             data_dir: PathBuf::from("./data/graph-svc"),
             worker_id: 2,
             store: GraphStoreConfig::default(),

@@ -142,7 +142,7 @@ pub async fn run(config: GraphSvcConfig, shutdown: Shutdown) -> anyhow::Result<(
         (config.store.backend == GraphStoreBackend::Neo4j).then_some("store.backend = \"neo4j\"");
     let server = service
         .into_grpc_server(config.server.drain_timeout())
-        .with_reflection(config.server.reflection);
+        .with_server_config(&config.server)?;
     serve_relaying(
         server,
         outbox,

@@ -42,10 +42,21 @@ pub struct MediaSvcConfig {
     pub telemetry: TelemetryConfig,
 }
 
+/// Who may call which RPC with mutual TLS on (`server.allow_peers`):
+/// uploads, claims and avatars only through the gateway, which has checked
+/// the user's token; reads by any mesh peer.
+pub const DEFAULT_ALLOW_PEERS: &str = concat!(
+    "warble.media.v1.MediaService/Upload=gateway; ",
+    "warble.media.v1.MediaService/ClaimMedia=gateway; ",
+    "warble.media.v1.MediaService/ReleaseClaim=gateway; ",
+    "warble.media.v1.MediaService/UseAsAvatar=gateway; ",
+    "*=*"
+);
+
 impl Default for MediaSvcConfig {
     fn default() -> Self {
         Self {
-            server: ServerConfig::on_port(50057),
+            server: ServerConfig::on_port(50057).allowing(DEFAULT_ALLOW_PEERS),
             data_dir: PathBuf::from("./data/media-svc"),
             worker_id: 1,
             blobs: BlobsConfig::default(),

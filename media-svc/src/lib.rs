@@ -141,10 +141,14 @@ pub struct MediaServer {
 }
 
 impl MediaServer {
-    /// Whether to serve gRPC reflection (see `server.reflection`).
-    pub fn with_reflection(mut self, reflection: bool) -> Self {
-        self.grpc = self.grpc.with_reflection(reflection);
-        self
+    /// Applies the `server.*` section: reflection, and mutual TLS with
+    /// its peer rules when `server.tls.enabled`.
+    pub fn with_server_config(
+        mut self,
+        config: &warble_mesh::grpc::ServerConfig,
+    ) -> Result<Self, warble_mesh::config::ConfigError> {
+        self.grpc = self.grpc.with_server_config(config)?;
+        Ok(self)
     }
 
     /// A channel into this server's routes without a network hop (the
@@ -227,7 +231,7 @@ pub async fn run(config: MediaSvcConfig, shutdown: Shutdown) -> anyhow::Result<(
     );
     let server = MediaSvc::new(&config, store, blobs, log)?
         .into_server(config.server.drain_timeout())
-        .with_reflection(config.server.reflection);
+        .with_server_config(&config.server)?;
     warble_mesh::scaffold::serve_on(config.server.listen_addr, server, shutdown).await
 }
 

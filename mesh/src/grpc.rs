@@ -35,6 +35,7 @@ use tower::Service;
 use tracing::Instrument as _;
 
 use crate::config::ConfigError;
+use crate::tls::{MeshTls, MeshTlsConfig, PeerPolicyLayer, PeerRules};
 
 /// The `server.*` config section every gRPC service has.
 ///
@@ -52,16 +53,34 @@ pub struct ServerConfig {
     /// it tells anyone who can reach the port the whole API; `warble dev`
     /// turns it on.
     pub reflection: bool,
+    /// Mutual TLS for the calls this service serves and makes
+    /// (`server.tls.*`; off by default, see [`crate::tls`]).
+    pub tls: MeshTlsConfig,
+    /// With `tls.enabled`: which peer identities may call which RPC, as
+    /// `<rpc>=<peer>[,<peer>...]` rules separated by `;` (syntax in
+    /// [`crate::tls`]). Each service's default admits only the gateway to
+    /// its user-facing writes, an `admin` identity to bulk loads and
+    /// internal writes, and any mesh peer to the rest. Ignored with TLS off.
+    pub allow_peers: String,
 }
 
 impl ServerConfig {
-    /// Defaults for a service listening on `port` on all interfaces.
+    /// Defaults for a service listening on `port` on all interfaces, whose
+    /// RPCs any mesh peer may call ([`ServerConfig::allowing`] narrows it).
     pub fn on_port(port: u16) -> Self {
         Self {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], port)),
             drain_timeout_secs: 10,
             reflection: false,
+            tls: MeshTlsConfig::default(),
+            allow_peers: "*=*".to_owned(),
         }
+    }
+
+    /// These defaults with `rules` as the default `allow_peers`.
+    pub fn allowing(mut self, rules: &str) -> Self {
+        self.allow_peers = rules.to_owned();
+        self
     }
 
     /// Validates the section; `prefix` is where it sits in the service's config.
@@ -72,7 +91,15 @@ impl ServerConfig {
                 "must be between 1 and 3600",
             ));
         }
+        self.tls.validate(&format!("{prefix}.tls"))?;
+        PeerRules::parse(&self.allow_peers, &format!("{prefix}.allow_peers"))?;
         Ok(())
+    }
+
+    /// The mesh certificate, loaded, or `None` with TLS off: for the
+    /// server and for the channels to the services this one calls.
+    pub fn mesh_tls(&self) -> Result<Option<MeshTls>, ConfigError> {
+        self.tls.load("server.tls")
     }
 
     /// The drain deadline as a `Duration`.
@@ -101,6 +128,8 @@ pub struct GrpcServer {
     drain_timeout: Duration,
     health: HealthReporter,
     reflection: bool,
+    /// Mutual TLS and the peer rules it enforces (`None`: plaintext, open).
+    tls: Option<(MeshTls, PeerRules)>,
 }
 
 impl GrpcServer {
@@ -117,7 +146,22 @@ impl GrpcServer {
             drain_timeout,
             health,
             reflection: true,
+            tls: None,
         }
+    }
+
+    /// Applies a standalone service's `server.*` section: reflection, and
+    /// with `server.tls.enabled`, mutual TLS with its peer rules.
+    pub fn with_server_config(mut self, config: &ServerConfig) -> Result<Self, ConfigError> {
+        self.reflection = config.reflection;
+        self.tls = match config.mesh_tls()? {
+            Some(tls) => Some((
+                tls,
+                PeerRules::parse(&config.allow_peers, "server.allow_peers")?,
+            )),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// Whether to serve reflection (on unless turned off here; standalone
@@ -226,7 +270,15 @@ impl GrpcServer {
         };
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let server = Server::builder()
+        let (builder, peer_rules) = match self.tls {
+            Some((tls, rules)) => (
+                Server::builder().tls_config(tls.server_config())?,
+                Some(rules),
+            ),
+            None => (Server::builder(), None),
+        };
+        let mutual_tls = peer_rules.is_some();
+        let server = builder
             .layer(
                 tower_http::trace::TraceLayer::new_for_grpc()
                     .make_span_with(
@@ -239,9 +291,11 @@ impl GrpcServer {
                         tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
                     ),
             )
+            // Inside the trace layer, so a refused call is traced like any other.
+            .layer(PeerPolicyLayer::new(peer_rules))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stop_accepting);
-        tracing::info!(addr = ?local_addr, services = ?self.service_names, "gRPC server listening");
+        tracing::info!(addr = ?local_addr, services = ?self.service_names, mutual_tls, "gRPC server listening");
 
         let drain_deadline = async move {
             if drain_started_rx.await.is_ok() {
@@ -357,32 +411,41 @@ pub fn traced(channel: MeshChannel) -> TracedChannel {
 /// A network channel to `addr` (`host:port` or a URI) that connects lazily,
 /// so services can start before their dependencies are up, with a deadline
 /// on every call.
+///
+/// With `tls`, the channel speaks mutual TLS: it trusts only the mesh CA,
+/// presents this process's certificate, and expects the server's
+/// certificate to name the host in `addr`.
 pub fn remote_channel(
     addr: &str,
     connect_timeout: Duration,
     request_timeout: Duration,
+    tls: Option<&MeshTls>,
 ) -> Result<MeshChannel, tonic::transport::Error> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let uri = match addr.split_once("://") {
+        Some((_, rest)) => format!("{scheme}://{rest}"),
+        None => format!("{scheme}://{addr}"),
     };
-    let channel = tonic::transport::Endpoint::from_shared(uri)?
+    let mut endpoint = tonic::transport::Endpoint::from_shared(uri)?
         .tcp_nodelay(true)
         .connect_timeout(connect_timeout)
-        .timeout(request_timeout)
-        .connect_lazy();
-    Ok(MeshChannel::Remote(channel))
+        .timeout(request_timeout);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.client_config())?;
+    }
+    Ok(MeshChannel::Remote(endpoint.connect_lazy()))
 }
 
 /// A traced network channel to `addr` ([`remote_channel`], 5 s to connect).
 pub fn traced_channel(
     addr: &str,
     request_timeout: Duration,
+    tls: Option<&MeshTls>,
 ) -> Result<TracedChannel, tonic::transport::Error> {
     Ok(traced(remote_channel(
         addr,
         Duration::from_secs(5),
         request_timeout,
+        tls,
     )?))
 }

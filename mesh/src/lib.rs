@@ -4,6 +4,7 @@
 //! - [`config`]: layered configuration (defaults < file < `WARBLE_*` env vars), validated at start.
 //! - [`telemetry`]: tracing subscriber, optional OTLP export, W3C trace context across gRPC hops.
 //! - [`grpc`]: server bootstrap on an already-bound listener with health, reflection and graceful drain.
+//! - [`tls`]: mutual TLS between services and the per-RPC peer allow-list.
 //! - [`scaffold`]: the one server shape ([`scaffold::Serve`]) and the one `main` every binary uses.
 //! - [`secret`]: the [`secret::Secret`] type for passwords and keys, and credential redaction in URLs.
 //! - [`shutdown`]: the SIGTERM/SIGINT future servers drain on.
@@ -34,3 +35,4 @@ pub mod snowflake;
 pub mod status;
 pub mod telemetry;
 pub mod time;
+pub mod tls;

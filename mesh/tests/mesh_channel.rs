@@ -61,7 +61,7 @@ async fn channels(delay: Duration, timeout: Duration) -> [(&'static str, MeshCha
         routes: Routes::new(HealthServer::new(TracedHealth { delay })),
         timeout,
     };
-    let remote = remote_channel(&addr.to_string(), Duration::from_secs(3), timeout).unwrap();
+    let remote = remote_channel(&addr.to_string(), Duration::from_secs(3), timeout, None).unwrap();
     [("local", local), ("remote", remote)]
 }
 

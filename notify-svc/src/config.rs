@@ -56,10 +56,19 @@ pub struct NotifyStoreConfig {
     pub scylla: ScyllaConfig,
 }
 
+/// Who may call which RPC with mutual TLS on (`server.allow_peers`): a
+/// user's notifications and settings only through the gateway, which has
+/// checked the user's token; status, health and reflection to any mesh peer.
+pub const DEFAULT_ALLOW_PEERS: &str = concat!(
+    "warble.notify.v1.NotifyService/*=gateway; ",
+    "warble.notify.v1.NotifyService/GetStatus=*; ",
+    "*=*"
+);
+
 impl Default for NotifySvcConfig {
     fn default() -> Self {
         Self {
-            server: ServerConfig::on_port(50055),
+            server: ServerConfig::on_port(50055).allowing(DEFAULT_ALLOW_PEERS),
             data_dir: PathBuf::from("./data/notify-svc"),
             graph_service_addr: "127.0.0.1:50052".into(),
             request_timeout_ms: 5_000,

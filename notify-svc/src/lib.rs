@@ -62,13 +62,15 @@ impl NotifySvc {
         config: &NotifySvcConfig,
         store: Arc<dyn NotificationStore>,
         log: Arc<dyn EventLog>,
-    ) -> Result<Self, tonic::transport::Error> {
+    ) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
+        let tls = config.server.mesh_tls()?;
         Ok(Self::with_channel(
             config,
             store,
             log,
-            traced_channel(&config.graph_service_addr, timeout)?,
+            traced_channel(&config.graph_service_addr, timeout, tls.as_ref())
+                .context("invalid graph_service_addr")?,
         ))
     }
 
@@ -130,10 +132,14 @@ pub struct NotifyServer {
 }
 
 impl NotifyServer {
-    /// Whether to serve gRPC reflection (see `server.reflection`).
-    pub fn with_reflection(mut self, reflection: bool) -> Self {
-        self.grpc = self.grpc.with_reflection(reflection);
-        self
+    /// Applies the `server.*` section: reflection, and mutual TLS with
+    /// its peer rules when `server.tls.enabled`.
+    pub fn with_server_config(
+        mut self,
+        config: &warble_mesh::grpc::ServerConfig,
+    ) -> Result<Self, warble_mesh::config::ConfigError> {
+        self.grpc = self.grpc.with_server_config(config)?;
+        Ok(self)
     }
 
     /// A channel into this server's routes without a network hop (the
@@ -198,10 +204,10 @@ pub async fn run(config: NotifySvcConfig, shutdown: Shutdown) -> anyhow::Result<
             .await
             .context("event stream (redis.*)")?,
     );
-    let service = NotifySvc::new(&config, store, log).context("invalid downstream address")?;
+    let service = NotifySvc::new(&config, store, log)?;
     let server = service
         .into_server(config.server.drain_timeout())
-        .with_reflection(config.server.reflection);
+        .with_server_config(&config.server)?;
     warble_mesh::scaffold::serve_on(config.server.listen_addr, server, shutdown).await
 }
 

@@ -54,6 +54,10 @@ pub struct IndexConfig {
     pub replica: String,
 }
 
+/// Who may call which RPC with mutual TLS on (`server.allow_peers`):
+/// search reads public data, so any mesh peer.
+pub const DEFAULT_ALLOW_PEERS: &str = "*=*";
+
 impl Default for IndexConfig {
     fn default() -> Self {
         Self {
@@ -135,7 +139,7 @@ impl Default for RetentionConfig {
 impl Default for SearchSvcConfig {
     fn default() -> Self {
         Self {
-            server: ServerConfig::on_port(50056),
+            server: ServerConfig::on_port(50056).allowing(DEFAULT_ALLOW_PEERS),
             data_dir: PathBuf::from("./data/search-svc"),
             tweet_service_addr: "127.0.0.1:50051".into(),
             graph_service_addr: "127.0.0.1:50052".into(),

@@ -149,10 +149,14 @@ pub struct SearchServer {
 }
 
 impl SearchServer {
-    /// Whether to serve gRPC reflection (see `server.reflection`).
-    pub fn with_reflection(mut self, reflection: bool) -> Self {
-        self.grpc = self.grpc.with_reflection(reflection);
-        self
+    /// Applies the `server.*` section: reflection, and mutual TLS with
+    /// its peer rules when `server.tls.enabled`.
+    pub fn with_server_config(
+        mut self,
+        config: &warble_mesh::grpc::ServerConfig,
+    ) -> Result<Self, warble_mesh::config::ConfigError> {
+        self.grpc = self.grpc.with_server_config(config)?;
+        Ok(self)
     }
 
     /// A channel into this server's routes without a network hop.
@@ -294,15 +298,16 @@ pub async fn run(config: SearchSvcConfig, shutdown: Shutdown) -> anyhow::Result<
     );
     let log: Arc<dyn EventLog> = Arc::new(redis);
     let timeout = Duration::from_millis(config.request_timeout_ms);
-    let tweets = traced_channel(&config.tweet_service_addr, timeout)
+    let tls = config.server.mesh_tls()?;
+    let tweets = traced_channel(&config.tweet_service_addr, timeout, tls.as_ref())
         .context("invalid tweet_service_addr")?;
-    let graph = traced_channel(&config.graph_service_addr, timeout)
+    let graph = traced_channel(&config.graph_service_addr, timeout, tls.as_ref())
         .context("invalid graph_service_addr")?;
     let service =
         SearchSvc::with_channels(&config, index, trends, log, tweets, graph, Some(registry));
     let server = service
         .into_server(config.server.drain_timeout())
-        .with_reflection(config.server.reflection);
+        .with_server_config(&config.server)?;
     warble_mesh::scaffold::serve_on(config.server.listen_addr, server, shutdown).await
 }
 

@@ -435,6 +435,7 @@ impl DevStack {
                     &addr.to_string(),
                     Duration::from_secs(3),
                     timeout,
+                    None,
                 )?)
             }
         };
@@ -590,6 +591,7 @@ impl DevStack {
                     &media_addr.to_string(),
                     Duration::from_secs(3),
                     timeout,
+                    None,
                 )?)
             }
         };
@@ -608,6 +610,7 @@ impl DevStack {
                         &notify_addr.to_string(),
                         Duration::from_secs(3),
                         gateway_timeout,
+                        None,
                     )?
                 },
                 if config.in_process_calls {
@@ -617,6 +620,7 @@ impl DevStack {
                         &search_addr.to_string(),
                         Duration::from_secs(3),
                         gateway_timeout,
+                        None,
                     )?
                 },
                 media_channel(gateway_timeout)?,

@@ -26,7 +26,8 @@
 //! on a live ScyllaDB or Neo4j, [`served`] runs a server under test on a
 //! port of its own, and [`binaries`] holds checks every service binary
 //! shares. With the feature `s3`, `s3` runs a real S3 API server (s3s over
-//! a directory, SigV4 on) for the object-store suites.
+//! a directory, SigV4 on) for the object-store suites; with `tls`, `tls`
+//! issues mesh certificates from a test CA for the mTLS suites.
 
 #![forbid(unsafe_code)]
 
@@ -38,6 +39,8 @@ pub mod media;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod served;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Write as _};

@@ -20,6 +20,9 @@ pub struct StackSpec {
     pub query_burst: u32,
     /// Requests regained per minute.
     pub queries_per_minute: u32,
+    /// Mutual TLS between the services, each with a certificate naming it
+    /// (separate processes only; the single-process stack calls in process).
+    pub mutual_tls: bool,
 }
 
 impl Default for StackSpec {
@@ -31,6 +34,7 @@ impl Default for StackSpec {
             ws_init_timeout_secs: 10,
             query_burst: 100_000,
             queries_per_minute: 100_000,
+            mutual_tls: false,
         }
     }
 }

@@ -4,6 +4,9 @@
 //! variables, with Redis as timeline cache and event stream (each store relaying its
 //! outbox to Redis Streams), and media-svc keeping its metadata in Redis and its files in an S3
 //! bucket (a real S3 API server on loopback, [`warble_testkit::s3`]).
+//! With [`StackSpec::mutual_tls`], every gRPC hop is mutual TLS: each
+//! service has a certificate from a test CA naming it
+//! (`spiffe://warble/<binary>`), and enforces its default peer rules.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use warble_proto::notify::v1::notify_service_client::NotifyServiceClient;
 use warble_proto::search::v1::search_service_client::SearchServiceClient;
 use warble_testkit::RedisServer;
 use warble_testkit::s3::S3Server;
+use warble_testkit::tls::MeshPki;
 
 use crate::frontend::{Frontend, StackSpec};
 use crate::graphql::GraphqlClient;
@@ -46,6 +50,10 @@ pub struct ProcessStack {
     redis: RedisServer,
     /// The bucket media-svc stores files in.
     _s3: S3Server,
+    /// The mesh CA, with mutual TLS on.
+    pki: Option<MeshPki>,
+    /// The stack's own mesh certificate (`operator`), for its status calls.
+    operator: Option<warble_mesh::tls::MeshTls>,
     _data: tempfile::TempDir,
 }
 
@@ -131,6 +139,7 @@ impl ProcessStack {
         ];
         let redis_url = redis.url();
         let threshold = spec.celebrity_threshold.to_string();
+        let pki = spec.mutual_tls.then(|| MeshPki::new("warble test mesh CA"));
         let services: Vec<(&str, Vec<(&str, String)>)> = vec![
             (
                 "tweet-svc",
@@ -258,11 +267,14 @@ impl ProcessStack {
         let commands: Vec<(String, Vec<(String, String)>)> = services
             .into_iter()
             .map(|(binary, env)| {
-                let env = common
+                let mut env: Vec<(String, String)> = common
                     .iter()
                     .chain(env.iter())
                     .map(|(key, value)| ((*key).to_owned(), value.clone()))
                     .collect();
+                if let Some(pki) = &pki {
+                    env.extend(mesh_tls_env(pki, binary));
+                }
                 (binary.to_owned(), env)
             })
             .collect();
@@ -280,6 +292,8 @@ impl ProcessStack {
             search,
             redis,
             _s3: s3,
+            operator: pki.as_ref().map(|pki| mesh_client(pki, "operator")),
+            pki,
             _data: data,
         };
         stack.wait_until_ready().await;
@@ -311,12 +325,41 @@ impl ProcessStack {
         }
     }
 
-    async fn fanout_lag(&self) -> Option<u64> {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.fanout))
+    /// A connected channel to one of the services, as the mesh peer
+    /// `identity` when mutual TLS is on (`None`: the stack's own `operator`
+    /// certificate); plaintext otherwise. `None` while it does not answer.
+    pub async fn channel_as(
+        &self,
+        addr: SocketAddr,
+        identity: Option<&str>,
+    ) -> Option<tonic::transport::Channel> {
+        let (Some(pki), Some(operator)) = (&self.pki, &self.operator) else {
+            return tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .ok()?
+                .connect()
+                .await
+                .ok();
+        };
+        let tls = match identity {
+            Some(name) => mesh_client(pki, name),
+            None => operator.clone(),
+        };
+        tonic::transport::Channel::from_shared(format!("https://{addr}"))
+            .ok()?
+            .tls_config(tls.client_config())
             .ok()?
             .connect()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// The mesh CA, with mutual TLS on.
+    pub fn pki(&self) -> Option<&MeshPki> {
+        self.pki.as_ref()
+    }
+
+    async fn fanout_lag(&self) -> Option<u64> {
+        let channel = self.channel_as(self.fanout, None).await?;
         let status = FanoutServiceClient::new(channel)
             .get_status(GetStatusRequest {})
             .await
@@ -330,11 +373,7 @@ impl ProcessStack {
 
     /// notify-svc's GetStatus, `None` while it does not answer.
     pub async fn notify_status(&self) -> Option<warble_proto::notify::v1::GetStatusResponse> {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.notify))
-            .ok()?
-            .connect()
-            .await
-            .ok()?;
+        let channel = self.channel_as(self.notify, None).await?;
         let status = NotifyServiceClient::new(channel)
             .get_status(warble_proto::notify::v1::GetStatusRequest {})
             .await
@@ -353,11 +392,7 @@ impl ProcessStack {
 
     /// search-svc's GetStatus, `None` while it does not answer.
     pub async fn search_status(&self) -> Option<warble_proto::search::v1::GetStatusResponse> {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.search))
-            .ok()?
-            .connect()
-            .await
-            .ok()?;
+        let channel = self.channel_as(self.search, None).await?;
         let status = SearchServiceClient::new(channel)
             .get_status(warble_proto::search::v1::GetStatusRequest {})
             .await
@@ -434,6 +469,40 @@ impl ProcessStack {
         }
         self.children.clear();
     }
+}
+
+/// A mesh certificate naming `identity`, loaded for a client.
+fn mesh_client(pki: &MeshPki, identity: &str) -> warble_mesh::tls::MeshTls {
+    let cert = pki.issue(identity);
+    warble_mesh::tls::MeshTlsConfig {
+        enabled: true,
+        cert_file: cert.cert_file.display().to_string(),
+        key_file: cert.key_file.display().to_string(),
+        ca_file: cert.ca_file.display().to_string(),
+    }
+    .load("test")
+    .expect("a usable test certificate")
+    .expect("TLS on")
+}
+
+/// The environment turning on mutual TLS for `binary`, with a certificate
+/// naming it: `server.tls.*` for a service, `mesh_tls.*` for the gateway.
+fn mesh_tls_env(pki: &MeshPki, binary: &str) -> Vec<(String, String)> {
+    let cert = pki.issue(binary);
+    let prefix = if binary == "gateway" {
+        "WARBLE_MESH_TLS"
+    } else {
+        "WARBLE_SERVER__TLS"
+    };
+    [
+        ("ENABLED", "true".to_owned()),
+        ("CERT_FILE", cert.cert_file.display().to_string()),
+        ("KEY_FILE", cert.key_file.display().to_string()),
+        ("CA_FILE", cert.ca_file.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (format!("{prefix}__{key}"), value))
+    .collect()
 }
 
 fn spawn_service(dir: &Path, binary: &str, env: &[(String, String)]) -> Child {

@@ -39,10 +39,15 @@ pub struct TimelineSvcConfig {
     pub telemetry: TelemetryConfig,
 }
 
+/// Who may call which RPC with mutual TLS on (`server.allow_peers`): home
+/// timelines are private, so only the gateway, which has checked the
+/// user's token, reads them; health and reflection stay open to mesh peers.
+pub const DEFAULT_ALLOW_PEERS: &str = "warble.timeline.v1.TimelineService/*=gateway; *=*";
+
 impl Default for TimelineSvcConfig {
     fn default() -> Self {
         Self {
-            server: ServerConfig::on_port(50053),
+            server: ServerConfig::on_port(50053).allowing(DEFAULT_ALLOW_PEERS),
             tweet_service_addr: "127.0.0.1:50051".into(),
             graph_service_addr: "127.0.0.1:50052".into(),
             request_timeout_ms: 5_000,

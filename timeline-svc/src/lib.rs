@@ -41,16 +41,16 @@ pub struct TimelineSvc {
 
 impl TimelineSvc {
     /// Wires the service to its timeline cache and downstream services.
-    pub fn new(
-        config: &TimelineSvcConfig,
-        cache: Arc<dyn TimelineCache>,
-    ) -> Result<Self, tonic::transport::Error> {
+    pub fn new(config: &TimelineSvcConfig, cache: Arc<dyn TimelineCache>) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
+        let tls = config.server.mesh_tls()?;
         Ok(Self::with_channels(
             config,
             cache,
-            traced_channel(&config.tweet_service_addr, timeout)?,
-            traced_channel(&config.graph_service_addr, timeout)?,
+            traced_channel(&config.tweet_service_addr, timeout, tls.as_ref())
+                .context("invalid tweet_service_addr")?,
+            traced_channel(&config.graph_service_addr, timeout, tls.as_ref())
+                .context("invalid graph_service_addr")?,
         ))
     }
 
@@ -106,9 +106,9 @@ pub async fn run(config: TimelineSvcConfig, shutdown: Shutdown) -> anyhow::Resul
                 .context("timeline cache (redis.*)")?,
         ),
     };
-    let service = TimelineSvc::new(&config, cache).context("invalid downstream address")?;
+    let service = TimelineSvc::new(&config, cache)?;
     let server = service
         .into_grpc_server(config.server.drain_timeout())
-        .with_reflection(config.server.reflection);
+        .with_server_config(&config.server)?;
     warble_mesh::scaffold::serve_on(config.server.listen_addr, server, shutdown).await
 }

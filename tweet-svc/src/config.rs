@@ -61,10 +61,28 @@ pub struct TweetStoreConfig {
     pub scylla: ScyllaConfig,
 }
 
+/// Who may call which RPC with mutual TLS on (`server.allow_peers`): the
+/// user-facing writes and the private bookmark list only through the
+/// gateway, which has checked the user's token; bulk loads only by an
+/// operator's `admin` certificate; reads by any mesh peer.
+pub const DEFAULT_ALLOW_PEERS: &str = concat!(
+    "warble.tweet.v1.TweetService/CreateTweet=gateway; ",
+    "warble.tweet.v1.TweetService/DeleteTweet=gateway; ",
+    "warble.tweet.v1.TweetService/LikeTweet=gateway; ",
+    "warble.tweet.v1.TweetService/UnlikeTweet=gateway; ",
+    "warble.tweet.v1.TweetService/Retweet=gateway; ",
+    "warble.tweet.v1.TweetService/UndoRetweet=gateway; ",
+    "warble.tweet.v1.TweetService/Bookmark=gateway; ",
+    "warble.tweet.v1.TweetService/Unbookmark=gateway; ",
+    "warble.tweet.v1.TweetService/ListBookmarks=gateway; ",
+    "warble.tweet.v1.TweetService/CreateTweets=admin; ",
+    "*=*"
+);
+
 impl Default for TweetSvcConfig {
     fn default() -> Self {
         Self {
-            server: ServerConfig::on_port(50051),
+            server: ServerConfig::on_port(50051).allowing(DEFAULT_ALLOW_PEERS),
             data_dir: PathBuf::from("./data/tweet-svc"),
             worker_id: 1,
             idempotency_ttl_secs: 86_400,

@@ -147,7 +147,7 @@ pub async fn run(config: TweetSvcConfig, shutdown: Shutdown) -> anyhow::Result<(
         (config.store.backend == TweetStoreBackend::Scylla).then_some("store.backend = \"scylla\"");
     let server = service
         .into_grpc_server(config.server.drain_timeout())
-        .with_reflection(config.server.reflection);
+        .with_server_config(&config.server)?;
     serve_relaying(
         server,
         outbox,

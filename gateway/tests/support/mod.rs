@@ -221,7 +221,7 @@ impl Backend {
         let notify_channel = match notify {
             NotifyAt::Service => notify_channel,
             NotifyAt::Address(addr, timeout) => {
-                remote_channel(&addr.to_string(), timeout, timeout).expect("an address")
+                remote_channel(&addr.to_string(), timeout, timeout, None).expect("an address")
             }
             NotifyAt::GraphSvc => graph.local_channel(CALL_TIMEOUT),
         };

@@ -277,3 +277,105 @@ async fn a_search_replica_behind_retention_rebuilds_from_the_services() {
     assert_eq!(users["searchUsers"][0]["username"], "ben");
     stack.stop().await;
 }
+
+/// With mutual TLS on, every hop of the production topology is mutual TLS:
+/// cases that cross every service still pass, each service enforcing its
+/// default peer rules. A write over gRPC from a peer without the gateway's
+/// identity is PERMISSION_DENIED; a caller without a certificate from the
+/// mesh CA cannot call at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls_carries_every_hop_and_refuses_peers_without_the_right_identity() {
+    use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
+    use warble_proto::tweet::v1::{CreateTweetRequest, GetTweetsRequest};
+    use warble_tests::frontend::{Frontend as _, StackSpec};
+
+    let spec = StackSpec {
+        mutual_tls: true,
+        ..StackSpec::default()
+    };
+    let Some(stack) = ProcessStack::start(&spec).await else {
+        return;
+    };
+    // Gateway -> every service, timeline -> tweet/graph, fan-out -> graph,
+    // notify -> graph, search -> tweet/graph: every hop is exercised (the
+    // cases sign up different usernames, so they share one stack).
+    warble_tests::cases::sign_up_follow_post_and_page_a_hydrated_home_timeline(&stack).await;
+    warble_tests::cases::a_celebrity_tweet_reaches_followers_and_subscribers(&stack).await;
+    warble_tests::cases::likes_retweets_and_deletes_update_counts(&stack).await;
+    warble_tests::cases::notifications_group_count_and_clear_on_undo(&stack).await;
+    warble_tests::cases::five_people_make_a_trend_and_one_spammer_does_not(&stack).await;
+    warble_tests::cases::an_avatar_shows_on_the_author(&stack).await;
+
+    let (author, _) = stack.graphql().sign_up("mallory").await;
+    let author_id: u64 = author.parse().expect("a numeric user id");
+    let forged = CreateTweetRequest {
+        author_id,
+        text: "posted around the gateway".into(),
+        idempotency_key: "mtls-forged".into(),
+        ..CreateTweetRequest::default()
+    };
+    let as_search = stack
+        .channel_as(stack.tweet_addr(), Some("search-svc"))
+        .await
+        .expect("search-svc's certificate is accepted");
+    let refused = TweetServiceClient::new(as_search.clone())
+        .create_tweet(forged.clone())
+        .await
+        .expect_err("only the gateway may create tweets");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("search-svc")
+            && refused.message().contains("TweetService/CreateTweet"),
+        "the refusal names the peer and the RPC: {refused:?}"
+    );
+    // The same peer may read, as search-svc does.
+    let read = TweetServiceClient::new(as_search)
+        .get_tweets(GetTweetsRequest {
+            tweet_ids: vec![1],
+            ..GetTweetsRequest::default()
+        })
+        .await;
+    assert!(read.is_ok(), "{read:?}");
+    // The gateway's identity passes the same rule.
+    let as_gateway = stack
+        .channel_as(stack.tweet_addr(), Some("gateway"))
+        .await
+        .expect("the gateway's certificate is accepted");
+    let created = TweetServiceClient::new(as_gateway)
+        .create_tweet(forged)
+        .await;
+    assert!(created.is_ok(), "{created:?}");
+
+    // No certificate, or one from another CA: no call gets through.
+    let plaintext =
+        tonic::transport::Channel::from_shared(format!("http://{}", stack.tweet_addr()))
+            .unwrap()
+            .connect_lazy();
+    let without_tls = TweetServiceClient::new(plaintext)
+        .get_tweets(GetTweetsRequest::default())
+        .await;
+    assert!(without_tls.is_err(), "a plaintext call was served");
+    let stranger_ca = warble_testkit::tls::MeshPki::new("some other CA");
+    let stranger = stranger_ca.issue("gateway");
+    let stranger_tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(stack.pki().expect("mutual TLS is on").ca_file()).unwrap(),
+        ))
+        .identity(tonic::transport::Identity::from_pem(
+            std::fs::read(&stranger.cert_file).unwrap(),
+            std::fs::read(&stranger.key_file).unwrap(),
+        ));
+    let foreign = tonic::transport::Channel::from_shared(format!("https://{}", stack.tweet_addr()))
+        .unwrap()
+        .tls_config(stranger_tls)
+        .unwrap()
+        .connect_lazy();
+    let with_foreign_cert = TweetServiceClient::new(foreign)
+        .get_tweets(GetTweetsRequest::default())
+        .await;
+    assert!(
+        with_foreign_cert.is_err(),
+        "a certificate from another CA was accepted"
+    );
+    stack.stop().await;
+}
