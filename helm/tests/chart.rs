@@ -51,6 +51,16 @@ const S3_KEY_PAIR: [&str; 2] = [
     "WARBLE_BLOBS__S3__SECRET_ACCESS_KEY",
 ];
 
+/// Where a component's mesh certificate Secret is mounted, and the files in it.
+const MESH_TLS_DIR: &str = "/etc/warble/mesh-tls";
+
+/// Whether `workload` runs with mutual TLS (its config turns it on).
+fn mutual_tls(set: &ValueSet, workload: &Workload<'_>) -> bool {
+    ["WARBLE_SERVER__TLS__ENABLED", "WARBLE_MESH_TLS__ENABLED"]
+        .iter()
+        .any(|name| env_value(set, workload, name).as_deref() == Some("true"))
+}
+
 /// The downward-API path the chart derives worker ids from.
 const POD_INDEX_FIELD: &str = "metadata.labels['apps.kubernetes.io/pod-index']";
 
@@ -222,10 +232,12 @@ fn chart_lints_renders_and_passes_the_kubernetes_schemas_with_every_value_set() 
                     validation.error.as_deref().unwrap_or_default()
                 );
                 if let Some(reason) = &validation.skipped {
-                    assert_eq!(
-                        validation.kind, "ServiceMonitor",
-                        "[{}] only the ServiceMonitor custom resource may lack a schema: {reason}",
-                        set.name
+                    assert!(
+                        ["ServiceMonitor", "Certificate"].contains(&validation.kind.as_str()),
+                        "[{}] only the ServiceMonitor and cert-manager Certificate custom \
+                         resources may lack a schema, not {}: {reason}",
+                        set.name,
+                        validation.kind
                     );
                 }
             }
@@ -427,10 +439,25 @@ fn probes_are_native_distinct_and_aimed_at_the_serving_port() {
                     assert_eq!(startup["httpGet"]["path"], "/healthz", "{at}");
                 } else {
                     assert_eq!(port["name"], "grpc", "{at}");
+                    // Kubernetes' gRPC probes cannot speak TLS: with mutual
+                    // TLS they ask the plaintext health listener, which the
+                    // service is told to open on that port.
+                    let probed = if mutual_tls(set, &workload) {
+                        let health = &container["ports"][1];
+                        assert_eq!(health["name"], "health", "{at}");
+                        assert_eq!(
+                            env_value(set, &workload, "WARBLE_SERVER__HEALTH_LISTEN_ADDR"),
+                            Some(format!("0.0.0.0:{}", health["containerPort"])),
+                            "{at}: the health listener is where the probes go"
+                        );
+                        health
+                    } else {
+                        port
+                    };
                     for probe in [startup, readiness, liveness] {
                         assert_eq!(
-                            probe["grpc"]["port"], port["containerPort"],
-                            "{at}: native gRPC probe on the serving port"
+                            probe["grpc"]["port"], probed["containerPort"],
+                            "{at}: native gRPC probe on the serving (or health) port"
                         );
                     }
                     assert_eq!(
@@ -585,6 +612,26 @@ fn every_service_accepts_the_config_the_chart_gives_it() {
                     let manifest = manifest_dir.path().join("manifest.json");
                     std::fs::write(&manifest, "{}").unwrap();
                     *path = manifest.display().to_string();
+                }
+                // With mutual TLS, the certificate files come from a Secret
+                // mounted where the variables point; the test's own CA
+                // stands in for the mesh's.
+                let test_ca = warble_testkit::tls::MeshPki::new("chart test CA");
+                let test_cert = test_ca.issue(workload.component);
+                for (suffix, file) in [
+                    ("CERT_FILE", &test_cert.cert_file),
+                    ("KEY_FILE", &test_cert.key_file),
+                    ("CA_FILE", &test_cert.ca_file),
+                ] {
+                    for prefix in ["WARBLE_SERVER__TLS__", "WARBLE_MESH_TLS__"] {
+                        if let Some(path) = env.get_mut(&format!("{prefix}{suffix}")) {
+                            assert!(
+                                path.starts_with(MESH_TLS_DIR),
+                                "{at}: {path} is not in the mounted certificate Secret"
+                            );
+                            *path = file.display().to_string();
+                        }
+                    }
                 }
                 if let Err(error) = load_config(workload.component, &env) {
                     panic!("{at} refuses the chart's config: {error}\n{env:#?}");
@@ -1416,6 +1463,10 @@ fn bad_values_are_refused_with_a_readable_error() {
             (false, vec!["worker ids overlap", "graph-svc 4..11"]),
         ),
         (
+            "mesh-tls-cert-manager-without-issuer.yaml",
+            (false, vec!["meshTls.certManager.issuerRef.name"]),
+        ),
+        (
             "grace-period.yaml",
             (
                 false,
@@ -1986,4 +2037,113 @@ fn media_svc_redacts_its_s3_key_pair() {
         !shown.contains(SENTINEL),
         "media-svc prints its S3 key pair: {shown}"
     );
+}
+
+#[test]
+fn mutual_tls_mounts_each_components_certificate_and_cert_manager_issues_it() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            let on = set.name.contains("mesh-tls");
+            for workload in set.workloads() {
+                let at = format!("[{}] {}", set.name, workload.name);
+                assert_eq!(mutual_tls(set, &workload), on, "{at}: mutual TLS switch");
+                let pod = &workload.object["spec"]["template"]["spec"];
+                let volume = pod["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|volume| volume["name"] == "mesh-tls");
+                let mounted = container(set, &workload)["volumeMounts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|mount| mount["name"] == "mesh-tls" && mount["mountPath"] == MESH_TLS_DIR);
+                if !on {
+                    assert!(
+                        volume.is_none() && !mounted,
+                        "{at}: a certificate with TLS off"
+                    );
+                    continue;
+                }
+                assert!(
+                    mounted,
+                    "{at}: the certificate is not mounted at {MESH_TLS_DIR}"
+                );
+                let secret = volume.expect("a mesh-tls volume")["secret"]["secretName"]
+                    .as_str()
+                    .expect("a Secret volume");
+                // cert-manager issues exactly that Secret, for the names the
+                // callers dial and the identity the peer rules name.
+                let certificate = set
+                    .objects("Certificate")
+                    .find(|certificate| certificate["spec"]["secretName"] == secret)
+                    .unwrap_or_else(|| panic!("{at}: no Certificate writes {secret}"));
+                let dns: Vec<&str> = certificate["spec"]["dnsNames"]
+                    .as_array()
+                    .expect("dnsNames")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert!(
+                    dns.contains(&workload.name),
+                    "{at}: {dns:?} lacks the Service name"
+                );
+                assert_eq!(
+                    certificate["spec"]["uris"],
+                    serde_json::json!([format!("spiffe://warble/{}", workload.component)]),
+                    "{at}: the identity"
+                );
+                let usages = &certificate["spec"]["usages"];
+                for usage in ["server auth", "client auth"] {
+                    assert!(
+                        usages
+                            .as_array()
+                            .is_some_and(|all| all.iter().any(|u| u == usage)),
+                        "{at}: {usage} missing from {usages}"
+                    );
+                }
+                assert_eq!(
+                    certificate["spec"]["issuerRef"]["name"], "warble-mesh-ca",
+                    "{at}"
+                );
+            }
+            // Every address a service is given names a host its callee's
+            // certificate covers.
+            for workload in set.workloads() {
+                for (name, var) in env_by_name(set, &workload) {
+                    let (Some(addr), true) = (var.value, on && name.ends_with("_SERVICE_ADDR"))
+                    else {
+                        continue;
+                    };
+                    let host = addr
+                        .rsplit_once(':')
+                        .map_or(addr.as_str(), |(host, _)| host);
+                    assert!(
+                        set.objects("Certificate").any(|certificate| {
+                            certificate["spec"]["dnsNames"]
+                                .as_array()
+                                .is_some_and(|names| names.iter().any(|dns| dns == host))
+                        }),
+                        "[{}] {}: no certificate covers {host} ({name})",
+                        set.name,
+                        workload.name
+                    );
+                }
+            }
+            if on {
+                let search = set
+                    .workloads()
+                    .into_iter()
+                    .find(|workload| workload.component == "search-svc")
+                    .expect("search-svc");
+                assert_eq!(
+                    env_value(set, &search, "WARBLE_SERVER__ALLOW_PEERS").as_deref(),
+                    Some("warble.search.v1.SearchService/*=gateway; *=*"),
+                    "meshTls.allowPeers reaches the service"
+                );
+            } else {
+                assert_eq!(set.objects("Certificate").count(), 0, "[{}]", set.name);
+            }
+        }
+    });
 }

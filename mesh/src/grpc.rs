@@ -62,6 +62,10 @@ pub struct ServerConfig {
     /// its user-facing writes, an `admin` identity to bulk loads and
     /// internal writes, and any mesh peer to the rest. Ignored with TLS off.
     pub allow_peers: String,
+    /// A second, plaintext address answering only `grpc.health.v1.Health`,
+    /// for probes that cannot speak TLS (Kubernetes' gRPC probes) while
+    /// `tls.enabled`; empty (the default) serves none.
+    pub health_listen_addr: String,
 }
 
 impl ServerConfig {
@@ -74,6 +78,7 @@ impl ServerConfig {
             reflection: false,
             tls: MeshTlsConfig::default(),
             allow_peers: "*=*".to_owned(),
+            health_listen_addr: String::new(),
         }
     }
 
@@ -93,7 +98,29 @@ impl ServerConfig {
         }
         self.tls.validate(&format!("{prefix}.tls"))?;
         PeerRules::parse(&self.allow_peers, &format!("{prefix}.allow_peers"))?;
+        self.health_addr(prefix)?;
         Ok(())
+    }
+
+    /// `health_listen_addr`, parsed (`None` when empty).
+    fn health_addr(&self, prefix: &str) -> Result<Option<SocketAddr>, ConfigError> {
+        let addr = self.health_listen_addr.trim();
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        let parsed: SocketAddr = addr.parse().map_err(|_| {
+            ConfigError::invalid(
+                &format!("{prefix}.health_listen_addr"),
+                format!("`{addr}` is not an ip:port address"),
+            )
+        })?;
+        if parsed == self.listen_addr {
+            return Err(ConfigError::invalid(
+                &format!("{prefix}.health_listen_addr"),
+                "must differ from listen_addr",
+            ));
+        }
+        Ok(Some(parsed))
     }
 
     /// The mesh certificate, loaded, or `None` with TLS off: for the
@@ -114,6 +141,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("gRPC transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The plaintext health listener could not bind.
+    #[error("health listener: {0}")]
+    HealthListener(String),
     /// The reflection service could not be built from the descriptors.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -130,6 +160,10 @@ pub struct GrpcServer {
     reflection: bool,
     /// Mutual TLS and the peer rules it enforces (`None`: plaintext, open).
     tls: Option<(MeshTls, PeerRules)>,
+    /// The health service alone, for the plaintext health listener.
+    health_routes: Routes,
+    /// Where that listener binds (`server.health_listen_addr`).
+    health_addr: Option<SocketAddr>,
 }
 
 impl GrpcServer {
@@ -140,6 +174,8 @@ impl GrpcServer {
         // starts SERVING).
         let (health, health_service) = tonic_health::server::health_reporter();
         Self {
+            health_routes: Routes::default().add_service(health_service.clone()),
+            health_addr: None,
             routes: Routes::default().add_service(health_service),
             service_names: Vec::new(),
             not_ready: Vec::new(),
@@ -154,6 +190,7 @@ impl GrpcServer {
     /// with `server.tls.enabled`, mutual TLS with its peer rules.
     pub fn with_server_config(mut self, config: &ServerConfig) -> Result<Self, ConfigError> {
         self.reflection = config.reflection;
+        self.health_addr = config.health_addr("server")?;
         self.tls = match config.mesh_tls()? {
             Some(tls) => Some((
                 tls,
@@ -252,6 +289,25 @@ impl GrpcServer {
                 .add_service(reflection_v1alpha);
         }
 
+        // The plaintext health listener, bound before serving so a port in
+        // use fails the start; it stops when the main server starts draining.
+        let (draining, mut draining_rx) = tokio::sync::watch::channel(false);
+        let health_server = match self.health_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await.map_err(|error| {
+                    ServeError::HealthListener(format!("cannot listen on {addr}: {error}"))
+                })?;
+                let server = Server::builder()
+                    .add_routes(self.health_routes)
+                    .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
+                        let _ = draining_rx.wait_for(|draining| *draining).await;
+                    });
+                tracing::info!(%addr, "plaintext health listener up");
+                Some(tokio::spawn(server))
+            }
+            None => None,
+        };
+
         let (drain_started, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
         let service_names = self.service_names.clone();
         let stop_accepting = async move {
@@ -266,6 +322,7 @@ impl GrpcServer {
                     .await;
             }
             tracing::info!("draining in-flight calls");
+            let _ = draining.send(true);
             let _ = drain_started.send(());
         };
 
@@ -309,6 +366,9 @@ impl GrpcServer {
             () = drain_deadline => {
                 tracing::warn!(timeout = ?self.drain_timeout, "drain deadline passed; dropping remaining calls");
             }
+        }
+        if let Some(health_server) = health_server {
+            health_server.abort();
         }
         tracing::info!(addr = ?local_addr, "gRPC server stopped");
         Ok(())

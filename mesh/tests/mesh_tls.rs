@@ -208,3 +208,76 @@ fn unusable_certificate_files_fail_validation_naming_the_key() {
     assert!(error.contains("mesh_tls.ca_file"), "{error}");
     assert!(config(&gateway).validate("server.tls").is_ok());
 }
+
+/// Kubernetes' gRPC probes speak plaintext: with mutual TLS on, the health
+/// service alone is also served on `server.health_listen_addr`, sharing the
+/// statuses the service reports (a not-ready service reads NOT_SERVING
+/// there too), and nothing else is served on it.
+#[tokio::test]
+async fn the_plaintext_health_listener_answers_probes_and_nothing_else() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    warble_mesh::telemetry::init_for_tests();
+    let pki = MeshPki::new("test mesh CA");
+    let health_addr: SocketAddr = ([127, 0, 0, 1], warble_testkit::unused_port()).into();
+    let mut server_config = ServerConfig::on_port(0);
+    server_config.tls = config(&pki.issue("fanout-svc"));
+    server_config.health_listen_addr = health_addr.to_string();
+    server_config.validate("server").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = GrpcServer::new(Duration::from_secs(1))
+        .with_server_config(&server_config)
+        .unwrap()
+        .add_service_not_ready(FanoutServiceServer::new(Answering));
+    let reporter = server.health_reporter();
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let channel = loop {
+        match tonic::transport::Channel::from_shared(format!("http://{health_addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(channel) => break channel,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the health listener never came up: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let status = |service: &str| {
+        let mut client = HealthClient::new(channel.clone());
+        let request = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        async move { client.check(request).await.unwrap().into_inner().status }
+    };
+    let fanout = "warble.fanout.v1.FanoutService";
+    assert_eq!(status("").await, ServingStatus::Serving as i32);
+    assert_eq!(status(fanout).await, ServingStatus::NotServing as i32);
+    reporter
+        .set_serving::<FanoutServiceServer<Answering>>()
+        .await;
+    assert_eq!(status(fanout).await, ServingStatus::Serving as i32);
+    let not_served = FanoutServiceClient::new(channel)
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(not_served.code(), tonic::Code::Unimplemented);
+
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(health_addr).await.is_err(),
+        "the health listener outlived the server"
+    );
+}

@@ -152,6 +152,13 @@ Checks the schema cannot express (it has no arithmetic). Included by every
 workload template, so a bad combination stops the render with this message.
 */}}
 {{- define "warble.validate" -}}
+{{- $mtls := .Values.meshTls -}}
+{{- if and $mtls.certManager.enabled (not $mtls.enabled) -}}
+{{- fail "meshTls.certManager.enabled requests certificates that nothing uses: set meshTls.enabled too" -}}
+{{- end -}}
+{{- if and $mtls.enabled $mtls.certManager.enabled (not $mtls.certManager.issuerRef.name) -}}
+{{- fail "meshTls.certManager.issuerRef.name: name the cert-manager issuer (a CA issuer) that signs the mesh certificates" -}}
+{{- end -}}
 {{- $s := .Values.shutdown -}}
 {{- if le (int $s.terminationGracePeriodSeconds) (add (int $s.preStopSleepSecs) (int $s.drainTimeoutSecs)) -}}
 {{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must be greater than shutdown.preStopSleepSecs + shutdown.drainTimeoutSecs (%d + %d), or pods are killed while draining" (int $s.terminationGracePeriodSeconds) (int $s.preStopSleepSecs) (int $s.drainTimeoutSecs)) -}}
@@ -333,6 +340,19 @@ WARBLE_EVENTS__BACKEND: "redis"
 WARBLE_SERVER__LISTEN_ADDR: "0.0.0.0:{{ $c.port }}"
 WARBLE_SERVER__DRAIN_TIMEOUT_SECS: {{ $V.shutdown.drainTimeoutSecs | int64 | quote }}
 WARBLE_SERVER__REFLECTION: {{ $V.grpcReflection | quote }}
+{{- end }}
+{{- if $V.meshTls.enabled }}
+{{- $tlsPrefix := ternary "WARBLE_MESH_TLS__" "WARBLE_SERVER__TLS__" (eq .key "gateway") }}
+{{ $tlsPrefix }}ENABLED: "true"
+{{ $tlsPrefix }}CERT_FILE: "/etc/warble/mesh-tls/tls.crt"
+{{ $tlsPrefix }}KEY_FILE: "/etc/warble/mesh-tls/tls.key"
+{{ $tlsPrefix }}CA_FILE: "/etc/warble/mesh-tls/ca.crt"
+{{- with index $V.meshTls.allowPeers .key }}
+WARBLE_SERVER__ALLOW_PEERS: {{ . | quote }}
+{{- end }}
+{{- if ne .key "gateway" }}
+WARBLE_SERVER__HEALTH_LISTEN_ADDR: "0.0.0.0:{{ include "warble.healthPort" $root }}"
+{{- end }}
 {{- end }}
 {{- if eq .key "tweetSvc" }}
 WARBLE_DATA_DIR: "/var/lib/warble"
@@ -531,6 +551,16 @@ same across upgrades).
 {{- $inputs | toJson | sha256sum -}}
 {{- end -}}
 
+{{/* The plaintext health port of the gRPC services under mutual TLS. */}}
+{{- define "warble.healthPort" -}}
+9095
+{{- end -}}
+
+{{/* The Secret holding a component's mesh certificate: (dict "root" $ "key" "tweetSvc"). */}}
+{{- define "warble.meshTlsSecret" -}}
+{{- index .root.Values.meshTls.secretNames .key | default (printf "%s-mesh-tls" (include "warble.componentName" .)) -}}
+{{- end -}}
+
 {{/* Probe timing: (dict "root" $ "probe" "readiness"). */}}
 {{- define "warble.probeTiming" -}}
 {{- $p := index .root.Values.probes .probe -}}
@@ -669,6 +699,12 @@ spec:
             - name: {{ $portName }}
               containerPort: {{ $c.port }}
               protocol: TCP
+            {{- if and $V.meshTls.enabled (not (hasKey $c "http")) }}
+            # Plaintext grpc.health.v1.Health only, for the probes.
+            - name: health
+              containerPort: {{ include "warble.healthPort" $root }}
+              protocol: TCP
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ $name }}
@@ -712,19 +748,22 @@ spec:
               port: http
             {{- include "warble.probeTiming" (dict "root" $root "probe" "liveness") | nindent 12 }}
           {{- else }}
+          {{- /* Kubernetes' gRPC probes speak plaintext, which a mutual-TLS
+          server refuses: with mTLS on they ask the plaintext health listener. */}}
+          {{- $probePort := ternary (include "warble.healthPort" $root | int) $c.port $V.meshTls.enabled }}
           startupProbe:
             grpc:
-              port: {{ $c.port }}
+              port: {{ $probePort }}
               service: ""
             {{- include "warble.probeTiming" (dict "root" $root "probe" "startup") | nindent 12 }}
           readinessProbe:
             grpc:
-              port: {{ $c.port }}
+              port: {{ $probePort }}
               service: {{ $c.grpcService }}
             {{- include "warble.probeTiming" (dict "root" $root "probe" "readiness") | nindent 12 }}
           livenessProbe:
             grpc:
-              port: {{ $c.port }}
+              port: {{ $probePort }}
               service: ""
             {{- include "warble.probeTiming" (dict "root" $root "probe" "liveness") | nindent 12 }}
           {{- end }}
@@ -750,10 +789,22 @@ spec:
             - name: data
               mountPath: /var/lib/warble
             {{- end }}
+            {{- if $V.meshTls.enabled }}
+            - name: mesh-tls
+              mountPath: /etc/warble/mesh-tls
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $V.tmpSizeLimit }}
+        {{- if $V.meshTls.enabled }}
+        # This component's mesh certificate, key and the mesh CA.
+        - name: mesh-tls
+          secret:
+            secretName: {{ include "warble.meshTlsSecret" . }}
+            defaultMode: 0440
+        {{- end }}
         {{- if and (eq .key "gateway") $v.trustedDocuments.configMap }}
         # The trusted-documents manifest, from a ConfigMap the release does not own
         # (your frontend's build produces it).
@@ -820,7 +871,11 @@ spec:
       port: {{ if hasKey $c "http" }}{{ $v.service.port }}{{ else }}{{ $c.port }}{{ end }}
       targetPort: {{ $portName }}
       protocol: TCP
-      appProtocol: {{ if hasKey $c "http" }}http{{ else }}kubernetes.io/h2c{{ end }}
+      {{- if hasKey $c "http" }}
+      appProtocol: http
+      {{- else if not $V.meshTls.enabled }}
+      appProtocol: kubernetes.io/h2c
+      {{- end }}
 {{- if $sts }}
 ---
 # Governing Service of the StatefulSet (stable per-pod DNS names).
@@ -839,6 +894,8 @@ spec:
       port: {{ $c.port }}
       targetPort: {{ $portName }}
       protocol: TCP
+      {{- if not $V.meshTls.enabled }}
       appProtocol: kubernetes.io/h2c
+      {{- end }}
 {{- end }}
 {{- end -}}
