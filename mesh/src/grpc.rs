@@ -35,6 +35,7 @@ use tower::Service;
 use tracing::Instrument as _;
 
 use crate::config::ConfigError;
+use crate::overload::InFlightLimitLayer;
 use crate::tls::{MeshTls, MeshTlsConfig, PeerPolicyLayer, PeerRules};
 
 /// The `server.*` config section every gRPC service has.
@@ -66,6 +67,10 @@ pub struct ServerConfig {
     /// for probes that cannot speak TLS (Kubernetes' gRPC probes) while
     /// `tls.enabled`; empty (the default) serves none.
     pub health_listen_addr: String,
+    /// Calls worked on at once; one more is refused at once with
+    /// RESOURCE_EXHAUSTED instead of queueing (health checks excepted).
+    /// 0 turns the limit off.
+    pub max_in_flight: u32,
 }
 
 impl ServerConfig {
@@ -79,6 +84,7 @@ impl ServerConfig {
             tls: MeshTlsConfig::default(),
             allow_peers: "*=*".to_owned(),
             health_listen_addr: String::new(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 
@@ -135,6 +141,12 @@ impl ServerConfig {
     }
 }
 
+/// Default `server.max_in_flight`: far above what a healthy service holds
+/// at once (a call takes a millisecond or two, so a few dozen are in
+/// progress at tens of thousands per second), yet low enough that a call
+/// admitted behind a full queue still meets a two-second deadline.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 512;
+
 /// Why a server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -164,6 +176,8 @@ pub struct GrpcServer {
     health_routes: Routes,
     /// Where that listener binds (`server.health_listen_addr`).
     health_addr: Option<SocketAddr>,
+    /// The in-flight limit (`server.max_in_flight`; none in process).
+    in_flight: InFlightLimitLayer,
 }
 
 impl GrpcServer {
@@ -176,6 +190,7 @@ impl GrpcServer {
         Self {
             health_routes: Routes::default().add_service(health_service.clone()),
             health_addr: None,
+            in_flight: InFlightLimitLayer::default(),
             routes: Routes::default().add_service(health_service),
             service_names: Vec::new(),
             not_ready: Vec::new(),
@@ -191,6 +206,7 @@ impl GrpcServer {
     pub fn with_server_config(mut self, config: &ServerConfig) -> Result<Self, ConfigError> {
         self.reflection = config.reflection;
         self.health_addr = config.health_addr("server")?;
+        self.in_flight = InFlightLimitLayer::new(config.max_in_flight as usize);
         self.tls = match config.mesh_tls()? {
             Some(tls) => Some((
                 tls,
@@ -251,6 +267,12 @@ impl GrpcServer {
     {
         self.not_ready.push(S::NAME);
         self.add_service(service)
+    }
+
+    /// Calls this server refused for its in-flight limit so far (a
+    /// handle read by the service's status and metrics).
+    pub fn in_flight_limit(&self) -> InFlightLimitLayer {
+        self.in_flight.clone()
     }
 
     /// The handle that sets this server's health statuses.
@@ -348,8 +370,10 @@ impl GrpcServer {
                         tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
                     ),
             )
-            // Inside the trace layer, so a refused call is traced like any other.
+            // Inside the trace layer, so a refused call is traced like any other;
+            // a peer that may not call is refused before it takes a slot.
             .layer(PeerPolicyLayer::new(peer_rules))
+            .layer(self.in_flight.clone())
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stop_accepting);
         tracing::info!(addr = ?local_addr, services = ?self.service_names, mutual_tls, "gRPC server listening");

@@ -13,6 +13,7 @@
 //! - [`cursor`]: opaque, versioned page cursors.
 //! - [`consumer`]: consuming the event log in a group: per-key order, retries, dead letters, reclaim.
 //! - [`event_log`]: the durable event log trait, its embedded implementation and Redis Streams.
+//! - [`overload`]: the in-flight call limit that sheds excess load early.
 //! - [`outbox`]: the transactional outbox and the relay that publishes it idempotently.
 //! - [`redis_client`]: the Redis connection (single node or cluster) the Redis adapters share.
 //! - [`embedded`]: the embedded database file the single-process stack keeps its data in.
@@ -27,6 +28,7 @@ pub mod embedded;
 pub mod event_log;
 pub mod grpc;
 pub mod outbox;
+pub mod overload;
 pub mod redis_client;
 pub mod scaffold;
 pub mod secret;
