@@ -180,6 +180,7 @@ impl FanoutEngine {
             };
             let (delivered, fetched) = tokio::join!(delivered, self.audience_page(source, next));
             delivered?;
+            warble_mesh::failpoint::reached("fanout.between_pages").await;
             page = fetched?;
         }
     }

@@ -14,6 +14,7 @@
 //! - [`consumer`]: consuming the event log in a group: per-key order, retries, dead letters, reclaim.
 //! - [`event_log`]: the durable event log trait, its embedded implementation and Redis Streams.
 //! - [`overload`]: the in-flight call limit that sheds excess load early.
+//! - [`failpoint`]: exact crash points for the kill -9 tests (inert unless armed by env).
 //! - [`outbox`]: the transactional outbox and the relay that publishes it idempotently.
 //! - [`redis_client`]: the Redis connection (single node or cluster) the Redis adapters share.
 //! - [`embedded`]: the embedded database file the single-process stack keeps its data in.
@@ -26,6 +27,7 @@ pub mod consumer;
 pub mod cursor;
 pub mod embedded;
 pub mod event_log;
+pub mod failpoint;
 pub mod grpc;
 pub mod outbox;
 pub mod overload;

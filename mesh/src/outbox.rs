@@ -106,7 +106,9 @@ pub async fn relay_once(outbox: &dyn Outbox, sink: &dyn EventSink) -> Result<usi
     }
     let handles: Vec<String> = entries.iter().map(|entry| entry.handle.clone()).collect();
     if !handles.is_empty() {
+        crate::failpoint::reached("relay.after_publish").await;
         outbox.mark_published(&handles).await?;
+        crate::failpoint::reached("relay.after_mark").await;
     }
     Ok(entries.len())
 }

@@ -415,19 +415,91 @@ impl ProcessStack {
     /// Starts `binary` again with the environment it first had (its data
     /// directory included), after [`ProcessStack::kill`].
     pub fn restart(&mut self, binary: &str) {
-        let env = &self
+        self.restart_with(binary, &[]);
+    }
+
+    /// [`ProcessStack::restart`] with `extra` variables on top of its
+    /// environment, for this run of the process only (a failpoint, a
+    /// smaller page).
+    pub fn restart_with(&mut self, binary: &str, extra: &[(&str, &str)]) {
+        let mut env = self
             .commands
             .iter()
             .find(|(name, _)| name == binary)
             .unwrap_or_else(|| panic!("no {binary} in the stack"))
-            .1;
-        let child = spawn_service(&binary_dir(), binary, env);
+            .1
+            .clone();
+        env.extend(
+            extra
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
+        let child = spawn_service(&binary_dir(), binary, &env);
         let slot = self
             .children
             .iter_mut()
             .find(|(name, _)| name == binary)
             .expect("a killed service keeps its slot");
         slot.1 = child;
+    }
+
+    /// Restarts `binary` with the failpoint `name` armed (and `extra`
+    /// variables), then waits until the process reached it and stopped
+    /// there (see `warble_mesh::failpoint`) while `trigger` runs, the thing
+    /// that leads it there. Kill it next: that is the crash.
+    pub async fn run_into_failpoint<Fut: std::future::Future<Output = ()>>(
+        &mut self,
+        binary: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+        trigger: impl FnOnce(&Self) -> Fut,
+    ) {
+        let announced = self._data.path().join(format!("failpoint-{binary}-{name}"));
+        let _ = std::fs::remove_file(&announced);
+        let announced_text = announced.display().to_string();
+        let mut env = vec![
+            ("WARBLE_FAILPOINT", name),
+            ("WARBLE_FAILPOINT_FILE", announced_text.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        self.kill(binary);
+        self.restart_with(binary, &env);
+        trigger(self).await;
+        eventually(&format!("{binary} to reach the failpoint {name}"), || {
+            let announced = announced.clone();
+            async move { announced.exists() }
+        })
+        .await;
+    }
+
+    /// Every entry of the domain event stream in Redis, decoded, oldest first.
+    pub async fn domain_events(&self) -> Vec<warble_proto::events::v1::Event> {
+        use prost::Message as _;
+        use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventLog as _, RedisEventLog};
+        // The test servers run without AOF on purpose: no need to say so.
+        let config = warble_mesh::backends::RedisConfig {
+            durability_check: warble_mesh::backends::DurabilityCheck::Off,
+            ..self.redis.config()
+        };
+        let log = RedisEventLog::connect(&config)
+            .await
+            .expect("the stack's Redis answers");
+        let mut events = Vec::new();
+        let mut after = None;
+        loop {
+            let page = log
+                .read_after(DOMAIN_EVENTS_STREAM, after, 1_000, Duration::ZERO)
+                .await
+                .expect("the domain stream reads");
+            let Some(last) = page.last() else {
+                return events;
+            };
+            after = Some(last.id);
+            events.extend(page.iter().map(|entry| {
+                warble_proto::events::v1::Event::decode(entry.payload.as_slice())
+                    .expect("a domain event")
+            }));
+        }
     }
 
     /// notify-svc's gRPC address.

@@ -379,3 +379,209 @@ async fn mutual_tls_carries_every_hop_and_refuses_peers_without_the_right_identi
     );
     stack.stop().await;
 }
+
+/// The TweetCreated events of `tweet` in the stack's domain stream.
+async fn tweet_created_entries(stack: &ProcessStack, tweet: &str) -> usize {
+    use warble_proto::events::v1::event::Payload;
+    let tweet: u64 = tweet.parse().expect("a numeric tweet id");
+    stack
+        .domain_events()
+        .await
+        .iter()
+        .filter(|event| {
+            matches!(&event.payload, Some(Payload::TweetCreated(created)) if created.tweet_id == tweet)
+        })
+        .count()
+}
+
+/// Posts `text` as `token` once tweet-svc answers (it may be starting):
+/// the idempotency key makes a retry the same post.
+async fn post_when_up(
+    gql: &warble_tests::graphql::GraphqlClient,
+    token: &str,
+    text: &str,
+    key: &str,
+) -> String {
+    let deadline = tokio::time::Instant::now() + warble_tests::EVENTUALLY;
+    loop {
+        let posted = gql
+            .request(
+                Some(token),
+                "mutation($t: String!, $k: String!) { postTweet(text: $t, idempotencyKey: $k) { id } }",
+                serde_json::json!({ "t": text, "k": key }),
+            )
+            .await;
+        if let Some(id) = posted["data"]["postTweet"]["id"].as_str() {
+            return id.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tweet-svc never took the post: {posted}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The first `first` tweets of `token`'s home timeline. Asked for no more
+/// than the cached timeline holds, the page is the cache alone: timeline-svc
+/// pulls from the stores only below a cache that ran out, which would show
+/// a tweet fan-out never pushed.
+async fn home(stack: &ProcessStack, token: &str, first: u32) -> Vec<String> {
+    use warble_tests::frontend::Frontend as _;
+    let page = stack
+        .graphql()
+        .data(
+            Some(token),
+            "query($first: Int!) { homeTimeline(first: $first) { edges { node { id } } } }",
+            serde_json::json!({ "first": first }),
+        )
+        .await;
+    warble_tests::graphql::node_ids(&page["homeTimeline"])
+}
+
+/// tweet-svc killed with SIGKILL by its outbox relay, between publishing an
+/// event to Redis and marking it published, and again right after the mark:
+/// either way the event is in the stream exactly once after the restart and
+/// reaches the follower once. (The republish after the first crash is
+/// dropped by the event's id.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_killed_around_the_outbox_mark_loses_nothing_and_publishes_once() {
+    use warble_tests::frontend::Frontend as _;
+
+    let Some(mut stack) = ProcessStack::start(&Default::default()).await else {
+        return;
+    };
+    let gql = stack.graphql();
+    let (ana_id, ana) = gql.sign_up("ana").await;
+    let (_, ben) = gql.sign_up("ben").await;
+    gql.follow(&ben, &ana_id).await;
+    for warm_up in ["first words", "second words"] {
+        gql.post(&ana, warm_up).await;
+    }
+    stack.settle().await;
+    // Ben's timeline is cached and holds entries: its newest entry is what
+    // fan-out pushed last (see `home`).
+    assert_eq!(home(&stack, &ben, 2).await.len(), 2);
+
+    for failpoint in ["relay.after_publish", "relay.after_mark"] {
+        let posted = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let into = posted.clone();
+        let text = format!("posted as the relay dies at {failpoint}");
+        let key = format!("crash-{failpoint}");
+        stack
+            .run_into_failpoint("tweet-svc", failpoint, &[], |stack| {
+                let gql = stack.graphql();
+                let (ana, text, key) = (ana.clone(), text.clone(), key.clone());
+                async move {
+                    // tweet-svc is starting again: post once it answers.
+                    *into.lock().unwrap() = post_when_up(&gql, &ana, &text, &key).await;
+                }
+            })
+            .await;
+        let tweet = posted.lock().unwrap().clone();
+        // Published before the crash either way.
+        assert_eq!(
+            tweet_created_entries(&stack, &tweet).await,
+            1,
+            "{failpoint}"
+        );
+        stack.kill("tweet-svc");
+        stack.restart("tweet-svc");
+
+        // Entries relay in outbox order: once a later post is in the
+        // stream, the relay has been past the first one again.
+        let (_, after) = gql.sign_up(&format!("later{}", failpoint.len())).await;
+        let later = post_when_up(&gql, &after, "after the restart", "later").await;
+        warble_tests::eventually("the later post to reach the stream", || {
+            let (stack, later) = (&stack, later.clone());
+            async move { tweet_created_entries(stack, &later).await == 1 }
+        })
+        .await;
+        assert_eq!(
+            tweet_created_entries(&stack, &tweet).await,
+            1,
+            "{failpoint}: the event is in the stream exactly once"
+        );
+        stack.settle().await;
+        assert_eq!(
+            home(&stack, &ben, 1).await,
+            [tweet.clone()],
+            "{failpoint}: fan-out pushed the tweet to the follower"
+        );
+    }
+    stack.stop().await;
+}
+
+/// fanout-svc killed with SIGKILL between two pages of one tweet's
+/// followers: some have it, some not yet. After the restart the event is
+/// taken over and every follower has the tweet exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn fan_out_killed_mid_batch_reaches_every_follower_once() {
+    use warble_tests::frontend::{Frontend as _, StackSpec};
+
+    const FOLLOWERS: usize = 6;
+    let spec = StackSpec {
+        celebrity_threshold: 1_000,
+        ..StackSpec::default()
+    };
+    let Some(mut stack) = ProcessStack::start(&spec).await else {
+        return;
+    };
+    let gql = stack.graphql();
+    let (author_id, author) = gql.sign_up("author").await;
+    let mut followers = Vec::new();
+    for index in 0..FOLLOWERS {
+        let (_, token) = gql.sign_up(&format!("reader{index}")).await;
+        gql.follow(&token, &author_id).await;
+        followers.push(token);
+    }
+    for warm_up in ["first words", "second words"] {
+        gql.post(&author, warm_up).await;
+    }
+    stack.settle().await;
+    // Cached timelines holding entries: the newest is what fan-out pushed
+    // last (see `home`).
+    for token in &followers {
+        assert_eq!(home(&stack, token, 2).await.len(), 2);
+    }
+
+    let posted = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let into = posted.clone();
+    stack
+        .run_into_failpoint(
+            "fanout-svc",
+            "fanout.between_pages",
+            &[("WARBLE_FANOUT__FOLLOWER_PAGE_SIZE", "2")],
+            |stack| {
+                let gql = stack.graphql();
+                let author = author.clone();
+                async move {
+                    *into.lock().unwrap() = gql.post(&author, "half delivered, then a crash").await;
+                }
+            },
+        )
+        .await;
+    let tweet = posted.lock().unwrap().clone();
+    let mut reached = 0;
+    for token in &followers {
+        reached += usize::from(home(&stack, token, 1).await == [tweet.clone()]);
+    }
+    assert!(
+        (1..FOLLOWERS).contains(&reached),
+        "the crash is mid-batch: {reached} of {FOLLOWERS} followers have the tweet"
+    );
+    stack.kill("fanout-svc");
+    stack.restart("fanout-svc");
+    stack.settle().await;
+    for (index, token) in followers.iter().enumerate() {
+        let page = home(&stack, token, 3).await;
+        assert_eq!(page.len(), 3, "follower {index}: {page:?}");
+        assert_eq!(
+            page.iter().filter(|id| **id == tweet).count(),
+            1,
+            "follower {index} has the tweet exactly once, on top: {page:?}"
+        );
+        assert_eq!(page[0], tweet, "follower {index}");
+    }
+    stack.stop().await;
+}
