@@ -36,6 +36,44 @@ where
     capped_appends_reach_tail_readers_in_order(&log).await;
     let (_guard, log) = make().await;
     counting_after_a_position_stops_at_the_cap(&log).await;
+    let (_guard, log) = make().await;
+    deleted_and_trimmed_entries_are_gone_and_the_rest_stay(&log).await;
+}
+
+/// `delete` removes exactly the named entries (counting those that
+/// existed), and `trim_before` every entry older than its id, leaving the
+/// rest readable in order.
+pub async fn deleted_and_trimmed_entries_are_gone_and_the_rest_stay(log: &impl EventLog) {
+    let mut appended = Vec::new();
+    for key in 0..6 {
+        appended.push(log.append("letters", key, &[key as u8]).await.unwrap());
+    }
+    let missing = EventId {
+        ms: appended[5].ms + 1_000,
+        seq: 0,
+    };
+    assert_eq!(
+        log.delete("letters", &[appended[1], appended[3], missing])
+            .await
+            .unwrap(),
+        2
+    );
+    let all = log
+        .read_after("letters", None, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&all),
+        vec![appended[0], appended[2], appended[4], appended[5]]
+    );
+    assert_eq!(log.trim_before("letters", appended[4]).await.unwrap(), 2);
+    let rest = log
+        .read_after("letters", None, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest), vec![appended[4], appended[5]]);
+    assert_eq!(rest[0].payload, [4]);
+    assert_eq!(log.trim_before("letters", appended[4]).await.unwrap(), 0);
 }
 
 /// `count_after` counts the entries after a position (all of them from

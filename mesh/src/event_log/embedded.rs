@@ -376,6 +376,51 @@ impl EventLog for EmbeddedEventLog {
         .await
     }
 
+    async fn delete(&self, stream: &str, ids: &[EventId]) -> Result<u64, EventLogError> {
+        let (stream, ids) = (stream.to_owned(), ids.to_vec());
+        self.blocking(move |database| {
+            let txn = database.begin_write()?;
+            let mut removed = 0;
+            {
+                let mut entries = txn.open_table(ENTRIES)?;
+                for id in ids {
+                    if entries.remove((stream.as_str(), id.ms, id.seq))?.is_some() {
+                        removed += 1;
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn trim_before(&self, stream: &str, before: EventId) -> Result<u64, EventLogError> {
+        let stream = stream.to_owned();
+        self.blocking(move |database| {
+            let txn = database.begin_write()?;
+            let removed = {
+                let mut entries = txn.open_table(ENTRIES)?;
+                let doomed: Vec<(u64, u64)> = entries
+                    .range((stream.as_str(), 0, 0)..(stream.as_str(), before.ms, before.seq))?
+                    .map(|entry| {
+                        entry.map(|(position, _)| {
+                            let (_, ms, seq) = position.value();
+                            (ms, seq)
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                for (ms, seq) in &doomed {
+                    entries.remove((stream.as_str(), *ms, *seq))?;
+                }
+                doomed.len() as u64
+            };
+            txn.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn last_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {
         let stream = stream.to_owned();
         self.blocking(move |database| {

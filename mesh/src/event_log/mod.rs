@@ -225,6 +225,24 @@ pub trait EventLog: Send + Sync + 'static {
         0
     }
 
+    /// Removes entries from a stream no group consumes, such as the
+    /// dead-letter stream (an operator dropping or replaying dead letters);
+    /// returns how many existed. Redis: `XDEL`.
+    async fn delete(&self, stream: &str, ids: &[EventId]) -> Result<u64, EventLogError> {
+        let _ = (stream, ids);
+        Err(EventLogError::Unavailable(
+            "this event log cannot delete entries".into(),
+        ))
+    }
+
+    /// Removes every entry of `stream` older than `before`, consumed or not:
+    /// retention by age, for a stream no group consumes (dead letters).
+    /// Returns how many went. Redis: `XTRIM MINID`.
+    async fn trim_before(&self, stream: &str, before: EventId) -> Result<u64, EventLogError> {
+        let _ = (stream, before);
+        Ok(0)
+    }
+
     /// Drops a reader's pin, so it no longer holds the stream's history.
     async fn unpin(&self, stream: &str, reader: &str) -> Result<(), EventLogError> {
         let _ = (stream, reader);

@@ -632,6 +632,32 @@ impl EventLog for RedisEventLog {
         Ok(acknowledged)
     }
 
+    async fn delete(&self, stream: &str, ids: &[EventId]) -> Result<u64, EventLogError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let key = self.stream_key(stream);
+        let mut request = Request::new("XDEL", &key);
+        for id in ids {
+            request = request.arg(id.to_string());
+        }
+        self.client
+            .query(request)
+            .await
+            .map_err(|error| self.unavailable(error))
+    }
+
+    async fn trim_before(&self, stream: &str, before: EventId) -> Result<u64, EventLogError> {
+        let key = self.stream_key(stream);
+        let request = Request::new("XTRIM", &key)
+            .arg("MINID")
+            .arg(before.to_string());
+        self.client
+            .query(request)
+            .await
+            .map_err(|error| self.unavailable(error))
+    }
+
     async fn reclaim(
         &self,
         stream: &str,
