@@ -1,5 +1,10 @@
-//! Bearer-token authentication. The viewer's id comes from the verified
-//! token's `sub` claim, never from query arguments.
+//! Bearer-token authentication. The viewer comes from the verified token,
+//! never from query arguments: its `sub` claim is the user's id
+//! (`auth.subjects = "user_id"`), or its (`iss`, `sub`) names an identity
+//! provider's account that registered as a Warble user
+//! (`auth.subjects = "registered"`, see [`identities`]).
+
+pub mod identities;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,14 +12,62 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use warble_proto::limits::graph::{MAX_ISSUER_BYTES, MAX_SUBJECT_BYTES};
 
-use crate::config::{AuthConfig, JwtAlgorithm};
+use crate::config::{AuthConfig, JwtAlgorithm, SubjectMapping};
+use identities::IdentityCache;
 
 /// The authenticated user making a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Viewer {
     /// Their user id.
     pub user_id: u64,
+}
+
+/// An identity provider's name for a person: the issuer of their token
+/// (`iss`) and the subject it names (`sub`), each compared exactly. In a
+/// request's data whenever its token named one (`auth.subjects =
+/// "registered"`), registered or not: it is what `register` binds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// The token's `iss`.
+    pub issuer: String,
+    /// The token's `sub`.
+    pub subject: String,
+}
+
+impl Identity {
+    /// A fixed-size name for the identity (cache keys): SHA-256 over the
+    /// issuer's length, the issuer and the subject, so no two identities
+    /// share one and a key never holds a long subject.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update((self.issuer.len() as u64).to_be_bytes());
+        hash.update(self.issuer.as_bytes());
+        hash.update(self.subject.as_bytes());
+        hash.finalize().into()
+    }
+
+    /// A short tag for the identity (rate-limit buckets): the digest's
+    /// first 16 bytes in hex, which do not show the subject (some providers
+    /// use an email address).
+    pub fn tag(&self) -> String {
+        self.digest()[..16]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
+/// Whom a verified token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bearer {
+    /// A Warble user, by id (`auth.subjects = "user_id"`).
+    User(Viewer),
+    /// An identity provider's account (`auth.subjects = "registered"`): a
+    /// Warble user once it has registered ([`identities`]).
+    Identity(Identity),
 }
 
 /// Token claims Warble reads and issues.
@@ -54,6 +107,17 @@ pub enum AuthError {
     /// The subject is not a user id.
     #[error("token subject is not a user id")]
     BadSubject,
+    /// With `auth.subjects = "registered"`: the issuer or the subject is
+    /// empty, or longer than an identity may be (255 bytes each).
+    #[error("token issuer or subject is empty or too long to be an identity")]
+    BadIdentity,
+    /// The token names an identity provider's account, not a user id: only
+    /// a lookup among registered identities says who that is.
+    #[error("token names an identity, which only a lookup resolves to a user")]
+    Unresolved,
+    /// The auth settings contradict each other.
+    #[error("auth configuration: {0}")]
+    Config(&'static str),
     /// The configured key cannot be used.
     #[error("auth key is unusable: {0}")]
     Key(String),
@@ -170,6 +234,9 @@ pub struct Authenticator {
     issuing: Option<(EncodingKey, u64)>,
     issuer: Option<String>,
     audience: Option<String>,
+    /// Where registered identities' users are remembered; `Some` exactly
+    /// when `auth.subjects = "registered"`.
+    identities: Option<IdentityCache>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -181,6 +248,12 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// Builds the verifier (and the dev-mode issuer) from config.
     pub fn new(config: &AuthConfig) -> Result<Self, AuthError> {
+        let registered = config.subjects == SubjectMapping::Registered;
+        if registered && config.dev_mode {
+            return Err(AuthError::Config(
+                "auth.subjects = \"registered\" cannot take the user-id tokens auth.dev_mode issues",
+            ));
+        }
         let algorithm = match config.algorithm {
             JwtAlgorithm::HS256 => Algorithm::HS256,
             JwtAlgorithm::RS256 => Algorithm::RS256,
@@ -229,7 +302,8 @@ impl Authenticator {
         }
         // A configured claim must be present, not merely right when present.
         let mut required = vec!["exp", "sub"];
-        required.extend(issuer.as_ref().map(|_| "iss"));
+        // An identity is its issuer and subject: both must be there.
+        required.extend((issuer.is_some() || registered).then_some("iss"));
         required.extend(audience.as_ref().map(|_| "aud"));
         validation.set_required_spec_claims(&required);
         let issuing = config.dev_mode.then(|| {
@@ -238,30 +312,50 @@ impl Authenticator {
                 config.dev_token_ttl_secs,
             )
         });
+        let identities = registered.then(|| {
+            IdentityCache::new(
+                Duration::from_secs(config.identity_cache_ttl_secs),
+                config.identity_cache_entries,
+            )
+        });
         Ok(Self {
             keys,
             validation,
             issuing,
             issuer,
             audience,
+            identities,
         })
     }
 
-    /// The viewer named by an `Authorization` header value.
+    /// The viewer named by an `Authorization` header value (a user id
+    /// token: see [`Authenticator::verify_with_expiry`]).
     pub async fn verify_header(&self, header: &str) -> Result<Viewer, AuthError> {
         self.verify(Self::bearer_token(header)?).await
     }
 
-    /// The viewer named by a bare token.
+    /// The viewer named by a bare token (a user id token: see
+    /// [`Authenticator::verify_with_expiry`]).
     pub async fn verify(&self, token: &str) -> Result<Viewer, AuthError> {
         self.verify_with_expiry(token)
             .await
             .map(|(viewer, _)| viewer)
     }
 
-    /// The viewer named by a bare token, and when the token expires
-    /// (seconds since the Unix epoch): a live subscription ends then.
+    /// The viewer named by a bare token whose subject is a user id, and
+    /// when the token expires (seconds since the Unix epoch). A token naming
+    /// an identity (`auth.subjects = "registered"`) is
+    /// [`AuthError::Unresolved`]: see [`Authenticator::verify_bearer`].
     pub async fn verify_with_expiry(&self, token: &str) -> Result<(Viewer, u64), AuthError> {
+        match self.verify_bearer(token).await? {
+            (Bearer::User(viewer), expires) => Ok((viewer, expires)),
+            (Bearer::Identity(_), _) => Err(AuthError::Unresolved),
+        }
+    }
+
+    /// Whom a bare token names, and when it expires (seconds since the
+    /// Unix epoch): a live subscription ends then.
+    pub async fn verify_bearer(&self, token: &str) -> Result<(Bearer, u64), AuthError> {
         let key = match &self.keys {
             Keys::Static(key) => key.clone(),
             Keys::Jwks(jwks) => {
@@ -269,15 +363,31 @@ impl Authenticator {
                 jwks.key(header.kid.as_deref()).await?
             }
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)?;
-        let user_id = data
-            .claims
-            .sub
-            .parse::<u64>()
-            .ok()
-            .filter(|id| *id != 0)
-            .ok_or(AuthError::BadSubject)?;
-        Ok((Viewer { user_id }, data.claims.exp))
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)?.claims;
+        let bearer = if self.identities.is_some() {
+            let issuer = claims.iss.unwrap_or_default();
+            let subject = claims.sub;
+            let fits = |value: &str, max: usize| !value.is_empty() && value.len() <= max;
+            if !fits(&issuer, MAX_ISSUER_BYTES) || !fits(&subject, MAX_SUBJECT_BYTES) {
+                return Err(AuthError::BadIdentity);
+            }
+            Bearer::Identity(Identity { issuer, subject })
+        } else {
+            let user_id = claims
+                .sub
+                .parse::<u64>()
+                .ok()
+                .filter(|id| *id != 0)
+                .ok_or(AuthError::BadSubject)?;
+            Bearer::User(Viewer { user_id })
+        };
+        Ok((bearer, claims.exp))
+    }
+
+    /// Registered identities' users, remembered; `None` unless
+    /// `auth.subjects = "registered"`.
+    pub fn identities(&self) -> Option<&IdentityCache> {
+        self.identities.as_ref()
     }
 
     /// A bearer token's bare token (`Authorization` header value).
@@ -437,6 +547,99 @@ mod tests {
         ] {
             assert!(auth.verify(&forged).await.is_err(), "{forged}");
         }
+    }
+
+    fn registered_config() -> AuthConfig {
+        AuthConfig {
+            hs256_secret: "a-production-secret-of-at-least-32-bytes".into(),
+            issuer: "https://id.example/".into(),
+            audience: "warble".into(),
+            subjects: SubjectMapping::Registered,
+            ..AuthConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn registered_subjects_name_identities_not_user_ids() {
+        let config = registered_config();
+        let auth = Authenticator::new(&config).unwrap();
+        assert!(auth.identities().is_some());
+        let now = warble_mesh::time::now_ms() / 1000;
+        let claims = |sub: &str| serde_json::json!({ "sub": sub, "exp": now + 600, "iat": now, "iss": "https://id.example/", "aud": "warble" });
+        let (bearer, expires) = auth
+            .verify_bearer(&signed(&config, claims("auth0|42")))
+            .await
+            .unwrap();
+        assert_eq!(
+            bearer,
+            Bearer::Identity(Identity {
+                issuer: "https://id.example/".into(),
+                subject: "auth0|42".into(),
+            })
+        );
+        assert_eq!(expires, now + 600);
+        // A numeric subject is the provider's too, never a Warble user id.
+        let numeric = signed(&config, claims("7"));
+        assert!(matches!(
+            auth.verify_bearer(&numeric).await,
+            Ok((Bearer::Identity(_), _))
+        ));
+        assert!(matches!(
+            auth.verify(&numeric).await,
+            Err(AuthError::Unresolved)
+        ));
+        // Subjects are bounded like the identities graph-svc keeps.
+        assert!(
+            auth.verify_bearer(&signed(&config, claims(&"s".repeat(MAX_SUBJECT_BYTES))))
+                .await
+                .is_ok()
+        );
+        for refused in ["", &"s".repeat(MAX_SUBJECT_BYTES + 1)] {
+            assert!(
+                auth.verify_bearer(&signed(&config, claims(refused)))
+                    .await
+                    .is_err(),
+                "{} bytes",
+                refused.len()
+            );
+        }
+        // In the default mode, the same token's subject must be a user id.
+        let by_id = Authenticator::new(&AuthConfig {
+            subjects: SubjectMapping::UserId,
+            ..config.clone()
+        })
+        .unwrap();
+        assert!(by_id.identities().is_none());
+        assert_eq!(
+            by_id.verify_bearer(&numeric).await.unwrap().0,
+            Bearer::User(Viewer { user_id: 7 })
+        );
+        assert!(matches!(
+            by_id.verify(&signed(&config, claims("auth0|42"))).await,
+            Err(AuthError::BadSubject)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_identity_needs_an_issuer_and_dev_tokens_cannot_be_identities() {
+        let config = AuthConfig {
+            issuer: String::new(),
+            ..registered_config()
+        };
+        let auth = Authenticator::new(&config).unwrap();
+        let now = warble_mesh::time::now_ms() / 1000;
+        let no_issuer = signed(
+            &config,
+            serde_json::json!({ "sub": "auth0|42", "exp": now + 600, "iat": now, "aud": "warble" }),
+        );
+        assert!(auth.verify_bearer(&no_issuer).await.is_err());
+        assert!(matches!(
+            Authenticator::new(&AuthConfig {
+                dev_mode: true,
+                ..registered_config()
+            }),
+            Err(AuthError::Config(_))
+        ));
     }
 
     #[tokio::test]

@@ -20,6 +20,22 @@ pub enum JwtAlgorithm {
     EdDSA,
 }
 
+/// How a verified token's subject (`sub`) names the Warble user making
+/// the request (`auth.subjects`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectMapping {
+    /// `sub` is the user's id, as in the tokens `warble dev` issues (and
+    /// any token service of your own that knows Warble's ids).
+    #[default]
+    UserId,
+    /// `sub` is an identity provider's own name for the person: the token's
+    /// (`iss`, `sub`) is looked up among registered identities (graph-svc,
+    /// cached), and a person registers once with the `register` mutation.
+    /// How Warble runs behind Auth0, Keycloak, Cognito and the like.
+    Registered,
+}
+
 /// The gateway's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -121,6 +137,19 @@ pub struct AuthConfig {
     pub dev_mode: bool,
     /// Lifetime of tokens issued in development mode, in seconds.
     pub dev_token_ttl_secs: u64,
+    /// What a token's `sub` names: `user_id` (the default, what dev mode
+    /// issues: the Warble user id) or `registered` (an identity provider's
+    /// subject, bound to a Warble user by the `register` mutation; needs
+    /// dev mode off). Production behind an identity provider wants
+    /// `registered`.
+    pub subjects: SubjectMapping,
+    /// With `subjects = "registered"`: how long this gateway remembers which
+    /// user an identity registered as, in seconds. Unregistered identities
+    /// are never remembered, so a registration counts at once everywhere.
+    pub identity_cache_ttl_secs: u64,
+    /// With `subjects = "registered"`: most identities this gateway
+    /// remembers at once (about 100 bytes each).
+    pub identity_cache_entries: usize,
 }
 
 /// The `limits.*` section.
@@ -199,6 +228,9 @@ impl Default for AuthConfig {
             audience: String::new(),
             dev_mode: false,
             dev_token_ttl_secs: 86_400,
+            subjects: SubjectMapping::UserId,
+            identity_cache_ttl_secs: 600,
+            identity_cache_entries: 100_000,
         }
     }
 }
@@ -322,6 +354,29 @@ impl ServiceConfig for GatewayConfig {
                     "auth.jwks_min_refresh_secs",
                     "must be at least 1",
                 ));
+            }
+        }
+        if self.auth.subjects == SubjectMapping::Registered {
+            if self.auth.dev_mode {
+                return Err(ConfigError::invalid(
+                    "auth.subjects",
+                    "\"registered\" takes subjects from an identity provider, but auth.dev_mode \
+                     issues tokens whose subject is a user id: turn dev mode off, or use \"user_id\"",
+                ));
+            }
+            for (key, value) in [
+                (
+                    "auth.identity_cache_ttl_secs",
+                    self.auth.identity_cache_ttl_secs,
+                ),
+                (
+                    "auth.identity_cache_entries",
+                    self.auth.identity_cache_entries as u64,
+                ),
+            ] {
+                if value == 0 {
+                    return Err(ConfigError::invalid(key, "must be at least 1"));
+                }
             }
         }
         if self.auth.dev_mode && self.auth.hs256_secret.expose().len() < MIN_HS256_SECRET_BYTES {
@@ -462,6 +517,51 @@ mod tests {
         assert_eq!(refused_key(&no_audience).as_deref(), Some("auth.audience"));
         no_audience.auth.dev_mode = true;
         assert_eq!(refused_key(&no_audience), None, "dev mode accepts any");
+    }
+
+    #[test]
+    fn subjects_are_user_ids_unless_registered_which_needs_dev_mode_off() {
+        assert_eq!(AuthConfig::default().subjects, SubjectMapping::UserId);
+        let mut registered = production();
+        registered.auth.subjects = SubjectMapping::Registered;
+        assert_eq!(refused_key(&registered), None);
+        let mut dev = registered.clone();
+        dev.auth.dev_mode = true;
+        assert_eq!(refused_key(&dev).as_deref(), Some("auth.subjects"));
+        let mut no_ttl = registered.clone();
+        no_ttl.auth.identity_cache_ttl_secs = 0;
+        assert_eq!(
+            refused_key(&no_ttl).as_deref(),
+            Some("auth.identity_cache_ttl_secs")
+        );
+        let mut no_room = registered;
+        no_room.auth.identity_cache_entries = 0;
+        assert_eq!(
+            refused_key(&no_room).as_deref(),
+            Some("auth.identity_cache_entries")
+        );
+        // The values as the config file and env vars spell them.
+        for (spelled, mapping) in [
+            ("user_id", SubjectMapping::UserId),
+            ("registered", SubjectMapping::Registered),
+        ] {
+            let parsed: SubjectMapping =
+                serde_json::from_value(serde_json::json!(spelled)).unwrap();
+            assert_eq!(parsed, mapping);
+        }
+        assert!(serde_json::from_value::<SubjectMapping>(serde_json::json!("email")).is_err());
+    }
+
+    #[test]
+    fn an_unknown_subject_mapping_fails_start_up_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gateway.toml");
+        std::fs::write(&file, "[auth]\nsubjects = \"email\"\n").unwrap();
+        let error = warble_mesh::config::load::<GatewayConfig>(Some(&file))
+            .expect_err("not a mapping")
+            .to_string();
+        assert!(error.contains("auth.subjects"), "{error}");
+        assert!(error.contains("registered"), "names the choices: {error}");
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub enum ErrorCode {
     Unauthenticated,
     /// Authenticated but not allowed (e.g. deleting another user's tweet).
     Forbidden,
+    /// A valid token from an identity provider whose subject has not
+    /// registered (`auth.subjects = "registered"`): only `register` runs.
+    Unregistered,
     /// The thing asked for does not exist.
     NotFound,
     /// The request is malformed or breaks a rule (text too long, page too big, query too deep).
@@ -35,6 +38,7 @@ impl ErrorCode {
         match self {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::Forbidden => "FORBIDDEN",
+            Self::Unregistered => "UNREGISTERED",
             Self::NotFound => "NOT_FOUND",
             Self::BadUserInput => "BAD_USER_INPUT",
             Self::RateLimited => "RATE_LIMITED",
@@ -87,6 +91,7 @@ pub fn from_status(status: Status) -> Error {
         }
         // Downstream services never answer with these; if one did, it is a bug.
         ErrorCode::Unauthenticated
+        | ErrorCode::Unregistered
         | ErrorCode::Internal
         | ErrorCode::PersistedQueryNotFound
         | ErrorCode::PersistedQueryNotSupported => internal(&status),

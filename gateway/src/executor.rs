@@ -3,7 +3,8 @@
 //! the cache or parses it, admits it ([`crate::admission`]: depth,
 //! introspection, expanded size), lets async-graphql validate (complexity)
 //! and execute it, keeps the document once it ran, and gives every error
-//! its stable code.
+//! its stable code. A request from an identity that has not registered
+//! runs only if it registers ([`identities::only_registers`]).
 
 use std::future::Future as _;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use async_graphql::futures_util::stream::{self, BoxStream, Stream, StreamExt as 
 use async_graphql::{Data, Executor, Request, Response};
 
 use crate::admission::{self, DocumentLimits, Refusal};
+use crate::auth::identities;
 use crate::config::LimitsConfig;
 use crate::error::{ErrorCode, gql_error};
 use crate::persisted::{DocumentPolicy, PersistedQueries};
@@ -120,6 +122,18 @@ impl Executor for EdgeExecutor {
             Ok(new_query) => new_query,
             Err(refusal) => return refused(refusal),
         };
+        // An identity that has not registered may only register; a syntax
+        // error is left to the executor to report.
+        if identities::is_unregistered(&request.data) {
+            let operation_name = request.operation_name.clone();
+            if let Ok(document) = request.parsed_query()
+                && !identities::only_registers(document, operation_name.as_deref())
+            {
+                return Response::from_errors(vec![
+                    identities::register_first().into_server_error(Default::default()),
+                ]);
+            }
+        }
         // Only a new document is copied, and only to be cached.
         let document = new_query
             .as_ref()

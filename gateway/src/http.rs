@@ -44,7 +44,8 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::{AuthError, Authenticator, Viewer};
+use crate::auth::identities::{Caller, REGISTER_FIRST};
+use crate::auth::{AuthError, Authenticator, Bearer};
 use crate::error::{ErrorCode, gql_error};
 use crate::executor::{EdgeExecutor, failed_before_execution};
 use crate::loaders::Loaders;
@@ -298,19 +299,32 @@ fn graphql_error_response(status: StatusCode, code: ErrorCode, message: &str) ->
     (status, GraphQLResponse::from(response)).into_response()
 }
 
-/// The viewer the `Authorization` header names, and when its token expires.
-async fn viewer_from_headers(
+/// Whom the `Authorization` header's token names, and when it expires.
+async fn bearer_from_headers(
     state: &GatewayState,
     headers: &HeaderMap,
-) -> Result<Option<(Viewer, u64)>, AuthError> {
+) -> Result<Option<(Bearer, u64)>, AuthError> {
     match headers.get(header::AUTHORIZATION) {
         None => Ok(None),
         Some(value) => {
             let value = value.to_str().map_err(|_| AuthError::Malformed)?;
             let token = Authenticator::bearer_token(value)?;
-            state.auth.verify_with_expiry(token).await.map(Some)
+            state.auth.verify_bearer(token).await.map(Some)
         }
     }
+}
+
+/// The answer when graph-svc cannot say which user an identity is: the
+/// request cannot run as anyone, so it is retried later (503).
+fn identity_unresolved(status: tonic::Status) -> Response {
+    let error = crate::error::from_status(status);
+    let response =
+        async_graphql::Response::from_errors(vec![error.into_server_error(Default::default())]);
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        GraphQLResponse::from(response),
+    )
+        .into_response()
 }
 
 fn unauthenticated(error: &AuthError) -> Response {
@@ -355,7 +369,14 @@ async fn graphql_upload(
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    if admitted.viewer.is_none() {
+    if admitted.caller.unregistered() {
+        return graphql_error_response(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Unregistered,
+            REGISTER_FIRST,
+        );
+    }
+    if admitted.caller.viewer.is_none() {
         return graphql_error_response(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
@@ -397,7 +418,8 @@ async fn media_file(
 }
 
 /// 429 with `Retry-After` for a request refused by a rate limit (its
-/// error's `retryAfter`), 400 for one that failed before execution, else 200.
+/// error's `retryAfter`), 403 for one from an identity that has not
+/// registered, 400 for another that failed before execution, else 200.
 fn status_of(response: &async_graphql::Response) -> (StatusCode, Option<u64>) {
     let retry_after = response.errors.iter().find_map(|error| {
         let extensions = error.extensions.as_ref()?;
@@ -410,8 +432,19 @@ fn status_of(response: &async_graphql::Response) -> (StatusCode, Option<u64>) {
             _ => None,
         }
     });
+    let unregistered = response.errors.iter().any(|error| {
+        error
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            == Some(&async_graphql::Value::from(
+                ErrorCode::Unregistered.as_str(),
+            ))
+    });
     if retry_after.is_some() {
         (StatusCode::TOO_MANY_REQUESTS, retry_after)
+    } else if unregistered && failed_before_execution(response) {
+        (StatusCode::FORBIDDEN, None)
     } else if failed_before_execution(response) {
         (StatusCode::BAD_REQUEST, None)
     } else {
@@ -434,27 +467,30 @@ async fn run(
 
 /// Who a request comes from, once admitted.
 struct Admitted {
-    /// The signed-in viewer, if any.
-    viewer: Option<Viewer>,
+    /// The signed-in viewer and the identity the token names, if any.
+    caller: Caller,
     /// The client's address (behind trusted proxies, the one they name).
     client: IpAddr,
 }
 
-/// Verifies the request's token and takes the request from its client's
-/// bucket (the viewer's, or the address's when signed out); the refusal
-/// is the response to send.
+/// Verifies the request's token, takes the request from its client's
+/// bucket (the viewer's or the identity's, or the address's when signed
+/// out), then resolves an identity to its user; the refusal is the
+/// response to send. The bucket comes first, so a flood from one identity
+/// is refused before it costs lookups.
 async fn admit(
     app: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
 ) -> Result<Admitted, Response> {
-    let viewer = match viewer_from_headers(&app.state, headers).await {
-        Ok(viewer) => viewer.map(|(viewer, _)| viewer),
+    let bearer = match bearer_from_headers(&app.state, headers).await {
+        Ok(bearer) => bearer.map(|(bearer, _)| bearer),
         Err(error) => return Err(unauthenticated(&error)),
     };
     let client = app.proxies.client(peer.ip(), headers);
-    let bucket = match viewer {
-        Some(viewer) => format!("request:user:{}", viewer.user_id),
+    let bucket = match &bearer {
+        Some(Bearer::User(viewer)) => format!("request:user:{}", viewer.user_id),
+        Some(Bearer::Identity(identity)) => format!("request:identity:{}", identity.tag()),
         None => format!("request:addr:{client}"),
     };
     match app.state.limiter.acquire(&bucket, app.query_rate).await {
@@ -467,20 +503,22 @@ async fn admit(
                 error.into_server_error(Default::default()),
             ])))
         }
-        Decision::Allowed => Ok(Admitted { viewer, client }),
+        Decision::Allowed => {
+            let caller = Caller::resolve(&app.state.auth, &app.state.downstream, bearer)
+                .await
+                .map_err(identity_unresolved)?;
+            Ok(Admitted { caller, client })
+        }
     }
 }
 
 /// Executes an admitted request.
 async fn execute(app: &AppState, admitted: Admitted, request: async_graphql::Request) -> Response {
-    let Admitted { viewer, client } = admitted;
-    let mut request = request
-        .data(Loaders::new(&app.state.downstream, viewer))
+    let Admitted { caller, client } = admitted;
+    let request = request
+        .data(Loaders::new(&app.state.downstream, caller.viewer))
         .data(ClientAddr(client.to_string()));
-    if let Some(viewer) = viewer {
-        request = request.data(viewer);
-    }
-    respond(app.executor.execute(request).await)
+    respond(app.executor.execute(caller.into_request(request)).await)
 }
 
 /// A GraphQL response with its HTTP status (and `Retry-After`).
@@ -560,8 +598,8 @@ async fn graphql_get(
         (Ok(upgrade), Some(protocol)) => {
             // A token on the upgrade request itself is honoured too (non-browser clients).
             let client = app.proxies.client(peer.ip(), &parts.headers);
-            let header_viewer = match viewer_from_headers(&app.state, &parts.headers).await {
-                Ok(viewer) => viewer,
+            let header_bearer = match bearer_from_headers(&app.state, &parts.headers).await {
+                Ok(bearer) => bearer,
                 Err(error) => return unauthenticated(&error),
             };
             upgrade
@@ -577,7 +615,7 @@ async fn graphql_get(
                     } = app;
                     let limits = ws.limits;
                     let on_init = move |payload: serde_json::Value| async move {
-                        connection_data(&state, &ws, &payload, header_viewer, client).await
+                        connection_data(&state, &ws, &payload, header_bearer, client).await
                     };
                     websocket::serve(socket, executor, protocol, limits, on_init).await;
                 })
@@ -615,18 +653,20 @@ fn websocket_protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
 /// The data of a WebSocket connection whose `connection_init` carried
 /// `payload`: its viewer (from the payload's token, else the upgrade
 /// request's), a slot among the viewer's connections, and when its token
-/// expires. An error refuses the connection.
+/// expires. An error refuses the connection: an invalid token, or one
+/// naming an identity that has not registered (the reason starts with
+/// `UNREGISTERED`, the close frame having no room for a code).
 async fn connection_data(
     state: &GatewayState,
     ws: &WsSettings,
     payload: &serde_json::Value,
-    header_viewer: Option<(Viewer, u64)>,
+    header_bearer: Option<(Bearer, u64)>,
     client: std::net::IpAddr,
 ) -> async_graphql::Result<Data> {
-    let viewer = match token_in(payload) {
+    let bearer = match token_in(payload) {
         Some(header) => {
             let verified = match Authenticator::bearer_token(&header) {
-                Ok(token) => state.auth.verify_with_expiry(token).await,
+                Ok(token) => state.auth.verify_bearer(token).await,
                 Err(error) => Err(error),
             };
             Some(verified.map_err(|error| {
@@ -634,8 +674,22 @@ async fn connection_data(
                 async_graphql::Error::new("the bearer token is invalid or expired")
             })?)
         }
-        None => header_viewer,
+        None => header_bearer,
     };
+    let (bearer, expires) = bearer.unzip();
+    let caller = Caller::resolve(&state.auth, &state.downstream, bearer)
+        .await
+        .map_err(|status| {
+            tracing::warn!(code = ?status.code(), message = status.message(), "cannot resolve a subscription's identity");
+            async_graphql::Error::new("cannot check the sign-in now; retry shortly")
+        })?;
+    if caller.unregistered() {
+        return Err(async_graphql::Error::new(format!(
+            "{}: {REGISTER_FIRST}",
+            ErrorCode::Unregistered.as_str()
+        )));
+    }
+    let viewer = caller.viewer.zip(expires);
     let mut data = Data::default();
     data.insert(Loaders::new(
         &state.downstream,

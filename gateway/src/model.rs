@@ -779,9 +779,14 @@ pub fn parse_id(argument: &str, id: &ID) -> Result<u64> {
     })
 }
 
-/// The signed-in viewer, or UNAUTHENTICATED.
+/// The signed-in viewer; UNAUTHENTICATED without a token, UNREGISTERED
+/// for an identity that has not registered.
 pub fn require_viewer(ctx: &Context<'_>) -> Result<Viewer> {
     ctx.data_opt::<Viewer>().copied().ok_or_else(|| {
+        // A token naming an identity that has not registered yet.
+        if ctx.data_opt::<crate::auth::Identity>().is_some() {
+            return crate::auth::identities::register_first();
+        }
         gql_error(
             ErrorCode::Unauthenticated,
             "sign in: send `Authorization: Bearer <token>`",

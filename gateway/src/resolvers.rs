@@ -529,9 +529,10 @@ impl CoreQueries {
 
 /// Writes. Every mutation acts as the signed-in viewer (UNAUTHENTICATED
 /// when not signed in), except the development-only `signUp` and
-/// `issueToken`. Each counts against a per-user rate limit (per client
-/// address for `signUp` and `issueToken`): RATE_LIMITED when it is used up;
-/// retry after a short wait.
+/// `issueToken`, and `register`, which acts as the identity provider's
+/// account the token names. Each counts against a per-user rate limit (per
+/// client address for `signUp`, `issueToken` and `register`): RATE_LIMITED
+/// when it is used up; retry after a short wait.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
@@ -864,6 +865,72 @@ impl TweetAndFollowMutations {
                 format!("no user with id {followee_id}"),
             )
         })
+    }
+
+    /// Creates the Warble user of the identity provider's account the
+    /// bearer token names (its `iss` and `sub`), and returns it: how a person
+    /// signed in with the identity provider joins. From then on that token,
+    /// and every later one naming the same account, acts as this user.
+    /// Idempotent: registering again with the same username returns the
+    /// same user. Needs a valid token (UNAUTHENTICATED without one);
+    /// FORBIDDEN on a gateway that takes token subjects as user ids
+    /// (`auth.subjects = "user_id"`, as in development, where `signUp`
+    /// creates users). BAD_USER_INPUT when a field breaks its rule, the
+    /// username is taken, or the account registered another username
+    /// already (the message names it).
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The new user's handle: 1 to 15 of `[A-Za-z0-9_]`, unique ignoring case. Registering again must give the same one."
+        )]
+        username: String,
+        #[graphql(
+            desc = "The name shown: 1 to 50 characters after trimming, not only whitespace."
+        )]
+        display_name: String,
+    ) -> Result<UserNode> {
+        let state = state(ctx)?;
+        let Some(cache) = state.auth.identities() else {
+            return Err(gql_error(
+                ErrorCode::Forbidden,
+                "register is off: this gateway takes token subjects as Warble user ids \
+                 (auth.subjects = \"user_id\")",
+            ));
+        };
+        let identity = ctx
+            .data_opt::<crate::auth::Identity>()
+            .cloned()
+            .ok_or_else(|| {
+                gql_error(
+                    ErrorCode::Unauthenticated,
+                    "sign in with your identity provider, then register with its token: \
+                     send `Authorization: Bearer <token>`",
+                )
+            })?;
+        let client = ctx
+            .data_opt::<ClientAddr>()
+            .map_or("unknown", |addr| addr.0.as_str());
+        rate_limit(ctx, &format!("mutation:addr:{client}")).await?;
+        let user = state
+            .downstream
+            .graph
+            .clone()
+            .register_user(graph::RegisterUserRequest {
+                issuer: identity.issuer.clone(),
+                subject: identity.subject.clone(),
+                username,
+                display_name,
+            })
+            .await
+            .gql()?
+            .into_inner()
+            .user
+            .ok_or_else(|| gql_error(ErrorCode::Internal, "graph-svc returned no user"))?;
+        // This replica knows at once; the others look the identity up on
+        // its next request there (unregistered identities are not cached).
+        cache.remember(&identity, user.id);
+        Ok(UserNode::lazy(user))
     }
 
     /// Development only (FORBIDDEN on a production gateway): creates a user

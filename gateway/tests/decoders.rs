@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use support::Backend;
 use tonic::Code;
 use warble_gateway::admission::{self, DocumentLimits, MAX_EXPANDED_SELECTIONS, Refusal};
-use warble_gateway::auth::{AuthError, Authenticator, Viewer};
-use warble_gateway::config::{AuthConfig, LimitsConfig};
+use warble_gateway::auth::{AuthError, Authenticator, Bearer, Identity, Viewer};
+use warble_gateway::config::{AuthConfig, LimitsConfig, SubjectMapping};
 use warble_gateway::downstream::Downstream;
 use warble_gateway::loaders::Loaders;
 use warble_gateway::resolvers::ClientAddr;
@@ -31,6 +31,7 @@ use warble_mesh::grpc::MeshChannel;
 use warble_proto::common::v1::PageRequest;
 use warble_proto::graph::v1 as graph;
 use warble_proto::graph::v1::graph_service_client::GraphServiceClient;
+use warble_proto::limits::graph::MAX_SUBJECT_BYTES;
 use warble_proto::tweet::v1 as tweet;
 use warble_proto::tweet::v1::tweet_service_client::TweetServiceClient;
 
@@ -500,7 +501,39 @@ proptest! {
             .map(|user_id| Viewer { user_id });
         prop_assert_eq!(verify(&auth, &signed(&claims)).ok(), expected, "{}", claims);
     }
+
+    /// With `auth.subjects = "registered"`, a properly signed token names
+    /// the identity (`iss`, `sub`) exactly as sent, whatever the subject's
+    /// text, when the subject is 1 to 255 bytes; never a user id.
+    #[test]
+    fn signed_identities_are_read_exactly(
+        sub in prop_oneof![
+            3 => ".{0,300}",
+            1 => id_text(),
+        ],
+        numeric_sub in any::<bool>(),
+    ) {
+        let auth = Authenticator::new(&AuthConfig {
+            hs256_secret: SECRET.into(),
+            issuer: IDP.into(),
+            audience: "web".into(),
+            subjects: SubjectMapping::Registered,
+            ..AuthConfig::default()
+        })
+        .expect("authenticator");
+        let now = now_secs();
+        let sub_claim = if numeric_sub { json!(sub.len()) } else { json!(sub) };
+        let claims = json!({ "sub": sub_claim, "iat": now, "exp": now + 600, "iss": IDP, "aud": "web" });
+        let expected = (!numeric_sub && !sub.is_empty() && sub.len() <= MAX_SUBJECT_BYTES).then(|| {
+            Bearer::Identity(Identity { issuer: IDP.into(), subject: sub.clone() })
+        });
+        let verified = futures::executor::block_on(auth.verify_bearer(&signed(&claims)));
+        prop_assert_eq!(verified.ok().map(|(bearer, _)| bearer), expected, "{}", claims);
+    }
 }
+
+/// The issuer of the identity-provider properties.
+const IDP: &str = "https://tenant.id.example/";
 
 // ---------------------------------------------------------------------------
 // GraphQL documents

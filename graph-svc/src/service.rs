@@ -110,6 +110,38 @@ impl GraphService for GraphApi {
         }))
     }
 
+    // The subject is left out of the span: some providers use an email
+    // address as the subject.
+    #[tracing::instrument(skip_all, fields(issuer = %request.get_ref().issuer, username = %request.get_ref().username))]
+    async fn register_user(
+        &self,
+        request: Request<pb::RegisterUserRequest>,
+    ) -> Result<Response<pb::RegisterUserResponse>, Status> {
+        let (identity, user) = validate::registration(request.into_inner())?;
+        let registration = self.store.register_user(identity, user).await?;
+        if registration.created {
+            tracing::info!(user_id = registration.user.id, "user registered");
+        }
+        Ok(Response::new(pb::RegisterUserResponse {
+            created: registration.created,
+            user: Some(registration.user.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(issuer = %request.get_ref().issuer))]
+    async fn resolve_identity(
+        &self,
+        request: Request<pb::ResolveIdentityRequest>,
+    ) -> Result<Response<pb::ResolveIdentityResponse>, Status> {
+        let identity = validate::identity_lookup(request.into_inner())?;
+        let user_id = self
+            .store
+            .resolve_identity(&identity)
+            .await?
+            .ok_or_else(|| GraphError::NotFound("this identity has not registered".into()))?;
+        Ok(Response::new(pb::ResolveIdentityResponse { user_id }))
+    }
+
     #[tracing::instrument(skip_all, fields(count = request.get_ref().users.len()))]
     async fn create_users(
         &self,

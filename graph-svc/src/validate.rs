@@ -5,14 +5,17 @@
 //! store enforces too.
 
 use warble_proto::common::v1::PageRequest;
-use warble_proto::graph::v1::{CreateUserRequest, UpdateProfileRequest};
+use warble_proto::graph::v1::{
+    CreateUserRequest, RegisterUserRequest, ResolveIdentityRequest, UpdateProfileRequest,
+};
 use warble_proto::limits::graph::{
-    DEFAULT_PAGE_LIMIT, MAX_BATCH, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_LOCATION_CHARS,
-    MAX_MUTE_DURATION_SECS, MAX_PAGE_LIMIT, MAX_SCAN_LIMIT, MAX_USERNAME_CHARS, MAX_WEBSITE_CHARS,
+    DEFAULT_PAGE_LIMIT, MAX_BATCH, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_ISSUER_BYTES,
+    MAX_LOCATION_CHARS, MAX_MUTE_DURATION_SECS, MAX_PAGE_LIMIT, MAX_SCAN_LIMIT, MAX_SUBJECT_BYTES,
+    MAX_USERNAME_CHARS, MAX_WEBSITE_CHARS,
 };
 
 use crate::error::GraphError;
-use crate::store::{EdgePosition, NewUser, PageQuery, ProfileUpdate};
+use crate::store::{EdgePosition, Identity, NewUser, PageQuery, ProfileUpdate};
 
 /// 1 to [`MAX_USERNAME_CHARS`] of `[A-Za-z0-9_]`. ASCII only, so case
 /// folding is unambiguous.
@@ -75,6 +78,45 @@ pub fn new_user(request: CreateUserRequest) -> Result<NewUser, GraphError> {
         display_name,
         bio: request.bio,
     })
+}
+
+/// An identity: issuer and subject each 1 to [`MAX_ISSUER_BYTES`] /
+/// [`MAX_SUBJECT_BYTES`] bytes, kept exactly as sent (providers compare
+/// them byte for byte, and so does the binding).
+pub fn identity(issuer: String, subject: String) -> Result<Identity, GraphError> {
+    for (field, value, max) in [
+        ("issuer", &issuer, MAX_ISSUER_BYTES),
+        ("subject", &subject, MAX_SUBJECT_BYTES),
+    ] {
+        if value.is_empty() || value.len() > max {
+            return Err(GraphError::invalid(
+                field,
+                format!("must be 1 to {max} bytes"),
+            ));
+        }
+    }
+    Ok(Identity { issuer, subject })
+}
+
+/// A registration: the identity, and the user to create with the sign-up
+/// rules of [`new_user`] (no bio: a registering user has none yet).
+pub fn registration(request: RegisterUserRequest) -> Result<(Identity, NewUser), GraphError> {
+    let identity = identity(request.issuer, request.subject)?;
+    username("username", &request.username)?;
+    let display_name = display_name(&request.display_name)?;
+    Ok((
+        identity,
+        NewUser {
+            username: request.username,
+            display_name,
+            bio: String::new(),
+        },
+    ))
+}
+
+/// The identity a ResolveIdentity request names.
+pub fn identity_lookup(request: ResolveIdentityRequest) -> Result<Identity, GraphError> {
+    identity(request.issuer, request.subject)
 }
 
 /// Returns the location trimmed: at most [`MAX_LOCATION_CHARS`]
@@ -476,6 +518,67 @@ mod tests {
             ..request
         };
         assert_eq!(field_of(profile_update(&long_bio).unwrap_err()), "bio");
+    }
+
+    #[test]
+    fn registrations_check_the_identity_and_the_sign_up_rules() {
+        let request = RegisterUserRequest {
+            issuer: "https://id.example/".into(),
+            subject: "auth0|42".into(),
+            username: "Ada_1".into(),
+            display_name: "  Ada  ".into(),
+        };
+        let (registered, user) = registration(request.clone()).unwrap();
+        assert_eq!(
+            registered,
+            Identity {
+                issuer: "https://id.example/".into(),
+                subject: "auth0|42".into(),
+            }
+        );
+        assert_eq!(user.display_name, "Ada", "trimmed as at sign-up");
+        assert_eq!(user.bio, "");
+        for (broken, field) in [
+            (
+                RegisterUserRequest {
+                    issuer: String::new(),
+                    ..request.clone()
+                },
+                "issuer",
+            ),
+            (
+                RegisterUserRequest {
+                    subject: "s".repeat(MAX_SUBJECT_BYTES + 1),
+                    ..request.clone()
+                },
+                "subject",
+            ),
+            (
+                RegisterUserRequest {
+                    issuer: "é".repeat(MAX_ISSUER_BYTES / 2 + 1),
+                    ..request.clone()
+                },
+                "issuer",
+            ),
+            (
+                RegisterUserRequest {
+                    username: "no spaces".into(),
+                    ..request.clone()
+                },
+                "username",
+            ),
+            (
+                RegisterUserRequest {
+                    display_name: " ".into(),
+                    ..request.clone()
+                },
+                "display_name",
+            ),
+        ] {
+            assert_eq!(field_of(registration(broken).unwrap_err()), field);
+        }
+        let longest = "s".repeat(MAX_SUBJECT_BYTES);
+        assert!(identity("i".repeat(MAX_ISSUER_BYTES), longest).is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod api {
     mod blocks;
     mod events;
     mod follows;
+    mod identities;
     mod lists;
     mod paging;
     mod profiles;

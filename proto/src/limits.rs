@@ -75,6 +75,12 @@ pub mod graph {
     pub const MAX_MUTE_DURATION_SECS: u64 = 31_536_000;
     /// Largest page ScanUsers (the search index's backfill) returns.
     pub const MAX_SCAN_LIMIT: u32 = 1_000;
+    /// Longest identity issuer (a token's `iss`, RegisterUser and
+    /// ResolveIdentity), in bytes: providers' issuers are URLs well below it.
+    pub const MAX_ISSUER_BYTES: usize = 255;
+    /// Longest identity subject (a token's `sub`), in bytes: OpenID Connect
+    /// caps `sub` at 255 ASCII characters.
+    pub const MAX_SUBJECT_BYTES: usize = 255;
 }
 
 /// Limits of `warble.timeline.v1.TimelineService`.

@@ -48,6 +48,8 @@ const LIMITS: &[(&str, u64)] = &[
     limit!(graph::MAX_WEBSITE_CHARS),
     limit!(graph::MAX_MUTE_DURATION_SECS),
     limit!(graph::MAX_SCAN_LIMIT),
+    limit!(graph::MAX_ISSUER_BYTES),
+    limit!(graph::MAX_SUBJECT_BYTES),
     limit!(notify::DEFAULT_PAGE_LIMIT),
     limit!(notify::MAX_PAGE_LIMIT),
     limit!(notify::MAX_BATCH),

@@ -78,10 +78,10 @@ pub struct Backend {
     _media: Running,
     /// Where [`Backend::serve_http`] serves the gateway (media URLs point
     /// here), until it does.
-    #[allow(dead_code, reason = "only the media tests serve HTTP")]
+    #[allow(dead_code, reason = "only the media and registration tests serve HTTP")]
     http: Option<std::net::TcpListener>,
     /// The gateway's configuration, for a gateway served over HTTP.
-    #[allow(dead_code, reason = "only the media tests serve HTTP")]
+    #[allow(dead_code, reason = "only the media and registration tests serve HTTP")]
     config: GatewayConfig,
     _data: tempfile::TempDir,
 }
@@ -267,14 +267,14 @@ impl Backend {
 
 /// A gateway over the backend, served over HTTP by the real router
 /// ([`Backend::serve_http`]); stops when dropped.
-#[allow(dead_code, reason = "only the media tests serve HTTP")]
+#[allow(dead_code, reason = "only the media and registration tests serve HTTP")]
 pub struct Served {
     /// Where it listens: `http://{addr}/graphql`, `/media/...`.
     pub addr: SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-#[allow(dead_code, reason = "only the media tests serve HTTP")]
+#[allow(dead_code, reason = "only the media and registration tests serve HTTP")]
 impl Backend {
     /// Serves a gateway over this backend (the same downstream clients,
     /// so its calls are counted with the others) over HTTP on the address
@@ -284,11 +284,31 @@ impl Backend {
         let listener = self.http.take().expect("served once per backend");
         listener.set_nonblocking(true).expect("non-blocking");
         let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-        let addr = listener.local_addr().expect("an address");
         let mut config = self.config.clone();
         adjust(&mut config.limits);
+        self.serve_on(listener, &config)
+    }
+
+    /// Serves another gateway over this backend (the same downstream
+    /// clients) over HTTP on a fresh loopback port, configured by `config`
+    /// (e.g. production auth): one more replica. As often as wanted.
+    pub fn serve_replica(&self, config: &GatewayConfig) -> Served {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+        self.serve_on(listener, config)
+    }
+
+    /// The gateway's configuration as this backend serves it (dev mode),
+    /// to adjust for [`Backend::serve_replica`].
+    pub fn config(&self) -> GatewayConfig {
+        self.config.clone()
+    }
+
+    fn serve_on(&self, listener: tokio::net::TcpListener, config: &GatewayConfig) -> Served {
+        let addr = listener.local_addr().expect("an address");
         let gateway =
-            Gateway::with_downstream(&config, None, self.downstream.clone()).expect("gateway");
+            Gateway::with_downstream(config, None, self.downstream.clone()).expect("gateway");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gateway.serve(listener, async move {
             let _ = stopped.await;

@@ -25,8 +25,9 @@ use warble_proto::events::v1::{
 use warble_proto::limits::graph::MAX_WRITE_BATCH;
 
 use super::{
-    EdgePosition, FollowChange, FollowCounts, FollowPage, GraphStore, MuteChange, NewUser,
-    PageQuery, ProfileUpdate, Relation, RelationPage, ScannedUser, User, UserScanPage,
+    EdgePosition, FollowChange, FollowCounts, FollowPage, GraphStore, Identity, MuteChange,
+    NewUser, PageQuery, ProfileUpdate, Registration, Relation, RelationPage, ScannedUser, User,
+    UserScanPage,
 };
 use crate::error::GraphError;
 
@@ -99,6 +100,12 @@ where
     mute_lists_skip_lapsed_mutes_and_page_stably(&store).await;
     let (_guard, store, _outbox) = make().await;
     a_scan_lists_every_user_once_in_id_order_with_their_counts(&store).await;
+    let (_guard, store, _outbox) = make().await;
+    an_identity_registers_once_and_resolves_to_its_user(&store).await;
+    let (_guard, store, outbox) = make().await;
+    a_registration_publishes_user_created_once(&store, outbox.as_ref()).await;
+    let (_guard, store, _outbox) = make().await;
+    racing_registrations_of_one_identity_create_one_user(&store).await;
 }
 
 /// A username unique to this run: 15 characters at most, as the service allows.
@@ -2262,5 +2269,189 @@ pub async fn a_scan_lists_every_user_once_in_id_order_with_their_counts(store: &
             .collect::<Vec<_>>(),
         ids,
         "the same order at another page size"
+    );
+}
+
+/// An identity of an issuer unique to this run, so runs sharing a store
+/// never meet.
+fn identity(subject: &str) -> Identity {
+    Identity {
+        issuer: format!("https://{}.id.example/", username("idp")),
+        subject: subject.into(),
+    }
+}
+
+async fn register(
+    store: &impl GraphStore,
+    identity: &Identity,
+    username: &str,
+) -> Result<Registration, GraphError> {
+    store
+        .register_user(
+            identity.clone(),
+            NewUser {
+                username: username.into(),
+                display_name: format!("{username} display"),
+                bio: String::new(),
+            },
+        )
+        .await
+}
+
+/// Asserts `result` failed with `AlreadyExists` saying `says`.
+#[track_caller]
+fn assert_exists<T: std::fmt::Debug>(result: Result<T, GraphError>, says: &str) {
+    match result {
+        Err(GraphError::AlreadyExists(message)) => assert!(message.contains(says), "{message}"),
+        other => panic!("expected AlreadyExists ({says}), got {other:?}"),
+    }
+}
+
+/// A registration creates a user bound to the identity, which then
+/// resolves to it; the same identity with the same username (any case)
+/// gets the same user again, with another username is refused naming the
+/// one it has; a username taken by anyone else is refused as at sign-up,
+/// binding nothing. Issuer and subject together are the identity, each
+/// compared exactly.
+pub async fn an_identity_registers_once_and_resolves_to_its_user(store: &impl GraphStore) {
+    let ada = identity("auth0|5f7c8ec7c33c6c004bbafe82");
+    assert_eq!(store.resolve_identity(&ada).await.unwrap(), None);
+    let name = username("ada");
+    let first = register(store, &ada, &name).await.expect("register");
+    assert!(first.created);
+    assert_eq!(first.user.username, name);
+    assert_eq!(first.user.display_name, format!("{name} display"));
+    assert_eq!(
+        first.user.created_at_ms,
+        warble_mesh::snowflake::decode(first.user.id).unix_ms as i64
+    );
+    assert_eq!(
+        store.resolve_identity(&ada).await.unwrap(),
+        Some(first.user.id)
+    );
+    assert_eq!(
+        store.get_users(&[first.user.id]).await.unwrap(),
+        vec![Some(first.user.clone())]
+    );
+    assert_eq!(
+        store.get_user_by_username(&name).await.unwrap(),
+        Some(first.user.clone())
+    );
+    assert_eq!(counts(store, first.user.id).await, FollowCounts::default());
+
+    // A retry, whatever the case of the username, is the same user.
+    let again = register(store, &ada, &name.to_ascii_uppercase())
+        .await
+        .expect("register again");
+    assert_eq!(
+        again,
+        Registration {
+            user: first.user.clone(),
+            created: false,
+        }
+    );
+    // Another username for the same identity says which one it has.
+    assert_exists(
+        register(store, &ada, &username("other")).await,
+        &format!("already registered as @{name}"),
+    );
+
+    // Another identity asking for that username, or for one taken at
+    // sign-up, is refused and stays unbound.
+    let grace = identity("auth0|grace");
+    assert_exists(register(store, &grace, &name).await, "taken");
+    let signed_up = user(store, "bob").await;
+    assert_exists(
+        register(store, &grace, &signed_up.username.to_ascii_uppercase()).await,
+        "taken",
+    );
+    assert_eq!(store.resolve_identity(&grace).await.unwrap(), None);
+
+    // The same subject at another issuer, or another subject at the same
+    // issuer (differing in case only), is another identity.
+    let elsewhere = Identity {
+        issuer: format!("{}other/", ada.issuer),
+        ..ada.clone()
+    };
+    let shouted = Identity {
+        subject: ada.subject.to_ascii_uppercase(),
+        ..ada.clone()
+    };
+    for other in [&elsewhere, &shouted] {
+        assert_eq!(store.resolve_identity(other).await.unwrap(), None);
+    }
+    let second = register(store, &elsewhere, &username("ada2"))
+        .await
+        .expect("another identity registers");
+    assert!(second.created);
+    assert_ne!(second.user.id, first.user.id);
+    assert_eq!(
+        store.resolve_identity(&elsewhere).await.unwrap(),
+        Some(second.user.id)
+    );
+    assert_eq!(
+        store.resolve_identity(&ada).await.unwrap(),
+        Some(first.user.id)
+    );
+    assert_eq!(store.resolve_identity(&shouted).await.unwrap(), None);
+}
+
+/// A registration publishes `UserCreated` as a sign-up does, keyed by the
+/// new user, in the same step; a repeat, or a refused registration,
+/// publishes nothing.
+pub async fn a_registration_publishes_user_created_once(
+    store: &impl GraphStore,
+    outbox: &dyn Outbox,
+) {
+    let ada = identity("ada");
+    let registered = register(store, &ada, &username("ada")).await.unwrap().user;
+    register(store, &ada, &registered.username).await.unwrap();
+    assert_exists(
+        register(store, &identity("grace"), &registered.username).await,
+        "taken",
+    );
+    let events = take_events(outbox, &[registered.id]).await;
+    assert_eq!(
+        events,
+        vec![(
+            registered.id,
+            Event {
+                event_id: events.first().map_or(0, |(_, event)| event.event_id),
+                occurred_at_ms: registered.created_at_ms,
+                payload: Some(event::Payload::UserCreated(UserCreated {
+                    user_id: registered.id,
+                    username: registered.username.clone(),
+                    display_name: registered.display_name.clone(),
+                    bio: String::new(),
+                    created_at_ms: registered.created_at_ms,
+                })),
+            }
+        )],
+        "one UserCreated, from the first registration"
+    );
+}
+
+/// One identity registering from several places at once (a double click,
+/// two tabs) creates one user: every call answers it, exactly one with
+/// `created`.
+pub async fn racing_registrations_of_one_identity_create_one_user(store: &impl GraphStore) {
+    let ada = identity("racer");
+    let name = username("racer");
+    let racing = (0..8).map(|_| register(store, &ada, &name));
+    let registrations: Vec<Registration> = futures::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(|result| result.expect("every racing registration answers the user"))
+        .collect();
+    let users: HashSet<u64> = registrations.iter().map(|r| r.user.id).collect();
+    assert_eq!(users.len(), 1, "{registrations:?}");
+    assert_eq!(
+        registrations.iter().filter(|r| r.created).count(),
+        1,
+        "{registrations:?}"
+    );
+    assert_eq!(
+        store.resolve_identity(&ada).await.unwrap(),
+        users.iter().next().copied()
     );
 }

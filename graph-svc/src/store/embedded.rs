@@ -9,6 +9,8 @@
 //! (timelines ask for a page of authors at a time), and indexed by owner
 //! under their seq for the lists. A lapsed mute stays stored until it is
 //! replaced or removed; every read judges it against the caller's `now_ms`.
+//! An identity (issuer, subject) is bound to its user by a row written in
+//! the transaction that creates the user.
 //!
 //! A write transaction is one fsync, which bounds a caller making one call
 //! per item to about a thousand writes a second. The batch writes
@@ -29,11 +31,12 @@ use warble_mesh::snowflake::{self, SnowflakeGenerator};
 use warble_proto::events::v1::{Event, Followed, Unfollowed, event::Payload};
 
 use super::{
-    EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, MuteChange,
-    NewUser, PageQuery, ProfileChange, ProfileUpdate, Relation, RelationEdge, RelationPage,
-    ScannedUser, User, UserScanPage, check_follow_batch, check_mute_expiry, check_write_batch,
-    distinct_pair, distinct_users, events, expiry_from_stored, follow_refused, mute_is_active,
-    stored_expiry, user_not_found, username_taken,
+    EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, Identity,
+    MuteChange, NewUser, PageQuery, ProfileChange, ProfileUpdate, Registration, Relation,
+    RelationEdge, RelationPage, ScannedUser, User, UserScanPage, check_follow_batch,
+    check_mute_expiry, check_write_batch, dangling_identity, distinct_pair, distinct_users, events,
+    expiry_from_stored, follow_refused, mute_is_active, repeated_registration, stored_expiry,
+    user_not_found, username_taken,
 };
 use crate::error::GraphError;
 
@@ -59,6 +62,9 @@ const BLOCKING: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("gra
 const MUTES: TableDefinition<(u64, u64), (u64, i64, bool)> = TableDefinition::new("graph.mutes");
 /// (muter, mute seq, muted): whom a user mutes in mute order.
 const MUTING: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("graph.muting");
+/// (issuer, subject) -> id of the user the identity registered as: the
+/// binding, written in the user's own transaction.
+const IDENTITIES: TableDefinition<(&str, &str), u64> = TableDefinition::new("graph.identities");
 /// Store-wide values, see [`MAX_ISSUED_ID`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("graph.meta");
 /// The largest Snowflake id ever persisted (user ids, follow seqs, event
@@ -155,6 +161,7 @@ impl EmbeddedGraphStore {
         txn.open_table(BLOCKING)?;
         txn.open_table(MUTES)?;
         txn.open_table(MUTING)?;
+        txn.open_table(IDENTITIES)?;
         let max_issued = txn
             .open_table(META)?
             .get(MAX_ISSUED_ID)?
@@ -364,6 +371,31 @@ fn write_user(
     raise_max_issued(txn, id)?;
     publish(txn, id, &events::user_created(ids.next_id()?, &user))?;
     Ok(user)
+}
+
+/// Registers `identity` as `user` in the caller's transaction: the user
+/// (with its `UserCreated`, as [`write_user`]) and the binding, or, for an
+/// identity bound already, the answer [`repeated_registration`] gives,
+/// writing nothing. Whether it wrote is `created`.
+fn write_registration(
+    txn: &WriteTransaction,
+    ids: &SnowflakeGenerator,
+    identity: &Identity,
+    user: NewUser,
+) -> Result<Registration, GraphError> {
+    let key = (identity.issuer.as_str(), identity.subject.as_str());
+    let bound = txn.open_table(IDENTITIES)?.get(key)?.map(|id| id.value());
+    if let Some(id) = bound {
+        let existing =
+            read_user(&txn.open_table(USERS)?, id)?.ok_or_else(|| dangling_identity(id))?;
+        return repeated_registration(existing, &user.username);
+    }
+    let user = write_user(txn, ids, user)?;
+    txn.open_table(IDENTITIES)?.insert(key, user.id)?;
+    Ok(Registration {
+        user,
+        created: true,
+    })
 }
 
 /// Edits user `id`'s profile in the caller's transaction; when `edit` says
@@ -741,6 +773,29 @@ impl GraphStore for EmbeddedGraphStore {
             Ok((created, true))
         })
         .await
+    }
+
+    /// One transaction: the user, the binding and `UserCreated`; a repeat
+    /// reads the binding and commits nothing.
+    async fn register_user(
+        &self,
+        identity: Identity,
+        user: NewUser,
+    ) -> Result<Registration, GraphError> {
+        self.change(move |txn, ids| {
+            let registration = write_registration(txn, ids, &identity, user)?;
+            let created = registration.created;
+            Ok((registration, created))
+        })
+        .await
+    }
+
+    async fn resolve_identity(&self, identity: &Identity) -> Result<Option<u64>, GraphError> {
+        self.reading(|database, _| {
+            let identities = database.begin_read()?.open_table(IDENTITIES)?;
+            let key = (identity.issuer.as_str(), identity.subject.as_str());
+            Ok(identities.get(key)?.map(|id| id.value()))
+        })
     }
 
     async fn get_users(&self, ids: &[u64]) -> Result<Vec<Option<User>>, GraphError> {
@@ -1129,6 +1184,16 @@ mod tests {
     impl GraphStore for SingleItemWrites {
         async fn create_user(&self, user: NewUser) -> Result<User, GraphError> {
             self.0.create_user(user).await
+        }
+        async fn register_user(
+            &self,
+            identity: Identity,
+            user: NewUser,
+        ) -> Result<Registration, GraphError> {
+            self.0.register_user(identity, user).await
+        }
+        async fn resolve_identity(&self, identity: &Identity) -> Result<Option<u64>, GraphError> {
+            self.0.resolve_identity(identity).await
         }
         async fn get_users(&self, ids: &[u64]) -> Result<Vec<Option<User>>, GraphError> {
             self.0.get_users(ids).await

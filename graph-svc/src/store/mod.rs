@@ -6,8 +6,9 @@
 //! and `conformance` (behind the `conformance` feature) checks both against the same contract. Stores
 //! enforce what only they can check atomically (username uniqueness, that
 //! both users of a follow exist, idempotent follows, no follow across a
-//! block) and publish the matching domain event in the same durable step as
-//! the change; request validation happens before, in the service.
+//! block, one user per identity-provider account) and publish the matching
+//! domain event in the same durable step as the change; request validation
+//! happens before, in the service.
 //!
 //! Mutes may lapse. Stores never read the clock for that: every call that
 //! judges a mute takes the caller's `now_ms`, and a mute whose expiry is not
@@ -119,6 +120,27 @@ pub struct NewUser {
     pub display_name: String,
     /// At most 160 characters.
     pub bio: String,
+}
+
+/// An identity provider's name for a person: who issues their tokens (a
+/// token's `iss`) and whom those tokens name (its `sub`). Both are compared
+/// exactly, as OpenID Connect says to; the pair is unique per person.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// The issuer, 1 to 255 bytes.
+    pub issuer: String,
+    /// The subject, 1 to 255 bytes.
+    pub subject: String,
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The user the identity is registered as.
+    pub user: User,
+    /// False when the identity had registered this user before (nothing
+    /// written, no event).
+    pub created: bool,
 }
 
 /// A user's follow counts.
@@ -294,6 +316,22 @@ pub trait GraphStore: Send + Sync + 'static {
         }
         Ok(created)
     }
+
+    /// Creates `user` bound to `identity`, in one atomic step with the
+    /// binding and its `UserCreated`. Idempotent: when `identity` is bound
+    /// already to a user with `user.username` (ignoring case), returns that
+    /// user with `created` false, writing nothing. `AlreadyExists` when it
+    /// is bound to a user with another username ([`identity_registered_as`]),
+    /// or when the username is taken by another user, as
+    /// [`GraphStore::create_user`]; a failed registration binds nothing.
+    async fn register_user(
+        &self,
+        identity: Identity,
+        user: NewUser,
+    ) -> Result<Registration, GraphError>;
+
+    /// The id of the user `identity` registered as; `None` when it has not.
+    async fn resolve_identity(&self, identity: &Identity) -> Result<Option<u64>, GraphError>;
 
     /// Looks users up by id: one answer per id, in order, `None` when missing.
     async fn get_users(&self, ids: &[u64]) -> Result<Vec<Option<User>>, GraphError>;
@@ -478,6 +516,38 @@ pub(crate) fn user_not_found(id: u64) -> GraphError {
 /// The failure of creating a user whose username is taken.
 pub(crate) fn username_taken(username: &str) -> GraphError {
     GraphError::AlreadyExists(format!("username `{username}` is taken"))
+}
+
+/// The refusal of registering an identity that registered another
+/// username: the client learns which one it already has.
+pub(crate) fn identity_registered_as(username: &str) -> GraphError {
+    GraphError::AlreadyExists(format!(
+        "this identity is already registered as @{username}"
+    ))
+}
+
+/// A registration of an identity already bound to `existing`: the same
+/// user again when `username` is theirs (ignoring case), else refused.
+pub(crate) fn repeated_registration(
+    existing: User,
+    username: &str,
+) -> Result<Registration, GraphError> {
+    if existing.username.eq_ignore_ascii_case(username) {
+        Ok(Registration {
+            user: existing,
+            created: false,
+        })
+    } else {
+        Err(identity_registered_as(&existing.username))
+    }
+}
+
+/// The failure of reading the user an identity is bound to when there is
+/// no such user: the binding outlived its user, which stores never do.
+pub(crate) fn dangling_identity(user_id: u64) -> GraphError {
+    GraphError::backend(format!(
+        "an identity is bound to user {user_id}, who does not exist"
+    ))
 }
 
 /// The refusal of a follow across a block. It does not say who blocks

@@ -16,7 +16,8 @@
 //!   an unfollow does), creates the `BLOCKS` edge and its `Blocked`, all in
 //!   one transaction; a follow checks for a block under those locks, so a
 //!   block and a follow racing never leave both. Profile edits lock the
-//!   user. A user and its `UserCreated` are created by one statement.
+//!   user. A user and its `UserCreated` (and a registering
+//!   user's identity) are created by one statement.
 //! - **Counts never scan.** `followers`/`following` are node properties
 //!   kept in step by the same transactions.
 //! - **Stable paging.** An edge's `seq` is drawn while both users are
@@ -67,11 +68,11 @@ use warble_mesh::time::now_ms;
 use warble_proto::events::v1::{Event, Followed, Unfollowed, event::Payload};
 
 use super::{
-    EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, MuteChange,
-    NewUser, PageQuery, ProfileChange, ProfileUpdate, Relation, RelationEdge, RelationPage,
-    ScannedUser, User, UserScanPage, check_mute_expiry, distinct_pair, distinct_users, events,
-    expiry_from_stored, follow_refused, mute_is_active, stored_expiry, user_not_found,
-    username_taken,
+    EdgePosition, FollowChange, FollowCounts, FollowEdge, FollowPage, GraphStore, Identity,
+    MuteChange, NewUser, PageQuery, ProfileChange, ProfileUpdate, Registration, Relation,
+    RelationEdge, RelationPage, ScannedUser, User, UserScanPage, check_mute_expiry,
+    dangling_identity, distinct_pair, distinct_users, events, expiry_from_stored, follow_refused,
+    mute_is_active, repeated_registration, stored_expiry, user_not_found, username_taken,
 };
 use crate::error::GraphError;
 use cypher::{Cypher, Names};
@@ -288,6 +289,106 @@ impl Neo4jGraphStore {
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// A new user with a fresh id (not yet stored) and its `UserCreated`.
+    fn new_user(&self, user: NewUser) -> Result<(User, Event), GraphError> {
+        let id = self.ids.next_id()?;
+        let user = User {
+            id,
+            username: user.username,
+            display_name: user.display_name,
+            bio: user.bio,
+            created_at_ms: ms_of(id),
+            location: String::new(),
+            website: String::new(),
+            verified: false,
+            avatar_media_id: 0,
+        };
+        let event = events::user_created(self.ids.next_id()?, &user);
+        Ok((user, event))
+    }
+
+    /// `statement` (one that creates a user and its outbox entry) with the
+    /// user's and the event's parameters.
+    fn user_creation(statement: &str, user: &User, event: &Event) -> Query {
+        query(statement)
+            .param("id", to_db(user.id))
+            .param("username", user.username.as_str())
+            .param("username_lower", user.username.to_ascii_lowercase())
+            .param("display_name", user.display_name.as_str())
+            .param("bio", user.bio.as_str())
+            .param("created_at_ms", user.created_at_ms)
+            .param("event_id", to_db(event.event_id))
+            .param("stream", DOMAIN_EVENTS_STREAM)
+            .param("event_key", to_db(user.id))
+            .param("payload", event.encode_to_vec())
+    }
+
+    /// Runs a statement that creates a user: `Ok(false)` when a unique
+    /// constraint refused it (a taken username; it wrote nothing).
+    async fn create_unique(&self, statement: Query, what: &str) -> Result<bool, GraphError> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.graph.run(statement)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(error)) if is_constraint_violation(&error) => Ok(false),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_) => Err(GraphError::backend(format!(
+                "Neo4j at {} did not {what} within {REQUEST_TIMEOUT:?}",
+                self.uri
+            ))),
+        }
+    }
+
+    /// The registration answer for an identity bound already (see
+    /// [`repeated_registration`]); `None` when it is not bound.
+    async fn registered(
+        &self,
+        identity: &Identity,
+        username: &str,
+    ) -> Result<Option<Registration>, GraphError> {
+        let Some(id) = self.resolve_identity(identity).await? else {
+            return Ok(None);
+        };
+        let existing = self
+            .get_users(&[id])
+            .await?
+            .pop()
+            .flatten()
+            .ok_or_else(|| dangling_identity(id))?;
+        repeated_registration(existing, username).map(Some)
+    }
+
+    /// One attempt of a registration. A repeat finds the binding first and
+    /// writes nothing. Two registrations of one identity racing both pass
+    /// that check; the identity's unique constraint refuses the second
+    /// statement, which then finds the binding the first made.
+    async fn registration_attempt(
+        &self,
+        identity: &Identity,
+        user: NewUser,
+    ) -> Result<Registration, Abort> {
+        if let Some(registration) = self.registered(identity, &user.username).await? {
+            return Ok(registration);
+        }
+        let (user, event) = self.new_user(user)?;
+        let statement = Self::user_creation(&self.cypher.register_user, &user, &event)
+            .param("identity_key", identity_key(identity))
+            .param("issuer", identity.issuer.as_str())
+            .param("subject", identity.subject.as_str());
+        match self.graph.run(statement).await {
+            Ok(()) => Ok(Registration {
+                user,
+                created: true,
+            }),
+            // The identity was bound meanwhile, or else the username is taken.
+            Err(error) if is_constraint_violation(&error) => {
+                match self.registered(identity, &user.username).await? {
+                    Some(registration) => Ok(registration),
+                    None => Err(Abort::Decided(username_taken(&user.username))),
+                }
+            }
+            Err(error) => Err(Abort::Driver(error)),
+        }
     }
 
     async fn user_exists(&self, id: u64) -> Result<bool, GraphError> {
@@ -988,6 +1089,11 @@ fn change_from(row: &Row) -> Result<FollowChange, neo4rs::Error> {
     read().map_err(neo4rs::Error::DeserializationError)
 }
 
+/// Whether a unique constraint refused the statement (it wrote nothing).
+fn is_constraint_violation(error: &neo4rs::Error) -> bool {
+    failure_code(error) == Some("Neo.ClientError.Schema.ConstraintValidationFailed")
+}
+
 /// Whether retrying the whole transaction may succeed.
 fn is_transient(error: &neo4rs::Error) -> bool {
     match error {
@@ -1117,6 +1223,18 @@ fn from_db(value: i64) -> u64 {
     value as u64
 }
 
+/// The one string an identity is stored and looked up by: the issuer's
+/// length in bytes, a colon, the issuer and the subject. The length makes
+/// the split unambiguous, so two different pairs never share a key.
+fn identity_key(identity: &Identity) -> String {
+    format!(
+        "{}:{}{}",
+        identity.issuer.len(),
+        identity.issuer,
+        identity.subject
+    )
+}
+
 fn user_from_row(row: &Row) -> Result<User, GraphError> {
     Ok(User {
         id: from_db(row.get("id")?),
@@ -1141,48 +1259,45 @@ impl GraphStore for Neo4jGraphStore {
     /// One statement creates the user and its `UserCreated` outbox entry,
     /// so both commit or neither does.
     async fn create_user(&self, user: NewUser) -> Result<User, GraphError> {
-        let id = self.ids.next_id()?;
-        let user = User {
-            id,
-            username: user.username,
-            display_name: user.display_name,
-            bio: user.bio,
-            created_at_ms: ms_of(id),
-            location: String::new(),
-            website: String::new(),
-            verified: false,
-            avatar_media_id: 0,
-        };
-        let event = events::user_created(self.ids.next_id()?, &user);
-        let statement = query(&self.cypher.create_user)
-            .param("id", to_db(id))
-            .param("username", user.username.as_str())
-            .param("username_lower", user.username.to_ascii_lowercase())
-            .param("display_name", user.display_name.as_str())
-            .param("bio", user.bio.as_str())
-            .param("created_at_ms", user.created_at_ms)
-            .param("event_id", to_db(event.event_id))
-            .param("stream", DOMAIN_EVENTS_STREAM)
-            .param("event_key", to_db(id))
-            .param("payload", event.encode_to_vec());
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.graph.run(statement)).await {
-            Ok(Ok(())) => {}
-            // The unique constraint on the lower-cased username (ids are fresh).
-            Ok(Err(error))
-                if failure_code(&error)
-                    == Some("Neo.ClientError.Schema.ConstraintValidationFailed") =>
-            {
-                return Err(username_taken(&user.username));
-            }
-            Ok(Err(error)) => return Err(error.into()),
-            Err(_) => {
-                return Err(GraphError::backend(format!(
-                    "Neo4j at {} did not create a user within {REQUEST_TIMEOUT:?}",
-                    self.uri
-                )));
-            }
+        let (user, event) = self.new_user(user)?;
+        let statement = Self::user_creation(&self.cypher.create_user, &user, &event);
+        // The unique constraint on the lower-cased username (ids are fresh).
+        if !self.create_unique(statement, "create a user").await? {
+            return Err(username_taken(&user.username));
         }
         Ok(user)
+    }
+
+    /// One statement creates the user, its identity node and its
+    /// `UserCreated` outbox entry, so all commit or none does (see
+    /// [`Neo4jGraphStore::registration_attempt`]); an attempt that failed
+    /// with a transient error (a write conflict at commit) is retried.
+    async fn register_user(
+        &self,
+        identity: Identity,
+        user: NewUser,
+    ) -> Result<Registration, GraphError> {
+        self.transact("a registration", || {
+            self.registration_attempt(&identity, user.clone())
+        })
+        .await
+    }
+
+    async fn resolve_identity(&self, identity: &Identity) -> Result<Option<u64>, GraphError> {
+        let rows = self
+            .within(
+                "an identity lookup",
+                self.rows(
+                    query(&self.cypher.resolve_identity)
+                        .param("identity_key", identity_key(identity)),
+                ),
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map(|row| row.get::<i64>("user_id"))
+            .transpose()?
+            .map(from_db))
     }
 
     async fn get_users(&self, ids: &[u64]) -> Result<Vec<Option<User>>, GraphError> {
@@ -1826,6 +1941,48 @@ mod tests {
         let error = states.waiting_for(&names).unwrap_err();
         let error = warble_mesh::status::ErrorChain(&error).to_string();
         assert!(error.contains("`i_missing` failed"), "{error}");
+    }
+
+    #[test]
+    fn identity_keys_tell_every_pair_apart() {
+        let key = |issuer: &str, subject: &str| {
+            identity_key(&Identity {
+                issuer: issuer.into(),
+                subject: subject.into(),
+            })
+        };
+        assert_eq!(
+            key("https://id.example/", "auth0|42"),
+            "19:https://id.example/auth0|42"
+        );
+        // The same concatenation, split differently.
+        assert_ne!(key("ab", "c"), key("a", "bc"));
+        assert_ne!(key("1:a", "b"), key("1", ":ab"));
+        assert_eq!(key("é", "x"), "2:éx", "the length counts bytes");
+    }
+
+    #[test]
+    fn a_registration_is_one_statement_and_identities_are_namespaced() {
+        let cypher = Cypher::new(&Names::new("T1_"));
+        let register = &cypher.register_user;
+        for part in [
+            "CREATE (u:T1_User ",
+            "CREATE (i:T1_Identity ",
+            "CREATE (e:T1_Outbox:T1_OutboxPending ",
+        ] {
+            assert_eq!(register.matches(part).count(), 1, "{register}");
+        }
+        assert!(
+            cypher
+                .resolve_identity
+                .starts_with("MATCH (i:T1_Identity {key: $identity_key})")
+        );
+        assert!(
+            cypher
+                .schema
+                .iter()
+                .any(|statement| statement.contains("FOR (i:T1_Identity) REQUIRE i.key IS UNIQUE"))
+        );
     }
 
     #[test]

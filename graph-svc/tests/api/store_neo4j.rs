@@ -52,7 +52,7 @@ async fn drop_namespace(config: &Neo4jConfig, namespace: &str) {
     else {
         return;
     };
-    for label in ["User", "Outbox"] {
+    for label in ["User", "Identity", "Outbox"] {
         let delete = format!("MATCH (n:{namespace}{label}) DETACH DELETE n");
         let _ = graph.run(neo4rs::query(&delete)).await;
     }

@@ -26,6 +26,12 @@
 //!   and every read judges it against the caller's `$now`. Whether a viewer
 //!   blocks or mutes a user is an expand between two users found by id,
 //!   never a walk of the viewer's list.
+//! - `(:Identity {key, issuer, subject, user_id})`: an identity provider's
+//!   account bound to the user it registered as, created by the statement
+//!   that creates the user. `key` is the pair in one string, the issuer's
+//!   length first (`"19:https://id.example/auth0|42"`), so no two pairs
+//!   share one; its unique constraint keeps one user per identity (a
+//!   composite constraint is Enterprise-only on Neo4j 4.4).
 //! - `(:Outbox:OutboxPending {event_id, stream, event_key, payload})`: the
 //!   transactional outbox, created in the transaction (or the statement)
 //!   of the change it describes. Publishing removes the `OutboxPending` label; published
@@ -43,6 +49,7 @@
 #[derive(Debug, Clone)]
 pub(super) struct Names {
     user: String,
+    identity: String,
     follows: String,
     blocks: String,
     mutes: String,
@@ -56,6 +63,7 @@ impl Names {
     pub(super) fn new(namespace: &str) -> Self {
         Self {
             user: format!("{namespace}User"),
+            identity: format!("{namespace}Identity"),
             follows: format!("{namespace}FOLLOWS"),
             blocks: format!("{namespace}BLOCKS"),
             mutes: format!("{namespace}MUTES"),
@@ -95,6 +103,12 @@ pub(super) struct Cypher {
     /// $created_at_ms` and the `UserCreated` outbox entry (`$event_id,
     /// $stream, $event_key, $payload`), in one statement: both or neither.
     pub create_user: String,
+    /// [`Cypher::create_user`]'s parameters and `$identity_key, $issuer,
+    /// $subject`: the user, its identity binding and its `UserCreated`
+    /// outbox entry in one statement, all or none.
+    pub register_user: String,
+    /// `$identity_key` -> `user_id` of the user the identity registered as.
+    pub resolve_identity: String,
     /// `$ids` -> users found (any order; the caller restores request order).
     pub get_users: String,
     /// `$username_lower` -> the user.
@@ -173,6 +187,7 @@ impl Cypher {
     pub(super) fn new(names: &Names) -> Self {
         let Names {
             user,
+            identity,
             follows,
             blocks,
             mutes,
@@ -183,6 +198,7 @@ impl Cypher {
         let schema_names = [
             "user_id",
             "user_username",
+            "identity_key",
             "outbox_event",
             "outbox_pending",
             "follows_by_followee",
@@ -202,6 +218,12 @@ impl Cypher {
             "CREATE (e:{outbox}:{pending} {{event_id: $event_id, stream: $stream, \
              event_key: $event_key, payload: $payload}})"
         );
+        let create_user = format!(
+            "CREATE (u:{user} {{id: $id, username: $username, username_lower: $username_lower, \
+             display_name: $display_name, bio: $bio, created_at_ms: $created_at_ms, \
+             location: '', website: '', verified: false, avatar_media_id: 0, \
+             followers: 0, following: 0}})"
+        );
         Self {
             schema: vec![
                 format!(
@@ -212,6 +234,11 @@ impl Cypher {
                 format!(
                     "CREATE CONSTRAINT {schema}_user_username IF NOT EXISTS \
                      FOR (u:{user}) REQUIRE u.username_lower IS UNIQUE"
+                ),
+                // One user per identity (the key holds issuer and subject).
+                format!(
+                    "CREATE CONSTRAINT {schema}_identity_key IF NOT EXISTS \
+                     FOR (i:{identity}) REQUIRE i.key IS UNIQUE"
                 ),
                 format!(
                     "CREATE CONSTRAINT {schema}_outbox_event IF NOT EXISTS \
@@ -242,12 +269,17 @@ impl Cypher {
             show_indexes: "SHOW INDEXES".into(),
             show_constraints: "SHOW CONSTRAINTS YIELD name RETURN name".into(),
             ping: "RETURN 1 AS ok".into(),
-            create_user: format!(
-                "CREATE (u:{user} {{id: $id, username: $username, username_lower: $username_lower, \
-                 display_name: $display_name, bio: $bio, created_at_ms: $created_at_ms, \
-                 location: '', website: '', verified: false, avatar_media_id: 0, \
-                 followers: 0, following: 0}}) \
+            create_user: format!("{create_user} {create_outbox}"),
+            // Both unique constraints (username, identity) hold for the one
+            // statement: a taken username or a bound identity fails it whole.
+            register_user: format!(
+                "{create_user} \
+                 CREATE (i:{identity} {{key: $identity_key, issuer: $issuer, subject: $subject, \
+                 user_id: $id}}) \
                  {create_outbox}"
+            ),
+            resolve_identity: format!(
+                "MATCH (i:{identity} {{key: $identity_key}}) RETURN i.user_id AS user_id"
             ),
             get_users: format!(
                 "UNWIND $ids AS wanted MATCH (u:{user} {{id: wanted}}) RETURN {user_fields}"
