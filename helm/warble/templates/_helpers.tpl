@@ -320,6 +320,9 @@ WARBLE_AUTH__PUBLIC_KEY_PEM: {{ $v.auth.publicKeyPem | quote }}
 WARBLE_AUTH__JWKS_URL: {{ $v.auth.jwksUrl | quote }}
 WARBLE_AUTH__JWKS_MIN_REFRESH_SECS: {{ $v.auth.jwksMinRefreshSecs | int64 | quote }}
 WARBLE_AUTH__ISSUER: {{ $v.auth.issuer | quote }}
+WARBLE_AUTH__SUBJECTS: {{ ternary "user_id" $v.auth.subjects $v.auth.devMode | quote }}
+WARBLE_AUTH__IDENTITY_CACHE_ENTRIES: {{ $v.auth.identityCacheEntries | int64 | quote }}
+WARBLE_AUTH__IDENTITY_CACHE_TTL_SECS: {{ $v.auth.identityCacheTtlSecs | int64 | quote }}
 WARBLE_AUTH__AUDIENCE: {{ $v.auth.audience | quote }}
 WARBLE_AUTH__DEV_MODE: {{ $v.auth.devMode | quote }}
 WARBLE_AUTH__DEV_TOKEN_TTL_SECS: {{ $v.auth.devTokenTtlSecs | int64 | quote }}
