@@ -1,8 +1,9 @@
-//! The `warble` command's library half: `warble dev` ([`dev`]) and its demo
-//! data ([`demo`]). The stack itself lives in `warble-stack` (shared with
+//! The `warble` command's library half: `warble dev` ([`dev`]), its demo
+//! data ([`demo`]) and the dead-letter tool `warble dlq` ([`dlq`]). The stack itself lives in `warble-stack` (shared with
 //! the tests and `warble-bench`).
 
 pub mod demo;
+pub mod dlq;
 
 use warble_mesh::scaffold::Shutdown;
 use warble_stack::{DevConfig, DevStack};

@@ -109,6 +109,10 @@ pub struct ConsumerConfig {
     pub max_retry_backoff_ms: u64,
     /// Events unacknowledged this long (their consumer died) are taken over, in seconds.
     pub reclaim_idle_secs: u64,
+    /// Days a dead letter is kept before it is trimmed (each new dead
+    /// letter trims the older ones): time for an operator to look at it
+    /// and replay it with `warble dlq`.
+    pub dead_letter_retention_days: u32,
 }
 
 impl ConsumerConfig {
@@ -123,6 +127,7 @@ impl ConsumerConfig {
             retry_backoff_ms: 100,
             max_retry_backoff_ms: 5_000,
             reclaim_idle_secs: 30,
+            dead_letter_retention_days: 14,
         }
     }
 }
@@ -163,6 +168,12 @@ impl ConsumerConfig {
                 "must be at least 1",
             ));
         }
+        if !(1..=3650).contains(&self.dead_letter_retention_days) {
+            return Err(ConfigError::invalid(
+                "consumer.dead_letter_retention_days",
+                "must be between 1 and 3650",
+            ));
+        }
         Ok(())
     }
 
@@ -195,6 +206,8 @@ pub struct ConsumerSettings {
     pub max_retry_backoff: Duration,
     /// Idle time after which another consumer's pending entries are taken over.
     pub reclaim_idle: Duration,
+    /// How long dead letters are kept.
+    pub dead_letter_retention: Duration,
 }
 
 impl From<&ConsumerConfig> for ConsumerSettings {
@@ -208,6 +221,9 @@ impl From<&ConsumerConfig> for ConsumerSettings {
             retry_backoff: Duration::from_millis(config.retry_backoff_ms),
             max_retry_backoff: Duration::from_millis(config.max_retry_backoff_ms),
             reclaim_idle: Duration::from_secs(config.reclaim_idle_secs),
+            dead_letter_retention: Duration::from_secs(
+                u64::from(config.dead_letter_retention_days) * 86_400,
+            ),
         }
     }
 }
@@ -458,8 +474,18 @@ async fn dead_letter(
         dead_lettered_at_ms: crate::time::now_ms() as i64,
     };
     log.append(DEAD_LETTER_STREAM, delivery.key, &record.encode_to_vec())
-        .await
-        .map(|_| ())
+        .await?;
+    // Retention: dead letters are rare, so trimming at each new one is cheap
+    // and keeps the stream bounded without a timer. A failed trim is retried
+    // by the next dead letter.
+    let horizon = EventId {
+        ms: crate::time::now_ms().saturating_sub(settings.dead_letter_retention.as_millis() as u64),
+        seq: 0,
+    };
+    if let Err(error) = log.trim_before(DEAD_LETTER_STREAM, horizon).await {
+        tracing::warn!(error = %ErrorChain(&error), "cannot trim expired dead letters");
+    }
+    Ok(())
 }
 
 /// Acknowledges in batches: every id already queued goes in one call.

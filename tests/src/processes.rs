@@ -69,10 +69,18 @@ fn binary_dir() -> PathBuf {
     deps.parent().unwrap_or(deps).to_owned()
 }
 
-/// The path of one of this workspace's service binaries (built first if missing).
+/// The path of one of this workspace's binaries: a service's, or `warble`
+/// (built first if missing).
 pub fn binary_path(binary: &str) -> PathBuf {
     let dir = binary_dir();
     ensure_binaries(&dir);
+    if !dir.join(binary).exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--bins", "-p", package_of(binary)])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building {binary} failed");
+    }
     dir.join(binary)
 }
 
@@ -103,6 +111,7 @@ fn package_of(binary: &str) -> &'static str {
         "notify-svc" => "warble-notify-svc",
         "search-svc" => "warble-search-svc",
         "media-svc" => "warble-media-svc",
+        "warble" => "warble-launcher",
         _ => "warble-gateway",
     }
 }
@@ -515,6 +524,11 @@ impl ProcessStack {
     /// tweet-svc's gRPC address.
     pub fn tweet_addr(&self) -> SocketAddr {
         self.tweet
+    }
+
+    /// The URL of the stack's Redis.
+    pub fn redis_url(&self) -> String {
+        self.redis.url()
     }
 
     /// How the services reach Redis (event stream, caches, trends).

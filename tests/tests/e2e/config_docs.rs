@@ -62,3 +62,8 @@ fn search_svc_keys_are_documented() {
 fn media_svc_keys_are_documented() {
     assert_documented::<warble_media_svc::MediaSvcConfig>("media-svc");
 }
+
+#[test]
+fn warble_dlq_keys_are_documented() {
+    assert_documented::<warble_launcher::dlq::DlqConfig>("warble dlq");
+}

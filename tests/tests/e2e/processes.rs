@@ -585,3 +585,98 @@ async fn fan_out_killed_mid_batch_reaches_every_follower_once() {
     }
     stack.stop().await;
 }
+
+/// Runs `warble dlq <args>` against the stack's Redis; returns its output,
+/// failing the test if it fails.
+fn warble_dlq(stack: &ProcessStack, args: &str) -> String {
+    let output = std::process::Command::new(warble_tests::processes::binary_path("warble"))
+        .arg("dlq")
+        .args(args.split_whitespace())
+        .env_clear()
+        .env("WARBLE_BACKEND", "redis")
+        .env("WARBLE_REDIS__URL", stack.redis_url())
+        .output()
+        .expect("warble runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "warble dlq {args} failed: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// An event fan-out gave up on while graph-svc was down is a dead letter
+/// `warble dlq` lists and shows; once graph-svc is back, `replay` puts it
+/// back on the stream and the follower gets the tweet; `drop` clears the
+/// rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn warble_dlq_lists_shows_replays_and_drops_dead_letters_on_redis() {
+    use warble_tests::frontend::Frontend as _;
+
+    let Some(mut stack) = ProcessStack::start(&Default::default()).await else {
+        return;
+    };
+    let gql = stack.graphql();
+    let (ana_id, ana) = gql.sign_up("ana").await;
+    let (_, ben) = gql.sign_up("ben").await;
+    gql.follow(&ben, &ana_id).await;
+    for warm_up in ["first words", "second words"] {
+        gql.post(&ana, warm_up).await;
+    }
+    stack.settle().await;
+    assert_eq!(home(&stack, &ben, 2).await.len(), 2);
+    assert_eq!(warble_dlq(&stack, "list"), "no dead letters\n");
+
+    // Fan-out needs graph-svc for the followers: with it down, the event
+    // fails every attempt and becomes a dead letter.
+    stack.kill("graph-svc");
+    let tweet = gql.post(&ana, "posted while the graph is down").await;
+    warble_tests::eventually("fan-out to dead-letter the tweet", || {
+        let listed = warble_dlq(&stack, "list --group fanout");
+        async move { listed.contains("TweetCreated") }
+    })
+    .await;
+    let listed = warble_dlq(&stack, "list --group fanout");
+    let id = listed
+        .split_whitespace()
+        .next()
+        .expect("a dead-letter id")
+        .to_owned();
+    assert!(listed.contains("group=fanout  attempts=5"), "{listed}");
+    let shown = warble_dlq(&stack, &format!("show {id}"));
+    assert!(shown.contains(&format!("tweet_id: {tweet}")), "{shown}");
+    assert!(shown.contains("last error"), "{shown}");
+
+    stack.restart("graph-svc");
+    warble_tests::eventually("graph-svc to answer again", || {
+        let gql = gql.clone();
+        async move {
+            gql.request(
+                None,
+                "{ user(username: \"ana\") { id } }",
+                serde_json::json!({}),
+            )
+            .await["data"]["user"]["id"]
+                .is_string()
+        }
+    })
+    .await;
+    let replayed = warble_dlq(&stack, "replay --all --group fanout");
+    assert!(replayed.contains(&format!("replayed {id}")), "{replayed}");
+    stack.settle().await;
+    assert_eq!(
+        home(&stack, &ben, 1).await,
+        [tweet.as_str()],
+        "the replayed event reached the follower"
+    );
+    assert_eq!(
+        warble_dlq(&stack, "list --group fanout"),
+        "no dead letters\n"
+    );
+    // Whatever the other groups gave up on meanwhile, `drop` clears it.
+    let dropped = warble_dlq(&stack, "drop --all");
+    assert!(dropped.ends_with(" dropped\n"), "{dropped}");
+    assert_eq!(warble_dlq(&stack, "list"), "no dead letters\n");
+    stack.stop().await;
+}
