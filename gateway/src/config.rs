@@ -186,6 +186,10 @@ pub struct LimitsConfig {
     pub ws_operations_per_connection: u32,
     /// WebSocket connections one signed-in user may hold open (per gateway replica).
     pub ws_connections_per_user: u32,
+    /// GraphQL HTTP requests this replica works on at once; one more is
+    /// refused at once with 503, `Retry-After` and `RATE_LIMITED`, instead of
+    /// queueing behind the others until every request is slow.
+    pub max_in_flight_requests: u32,
 }
 
 impl Default for GatewayConfig {
@@ -249,6 +253,7 @@ impl Default for LimitsConfig {
             ws_init_timeout_secs: 10,
             ws_operations_per_connection: 100,
             ws_connections_per_user: 8,
+            max_in_flight_requests: 256,
         }
     }
 }
@@ -438,6 +443,10 @@ impl ServiceConfig for GatewayConfig {
             (
                 "limits.ws_connections_per_user",
                 u64::from(self.limits.ws_connections_per_user),
+            ),
+            (
+                "limits.max_in_flight_requests",
+                u64::from(self.limits.max_in_flight_requests),
             ),
         ] {
             if value == 0 {

@@ -71,6 +71,64 @@ pub struct AppState {
     pub proxies: TrustedProxies,
     /// Largest request bodies.
     pub body_limits: BodyLimits,
+    /// GraphQL HTTP requests in progress, and those refused for it.
+    pub in_flight: InFlight,
+}
+
+/// The bound on GraphQL HTTP requests worked on at once
+/// (`limits.max_in_flight_requests`). Past it a request is refused at once
+/// (503 with `Retry-After`, code `RATE_LIMITED`): an overloaded gateway
+/// that queued everything would make every request slow, and the
+/// deadlines of the calls behind it would pass while work is still done
+/// for them. Uploads and WebSockets are bounded by their own limits.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    permits: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    shed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl InFlight {
+    /// At most `max` requests at once (at least 1).
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            max: max.max(1),
+            shed: Arc::default(),
+        }
+    }
+
+    /// A slot for one request, or the refusal to send instead.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let error = crate::error::rate_limited(
+                "the gateway is at capacity: retry shortly",
+                std::time::Duration::from_secs(1),
+            );
+            let response = async_graphql::Response::from_errors(vec![
+                error.into_server_error(Default::default()),
+            ]);
+            let mut http = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                GraphQLResponse::from(response),
+            )
+                .into_response();
+            http.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            http
+        })
+    }
+
+    /// Requests refused so far.
+    pub fn shed(&self) -> u64 {
+        self.shed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The bound.
+    pub fn max(&self) -> usize {
+        self.max
+    }
 }
 
 /// Largest request bodies, by kind, in bytes.
@@ -351,7 +409,15 @@ async fn graphql_post(
         return graphql_upload(&app, peer, headers, body).await;
     }
     match receive(headers, body, BodyKind::Json, app.body_limits.json_bytes).await {
-        Ok(request) => run(&app, peer, headers, request).await,
+        // The slot is taken once the body is in: a client sending its body
+        // slowly holds a connection, never a slot.
+        Ok(request) => {
+            let _slot = match app.in_flight.admit() {
+                Ok(slot) => slot,
+                Err(busy) => return busy,
+            };
+            run(&app, peer, headers, request).await
+        }
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -584,6 +650,10 @@ async fn get_query(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
+    let _slot = match app.in_flight.admit() {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
+    };
     run(app, peer, headers, request).await
 }
 
@@ -767,6 +837,13 @@ async fn metrics(State(app): State<AppState>) -> Response {
             "warble_gateway_downstream_calls_total{{method=\"{method}\"}} {count}\n"
         ));
     }
+    body.push_str(&format!(
+        "# HELP warble_gateway_requests_shed_total GraphQL requests refused at limits.max_in_flight_requests ({}).\n\
+         # TYPE warble_gateway_requests_shed_total counter\n\
+         warble_gateway_requests_shed_total {}\n",
+        app.in_flight.max(),
+        app.in_flight.shed()
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

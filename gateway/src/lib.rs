@@ -231,6 +231,7 @@ impl Gateway {
                 json_bytes: limits.max_body_bytes,
                 upload_bytes: limits.max_upload_bytes,
             },
+            in_flight: http::InFlight::new(limits.max_in_flight_requests as usize),
         };
         let router = http::router(
             app,
