@@ -98,26 +98,31 @@ impl InFlight {
         }
     }
 
-    /// A slot for one request, or the refusal to send instead.
-    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
-        self.permits.clone().try_acquire_owned().map_err(|_| {
+    /// A slot for one request, or `None` (counted): send [`InFlight::busy`].
+    fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slot = self.permits.clone().try_acquire_owned().ok();
+        if slot.is_none() {
             self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let error = crate::error::rate_limited(
-                "the gateway is at capacity: retry shortly",
-                std::time::Duration::from_secs(1),
-            );
-            let response = async_graphql::Response::from_errors(vec![
-                error.into_server_error(Default::default()),
-            ]);
-            let mut http = (
-                StatusCode::SERVICE_UNAVAILABLE,
-                GraphQLResponse::from(response),
-            )
-                .into_response();
-            http.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
-            http
-        })
+        }
+        slot
+    }
+
+    /// The refusal of a request that found no slot.
+    fn busy() -> Response {
+        let error = crate::error::rate_limited(
+            "the gateway is at capacity: retry shortly",
+            std::time::Duration::from_secs(1),
+        );
+        let response =
+            async_graphql::Response::from_errors(vec![error.into_server_error(Default::default())]);
+        let mut http = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            GraphQLResponse::from(response),
+        )
+            .into_response();
+        http.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+        http
     }
 
     /// Requests refused so far.
@@ -412,9 +417,8 @@ async fn graphql_post(
         // The slot is taken once the body is in: a client sending its body
         // slowly holds a connection, never a slot.
         Ok(request) => {
-            let _slot = match app.in_flight.admit() {
-                Ok(slot) => slot,
-                Err(busy) => return busy,
+            let Some(_slot) = app.in_flight.admit() else {
+                return InFlight::busy();
             };
             run(&app, peer, headers, request).await
         }
@@ -650,9 +654,8 @@ async fn get_query(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let _slot = match app.in_flight.admit() {
-        Ok(slot) => slot,
-        Err(busy) => return busy,
+    let Some(_slot) = app.in_flight.admit() else {
+        return InFlight::busy();
     };
     run(app, peer, headers, request).await
 }
