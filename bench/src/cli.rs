@@ -23,6 +23,8 @@ scenarios:
   notify     likes applied/s by notify-svc; 20-group page reads; a 100,000-like group vs one like
   search     tweets indexed/s (vs tantivy alone); post-to-searchable; query and typeahead p99; bytes/tweet
   wide       home reads of a reader following 2,000 accounts vs one following 25
+  media      uploads through the gateway vs object_store's own puts; a 1 MB image's latency
+  overload   the mix open-loop at 0.5x and 3x capacity: admitted p99, refusals, no lost posts
 
 options:
   --smoke                  seconds-long bounded sizes (what CI runs)

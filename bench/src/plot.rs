@@ -473,6 +473,21 @@ pub fn charts(report: &Report) -> Vec<(String, BarChart)> {
                 ),
             )]
         }
+        "overload" => {
+            let picked: Vec<&Measurement> = rows
+                .iter()
+                .filter(|m| label_str(m, "operation") == Some("served"))
+                .collect();
+            vec![(
+                "overload".into(),
+                latency_chart(
+                    format!("Served requests' latency below, at and past capacity{size}"),
+                    &picked,
+                    |m| label_str(m, "step").unwrap_or("").to_owned(),
+                    None,
+                ),
+            )]
+        }
         "wide" => {
             let picked: Vec<&Measurement> = rows
                 .iter()

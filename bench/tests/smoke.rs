@@ -327,3 +327,18 @@ async fn media_compares_gateway_uploads_with_object_store_puts() {
     assert_eq!(report.ratios.len(), 1, "{:?}", report.ratios);
     assert!(report.params.contains_key("image_upload_p99_us"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_runs_the_mix_past_capacity_and_loses_no_post() {
+    let report = smoke(Scenario::Overload).await;
+    for step in ["capacity", "0.5x capacity", "3x capacity"] {
+        assert!(
+            report
+                .measurements
+                .iter()
+                .any(|row| row.name.starts_with("served (") && row.name.contains(step)),
+            "no served row for {step}"
+        );
+    }
+    assert_eq!(report.targets.len(), 1, "the admitted-latency goal");
+}

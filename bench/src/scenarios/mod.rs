@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod media;
 pub mod mixed;
 pub mod notify;
+pub mod overload;
 pub mod read;
 pub mod scale;
 pub mod search;
@@ -52,11 +53,13 @@ pub enum Scenario {
     Wide,
     /// Uploads through the gateway against object_store's own write rate.
     Media,
+    /// The social mix past capacity: admitted latency, refusals, no lost posts.
+    Overload,
 }
 
 impl Scenario {
     /// Every scenario, in the order `warble-bench all` runs them.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Self::Fanout,
         Self::Delivery,
         Self::Read,
@@ -68,6 +71,7 @@ impl Scenario {
         Self::Search,
         Self::Wide,
         Self::Media,
+        Self::Overload,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -84,6 +88,7 @@ impl Scenario {
             Self::Search => "search",
             Self::Wide => "wide",
             Self::Media => "media",
+            Self::Overload => "overload",
         }
     }
 
@@ -121,6 +126,9 @@ impl Scenario {
             Self::Media => {
                 "uploadMedia MB/s through the gateway vs object_store's own multipart puts (same run, same disk), and a 1 MB image upload's latency"
             }
+            Self::Overload => {
+                "the social mix open-loop at 0.5x and 3x its closed-loop capacity: admitted p99, refusals by code, every acknowledged post delivered"
+            }
         }
     }
 
@@ -139,6 +147,7 @@ impl Scenario {
             Self::Search => search::run(options).await?,
             Self::Wide => wide::run(options).await?,
             Self::Media => media::run(options).await?,
+            Self::Overload => overload::run(options).await?,
         };
         report.finish(started.elapsed());
         Ok(report)
