@@ -75,36 +75,28 @@ pub struct AppState {
     pub in_flight: InFlight,
 }
 
-/// The bound on GraphQL HTTP requests worked on at once
-/// (`limits.max_in_flight_requests`). Past it a request is refused at once
-/// (503 with `Retry-After`, code `RATE_LIMITED`): an overloaded gateway
-/// that queued everything would make every request slow, and the
-/// deadlines of the calls behind it would pass while work is still done
-/// for them. Uploads and WebSockets are bounded by their own limits.
+/// The bound on GraphQL HTTP requests worked on at once: adaptive, up to
+/// `limits.max_in_flight_requests` ([`crate::overload`]). Past it a request
+/// is refused at once (503 with `Retry-After`, code `RATE_LIMITED`): an
+/// overloaded gateway that queued everything would make every request
+/// slow, and the deadlines of the calls behind it would pass while work is
+/// still done for them. Uploads and WebSockets have their own limits.
 #[derive(Debug, Clone)]
 pub struct InFlight {
-    permits: Arc<tokio::sync::Semaphore>,
-    max: usize,
-    shed: Arc<std::sync::atomic::AtomicU64>,
+    limit: crate::overload::AdaptiveLimit,
 }
 
 impl InFlight {
-    /// At most `max` requests at once (at least 1).
+    /// At most `max` requests at once.
     pub fn new(max: usize) -> Self {
         Self {
-            permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
-            max: max.max(1),
-            shed: Arc::default(),
+            limit: crate::overload::AdaptiveLimit::new(max),
         }
     }
 
     /// A slot for one request, or `None` (counted): send [`InFlight::busy`].
-    fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let slot = self.permits.clone().try_acquire_owned().ok();
-        if slot.is_none() {
-            self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        slot
+    fn admit(&self) -> Option<crate::overload::Slot> {
+        self.limit.admit()
     }
 
     /// The refusal of a request that found no slot.
@@ -127,12 +119,12 @@ impl InFlight {
 
     /// Requests refused so far.
     pub fn shed(&self) -> u64 {
-        self.shed.load(std::sync::atomic::Ordering::Relaxed)
+        self.limit.shed()
     }
 
-    /// The bound.
-    pub fn max(&self) -> usize {
-        self.max
+    /// The bound now, and its ceiling.
+    pub fn bounds(&self) -> (usize, usize) {
+        (self.limit.limit(), self.limit.max())
     }
 }
 
@@ -840,11 +832,14 @@ async fn metrics(State(app): State<AppState>) -> Response {
             "warble_gateway_downstream_calls_total{{method=\"{method}\"}} {count}\n"
         ));
     }
+    let (limit, ceiling) = app.in_flight.bounds();
     body.push_str(&format!(
-        "# HELP warble_gateway_requests_shed_total GraphQL requests refused at limits.max_in_flight_requests ({}).\n\
+        "# HELP warble_gateway_requests_shed_total GraphQL requests refused for want of a slot.\n\
          # TYPE warble_gateway_requests_shed_total counter\n\
-         warble_gateway_requests_shed_total {}\n",
-        app.in_flight.max(),
+         warble_gateway_requests_shed_total {}\n\
+         # HELP warble_gateway_in_flight_limit The adaptive bound on GraphQL requests in progress (at most limits.max_in_flight_requests, {ceiling}).\n\
+         # TYPE warble_gateway_in_flight_limit gauge\n\
+         warble_gateway_in_flight_limit {limit}\n",
         app.in_flight.shed()
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
