@@ -128,10 +128,10 @@ impl FanoutPolicyConfig {
                 "must be at least 1",
             ));
         }
-        if self.inactive_after_days == 0 {
+        if !(1..=3650).contains(&self.inactive_after_days) {
             return Err(ConfigError::invalid(
                 "fanout.inactive_after_days",
-                "must be at least 1",
+                "must be between 1 and 3650",
             ));
         }
         let max_page = warble_proto::limits::graph::MAX_PAGE_LIMIT;

@@ -178,7 +178,10 @@ pub async fn run(config: FanoutSvcConfig, shutdown: Shutdown) -> anyhow::Result<
             Arc::new(
                 RedisTimelineCache::connect(&config.redis)
                     .await
-                    .context("timeline cache (redis.*)")?,
+                    .context("timeline cache (redis.*)")?
+                    .with_idle_expiry(Duration::from_secs(
+                        config.fanout.inactive_after_days * 86_400,
+                    )),
             ),
         ),
     };

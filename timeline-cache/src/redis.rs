@@ -10,6 +10,16 @@
 //! | `la:<bucket>` | sorted set | last-active marks: member = user id, score = Unix ms; users spread over 1,024 buckets |
 //!
 //! (each after an optional prefix, [`RedisTimelineCache::with_key_prefix`]).
+//!
+//! # Idle users' keys expire
+//!
+//! With [`RedisTimelineCache::with_idle_expiry`] (the inactivity window
+//! fan-out uses), a timeline lives that long after it was last built or
+//! read: each read of a built timeline renews its `PEXPIRE` inside the read
+//! script, so the timeline of a user who stopped reading goes, and their
+//! next read rebuilds it. Activity marks older than the window are removed
+//! from their bucket whenever the bucket gets a new mark (fan-out treats a
+//! missing mark as it treats an idle one: no push).
 //! No key has a hash tag: on a cluster, timelines spread over every node by
 //! their own names. A command touching several keys (a fan-out's script
 //! calls, below) only ever carries keys of one hash slot there.
@@ -101,6 +111,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::{RedisError, Value};
@@ -183,8 +194,9 @@ return added
 });
 
 /// KEYS[1] a capped set; ARGV sentinel, upper bound (exclusive, `(` form),
-/// count. Nil when the sentinel is absent (a miss); else {length without the
-/// sentinel, members below the bound newest first}.
+/// count, lifetime in ms to renew on a hit ('0': none). Nil when the
+/// sentinel is absent (a miss); else {length without the sentinel, members
+/// below the bound newest first}.
 /// KEYS[1] a user's followed-celebrity set; ARGV[1] its lifetime in ms,
 /// ARGV[2..] the celebrities. Replaces the set, with the member 0 marking
 /// "recorded" so an empty record exists too.
@@ -216,6 +228,7 @@ static READ: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
         r#"
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
+if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 local len = redis.call('ZCARD', KEYS[1]) - 1
 return {len, redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[2], '-', 'LIMIT', 0, tonumber(ARGV[3]))}
 "#,
@@ -255,6 +268,9 @@ pub struct RedisTimelineCache {
     client: RedisClient,
     prefix: String,
     capacity: usize,
+    /// How long a timeline outlives its last build or read, and an
+    /// activity mark its time (`None`: forever).
+    idle_expiry: Option<Duration>,
 }
 
 impl RedisTimelineCache {
@@ -264,6 +280,7 @@ impl RedisTimelineCache {
             client,
             prefix: String::new(),
             capacity: TIMELINE_CAPACITY,
+            idle_expiry: None,
         }
     }
 
@@ -286,6 +303,19 @@ impl RedisTimelineCache {
         self
     }
 
+    /// Lets idle users' keys expire after `window` (see the module docs):
+    /// fan-out's inactivity window, the same in every process.
+    pub fn with_idle_expiry(mut self, window: Duration) -> Self {
+        self.idle_expiry = Some(window.max(Duration::from_secs(1)));
+        self
+    }
+
+    /// The idle expiry in milliseconds, `0` for none (the scripts' form).
+    fn idle_expiry_ms(&self) -> u64 {
+        self.idle_expiry
+            .map_or(0, |window| window.as_millis() as u64)
+    }
+
     /// The client this cache uses.
     pub fn client(&self) -> &RedisClient {
         &self.client
@@ -303,7 +333,8 @@ impl RedisTimelineCache {
         format!("{}fc:{user}", self.prefix)
     }
 
-    fn last_active_key(&self, user: u64) -> String {
+    /// The key of the bucket holding `user`'s activity mark.
+    pub fn last_active_key(&self, user: u64) -> String {
         // Snowflake ids' low bits are mostly sequence zeros: mix before bucketing.
         let bucket = (user.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % LAST_ACTIVE_BUCKETS;
         format!("{}la:{bucket}", self.prefix)
@@ -504,7 +535,14 @@ impl TimelineCache for RedisTimelineCache {
             mark_built,
             members,
         )
-        .await
+        .await?;
+        // A build starts the timeline's life; reads renew it.
+        if mark_built && let Some(window) = self.idle_expiry {
+            let request =
+                Request::new("PEXPIRE", self.timeline_key(user)).arg(window.as_millis() as u64);
+            self.batch(&[request]).await?;
+        }
+        Ok(())
     }
 
     async fn remove_user(&self, user: u64, other: u64, removal: Removal) -> Result<(), CacheError> {
@@ -537,7 +575,8 @@ impl TimelineCache for RedisTimelineCache {
             .call(&[self.timeline_key(user)])
             .arg(&BUILT[..])
             .arg(upper_bound(before, &BUILT))
-            .arg(fetch);
+            .arg(fetch)
+            .arg(self.idle_expiry_ms());
         let reply = self.batch(&[request]).await?.pop().unwrap_or(Value::Nil);
         let Some(SetPage { len, members }) =
             parse_read(reply).map_err(|error| self.unavailable(error))?
@@ -607,6 +646,7 @@ impl TimelineCache for RedisTimelineCache {
                     .arg(&FILLED[..])
                     .arg(bound.as_slice())
                     .arg(fetch)
+                    .arg("0")
             })
             .collect();
         self.batch(&requests)
@@ -628,11 +668,19 @@ impl TimelineCache for RedisTimelineCache {
     async fn mark_active(&self, user: u64, at_ms: u64) -> Result<(), CacheError> {
         // GT: a mark only moves forward, atomically, in one command. Scores
         // hold Unix milliseconds exactly (well below 2^53).
-        let request = Request::new("ZADD", self.last_active_key(user))
-            .arg("GT")
-            .arg(at_ms)
-            .arg(user);
-        self.batch(&[request]).await.map(|_| ())
+        let key = self.last_active_key(user);
+        let mut requests = vec![Request::new("ZADD", &key).arg("GT").arg(at_ms).arg(user)];
+        if let Some(window) = self.idle_expiry {
+            // Marks past the window say no more than a missing one: prune
+            // them (same key, same pipeline; cheap when there are none).
+            let cutoff = warble_mesh::time::now_ms().saturating_sub(window.as_millis() as u64);
+            requests.push(
+                Request::new("ZREMRANGEBYSCORE", &key)
+                    .arg("-inf")
+                    .arg(format!("({cutoff}")),
+            );
+        }
+        self.batch(&requests).await.map(|_| ())
     }
 
     async fn last_active(&self, users: &[u64]) -> Result<Vec<Option<u64>>, CacheError> {

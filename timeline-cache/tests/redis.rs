@@ -439,3 +439,86 @@ async fn a_fan_out_cut_by_a_redis_crash_completes_exactly_once() {
     );
     drop(server);
 }
+
+/// With an idle expiry, a built timeline lives that long after its last
+/// build or read (reads renew it; pushes do not), a user who stops reading
+/// loses it (the next read is a miss, which rebuilds), and activity marks
+/// older than the window leave their bucket when it gets a new mark.
+#[tokio::test]
+async fn idle_users_timelines_and_marks_expire() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let window = Duration::from_secs(3_600);
+    let cache = RedisTimelineCache::connect(&server.config())
+        .await
+        .unwrap()
+        .with_key_prefix(prefix.clone())
+        .with_idle_expiry(window);
+    let ttl = |user: u64| match server
+        .command(&["PTTL", &format!("{prefix}tl:{user}")])
+        .unwrap()
+    {
+        Reply::Integer(ms) => ms,
+        other => panic!("PTTL answered {other:?}"),
+    };
+    cache.insert(4, &[entry(10, 1)], true).await.unwrap();
+    let built = ttl(4);
+    assert!(
+        built > 3_590_000 && built <= 3_600_000,
+        "a build starts the timeline's life: {built} ms"
+    );
+    // A push does not renew it; a read does.
+    server
+        .command(&["PEXPIRE", &format!("{prefix}tl:4"), "60000"])
+        .unwrap();
+    cache.push(&[4], entry(11, 1)).await.unwrap();
+    assert!(ttl(4) <= 60_000, "a push leaves the lifetime alone");
+    assert!(cache.read(4, None, 10).await.unwrap().is_some());
+    assert!(ttl(4) > 3_590_000, "a read renews it");
+    // Its time up, the timeline is gone: a miss, not an empty hit.
+    server
+        .command(&["PEXPIRE", &format!("{prefix}tl:4"), "1"])
+        .unwrap();
+    // (Watched from outside: a read before the key is gone would renew it.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server
+        .command(&["EXISTS", &format!("{prefix}tl:4")])
+        .unwrap()
+        != Reply::Integer(0)
+    {
+        assert!(Instant::now() < deadline, "the timeline never expired");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(cache.read(4, None, 10).await.unwrap(), None);
+
+    // Marks: one from two hours ago leaves when its bucket gets a new one,
+    // and one written that old is pruned as it is written.
+    let now = warble_mesh::time::now_ms();
+    let two_hours_ago = now - 2 * 3_600_000;
+    let old = 7;
+    let bucket = cache.last_active_key(old);
+    server
+        .command(&[
+            "ZADD",
+            &bucket,
+            &two_hours_ago.to_string(),
+            &old.to_string(),
+        ])
+        .unwrap();
+    assert_eq!(
+        cache.last_active(&[old]).await.unwrap(),
+        vec![Some(two_hours_ago)]
+    );
+    let neighbour = (8..1_000_000)
+        .find(|&user| cache.last_active_key(user) == bucket)
+        .expect("another user in the bucket");
+    cache.mark_active(neighbour, now).await.unwrap();
+    assert_eq!(
+        cache.last_active(&[old, neighbour]).await.unwrap(),
+        vec![None, Some(now)]
+    );
+    cache.mark_active(old, two_hours_ago).await.unwrap();
+    assert_eq!(cache.last_active(&[old]).await.unwrap(), vec![None]);
+}

@@ -35,6 +35,10 @@ pub struct TimelineSvcConfig {
     /// Authors with at least this many followers are merged at read time
     /// instead of pushed; must equal fanout-svc's `fanout.celebrity_threshold`.
     pub celebrity_threshold: u64,
+    /// Days after its last read that a cached home timeline expires (the
+    /// next read rebuilds it); must equal fanout-svc's
+    /// `fanout.inactive_after_days`, after which fan-out stops pushing.
+    pub inactive_after_days: u64,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
 }
@@ -54,6 +58,7 @@ impl Default for TimelineSvcConfig {
             backend: Backend::Redis,
             redis: RedisConfig::default(),
             celebrity_threshold: 10_000,
+            inactive_after_days: 30,
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -89,6 +94,12 @@ impl ServiceConfig for TimelineSvcConfig {
             return Err(ConfigError::invalid(
                 "celebrity_threshold",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=3650).contains(&self.inactive_after_days) {
+            return Err(ConfigError::invalid(
+                "inactive_after_days",
+                "must be between 1 and 3650",
             ));
         }
         Ok(())

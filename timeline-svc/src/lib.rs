@@ -103,7 +103,8 @@ pub async fn run(config: TimelineSvcConfig, shutdown: Shutdown) -> anyhow::Resul
         config::Backend::Redis => Arc::new(
             RedisTimelineCache::connect(&config.redis)
                 .await
-                .context("timeline cache (redis.*)")?,
+                .context("timeline cache (redis.*)")?
+                .with_idle_expiry(Duration::from_secs(config.inactive_after_days * 86_400)),
         ),
     };
     let service = TimelineSvc::new(&config, cache)?;

@@ -390,6 +390,7 @@ WARBLE_BACKEND: "redis"
 {{- end }}
 {{- if eq .key "timelineSvc" }}
 WARBLE_CELEBRITY_THRESHOLD: {{ $V.fanout.celebrityThreshold | int64 | quote }}
+WARBLE_INACTIVE_AFTER_DAYS: {{ $V.fanout.inactiveAfterDays | int64 | quote }}
 {{- end }}
 {{- if eq .key "fanoutSvc" }}
 {{- $f := $V.fanout }}
