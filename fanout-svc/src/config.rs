@@ -31,14 +31,35 @@ pub struct FanoutSvcConfig {
     pub request_timeout_ms: u64,
     /// Timeline cache and event log backend: `embedded` or `redis`.
     pub backend: Backend,
-    /// Redis connection, used when `backend = "redis"`.
+    /// Redis connection, used when `backend = "redis"`: the event log, and
+    /// the timeline cache unless `timeline_cache.separate`.
     pub redis: RedisConfig,
+    /// The timeline cache's own Redis (`timeline_cache.*`), when it is kept
+    /// apart from the event log's.
+    pub timeline_cache: TimelineCacheConfig,
     /// The fan-out rules.
     pub fanout: FanoutPolicyConfig,
     /// How events are consumed.
     pub consumer: ConsumerConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+}
+
+/// `timeline_cache.*`: where the timeline cache lives.
+///
+/// The two Redis roles want different servers: the event log must persist
+/// (AOF) and never evict, while the cache can be rebuilt from the stores,
+/// so it may run without persistence and evict (`allkeys-lru`) under memory
+/// pressure (an evicted timeline is a miss, rebuilt on the next read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TimelineCacheConfig {
+    /// Keep the cache in `timeline_cache.redis.*` instead of the event
+    /// log's Redis (`redis.*`). timeline-svc's `redis.*` must name the same
+    /// server as the cache here.
+    pub separate: bool,
+    /// The cache's Redis, used with `separate`.
+    pub redis: RedisConfig,
 }
 
 /// `fanout.*`: who gets pushed what.
@@ -71,6 +92,7 @@ impl Default for FanoutSvcConfig {
             request_timeout_ms: 5_000,
             backend: Backend::Redis,
             redis: RedisConfig::default(),
+            timeline_cache: TimelineCacheConfig::default(),
             fanout: FanoutPolicyConfig::default(),
             consumer: ConsumerConfig::for_group("fanout"),
             telemetry: TelemetryConfig::default(),
@@ -107,6 +129,9 @@ impl ServiceConfig for FanoutSvcConfig {
                 ));
             }
             Backend::Redis => self.redis.validate("redis")?,
+        }
+        if self.timeline_cache.separate {
+            self.timeline_cache.redis.validate("timeline_cache.redis")?;
         }
         warble_mesh::config::validate_downstreams(
             &[

@@ -176,12 +176,20 @@ pub async fn run(config: FanoutSvcConfig, shutdown: Shutdown) -> anyhow::Result<
                     .context("event stream (redis.*)")?,
             ),
             Arc::new(
-                RedisTimelineCache::connect(&config.redis)
-                    .await
-                    .context("timeline cache (redis.*)")?
-                    .with_idle_expiry(Duration::from_secs(
-                        config.fanout.inactive_after_days * 86_400,
-                    )),
+                RedisTimelineCache::connect(if config.timeline_cache.separate {
+                    &config.timeline_cache.redis
+                } else {
+                    &config.redis
+                })
+                .await
+                .context(if config.timeline_cache.separate {
+                    "timeline cache (timeline_cache.redis.*)"
+                } else {
+                    "timeline cache (redis.*)"
+                })?
+                .with_idle_expiry(Duration::from_secs(
+                    config.fanout.inactive_after_days * 86_400,
+                )),
             ),
         ),
     };

@@ -664,10 +664,13 @@ fn services_are_wired_to_each_other_and_to_one_redis() {
                     );
                 }
             }
-            // fanout-svc reads the events from the Redis it writes timelines
-            // to, so the event streams and the cache must be the same Redis;
-            // notify-svc reads the same events and publishes the live
-            // notifications the gateway tails from its events Redis.
+            // Every service reads and writes the events in the Redis
+            // fanout-svc consumes them from; the timeline cache is there too
+            // unless it has its own (fanout-svc's `timeline_cache.redis.*`,
+            // which timeline-svc must read: see
+            // `the_timeline_cache_can_have_its_own_redis`). notify-svc
+            // publishes the live notifications the gateway tails from its
+            // events Redis.
             let redis = |component: &str, prefix: &str| {
                 let workload = set.workload(component);
                 ["MODE", "URL", "CLUSTER_NODES"]
@@ -675,9 +678,14 @@ fn services_are_wired_to_each_other_and_to_one_redis() {
             };
             let cache = redis("fanout-svc", "WARBLE_REDIS__");
             assert!(cache[0].is_some(), "[{}] fanout-svc has no Redis", set.name);
+            let timeline_cache = if set.name.contains("cache-redis") {
+                redis("fanout-svc", "WARBLE_TIMELINE_CACHE__REDIS__")
+            } else {
+                cache.clone()
+            };
             assert_eq!(
                 redis("timeline-svc", "WARBLE_REDIS__"),
-                cache,
+                timeline_cache,
                 "[{}] timeline-svc",
                 set.name
             );
@@ -1463,6 +1471,10 @@ fn bad_values_are_refused_with_a_readable_error() {
             (false, vec!["worker ids overlap", "graph-svc 4..11"]),
         ),
         (
+            "cache-redis-without-url.yaml",
+            (false, vec!["cacheRedis.url"]),
+        ),
+        (
             "mesh-tls-cert-manager-without-issuer.yaml",
             (false, vec!["meshTls.certManager.issuerRef.name"]),
         ),
@@ -2143,6 +2155,62 @@ fn mutual_tls_mounts_each_components_certificate_and_cert_manager_issues_it() {
                 );
             } else {
                 assert_eq!(set.objects("Certificate").count(), 0, "[{}]", set.name);
+            }
+        }
+    });
+}
+
+#[test]
+fn the_timeline_cache_can_have_its_own_redis() {
+    with_report(|report| {
+        for set in &report.value_sets {
+            let separate = set.name.contains("cache-redis");
+            let workload = |component: &str| {
+                set.workloads()
+                    .into_iter()
+                    .find(|workload| workload.component == component)
+                    .expect("the workload")
+            };
+            let (timeline, fanout) = (workload("timeline-svc"), workload("fanout-svc"));
+            let events = env_value(set, &fanout, "WARBLE_REDIS__URL");
+            let cache = env_value(set, &timeline, "WARBLE_REDIS__URL");
+            if separate {
+                let own = Some("redis://warble-cache-redis-master:6379/0".to_owned());
+                assert_eq!(
+                    cache, own,
+                    "[{}] timeline-svc reads the cache's Redis",
+                    set.name
+                );
+                assert_eq!(
+                    env_value(set, &fanout, "WARBLE_TIMELINE_CACHE__SEPARATE").as_deref(),
+                    Some("true")
+                );
+                assert_eq!(
+                    env_value(set, &fanout, "WARBLE_TIMELINE_CACHE__REDIS__URL"),
+                    own,
+                    "[{}] fan-out writes where timeline-svc reads",
+                    set.name
+                );
+                assert_ne!(events, cache, "[{}] the event log stays apart", set.name);
+                let password = &env_by_name(set, &timeline)["WARBLE_REDIS__PASSWORD"];
+                assert!(
+                    matches!(
+                        &password.source,
+                        EnvSource::Secret {
+                            in_chart: false,
+                            ..
+                        }
+                    ),
+                    "[{}] the cache's password comes from its own Secret: {:?}",
+                    set.name,
+                    password.source
+                );
+            } else {
+                assert_eq!(cache, events, "[{}] one Redis for both roles", set.name);
+                assert_eq!(
+                    env_value(set, &fanout, "WARBLE_TIMELINE_CACHE__SEPARATE"),
+                    None
+                );
             }
         }
     });

@@ -1,8 +1,9 @@
 //! The services as separate processes, as in production: the real
 //! `tweet-svc`, `graph-svc`, `timeline-svc`, `fanout-svc`, `notify-svc`,
 //! `search-svc`, `media-svc` and `gateway` binaries, configured only through `WARBLE_*` environment
-//! variables, with Redis as timeline cache and event stream (each store relaying its
-//! outbox to Redis Streams), and media-svc keeping its metadata in Redis and its files in an S3
+//! variables, on two Redis servers in their production roles: the event log (each store
+//! relaying its outbox to Redis Streams) and the timeline cache (fanout-svc's
+//! `timeline_cache.redis.*`, timeline-svc's `redis.*`), and media-svc keeping its metadata in Redis and its files in an S3
 //! bucket (a real S3 API server on loopback, [`warble_testkit::s3`]).
 //! With [`StackSpec::mutual_tls`], every gRPC hop is mutual TLS: each
 //! service has a certificate from a test CA naming it
@@ -48,6 +49,8 @@ pub struct ProcessStack {
     notify: SocketAddr,
     search: SocketAddr,
     redis: RedisServer,
+    /// The timeline cache's own Redis.
+    _cache_redis: RedisServer,
     /// The bucket media-svc stores files in.
     _s3: S3Server,
     /// The mesh CA, with mutual TLS on.
@@ -122,6 +125,7 @@ impl ProcessStack {
     pub async fn start(spec: &StackSpec) -> Option<Self> {
         crate::telemetry_for_tests();
         let redis = RedisServer::start()?;
+        let cache_redis = RedisServer::start()?;
         let dir = binary_dir();
         ensure_binaries(&dir);
         let data = tempfile::tempdir().unwrap();
@@ -181,7 +185,7 @@ impl ProcessStack {
                 vec![
                     ("WARBLE_SERVER__LISTEN_ADDR", timeline.to_string()),
                     ("WARBLE_BACKEND", "redis".into()),
-                    ("WARBLE_REDIS__URL", redis_url.clone()),
+                    ("WARBLE_REDIS__URL", cache_redis.url()),
                     ("WARBLE_CELEBRITY_THRESHOLD", threshold.clone()),
                 ],
             ),
@@ -191,6 +195,8 @@ impl ProcessStack {
                     ("WARBLE_SERVER__LISTEN_ADDR", fanout.to_string()),
                     ("WARBLE_BACKEND", "redis".into()),
                     ("WARBLE_REDIS__URL", redis_url.clone()),
+                    ("WARBLE_TIMELINE_CACHE__SEPARATE", "true".into()),
+                    ("WARBLE_TIMELINE_CACHE__REDIS__URL", cache_redis.url()),
                     ("WARBLE_FANOUT__CELEBRITY_THRESHOLD", threshold.clone()),
                     ("WARBLE_CONSUMER__RECLAIM_IDLE_SECS", "2".into()),
                 ],
@@ -300,6 +306,7 @@ impl ProcessStack {
             notify,
             search,
             redis,
+            _cache_redis: cache_redis,
             _s3: s3,
             operator: pki.as_ref().map(|pki| mesh_client(pki, "operator")),
             pki,

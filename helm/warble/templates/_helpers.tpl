@@ -152,6 +152,13 @@ Checks the schema cannot express (it has no arithmetic). Included by every
 workload template, so a bad combination stops the render with this message.
 */}}
 {{- define "warble.validate" -}}
+{{- $cache := .Values.cacheRedis -}}
+{{- if and $cache.enabled (eq $cache.mode "single") (not $cache.url) -}}
+{{- fail "cacheRedis.url: name the timeline cache's Redis (or turn cacheRedis.enabled off to share `redis`)" -}}
+{{- end -}}
+{{- if and $cache.enabled (eq $cache.mode "cluster") (not $cache.clusterNodes) -}}
+{{- fail "cacheRedis.clusterNodes: name the cache cluster's seed nodes" -}}
+{{- end -}}
 {{- $mtls := .Values.meshTls -}}
 {{- if and $mtls.certManager.enabled (not $mtls.enabled) -}}
 {{- fail "meshTls.certManager.enabled requests certificates that nothing uses: set meshTls.enabled too" -}}
@@ -220,9 +227,10 @@ workload template, so a bad combination stops the render with this message.
 {{- end -}}
 {{- end -}}
 
-{{/* `redis.*` settings as env vars under `prefix` (WARBLE_REDIS__ or WARBLE_EVENTS__REDIS__). */}}
+{{/* `redis.*` settings as env vars under `prefix` (WARBLE_REDIS__ or
+WARBLE_EVENTS__REDIS__), from `redis` or the values given as `redis`. */}}
 {{- define "warble.redisEnv" -}}
-{{- $r := .root.Values.redis -}}
+{{- $r := .redis | default .root.Values.redis -}}
 {{ .prefix }}MODE: {{ $r.mode | quote }}
 {{- if eq $r.mode "cluster" }}
 {{ .prefix }}CLUSTER_NODES: {{ join "," $r.clusterNodes | quote }}
@@ -231,7 +239,7 @@ workload template, so a bad combination stops the render with this message.
 {{- end }}
 {{ .prefix }}CONNECT_TIMEOUT_MS: {{ $r.connectTimeoutMs | int64 | quote }}
 {{ .prefix }}RESPONSE_TIMEOUT_MS: {{ $r.responseTimeoutMs | int64 | quote }}
-{{ .prefix }}DURABILITY_CHECK: {{ $r.durabilityCheck | quote }}
+{{ .prefix }}DURABILITY_CHECK: {{ $r.durabilityCheck | default "off" | quote }}
 {{- end -}}
 
 {{/* `scylla.*` settings as `store.scylla.*` env vars (tweet-svc and notify-svc). */}}
@@ -386,7 +394,15 @@ WARBLE_TWEET_SERVICE_ADDR: {{ $tweetAddr | quote }}
 WARBLE_GRAPH_SERVICE_ADDR: {{ $graphAddr | quote }}
 WARBLE_REQUEST_TIMEOUT_MS: {{ $v.requestTimeoutMs | int64 | quote }}
 WARBLE_BACKEND: "redis"
+{{- if and (eq .key "timelineSvc") $V.cacheRedis.enabled }}
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_REDIS__" "redis" $V.cacheRedis) }}
+{{- else }}
 {{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_REDIS__") }}
+{{- end }}
+{{- if and (eq .key "fanoutSvc") $V.cacheRedis.enabled }}
+WARBLE_TIMELINE_CACHE__SEPARATE: "true"
+{{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_TIMELINE_CACHE__REDIS__" "redis" $V.cacheRedis) }}
+{{- end }}
 {{- end }}
 {{- if eq .key "timelineSvc" }}
 WARBLE_CELEBRITY_THRESHOLD: {{ $V.fanout.celebrityThreshold | int64 | quote }}
@@ -510,8 +526,15 @@ The secret env vars of a component (env entries with secretKeyRef):
 {{- if or (eq .key "tweetSvc") (eq .key "graphSvc") (eq .key "gateway") -}}
 {{- $_ := set $refs "WARBLE_EVENTS__REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
 {{- end -}}
-{{- if has .key (list "timelineSvc" "fanoutSvc" "notifySvc" "searchSvc" "mediaSvc") -}}
+{{- if has .key (list "fanoutSvc" "notifySvc" "searchSvc" "mediaSvc") -}}
 {{- $_ := set $refs "WARBLE_REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
+{{- end -}}
+{{- if eq .key "timelineSvc" -}}
+{{- $cacheCred := ternary $V.cacheRedis $V.redis $V.cacheRedis.enabled -}}
+{{- $_ := set $refs "WARBLE_REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $cacheCred "chartKey" "redis-password")) -}}
+{{- end -}}
+{{- if and (eq .key "fanoutSvc") $V.cacheRedis.enabled -}}
+{{- $_ := set $refs "WARBLE_TIMELINE_CACHE__REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.cacheRedis "chartKey" "redis-password")) -}}
 {{- end -}}
 {{- if eq .key "mediaSvc" -}}
 {{- $_ := set $refs "WARBLE_STORE__REDIS__PASSWORD" (include "warble.secretRef" (dict "root" $root "cred" $V.redis "chartKey" "redis-password")) -}}
