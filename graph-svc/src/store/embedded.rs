@@ -354,17 +354,7 @@ fn write_user(
         usernames.insert(lowered.as_str(), id)?;
         id
     };
-    let user = User {
-        id,
-        username: user.username,
-        display_name: user.display_name,
-        bio: user.bio,
-        created_at_ms: ms_of(id),
-        location: String::new(),
-        website: String::new(),
-        verified: false,
-        avatar_media_id: 0,
-    };
+    let user = user.into_user(id);
     txn.open_table(USERS)?
         .insert(id, UserRecord::of(&user).encode_to_vec().as_slice())?;
     txn.open_table(COUNTS)?.insert(id, (0, 0))?;

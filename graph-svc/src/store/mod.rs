@@ -122,6 +122,24 @@ pub struct NewUser {
     pub bio: String,
 }
 
+impl NewUser {
+    /// The record this sign-up creates under `id`: created when its id
+    /// was issued, with no location, website, avatar or badge yet.
+    pub(crate) fn into_user(self, id: u64) -> User {
+        User {
+            id,
+            username: self.username,
+            display_name: self.display_name,
+            bio: self.bio,
+            created_at_ms: events::ms_of(id),
+            location: String::new(),
+            website: String::new(),
+            verified: false,
+            avatar_media_id: 0,
+        }
+    }
+}
+
 /// An identity provider's name for a person: who issues their tokens (a
 /// token's `iss`) and whom those tokens name (its `sub`). Both are compared
 /// exactly, as OpenID Connect says to; the pair is unique per person.

@@ -294,17 +294,7 @@ impl Neo4jGraphStore {
     /// A new user with a fresh id (not yet stored) and its `UserCreated`.
     fn new_user(&self, user: NewUser) -> Result<(User, Event), GraphError> {
         let id = self.ids.next_id()?;
-        let user = User {
-            id,
-            username: user.username,
-            display_name: user.display_name,
-            bio: user.bio,
-            created_at_ms: ms_of(id),
-            location: String::new(),
-            website: String::new(),
-            verified: false,
-            avatar_media_id: 0,
-        };
+        let user = user.into_user(id);
         let event = events::user_created(self.ids.next_id()?, &user);
         Ok((user, event))
     }

@@ -422,6 +422,23 @@ async fn post_when_up(
     }
 }
 
+/// Signs up ana and ben, who follows her, and has her post twice; returns
+/// their tokens once ben's cached timeline holds both posts, so its newest
+/// entry is what fan-out pushed last (see [`home`]).
+async fn ana_posts_to_ben(stack: &ProcessStack) -> (String, String) {
+    use warble_tests::frontend::Frontend as _;
+    let gql = stack.graphql();
+    let (ana_id, ana) = gql.sign_up("ana").await;
+    let (_, ben) = gql.sign_up("ben").await;
+    gql.follow(&ben, &ana_id).await;
+    for warm_up in ["first words", "second words"] {
+        gql.post(&ana, warm_up).await;
+    }
+    stack.settle().await;
+    assert_eq!(home(stack, &ben, 2).await.len(), 2);
+    (ana, ben)
+}
+
 /// The first `first` tweets of `token`'s home timeline. Asked for no more
 /// than the cached timeline holds, the page is the cache alone: timeline-svc
 /// pulls from the stores only below a cache that ran out, which would show
@@ -452,16 +469,7 @@ async fn a_relay_killed_around_the_outbox_mark_loses_nothing_and_publishes_once(
         return;
     };
     let gql = stack.graphql();
-    let (ana_id, ana) = gql.sign_up("ana").await;
-    let (_, ben) = gql.sign_up("ben").await;
-    gql.follow(&ben, &ana_id).await;
-    for warm_up in ["first words", "second words"] {
-        gql.post(&ana, warm_up).await;
-    }
-    stack.settle().await;
-    // Ben's timeline is cached and holds entries: its newest entry is what
-    // fan-out pushed last (see `home`).
-    assert_eq!(home(&stack, &ben, 2).await.len(), 2);
+    let (ana, ben) = ana_posts_to_ben(&stack).await;
 
     for failpoint in ["relay.after_publish", "relay.after_mark"] {
         let posted = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -618,14 +626,7 @@ async fn warble_dlq_lists_shows_replays_and_drops_dead_letters_on_redis() {
         return;
     };
     let gql = stack.graphql();
-    let (ana_id, ana) = gql.sign_up("ana").await;
-    let (_, ben) = gql.sign_up("ben").await;
-    gql.follow(&ben, &ana_id).await;
-    for warm_up in ["first words", "second words"] {
-        gql.post(&ana, warm_up).await;
-    }
-    stack.settle().await;
-    assert_eq!(home(&stack, &ben, 2).await.len(), 2);
+    let (ana, ben) = ana_posts_to_ben(&stack).await;
     assert_eq!(warble_dlq(&stack, "list"), "no dead letters\n");
 
     // Fan-out needs graph-svc for the followers: with it down, the event
