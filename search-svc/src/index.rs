@@ -327,6 +327,9 @@ impl std::fmt::Debug for SearchIndex {
     }
 }
 
+/// How long opening an index waits for another writer to let go of it.
+const WRITER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl SearchIndex {
     /// Opens the index in `dir`, creating it (and the directory) when absent,
     /// with an indexing heap of `writer_heap_bytes` over `writer_threads` threads.
@@ -350,9 +353,30 @@ impl SearchIndex {
         index
             .tokenizers()
             .register(PREFIX_TOKENIZER, PrefixTokenizer);
-        let writer = index
-            .writer_with_num_threads(writer_threads.max(1), writer_heap_bytes)
-            .map_err(SearchError::storage)?;
+        // One writer per index directory. A holder that is shutting down
+        // (the stack restarting in process, a pod's predecessor) lets go
+        // shortly: wait for it, within bounds, then name the likely cause.
+        let deadline = std::time::Instant::now() + WRITER_LOCK_WAIT;
+        let writer = loop {
+            match index.writer_with_num_threads(writer_threads.max(1), writer_heap_bytes) {
+                Ok(writer) => break writer,
+                Err(tantivy::TantivyError::LockFailure(
+                    tantivy::directory::error::LockError::LockBusy,
+                    _,
+                )) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(error @ tantivy::TantivyError::LockFailure(..)) => {
+                    return Err(SearchError::storage(format!(
+                        "another writer still holds the index in {} after {} s (two search-svc \
+                         processes sharing one data_dir?): {error}",
+                        dir.display(),
+                        WRITER_LOCK_WAIT.as_secs()
+                    )));
+                }
+                Err(error) => return Err(SearchError::storage(error)),
+            }
+        };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -1347,5 +1371,21 @@ mod tests {
         top.sort_unstable();
         assert_eq!(top, [1, 2, 3]);
         assert_eq!(index.newest_tweet_id().unwrap(), Some(5));
+    }
+
+    #[test]
+    fn opening_waits_for_a_writer_that_is_letting_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SearchIndex::open(dir.path(), 1, 15_000_000).unwrap();
+        let path = dir.path().to_owned();
+        let second = std::thread::spawn(move || SearchIndex::open(&path, 1, 15_000_000));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            !second.is_finished(),
+            "the second open waits while the first writer holds the index"
+        );
+        drop(first);
+        let second = second.join().expect("the opening thread");
+        assert!(second.is_ok(), "opened once the first let go: {second:?}");
     }
 }
