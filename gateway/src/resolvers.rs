@@ -70,6 +70,15 @@ async fn rate_limit(ctx: &Context<'_>, key: &str) -> Result<()> {
     }
 }
 
+/// [`rate_limit`] for a mutation made before anyone is signed in
+/// (`signUp`, `issueToken`, `register`): one bucket per client address.
+async fn rate_limit_by_address(ctx: &Context<'_>) -> Result<()> {
+    let client = ctx
+        .data_opt::<ClientAddr>()
+        .map_or("unknown", |addr| addr.0.as_str());
+    rate_limit(ctx, &format!("mutation:addr:{client}")).await
+}
+
 pub(crate) async fn user_node(ctx: &Context<'_>, user_id: u64) -> Result<Option<UserNode>> {
     let state = state(ctx)?;
     let wants = UserWants::of(ctx.look_ahead());
@@ -908,10 +917,7 @@ impl TweetAndFollowMutations {
                      send `Authorization: Bearer <token>`",
                 )
             })?;
-        let client = ctx
-            .data_opt::<ClientAddr>()
-            .map_or("unknown", |addr| addr.0.as_str());
-        rate_limit(ctx, &format!("mutation:addr:{client}")).await?;
+        rate_limit_by_address(ctx).await?;
         let user = state
             .downstream
             .graph
@@ -954,10 +960,7 @@ impl TweetAndFollowMutations {
     ) -> Result<AuthPayload> {
         let state = state(ctx)?;
         dev_only(&state.auth)?;
-        let client = ctx
-            .data_opt::<ClientAddr>()
-            .map_or("unknown", |addr| addr.0.as_str());
-        rate_limit(ctx, &format!("mutation:addr:{client}")).await?;
+        rate_limit_by_address(ctx).await?;
         let user = state
             .downstream
             .graph
@@ -988,10 +991,7 @@ impl TweetAndFollowMutations {
     ) -> Result<AuthPayload> {
         let state = state(ctx)?;
         dev_only(&state.auth)?;
-        let client = ctx
-            .data_opt::<ClientAddr>()
-            .map_or("unknown", |addr| addr.0.as_str());
-        rate_limit(ctx, &format!("mutation:addr:{client}")).await?;
+        rate_limit_by_address(ctx).await?;
         let user = state
             .downstream
             .graph

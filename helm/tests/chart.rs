@@ -51,6 +51,24 @@ const S3_KEY_PAIR: [&str; 2] = [
     "WARBLE_BLOBS__S3__SECRET_ACCESS_KEY",
 ];
 
+/// Whether `workload`'s `data_dir` sits on a volume its StatefulSet claims
+/// (a PersistentVolumeClaim per pod) rather than on an `emptyDir`; fails
+/// the test when no mounted volume holds it.
+fn data_dir_is_claimed(set: &ValueSet, workload: &Workload<'_>, data_dir: &str, at: &str) -> bool {
+    let volume = container(set, workload)["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|mount| mount["mountPath"] == data_dir)
+        .and_then(|mount| mount["name"].as_str())
+        .unwrap_or_else(|| panic!("{at}: {data_dir} is not on a mounted volume"));
+    workload.object["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|claim| claim["metadata"]["name"] == volume)
+}
+
 /// Where a component's mesh certificate Secret is mounted, and the files in it.
 const MESH_TLS_DIR: &str = "/etc/warble/mesh-tls";
 
@@ -1038,18 +1056,7 @@ fn notify_svc_store_and_scaling_follow_its_backend() {
             // `data_dir` is the pod's data volume, whatever the backend.
             let data_dir = value("WARBLE_DATA_DIR")
                 .unwrap_or_else(|| panic!("{at}: WARBLE_DATA_DIR is not set"));
-            let volume = container(set, &notify)["volumeMounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|mount| mount["mountPath"] == data_dir.as_str())
-                .and_then(|mount| mount["name"].as_str())
-                .unwrap_or_else(|| panic!("{at}: {data_dir} is not on a mounted volume"));
-            let claimed = notify.object["spec"]["volumeClaimTemplates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|claim| claim["metadata"]["name"] == volume);
+            let claimed = data_dir_is_claimed(set, &notify, &data_dir, &at);
             let scylla_vars = |env: &BTreeMap<String, EnvVar>| {
                 env.iter()
                     .filter(|(name, _)| name.starts_with("WARBLE_STORE__SCYLLA__"))
@@ -1814,18 +1821,7 @@ fn media_svc_blobs_credentials_and_urls_follow_its_mode() {
             // `data_dir` is the pod's data volume; claimed only when the files are on it.
             let data_dir = value("WARBLE_DATA_DIR")
                 .unwrap_or_else(|| panic!("{at}: WARBLE_DATA_DIR is not set"));
-            let volume = container(set, &media)["volumeMounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|mount| mount["mountPath"] == data_dir.as_str())
-                .and_then(|mount| mount["name"].as_str())
-                .unwrap_or_else(|| panic!("{at}: {data_dir} is not on a mounted volume"));
-            let claimed = media.object["spec"]["volumeClaimTemplates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|claim| claim["metadata"]["name"] == volume);
+            let claimed = data_dir_is_claimed(set, &media, &data_dir, &at);
             let s3_vars: Vec<&String> = env
                 .keys()
                 .filter(|name| name.starts_with("WARBLE_BLOBS__S3__"))
