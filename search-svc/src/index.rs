@@ -338,6 +338,17 @@ impl SearchIndex {
         writer_threads: usize,
         writer_heap_bytes: usize,
     ) -> Result<Self, SearchError> {
+        Self::open_waiting(dir, writer_threads, writer_heap_bytes, || {})
+    }
+
+    /// [`SearchIndex::open`], calling `on_busy` each time another writer
+    /// still holds the index and the open waits for it.
+    fn open_waiting(
+        dir: &Path,
+        writer_threads: usize,
+        writer_heap_bytes: usize,
+        mut on_busy: impl FnMut(),
+    ) -> Result<Self, SearchError> {
         std::fs::create_dir_all(dir).map_err(|error| {
             SearchError::storage(format!("cannot create {}: {error}", dir.display()))
         })?;
@@ -364,6 +375,7 @@ impl SearchIndex {
                     tantivy::directory::error::LockError::LockBusy,
                     _,
                 )) if std::time::Instant::now() < deadline => {
+                    on_busy();
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 Err(error @ tantivy::TantivyError::LockFailure(..)) => {
@@ -1377,15 +1389,20 @@ mod tests {
     fn opening_waits_for_a_writer_that_is_letting_go() {
         let dir = tempfile::tempdir().unwrap();
         let first = SearchIndex::open(dir.path(), 1, 15_000_000).unwrap();
-        let path = dir.path().to_owned();
-        let second = std::thread::spawn(move || SearchIndex::open(&path, 1, 15_000_000));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(
-            !second.is_finished(),
-            "the second open waits while the first writer holds the index"
-        );
-        drop(first);
-        let second = second.join().expect("the opening thread");
+        // The holder lets go only once the second open has found the
+        // index busy, so the open below must have waited to succeed.
+        let (busy, found_busy) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            found_busy.recv().expect("the open found the index busy");
+            drop(first);
+        });
+        let mut waits = 0;
+        let second = SearchIndex::open_waiting(dir.path(), 1, 15_000_000, || {
+            waits += 1;
+            let _ = busy.send(());
+        });
+        holder.join().expect("the holding thread");
         assert!(second.is_ok(), "opened once the first let go: {second:?}");
+        assert!(waits >= 1, "it waited for the first writer");
     }
 }
