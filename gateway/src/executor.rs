@@ -9,14 +9,17 @@
 use std::future::Future as _;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Instant;
 
 use async_graphql::futures_util::stream::{self, BoxStream, Stream, StreamExt as _};
 use async_graphql::{Data, Executor, Request, Response};
+use tracing::{Instrument as _, Span};
 
 use crate::admission::{self, DocumentLimits, Refusal};
 use crate::auth::identities;
 use crate::config::LimitsConfig;
 use crate::error::{ErrorCode, gql_error};
+use crate::operation::{self, Operation};
 use crate::persisted::{DocumentPolicy, PersistedQueries};
 use crate::query_cache::ParsedQueryCache;
 use crate::schema::{WarbleSchema, classify_errors};
@@ -114,14 +117,22 @@ pub fn failed_before_execution(response: &Response) -> bool {
 
 impl Executor for EdgeExecutor {
     async fn execute(&self, mut request: Request) -> Response {
+        let started = Instant::now();
         let persisted = match self.documents.resolve(&mut request) {
             Ok(resolved) => resolved,
-            Err(error) => return Response::from_errors(vec![error]),
+            Err(error) => {
+                operation::record_unidentified(started.elapsed());
+                return Response::from_errors(vec![error]);
+            }
         };
         let new_query = match self.admit(&mut request) {
             Ok(new_query) => new_query,
-            Err(refusal) => return refused(refusal),
+            Err(refusal) => {
+                operation::record_unidentified(started.elapsed());
+                return refused(refusal);
+            }
         };
+        let operation = Operation::of(&mut request);
         // An identity that has not registered may only register; a syntax
         // error is left to the executor to report.
         if identities::is_unregistered(&request.data) {
@@ -141,7 +152,12 @@ impl Executor for EdgeExecutor {
         let apq_query = persisted
             .remember_as
             .map(|hash| (hash, request.query.clone()));
-        let mut response = self.schema.execute(request).await;
+        let span = operation.as_ref().map_or_else(Span::none, Operation::span);
+        let mut response = self.schema.execute(request).instrument(span).await;
+        match &operation {
+            Some(operation) => operation.record(started.elapsed(), !response.errors.is_empty()),
+            None => operation::record_unidentified(started.elapsed()),
+        }
         let ran = !response.errors.iter().any(|error| error.path.is_empty());
         if ran && let (Some(query), Some(document)) = (new_query, document) {
             self.cache.remember(&query, document);

@@ -842,6 +842,9 @@ async fn metrics(State(app): State<AppState>) -> Response {
          warble_gateway_in_flight_limit {limit}\n",
         app.in_flight.shed()
     ));
+    // This process's registry: GraphQL operations here; in the
+    // single-process stack, every service's RPCs and consumers too.
+    body.push_str(&warble_mesh::metrics::render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

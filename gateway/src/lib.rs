@@ -26,6 +26,7 @@ pub mod media;
 pub mod media_route;
 pub mod model;
 pub mod notifications;
+pub mod operation;
 pub mod overload;
 pub mod paging;
 pub mod persisted;

@@ -322,9 +322,10 @@ pub struct Loaders {
 }
 
 /// Loader batches run on their own task, so a batch outlives the field
-/// that happened to start it.
+/// that happened to start it; the task stays in the operation's span, so
+/// the batch's downstream call joins the operation's trace.
 fn spawn_batch(future: futures::future::BoxFuture<'static, ()>) {
-    tokio::spawn(future);
+    tokio::spawn(tracing::Instrument::in_current_span(future));
 }
 
 impl Loaders {

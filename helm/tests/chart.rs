@@ -1,7 +1,9 @@
 //! The Helm chart, rendered with the default values and every value set in
 //! `helm/warble/ci/`: it lints clean in strict mode, every object passes the
-//! Kubernetes schemas, pods are locked down and probed, and every `WARBLE_*`
-//! variable it sets is a config key the service reads and accepts.
+//! Kubernetes schemas, pods are locked down and probed, every component is
+//! scraped where it serves /metrics and the alerts and the dashboard query
+//! only metrics the services export, and every `WARBLE_*` variable it sets is
+//! a config key the service reads and accepts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -251,9 +253,11 @@ fn chart_lints_renders_and_passes_the_kubernetes_schemas_with_every_value_set() 
                 );
                 if let Some(reason) = &validation.skipped {
                     assert!(
-                        ["ServiceMonitor", "Certificate"].contains(&validation.kind.as_str()),
-                        "[{}] only the ServiceMonitor and cert-manager Certificate custom \
-                         resources may lack a schema, not {}: {reason}",
+                        ["ServiceMonitor", "PrometheusRule", "Certificate"]
+                            .contains(&validation.kind.as_str()),
+                        "[{}] only the Prometheus Operator and cert-manager custom resources \
+                         may lack a schema (their shape is checked by the tests on metrics \
+                         and mutual TLS), not {}: {reason}",
                         set.name,
                         validation.kind
                     );
@@ -947,8 +951,17 @@ fn network_policies_admit_only_each_services_callers() {
         ("search-svc", vec!["gateway"]),
         ("media-svc", vec!["gateway"]),
     ]);
+    // Whether an ingress rule lets traffic onto the named port (a rule
+    // naming no ports covers them all).
+    let admits_port = |rule: &Value, port: &str| {
+        rule["ports"]
+            .as_array()
+            .is_none_or(|ports| ports.iter().any(|entry| entry["port"] == port))
+    };
+    let is_open = |rule: &Value| rule["from"].as_array().is_none_or(Vec::is_empty);
     with_report(|report| {
         let mut checked = 0;
+        let mut restricted_scrapers = false;
         for set in &report.value_sets {
             let policies: Vec<_> = set.objects("NetworkPolicy").collect();
             if policies.is_empty() {
@@ -961,6 +974,10 @@ fn network_policies_admit_only_each_services_callers() {
                 "[{}] one policy per workload",
                 set.name
             );
+            // The peers each gRPC service lets onto its `metrics` port (null:
+            // any source), and the gateway's rules.
+            let mut scrapers = BTreeSet::new();
+            let mut gateway_rules: &[Value] = &[];
             for workload in set.workloads() {
                 let at = format!("[{}] {}", set.name, workload.name);
                 let policy = policies
@@ -982,9 +999,34 @@ fn network_policies_admit_only_each_services_callers() {
                     .as_array()
                     .map(Vec::as_slice)
                     .unwrap_or_default();
-                let open = rules
+                let serving_port = if workload.component == "gateway" {
+                    gateway_rules = rules;
+                    "http"
+                } else {
+                    // Callers reach the gRPC port, scrapers the metrics port:
+                    // a rule for any port would let one in through the other.
+                    assert!(
+                        rules
+                            .iter()
+                            .all(|rule| rule["ports"].as_array().is_some_and(|p| !p.is_empty())),
+                        "{at}: a rule admits every port"
+                    );
+                    let metrics_rules: Vec<_> = rules
+                        .iter()
+                        .filter(|rule| admits_port(rule, "metrics"))
+                        .collect();
+                    assert!(
+                        !metrics_rules.is_empty(),
+                        "{at}: Prometheus cannot reach the metrics port"
+                    );
+                    scrapers.extend(metrics_rules.iter().map(|rule| rule["from"].to_string()));
+                    "grpc"
+                };
+                let rules: Vec<_> = rules
                     .iter()
-                    .any(|rule| rule["from"].as_array().is_none_or(Vec::is_empty));
+                    .filter(|rule| admits_port(rule, serving_port))
+                    .collect();
+                let open = rules.iter().any(|rule| is_open(rule));
                 let mut admitted = BTreeSet::new();
                 for peer in rules
                     .iter()
@@ -1032,10 +1074,44 @@ fn network_policies_admit_only_each_services_callers() {
                     );
                 }
             }
+
+            // One scraper policy (metrics.networkPolicy.from) for every
+            // service, and the gateway's /metrics reachable by those scrapers
+            // too, whatever gateway.networkPolicy.from keeps out.
+            assert_eq!(
+                scrapers.len(),
+                1,
+                "[{}] the services admit different scrapers: {scrapers:?}",
+                set.name
+            );
+            let scrapers: Value =
+                serde_json::from_str(scrapers.first().expect("one")).expect("peers");
+            let Some(scrapers) = scrapers.as_array() else {
+                continue; // any source: the gateway's open rule (if any) was checked above
+            };
+            restricted_scrapers = true;
+            let gateway_http: Vec<_> = gateway_rules
+                .iter()
+                .filter(|rule| admits_port(rule, "http"))
+                .collect();
+            for scraper in scrapers {
+                assert!(
+                    gateway_http.iter().any(|rule| is_open(rule)
+                        || rule["from"]
+                            .as_array()
+                            .is_some_and(|peers| peers.contains(scraper))),
+                    "[{}] the gateway keeps out the scraper {scraper}, so its /metrics goes unscraped",
+                    set.name
+                );
+            }
         }
         assert!(
             checked >= 3,
             "NetworkPolicies are checked in several value sets"
+        );
+        assert!(
+            restricted_scrapers,
+            "no value set covers metrics.networkPolicy.from"
         );
     });
 }
@@ -1265,29 +1341,6 @@ fn optional_resources_follow_their_switches() {
                     }
                 }
             }
-            for monitor in set.objects("ServiceMonitor") {
-                let service = set
-                    .object("Service", gateway.name)
-                    .expect("gateway Service");
-                assert!(
-                    labels_match(
-                        &monitor["spec"]["selector"]["matchLabels"],
-                        &service["metadata"]["labels"]
-                    ),
-                    "[{}] the ServiceMonitor does not select the gateway Service",
-                    set.name
-                );
-                assert_eq!(
-                    monitor["spec"]["endpoints"][0]["path"], "/metrics",
-                    "[{}]",
-                    set.name
-                );
-                assert_eq!(
-                    monitor["spec"]["endpoints"][0]["port"], "http",
-                    "[{}]",
-                    set.name
-                );
-            }
             // The `helm test` hook queries the gateway.
             let test_pod = set
                 .objects("Pod")
@@ -1321,10 +1374,15 @@ fn optional_resources_follow_their_switches() {
             sets.iter()
                 .any(|set| set.objects("Ingress").next().is_some()),
         );
+        for kind in ["ServiceMonitor", "PrometheusRule"] {
+            covered(
+                kind,
+                sets.iter().any(|set| set.objects(kind).next().is_some()),
+            );
+        }
         covered(
-            "a ServiceMonitor",
-            sets.iter()
-                .any(|set| set.objects("ServiceMonitor").next().is_some()),
+            "the Grafana dashboard",
+            sets.iter().any(|set| dashboard(set).is_some()),
         );
         covered(
             "autoscaling off",
@@ -1345,6 +1403,12 @@ fn optional_resources_follow_their_switches() {
             defaults.objects("Ingress").next().is_none(),
             "no Ingress by default"
         );
+        // The Prometheus Operator's kinds need its CRDs, and the dashboard
+        // Grafana's sidecar: none of them unless asked for.
+        for kind in ["ServiceMonitor", "PrometheusRule"] {
+            assert_eq!(defaults.objects(kind).count(), 0, "no {kind} by default");
+        }
+        assert!(dashboard(defaults).is_none(), "no dashboard by default");
         // Every workload is autoscaled by default but search-svc, whose new
         // replicas serve only after a full backfill.
         let autoscaled: BTreeSet<&str> = defaults
@@ -1538,6 +1602,13 @@ fn bad_values_are_refused_with_a_readable_error() {
                     "mediaSvc.consumer.group and notifySvc.consumer.group",
                     "\"notify\"",
                 ],
+            ),
+        ),
+        (
+            "gateway-service-monitor-moved.yaml",
+            (
+                false,
+                vec!["gateway.metrics.serviceMonitor has moved to metrics.serviceMonitor"],
             ),
         ),
     ]);
@@ -2209,5 +2280,419 @@ fn the_timeline_cache_can_have_its_own_redis() {
                 );
             }
         }
+    });
+}
+
+/// Every series the services and the gateway export (README "Metrics and
+/// alerts"), by base name: the only names a dashboard panel or an alert may
+/// query, so a renamed metric cannot leave an empty panel or a silent alert.
+const METRICS: [&str; 15] = [
+    "warble_grpc_server_requests_total",
+    "warble_grpc_server_request_duration_seconds",
+    "warble_grpc_server_requests_shed_total",
+    "warble_graphql_requests_total",
+    "warble_graphql_request_duration_seconds",
+    "warble_gateway_requests_shed_total",
+    "warble_gateway_in_flight_limit",
+    "warble_gateway_downstream_calls_total",
+    "warble_consumer_lag_events",
+    "warble_consumer_oldest_unacked_age_seconds",
+    "warble_consumer_events_processed_total",
+    "warble_consumer_retries_total",
+    "warble_consumer_dead_letters_total",
+    "warble_timeline_cache_requests_total",
+    "warble_timeline_rebuilds_total",
+];
+
+/// The histograms among [`METRICS`]: their series are `<name>_bucket`,
+/// `<name>_sum` and `<name>_count`.
+const HISTOGRAMS: [&str; 2] = [
+    "warble_grpc_server_request_duration_seconds",
+    "warble_graphql_request_duration_seconds",
+];
+
+/// The namespace `render_chart.py` installs the release in.
+const NAMESPACE: &str = "warble";
+
+/// The alerts the PrometheusRule carries.
+const ALERTS: [&str; 6] = [
+    "WarbleConsumerLagging",
+    "WarbleDeadLetters",
+    "WarbleGrpcErrorRatio",
+    "WarbleGraphqlErrorRatio",
+    "WarbleGrpcLatencyHigh",
+    "WarbleGraphqlLatencyHigh",
+];
+
+/// The [`METRICS`] entry a series name belongs to, if any.
+fn metric_of(series: &str) -> Option<&'static str> {
+    METRICS
+        .into_iter()
+        .find(|metric| *metric == series)
+        .or_else(|| {
+            HISTOGRAMS.into_iter().find(|histogram| {
+                series
+                    .strip_prefix(histogram)
+                    .is_some_and(|suffix| ["_bucket", "_sum", "_count"].contains(&suffix))
+            })
+        })
+}
+
+/// The metrics a PromQL expression queries. Asserts that it queries at
+/// least one, that every `warble_*` series in it is a known metric's, and
+/// that each selector starts with `{<scope>` (the release's namespace).
+fn queried_metrics(expr: &str, scope: &str, at: &str) -> BTreeSet<&'static str> {
+    let mut metrics = BTreeSet::new();
+    for (start, _) in expr.match_indices("warble_") {
+        let part_of_a_longer_name = expr[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        if part_of_a_longer_name {
+            continue;
+        }
+        let rest = &expr[start..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(rest.len());
+        let (series, after) = rest.split_at(end);
+        let metric = metric_of(series)
+            .unwrap_or_else(|| panic!("{at}: queries {series}, which nothing exports: {expr}"));
+        assert!(
+            after.starts_with(&format!("{{{scope}")),
+            "{at}: {series} is not scoped to {scope}: {expr}"
+        );
+        metrics.insert(metric);
+    }
+    assert!(
+        !metrics.is_empty(),
+        "{at}: queries no Warble metric: {expr}"
+    );
+    metrics
+}
+
+/// The Grafana dashboard's ConfigMap, when the value set renders it.
+fn dashboard(set: &ValueSet) -> Option<&Value> {
+    set.objects("ConfigMap")
+        .find(|map| map["data"]["warble.json"].is_string())
+}
+
+/// The port of a container or Service named `name`.
+fn named_port<'a>(ports: &'a Value, name: &str) -> Option<&'a Value> {
+    ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|port| port["name"] == name)
+}
+
+#[test]
+fn every_component_is_scraped_where_it_serves_metrics() {
+    with_report(|report| {
+        let mut monitored = 0;
+        for set in &report.value_sets {
+            let monitors: Vec<_> = set.objects("ServiceMonitor").collect();
+            if !monitors.is_empty() {
+                monitored += 1;
+                assert_eq!(
+                    monitors.len(),
+                    COMPONENTS.len(),
+                    "[{}] a ServiceMonitor per component",
+                    set.name
+                );
+            }
+            for workload in set.workloads() {
+                let at = format!("[{}] {}", set.name, workload.name);
+                let service = set
+                    .object("Service", workload.name)
+                    .unwrap_or_else(|| panic!("{at}: no Service"));
+                let listen = env_value(set, &workload, "WARBLE_SERVER__METRICS_LISTEN_ADDR");
+                let scraped_port = if workload.component == "gateway" {
+                    // /metrics is on its HTTP listener.
+                    assert_eq!(listen, None, "{at}: the gateway has no metrics listener");
+                    "http"
+                } else {
+                    // The service listens where its pods and Service say the
+                    // metrics are, and nowhere a caller's gRPC goes.
+                    let port = named_port(&container(set, &workload)["ports"], "metrics")
+                        .unwrap_or_else(|| panic!("{at}: no container port named metrics"));
+                    assert_eq!(
+                        listen,
+                        Some(format!("0.0.0.0:{}", port["containerPort"])),
+                        "{at}: WARBLE_SERVER__METRICS_LISTEN_ADDR"
+                    );
+                    let service_port = named_port(&service["spec"]["ports"], "metrics")
+                        .unwrap_or_else(|| panic!("{at}: its Service has no metrics port"));
+                    assert!(
+                        service_port["targetPort"] == "metrics"
+                            || service_port["targetPort"] == port["containerPort"],
+                        "{at}: the Service's metrics port leads elsewhere: {service_port}"
+                    );
+                    "metrics"
+                };
+                if monitors.is_empty() {
+                    continue;
+                }
+                let selecting: Vec<_> = monitors
+                    .iter()
+                    .filter(|monitor| {
+                        labels_match(
+                            &monitor["spec"]["selector"]["matchLabels"],
+                            &service["metadata"]["labels"],
+                        )
+                    })
+                    .collect();
+                assert_eq!(selecting.len(), 1, "{at}: ServiceMonitors selecting it");
+                let monitor = selecting[0];
+                assert_eq!(
+                    monitor["spec"]["namespaceSelector"]["matchNames"],
+                    serde_json::json!([NAMESPACE]),
+                    "{at}"
+                );
+                let endpoints = monitor["spec"]["endpoints"].as_array().expect("endpoints");
+                assert_eq!(endpoints.len(), 1, "{at}: one endpoint");
+                let endpoint = &endpoints[0];
+                assert_eq!(endpoint["port"], scraped_port, "{at}: scraped port");
+                assert_eq!(endpoint["path"], "/metrics", "{at}");
+                assert_eq!(
+                    endpoint["honorLabels"], true,
+                    "{at}: the series' own `service` label must survive the scrape"
+                );
+                // Each pod is scraped once: of the Services the selector
+                // matches (a StatefulSet's headless one too), only this one
+                // has the port.
+                let scraped: Vec<_> = set
+                    .objects("Service")
+                    .filter(|candidate| {
+                        labels_match(
+                            &monitor["spec"]["selector"]["matchLabels"],
+                            &candidate["metadata"]["labels"],
+                        ) && named_port(&candidate["spec"]["ports"], scraped_port).is_some()
+                    })
+                    .filter_map(|candidate| candidate["metadata"]["name"].as_str())
+                    .collect();
+                assert_eq!(scraped, [workload.name], "{at}: Services scraped");
+                if set.name == "redis-cluster-values" {
+                    assert_eq!(
+                        monitor["metadata"]["labels"]["release"], "kube-prometheus-stack",
+                        "{at}: metrics.serviceMonitor.labels"
+                    );
+                }
+            }
+        }
+        assert!(monitored >= 1, "no value set renders the ServiceMonitors");
+    });
+}
+
+#[test]
+fn alerts_watch_lag_dead_letters_errors_and_p99_on_known_metrics() {
+    // (value set, alert) -> what its values make of it: the threshold the
+    // expression ends with, how long it must hold (`for`) and the severity.
+    let expected = BTreeMap::from([
+        (
+            ("redis-cluster-values", "WarbleConsumerLagging"),
+            ("> 300", Some("10m"), "warning"),
+        ),
+        (
+            ("redis-cluster-values", "WarbleDeadLetters"),
+            ("> 0", None, "warning"),
+        ),
+        (
+            ("redis-cluster-values", "WarbleGrpcErrorRatio"),
+            ("> 0.05", Some("10m"), "critical"),
+        ),
+        (
+            ("redis-cluster-values", "WarbleGrpcLatencyHigh"),
+            ("> 1", Some("10m"), "warning"),
+        ),
+        (
+            ("redis-cluster-values", "WarbleGraphqlLatencyHigh"),
+            ("> 2", Some("10m"), "warning"),
+        ),
+        (
+            ("ingress-values", "WarbleConsumerLagging"),
+            ("> 120", Some("5m"), "critical"),
+        ),
+        (
+            ("ingress-values", "WarbleGrpcErrorRatio"),
+            ("> 0.01", Some("5m"), "critical"),
+        ),
+        (
+            ("ingress-values", "WarbleGrpcLatencyHigh"),
+            ("> 0.5", Some("15m"), "warning"),
+        ),
+    ]);
+    let scope = format!("namespace=\"{NAMESPACE}\"");
+    with_report(|report| {
+        let mut checked = BTreeSet::new();
+        for set in &report.value_sets {
+            let rules: Vec<_> = set.objects("PrometheusRule").collect();
+            let Some(rule) = rules.first() else { continue };
+            assert_eq!(rules.len(), 1, "[{}] one PrometheusRule", set.name);
+            let mut alerts = BTreeMap::new();
+            for group in rule["spec"]["groups"].as_array().expect("groups") {
+                for alert in group["rules"].as_array().expect("rules") {
+                    let name = alert["alert"].as_str().expect("alert name");
+                    assert!(
+                        alerts.insert(name, alert).is_none(),
+                        "[{}] {name} twice",
+                        set.name
+                    );
+                }
+            }
+            assert_eq!(
+                alerts.keys().copied().collect::<BTreeSet<_>>(),
+                BTreeSet::from(ALERTS),
+                "[{}] the alerts",
+                set.name
+            );
+            for (name, alert) in &alerts {
+                let at = format!("[{}] {name}", set.name);
+                let expr = alert["expr"].as_str().expect("expr");
+                queried_metrics(expr, &scope, &at);
+                let threshold = expr.rsplit_once("> ").map(|(_, value)| value.trim());
+                assert!(
+                    threshold.is_some_and(|value| value.parse::<f64>().is_ok()),
+                    "{at}: no numeric threshold at the end of {expr}"
+                );
+                assert!(
+                    alert["labels"]["severity"]
+                        .as_str()
+                        .is_some_and(|severity| !severity.is_empty()),
+                    "{at}: no severity"
+                );
+                for annotation in ["summary", "description"] {
+                    assert!(
+                        alert["annotations"][annotation]
+                            .as_str()
+                            .is_some_and(|text| !text.trim().is_empty()),
+                        "{at}: no {annotation}"
+                    );
+                }
+                if let Some((suffix, hold, severity)) = expected.get(&(set.name.as_str(), *name)) {
+                    assert!(
+                        expr.ends_with(suffix),
+                        "{at}: {expr} should end with {suffix}"
+                    );
+                    assert_eq!(alert["for"].as_str(), *hold, "{at}: for");
+                    assert_eq!(alert["labels"]["severity"], *severity, "{at}: severity");
+                    checked.insert((set.name.as_str(), *name));
+                }
+            }
+            // Only server faults count against a service: a caller's
+            // NOT_FOUND or INVALID_ARGUMENT is not the service failing.
+            let grpc_errors = alerts["WarbleGrpcErrorRatio"]["expr"]
+                .as_str()
+                .expect("expr");
+            for code in [
+                "INTERNAL",
+                "UNAVAILABLE",
+                "UNKNOWN",
+                "DEADLINE_EXCEEDED",
+                "DATA_LOSS",
+            ] {
+                assert!(
+                    grpc_errors.contains(code),
+                    "[{}] {code} is not a server fault in {grpc_errors}",
+                    set.name
+                );
+            }
+            assert!(
+                !grpc_errors.contains("NOT_FOUND") && !grpc_errors.contains("INVALID_ARGUMENT"),
+                "[{}] client errors counted as server faults: {grpc_errors}",
+                set.name
+            );
+            if set.name == "ingress-values" {
+                // metrics.prometheusRule.rateWindow
+                assert!(
+                    grpc_errors.contains("[10m]"),
+                    "[{}] rate window: {grpc_errors}",
+                    set.name
+                );
+            }
+        }
+        let missing: Vec<_> = expected
+            .keys()
+            .filter(|key| !checked.contains(*key))
+            .collect();
+        assert!(missing.is_empty(), "alerts not rendered: {missing:?}");
+    });
+}
+
+#[test]
+fn the_grafana_dashboard_reaches_the_sidecar_and_queries_known_metrics() {
+    let scope = "namespace=\"$namespace\"";
+    let datasource = serde_json::json!("${datasource}");
+    with_report(|report| {
+        let mut rendered = 0;
+        for set in &report.value_sets {
+            let Some(map) = dashboard(set) else { continue };
+            rendered += 1;
+            let at = format!("[{}] dashboard", set.name);
+            // What the sidecar looks for, and where.
+            let (label, value, namespace) = match set.name.as_str() {
+                "ingress-values" => ("grafana.example.com/dashboard", "warble", Some("grafana")),
+                _ => ("grafana_dashboard", "1", None),
+            };
+            assert_eq!(
+                map["metadata"]["labels"][label], value,
+                "{at}: the sidecar label"
+            );
+            assert_eq!(
+                map["metadata"]["namespace"].as_str(),
+                namespace,
+                "{at}: namespace"
+            );
+            let json = map["data"]["warble.json"].as_str().expect("dashboard JSON");
+            let board: Value = serde_json::from_str(json)
+                .unwrap_or_else(|error| panic!("{at}: not JSON: {error}"));
+            assert!(board["uid"].is_string(), "{at}: no uid");
+
+            let variables = board["templating"]["list"].as_array().expect("templating");
+            let variable = |name: &str| {
+                variables
+                    .iter()
+                    .find(|variable| variable["name"] == name)
+                    .unwrap_or_else(|| panic!("{at}: no ${name} variable"))
+            };
+            assert_eq!(variable("datasource")["type"], "datasource", "{at}");
+            assert_eq!(variable("datasource")["query"], "prometheus", "{at}");
+            let namespaces = variable("namespace");
+            assert_eq!(namespaces["datasource"]["uid"], datasource, "{at}");
+            let query = namespaces["query"]["query"].as_str().expect("query");
+            assert!(
+                query
+                    .strip_prefix("label_values(")
+                    .and_then(|rest| rest.split_once(','))
+                    .and_then(|(series, _)| metric_of(series))
+                    .is_some(),
+                "{at}: $namespace comes from no known metric: {query}"
+            );
+
+            let mut queried = BTreeSet::new();
+            let mut ids = BTreeSet::new();
+            for panel in board["panels"].as_array().expect("panels") {
+                let title = panel["title"].as_str().unwrap_or_default();
+                let at = format!("{at} panel {title:?}");
+                assert!(ids.insert(panel["id"].to_string()), "{at}: id taken");
+                if panel["type"] == "row" {
+                    continue;
+                }
+                assert_eq!(panel["datasource"]["uid"], datasource, "{at}");
+                let targets = panel["targets"].as_array().expect("targets");
+                assert!(!targets.is_empty(), "{at}: no query");
+                for target in targets {
+                    assert_eq!(target["datasource"]["uid"], datasource, "{at}");
+                    let expr = target["expr"].as_str().expect("expr");
+                    queried.extend(queried_metrics(expr, scope, &at));
+                }
+            }
+            let unseen: Vec<_> = METRICS
+                .into_iter()
+                .filter(|metric| !queried.contains(metric))
+                .collect();
+            assert!(unseen.is_empty(), "{at}: no panel shows {unseen:?}");
+        }
+        assert!(rendered >= 2, "value sets rendering the dashboard");
     });
 }

@@ -185,6 +185,7 @@ impl Harness {
         let event = Event {
             event_id: rand_id(),
             occurred_at_ms: now_ms(),
+            trace_context: Default::default(),
             payload: Some(payload),
         };
         self.log

@@ -18,6 +18,7 @@ use prost::Message as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -289,6 +290,12 @@ pub async fn run<H: EventHandler>(
 ) {
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<EventId>();
     let mut tasks = JoinSet::new();
+    register_metrics(&settings.group, &stats);
+    tasks.spawn(report_backlog(
+        log.clone(),
+        settings.group.clone(),
+        stop.clone(),
+    ));
     tasks.spawn(acker(log.clone(), settings.group.clone(), ack_rx));
     let mut queues = Vec::with_capacity(settings.workers);
     for _ in 0..settings.workers.max(1) {
@@ -373,6 +380,82 @@ pub async fn run<H: EventHandler>(
     }
 }
 
+/// How often the group's backlog gauges are refreshed.
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
+
+/// Shows the consumer's counters in `/metrics`, read when scraped.
+fn register_metrics(group: &str, stats: &Arc<ConsumerCounters>) {
+    let labels = [("group", group)];
+    type Field = fn(&ConsumerCounters) -> &AtomicU64;
+    let counters: [(&'static str, &'static str, Field); 4] = [
+        (
+            "warble_consumer_events_processed_total",
+            "Events the consumer group applied and acknowledged.",
+            |stats| &stats.events_processed,
+        ),
+        (
+            "warble_consumer_retries_total",
+            "Failed attempts to apply an event that were retried.",
+            |stats| &stats.retries,
+        ),
+        (
+            "warble_consumer_dead_letters_total",
+            "Events that failed every attempt and went to the dead-letter stream.",
+            |stats| &stats.dead_letters,
+        ),
+        (
+            "warble_consumer_groups_vanished_total",
+            "Times the consumer group was found gone from the event log (an alarm: entries may have been skipped).",
+            |stats| &stats.groups_vanished,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        let stats = Arc::downgrade(stats);
+        crate::metrics::counter_fn(name, help, &labels, move || {
+            stats
+                .upgrade()
+                .map_or(0, |stats| ConsumerCounters::get(counter(&stats)))
+        });
+    }
+}
+
+/// Refreshes the group's backlog gauges (events not acknowledged, and the
+/// age of the oldest) until `stop`: fan-out lag as operators watch it.
+async fn report_backlog(log: Arc<dyn EventLog>, group: String, mut stop: watch::Receiver<bool>) {
+    let labels = [("group", group.as_str())];
+    let unacked = crate::metrics::gauge(
+        "warble_consumer_lag_events",
+        "Events of the domain event log the consumer group has not acknowledged yet.",
+        &labels,
+    );
+    let oldest_age = crate::metrics::gauge(
+        "warble_consumer_oldest_unacked_age_seconds",
+        "Age of the oldest event the consumer group has not acknowledged (0 when caught up).",
+        &labels,
+    );
+    while !*stop.borrow() {
+        let backlog = async {
+            let lag = log.lag(DOMAIN_EVENTS_STREAM, &group).await?;
+            let oldest = log.oldest_unacked(DOMAIN_EVENTS_STREAM, &group).await?;
+            Ok::<_, crate::event_log::EventLogError>((lag, oldest))
+        };
+        match backlog.await {
+            Ok((lag, oldest)) => {
+                unacked.set(i64::try_from(lag).unwrap_or(i64::MAX));
+                let age_ms = oldest.map_or(0, |id| crate::time::now_ms().saturating_sub(id.ms));
+                oldest_age.set(i64::try_from(age_ms / 1_000).unwrap_or(i64::MAX));
+            }
+            Err(error) => {
+                tracing::debug!(error = %ErrorChain(&error), "cannot read the group's backlog");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(BACKLOG_EVERY) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
 /// Spreads Snowflake-shaped keys (low bits often equal) over the workers.
 fn mix(key: u64) -> u64 {
     key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
@@ -393,7 +476,8 @@ async fn worker<H: EventHandler>(
                 .iter()
                 .map(|delivery| delivery.payload.as_slice())
                 .collect();
-            match engine.apply_batch(&payloads).await {
+            let span = crate::telemetry::consumer_span(&settings.group, &payloads);
+            match engine.apply_batch(&payloads).instrument(span).await {
                 Ok(()) => {
                     ConsumerCounters::add(&stats.events_processed, batch.len() as u64);
                     for delivery in batch.drain(..) {
@@ -407,7 +491,11 @@ async fn worker<H: EventHandler>(
             }
         }
         for delivery in batch.drain(..) {
-            if apply_one(&log, engine.as_ref(), &stats, &settings, &delivery).await {
+            let span = crate::telemetry::consumer_span(&settings.group, &[&delivery.payload]);
+            let applied = apply_one(&log, engine.as_ref(), &stats, &settings, &delivery)
+                .instrument(span)
+                .await;
+            if applied {
                 let _ = acks.send(delivery.id);
             }
         }

@@ -31,11 +31,13 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::Service;
+use tower::{Layer as _, Service};
 use tracing::Instrument as _;
 
 use crate::config::ConfigError;
+use crate::metrics;
 use crate::overload::InFlightLimitLayer;
+use crate::rpc_metrics::{RpcMetricsLayer, component_of};
 use crate::tls::{MeshTls, MeshTlsConfig, PeerPolicyLayer, PeerRules};
 
 /// The `server.*` config section every gRPC service has.
@@ -67,6 +69,10 @@ pub struct ServerConfig {
     /// for probes that cannot speak TLS (Kubernetes' gRPC probes) while
     /// `tls.enabled`; empty (the default) serves none.
     pub health_listen_addr: String,
+    /// Where to serve `GET /metrics` (Prometheus text: RED metrics of
+    /// every RPC and the service's own counters) over plain HTTP; empty
+    /// (the default) serves none.
+    pub metrics_listen_addr: String,
     /// Calls worked on at once; one more is refused at once with
     /// RESOURCE_EXHAUSTED instead of queueing (health checks excepted).
     /// 0 turns the limit off.
@@ -84,6 +90,7 @@ impl ServerConfig {
             tls: MeshTlsConfig::default(),
             allow_peers: "*=*".to_owned(),
             health_listen_addr: String::new(),
+            metrics_listen_addr: String::new(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
@@ -104,27 +111,44 @@ impl ServerConfig {
         }
         self.tls.validate(&format!("{prefix}.tls"))?;
         PeerRules::parse(&self.allow_peers, &format!("{prefix}.allow_peers"))?;
-        self.health_addr(prefix)?;
+        let health = self.health_addr(prefix)?;
+        let metrics = self.metrics_addr(prefix)?;
+        if health.is_some() && health == metrics {
+            return Err(ConfigError::invalid(
+                &format!("{prefix}.metrics_listen_addr"),
+                "must differ from health_listen_addr",
+            ));
+        }
         Ok(())
     }
 
     /// `health_listen_addr`, parsed (`None` when empty).
     fn health_addr(&self, prefix: &str) -> Result<Option<SocketAddr>, ConfigError> {
-        let addr = self.health_listen_addr.trim();
+        self.side_addr(
+            &self.health_listen_addr,
+            &format!("{prefix}.health_listen_addr"),
+        )
+    }
+
+    /// `metrics_listen_addr`, parsed (`None` when empty).
+    fn metrics_addr(&self, prefix: &str) -> Result<Option<SocketAddr>, ConfigError> {
+        self.side_addr(
+            &self.metrics_listen_addr,
+            &format!("{prefix}.metrics_listen_addr"),
+        )
+    }
+
+    /// An optional address beside `listen_addr`, parsed; `key` names it in errors.
+    fn side_addr(&self, addr: &str, key: &str) -> Result<Option<SocketAddr>, ConfigError> {
+        let addr = addr.trim();
         if addr.is_empty() {
             return Ok(None);
         }
         let parsed: SocketAddr = addr.parse().map_err(|_| {
-            ConfigError::invalid(
-                &format!("{prefix}.health_listen_addr"),
-                format!("`{addr}` is not an ip:port address"),
-            )
+            ConfigError::invalid(key, format!("`{addr}` is not an ip:port address"))
         })?;
         if parsed == self.listen_addr {
-            return Err(ConfigError::invalid(
-                &format!("{prefix}.health_listen_addr"),
-                "must differ from listen_addr",
-            ));
+            return Err(ConfigError::invalid(key, "must differ from listen_addr"));
         }
         Ok(Some(parsed))
     }
@@ -156,6 +180,9 @@ pub enum ServeError {
     /// The plaintext health listener could not bind.
     #[error("health listener: {0}")]
     HealthListener(String),
+    /// The metrics listener could not bind.
+    #[error("metrics listener: {0}")]
+    MetricsListener(String),
     /// The reflection service could not be built from the descriptors.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -176,6 +203,8 @@ pub struct GrpcServer {
     health_routes: Routes,
     /// Where that listener binds (`server.health_listen_addr`).
     health_addr: Option<SocketAddr>,
+    /// Where `/metrics` is served (`server.metrics_listen_addr`).
+    metrics_addr: Option<SocketAddr>,
     /// The in-flight limit (`server.max_in_flight`; none in process).
     in_flight: InFlightLimitLayer,
 }
@@ -190,6 +219,7 @@ impl GrpcServer {
         Self {
             health_routes: Routes::default().add_service(health_service.clone()),
             health_addr: None,
+            metrics_addr: None,
             in_flight: InFlightLimitLayer::default(),
             routes: Routes::default().add_service(health_service),
             service_names: Vec::new(),
@@ -206,6 +236,7 @@ impl GrpcServer {
     pub fn with_server_config(mut self, config: &ServerConfig) -> Result<Self, ConfigError> {
         self.reflection = config.reflection;
         self.health_addr = config.health_addr("server")?;
+        self.metrics_addr = config.metrics_addr("server")?;
         self.in_flight = InFlightLimitLayer::new(config.max_in_flight as usize);
         self.tls = match config.mesh_tls()? {
             Some(tls) => Some((
@@ -311,9 +342,43 @@ impl GrpcServer {
                 .add_service(reflection_v1alpha);
         }
 
-        // The plaintext health listener, bound before serving so a port in
-        // use fails the start; it stops when the main server starts draining.
+        if let Some(first) = self.service_names.first() {
+            let shed = self.in_flight.clone();
+            metrics::counter_fn(
+                "warble_grpc_server_requests_shed_total",
+                "gRPC calls refused at once for server.max_in_flight.",
+                &[("service", &component_of(first))],
+                move || shed.shed(),
+            );
+        }
+
+        // The plaintext health and metrics listeners, bound before serving so
+        // a port in use fails the start; they stop when the main server
+        // starts draining.
         let (draining, mut draining_rx) = tokio::sync::watch::channel(false);
+        let metrics_server = match self.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await.map_err(|error| {
+                    ServeError::MetricsListener(format!("cannot listen on {addr}: {error}"))
+                })?;
+                let app = axum::Router::new()
+                    .route("/metrics", axum::routing::get(metrics::serve_metrics));
+                let mut stopped = draining_rx.clone();
+                tracing::info!(%addr, "metrics listener up");
+                Some(tokio::spawn(async move {
+                    let stopped = async move {
+                        let _ = stopped.wait_for(|draining| *draining).await;
+                    };
+                    if let Err(error) = axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                    {
+                        tracing::warn!(%error, "metrics listener failed");
+                    }
+                }))
+            }
+            None => None,
+        };
         let health_server = match self.health_addr {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await.map_err(|error| {
@@ -370,8 +435,10 @@ impl GrpcServer {
                         tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
                     ),
             )
-            // Inside the trace layer, so a refused call is traced like any other;
+            // Inside the trace layer, so a refused call is traced like any other,
+            // and outside the refusals, so they are counted with their codes;
             // a peer that may not call is refused before it takes a slot.
+            .layer(RpcMetricsLayer)
             .layer(PeerPolicyLayer::new(peer_rules))
             .layer(self.in_flight.clone())
             .add_routes(routes)
@@ -393,6 +460,9 @@ impl GrpcServer {
         }
         if let Some(health_server) = health_server {
             health_server.abort();
+        }
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
         }
         tracing::info!(addr = ?local_addr, "gRPC server stopped");
         Ok(())
@@ -462,7 +532,10 @@ impl Service<Request<Body>> for MeshChannel {
                 // The span a network server would open, parented by the
                 // caller's traceparent, so traces look the same either way.
                 let span = crate::telemetry::grpc_server_span(&request);
-                let response = routes.call(request).instrument(span);
+                let response = RpcMetricsLayer
+                    .layer(routes.clone())
+                    .call(request)
+                    .instrument(span);
                 let timeout = *timeout;
                 Box::pin(async move {
                     match tokio::time::timeout(timeout, response).await {

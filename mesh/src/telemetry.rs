@@ -6,12 +6,14 @@
 //! `traceparent` header; spans are exported over OTLP only when
 //! `telemetry.otlp_endpoint` is set.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::{KeyAndValueRef, MetadataKey, MetadataMap, MetadataValue};
 use tracing::Span;
@@ -19,6 +21,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
+use warble_proto::events::v1::{Event, EventTraceContext};
 
 use crate::config::ConfigError;
 
@@ -304,10 +307,99 @@ pub fn grpc_server_span<B>(request: &http::Request<B>) -> Span {
     span
 }
 
+/// A map carrier for W3C trace context (the `Event.trace_context` field).
+struct MapCarrier<'a>(&'a mut HashMap<String, String>);
+
+impl Injector for MapCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+struct MapExtractor<'a>(&'a HashMap<String, String>);
+
+impl Extractor for MapExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// The current span's trace context as `traceparent`/`tracestate` entries
+/// (empty outside a span).
+pub fn current_trace_context() -> HashMap<String, String> {
+    let mut carrier = HashMap::new();
+    let context = Span::current().context();
+    if context.span().span_context().is_valid() {
+        propagator().inject_context(&context, &mut MapCarrier(&mut carrier));
+    }
+    carrier
+}
+
+/// Encodes a domain event for the event log with the current span's trace
+/// context, so the consumers' spans join the trace of the request that made
+/// the change. Stores call this where they write the event, inside the
+/// request's span. (The context is appended as `trace_context` after the encoded
+/// event: in protobuf, concatenated encodings merge, so this is the event
+/// with `trace_context` set, without copying the event.)
+pub fn encode_event(event: &Event) -> Vec<u8> {
+    let mut bytes = event.encode_to_vec();
+    let trace = EventTraceContext {
+        trace_context: current_trace_context(),
+    };
+    if !trace.trace_context.is_empty() {
+        trace.encode(&mut bytes).expect("a Vec grows as needed");
+    }
+    bytes
+}
+
+/// The span a consumer applies encoded events in: a child of the first
+/// event's trace context, linked to the others' (a batch may hold events of
+/// several requests).
+pub fn consumer_span(group: &str, payloads: &[&[u8]]) -> Span {
+    let span = tracing::info_span!(
+        "event.consume",
+        otel.kind = "consumer",
+        consumer.group = group,
+        events = payloads.len(),
+    );
+    let mut parented = false;
+    for payload in payloads {
+        let Ok(trace) = EventTraceContext::decode(*payload) else {
+            continue;
+        };
+        if trace.trace_context.is_empty() {
+            continue;
+        }
+        let context = propagator().extract(&MapExtractor(&trace.trace_context));
+        if parented {
+            span.add_link(context.span().span_context().clone());
+        } else {
+            let _ = span.set_parent(context);
+            parented = true;
+        }
+    }
+    span
+}
+
+/// Runs blocking work on tokio's blocking pool inside the caller's span, so
+/// what it logs and the events it encodes ([`encode_event`]) belong to the
+/// caller's trace.
+pub fn spawn_blocking_in_span<T, F>(work: F) -> tokio::task::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let span = Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::TraceContextExt as _;
 
     #[test]
     fn trace_context_round_trips_through_metadata() {

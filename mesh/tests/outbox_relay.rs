@@ -20,6 +20,7 @@ fn event(event_id: u64) -> Vec<u8> {
     Event {
         event_id,
         occurred_at_ms: 1,
+        trace_context: Default::default(),
         payload: Some(Payload::TweetCreated(TweetCreated {
             tweet_id: event_id,
             author_id: 7,

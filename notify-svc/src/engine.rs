@@ -463,6 +463,7 @@ mod tests {
         Event {
             event_id,
             occurred_at_ms: 1_000,
+            trace_context: Default::default(),
             payload: Some(payload),
         }
     }

@@ -26,6 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use prost::Message as _;
 use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, Delivery, EventId, EventLog};
@@ -454,7 +455,16 @@ impl Indexer {
                     let count = batch.len() as u64;
                     let full = batch.len() >= self.settings.batch_events;
                     let changes = changes(&batch, now_ms());
-                    match self.apply(changes, Checkpoint::at(last)).await {
+                    let payloads: Vec<&[u8]> = batch
+                        .iter()
+                        .map(|delivery| delivery.payload.as_slice())
+                        .collect();
+                    let span = warble_mesh::telemetry::consumer_span("search-indexer", &payloads);
+                    match self
+                        .apply(changes, Checkpoint::at(last))
+                        .instrument(span)
+                        .await
+                    {
                         Ok(()) => {
                             position = last;
                             self.stats.set_applied(position);
@@ -531,6 +541,7 @@ mod tests {
             payload: Event {
                 event_id: seq,
                 occurred_at_ms: 0,
+                trace_context: Default::default(),
                 payload: Some(payload),
             }
             .encode_to_vec(),

@@ -27,7 +27,8 @@
 //! port of its own, and [`binaries`] holds checks every service binary
 //! shares. With the feature `s3`, `s3` runs a real S3 API server (s3s over
 //! a directory, SigV4 on) for the object-store suites; with `tls`, `tls`
-//! issues mesh certificates from a test CA for the mTLS suites.
+//! issues mesh certificates from a test CA for the mTLS suites; with
+//! `otlp`, `otlp` receives spans as an OpenTelemetry collector would.
 
 #![forbid(unsafe_code)]
 
@@ -36,6 +37,8 @@ pub mod binaries;
 pub mod live;
 #[cfg(feature = "media")]
 pub mod media;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod served;

@@ -23,6 +23,9 @@ pub struct StackSpec {
     /// Mutual TLS between the services, each with a certificate naming it
     /// (separate processes only; the single-process stack calls in process).
     pub mutual_tls: bool,
+    /// Where every process exports spans (OTLP/gRPC, flushed every 100 ms);
+    /// `None` exports none (separate processes only).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for StackSpec {
@@ -35,6 +38,7 @@ impl Default for StackSpec {
             query_burst: 100_000,
             queries_per_minute: 100_000,
             mutual_tls: false,
+            otlp_endpoint: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! service has a certificate from a test CA naming it
 //! (`spiffe://warble/<binary>`), and enforces its default peer rules.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,6 +52,8 @@ pub struct ProcessStack {
     redis: RedisServer,
     /// The timeline cache's own Redis.
     _cache_redis: RedisServer,
+    /// Each gRPC service's `/metrics` address (`server.metrics_listen_addr`).
+    metrics: HashMap<String, SocketAddr>,
     /// The bucket media-svc stores files in.
     _s3: S3Server,
     /// The mesh CA, with mutual TLS on.
@@ -140,7 +143,7 @@ impl ProcessStack {
             media,
             gateway,
         ] = [(); 8].map(|_| free_port());
-        let common = [
+        let mut common = vec![
             ("WARBLE_TELEMETRY__LOG_LEVEL", "warn".to_owned()),
             ("WARBLE_TELEMETRY__LOG_FORMAT", "compact".to_owned()),
             ("WARBLE_TWEET_SERVICE_ADDR", tweet.to_string()),
@@ -150,6 +153,11 @@ impl ProcessStack {
             ("WARBLE_SEARCH_SERVICE_ADDR", search.to_string()),
             ("WARBLE_MEDIA_SERVICE_ADDR", media.to_string()),
         ];
+        if let Some(endpoint) = &spec.otlp_endpoint {
+            common.push(("WARBLE_TELEMETRY__OTLP_ENDPOINT", endpoint.clone()));
+            // The SDK's batch processor otherwise waits 5 s between exports.
+            common.push(("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()));
+        }
         let redis_url = redis.url();
         let threshold = spec.celebrity_threshold.to_string();
         let pki = spec.mutual_tls.then(|| MeshPki::new("warble test mesh CA"));
@@ -279,6 +287,7 @@ impl ProcessStack {
                 ],
             ),
         ];
+        let mut metrics = HashMap::new();
         let commands: Vec<(String, Vec<(String, String)>)> = services
             .into_iter()
             .map(|(binary, env)| {
@@ -289,6 +298,14 @@ impl ProcessStack {
                     .collect();
                 if let Some(pki) = &pki {
                     env.extend(mesh_tls_env(pki, binary));
+                }
+                if binary != "gateway" {
+                    let addr = free_port();
+                    metrics.insert(binary.to_owned(), addr);
+                    env.push((
+                        "WARBLE_SERVER__METRICS_LISTEN_ADDR".to_owned(),
+                        addr.to_string(),
+                    ));
                 }
                 (binary.to_owned(), env)
             })
@@ -307,6 +324,7 @@ impl ProcessStack {
             search,
             redis,
             _cache_redis: cache_redis,
+            metrics,
             _s3: s3,
             operator: pki.as_ref().map(|pki| mesh_client(pki, "operator")),
             pki,
@@ -541,6 +559,20 @@ impl ProcessStack {
     /// How the services reach Redis (event stream, caches, trends).
     pub fn redis_config(&self) -> warble_mesh::backends::RedisConfig {
         self.redis.config()
+    }
+
+    /// What `binary`'s `/metrics` says now (the gateway's on its HTTP port).
+    pub async fn metrics_text(&self, binary: &str) -> String {
+        let addr = match binary {
+            "gateway" => self.gateway,
+            _ => self.metrics[binary],
+        };
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("the metrics listener answers")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// fanout-svc's gRPC address.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
+use warble_mesh::metrics;
 use warble_proto::limits::timeline::CACHED_HOME_ENTRIES;
 use warble_proto::limits::tweet::MAX_TWEETS_PER_AUTHOR;
 use warble_timeline_cache::{
@@ -45,6 +46,9 @@ pub struct HomeTimelines {
     /// Rebuilds in flight, one per user: concurrent misses share it.
     rebuilding: Mutex<HashMap<u64, Rebuild>>,
     rebuilds: AtomicU64,
+    /// Page reads the cache answered, and those it could not (a rebuild).
+    cache_hits: metrics::Counter,
+    cache_misses: metrics::Counter,
 }
 
 impl HomeTimelines {
@@ -52,14 +56,35 @@ impl HomeTimelines {
         cache: Arc<dyn TimelineCache>,
         sources: Sources,
         celebrity_threshold: u64,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        let cache_reads = |result| {
+            metrics::counter(
+                "warble_timeline_cache_requests_total",
+                "Home timeline page reads, by whether the cache held the timeline (hit) or it was rebuilt (miss).",
+                &[("result", result)],
+            )
+        };
+        let timelines = Arc::new(Self {
             cache,
             sources,
             celebrity_threshold,
             rebuilding: Mutex::new(HashMap::new()),
             rebuilds: AtomicU64::new(0),
-        }
+            cache_hits: cache_reads("hit"),
+            cache_misses: cache_reads("miss"),
+        });
+        let counted = Arc::downgrade(&timelines);
+        metrics::counter_fn(
+            "warble_timeline_rebuilds_total",
+            "Home timelines rebuilt from the stores (one per missing timeline, however many reads waited for it).",
+            &[],
+            move || {
+                counted
+                    .upgrade()
+                    .map_or(0, |timelines| timelines.rebuilds())
+            },
+        );
+        timelines
     }
 
     /// Timelines rebuilt from the stores since start.
@@ -208,8 +233,12 @@ impl HomeTimelines {
         limit: usize,
     ) -> Result<Vec<Entry>, TimelineError> {
         let cached = match self.cache.read(user, before, limit).await? {
-            Some(page) => page,
+            Some(page) => {
+                self.cache_hits.inc();
+                page
+            }
             None => {
+                self.cache_misses.inc();
                 self.rebuild_once(user).await?;
                 // Evicted again already (e.g. by fan-out): serve from the stores.
                 self.cache

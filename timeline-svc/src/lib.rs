@@ -67,11 +67,7 @@ impl TimelineSvc {
             tweets: TweetServiceClient::new(tweets),
             graph: GraphServiceClient::new(graph),
         };
-        let home = Arc::new(HomeTimelines::new(
-            cache,
-            sources.clone(),
-            config.celebrity_threshold,
-        ));
+        let home = HomeTimelines::new(cache, sources.clone(), config.celebrity_threshold);
         Self { home, sources }
     }
 

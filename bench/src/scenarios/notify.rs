@@ -167,6 +167,7 @@ fn append_likes(
             // Distinct ids, far from the stack's own Snowflakes.
             event_id: (1 << 62) + tweet_id % (1 << 40) + index as u64,
             occurred_at_ms: now_ms,
+            trace_context: Default::default(),
             payload: Some(Payload::Liked(Liked {
                 user_id: fan,
                 tweet_id,

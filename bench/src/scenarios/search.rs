@@ -580,6 +580,7 @@ fn append_created(stack: &BenchStack, texts: &[(u64, String)]) -> anyhow::Result
         let event = Event {
             event_id: tweet_id,
             occurred_at_ms: now_ms,
+            trace_context: Default::default(),
             payload: Some(Payload::TweetCreated(TweetCreated {
                 tweet_id,
                 author_id: *author_id,

@@ -2418,6 +2418,7 @@ pub async fn a_registration_publishes_user_created_once(
             Event {
                 event_id: events.first().map_or(0, |(_, event)| event.event_id),
                 occurred_at_ms: registered.created_at_ms,
+                trace_context: Default::default(),
                 payload: Some(event::Payload::UserCreated(UserCreated {
                     user_id: registered.id,
                     username: registered.username.clone(),

@@ -192,7 +192,7 @@ impl EmbeddedGraphStore {
         F: FnOnce(&Database, &SnowflakeGenerator) -> Result<T, GraphError> + Send + 'static,
     {
         let (database, ids) = (self.log.database().clone(), self.ids.clone());
-        tokio::task::spawn_blocking(move || work(&database, &ids)).await?
+        warble_mesh::telemetry::spawn_blocking_in_span(move || work(&database, &ids)).await?
     }
 
     /// Runs changes in one write transaction, off the async runtime; if
@@ -332,7 +332,12 @@ impl FollowChange {
 /// tweets are keyed by the author, so "bob tweets" and "alice unfollows bob"
 /// are applied in the order they happened.
 fn publish(txn: &WriteTransaction, key: u64, event: &Event) -> Result<(), GraphError> {
-    EmbeddedEventLog::append_in(txn, DOMAIN_EVENTS_STREAM, key, &event.encode_to_vec())?;
+    EmbeddedEventLog::append_in(
+        txn,
+        DOMAIN_EVENTS_STREAM,
+        key,
+        &warble_mesh::telemetry::encode_event(event),
+    )?;
     raise_max_issued(txn, event.event_id)
 }
 
@@ -610,6 +615,7 @@ fn write_follow(
     let event = Event {
         event_id: ids.next_id()?,
         occurred_at_ms: ms_of(seq),
+        trace_context: Default::default(),
         payload: Some(Payload::Followed(Followed {
             follower_id: follower,
             followee_id: followee,
@@ -650,6 +656,7 @@ fn write_unfollow(
     let event = Event {
         event_id,
         occurred_at_ms: ms_of(event_id),
+        trace_context: Default::default(),
         payload: Some(Payload::Unfollowed(Unfollowed {
             follower_id: follower,
             followee_id: followee,

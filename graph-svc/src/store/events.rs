@@ -25,6 +25,7 @@ fn event(event_id: u64, occurred_at_ms: i64, payload: Payload) -> Event {
     Event {
         event_id,
         occurred_at_ms,
+        trace_context: Default::default(),
         payload: Some(payload),
     }
 }

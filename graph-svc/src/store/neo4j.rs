@@ -59,7 +59,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use neo4rs::{ConfigBuilder, Graph, Neo4jErrorKind, Query, Row, Txn, query};
-use prost::Message as _;
 use warble_mesh::backends::Neo4jConfig;
 use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventLogError};
 use warble_mesh::outbox::{Outbox, OutboxEntry};
@@ -312,7 +311,7 @@ impl Neo4jGraphStore {
             .param("event_id", to_db(event.event_id))
             .param("stream", DOMAIN_EVENTS_STREAM)
             .param("event_key", to_db(user.id))
-            .param("payload", event.encode_to_vec())
+            .param("payload", warble_mesh::telemetry::encode_event(event))
     }
 
     /// Runs a statement that creates a user: `Ok(false)` when a unique
@@ -493,6 +492,7 @@ impl Neo4jGraphStore {
         let event = Event {
             event_id: self.ids.next_id()?,
             occurred_at_ms: at,
+            trace_context: Default::default(),
             payload: Some(Payload::Followed(Followed {
                 follower_id: follower,
                 followee_id: followee,
@@ -521,7 +521,7 @@ impl Neo4jGraphStore {
                 .param("event_id", to_db(event.event_id))
                 .param("stream", DOMAIN_EVENTS_STREAM)
                 .param("event_key", to_db(key))
-                .param("payload", event.encode_to_vec()),
+                .param("payload", warble_mesh::telemetry::encode_event(event)),
         )
         .await
     }
@@ -1057,6 +1057,7 @@ fn unfollowed(event_id: u64, follower: u64, followee: u64, change: FollowChange)
     Event {
         event_id,
         occurred_at_ms: at,
+        trace_context: Default::default(),
         payload: Some(Payload::Unfollowed(Unfollowed {
             follower_id: follower,
             followee_id: followee,

@@ -176,6 +176,9 @@ workload template, so a bad combination stops the render with this message.
 {{- fail (printf "%s.autoscaling.minReplicas (%d) must not exceed %s.autoscaling.maxReplicas (%d)" $key (int $a.minReplicas) $key (int $a.maxReplicas)) -}}
 {{- end -}}
 {{- end -}}
+{{- if hasKey .Values.gateway "metrics" -}}
+{{- fail "gateway.metrics.serviceMonitor has moved to metrics.serviceMonitor, which scrapes every service (a ServiceMonitor per component): move enabled, interval, scrapeTimeout and labels there" -}}
+{{- end -}}
 {{- if lt (int64 .Values.consumer.maxRetryBackoffMs) (int64 .Values.consumer.retryBackoffMs) -}}
 {{- fail "consumer.maxRetryBackoffMs must be at least consumer.retryBackoffMs" -}}
 {{- end -}}
@@ -352,6 +355,7 @@ WARBLE_EVENTS__BACKEND: "redis"
 WARBLE_SERVER__LISTEN_ADDR: "0.0.0.0:{{ $c.port }}"
 WARBLE_SERVER__DRAIN_TIMEOUT_SECS: {{ $V.shutdown.drainTimeoutSecs | int64 | quote }}
 WARBLE_SERVER__REFLECTION: {{ $V.grpcReflection | quote }}
+WARBLE_SERVER__METRICS_LISTEN_ADDR: "0.0.0.0:{{ include "warble.metricsPort" $root }}"
 {{- end }}
 {{- if $V.meshTls.enabled }}
 {{- $tlsPrefix := ternary "WARBLE_MESH_TLS__" "WARBLE_SERVER__TLS__" (eq .key "gateway") }}
@@ -584,6 +588,16 @@ same across upgrades).
 9095
 {{- end -}}
 
+{{/*
+The plaintext HTTP port on which every gRPC service serves Prometheus text at
+/metrics (`server.metrics_listen_addr`): a port of its own, because the gRPC
+port speaks HTTP/2 only (and mutual TLS when meshTls is on), which scrapers
+cannot. The gateway serves /metrics on its HTTP port instead.
+*/}}
+{{- define "warble.metricsPort" -}}
+9464
+{{- end -}}
+
 {{/* The Secret holding a component's mesh certificate: (dict "root" $ "key" "tweetSvc"). */}}
 {{- define "warble.meshTlsSecret" -}}
 {{- index .root.Values.meshTls.secretNames .key | default (printf "%s-mesh-tls" (include "warble.componentName" .)) -}}
@@ -731,6 +745,12 @@ spec:
             # Plaintext grpc.health.v1.Health only, for the probes.
             - name: health
               containerPort: {{ include "warble.healthPort" $root }}
+              protocol: TCP
+            {{- end }}
+            {{- if not (hasKey $c "http") }}
+            # Plaintext HTTP GET /metrics only, for Prometheus.
+            - name: metrics
+              containerPort: {{ include "warble.metricsPort" $root }}
               protocol: TCP
             {{- end }}
           envFrom:
@@ -904,9 +924,18 @@ spec:
       {{- else if not $V.meshTls.enabled }}
       appProtocol: kubernetes.io/h2c
       {{- end }}
+    {{- if not (hasKey $c "http") }}
+    - name: metrics
+      port: {{ include "warble.metricsPort" $root }}
+      targetPort: metrics
+      protocol: TCP
+      appProtocol: http
+    {{- end }}
 {{- if $sts }}
 ---
-# Governing Service of the StatefulSet (stable per-pod DNS names).
+# Governing Service of the StatefulSet (stable per-pod DNS names). It has no
+# `metrics` port, so a ServiceMonitor selecting it too finds nothing to scrape
+# there and each pod is scraped once, through the Service above.
 apiVersion: v1
 kind: Service
 metadata:

@@ -306,20 +306,50 @@ pub async fn blocked_reader_wakes_on_append(log: &impl EventLog) {
     );
 }
 
-/// Lag counts entries appended and not yet acknowledged, delivered or not.
+/// Lag counts entries appended and not yet acknowledged, delivered or not,
+/// and the oldest of them is the oldest pending or undelivered entry.
 pub async fn lag_counts_unacknowledged_entries(log: &impl EventLog) {
     assert_eq!(log.lag("lag", "g").await.unwrap(), 0);
+    assert_eq!(log.oldest_unacked("lag", "g").await.unwrap(), None);
+    let mut appended = Vec::new();
     for i in 0..6u64 {
-        log.append("lag", i, b"x").await.unwrap();
+        appended.push(log.append("lag", i, b"x").await.unwrap());
     }
     assert_eq!(log.lag("lag", "g").await.unwrap(), 6);
+    assert_eq!(
+        log.oldest_unacked("lag", "g").await.unwrap(),
+        Some(appended[0])
+    );
     let got = log
         .read_group("lag", "g", "c", 4, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(log.lag("lag", "g").await.unwrap(), 6);
+    assert_eq!(
+        log.oldest_unacked("lag", "g").await.unwrap(),
+        Some(appended[0])
+    );
     log.ack("lag", "g", &ids(&got[..3])).await.unwrap();
     assert_eq!(log.lag("lag", "g").await.unwrap(), 3);
+    // The oldest is still pending...
+    assert_eq!(
+        log.oldest_unacked("lag", "g").await.unwrap(),
+        Some(appended[3])
+    );
+    log.ack("lag", "g", &ids(&got[3..])).await.unwrap();
+    // ...then not yet delivered...
+    assert_eq!(
+        log.oldest_unacked("lag", "g").await.unwrap(),
+        Some(appended[4])
+    );
+    let rest = log
+        .read_group("lag", "g", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    log.ack("lag", "g", &ids(&rest)).await.unwrap();
+    // ...then nothing.
+    assert_eq!(log.lag("lag", "g").await.unwrap(), 0);
+    assert_eq!(log.oldest_unacked("lag", "g").await.unwrap(), None);
 }
 
 /// A tail reader (no group) sees every entry after its position, in order,

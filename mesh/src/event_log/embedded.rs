@@ -514,6 +514,54 @@ impl EventLog for EmbeddedEventLog {
         }
     }
 
+    async fn oldest_unacked(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<Option<EventId>, EventLogError> {
+        let (stream, group) = (stream.to_owned(), group.to_owned());
+        self.blocking(move |database| {
+            let read = database.begin_read()?;
+            let (stream, group) = (stream.as_str(), group.as_str());
+            let oldest_pending = read
+                .open_table(PENDING)?
+                .range((stream, group, 0, 0)..=(stream, group, u64::MAX, u64::MAX))?
+                .next()
+                .transpose()?
+                .map(|(key, _)| {
+                    let (_, _, ms, seq) = key.value();
+                    EventId { ms, seq }
+                });
+            let (delivered_ms, delivered_seq) = read
+                .open_table(GROUPS)?
+                .get((stream, group))?
+                .map_or((0, 0), |g| {
+                    let (ms, seq, _) = g.value();
+                    (ms, seq)
+                });
+            let after_delivered = match delivered_seq.checked_add(1) {
+                Some(seq) => (delivered_ms, seq),
+                None => (delivered_ms.saturating_add(1), 0),
+            };
+            let oldest_undelivered = read
+                .open_table(ENTRIES)?
+                .range(
+                    (stream, after_delivered.0, after_delivered.1)..=(stream, u64::MAX, u64::MAX),
+                )?
+                .next()
+                .transpose()?
+                .map(|(key, _)| {
+                    let (_, ms, seq) = key.value();
+                    EventId { ms, seq }
+                });
+            Ok(match (oldest_pending, oldest_undelivered) {
+                (Some(pending), Some(undelivered)) => Some(pending.min(undelivered)),
+                (pending, undelivered) => pending.or(undelivered),
+            })
+        })
+        .await
+    }
+
     async fn lag(&self, stream: &str, group: &str) -> Result<u64, EventLogError> {
         let (stream, group) = (stream.to_owned(), group.to_owned());
         self.blocking(move |database| {

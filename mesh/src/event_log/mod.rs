@@ -170,6 +170,15 @@ pub trait EventLog: Send + Sync + 'static {
     /// Entries appended but not yet acknowledged by `group` (delivered or not).
     async fn lag(&self, stream: &str, group: &str) -> Result<u64, EventLogError>;
 
+    /// The id of the oldest entry `group` has not acknowledged (pending or
+    /// not yet delivered), `None` when it is caught up: its age is how far
+    /// behind the group is in time.
+    async fn oldest_unacked(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<Option<EventId>, EventLogError>;
+
     /// The id of the newest entry in `stream`, `None` when it is empty. With
     /// [`EventLog::read_after`], lets a reader tail a stream from "now".
     async fn last_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {

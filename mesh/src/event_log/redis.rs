@@ -136,6 +136,30 @@ return redis.call('XLEN', KEYS[1])
     )
 });
 
+/// KEYS[1] stream, ARGV[1] group: {the oldest pending id, the oldest
+/// undelivered id}, each false when there is none.
+static OLDEST_UNACKED: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {false, false} end
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = {}
+  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+  if info['name'] == ARGV[1] then
+    local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+    local next_entry = redis.call('XRANGE', KEYS[1], '(' .. info['last-delivered-id'], '+', 'COUNT', 1)
+    local undelivered = false
+    if #next_entry > 0 then undelivered = next_entry[1][1] end
+    return {pending[2] or false, undelivered}
+  end
+end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first > 0 then return {false, first[1][1]} end
+return {false, false}
+"#,
+    )
+});
+
 /// KEYS[1] stream; ARGV[1] an id field of `XINFO STREAM`: its value, false
 /// for an absent stream or `0-0`. `last-generated-id` is the last id the
 /// stream generated (trimmed or not), so a tail reader starting "now" never
@@ -697,6 +721,24 @@ impl EventLog for RedisEventLog {
             }
         }
         Ok(deliveries)
+    }
+
+    async fn oldest_unacked(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<Option<EventId>, EventLogError> {
+        let (pending, undelivered): (Option<String>, Option<String>) = self
+            .client
+            .query(OLDEST_UNACKED.call(&[self.stream_key(stream)]).arg(group))
+            .await
+            .map_err(|error| self.unavailable(error))?;
+        let ids = [pending, undelivered]
+            .into_iter()
+            .flatten()
+            .map(|id| id.parse::<EventId>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids.into_iter().min())
     }
 
     async fn lag(&self, stream: &str, group: &str) -> Result<u64, EventLogError> {

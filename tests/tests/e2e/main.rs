@@ -13,6 +13,7 @@ mod support;
 mod config_docs;
 mod discovery;
 mod graphql;
+mod observability;
 mod processes;
 mod production_auth;
 mod stack;

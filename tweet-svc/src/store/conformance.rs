@@ -850,6 +850,7 @@ pub async fn every_create_and_delete_leaves_exactly_one_event(
         Event {
             event_id: created_event_id,
             occurred_at_ms: ms(tweet.id),
+            trace_context: Default::default(),
             payload: Some(event::Payload::TweetCreated(TweetCreated {
                 tweet_id: tweet.id,
                 author_id: author,
@@ -870,6 +871,7 @@ pub async fn every_create_and_delete_leaves_exactly_one_event(
         Event {
             event_id: delete_event_id,
             occurred_at_ms: ms(delete_event_id),
+            trace_context: Default::default(),
             payload: Some(event::Payload::TweetDeleted(TweetDeleted {
                 tweet_id: tweet.id,
                 author_id: author,
@@ -1494,6 +1496,7 @@ pub async fn engagement_publishes_only_on_change_and_retweets_keep_their_id(
                 Event {
                     event_id: first.event_id,
                     occurred_at_ms: at(first.event_id),
+                    trace_context: Default::default(),
                     payload: Some(event::Payload::Retweeted(Retweeted {
                         user_id: bob,
                         tweet_id: tweet.id,
@@ -1509,6 +1512,7 @@ pub async fn engagement_publishes_only_on_change_and_retweets_keep_their_id(
                 Event {
                     event_id: like.event_id,
                     occurred_at_ms: at(like.event_id),
+                    trace_context: Default::default(),
                     payload: Some(event::Payload::Liked(Liked {
                         user_id: alice,
                         tweet_id: tweet.id,
@@ -1523,6 +1527,7 @@ pub async fn engagement_publishes_only_on_change_and_retweets_keep_their_id(
                 Event {
                     event_id: unlike.event_id,
                     occurred_at_ms: at(unlike.event_id),
+                    trace_context: Default::default(),
                     payload: Some(event::Payload::Unliked(Unliked {
                         user_id: alice,
                         tweet_id: tweet.id,
@@ -1537,6 +1542,7 @@ pub async fn engagement_publishes_only_on_change_and_retweets_keep_their_id(
                 Event {
                     event_id: undo.event_id,
                     occurred_at_ms: at(undo.event_id),
+                    trace_context: Default::default(),
                     payload: Some(event::Payload::RetweetUndone(RetweetUndone {
                         user_id: bob,
                         tweet_id: tweet.id,
@@ -1552,6 +1558,7 @@ pub async fn engagement_publishes_only_on_change_and_retweets_keep_their_id(
                 Event {
                     event_id: again.event_id,
                     occurred_at_ms: at(again.event_id),
+                    trace_context: Default::default(),
                     payload: Some(event::Payload::Retweeted(Retweeted {
                         user_id: bob,
                         tweet_id: tweet.id,

@@ -208,7 +208,8 @@ impl EmbeddedTweetStore {
         F: FnOnce(&Self, &Database) -> Result<T, TweetError> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || work(&store, store.log.database())).await?
+        warble_mesh::telemetry::spawn_blocking_in_span(move || work(&store, store.log.database()))
+            .await?
     }
 
     fn create(&self, database: &Database, new: NewTweet) -> Result<CreateOutcome, TweetError> {
@@ -305,6 +306,7 @@ impl EmbeddedTweetStore {
         let event = Event {
             event_id: new.event_id,
             occurred_at_ms: millis(now_ms),
+            trace_context: Default::default(),
             payload: Some(event::Payload::TweetCreated(TweetCreated {
                 tweet_id: tweet.id,
                 author_id: tweet.author_id,
@@ -323,7 +325,7 @@ impl EmbeddedTweetStore {
             txn,
             DOMAIN_EVENTS_STREAM,
             tweet.author_id,
-            &event.encode_to_vec(),
+            &warble_mesh::telemetry::encode_event(&event),
         )?;
         record_issued(txn, tweet.id.max(new.event_id))?;
         self.purge_expired_keys(txn, now_ms)?;
@@ -424,6 +426,7 @@ impl EmbeddedTweetStore {
             let event = Event {
                 event_id,
                 occurred_at_ms: deleted_at_ms,
+                trace_context: Default::default(),
                 payload: Some(event::Payload::TweetDeleted(TweetDeleted {
                     tweet_id,
                     author_id: stored.author_id,
@@ -438,7 +441,7 @@ impl EmbeddedTweetStore {
                 &txn,
                 DOMAIN_EVENTS_STREAM,
                 stored.author_id,
-                &event.encode_to_vec(),
+                &warble_mesh::telemetry::encode_event(&event),
             )?;
             record_issued(&txn, event_id)?;
         }
@@ -507,7 +510,12 @@ impl EmbeddedTweetStore {
             return Ok(change);
         }
         let event = engagement_event(&write, tweet_author_id, &change);
-        EmbeddedEventLog::append_in(&txn, DOMAIN_EVENTS_STREAM, user_id, &event.encode_to_vec())?;
+        EmbeddedEventLog::append_in(
+            &txn,
+            DOMAIN_EVENTS_STREAM,
+            user_id,
+            &warble_mesh::telemetry::encode_event(&event),
+        )?;
         record_issued(&txn, write.event_id.max(change.retweet_id.unwrap_or(0)))?;
         txn.commit()?;
         Ok(change)

@@ -651,6 +651,7 @@ pub(crate) fn engagement_event(
     Event {
         event_id: write.event_id,
         occurred_at_ms,
+        trace_context: Default::default(),
         payload: Some(payload),
     }
 }

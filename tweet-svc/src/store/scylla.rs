@@ -511,6 +511,7 @@ impl ScyllaTweetStore {
         let event = Event {
             event_id,
             occurred_at_ms: millis(created_ms),
+            trace_context: Default::default(),
             payload: Some(event::Payload::TweetCreated(TweetCreated {
                 tweet_id: tweet.id,
                 author_id: tweet.author_id,
@@ -722,6 +723,7 @@ impl ScyllaTweetStore {
         let event = Event {
             event_id: winner,
             occurred_at_ms: deleted_at_ms,
+            trace_context: Default::default(),
             payload: Some(event::Payload::TweetDeleted(TweetDeleted {
                 tweet_id,
                 author_id: tweet.author_id,

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use ::scylla::statement::SerialConsistency;
 use async_trait::async_trait;
-use prost::Message as _;
 use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventLogError};
 use warble_mesh::outbox::{Outbox, OutboxEntry};
 use warble_mesh::snowflake;
@@ -171,7 +170,7 @@ impl OutboxRecord {
             position,
             event_id: event.event_id,
             key,
-            payload: event.encode_to_vec(),
+            payload: warble_mesh::telemetry::encode_event(event),
         }
     }
 
