@@ -143,6 +143,7 @@ impl Serve for FanoutServer {
             log: service.log.clone(),
             stats: service.stats.clone(),
             group: service.settings.group.clone(),
+            partitions: service.settings.partitions,
             workers: service.settings.workers as u32,
         };
         let mut grpc = GrpcServer::new(drain_timeout);

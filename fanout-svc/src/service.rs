@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventLog};
+use warble_mesh::consumer::backlog;
+use warble_mesh::event_log::EventLog;
 use warble_proto::fanout::v1::fanout_service_server::FanoutService;
 use warble_proto::fanout::v1::{GetStatusRequest, GetStatusResponse};
 
@@ -15,6 +16,8 @@ pub struct FanoutApi {
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) stats: Arc<FanoutStats>,
     pub(crate) group: String,
+    /// The group's partitions (see `warble_mesh::consumer`).
+    pub(crate) partitions: u32,
     pub(crate) workers: u32,
 }
 
@@ -25,9 +28,7 @@ impl FanoutService for FanoutApi {
         &self,
         _request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, Status> {
-        let consumer_lag = self
-            .log
-            .lag(DOMAIN_EVENTS_STREAM, &self.group)
+        let (consumer_lag, _) = backlog(self.log.as_ref(), &self.group, self.partitions)
             .await
             .map_err(FanoutError::from)?;
         let stats = &self.stats;

@@ -95,6 +95,7 @@ impl NotifySvc {
             log: log.clone(),
             stats: stats.clone(),
             group: settings.group.clone(),
+            partitions: settings.partitions,
             workers: settings.workers as u32,
         };
         Self {

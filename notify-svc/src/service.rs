@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use warble_mesh::cursor;
-use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventLog};
+use warble_mesh::event_log::EventLog;
 use warble_proto::limits::notify::{
     DEFAULT_PAGE_LIMIT, MAX_BATCH, MAX_NEW_ACCOUNT_DAYS, MAX_PAGE_LIMIT,
 };
@@ -28,6 +28,8 @@ pub struct NotifyApi {
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) stats: Arc<NotifyStats>,
     pub(crate) group: String,
+    /// The group's partitions (see `warble_mesh::consumer`).
+    pub(crate) partitions: u32,
     pub(crate) workers: u32,
 }
 
@@ -252,11 +254,10 @@ impl NotifyService for NotifyApi {
         &self,
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
-        let consumer_lag = self
-            .log
-            .lag(DOMAIN_EVENTS_STREAM, &self.group)
-            .await
-            .map_err(NotifyError::from)?;
+        let (consumer_lag, _) =
+            warble_mesh::consumer::backlog(self.log.as_ref(), &self.group, self.partitions)
+                .await
+                .map_err(NotifyError::from)?;
         let stats = &self.stats;
         let consumer = &stats.consumer;
         use warble_mesh::consumer::ConsumerCounters as Counters;

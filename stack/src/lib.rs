@@ -343,11 +343,12 @@ pub struct DevStack {
     /// media-svc's live counters (bytes stored, uploads, refusals).
     pub media_stats: Arc<MediaStats>,
     /// media-svc's consumer group (it attaches media from TweetCreated).
-    media_consumer_group: String,
+    media_consumer_group: (String, u32),
     /// Issues tokens as the gateway does (same secret), without a sign-up round trip.
     token_issuer: Authenticator,
-    consumer_group: String,
-    notify_consumer_group: String,
+    /// Each consumer's group and its partitions.
+    consumer_group: (String, u32),
+    notify_consumer_group: (String, u32),
     stop: watch::Sender<bool>,
     servers: JoinSet<anyhow::Result<()>>,
 }
@@ -650,10 +651,16 @@ impl DevStack {
             notify_stats,
             search_stats,
             media_stats,
-            media_consumer_group: media_config.consumer.group.clone(),
-            notify_consumer_group: notify_config.consumer.group.clone(),
+            media_consumer_group: (
+                media_config.consumer.group.clone(),
+                media_config.consumer.partitions,
+            ),
+            notify_consumer_group: (
+                notify_config.consumer.group.clone(),
+                notify_config.consumer.partitions,
+            ),
             token_issuer,
-            consumer_group: config.consumer.group.clone(),
+            consumer_group: (config.consumer.group.clone(), config.consumer.partitions),
             stop,
             servers: JoinSet::new(),
         };
@@ -690,26 +697,32 @@ impl DevStack {
 
     /// Events fanout-svc has not acknowledged yet.
     pub async fn fanout_lag(&self) -> anyhow::Result<u64> {
-        Ok(self
-            .event_log
-            .lag(DOMAIN_EVENTS_STREAM, &self.consumer_group)
-            .await?)
+        let (group, partitions) = &self.consumer_group;
+        Ok(
+            warble_mesh::consumer::backlog(&self.event_log, group, *partitions)
+                .await?
+                .0,
+        )
     }
 
     /// Events notify-svc has not acknowledged yet.
     pub async fn notify_lag(&self) -> anyhow::Result<u64> {
-        Ok(self
-            .event_log
-            .lag(DOMAIN_EVENTS_STREAM, &self.notify_consumer_group)
-            .await?)
+        let (group, partitions) = &self.notify_consumer_group;
+        Ok(
+            warble_mesh::consumer::backlog(&self.event_log, group, *partitions)
+                .await?
+                .0,
+        )
     }
 
     /// Events media-svc has not acknowledged yet.
     pub async fn media_lag(&self) -> anyhow::Result<u64> {
-        Ok(self
-            .event_log
-            .lag(DOMAIN_EVENTS_STREAM, &self.media_consumer_group)
-            .await?)
+        let (group, partitions) = &self.media_consumer_group;
+        Ok(
+            warble_mesh::consumer::backlog(&self.event_log, group, *partitions)
+                .await?
+                .0,
+        )
     }
 
     /// Events search-svc has not applied to its index yet; `None` until it

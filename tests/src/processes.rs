@@ -206,7 +206,9 @@ impl ProcessStack {
                     ("WARBLE_TIMELINE_CACHE__SEPARATE", "true".into()),
                     ("WARBLE_TIMELINE_CACHE__REDIS__URL", cache_redis.url()),
                     ("WARBLE_FANOUT__CELEBRITY_THRESHOLD", threshold.clone()),
-                    ("WARBLE_CONSUMER__RECLAIM_IDLE_SECS", "2".into()),
+                    // Partitioned like the chart's, so replicas can share it.
+                    ("WARBLE_CONSUMER__PARTITIONS", "4".into()),
+                    ("WARBLE_CONSUMER__LEASE_SECS", "3".into()),
                 ],
             ),
             (
@@ -218,7 +220,7 @@ impl ProcessStack {
                         data.path().join("notify").display().to_string(),
                     ),
                     ("WARBLE_REDIS__URL", redis_url.clone()),
-                    ("WARBLE_CONSUMER__RECLAIM_IDLE_SECS", "2".into()),
+                    ("WARBLE_CONSUMER__LEASE_SECS", "3".into()),
                 ],
             ),
             (
@@ -256,7 +258,7 @@ impl ProcessStack {
                     ),
                     ("WARBLE_BLOBS__S3__ALLOW_HTTP", "true".into()),
                     ("WARBLE_URLS__BASE_URL", format!("http://{gateway}/media")),
-                    ("WARBLE_CONSUMER__RECLAIM_IDLE_SECS", "2".into()),
+                    ("WARBLE_CONSUMER__LEASE_SECS", "3".into()),
                 ],
             ),
             (
@@ -450,6 +452,36 @@ impl ProcessStack {
     /// directory included), after [`ProcessStack::kill`].
     pub fn restart(&mut self, binary: &str) {
         self.restart_with(binary, &[]);
+    }
+
+    /// Starts another replica of `binary` (its own gRPC and metrics ports,
+    /// otherwise the same environment), named `<binary>#<n>` in the stack.
+    pub fn start_replica(&mut self, binary: &str) -> String {
+        let mut env = self
+            .commands
+            .iter()
+            .find(|(name, _)| name == binary)
+            .unwrap_or_else(|| panic!("no {binary} in the stack"))
+            .1
+            .clone();
+        let metrics = free_port();
+        for (key, value) in &mut env {
+            match key.as_str() {
+                "WARBLE_SERVER__LISTEN_ADDR" => *value = free_port().to_string(),
+                "WARBLE_SERVER__METRICS_LISTEN_ADDR" => *value = metrics.to_string(),
+                _ => {}
+            }
+        }
+        let replicas = self
+            .children
+            .iter()
+            .filter(|(name, _)| name.split('#').next() == Some(binary))
+            .count();
+        let name = format!("{binary}#{}", replicas + 1);
+        let child = spawn_service(&binary_dir(), binary, &env);
+        self.children.push((name.clone(), child));
+        self.metrics.insert(name.clone(), metrics);
+        name
     }
 
     /// [`ProcessStack::restart`] with `extra` variables on top of its

@@ -267,7 +267,8 @@ WARBLE_CONSUMER__READ_BATCH: {{ .readBatch | int64 | quote }}
 WARBLE_CONSUMER__MAX_ATTEMPTS: {{ .maxAttempts | int64 | quote }}
 WARBLE_CONSUMER__RETRY_BACKOFF_MS: {{ .retryBackoffMs | int64 | quote }}
 WARBLE_CONSUMER__MAX_RETRY_BACKOFF_MS: {{ .maxRetryBackoffMs | int64 | quote }}
-WARBLE_CONSUMER__RECLAIM_IDLE_SECS: {{ .reclaimIdleSecs | int64 | quote }}
+WARBLE_CONSUMER__PARTITIONS: {{ .partitions | int64 | quote }}
+WARBLE_CONSUMER__LEASE_SECS: {{ .leaseSecs | int64 | quote }}
 {{- end -}}
 
 {{/* `telemetry.*` settings of a component: (dict "root" $ "key" "tweetSvc"). */}}

@@ -38,6 +38,66 @@ where
     counting_after_a_position_stops_at_the_cap(&log).await;
     let (_guard, log) = make().await;
     deleted_and_trimmed_entries_are_gone_and_the_rest_stay(&log).await;
+    let (_guard, log) = make().await;
+    members_and_leases_coordinate_a_groups_replicas(&log).await;
+}
+
+/// Heartbeats list a group's live members (sorted, a lapsed or departed
+/// one gone); a lease has one holder at a time, is renewed by its holder,
+/// lapses when not renewed, and is released only by its holder.
+pub async fn members_and_leases_coordinate_a_groups_replicas(log: &impl EventLog) {
+    let long = Duration::from_secs(60);
+    let short = Duration::from_millis(300);
+    assert_eq!(log.heartbeat("coord", "g", "b", long).await.unwrap(), ["b"]);
+    assert_eq!(
+        log.heartbeat("coord", "g", "a", short).await.unwrap(),
+        ["a", "b"]
+    );
+    // Another group's members are its own.
+    assert_eq!(log.heartbeat("coord", "h", "c", long).await.unwrap(), ["c"]);
+    tokio::time::sleep(short * 2).await;
+    assert_eq!(
+        log.heartbeat("coord", "g", "b", long).await.unwrap(),
+        ["b"],
+        "a lapsed"
+    );
+    log.heartbeat("coord", "g", "a", long).await.unwrap();
+    assert_eq!(
+        log.heartbeat("coord", "g", "a", Duration::ZERO)
+            .await
+            .unwrap(),
+        ["b"],
+        "a zero ttl leaves"
+    );
+
+    assert!(log.lease("coord", "p0", "a", short).await.unwrap());
+    assert!(
+        !log.lease("coord", "p0", "b", long).await.unwrap(),
+        "one holder at a time"
+    );
+    assert!(
+        log.lease("coord", "p0", "a", short).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        log.lease("coord", "p1", "b", long).await.unwrap(),
+        "leases are independent"
+    );
+    tokio::time::sleep(short * 2).await;
+    assert!(
+        log.lease("coord", "p0", "b", long).await.unwrap(),
+        "an unrenewed lease lapses"
+    );
+    log.release("coord", "p0", "a").await.unwrap();
+    assert!(
+        !log.lease("coord", "p0", "a", long).await.unwrap(),
+        "only the holder releases"
+    );
+    log.release("coord", "p0", "b").await.unwrap();
+    assert!(
+        log.lease("coord", "p0", "a", long).await.unwrap(),
+        "a released lease is free"
+    );
 }
 
 /// `delete` removes exactly the named entries (counting those that

@@ -27,6 +27,11 @@ const GROUPS: TableDefinition<(&str, &str), (u64, u64, u64)> =
 const PENDING: TableDefinition<(&str, &str, u64, u64), &[u8]> =
     TableDefinition::new("event_log.pending");
 
+/// (stream, group, member) -> alive until (ms): consumer group members.
+const MEMBERS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("event_log.members");
+/// (stream, lease) -> (holder, held until ms).
+const LEASES: TableDefinition<(&str, &str), (&str, u64)> = TableDefinition::new("event_log.leases");
+
 /// Event log on the embedded database. Cheap to clone; clones share wake-ups.
 #[derive(Clone)]
 pub struct EmbeddedEventLog {
@@ -82,6 +87,8 @@ impl EmbeddedEventLog {
         txn.open_table(HEADS)?;
         txn.open_table(GROUPS)?;
         txn.open_table(PENDING)?;
+        txn.open_table(MEMBERS)?;
+        txn.open_table(LEASES)?;
         txn.commit()?;
         Ok(Self {
             database,
@@ -512,6 +519,103 @@ impl EventLog for EmbeddedEventLog {
                 return Ok(Vec::new());
             }
         }
+    }
+
+    async fn heartbeat(
+        &self,
+        stream: &str,
+        group: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<String>, EventLogError> {
+        let (stream, group, member) = (stream.to_owned(), group.to_owned(), member.to_owned());
+        self.blocking(move |database| {
+            let now = now_ms();
+            let txn = database.begin_write()?;
+            let live = {
+                let mut members = txn.open_table(MEMBERS)?;
+                let key = (stream.as_str(), group.as_str(), member.as_str());
+                if ttl.is_zero() {
+                    members.remove(key)?;
+                } else {
+                    members.insert(key, now + ttl.as_millis() as u64)?;
+                }
+                let mut live = Vec::new();
+                let mut expired = Vec::new();
+                let range = (stream.as_str(), group.as_str(), "")..;
+                for row in members.range(range)? {
+                    let (key, until) = row?;
+                    let (row_stream, row_group, name) = key.value();
+                    if row_stream != stream || row_group != group {
+                        break;
+                    }
+                    if until.value() > now {
+                        live.push(name.to_owned());
+                    } else {
+                        expired.push(name.to_owned());
+                    }
+                }
+                for name in expired {
+                    members.remove((stream.as_str(), group.as_str(), name.as_str()))?;
+                }
+                live
+            };
+            txn.commit()?;
+            Ok(live)
+        })
+        .await
+    }
+
+    async fn lease(
+        &self,
+        stream: &str,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, EventLogError> {
+        let (stream, name, holder) = (stream.to_owned(), name.to_owned(), holder.to_owned());
+        self.blocking(move |database| {
+            let now = now_ms();
+            let txn = database.begin_write()?;
+            let held = {
+                let mut leases = txn.open_table(LEASES)?;
+                let key = (stream.as_str(), name.as_str());
+                let free = match leases.get(key)? {
+                    Some(current) => {
+                        let (current_holder, until) = current.value();
+                        current_holder == holder || until <= now
+                    }
+                    None => true,
+                };
+                if free {
+                    leases.insert(key, (holder.as_str(), now + ttl.as_millis() as u64))?;
+                }
+                free
+            };
+            txn.commit()?;
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn release(&self, stream: &str, name: &str, holder: &str) -> Result<(), EventLogError> {
+        let (stream, name, holder) = (stream.to_owned(), name.to_owned(), holder.to_owned());
+        self.blocking(move |database| {
+            let txn = database.begin_write()?;
+            {
+                let mut leases = txn.open_table(LEASES)?;
+                let key = (stream.as_str(), name.as_str());
+                let mine = leases
+                    .get(key)?
+                    .is_some_and(|current| current.value().0 == holder);
+                if mine {
+                    leases.remove(key)?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     async fn oldest_unacked(

@@ -179,6 +179,32 @@ pub trait EventLog: Send + Sync + 'static {
         group: &str,
     ) -> Result<Option<EventId>, EventLogError>;
 
+    /// Records `member` of the consumer group `group` on `stream` as alive
+    /// for `ttl` (a zero `ttl` removes it), and returns the members alive
+    /// now, sorted: how a group's replicas learn of each other to share its
+    /// partitions ([`crate::consumer`]).
+    async fn heartbeat(
+        &self,
+        stream: &str,
+        group: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<String>, EventLogError>;
+
+    /// Takes the lease `name` (on `stream`) for `holder`, or renews it if
+    /// `holder` has it, for `ttl`; returns whether `holder` holds it now. A
+    /// lease nobody renews lapses after `ttl`.
+    async fn lease(
+        &self,
+        stream: &str,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, EventLogError>;
+
+    /// Gives the lease `name` up, if `holder` holds it.
+    async fn release(&self, stream: &str, name: &str, holder: &str) -> Result<(), EventLogError>;
+
     /// The id of the newest entry in `stream`, `None` when it is empty. With
     /// [`EventLog::read_after`], lets a reader tail a stream from "now".
     async fn last_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {

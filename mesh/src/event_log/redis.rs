@@ -136,6 +136,60 @@ return redis.call('XLEN', KEYS[1])
     )
 });
 
+/// KEYS[1] a group's member hash (member -> expiry, Redis server ms);
+/// ARGV[1] member, ARGV[2] ttl ms (0 removes it). Drops expired members and
+/// returns the live ones. The server's clock judges every member, so the
+/// replicas' clocks need not agree.
+static HEARTBEAT: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], now + ttl)
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+local live = {}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if tonumber(fields[i + 1]) > now then
+    live[#live + 1] = fields[i]
+  else
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+return live
+"#,
+    )
+});
+
+/// KEYS[1] a lease; ARGV[1] holder, ARGV[2] ttl ms: 1 when the holder has
+/// the lease now (taken or renewed), 0 when another holds it.
+static LEASE: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+/// KEYS[1] a lease; ARGV[1] holder: deletes the lease if the holder has it.
+static RELEASE: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"#,
+    )
+});
+
 /// KEYS[1] stream, ARGV[1] group: {the oldest pending id, the oldest
 /// undelivered id}, each false when there is none.
 static OLDEST_UNACKED: LazyLock<RedisScript> = LazyLock::new(|| {
@@ -721,6 +775,59 @@ impl EventLog for RedisEventLog {
             }
         }
         Ok(deliveries)
+    }
+
+    async fn heartbeat(
+        &self,
+        stream: &str,
+        group: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<String>, EventLogError> {
+        let key = format!("{}:members:{group}", self.stream_key(stream));
+        let mut members: Vec<String> = self
+            .client
+            .query(
+                HEARTBEAT
+                    .call(&[key])
+                    .arg(member)
+                    .arg(ttl.as_millis() as u64),
+            )
+            .await
+            .map_err(|error| self.unavailable(error))?;
+        members.sort();
+        Ok(members)
+    }
+
+    async fn lease(
+        &self,
+        stream: &str,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, EventLogError> {
+        let key = format!("{}:lease:{name}", self.stream_key(stream));
+        let held: i64 = self
+            .client
+            .query(
+                LEASE
+                    .call(&[key])
+                    .arg(holder)
+                    .arg(ttl.as_millis().max(1) as u64),
+            )
+            .await
+            .map_err(|error| self.unavailable(error))?;
+        Ok(held == 1)
+    }
+
+    async fn release(&self, stream: &str, name: &str, holder: &str) -> Result<(), EventLogError> {
+        let key = format!("{}:lease:{name}", self.stream_key(stream));
+        let _: i64 = self
+            .client
+            .query(RELEASE.call(&[key]).arg(holder))
+            .await
+            .map_err(|error| self.unavailable(error))?;
+        Ok(())
     }
 
     async fn oldest_unacked(

@@ -681,3 +681,71 @@ async fn warble_dlq_lists_shows_replays_and_drops_dead_letters_on_redis() {
     assert_eq!(warble_dlq(&stack, "list"), "no dead letters\n");
     stack.stop().await;
 }
+
+/// Two fanout-svc replicas share the consumer group's partitions, so one
+/// key's events are applied by one replica at a time, in order: a follow's
+/// backfill never lands after its unfollow. Ben follows and unfollows ana
+/// 50 times with his timeline cached; in the end it holds none of her
+/// tweets (a backfill applied out of order would leave them there, and with
+/// no followees the page is the cache alone), and after one more follow all
+/// of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn follows_and_unfollows_through_two_fanout_replicas_end_as_the_follow_state() {
+    use warble_tests::frontend::Frontend as _;
+
+    let Some(mut stack) = ProcessStack::start(&Default::default()).await else {
+        return;
+    };
+    let replica = stack.start_replica("fanout-svc");
+    let gql = stack.graphql();
+    let (ana_id, ana) = gql.sign_up("flip_ana").await;
+    let (_, ben) = gql.sign_up("flip_ben").await;
+    let mut posts = Vec::new();
+    for n in 0..5 {
+        posts.push(gql.post(&ana, &format!("post {n}")).await);
+    }
+    assert!(home(&stack, &ben, 10).await.is_empty());
+
+    // Both replicas at work before the flips: sign-ups (keyed by each new
+    // user) spread over every partition until the new replica applied some.
+    let processed = r#"warble_consumer_events_processed_total{group="fanout"}"#;
+    let applied_by = |text: String| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(processed)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = tokio::time::Instant::now() + warble_tests::EVENTUALLY;
+    let mut warm_up = 0;
+    while applied_by(stack.metrics_text(&replica).await) == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second fanout-svc replica never took a partition"
+        );
+        gql.sign_up(&format!("flip_warm_{warm_up}")).await;
+        warm_up += 1;
+    }
+
+    for _ in 0..50 {
+        gql.follow(&ben, &ana_id).await;
+        gql.data(
+            Some(&ben),
+            "mutation($id: ID!) { unfollow(userId: $id) { id } }",
+            serde_json::json!({ "id": ana_id }),
+        )
+        .await;
+    }
+    stack.settle().await;
+    assert_eq!(home(&stack, &ben, 10).await, Vec::<String>::new());
+    for fanout in ["fanout-svc", replica.as_str()] {
+        assert!(
+            applied_by(stack.metrics_text(fanout).await) > 0.0,
+            "{fanout} applied events"
+        );
+    }
+
+    gql.follow(&ben, &ana_id).await;
+    stack.settle().await;
+    posts.reverse();
+    assert_eq!(home(&stack, &ben, 10).await, posts);
+    stack.stop().await;
+}

@@ -18,7 +18,7 @@ fn small_world(config: &mut DevConfig) {
     config.consumer.max_attempts = 3;
     config.consumer.retry_backoff_ms = 5;
     config.consumer.max_retry_backoff_ms = 20;
-    config.consumer.reclaim_idle_secs = 1;
+    config.consumer.lease_secs = 2;
 }
 
 async fn start() -> TestStack {
