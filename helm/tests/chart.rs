@@ -2286,7 +2286,7 @@ fn the_timeline_cache_can_have_its_own_redis() {
 /// Every series the services and the gateway export (README "Metrics and
 /// alerts"), by base name: the only names a dashboard panel or an alert may
 /// query, so a renamed metric cannot leave an empty panel or a silent alert.
-const METRICS: [&str; 15] = [
+const METRICS: [&str; 16] = [
     "warble_grpc_server_requests_total",
     "warble_grpc_server_request_duration_seconds",
     "warble_grpc_server_requests_shed_total",
@@ -2300,6 +2300,7 @@ const METRICS: [&str; 15] = [
     "warble_consumer_events_processed_total",
     "warble_consumer_retries_total",
     "warble_consumer_dead_letters_total",
+    "warble_consumer_groups_vanished_total",
     "warble_timeline_cache_requests_total",
     "warble_timeline_rebuilds_total",
 ];
@@ -2315,9 +2316,10 @@ const HISTOGRAMS: [&str; 2] = [
 const NAMESPACE: &str = "warble";
 
 /// The alerts the PrometheusRule carries.
-const ALERTS: [&str; 6] = [
+const ALERTS: [&str; 7] = [
     "WarbleConsumerLagging",
     "WarbleDeadLetters",
+    "WarbleConsumerGroupVanished",
     "WarbleGrpcErrorRatio",
     "WarbleGraphqlErrorRatio",
     "WarbleGrpcLatencyHigh",
@@ -2496,6 +2498,10 @@ fn alerts_watch_lag_dead_letters_errors_and_p99_on_known_metrics() {
         (
             ("redis-cluster-values", "WarbleDeadLetters"),
             ("> 0", None, "warning"),
+        ),
+        (
+            ("redis-cluster-values", "WarbleConsumerGroupVanished"),
+            ("> 0", None, "critical"),
         ),
         (
             ("redis-cluster-values", "WarbleGrpcErrorRatio"),

@@ -53,6 +53,14 @@ pub struct RedisConfig {
     /// `warn` logs an error naming the setting, `refuse` stops the start
     /// with it, `off` skips the check.
     pub durability_check: DurabilityCheck,
+    /// Where this Redis holds the event streams: hours an entry is kept
+    /// even when a consumer group has not acknowledged it, so a stopped or
+    /// stuck consumer cannot fill the server (which refuses writes when
+    /// full, with `noeviction`). Trimming past a group's unacknowledged
+    /// entries is logged as an error; search-svc notices and rebuilds. 0
+    /// keeps entries until every group has acknowledged them. Streams
+    /// without consumer groups (dead letters) keep their own retention.
+    pub stream_retention_hours: u32,
 }
 
 /// See [`RedisConfig::durability_check`].
@@ -78,6 +86,7 @@ impl Default for RedisConfig {
             connect_timeout_ms: 2_000,
             response_timeout_ms: 2_000,
             durability_check: DurabilityCheck::default(),
+            stream_retention_hours: 168,
         }
     }
 }
@@ -111,6 +120,10 @@ impl RedisConfig {
                     "every node must be a redis:// URL",
                 ))
             }
+            _ if self.stream_retention_hours > 87_600 => Err(ConfigError::invalid(
+                &format!("{prefix}.stream_retention_hours"),
+                "must be at most 87600 (ten years); 0 keeps entries until acknowledged",
+            )),
             _ if self.connect_timeout_ms == 0 || self.response_timeout_ms == 0 => {
                 Err(ConfigError::invalid(
                     &format!("{prefix}.response_timeout_ms"),

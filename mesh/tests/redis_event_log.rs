@@ -194,6 +194,61 @@ async fn trimming_removes_only_what_every_group_acknowledged() {
     }
 }
 
+/// With a retention, entries older than it go even when a group has not
+/// acknowledged them (a dead consumer cannot fill the server), and appends
+/// alone trigger that trim; younger entries stay for the group.
+#[tokio::test]
+async fn retention_trims_old_entries_a_stalled_group_never_acknowledged() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let retention = Duration::from_millis(400);
+    let log = log_on(&server.config())
+        .await
+        .with_retention(Some(retention))
+        .with_trim_every(1);
+    // A group that reads one entry and then stalls.
+    let old = log.append("kept", 1, b"old").await.unwrap();
+    log.read_group("kept", "stalled", "c", 1, Duration::ZERO)
+        .await
+        .unwrap();
+    log.append("kept", 2, b"old too").await.unwrap();
+    assert_eq!(
+        log.trim("kept").await.unwrap(),
+        0,
+        "nothing is older than the retention yet"
+    );
+    tokio::time::sleep(retention + Duration::from_millis(100)).await;
+    // Appends alone trigger the trim (in the background).
+    let young = log.append("kept", 3, b"young").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stream_len(&log, "kept").await > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the old entries were never trimmed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(log.max_trimmed_id("kept").await.unwrap() > Some(old));
+    let rest = log
+        .read_group("kept", "stalled", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|d| d.id).collect::<Vec<_>>(), vec![young]);
+
+    // Without a retention the same stall keeps everything.
+    let keeping = log_on(&server.config()).await.with_retention(None);
+    keeping.append("kept", 1, b"old").await.unwrap();
+    keeping
+        .read_group("kept", "stalled", "c", 1, Duration::ZERO)
+        .await
+        .unwrap();
+    tokio::time::sleep(retention + Duration::from_millis(100)).await;
+    keeping.append("kept", 2, b"young").await.unwrap();
+    assert_eq!(keeping.trim("kept").await.unwrap(), 0);
+    assert_eq!(stream_len(&keeping, "kept").await, 2);
+}
+
 #[tokio::test]
 async fn acknowledgements_trigger_trimming_in_the_background() {
     let Some(redis) = RedisCluster::shared() else {

@@ -243,6 +243,8 @@ WARBLE_EVENTS__REDIS__), from `redis` or the values given as `redis`. */}}
 {{ .prefix }}CONNECT_TIMEOUT_MS: {{ $r.connectTimeoutMs | int64 | quote }}
 {{ .prefix }}RESPONSE_TIMEOUT_MS: {{ $r.responseTimeoutMs | int64 | quote }}
 {{ .prefix }}DURABILITY_CHECK: {{ $r.durabilityCheck | default "off" | quote }}
+{{- /* hasKey, not default: 0 (keep until acknowledged) is a setting. */}}
+{{ .prefix }}STREAM_RETENTION_HOURS: {{ ternary $r.streamRetentionHours 168 (hasKey $r "streamRetentionHours") | int64 | quote }}
 {{- end -}}
 
 {{/* `scylla.*` settings as `store.scylla.*` env vars (tweet-svc and notify-svc). */}}

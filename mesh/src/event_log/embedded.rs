@@ -27,16 +27,35 @@ const GROUPS: TableDefinition<(&str, &str), (u64, u64, u64)> =
 const PENDING: TableDefinition<(&str, &str, u64, u64), &[u8]> =
     TableDefinition::new("event_log.pending");
 
+/// (stream, reader) -> (applied ms, applied seq, whether it applied any):
+/// what a reader outside groups still needs ([`EventLog::pin`]).
+const PINS: TableDefinition<(&str, &str), (u64, u64, bool)> =
+    TableDefinition::new("event_log.pins");
+/// stream -> the newest id trimming removed ([`EventLog::max_trimmed_id`]).
+const TRIMMED: TableDefinition<&str, (u64, u64)> = TableDefinition::new("event_log.trimmed");
 /// (stream, group, member) -> alive until (ms): consumer group members.
 const MEMBERS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("event_log.members");
 /// (stream, lease) -> (holder, held until ms).
 const LEASES: TableDefinition<(&str, &str), (&str, u64)> = TableDefinition::new("event_log.leases");
 
-/// Event log on the embedded database. Cheap to clone; clones share wake-ups.
+/// Acknowledgements of a stream between trims of what every group and pin
+/// is done with.
+pub const DEFAULT_TRIM_EVERY: u64 = 1_000;
+
+/// Event log on the embedded database. Cheap to clone; clones share
+/// wake-ups and the trimming count.
+///
+/// Like the Redis log, it trims a stream of what every consumer group has
+/// acknowledged and every pinned reader has applied, once every
+/// [`DEFAULT_TRIM_EVERY`] acknowledgements (and on demand with
+/// [`EmbeddedEventLog::trim`]); a stream with neither groups nor pins is
+/// never trimmed that way (dead letters have their own retention).
 #[derive(Clone)]
 pub struct EmbeddedEventLog {
     database: Arc<Database>,
     appended: Arc<Notify>,
+    trim_every: u64,
+    acked_since_trim: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for EmbeddedEventLog {
@@ -89,11 +108,29 @@ impl EmbeddedEventLog {
         txn.open_table(PENDING)?;
         txn.open_table(MEMBERS)?;
         txn.open_table(LEASES)?;
+        txn.open_table(PINS)?;
+        txn.open_table(TRIMMED)?;
         txn.commit()?;
         Ok(Self {
             database,
             appended: Arc::new(Notify::new()),
+            trim_every: DEFAULT_TRIM_EVERY,
+            acked_since_trim: Arc::default(),
         })
+    }
+
+    /// Acknowledgements between automatic trims (at least 1).
+    pub fn with_trim_every(mut self, acknowledgements: u64) -> Self {
+        self.trim_every = acknowledgements.max(1);
+        self
+    }
+
+    /// Removes the entries of `stream` every consumer group has
+    /// acknowledged and every pinned reader has applied; returns how many.
+    pub async fn trim(&self, stream: &str) -> Result<u64, EventLogError> {
+        let stream = stream.to_owned();
+        self.blocking(move |database| trim_done(database, &stream))
+            .await
     }
 
     /// The database the log lives in; stores share it to append in their transactions.
@@ -294,36 +331,52 @@ impl EventLog for EmbeddedEventLog {
     }
 
     async fn ack(&self, stream: &str, group: &str, ids: &[EventId]) -> Result<u64, EventLogError> {
-        let (stream, group, ids) = (stream.to_owned(), group.to_owned(), ids.to_vec());
-        self.blocking(move |database| {
-            let txn = database.begin_write()?;
-            let mut acknowledged = 0;
-            {
-                let mut pending = txn.open_table(PENDING)?;
-                for id in &ids {
-                    if pending
-                        .remove((stream.as_str(), group.as_str(), id.ms, id.seq))?
-                        .is_some()
-                    {
-                        acknowledged += 1;
+        let (owned_stream, group, ids) = (stream.to_owned(), group.to_owned(), ids.to_vec());
+        let acknowledged = self
+            .blocking(move |database| {
+                let stream = owned_stream;
+                let txn = database.begin_write()?;
+                let mut acknowledged = 0;
+                {
+                    let mut pending = txn.open_table(PENDING)?;
+                    for id in &ids {
+                        if pending
+                            .remove((stream.as_str(), group.as_str(), id.ms, id.seq))?
+                            .is_some()
+                        {
+                            acknowledged += 1;
+                        }
+                    }
+                    if acknowledged > 0 {
+                        let mut groups = txn.open_table(GROUPS)?;
+                        let (ms, seq, acked) = groups
+                            .get((stream.as_str(), group.as_str()))?
+                            .map(|g| g.value())
+                            .unwrap_or((0, 0, 0));
+                        groups.insert(
+                            (stream.as_str(), group.as_str()),
+                            (ms, seq, acked + acknowledged),
+                        )?;
                     }
                 }
-                if acknowledged > 0 {
-                    let mut groups = txn.open_table(GROUPS)?;
-                    let (ms, seq, acked) = groups
-                        .get((stream.as_str(), group.as_str()))?
-                        .map(|g| g.value())
-                        .unwrap_or((0, 0, 0));
-                    groups.insert(
-                        (stream.as_str(), group.as_str()),
-                        (ms, seq, acked + acknowledged),
-                    )?;
+                txn.commit()?;
+                Ok(acknowledged)
+            })
+            .await?;
+        if acknowledged > 0 {
+            use std::sync::atomic::Ordering;
+            let since = self
+                .acked_since_trim
+                .fetch_add(acknowledged, Ordering::Relaxed)
+                + acknowledged;
+            if since >= self.trim_every {
+                self.acked_since_trim.store(0, Ordering::Relaxed);
+                if let Err(error) = self.trim(stream).await {
+                    tracing::warn!(stream, %error, "trimming the stream failed; the next trim retries");
                 }
             }
-            txn.commit()?;
-            Ok(acknowledged)
-        })
-        .await
+        }
+        Ok(acknowledged)
     }
 
     async fn reclaim(
@@ -521,6 +574,49 @@ impl EventLog for EmbeddedEventLog {
         }
     }
 
+    async fn pin(
+        &self,
+        stream: &str,
+        reader: &str,
+        applied: Option<EventId>,
+    ) -> Result<(), EventLogError> {
+        let (stream, reader) = (stream.to_owned(), reader.to_owned());
+        self.blocking(move |database| {
+            let txn = database.begin_write()?;
+            let position = applied.map_or((0, 0, false), |id| (id.ms, id.seq, true));
+            txn.open_table(PINS)?
+                .insert((stream.as_str(), reader.as_str()), position)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unpin(&self, stream: &str, reader: &str) -> Result<(), EventLogError> {
+        let (stream, reader) = (stream.to_owned(), reader.to_owned());
+        self.blocking(move |database| {
+            let txn = database.begin_write()?;
+            txn.open_table(PINS)?
+                .remove((stream.as_str(), reader.as_str()))?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn max_trimmed_id(&self, stream: &str) -> Result<Option<EventId>, EventLogError> {
+        let stream = stream.to_owned();
+        self.blocking(move |database| {
+            let read = database.begin_read()?;
+            let trimmed = read.open_table(TRIMMED)?.get(stream.as_str())?;
+            Ok(trimmed.map(|trimmed| {
+                let (ms, seq) = trimmed.value();
+                EventId { ms, seq }
+            }))
+        })
+        .await
+    }
+
     async fn heartbeat(
         &self,
         stream: &str,
@@ -686,10 +782,170 @@ impl EventLog for EmbeddedEventLog {
     }
 }
 
+/// The id right after `id`.
+fn next_id(ms: u64, seq: u64) -> (u64, u64) {
+    match seq.checked_add(1) {
+        Some(seq) => (ms, seq),
+        None => (ms.saturating_add(1), 0),
+    }
+}
+
+/// Trims `stream` of the entries every group acknowledged and every pinned
+/// reader applied (see [`EmbeddedEventLog`]); returns how many went.
+fn trim_done(database: &Database, stream: &str) -> Result<u64, EventLogError> {
+    let txn = database.begin_write()?;
+    let removed = {
+        // The oldest entry anyone still needs.
+        let mut keep: Option<(u64, u64)> = None;
+        let mut needs = |position: (u64, u64)| {
+            keep = Some(keep.map_or(position, |known| known.min(position)));
+        };
+        let groups = txn.open_table(GROUPS)?;
+        let pending = txn.open_table(PENDING)?;
+        for row in groups.range((stream, "")..)? {
+            let (key, value) = row?;
+            let (row_stream, group) = key.value();
+            if row_stream != stream {
+                break;
+            }
+            let first_pending = pending
+                .range((stream, group, 0, 0)..=(stream, group, u64::MAX, u64::MAX))?
+                .next()
+                .transpose()?
+                .map(|(key, _)| {
+                    let (_, _, ms, seq) = key.value();
+                    (ms, seq)
+                });
+            let (ms, seq, _) = value.value();
+            needs(first_pending.unwrap_or_else(|| next_id(ms, seq)));
+        }
+        let pins = txn.open_table(PINS)?;
+        for row in pins.range((stream, "")..)? {
+            let (key, value) = row?;
+            if key.value().0 != stream {
+                break;
+            }
+            let (ms, seq, applied_any) = value.value();
+            needs(if applied_any {
+                next_id(ms, seq)
+            } else {
+                (0, 0)
+            });
+        }
+        drop((groups, pending, pins));
+        let Some((keep_ms, keep_seq)) = keep else {
+            return Ok(0);
+        };
+        let mut entries = txn.open_table(ENTRIES)?;
+        let doomed: Vec<(u64, u64)> = entries
+            .range((stream, 0, 0)..(stream, keep_ms, keep_seq))?
+            .map(|entry| {
+                entry.map(|(position, _)| {
+                    let (_, ms, seq) = position.value();
+                    (ms, seq)
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        for (ms, seq) in &doomed {
+            entries.remove((stream, *ms, *seq))?;
+        }
+        if let Some(newest) = doomed.last() {
+            txn.open_table(TRIMMED)?.insert(stream, *newest)?;
+        }
+        doomed.len() as u64
+    };
+    txn.commit()?;
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event_log::conformance;
+
+    /// The ids `read_after` still finds in `stream`.
+    async fn remaining(log: &EmbeddedEventLog, stream: &str) -> Vec<EventId> {
+        log.read_after(stream, None, 1_000, Duration::ZERO)
+            .await
+            .unwrap()
+            .iter()
+            .map(|delivery| delivery.id)
+            .collect()
+    }
+
+    /// Trimming removes what every group acknowledged and every pinned
+    /// reader applied, records the newest entry removed, and runs by itself
+    /// every `trim_every` acknowledgements.
+    #[tokio::test]
+    async fn acknowledged_and_applied_entries_are_trimmed_and_the_rest_kept() {
+        let (_dir, log) = fresh();
+        let log = log.with_trim_every(1_000_000);
+        let mut ids = Vec::new();
+        for key in 0..10u64 {
+            ids.push(log.append("s", key, b"x").await.unwrap());
+        }
+        assert_eq!(log.trim("s").await.unwrap(), 0, "no group or pin: keep all");
+        log.pin("s", "reader", Some(ids[1])).await.unwrap();
+        let fast = log
+            .read_group("s", "fast", "c", 100, Duration::ZERO)
+            .await
+            .unwrap();
+        log.ack("s", "fast", &fast.iter().map(|d| d.id).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        log.read_group("s", "slow", "c", 5, Duration::ZERO)
+            .await
+            .unwrap();
+        log.ack("s", "slow", &ids[..3]).await.unwrap();
+
+        // The pin needs ids[2] on; slow still holds ids[3] pending.
+        assert_eq!(log.trim("s").await.unwrap(), 2);
+        assert_eq!(remaining(&log, "s").await, ids[2..]);
+        assert_eq!(log.max_trimmed_id("s").await.unwrap(), Some(ids[1]));
+        log.pin("s", "reader", Some(ids[8])).await.unwrap();
+        assert_eq!(
+            log.trim("s").await.unwrap(),
+            1,
+            "now slow's pending entry holds"
+        );
+        assert_eq!(remaining(&log, "s").await, ids[3..]);
+
+        // Everyone done: everything goes, and new entries still flow.
+        log.unpin("s", "reader").await.unwrap();
+        let rest = log
+            .read_group("s", "slow", "c", 100, Duration::ZERO)
+            .await
+            .unwrap();
+        let mut slow: Vec<EventId> = ids[3..5].to_vec();
+        slow.extend(rest.iter().map(|d| d.id));
+        log.ack("s", "slow", &slow).await.unwrap();
+        assert_eq!(log.trim("s").await.unwrap(), 7);
+        assert!(remaining(&log, "s").await.is_empty());
+        assert_eq!(log.max_trimmed_id("s").await.unwrap(), Some(ids[9]));
+        let late = log.append("s", 1, b"late").await.unwrap();
+        let got = log
+            .read_group("s", "fast", "c", 10, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), vec![late]);
+
+        // Acknowledgements trigger trimming by themselves.
+        let (_dir, log) = fresh();
+        let log = log.with_trim_every(2);
+        let first = log.append("auto", 1, b"x").await.unwrap();
+        let second = log.append("auto", 2, b"x").await.unwrap();
+        log.read_group("auto", "g", "c", 10, Duration::ZERO)
+            .await
+            .unwrap();
+        log.ack("auto", "g", &[first]).await.unwrap();
+        assert_eq!(
+            remaining(&log, "auto").await,
+            vec![first, second],
+            "not due yet"
+        );
+        log.ack("auto", "g", &[second]).await.unwrap();
+        assert!(remaining(&log, "auto").await.is_empty());
+    }
 
     fn fresh() -> (tempfile::TempDir, EmbeddedEventLog) {
         let dir = tempfile::tempdir().unwrap();

@@ -22,16 +22,19 @@
 //! [`EventLog::append_capped`], for streams tailed live and never consumed
 //! in groups, caps with `MAXLEN ~`): a length cap would
 //! drop entries whatever their state. Instead, once every
-//! [`RedisEventLog::with_trim_every`] acknowledgements of a stream (and on
-//! demand with [`RedisEventLog::trim`]) a script computes, over every group,
-//! the oldest entry still needed (the first pending one, else the one after
-//! the last delivered) and runs `XTRIM MINID` at it (then records the
-//! newest entry removed as the stream's `max-deleted-entry-id` with
-//! `XSETID`, which `XTRIM` alone leaves alone). Entries that are
-//! undelivered or unacknowledged by any group are never removed, and a
-//! stream nobody has created a group on is never trimmed. The cost: a
-//! group nobody reads any more holds its stream's history; delete such
-//! groups (`XGROUP DESTROY`).
+//! [`RedisEventLog::with_trim_every`] acknowledgements and appends of a
+//! stream (and on demand with [`RedisEventLog::trim`]) a script computes,
+//! over every group, the oldest entry still needed (the first pending one,
+//! else the one after the last delivered) and runs `XTRIM MINID` at it
+//! (then records the newest entry removed as the stream's
+//! `max-deleted-entry-id` with `XSETID`, which `XTRIM` alone leaves alone).
+//! Entries that are undelivered or unacknowledged by any group are kept,
+//! up to the retention ([`RedisEventLog::with_retention`],
+//! `stream_retention_hours`): older ones go whatever their state, and that
+//! cut is logged as an error, so a dead consumer cannot fill the server. A
+//! stream nobody has created a group on is never trimmed here. The cost: a
+//! group nobody reads any more holds its stream's history for the
+//! retention; delete such groups (`XGROUP DESTROY`).
 //!
 //! **Publishing once.** [`EventSink::publish_once`] runs a script that checks
 //! a marker key for the event id, appends only if it is absent, and sets it
@@ -258,14 +261,16 @@ return 1
     )
 });
 
-/// KEYS[1] stream. Trims entries every group is done with (see the module
-/// docs); returns how many were removed.
+/// KEYS[1] stream; ARGV[1] the retention floor id or ''. Trims entries
+/// every group is done with (see the module docs), and with a floor every
+/// older entry; returns {how many were removed, 1 when the floor removed
+/// entries some group had not acknowledged}.
 static TRIM: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
         r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
-if #groups == 0 then return 0 end
+if #groups == 0 then return {0, 0} end
 local function parse(id)
   local dash = string.find(id, '-', 1, true)
   return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
@@ -285,6 +290,16 @@ for _, group in ipairs(groups) do
     keep_ms, keep_seq = ms, seq
   end
 end
+-- Retention: ARGV[1], when not empty, is the oldest id to keep whatever
+-- the groups have acknowledged.
+local cut = 0
+if ARGV[1] ~= '' then
+  local floor_ms, floor_seq = parse(ARGV[1])
+  if floor_ms > keep_ms or (floor_ms == keep_ms and floor_seq > keep_seq) then
+    keep_ms, keep_seq = floor_ms, floor_seq
+    cut = 1
+  end
+end
 local keep = string.format('%d-%d', keep_ms, keep_seq)
 -- XTRIM does not update the stream's max-deleted-entry-id (only XDEL
 -- does), yet readers outside groups read it to learn they missed entries:
@@ -301,7 +316,8 @@ if trimmed > 0 and newest_trimmed then
     redis.call('XSETID', KEYS[1], fields['last-generated-id'], 'MAXDELETEDID', newest_trimmed[1])
   end
 end
-return trimmed
+if trimmed == 0 then cut = 0 end
+return {trimmed, cut}
 "#,
     )
 });
@@ -318,6 +334,8 @@ pub struct RedisEventLog {
     acked_since_trim: Mutex<HashMap<String, u64>>,
     /// Consumer groups found gone that had been created before.
     groups_vanished: std::sync::atomic::AtomicU64,
+    /// Longest an entry of a consumed stream is kept (`None`: until acknowledged).
+    retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for RedisEventLog {
@@ -340,6 +358,7 @@ impl RedisEventLog {
             groups: Mutex::new(HashSet::new()),
             acked_since_trim: Mutex::new(HashMap::new()),
             groups_vanished: std::sync::atomic::AtomicU64::new(0),
+            retention: None,
         }
     }
 
@@ -356,7 +375,9 @@ impl RedisEventLog {
         client
             .check_durability(config.durability_check, "the event log", "durability_check")
             .await?;
-        Ok(Self::new(client))
+        let retention = (config.stream_retention_hours > 0)
+            .then(|| Duration::from_secs(u64::from(config.stream_retention_hours) * 3_600));
+        Ok(Self::new(client).with_retention(retention))
     }
 
     /// Prepends `prefix` to every stream's key, so several logs (tests,
@@ -369,6 +390,14 @@ impl RedisEventLog {
     /// How long `publish_once` remembers an event id (at least one second).
     pub fn with_dedupe_ttl(mut self, ttl: Duration) -> Self {
         self.dedupe_ttl = ttl.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Keeps entries no longer than `retention` even if a group has not
+    /// acknowledged them (`None`: until every group has); see
+    /// `RedisConfig::stream_retention_hours`.
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -391,7 +420,7 @@ impl RedisEventLog {
     /// Removes the entries of `stream` that every consumer group has
     /// acknowledged (and nothing else); returns how many were removed.
     pub async fn trim(&self, stream: &str) -> Result<u64, EventLogError> {
-        trim_stream(&self.client, &self.stream_key(stream)).await
+        trim_stream(&self.client, &self.stream_key(stream), self.retention).await
     }
 
     async fn ensure_group(&self, key: &str, group: &str) -> Result<(), RedisError> {
@@ -498,7 +527,10 @@ impl RedisEventLog {
     }
 
     /// Counts acknowledgements and starts a trim in the background when one is due.
-    fn note_acknowledged(&self, key: &str, count: u64) {
+    /// Counts acknowledgements and appends on the stream at `key`, and
+    /// trims it in the background every `trim_every` of them: appends count
+    /// too, so retention holds while no consumer acknowledges anything.
+    fn note_activity(&self, key: &str, count: u64) {
         let due = {
             let mut acked = self
                 .acked_since_trim
@@ -514,9 +546,9 @@ impl RedisEventLog {
             }
         };
         if due {
-            let (client, key) = (self.client.clone(), key.to_owned());
+            let (client, key, retention) = (self.client.clone(), key.to_owned(), self.retention);
             tokio::spawn(async move {
-                if let Err(error) = trim_stream(&client, &key).await {
+                if let Err(error) = trim_stream(&client, &key, retention).await {
                     tracing::warn!(stream = %key, %error, "trimming the stream failed; the next trim retries");
                 }
             });
@@ -524,10 +556,32 @@ impl RedisEventLog {
     }
 }
 
-async fn trim_stream(client: &RedisClient, key: &str) -> Result<u64, EventLogError> {
-    client.query(TRIM.call(&[key])).await.map_err(|error| {
-        EventLogError::Unavailable(format!("redis at {}: {error}", client.address()))
-    })
+/// Trims what every group acknowledged, and with `retention` everything
+/// older; returns how many entries went.
+async fn trim_stream(
+    client: &RedisClient,
+    key: &str,
+    retention: Option<Duration>,
+) -> Result<u64, EventLogError> {
+    let floor = retention.map_or_else(String::new, |retention| {
+        let floor_ms = crate::time::now_ms().saturating_sub(retention.as_millis() as u64);
+        format!("{floor_ms}-0")
+    });
+    let (trimmed, cut): (u64, u64) =
+        client
+            .query(TRIM.call(&[key]).arg(floor))
+            .await
+            .map_err(|error| {
+                EventLogError::Unavailable(format!("redis at {}: {error}", client.address()))
+            })?;
+    if cut == 1 {
+        tracing::error!(
+            stream = %key,
+            trimmed,
+            "stream retention trimmed entries a consumer group had not acknowledged: that group never applies them (raise redis.stream_retention_hours or fix the consumer)"
+        );
+    }
+    Ok(trimmed)
 }
 
 /// A key in the same cluster slot as `key`: `key`'s own hash tag if it has
@@ -627,6 +681,7 @@ impl EventLog for RedisEventLog {
             .query(request)
             .await
             .map_err(|error| self.unavailable(error))?;
+        self.note_activity(&self.stream_key(stream), 1);
         id.parse()
     }
 
@@ -705,7 +760,7 @@ impl EventLog for RedisEventLog {
             .await
             .map_err(|error| self.unavailable(error))?;
         if acknowledged > 0 {
-            self.note_acknowledged(&key, acknowledged);
+            self.note_activity(&key, acknowledged);
         }
         Ok(acknowledged)
     }
@@ -990,8 +1045,9 @@ impl EventSink for RedisEventLog {
         self.client
             .query::<String>(request)
             .await
-            .map(|_| ())
-            .map_err(|error| self.unavailable(error))
+            .map_err(|error| self.unavailable(error))?;
+        self.note_activity(&stream_key, 1);
+        Ok(())
     }
 }
 

@@ -104,3 +104,46 @@ async fn a_user_journey_survives_a_restart() {
     assert!(newer > bob);
     stack.stop().await;
 }
+
+/// In the single-process stack every service shares the process, so the
+/// gateway's `/metrics` shows the services' RPCs (counted on the
+/// in-process calls as a network server counts them) beside the GraphQL
+/// operations and the consumers.
+#[tokio::test]
+async fn the_gateways_metrics_show_every_service_in_one_process() {
+    let stack = TestStack::start().await;
+    let gql = stack.graphql();
+    let (_, token) = gql.sign_up("metered").await;
+    gql.data(
+        Some(&token),
+        "mutation MeteredPost($t: String!) { postTweet(text: $t) { id } }",
+        serde_json::json!({ "t": "counted" }),
+    )
+    .await;
+    stack.settle().await;
+    let text = reqwest::get(format!("http://{}/metrics", gql.addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    for series in [
+        r#"warble_grpc_server_requests_total{service="tweet-svc",method="/warble.tweet.v1.TweetService/CreateTweet",code="OK"}"#,
+        r#"warble_grpc_server_requests_total{service="graph-svc",method="/warble.graph.v1.GraphService/CreateUser",code="OK"}"#,
+        r#"warble_graphql_requests_total{operation="MeteredPost",type="mutation",outcome="ok"}"#,
+        r#"warble_consumer_events_processed_total{group="fanout"}"#,
+    ] {
+        assert!(
+            value(series).is_some_and(|count| count >= 1.0),
+            "{series} in {text}"
+        );
+    }
+}
