@@ -181,9 +181,17 @@ impl Executor for EdgeExecutor {
             let response = Response::from_errors(vec![error]);
             return stream::once(async move { response }).boxed();
         }
+        let started = Instant::now();
         if let Err(refusal) = self.admit(&mut request) {
+            operation::record_unidentified(started.elapsed());
             let response = refused(refusal);
             return stream::once(async move { response }).boxed();
+        }
+        // A subscription is counted when it starts (its "duration" is the
+        // start alone: it then runs as long as the client listens).
+        match Operation::of(&mut request) {
+            Some(operation) => operation.record(started.elapsed(), false),
+            None => operation::record_unidentified(started.elapsed()),
         }
         let connection = session_data.unwrap_or_default();
         // Over a WebSocket, each operation holds a slot of its connection's

@@ -454,16 +454,20 @@ impl ProcessStack {
         self.restart_with(binary, &[]);
     }
 
-    /// Starts another replica of `binary` (its own gRPC and metrics ports,
-    /// otherwise the same environment), named `<binary>#<n>` in the stack.
-    pub fn start_replica(&mut self, binary: &str) -> String {
-        let mut env = self
-            .commands
+    /// The environment `binary` was first started with.
+    fn environment_of(&self, binary: &str) -> Vec<(String, String)> {
+        self.commands
             .iter()
             .find(|(name, _)| name == binary)
             .unwrap_or_else(|| panic!("no {binary} in the stack"))
             .1
-            .clone();
+            .clone()
+    }
+
+    /// Starts another replica of `binary` (its own gRPC and metrics ports,
+    /// otherwise the same environment), named `<binary>#<n>` in the stack.
+    pub fn start_replica(&mut self, binary: &str) -> String {
+        let mut env = self.environment_of(binary);
         let metrics = free_port();
         for (key, value) in &mut env {
             match key.as_str() {
@@ -488,13 +492,7 @@ impl ProcessStack {
     /// environment, for this run of the process only (a failpoint, a
     /// smaller page).
     pub fn restart_with(&mut self, binary: &str, extra: &[(&str, &str)]) {
-        let mut env = self
-            .commands
-            .iter()
-            .find(|(name, _)| name == binary)
-            .unwrap_or_else(|| panic!("no {binary} in the stack"))
-            .1
-            .clone();
+        let mut env = self.environment_of(binary);
         env.extend(
             extra
                 .iter()

@@ -10,6 +10,11 @@
 //! - *cache.push direct*: the same deliveries written straight into the
 //!   cache in follower pages of 5,000, as the engine writes them: the cache's
 //!   own ceiling, without the services around it.
+//!
+//! And one row per backend for a real mix: many authors with Zipf-distributed
+//! follower counts (most under 1,000) posting at once, timed until every
+//! delivery is written: per-post overhead, which dominates small audiences,
+//! against the same ZADD ceiling.
 
 use std::time::{Duration, Instant};
 
@@ -40,11 +45,21 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
         "every audience must be below the celebrity threshold ({threshold}) to be pushed"
     );
     let posts = options.posts.unwrap_or(options.pick(3, 20));
+    let mixed = mixed_audiences(options.pick(12, 300), options.pick(60, 5_000));
+    anyhow::ensure!(
+        mixed.iter().all(|&a| (a as u64) < threshold),
+        "the mixed authors' audiences must be below the celebrity threshold ({threshold})"
+    );
     let kinds = backends(options, &[BackendKind::Embedded, BackendKind::Redis]);
     report.param("celebrity_threshold", threshold);
     report.param("followers", audiences.clone());
     report.param("posts_per_author", posts as u64);
     report.param("follower_page_size", PAGE as u64);
+    report.param("mixed_authors", mixed.len() as u64);
+    report.param(
+        "mixed_deliveries_per_round",
+        mixed.iter().sum::<usize>() as u64 + mixed.len() as u64,
+    );
 
     let redis = if kinds.contains(&BackendKind::Redis) {
         let target = RedisTarget::acquire(options.redis_url.as_deref())?;
@@ -64,11 +79,13 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
         }
         let backend = cache_backend(kind, redis.as_ref().map(|r| r.url.as_str()), "fanout");
         let name = backend.name();
-        let workload = audience_workload(&audiences, threshold);
+        // The measured authors first, then the mixed ones.
+        let everyone: Vec<usize> = audiences.iter().chain(&mixed).copied().collect();
+        let workload = audience_workload(&everyone, threshold);
         let mut stack_options = options.stack_options(threshold);
         stack_options.backend = backend;
         let prepared = prepare(options, workload, stack_options, &mut report).await?;
-        let pool: Vec<u64> = (audiences.len()..prepared.loaded.user_ids.len())
+        let pool: Vec<u64> = (everyone.len()..prepared.loaded.user_ids.len())
             .map(|index| prepared.user_id(index))
             .collect();
         options.say(format!("{name}: warming up {} followers", pool.len()));
@@ -115,6 +132,52 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                 .with_extra("ms_per_post", elapsed.as_secs_f64() * 1e3 / posts as f64),
             );
         }
+
+        // The mix: every mixed author posts at once.
+        let first_mixed = audiences.len();
+        let expected: u64 = mixed
+            .iter()
+            .map(|&followers| (posts * (followers + 1)) as u64)
+            .sum();
+        let before = prepared.stack.deliveries_written();
+        let started = Instant::now();
+        let rounds: Vec<(usize, usize)> = (0..posts)
+            .flat_map(|n| (0..mixed.len()).map(move |author| (first_mixed + author, n)))
+            .collect();
+        let ids: Vec<(usize, u64)> = futures::stream::iter(rounds)
+            .map(|(author, n)| {
+                let grpc = prepared.grpc.clone();
+                let author_id = prepared.user_id(author);
+                async move {
+                    let id = grpc
+                        .post(author_id, &format!("mixed fan-out {n} #bench"))
+                        .await?;
+                    anyhow::Ok((author, id))
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect()
+            .await?;
+        let deadline = started + Duration::from_secs(600);
+        while prepared.stack.deliveries_written() - before < expected {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the mixed authors' fan-out did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let elapsed = started.elapsed();
+        posted.extend(
+            ids.into_iter()
+                .map(|(author, tweet_id)| Posted { author, tweet_id }),
+        );
+        report.measurements.push(
+            Measurement::new(mixed_row(mixed.len(), name), "deliveries")
+                .label("backend", name)
+                .label("kind", "mixed")
+                .with_throughput(expected, elapsed)
+                .with_extra("posts", (posts * mixed.len()) as u64),
+        );
         verify_posts(&prepared, &posted, 0, &mut report).await?;
 
         // Straight into the cache, after verification (these entries are synthetic).
@@ -148,7 +211,43 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
         ceilings(options, redis, threshold, &mut report).await?;
     }
     ratios(&audiences, &mut report);
+    mixed_ratio(mixed.len(), &mut report);
     Ok(report)
+}
+
+/// `authors` follower counts after Zipf's law below `top` (s = 1), at least
+/// 10 each: a few large audiences, most small.
+fn mixed_audiences(authors: usize, top: usize) -> Vec<usize> {
+    (0..authors)
+        .map(|rank| (top / (rank + 1)).max(10))
+        .collect()
+}
+
+fn mixed_row(authors: usize, backend: &str) -> String {
+    format!("fanout-svc pipeline: {authors} mixed authors at once ({backend})")
+}
+
+/// The mixed authors' aggregate rate against Redis's ZADD ceiling.
+fn mixed_ratio(authors: usize, report: &mut Report) {
+    let name = "redis mixed authors / redis-benchmark";
+    report.ratio_of_throughput(
+        name,
+        &mixed_row(authors, "redis"),
+        "ceiling: redis-benchmark ZADD random keys -P 16",
+    );
+    if let Some(ratio) = report.ratios.iter().find(|r| r.name == name).cloned() {
+        report.target(
+            "mixed-author fan-out at least half the ZADD rate",
+            format!(
+                "{:.0} deliveries/s through fanout-svc into Redis from {authors} authors posting at once = {:.2} x redis-benchmark ZADD -P 16",
+                report
+                    .measurement(&ratio.numerator)
+                    .map_or(0.0, |m| m.throughput_per_s),
+                ratio.value
+            ),
+            ratio.value >= 0.5,
+        );
+    }
 }
 
 async fn ceilings(

@@ -459,22 +459,7 @@ impl EventLog for EmbeddedEventLog {
         let stream = stream.to_owned();
         self.blocking(move |database| {
             let txn = database.begin_write()?;
-            let removed = {
-                let mut entries = txn.open_table(ENTRIES)?;
-                let doomed: Vec<(u64, u64)> = entries
-                    .range((stream.as_str(), 0, 0)..(stream.as_str(), before.ms, before.seq))?
-                    .map(|entry| {
-                        entry.map(|(position, _)| {
-                            let (_, ms, seq) = position.value();
-                            (ms, seq)
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-                for (ms, seq) in &doomed {
-                    entries.remove((stream.as_str(), *ms, *seq))?;
-                }
-                doomed.len() as u64
-            };
+            let removed = remove_before(&txn, &stream, (before.ms, before.seq))?.len() as u64;
             txn.commit()?;
             Ok(removed)
         })
@@ -782,6 +767,29 @@ impl EventLog for EmbeddedEventLog {
     }
 }
 
+/// Removes the entries of `stream` older than `before` (ms, seq); returns
+/// their ids, oldest first.
+fn remove_before(
+    txn: &WriteTransaction,
+    stream: &str,
+    before: (u64, u64),
+) -> Result<Vec<(u64, u64)>, EventLogError> {
+    let mut entries = txn.open_table(ENTRIES)?;
+    let doomed: Vec<(u64, u64)> = entries
+        .range((stream, 0, 0)..(stream, before.0, before.1))?
+        .map(|entry| {
+            entry.map(|(position, _)| {
+                let (_, ms, seq) = position.value();
+                (ms, seq)
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    for (ms, seq) in &doomed {
+        entries.remove((stream, *ms, *seq))?;
+    }
+    Ok(doomed)
+}
+
 /// The id right after `id`.
 fn next_id(ms: u64, seq: u64) -> (u64, u64) {
     match seq.checked_add(1) {
@@ -836,19 +844,7 @@ fn trim_done(database: &Database, stream: &str) -> Result<u64, EventLogError> {
         let Some((keep_ms, keep_seq)) = keep else {
             return Ok(0);
         };
-        let mut entries = txn.open_table(ENTRIES)?;
-        let doomed: Vec<(u64, u64)> = entries
-            .range((stream, 0, 0)..(stream, keep_ms, keep_seq))?
-            .map(|entry| {
-                entry.map(|(position, _)| {
-                    let (_, ms, seq) = position.value();
-                    (ms, seq)
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        for (ms, seq) in &doomed {
-            entries.remove((stream, *ms, *seq))?;
-        }
+        let doomed = remove_before(&txn, stream, (keep_ms, keep_seq))?;
         if let Some(newest) = doomed.last() {
             txn.open_table(TRIMMED)?.insert(stream, *newest)?;
         }
