@@ -45,6 +45,7 @@ options:
   --data-dir <dir>         embedded database directory (default: a fresh temp dir)
   --calls <how>            in-process (default: services call each other inside the
                            process, as `warble dev` does) or network (loopback gRPC)
+  --workers <n>            fanout-svc's consumer workers (default: its own, 4)
   --quiet                  no progress lines on stderr
 ";
 
@@ -207,6 +208,10 @@ fn options(flags: &Flags) -> anyhow::Result<Options> {
             Some(other) => anyhow::bail!("unknown --calls `{other}` (in-process, network)"),
         },
         progress: !flags.has("quiet"),
+        consumer_workers: number("workers")?
+            .map(|n| u32::try_from(n).ok().filter(|n| (1..=256).contains(n)))
+            .map(|n| n.context("--workers must be between 1 and 256"))
+            .transpose()?,
     })
 }
 
@@ -249,7 +254,7 @@ impl Flags {
                 pairs.push((name.to_owned(), Some(value.clone())));
             }
         }
-        const KNOWN: [&str; 20] = [
+        const KNOWN: [&str; 21] = [
             "smoke",
             "quiet",
             "out",
@@ -268,6 +273,7 @@ impl Flags {
             "redis-url",
             "data-dir",
             "calls",
+            "workers",
             "results",
             "help",
         ];

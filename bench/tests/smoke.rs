@@ -101,8 +101,24 @@ async fn fanout_delivers_every_tweet_and_measures_the_redis_ceiling() {
     assert!(report.checks.deliveries_verified > 0);
     let has = |name: &str| report.measurements.iter().any(|m| m.name.contains(name));
     assert!(has("fanout-svc pipeline") && has("(embedded)"));
+    assert!(
+        has("mixed authors at once (embedded)"),
+        "the mixed authors' row ran (and their posts were verified with the rest)"
+    );
     if redis_installed() {
         assert!(has("(redis)"), "the Redis rows ran");
+        let benchmark_installed = std::process::Command::new("redis-benchmark")
+            .arg("--version")
+            .output()
+            .is_ok();
+        assert!(
+            !benchmark_installed
+                || report
+                    .ratios
+                    .iter()
+                    .any(|r| r.name == "redis mixed authors / redis-benchmark"),
+            "the mixed row is a ratio against the same run's redis-benchmark ceiling"
+        );
         assert!(has("ceiling: raw pipelined ZADD"));
         assert!(
             report

@@ -18,7 +18,10 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
+use warble_proto::limits::tweet::MAX_WRITE_BATCH;
+use warble_proto::tweet::v1::{CreateTweetRequest, CreateTweetsRequest};
 use warble_timeline_cache::Entry;
 
 use super::{
@@ -141,23 +144,53 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             .sum();
         let before = prepared.stack.deliveries_written();
         let started = Instant::now();
-        let rounds: Vec<(usize, usize)> = (0..posts)
-            .flat_map(|n| (0..mixed.len()).map(move |author| (first_mixed + author, n)))
+        // Each round is one CreateTweets batch (a tweet from every mixed
+        // author), so taking the posts costs tweet-svc one commit per round
+        // and the clock measures fan-out, not tweet-svc's commits.
+        let batches: Vec<Vec<(usize, CreateTweetRequest)>> = (0..posts)
+            .flat_map(|n| {
+                let authors: Vec<usize> = (first_mixed..first_mixed + mixed.len()).collect();
+                authors
+                    .chunks(MAX_WRITE_BATCH)
+                    .map(|chunk| {
+                        chunk
+                            .iter()
+                            .map(|&author| {
+                                let request = CreateTweetRequest {
+                                    author_id: prepared.user_id(author),
+                                    text: format!("mixed fan-out {n} #bench"),
+                                    ..Default::default()
+                                };
+                                (author, request)
+                            })
+                            .collect()
+                    })
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        let ids: Vec<(usize, u64)> = futures::stream::iter(rounds)
-            .map(|(author, n)| {
-                let grpc = prepared.grpc.clone();
-                let author_id = prepared.user_id(author);
+        let ids: Vec<Vec<(usize, u64)>> = futures::stream::iter(batches)
+            .map(|batch| {
+                let mut tweets = prepared.grpc.tweets.clone();
                 async move {
-                    let id = grpc
-                        .post(author_id, &format!("mixed fan-out {n} #bench"))
-                        .await?;
-                    anyhow::Ok((author, id))
+                    let (authors, requests): (Vec<usize>, Vec<CreateTweetRequest>) =
+                        batch.into_iter().unzip();
+                    let created = tweets
+                        .create_tweets(CreateTweetsRequest { tweets: requests })
+                        .await?
+                        .into_inner();
+                    let ids = created
+                        .results
+                        .into_iter()
+                        .map(|result| result.tweet.map(|tweet| tweet.id))
+                        .collect::<Option<Vec<u64>>>()
+                        .context("CreateTweets returned a result without its tweet")?;
+                    anyhow::Ok(authors.into_iter().zip(ids).collect())
                 }
             })
-            .buffer_unordered(32)
+            .buffer_unordered(4)
             .try_collect()
             .await?;
+        let ids: Vec<(usize, u64)> = ids.into_iter().flatten().collect();
         let deadline = started + Duration::from_secs(600);
         while prepared.stack.deliveries_written() - before < expected {
             anyhow::ensure!(

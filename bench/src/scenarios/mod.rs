@@ -210,6 +210,9 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Services call each other over loopback gRPC instead of in process.
     pub network_calls: bool,
+    /// fanout-svc's parallel consumer workers (`consumer.workers`); `None`
+    /// keeps the service's default.
+    pub consumer_workers: Option<u32>,
     /// Print progress lines to stderr.
     pub progress: bool,
 }
@@ -243,6 +246,9 @@ impl Options {
             data_dir: self.data_dir.clone(),
             celebrity_threshold: threshold,
             in_process_calls: !self.network_calls,
+            consumer_workers: self
+                .consumer_workers
+                .unwrap_or(StackOptions::default().consumer_workers),
             ..StackOptions::default()
         }
     }
