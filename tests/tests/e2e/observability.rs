@@ -162,6 +162,25 @@ async fn a_post_and_a_timeline_read_are_one_trace_each_and_every_process_counts_
         r#"warble_grpc_server_request_duration_seconds_count{service="tweet-svc",method="/warble.tweet.v1.TweetService/CreateTweet"}"#,
     );
     assert_eq!(timed, Some(1.0), "{tweets}");
+    // A call refused before any message carries its code in the headers
+    // (trailers-only): counted under that code.
+    let oversized = warble_proto::tweet::v1::GetTweetsRequest {
+        tweet_ids: vec![1; warble_proto::limits::tweet::MAX_BATCH + 1],
+        ..Default::default()
+    };
+    let refused = warble_proto::tweet::v1::tweet_service_client::TweetServiceClient::new(
+        warble_tests::channel(stack.tweet_addr()).await,
+    )
+    .get_tweets(oversized)
+    .await
+    .expect_err("more ids than a batch may carry");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    let tweets = stack.metrics_text("tweet-svc").await;
+    let invalid = sample(
+        &tweets,
+        r#"warble_grpc_server_requests_total{service="tweet-svc",method="/warble.tweet.v1.TweetService/GetTweets",code="INVALID_ARGUMENT"}"#,
+    );
+    assert_eq!(invalid, Some(1.0), "{tweets}");
     let gateway = stack.metrics_text("gateway").await;
     let operations = sample(
         &gateway,
