@@ -189,10 +189,16 @@ impl Executor for EdgeExecutor {
         }
         // A subscription is counted when it starts (its "duration" is the
         // start alone: it then runs as long as the client listens).
-        match Operation::of(&mut request) {
-            Some(operation) => operation.record(started.elapsed(), false),
-            None => operation::record_unidentified(started.elapsed()),
-        }
+        let span = match Operation::of(&mut request) {
+            Some(operation) => {
+                operation.record(started.elapsed(), false);
+                operation.span()
+            }
+            None => {
+                operation::record_unidentified(started.elapsed());
+                Span::none()
+            }
+        };
         let connection = session_data.unwrap_or_default();
         // Over a WebSocket, each operation holds a slot of its connection's
         // budget for as long as it runs.
@@ -216,15 +222,21 @@ impl Executor for EdgeExecutor {
             None => None,
         };
         let expiry = connection_value::<TokenExpiry>(&connection).copied();
-        let responses = self
+        let mut executing = self
             .schema
-            .execute_stream_with_session_data(request, connection)
-            .map(move |mut response| {
-                // The slot goes back when the stream is dropped.
-                let _running = &slot;
-                classify_errors(&mut response);
-                response
-            });
+            .execute_stream_with_session_data(request, connection);
+        // The operation's span is current whenever the stream is polled, so
+        // the downstream calls it makes join the operation's trace.
+        let responses = stream::poll_fn(move |cx| {
+            let _entered = span.enter();
+            executing.as_mut().poll_next(cx)
+        })
+        .map(move |mut response| {
+            // The slot goes back when the stream is dropped.
+            let _running = &slot;
+            classify_errors(&mut response);
+            response
+        });
         match expiry {
             Some(expiry) => until_token_expiry(responses, expiry),
             None => responses.boxed(),

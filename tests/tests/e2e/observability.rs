@@ -148,6 +148,38 @@ async fn a_post_and_a_timeline_read_are_one_trace_each_and_every_process_counts_
         );
     }
 
+    // The same read over a WebSocket (graphql-transport-ws) is a trace of
+    // its own, rooted the same way.
+    let mut socket = warble_tests::graphql::Subscription::start(
+        graphql.addr(),
+        &reader_token,
+        "query ReadOverSocket { homeTimeline(first: 10) { edges { node { id author { username } } } } }",
+    )
+    .await;
+    let over_socket = socket
+        .next_data(Duration::from_secs(10))
+        .await
+        .expect("the query's result");
+    assert!(
+        over_socket["homeTimeline"]["edges"][0]["node"]["id"].is_string(),
+        "{over_socket}"
+    );
+    receiver
+        .wait_for("read-over-socket trace", SPANS_WITHIN, |spans| {
+            let root = spans
+                .iter()
+                .find(|span| span.service == "gateway" && span.name == "query ReadOverSocket")?;
+            let in_trace = trace(spans, &root.trace_id);
+            let timeline_call = in_trace
+                .iter()
+                .any(|span| span.service == "timeline-svc" && span.name == "grpc.server");
+            let all_under_root = in_trace
+                .iter()
+                .all(|span| descends_from(&in_trace, span, root));
+            (root.parent_span_id.is_empty() && timeline_call && all_under_root).then_some(())
+        })
+        .await;
+
     // Metrics: RED per RPC on the service that served it, per operation on
     // the gateway, the consumer group's counters and backlog on fan-out,
     // cache reads on timeline-svc.
