@@ -112,14 +112,10 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                 .buffered(4)
                 .try_collect()
                 .await?;
-            let deadline = started + Duration::from_secs(600);
-            while prepared.stack.deliveries_written() - before < expected {
-                anyhow::ensure!(
-                    Instant::now() < deadline,
-                    "fan-out of {posts} tweets to {followers} followers did not finish"
-                );
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            deliveries_reach(&prepared, before + expected, started, || {
+                format!("fan-out of {posts} tweets to {followers} followers")
+            })
+            .await?;
             let elapsed = started.elapsed();
             posted.extend(ids.into_iter().map(|tweet_id| Posted { author, tweet_id }));
             report.measurements.push(
@@ -191,14 +187,10 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             .try_collect()
             .await?;
         let ids: Vec<(usize, u64)> = ids.into_iter().flatten().collect();
-        let deadline = started + Duration::from_secs(600);
-        while prepared.stack.deliveries_written() - before < expected {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the mixed authors' fan-out did not finish"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        deliveries_reach(&prepared, before + expected, started, || {
+            "the mixed authors' fan-out".to_owned()
+        })
+        .await?;
         let elapsed = started.elapsed();
         posted.extend(
             ids.into_iter()
@@ -246,6 +238,22 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     ratios(&audiences, &mut report);
     mixed_ratio(mixed.len(), &mut report);
     Ok(report)
+}
+
+/// Waits (up to ten minutes from `started`) until fanout-svc has written
+/// `target` deliveries in all; `what` names the work in the error.
+async fn deliveries_reach(
+    prepared: &super::Prepared,
+    target: u64,
+    started: Instant,
+    what: impl Fn() -> String,
+) -> anyhow::Result<()> {
+    let deadline = started + Duration::from_secs(600);
+    while prepared.stack.deliveries_written() < target {
+        anyhow::ensure!(Instant::now() < deadline, "{} did not finish", what());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
 }
 
 /// `authors` follower counts after Zipf's law below `top` (s = 1), at least

@@ -42,6 +42,23 @@ where
     members_and_leases_coordinate_a_groups_replicas(&log).await;
 }
 
+/// Waits until `condition` holds, polling, for at most ten seconds (far
+/// beyond the short TTLs the checks use); panics naming `what` otherwise.
+async fn eventually<F, Fut>(what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited in vain for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Heartbeats list a group's live members (sorted, a lapsed or departed
 /// one gone); a lease has one holder at a time, is renewed by its holder,
 /// lapses when not renewed, and is released only by its holder.
@@ -55,12 +72,11 @@ pub async fn members_and_leases_coordinate_a_groups_replicas(log: &impl EventLog
     );
     // Another group's members are its own.
     assert_eq!(log.heartbeat("coord", "h", "c", long).await.unwrap(), ["c"]);
-    tokio::time::sleep(short * 2).await;
-    assert_eq!(
-        log.heartbeat("coord", "g", "b", long).await.unwrap(),
-        ["b"],
-        "a lapsed"
-    );
+    // a's membership lapses (b's heartbeats renew b's alone).
+    eventually("a's membership to lapse", || async {
+        log.heartbeat("coord", "g", "b", long).await.unwrap() == ["b"]
+    })
+    .await;
     log.heartbeat("coord", "g", "a", long).await.unwrap();
     assert_eq!(
         log.heartbeat("coord", "g", "a", Duration::ZERO)
@@ -83,11 +99,11 @@ pub async fn members_and_leases_coordinate_a_groups_replicas(log: &impl EventLog
         log.lease("coord", "p1", "b", long).await.unwrap(),
         "leases are independent"
     );
-    tokio::time::sleep(short * 2).await;
-    assert!(
-        log.lease("coord", "p0", "b", long).await.unwrap(),
-        "an unrenewed lease lapses"
-    );
+    // Unrenewed, a's lease lapses and b takes it.
+    eventually("a's unrenewed lease to lapse", || async {
+        log.lease("coord", "p0", "b", long).await.unwrap()
+    })
+    .await;
     log.release("coord", "p0", "a").await.unwrap();
     assert!(
         !log.lease("coord", "p0", "a", long).await.unwrap(),
