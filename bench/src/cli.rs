@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::scenarios::{BackendKind, Options, Scenario};
+use crate::stack::StackShape;
 
 const USAGE: &str = "\
 usage: warble-bench <scenario|all> [options]
@@ -45,6 +46,13 @@ options:
   --data-dir <dir>         embedded database directory (default: a fresh temp dir)
   --calls <how>            in-process (default: services call each other inside the
                            process, as `warble dev` does) or network (loopback gRPC)
+  --stack <shape>          dev (default: `warble dev`'s single process) or processes:
+                           tweet-, graph-, timeline-, fanout-svc and the gateway as
+                           separate processes (the binaries next to warble-bench; build
+                           them with `cargo build --release --bins`), every internal call
+                           over loopback gRPC, event log and timeline cache on two
+                           throwaway redis-servers (read, delivery, mixed, celebrity, wide)
+  --binaries <dir>         where --stack processes finds the service binaries
   --workers <n>            fanout-svc's consumer workers (default: its own, 4)
   --quiet                  no progress lines on stderr
 ";
@@ -109,6 +117,20 @@ async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     };
     let flags = Flags::parse(rest)?;
     let options = options(&flags)?;
+    if options.shape == StackShape::Processes
+        && let Some(single) = scenarios.iter().find(|s| !s.runs_as_processes())
+    {
+        anyhow::bail!(
+            "`{}` runs on the single-process stack only; --stack processes runs {}",
+            single.name(),
+            Scenario::ALL
+                .iter()
+                .filter(|s| s.runs_as_processes())
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let mut failed = false;
     for scenario in scenarios {
         let out = match flags.value("out") {
@@ -207,6 +229,19 @@ fn options(flags: &Flags) -> anyhow::Result<Options> {
             Some("network") => true,
             Some(other) => anyhow::bail!("unknown --calls `{other}` (in-process, network)"),
         },
+        shape: match flags.value("stack") {
+            None | Some("dev") => StackShape::Dev,
+            Some("processes") => {
+                anyhow::ensure!(
+                    !flags.has("calls") && !flags.has("redis-url") && !flags.has("backend"),
+                    "--stack processes always calls over loopback gRPC and runs its own two \
+                     Redis servers: drop --calls, --backend and --redis-url"
+                );
+                StackShape::Processes
+            }
+            Some(other) => anyhow::bail!("unknown --stack `{other}` (dev, processes)"),
+        },
+        binaries: flags.value("binaries").map(PathBuf::from),
         progress: !flags.has("quiet"),
         consumer_workers: number("workers")?
             .map(|n| u32::try_from(n).ok().filter(|n| (1..=256).contains(n)))
@@ -254,7 +289,7 @@ impl Flags {
                 pairs.push((name.to_owned(), Some(value.clone())));
             }
         }
-        const KNOWN: [&str; 21] = [
+        const KNOWN: [&str; 23] = [
             "smoke",
             "quiet",
             "out",
@@ -273,6 +308,8 @@ impl Flags {
             "redis-url",
             "data-dir",
             "calls",
+            "stack",
+            "binaries",
             "workers",
             "results",
             "help",
@@ -325,6 +362,19 @@ mod tests {
         assert!(Flags::parse(&args("--bogus 1")).is_err());
         assert!(Flags::parse(&args("--users")).is_err());
         assert!(options_of("--backend mongo").is_err());
+    }
+
+    #[test]
+    fn the_stack_shape_is_chosen_with_its_own_flags_only() {
+        assert_eq!(options_of("").unwrap().shape, StackShape::Dev);
+        assert_eq!(
+            options_of("--stack processes").unwrap().shape,
+            StackShape::Processes
+        );
+        assert!(options_of("--stack cluster").is_err());
+        // Separate processes always call over the network, on their own Redis.
+        assert!(options_of("--stack processes --calls network").is_err());
+        assert!(options_of("--stack processes --backend redis").is_err());
     }
 
     fn options_of(text: &str) -> anyhow::Result<Options> {

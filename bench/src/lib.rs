@@ -7,6 +7,7 @@
 //! - [`load`] drives closed- and open-loop load; [`report`] keeps HDR
 //!   histograms and prints the table and the JSON summary.
 //! - [`stack`] runs every service in this process, on the embedded cache or
+//!   Redis, or ([`processes`]) the five services as separate processes on
 //!   Redis; [`ceiling`] measures Redis's own ZADD rate.
 //! - [`scenarios`] are `fanout`, `delivery`, `read`, `celebrity`, `mixed`,
 //!   `scale`; [`plot`] turns their JSON into SVG charts.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod load;
 pub mod observe;
 pub mod plot;
+pub mod processes;
 pub mod report;
 pub mod scenarios;
 pub mod stack;

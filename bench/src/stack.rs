@@ -1,10 +1,20 @@
-//! The stack under test: `warble dev`'s single-process stack
-//! ([`warble_stack::DevStack`]: one embedded database and event log shared by
-//! tweet-svc and graph-svc, fanout-svc consuming it, timeline-svc reading the
-//! cache, the GraphQL gateway in front, services calling each other in
-//! process), on a fresh data directory and free loopback ports, with the
-//! timeline cache on either the embedded implementation or Redis.
+//! The stack under test, in one of two shapes ([`StackShape`]):
+//!
+//! - `warble dev`'s single-process stack ([`warble_stack::DevStack`]: one
+//!   embedded database and event log shared by tweet-svc and graph-svc,
+//!   fanout-svc consuming it, timeline-svc reading the cache, the GraphQL
+//!   gateway in front, services calling each other in process), on a fresh
+//!   data directory and free loopback ports, with the timeline cache on either
+//!   the embedded implementation or Redis;
+//! - the five services as separate processes on Redis
+//!   ([`crate::processes`]), as production runs them.
+//!
+//! Scenarios reach either through the same addresses, tokens, fan-out
+//! counters and cache handle; what only the single process has (its event
+//! log, in-memory cache, live counters of other services) is behind
+//! [`BenchStack::dev`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +22,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use warble_fanout_svc::FanoutStats;
 use warble_fanout_svc::config::{ConsumerConfig, FanoutPolicyConfig};
-use warble_gateway::config::LimitsConfig;
+use warble_gateway::auth::Authenticator;
+use warble_gateway::config::{AuthConfig, LimitsConfig};
 use warble_mesh::backends::RedisConfig;
 use warble_mesh::secret::redact_url;
 use warble_stack::{CacheWrapper, DevConfig, DevStack, StackOptions as DevStackOptions};
 use warble_timeline_cache::{RedisTimelineCache, TimelineCache};
 
 use crate::observe::{DeliveryLog, ObservedCache};
+use crate::processes::{ProcessOptions, ServiceProcesses};
 
 /// The public development secret; the bench stack only listens on loopback.
 const JWT_SECRET: &str = "warble-bench-only-insecure-jwt-secret-0123456789";
@@ -47,6 +59,28 @@ impl CacheBackend {
     }
 }
 
+/// Which shape of the system a [`BenchStack`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StackShape {
+    /// `warble dev`'s single process (`--stack dev`).
+    #[default]
+    Dev,
+    /// tweet-svc, graph-svc, timeline-svc, fanout-svc and the gateway as
+    /// separate processes, event log and timeline cache on two Redis
+    /// servers (`--stack processes`).
+    Processes,
+}
+
+impl StackShape {
+    /// `dev` or `processes`, as reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dev => "dev",
+            Self::Processes => "processes",
+        }
+    }
+}
+
 /// How to start a [`BenchStack`].
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -56,13 +90,24 @@ pub struct StackOptions {
     pub celebrity_threshold: u64,
     /// fanout-svc's parallel workers.
     pub consumer_workers: u32,
-    /// The timeline cache.
+    /// The shape of the system.
+    pub shape: StackShape,
+    /// The timeline cache (the single process only: separate processes
+    /// always share their own Redis).
     pub backend: CacheBackend,
     /// Services call each other in process (as `warble dev` does) rather
     /// than over loopback gRPC.
     pub in_process_calls: bool,
     /// Wrap the cache so every push is timestamped ([`BenchStack::deliveries`]).
     pub observe_deliveries: bool,
+    /// The gateway's adaptive in-flight bound (`limits.adaptive_in_flight`).
+    /// Off by default: a capacity measurement drives the stack at a fixed
+    /// concurrency on purpose, so shedding would turn it into a measurement
+    /// of refusals; `overload` turns it on, since shedding is what it measures.
+    pub adaptive_in_flight: bool,
+    /// Where the service binaries are, for [`StackShape::Processes`]
+    /// (`None`: next to `warble-bench`).
+    pub binaries: Option<PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -71,35 +116,58 @@ impl Default for StackOptions {
             data_dir: None,
             celebrity_threshold: FanoutPolicyConfig::default().celebrity_threshold,
             consumer_workers: ConsumerConfig::for_group("fanout").workers,
+            shape: StackShape::Dev,
             backend: CacheBackend::Embedded,
             in_process_calls: true,
             observe_deliveries: false,
+            adaptive_in_flight: false,
+            binaries: None,
         }
     }
 }
 
-/// A running stack (see the module docs): `warble dev`'s [`DevStack`]
-/// (every field of it reachable through `Deref`) plus what only benchmarks
-/// need.
+/// The services of a [`BenchStack`].
+enum Services {
+    Dev(Box<DevStack>),
+    Processes(Box<ServiceProcesses>),
+}
+
+impl StackOptions {
+    /// How report rows name this stack: the cache backend of the single
+    /// process (`embedded`, `redis`), or `processes` (always on Redis).
+    pub fn label(&self) -> &'static str {
+        match self.shape {
+            StackShape::Dev => self.backend.name(),
+            StackShape::Processes => "processes",
+        }
+    }
+}
+
+/// A running stack (see the module docs) and what only benchmarks need.
 pub struct BenchStack {
-    stack: DevStack,
-    /// The cache when it is Redis (for its client).
+    services: Services,
+    /// Where the GraphQL gateway listens (HTTP).
+    pub gateway_addr: SocketAddr,
+    /// Where tweet-svc listens.
+    pub tweet_addr: SocketAddr,
+    /// Where graph-svc listens.
+    pub graph_addr: SocketAddr,
+    /// Where timeline-svc listens.
+    pub timeline_addr: SocketAddr,
+    /// The timeline cache fanout-svc writes and timeline-svc reads.
+    pub timeline_cache: Arc<dyn TimelineCache>,
+    /// Signs tokens as the gateway verifies them.
+    tokens: Authenticator,
+    /// The single process's cache when it is Redis (for its client).
     pub redis_cache: Option<RedisTimelineCache>,
-    /// Push timestamps, when [`StackOptions::observe_deliveries`] was set.
+    /// Push timestamps, when [`StackOptions::observe_deliveries`] was set
+    /// (the single process only: fanout-svc's cache is wrapped in process).
     pub deliveries: Option<Arc<DeliveryLog>>,
     /// The options the stack was started with.
     pub options: StackOptions,
     /// The embedded database's directory.
     pub data_dir: PathBuf,
     _temp_dir: Option<tempfile::TempDir>,
-}
-
-impl std::ops::Deref for BenchStack {
-    type Target = DevStack;
-
-    fn deref(&self) -> &DevStack {
-        &self.stack
-    }
 }
 
 impl BenchStack {
@@ -116,6 +184,43 @@ impl BenchStack {
                 (Some(dir), path)
             }
         };
+        let tokens = Authenticator::new(&AuthConfig {
+            hs256_secret: JWT_SECRET.into(),
+            dev_mode: true,
+            ..AuthConfig::default()
+        })
+        .context("cannot sign bench tokens")?;
+        if options.shape == StackShape::Processes {
+            let processes = ServiceProcesses::start(&ProcessOptions {
+                celebrity_threshold: options.celebrity_threshold,
+                consumer_workers: options.consumer_workers,
+                jwt_secret: JWT_SECRET.into(),
+                data_dir: data_dir.clone(),
+                adaptive_in_flight: options.adaptive_in_flight,
+                binaries: options.binaries.clone(),
+            })
+            .await?;
+            let cache = RedisTimelineCache::connect(&RedisConfig {
+                url: processes.cache_redis.url(),
+                ..RedisConfig::default()
+            })
+            .await
+            .context("cannot connect to the timeline cache's Redis")?;
+            return Ok(Self {
+                gateway_addr: processes.gateway_addr,
+                tweet_addr: processes.tweet_addr,
+                graph_addr: processes.graph_addr,
+                timeline_addr: processes.timeline_addr,
+                timeline_cache: Arc::new(cache),
+                services: Services::Processes(Box::new(processes)),
+                tokens,
+                redis_cache: None,
+                deliveries: None,
+                options,
+                data_dir,
+                _temp_dir: temp_dir,
+            });
+        }
         let redis_cache = match &options.backend {
             CacheBackend::Embedded => None,
             CacheBackend::Redis { url, key_prefix } => Some(
@@ -150,6 +255,7 @@ impl BenchStack {
             mutations_per_minute: 1_000_000,
             query_burst: 1_000_000,
             queries_per_minute: 1_000_000,
+            adaptive_in_flight: options.adaptive_in_flight,
             ..LimitsConfig::default()
         };
         config.fanout.celebrity_threshold = options.celebrity_threshold;
@@ -166,7 +272,13 @@ impl BenchStack {
         )
         .await?;
         Ok(Self {
-            stack,
+            gateway_addr: stack.gateway_addr,
+            tweet_addr: stack.tweet_addr,
+            graph_addr: stack.graph_addr,
+            timeline_addr: stack.timeline_addr,
+            timeline_cache: stack.timeline_cache.clone(),
+            services: Services::Dev(Box::new(stack)),
+            tokens,
             redis_cache,
             deliveries,
             options,
@@ -177,9 +289,38 @@ impl BenchStack {
 
     /// A bearer token for `user_id`, signed as the gateway expects.
     pub fn token(&self, user_id: u64) -> String {
-        self.stack
-            .issue_token(user_id)
-            .expect("the bench gateway runs in development mode")
+        self.tokens
+            .issue(user_id)
+            .expect("the bench signs in development mode")
+    }
+
+    /// The single-process stack, for what only it exposes; an error on
+    /// separate processes, naming the scenario's shape.
+    pub fn dev(&self) -> anyhow::Result<&DevStack> {
+        match &self.services {
+            Services::Dev(stack) => Ok(stack),
+            Services::Processes(_) => {
+                anyhow::bail!(
+                    "this measurement runs on the single-process stack only (--stack dev)"
+                )
+            }
+        }
+    }
+
+    /// The separate processes, when the stack is that shape.
+    pub fn processes(&self) -> Option<&ServiceProcesses> {
+        match &self.services {
+            Services::Processes(processes) => Some(processes),
+            Services::Dev(_) => None,
+        }
+    }
+
+    /// Events fanout-svc has not acknowledged yet.
+    pub async fn fanout_lag(&self) -> anyhow::Result<u64> {
+        match &self.services {
+            Services::Dev(stack) => stack.fanout_lag().await,
+            Services::Processes(processes) => Ok(processes.fanout_status().await?.consumer_lag),
+        }
     }
 
     /// Waits until fanout-svc has applied every event appended so far.
@@ -200,17 +341,28 @@ impl BenchStack {
     }
 
     /// Fan-out events that failed every attempt (must stay 0).
-    pub fn dead_letters(&self) -> u64 {
-        FanoutStats::get(&self.fanout_stats.consumer.dead_letters)
+    pub async fn dead_letters(&self) -> anyhow::Result<u64> {
+        match &self.services {
+            Services::Dev(stack) => Ok(FanoutStats::get(&stack.fanout_stats.consumer.dead_letters)),
+            Services::Processes(processes) => Ok(processes.fanout_status().await?.dead_letters),
+        }
     }
 
     /// Timeline insertions fanout-svc has written.
-    pub fn deliveries_written(&self) -> u64 {
-        FanoutStats::get(&self.fanout_stats.deliveries_written)
+    pub async fn deliveries_written(&self) -> anyhow::Result<u64> {
+        match &self.services {
+            Services::Dev(stack) => Ok(FanoutStats::get(&stack.fanout_stats.deliveries_written)),
+            Services::Processes(processes) => {
+                Ok(processes.fanout_status().await?.deliveries_written)
+            }
+        }
     }
 
     /// Stops every service, draining in-flight calls.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.stack.stop().await
+        match self.services {
+            Services::Dev(stack) => stack.stop().await,
+            Services::Processes(processes) => processes.stop().await,
+        }
     }
 }

@@ -8,15 +8,87 @@
 //! prints a notice and passes, except under `CI=true`, where the missing
 //! server fails the test.
 
+use warble_bench::stack::StackShape;
 use warble_bench::{Options, Report, Scenario};
 
 async fn smoke(scenario: Scenario) -> Report {
+    smoke_with(
+        scenario,
+        Options {
+            smoke: true,
+            progress: false,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// `scenario` at smoke size on the five services as separate processes
+/// (`--stack processes`), the binaries built by this workspace; `None`
+/// (after a notice) without redis-server outside CI.
+async fn smoke_on_processes(scenario: Scenario) -> Option<Report> {
+    if !redis_installed() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "redis-server is required under CI"
+        );
+        eprintln!(
+            "notice: redis-server not installed; `{}` on separate processes skipped",
+            scenario.name()
+        );
+        return None;
+    }
+    Some(
+        smoke_with(
+            scenario,
+            Options {
+                smoke: true,
+                progress: false,
+                shape: StackShape::Processes,
+                binaries: Some(service_binaries()),
+                ..Options::default()
+            },
+        )
+        .await,
+    )
+}
+
+/// Where cargo put this workspace's binaries (next to the test
+/// executable's `deps`), the five services built there if missing.
+fn service_binaries() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir")
+        .to_owned();
+    if !warble_bench::processes::BINARIES
+        .iter()
+        .all(|binary| dir.join(binary).exists())
+    {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--bins"])
+            .args([
+                "-p",
+                "warble-tweet-svc",
+                "-p",
+                "warble-graph-svc",
+                "-p",
+                "warble-timeline-svc",
+                "-p",
+                "warble-fanout-svc",
+                "-p",
+                "warble-gateway",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the service binaries failed");
+    }
+    dir
+}
+
+async fn smoke_with(scenario: Scenario, options: Options) -> Report {
     warble_mesh::telemetry::init_for_tests();
-    let options = Options {
-        smoke: true,
-        progress: false,
-        ..Options::default()
-    };
     let report = scenario
         .run(&options)
         .await
@@ -357,4 +429,36 @@ async fn overload_runs_the_mix_past_capacity_and_loses_no_post() {
         );
     }
     assert_eq!(report.targets.len(), 1, "the admitted-latency goal");
+}
+
+/// The production shape the bench measures with `--stack processes`: the
+/// read and delivery scenarios run through the real binaries on Redis,
+/// and delivery's landings (fanout-svc's counter, polled) account for every
+/// follower of every post.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_and_delivery_run_on_the_separate_processes() {
+    let Some(read) = smoke_on_processes(Scenario::Read).await else {
+        return;
+    };
+    let row = read
+        .measurement("homeTimeline(first: 20) GraphQL closed c=4")
+        .expect("the hydrated row");
+    assert_eq!(row.operations, 40);
+    assert_eq!(
+        read.params.get("stack").and_then(|v| v.as_str()),
+        Some("processes")
+    );
+
+    let delivery = smoke_on_processes(Scenario::Delivery)
+        .await
+        .expect("redis-server was there a moment ago");
+    let row = delivery
+        .measurement("post-to-visible, per follower: 200 followers (processes)")
+        .expect("the 200-follower row on processes");
+    assert_eq!(
+        row.operations,
+        4 * 201,
+        "every post counted in the author's and all 200 followers' timelines"
+    );
+    assert!(delivery.checks.deliveries_verified > 0);
 }

@@ -190,6 +190,10 @@ pub struct LimitsConfig {
     /// refused at once with 503, `Retry-After` and `RATE_LIMITED`, instead of
     /// queueing behind the others until every request is slow.
     pub max_in_flight_requests: u32,
+    /// Whether the bound adapts to latency (see [`crate::overload`]);
+    /// `false` keeps it at `max_in_flight_requests`, for deployments where
+    /// something in front already sheds load, and for capacity benchmarks.
+    pub adaptive_in_flight: bool,
 }
 
 impl Default for GatewayConfig {
@@ -254,6 +258,7 @@ impl Default for LimitsConfig {
             ws_operations_per_connection: 100,
             ws_connections_per_user: 8,
             max_in_flight_requests: 256,
+            adaptive_in_flight: true,
         }
     }
 }

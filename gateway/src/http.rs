@@ -87,10 +87,14 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// At most `max` requests at once.
-    pub fn new(max: usize) -> Self {
+    /// At most `max` requests at once; fewer while latency says so when `adaptive`.
+    pub fn new(max: usize, adaptive: bool) -> Self {
         Self {
-            limit: crate::overload::AdaptiveLimit::new(max),
+            limit: if adaptive {
+                crate::overload::AdaptiveLimit::new(max)
+            } else {
+                crate::overload::AdaptiveLimit::fixed(max)
+            },
         }
     }
 

@@ -233,7 +233,10 @@ impl Gateway {
                 json_bytes: limits.max_body_bytes,
                 upload_bytes: limits.max_upload_bytes,
             },
-            in_flight: http::InFlight::new(limits.max_in_flight_requests as usize),
+            in_flight: http::InFlight::new(
+                limits.max_in_flight_requests as usize,
+                limits.adaptive_in_flight,
+            ),
         };
         let router = http::router(
             app,

@@ -46,6 +46,8 @@ struct Shared {
     limit: AtomicUsize,
     max: usize,
     floor: usize,
+    /// Whether latency moves the bound (`false`: it stays at `max`).
+    adaptive: bool,
     shed: AtomicU64,
     window: Mutex<Window>,
 }
@@ -72,6 +74,10 @@ pub struct Slot {
 impl AdaptiveLimit {
     /// A bound of at most `max` (at least 1), starting there.
     pub fn new(max: usize) -> Self {
+        Self::build(max, true)
+    }
+
+    fn build(max: usize, adaptive: bool) -> Self {
         let max = max.max(1);
         Self {
             shared: Arc::new(Shared {
@@ -79,6 +85,7 @@ impl AdaptiveLimit {
                 limit: AtomicUsize::new(max),
                 max,
                 floor: MIN_LIMIT.min(max),
+                adaptive,
                 shed: AtomicU64::new(0),
                 window: Mutex::new(Window {
                     started: Instant::now(),
@@ -89,6 +96,12 @@ impl AdaptiveLimit {
                 }),
             }),
         }
+    }
+
+    /// A bound that stays at `max` (at least 1) whatever the latency
+    /// (`limits.adaptive_in_flight = false`).
+    pub fn fixed(max: usize) -> Self {
+        Self::build(max, false)
     }
 
     /// A slot, or `None` when every slot is taken (the refusal is counted).
@@ -130,6 +143,9 @@ impl AdaptiveLimit {
     /// the end of a window.
     fn observe(&self, latency: Duration, now: Instant) {
         let shared = &self.shared;
+        if !shared.adaptive {
+            return;
+        }
         let mut window = shared.window.lock().unwrap_or_else(|p| p.into_inner());
         window.samples += 1;
         window.total += latency;
@@ -186,6 +202,19 @@ mod tests {
             *now += WINDOW;
             limit.observe(latency, *now);
         }
+    }
+
+    #[test]
+    fn a_fixed_bound_stays_at_its_ceiling_however_slow_requests_get() {
+        let limit = AdaptiveLimit::fixed(64);
+        let mut now = Instant::now();
+        feed(&limit, &mut now, 5, 10, false);
+        feed(&limit, &mut now, 20, 500, true);
+        assert_eq!(limit.limit(), 64);
+        let slots: Vec<Slot> = (0..64).map(|_| limit.admit().expect("a slot")).collect();
+        assert!(limit.admit().is_none(), "the 65th request is refused");
+        drop(slots);
+        assert!(limit.admit().is_some());
     }
 
     #[test]

@@ -74,15 +74,17 @@ impl RateLimiter {
         match self {
             Self::Memory(buckets) => buckets.acquire(key, rate, Instant::now()),
             Self::Redis(client) => {
-                let interval = rate.interval().as_millis().max(1) as u64;
-                let tolerance = rate.tolerance().as_millis().max(1) as u64;
+                // Microseconds: in milliseconds, any rate above 1,000 a
+                // second would round to one request per millisecond.
+                let interval = rate.interval().as_micros().max(1) as u64;
+                let tolerance = rate.tolerance().as_micros().max(1) as u64;
                 let request = GCRA
                     .call(&[format!("warble:ratelimit:{key}")])
                     .arg(interval)
                     .arg(tolerance);
                 match client.query::<i64>(request).await {
-                    Ok(wait_ms) if wait_ms > 0 => Decision::Limited {
-                        retry_after: Duration::from_millis(wait_ms as u64),
+                    Ok(wait_us) if wait_us > 0 => Decision::Limited {
+                        retry_after: Duration::from_micros(wait_us as u64),
                     },
                     Ok(_) => Decision::Allowed,
                     Err(error) => {
@@ -96,15 +98,16 @@ impl RateLimiter {
 }
 
 /// GCRA in one script: `KEYS[1]` holds the bucket's theoretical arrival
-/// time (ms, Redis's clock, so replicas agree); `ARGV` are the interval
-/// and the tolerance in ms. Returns 0 when the request passes, else the
-/// milliseconds until one would. The key expires when the bucket is full
-/// again, so idle clients cost nothing.
+/// time (µs, Redis's clock, so replicas agree; Lua's doubles hold µs since
+/// the epoch exactly); `ARGV` are the interval and the tolerance in µs.
+/// Returns 0 when the request passes, else the microseconds until one
+/// would. The key expires when the bucket is full again, so idle clients
+/// cost nothing.
 static GCRA: LazyLock<RedisScript> = LazyLock::new(|| {
     RedisScript::new(
         r#"
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -113,7 +116,7 @@ local next_tat = tat + interval
 if next_tat - now > tolerance then
   return next_tat - now - tolerance
 end
-redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
+redis.call('SET', KEYS[1], next_tat, 'PX', math.ceil((next_tat - now) / 1000))
 return 0
 "#,
     )
@@ -219,5 +222,28 @@ mod tests {
             other.acquire("another", THREE_PER_MINUTE).await,
             Decision::Allowed
         );
+    }
+
+    /// A rate above 1,000 a second holds in Redis too: a million a second
+    /// admits every one of 300 back-to-back requests (each a round trip to
+    /// Redis, far longer than the 1 µs interval), where millisecond
+    /// arithmetic capped every bucket at one request per millisecond.
+    #[tokio::test]
+    async fn redis_buckets_keep_rates_above_a_thousand_a_second() {
+        let Some(server) = warble_testkit::RedisServer::start() else {
+            return;
+        };
+        let limiter = RateLimiter::Redis(RedisClient::connect(&server.config()).await.unwrap());
+        let fast = Rate {
+            burst: 10,
+            per_minute: 60_000_000,
+        };
+        for n in 0..300 {
+            assert_eq!(
+                limiter.acquire("fast", fast).await,
+                Decision::Allowed,
+                "request {n}"
+            );
+        }
     }
 }

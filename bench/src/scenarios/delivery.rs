@@ -6,9 +6,13 @@
 //!
 //! Landing times come from timestamping fanout-svc's cache writes as they
 //! return ([`crate::observe`]): exact per follower, and free of the load
-//! polling ten thousand timelines would put on the same two cores. As a
-//! black-box cross-check, a few followers poll GetHomeTimeline over gRPC
-//! and their own observed latency is reported beside it.
+//! polling ten thousand timelines would put on the same two cores. With
+//! `--stack processes` fanout-svc runs in a process of its own, so its
+//! deliveries counter (GetStatus, counted as each cache write returns) is
+//! polled instead, every millisecond or so from before the post: each
+//! landing is timed to the poll that first saw it. As a black-box
+//! cross-check, a few followers poll GetHomeTimeline over gRPC and their own
+//! observed latency is reported beside it.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +21,11 @@ use super::{
     verify_posts, warm_up,
 };
 use crate::ceiling::RedisTarget;
+use crate::observe::{DeliveryLog, Landing};
 use crate::report::{Measurement, Report, format_us, new_histogram, record};
+use crate::stack::StackShape;
+use warble_proto::fanout::v1::GetStatusRequest;
+use warble_proto::fanout::v1::fanout_service_client::FanoutServiceClient;
 
 /// Followers polling over gRPC per post (the black-box cross-check).
 const PROBES: usize = 2;
@@ -41,24 +49,25 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     report.param("posts_per_author", posts as u64);
     report.param("probe_readers", PROBES as u64);
 
+    let processes = options.shape == StackShape::Processes;
     let kinds = backends(options, &[BackendKind::Embedded]);
-    let redis = if kinds.contains(&BackendKind::Redis) {
+    let redis = if kinds.contains(&BackendKind::Redis) && !processes {
         RedisTarget::acquire(options.redis_url.as_deref())?
     } else {
         None
     };
     for kind in kinds {
-        if kind == BackendKind::Redis && redis.is_none() {
+        if kind == BackendKind::Redis && redis.is_none() && !processes {
             report
                 .notes
                 .push("redis-server is not installed: the Redis rows were skipped".into());
             continue;
         }
         let backend = cache_backend(kind, redis.as_ref().map(|r| r.url.as_str()), "delivery");
-        let name = backend.name();
         let mut stack_options = options.stack_options(threshold);
         stack_options.backend = backend;
-        stack_options.observe_deliveries = true;
+        stack_options.observe_deliveries = !processes;
+        let name = stack_options.label();
         let workload = audience_workload(&audiences, threshold);
         let prepared = prepare(options, workload, stack_options, &mut report).await?;
         let pool: Vec<u64> = (audiences.len()..prepared.loaded.user_ids.len())
@@ -66,11 +75,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             .collect();
         options.say(format!("{name}: warming up {} followers", pool.len()));
         warm_up(&prepared, &pool, options.progress).await?;
-        let log = prepared
-            .stack
-            .deliveries
-            .clone()
-            .expect("the stack observes deliveries");
+        let log = prepared.stack.deliveries.clone();
 
         let mut posted = Vec::new();
         for (author, &followers) in audiences.iter().enumerate() {
@@ -90,7 +95,20 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                     let newest = prepared.grpc.home(user, 1).await?.first().copied();
                     probes.push((user, newest.unwrap_or(0)));
                 }
+                let counted = match &log {
+                    Some(_) => None,
+                    None => Some(prepared.stack.deliveries_written().await?),
+                };
                 let posted_at = Instant::now();
+                let counter = match (counted, prepared.stack.processes()) {
+                    (Some(before), Some(processes)) => Some(tokio::spawn(count_landings(
+                        processes.fanout_client(),
+                        before,
+                        audience as u64,
+                        posted_at,
+                    ))),
+                    _ => None,
+                };
                 let watchers = probes
                     .into_iter()
                     .map(|(user, newest_before)| {
@@ -107,20 +125,18 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                         for watcher in watchers {
                             watcher.abort();
                         }
+                        if let Some(counter) = counter {
+                            counter.abort();
+                        }
                         continue;
                     }
                 };
                 record(&mut response, posted_at.elapsed());
-                let deadline = posted_at + DELIVERY_TIMEOUT;
-                while log.delivered(tweet_id) < audience {
-                    anyhow::ensure!(
-                        Instant::now() < deadline,
-                        "tweet {tweet_id} reached {} of {audience} timelines in {DELIVERY_TIMEOUT:?}",
-                        log.delivered(tweet_id)
-                    );
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                }
-                let landings = log.landings(tweet_id);
+                let landings = match (&log, counter) {
+                    (Some(log), _) => observed_landings(log, tweet_id, audience, posted_at).await?,
+                    (None, Some(counter)) => counter.await??,
+                    (None, None) => unreachable!("a counter runs whenever no log does"),
+                };
                 for landing in &landings {
                     let latency = landing.at.saturating_duration_since(posted_at);
                     for _ in 0..landing.users {
@@ -190,17 +206,30 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     }
 
     let largest = audiences.iter().copied().max().unwrap_or(0);
+    let (shown, target, stack) = if processes {
+        (
+            "processes",
+            "post-to-visible p99 under 50 ms for a 10K-follower author, separate processes on Redis",
+            "separate processes on Redis",
+        )
+    } else {
+        (
+            "embedded",
+            "post-to-visible p99 under 50 ms for a 10K-follower author",
+            "embedded stack",
+        )
+    };
     if let Some(row) = report
         .measurement(&format!(
-            "post-to-visible, all followers: {largest} followers (embedded)"
+            "post-to-visible, all followers: {largest} followers ({shown})"
         ))
         .cloned()
         && let Some(latency) = row.latency
     {
         report.target(
-            "post-to-visible p99 under 50 ms for a 10K-follower author",
+            target,
             format!(
-                "{largest} followers, embedded stack: p50 {} p99 {} max {} (every follower's timeline)",
+                "{largest} followers, {stack}: p50 {} p99 {} max {} (every follower's timeline)",
                 format_us(latency.p50_us),
                 format_us(latency.p99_us),
                 format_us(latency.max_us)
@@ -209,6 +238,62 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
         );
     }
     Ok(report)
+}
+
+/// Waits until `tweet_id` is in all `audience` timelines by the observed
+/// cache's log; returns its landings.
+async fn observed_landings(
+    log: &DeliveryLog,
+    tweet_id: u64,
+    audience: usize,
+    posted_at: Instant,
+) -> anyhow::Result<Vec<Landing>> {
+    let deadline = posted_at + DELIVERY_TIMEOUT;
+    while log.delivered(tweet_id) < audience {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "tweet {tweet_id} reached {} of {audience} timelines in {DELIVERY_TIMEOUT:?}",
+            log.delivered(tweet_id)
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    Ok(log.landings(tweet_id))
+}
+
+/// Polls fanout-svc's deliveries counter from `before` until it has grown
+/// by `audience` (posts are spaced out, so every write counted is this
+/// post's); each growth is a landing at the poll that saw it.
+async fn count_landings(
+    fanout: FanoutServiceClient<tonic::transport::Channel>,
+    before: u64,
+    audience: u64,
+    posted_at: Instant,
+) -> anyhow::Result<Vec<Landing>> {
+    let deadline = posted_at + DELIVERY_TIMEOUT;
+    let mut landings = Vec::new();
+    let mut seen = before;
+    while seen < before + audience {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "a post reached {} of {audience} timelines in {DELIVERY_TIMEOUT:?}",
+            seen - before
+        );
+        let written = fanout
+            .clone()
+            .get_status(GetStatusRequest {})
+            .await?
+            .into_inner()
+            .deliveries_written;
+        if written > seen {
+            landings.push(Landing {
+                at: Instant::now(),
+                users: (written - seen) as usize,
+            });
+            seen = written;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    Ok(landings)
 }
 
 /// Polls `user`'s home timeline over gRPC for up to [`DELIVERY_TIMEOUT`]

@@ -99,7 +99,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
         for (author, &followers) in audiences.iter().enumerate() {
             let author_id = prepared.user_id(author);
             let expected = (posts * (followers + 1)) as u64;
-            let before = prepared.stack.deliveries_written();
+            let before = prepared.stack.deliveries_written().await?;
             let started = Instant::now();
             let ids: Vec<u64> = futures::stream::iter(0..posts)
                 .map(|n| {
@@ -138,7 +138,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             .iter()
             .map(|&followers| (posts * (followers + 1)) as u64)
             .sum();
-        let before = prepared.stack.deliveries_written();
+        let before = prepared.stack.deliveries_written().await?;
         let started = Instant::now();
         // Each round is one CreateTweets batch (a tweet from every mixed
         // author), so taking the posts costs tweet-svc one commit per round
@@ -249,7 +249,7 @@ async fn deliveries_reach(
     what: impl Fn() -> String,
 ) -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(600);
-    while prepared.stack.deliveries_written() < target {
+    while prepared.stack.deliveries_written().await? < target {
         anyhow::ensure!(Instant::now() < deadline, "{} did not finish", what());
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

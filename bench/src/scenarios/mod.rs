@@ -25,7 +25,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use crate::client::{Graphql, Grpc};
 use crate::load::Mode;
 use crate::report::{Measurement, Report};
-use crate::stack::{BenchStack, CacheBackend, StackOptions};
+use crate::stack::{BenchStack, CacheBackend, StackOptions, StackShape};
 use crate::workload::{self, LoadOptions, Loaded, Workload, WorkloadSpec};
 
 /// A scenario of `warble-bench`.
@@ -73,6 +73,16 @@ impl Scenario {
         Self::Media,
         Self::Overload,
     ];
+
+    /// Whether the scenario can run on the separate processes
+    /// (`--stack processes`): the others read what only the single process
+    /// exposes (its event log, in-memory cache, other services' counters).
+    pub fn runs_as_processes(self) -> bool {
+        matches!(
+            self,
+            Self::Read | Self::Delivery | Self::Mixed | Self::Celebrity | Self::Wide
+        )
+    }
 
     /// The scenario's name on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -210,6 +220,11 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Services call each other over loopback gRPC instead of in process.
     pub network_calls: bool,
+    /// The single process, or the services as separate processes on Redis.
+    pub shape: StackShape,
+    /// Where the service binaries of [`StackShape::Processes`] are
+    /// (`None`: next to `warble-bench`).
+    pub binaries: Option<PathBuf>,
     /// fanout-svc's parallel consumer workers (`consumer.workers`); `None`
     /// keeps the service's default.
     pub consumer_workers: Option<u32>,
@@ -246,6 +261,8 @@ impl Options {
             data_dir: self.data_dir.clone(),
             celebrity_threshold: threshold,
             in_process_calls: !self.network_calls,
+            shape: self.shape,
+            binaries: self.binaries.clone(),
             consumer_workers: self
                 .consumer_workers
                 .unwrap_or(StackOptions::default().consumer_workers),
@@ -308,10 +325,13 @@ pub async fn prepare(
     stack_options: StackOptions,
     report: &mut Report,
 ) -> anyhow::Result<Prepared> {
-    let backend = stack_options.backend.name();
+    let backend = stack_options.label();
+    report.param("stack", stack_options.shape.name());
     report.param(
         "internal_calls",
-        if stack_options.in_process_calls {
+        if stack_options.shape == StackShape::Processes {
+            "separate processes (loopback gRPC)"
+        } else if stack_options.in_process_calls {
             "in-process"
         } else {
             "network"
@@ -530,7 +550,7 @@ pub async fn verify_posts(
     report.checks.tweets_posted += posts.len() as u64;
     report.checks.deliveries_expected += expected;
     report.checks.deliveries_verified += verified;
-    report.checks.dead_letters += stack.dead_letters();
+    report.checks.dead_letters += stack.dead_letters().await?;
     let shown = failures.len().min(10);
     if failures.len() > shown {
         failures.truncate(shown);
@@ -556,6 +576,10 @@ async fn contains(stack: &BenchStack, user: u64, tweet_id: u64) -> anyhow::Resul
 /// The backends to run, by default `defaults`; Redis dropped (with a note)
 /// when no server can be had.
 pub fn backends(options: &Options, defaults: &[BackendKind]) -> Vec<BackendKind> {
+    if options.shape == StackShape::Processes {
+        // Separate processes share their own Redis servers: one run.
+        return vec![BackendKind::Redis];
+    }
     options
         .backends
         .clone()

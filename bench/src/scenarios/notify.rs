@@ -159,7 +159,7 @@ fn append_likes(
     use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EmbeddedEventLog};
     use warble_proto::events::v1::{Event, Liked, event::Payload};
 
-    let log = &prepared.stack.event_log;
+    let log = &prepared.stack.dev()?.event_log;
     let txn = log.database().begin_write()?;
     let now_ms = warble_mesh::time::now_ms() as i64;
     for (index, &fan) in fans.iter().enumerate() {
@@ -299,6 +299,7 @@ async fn wait_items(prepared: &Prepared, target: u64, timeout: Duration) -> anyh
     let deadline = Instant::now() + timeout;
     while prepared
         .stack
+        .dev()?
         .notify_stats
         .items_added
         .load(Ordering::Relaxed)
@@ -322,7 +323,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     // them out so the rows below time likes alone.
     let settle = Duration::from_secs(600);
     let lag_deadline = Instant::now() + settle;
-    while prepared.stack.notify_lag().await? > 0 {
+    while prepared.stack.dev()?.notify_lag().await? > 0 {
         anyhow::ensure!(
             Instant::now() < lag_deadline,
             "notify-svc never caught up with loading"
@@ -343,6 +344,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     let viral = prepared.grpc.post(viral_author, "the viral tweet").await?;
     let before = prepared
         .stack
+        .dev()?
         .notify_stats
         .items_added
         .load(Ordering::Relaxed);
@@ -376,6 +378,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
         .await?;
     let before = prepared
         .stack
+        .dev()?
         .notify_stats
         .items_added
         .load(Ordering::Relaxed);
@@ -417,6 +420,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     let before = prepared
         .stack
+        .dev()?
         .notify_stats
         .items_added
         .load(Ordering::Relaxed);

@@ -16,6 +16,7 @@ use super::mixed::{self, SocialMix};
 use super::{Options, prepare, standard_spec, verify_posts, workload_for};
 use crate::load::{self, Limits, Mode, Outcome};
 use crate::report::{Measurement, Report, new_histogram};
+use crate::stack::StackOptions;
 
 /// Kinds of outcome: the mix's operations served, then refusals.
 const KINDS: [&str; 4] = [
@@ -47,7 +48,11 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     let workload = workload_for(options, standard_spec(options))?;
     report.param("users", workload.usernames.len() as u64);
     report.param("mix", "60% homeTimeline, 30% userTimeline, 10% postTweet");
-    let stack_options = options.stack_options(workload.spec.celebrity_threshold);
+    let stack_options = StackOptions {
+        // Shedding past capacity is what this scenario measures.
+        adaptive_in_flight: true,
+        ..options.stack_options(workload.spec.celebrity_threshold)
+    };
     let prepared = prepare(options, workload, stack_options, &mut report).await?;
     let mix = Arc::new(SocialMix::warmed_up(options, &prepared).await?);
     report.param("active_users", mix.pool_size() as u64);

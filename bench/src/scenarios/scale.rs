@@ -76,7 +76,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             warm_up(&prepared, &everyone, options.progress).await?;
             let warm_elapsed = warm_started.elapsed();
             let rss_warm = rss_bytes();
-            let (timelines, entries) = match &prepared.stack.embedded_cache {
+            let (timelines, entries) = match &prepared.stack.dev()?.embedded_cache {
                 Some(cache) => cache.footprint(),
                 None => (everyone.len(), 0),
             };
@@ -100,7 +100,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             .with_extra("peak_rss_bytes", peak_rss_bytes())
             .with_extra("cached_timelines", timelines as u64)
             .with_extra("cached_entries", entries as u64)
-            .with_extra("rebuilds", prepared.stack.home_timelines.rebuilds());
+            .with_extra("rebuilds", prepared.stack.dev()?.home_timelines.rebuilds());
             if entries > 0 {
                 memory = memory.with_extra(
                     "rss_growth_per_cached_entry_bytes",
@@ -117,7 +117,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             for (author, which) in [(0usize, "top author"), (median, "median author")] {
                 let followers = prepared.workload.followers[author].len();
                 let author_id = prepared.user_id(author);
-                let before = prepared.stack.deliveries_written();
+                let before = prepared.stack.deliveries_written().await?;
                 let started = Instant::now();
                 for n in 0..posts {
                     prepared
@@ -130,7 +130,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                     .wait_fanout_idle(Duration::from_secs(300))
                     .await?;
                 let elapsed = started.elapsed();
-                let delivered = prepared.stack.deliveries_written() - before;
+                let delivered = prepared.stack.deliveries_written().await? - before;
                 let expected = (posts * (followers + 1)) as u64;
                 if delivered != expected {
                     report.checks.fail(format!(
@@ -153,7 +153,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                     .with_extra("ms_per_post", elapsed.as_secs_f64() * 1e3 / posts as f64),
                 );
             }
-            report.checks.dead_letters += prepared.stack.dead_letters();
+            report.checks.dead_letters += prepared.stack.dead_letters().await?;
             prepared.stack.stop().await?;
         }
     }

@@ -116,7 +116,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 async fn wait_indexed(stack: &BenchStack, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if stack.search_lag().await? == Some(0) {
+        if stack.dev()?.search_lag().await? == Some(0) {
             return Ok(());
         }
         anyhow::ensure!(
@@ -186,7 +186,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
     report.param("vocabulary_words", VOCABULARY as u64);
     let stack = BenchStack::start(options.stack_options(u64::MAX / 2)).await?;
     let grpc = Grpc::connect(&stack).await?;
-    let client = SearchServiceClient::new(channel(stack.search_addr).await?);
+    let client = SearchServiceClient::new(channel(stack.dev()?.search_addr).await?);
     wait_indexed(&stack, Duration::from_secs(60)).await?;
 
     let usernames: Vec<String> = (0..users).map(crate::text::username).collect();
@@ -572,7 +572,7 @@ fn append_created(stack: &BenchStack, texts: &[(u64, String)]) -> anyhow::Result
     use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EmbeddedEventLog};
     use warble_proto::events::v1::{Event, TweetCreated, event::Payload};
 
-    let log = &stack.event_log;
+    let log = &stack.dev()?.event_log;
     let txn = log.database().begin_write()?;
     let now_ms = warble_mesh::time::now_ms() as i64;
     for (index, (author_id, text)) in texts.iter().enumerate() {

@@ -352,6 +352,7 @@ WARBLE_LIMITS__WS_INIT_TIMEOUT_SECS: {{ $v.limits.wsInitTimeoutSecs | int64 | qu
 WARBLE_LIMITS__WS_OPERATIONS_PER_CONNECTION: {{ $v.limits.wsOperationsPerConnection | int64 | quote }}
 WARBLE_LIMITS__WS_CONNECTIONS_PER_USER: {{ $v.limits.wsConnectionsPerUser | int64 | quote }}
 WARBLE_LIMITS__MAX_IN_FLIGHT_REQUESTS: {{ $v.limits.maxInFlightRequests | int64 | quote }}
+WARBLE_LIMITS__ADAPTIVE_IN_FLIGHT: {{ $v.limits.adaptiveInFlight | quote }}
 WARBLE_EVENTS__BACKEND: "redis"
 {{ include "warble.redisEnv" (dict "root" $root "prefix" "WARBLE_EVENTS__REDIS__") }}
 {{- else }}
