@@ -53,6 +53,7 @@ options:
                            over loopback gRPC, event log and timeline cache on two
                            throwaway redis-servers (read, delivery, mixed, celebrity, wide)
   --binaries <dir>         where --stack processes finds the service binaries
+  --db-cache-mb <n>        `warble dev`'s data_cache_mb (the embedded database's page cache)
   --workers <n>            fanout-svc's consumer workers (default: its own, 4)
   --quiet                  no progress lines on stderr
 ";
@@ -242,6 +243,7 @@ fn options(flags: &Flags) -> anyhow::Result<Options> {
             Some(other) => anyhow::bail!("unknown --stack `{other}` (dev, processes)"),
         },
         binaries: flags.value("binaries").map(PathBuf::from),
+        data_cache_mb: number("db-cache-mb")?,
         progress: !flags.has("quiet"),
         consumer_workers: number("workers")?
             .map(|n| u32::try_from(n).ok().filter(|n| (1..=256).contains(n)))
@@ -289,7 +291,7 @@ impl Flags {
                 pairs.push((name.to_owned(), Some(value.clone())));
             }
         }
-        const KNOWN: [&str; 23] = [
+        const KNOWN: [&str; 24] = [
             "smoke",
             "quiet",
             "out",
@@ -310,6 +312,7 @@ impl Flags {
             "calls",
             "stack",
             "binaries",
+            "db-cache-mb",
             "workers",
             "results",
             "help",

@@ -34,19 +34,36 @@ pub struct BarChart {
 }
 
 impl BarChart {
-    /// The chart as an SVG document.
-    pub fn svg(&self) -> String {
-        let plot_w = WIDTH - LEFT - RIGHT;
-        let plot_h = HEIGHT - TOP - BOTTOM;
-        let max = self
+    /// Linear, unless the positive values (bars and reference) span a
+    /// factor of ten or more: then logarithmic, so the smallest bar stays
+    /// readable beside the largest.
+    fn axis(&self) -> Axis {
+        let values: Vec<f64> = self
             .series
             .iter()
             .flat_map(|(_, values)| values.iter().copied())
             .chain(self.reference.iter().map(|(_, v)| *v))
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::max);
-        let top = nice_ceiling(max);
-        let y = |value: f64| TOP + plot_h - value / top * plot_h;
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
+        let max = values.iter().copied().fold(0.0f64, f64::max);
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        if values.is_empty() || max / min < 10.0 {
+            return Axis::Linear {
+                top: nice_ceiling(max),
+            };
+        }
+        // A decade below the smallest value, so it still shows as a bar.
+        let low = 10f64.powf(min.log10().floor() - 1.0);
+        let high = 10f64.powf(max.log10().ceil()).max(low * 10.0);
+        Axis::Log { low, high }
+    }
+
+    /// The chart as an SVG document.
+    pub fn svg(&self) -> String {
+        let plot_w = WIDTH - LEFT - RIGHT;
+        let plot_h = HEIGHT - TOP - BOTTOM;
+        let axis = self.axis();
+        let y = |value: f64| TOP + plot_h - axis.fraction(value) * plot_h;
         let mut svg = String::new();
         let _ = write!(
             svg,
@@ -58,8 +75,7 @@ impl BarChart {
             WIDTH / 2.0,
             escape(&self.title)
         );
-        for step in 0..=5 {
-            let value = top * step as f64 / 5.0;
+        for value in axis.ticks() {
             let _ = write!(
                 svg,
                 r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
@@ -74,7 +90,10 @@ impl BarChart {
             svg,
             r#"<text transform="translate(18,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
             TOP + plot_h / 2.0,
-            escape(&self.y_label)
+            escape(&match axis {
+                Axis::Linear { .. } => self.y_label.clone(),
+                Axis::Log { .. } => format!("{} (log scale)", self.y_label),
+            })
         );
         let groups = self.categories.len().max(1) as f64;
         let group_w = plot_w / groups;
@@ -146,6 +165,39 @@ impl BarChart {
         );
         svg.push('\n');
         svg
+    }
+}
+
+/// How values map to heights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Axis {
+    /// From 0 to `top`.
+    Linear { top: f64 },
+    /// Decades from `low` to `high` (powers of ten): for series a tenfold
+    /// or more apart, which a linear axis would flatten against the largest.
+    Log { low: f64, high: f64 },
+}
+
+impl Axis {
+    /// Where `value` sits, from 0 (the bottom) to 1 (the top).
+    fn fraction(self, value: f64) -> f64 {
+        match self {
+            Self::Linear { top } => value / top,
+            Self::Log { low, high } => {
+                ((value.max(low).log10() - low.log10()) / (high.log10() - low.log10())).max(0.0)
+            }
+        }
+    }
+
+    /// Gridline values.
+    fn ticks(self) -> Vec<f64> {
+        match self {
+            Self::Linear { top } => (0..=5).map(|step| top * step as f64 / 5.0).collect(),
+            Self::Log { low, high } => {
+                let decades = (high / low).log10().round() as i32;
+                (0..=decades).map(|d| low * 10f64.powi(d)).collect()
+            }
+        }
     }
 }
 
@@ -656,7 +708,18 @@ pub fn write_all(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let Ok(report) = Report::read_json(&path) else {
             continue;
         };
+        // A run saved under another name (`read-processes.json`) gets its
+        // own charts (`read-processes-throughput.svg`), beside the default run's.
+        let stem = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .unwrap_or(&report.scenario)
+            .to_owned();
         for (name, chart) in charts(&report) {
+            let name = match name.strip_prefix(report.scenario.as_str()) {
+                Some(rest) if stem != report.scenario => format!("{stem}{rest}"),
+                _ => name,
+            };
             let out = dir.join(format!("{name}.svg"));
             std::fs::write(&out, chart.svg())
                 .with_context(|| format!("cannot write {}", out.display()))?;
@@ -687,5 +750,63 @@ mod tests {
         assert!(svg.contains("t &lt;&amp;&gt;"));
         assert_eq!(nice_ceiling(1234.0), 2_000.0);
         assert_eq!(human(12_345.0), "12k");
+    }
+
+    fn bars(values: Vec<f64>) -> BarChart {
+        BarChart {
+            title: "t".into(),
+            y_label: "deliveries/s".into(),
+            categories: (0..values.len()).map(|i| i.to_string()).collect(),
+            series: vec![("s".into(), values)],
+            reference: None,
+        }
+    }
+
+    /// Bar heights in the SVG, in order (bars carry a `<title>`; legend swatches do not).
+    fn heights(svg: &str) -> Vec<f64> {
+        svg.split("<rect x=")
+            .skip(1)
+            .filter(|rect| {
+                rect.split('>')
+                    .next()
+                    .is_some_and(|tag| !tag.ends_with('/'))
+            })
+            .filter_map(|rect| {
+                let height = rect.split("height=\"").nth(1)?.split('"').next()?;
+                height.parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn series_a_tenfold_apart_get_a_log_axis_and_every_bar_stays_visible() {
+        // The fan-out chart's case: Redis bars beside an 8.7M/s embedded one.
+        let chart = bars(vec![8_700_000.0, 180_000.0, 100_000.0]);
+        assert_eq!(
+            chart.axis(),
+            Axis::Log {
+                low: 10_000.0,
+                high: 10_000_000.0
+            }
+        );
+        let svg = chart.svg();
+        assert!(svg.contains("deliveries/s (log scale)"));
+        let heights = heights(&svg);
+        assert_eq!(heights.len(), 3);
+        assert!(
+            // On a linear axis they would be a 48th and an 87th of the largest.
+            heights[1] > heights[0] / 4.0 && heights[2] > heights[0] / 4.0,
+            "small bars keep a readable height: {heights:?}"
+        );
+        assert!(heights[0] > heights[1] && heights[1] > heights[2]);
+        // Gridlines at each decade.
+        assert_eq!(chart.axis().ticks(), vec![1e4, 1e5, 1e6, 1e7]);
+    }
+
+    #[test]
+    fn series_of_one_magnitude_keep_a_linear_axis() {
+        let chart = bars(vec![2_000.0, 3_500.0, 900.0]);
+        assert_eq!(chart.axis(), Axis::Linear { top: 5_000.0 });
+        assert!(!chart.svg().contains("log scale"));
     }
 }

@@ -108,6 +108,8 @@ pub struct StackOptions {
     /// Where the service binaries are, for [`StackShape::Processes`]
     /// (`None`: next to `warble-bench`).
     pub binaries: Option<PathBuf>,
+    /// The single process's `data_cache_mb` (`None`: its default).
+    pub data_cache_mb: Option<u64>,
 }
 
 impl Default for StackOptions {
@@ -122,6 +124,7 @@ impl Default for StackOptions {
             observe_deliveries: false,
             adaptive_in_flight: false,
             binaries: None,
+            data_cache_mb: None,
         }
     }
 }
@@ -245,6 +248,9 @@ impl BenchStack {
         let mut config = DevConfig::ephemeral(data_dir);
         config.jwt_secret = JWT_SECRET.into();
         config.in_process_calls = options.in_process_calls;
+        if let Some(mb) = options.data_cache_mb {
+            config.data_cache_mb = mb;
+        }
         // Load tests post and read far faster than a person: the per-user
         // buckets would turn most requests into RATE_LIMITED errors (a
         // scenario reading as 50 users at 3,000 pages a second asks each

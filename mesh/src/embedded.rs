@@ -15,6 +15,12 @@ use std::sync::{Arc, Mutex, Weak};
 /// File name of the database inside a data directory.
 pub const DATABASE_FILE: &str = "warble.redb";
 
+/// Bytes of pages the database keeps in memory unless told otherwise
+/// (redb's own default). The operating system caches the file as well, so
+/// a smaller cache costs copies from the page cache rather than disk reads
+/// while memory allows.
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 30;
+
 /// Why the embedded database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -35,6 +41,17 @@ pub enum OpenError {
 /// Opens (creating if needed) the database in `data_dir`, or returns the
 /// handle this process already has open for it.
 pub fn open_shared(data_dir: &Path) -> Result<Arc<redb::Database>, OpenError> {
+    open_shared_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+}
+
+/// [`open_shared`] keeping at most `cache_bytes` of pages in memory. The
+/// first opener in a process sets the size: a handle already open is
+/// returned as it is. `/metrics` shows what the cache holds
+/// (`warble_embedded_cache_bytes`, by database file).
+pub fn open_shared_with_cache(
+    data_dir: &Path,
+    cache_bytes: usize,
+) -> Result<Arc<redb::Database>, OpenError> {
     static OPEN: Mutex<Option<HashMap<PathBuf, Weak<redb::Database>>>> = Mutex::new(None);
 
     std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
@@ -51,15 +68,35 @@ pub fn open_shared(data_dir: &Path) -> Result<Arc<redb::Database>, OpenError> {
     if let Some(database) = open.get(&path).and_then(Weak::upgrade) {
         return Ok(database);
     }
-    let database =
-        Arc::new(
-            redb::Database::create(&path).map_err(|source| OpenError::Database {
+    let database = Arc::new(
+        redb::Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|source| OpenError::Database {
                 path: path.clone(),
                 source,
             })?,
-        );
+    );
+    let handle = Arc::downgrade(&database);
+    crate::metrics::gauge_fn(
+        "warble_embedded_cache_bytes",
+        "Bytes of database pages the embedded database (redb) keeps in memory.",
+        &[("file", &path.display().to_string())],
+        move || {
+            handle
+                .upgrade()
+                .map_or(0.0, |database| cache_bytes_of(&database) as f64)
+        },
+    );
     open.insert(path, Arc::downgrade(&database));
     Ok(database)
+}
+
+/// Bytes of pages `database` keeps in memory now (its read cache and
+/// write buffer).
+pub fn cache_bytes_of(database: &redb::Database) -> usize {
+    use redb::ReadableDatabase as _;
+    database.cache_stats().used_bytes()
 }
 
 #[cfg(test)]
@@ -75,5 +112,26 @@ mod tests {
         drop((first, second));
         // After every handle is dropped the file can be opened again (a restart).
         open_shared(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn the_cache_counts_the_pages_it_holds_up_to_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = open_shared_with_cache(dir.path(), 4 << 20).unwrap();
+        const ROWS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("rows");
+        let value = vec![7u8; 1024];
+        for batch in 0..16u64 {
+            let txn = database.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(ROWS).unwrap();
+                for row in 0..1024u64 {
+                    table.insert(batch * 1024 + row, value.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        // 16 MiB written through a 4 MiB cache: it holds pages, never more than its size.
+        let held = cache_bytes_of(&database);
+        assert!(held > 0 && held <= 4 << 20, "{held}");
     }
 }

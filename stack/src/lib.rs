@@ -44,6 +44,11 @@ use warble_search_svc::{SearchStats, SearchSvc, SearchSvcConfig};
 use warble_timeline_cache::{EmbeddedTimelineCache, TimelineCache};
 use warble_timeline_svc::{HomeTimelines, TimelineSvc, TimelineSvcConfig};
 
+/// Bounds of `data_cache_mb`: below 16 MiB every read copies pages from
+/// the operating system; 64 GiB is past any machine `warble dev` runs on.
+const MIN_DATA_CACHE_MB: u64 = 16;
+const MAX_DATA_CACHE_MB: u64 = 64 << 10;
+
 /// Configuration of `warble dev` (keys are read like every service's:
 /// defaults < `--config` file < `WARBLE_*` env vars).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +56,10 @@ use warble_timeline_svc::{HomeTimelines, TimelineSvc, TimelineSvcConfig};
 pub struct DevConfig {
     /// Directory holding the stack's embedded database; kept across restarts.
     pub data_dir: PathBuf,
+    /// MiB of database pages the embedded database keeps in memory (redb's
+    /// cache; the operating system caches the file too). At a million users
+    /// the default fills, a third of the stack's memory.
+    pub data_cache_mb: u64,
     /// Interface every service binds. Loopback by default: the dev stack
     /// signs anyone up without a password. Any other address is refused
     /// unless `allow_remote` is on and `jwt_secret` is set.
@@ -106,6 +115,7 @@ impl Default for DevConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data/dev"),
+            data_cache_mb: (warble_mesh::embedded::DEFAULT_CACHE_BYTES >> 20) as u64,
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             allow_remote: false,
             tweet_port: 50051,
@@ -160,6 +170,12 @@ impl ServiceConfig for DevConfig {
             return Err(ConfigError::invalid(
                 "drain_timeout_secs",
                 "must be at least 1",
+            ));
+        }
+        if !(MIN_DATA_CACHE_MB..=MAX_DATA_CACHE_MB).contains(&self.data_cache_mb) {
+            return Err(ConfigError::invalid(
+                "data_cache_mb",
+                format!("must be between {MIN_DATA_CACHE_MB} and {MAX_DATA_CACHE_MB} (MiB)"),
             ));
         }
         let ports = [
@@ -351,6 +367,8 @@ pub struct DevStack {
     notify_consumer_group: (String, u32),
     stop: watch::Sender<bool>,
     servers: JoinSet<anyhow::Result<()>>,
+    /// The embedded database (for its cache figure; the stores hold it open).
+    database: std::sync::Weak<redb::Database>,
 }
 
 /// Wraps the cache fanout-svc writes through (see [`StackOptions`]).
@@ -380,12 +398,17 @@ impl DevStack {
 
         // One database and one event log handle: stores append in their own
         // transactions, and the fan-out consumer wakes on every commit.
-        let database = warble_mesh::embedded::open_shared(&config.data_dir).with_context(|| {
+        let database = warble_mesh::embedded::open_shared_with_cache(
+            &config.data_dir,
+            (config.data_cache_mb as usize) << 20,
+        )
+        .with_context(|| {
             format!(
                 "cannot open the data directory {}",
                 config.data_dir.display()
             )
         })?;
+        let cache_database = Arc::downgrade(&database);
         let event_log = EmbeddedEventLog::open(database).context("cannot open the event log")?;
         let tweets = warble_tweet_svc::TweetSvc::open_embedded_with_log(
             &warble_tweet_svc::TweetSvcConfig {
@@ -634,6 +657,7 @@ impl DevStack {
             Authenticator::new(&gateway_config.auth).context("cannot configure the gateway")?;
 
         let mut stack = Self {
+            database: cache_database,
             tweet_addr,
             graph_addr,
             timeline_addr,
@@ -693,6 +717,13 @@ impl DevStack {
     /// A bearer token for `user_id`, signed as the gateway verifies them.
     pub fn issue_token(&self, user_id: u64) -> Option<String> {
         self.token_issuer.issue(user_id)
+    }
+
+    /// Bytes of pages the embedded database keeps in memory now (its cache).
+    pub fn embedded_cache_bytes(&self) -> usize {
+        self.database.upgrade().map_or(0, |database| {
+            warble_mesh::embedded::cache_bytes_of(&database)
+        })
     }
 
     /// Events fanout-svc has not acknowledged yet.

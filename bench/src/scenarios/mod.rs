@@ -225,6 +225,8 @@ pub struct Options {
     /// Where the service binaries of [`StackShape::Processes`] are
     /// (`None`: next to `warble-bench`).
     pub binaries: Option<PathBuf>,
+    /// MiB the single process's embedded database caches (`None`: its default).
+    pub data_cache_mb: Option<u64>,
     /// fanout-svc's parallel consumer workers (`consumer.workers`); `None`
     /// keeps the service's default.
     pub consumer_workers: Option<u32>,
@@ -263,6 +265,7 @@ impl Options {
             in_process_calls: !self.network_calls,
             shape: self.shape,
             binaries: self.binaries.clone(),
+            data_cache_mb: self.data_cache_mb,
             consumer_workers: self
                 .consumer_workers
                 .unwrap_or(StackOptions::default().consumer_workers),

@@ -76,6 +76,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             warm_up(&prepared, &everyone, options.progress).await?;
             let warm_elapsed = warm_started.elapsed();
             let rss_warm = rss_bytes();
+            let database_cache = prepared.stack.dev()?.embedded_cache_bytes() as u64;
             let (timelines, entries) = match &prepared.stack.dev()?.embedded_cache {
                 Some(cache) => cache.footprint(),
                 None => (everyone.len(), 0),
@@ -100,7 +101,9 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
             .with_extra("peak_rss_bytes", peak_rss_bytes())
             .with_extra("cached_timelines", timelines as u64)
             .with_extra("cached_entries", entries as u64)
-            .with_extra("rebuilds", prepared.stack.dev()?.home_timelines.rebuilds());
+            .with_extra("rebuilds", prepared.stack.dev()?.home_timelines.rebuilds())
+            .with_extra("embedded_database_cache_bytes", database_cache)
+            .with_extra("rss_per_user_bytes", rss_warm as f64 / users as f64);
             if entries > 0 {
                 memory = memory.with_extra(
                     "rss_growth_per_cached_entry_bytes",
