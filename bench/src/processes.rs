@@ -19,6 +19,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use warble_mesh::backends::RedisConfig;
+use warble_mesh::event_log::DOMAIN_EVENTS_STREAM;
+use warble_mesh::redis_client::{RedisClient, Request};
 use warble_proto::fanout::v1::GetStatusRequest;
 use warble_proto::fanout::v1::fanout_service_client::FanoutServiceClient;
 use warble_testkit::RedisServer;
@@ -72,6 +75,8 @@ pub struct ServiceProcesses {
     /// The timeline cache's Redis.
     pub cache_redis: RedisServer,
     fanout: FanoutServiceClient<tonic::transport::Channel>,
+    /// A client of the event log's Redis, connected on first use.
+    event_log_client: tokio::sync::OnceCell<RedisClient>,
 }
 
 impl ServiceProcesses {
@@ -209,6 +214,7 @@ impl ServiceProcesses {
             event_log_redis,
             cache_redis,
             fanout: fanout_client,
+            event_log_client: tokio::sync::OnceCell::new(),
         };
         processes.wait_until_ready().await?;
         Ok(processes)
@@ -268,6 +274,25 @@ impl ServiceProcesses {
             .await
             .context("fanout-svc GetStatus")?
             .into_inner())
+    }
+
+    /// Entries in the domain event stream (`XLEN` on the event log's Redis).
+    pub async fn event_stream_len(&self) -> anyhow::Result<u64> {
+        let client = self
+            .event_log_client
+            .get_or_try_init(|| async {
+                RedisClient::connect(&RedisConfig {
+                    url: self.event_log_redis.url(),
+                    ..RedisConfig::default()
+                })
+                .await
+                .context("cannot connect to the event log's Redis")
+            })
+            .await?;
+        Ok(client
+            .query(Request::new("XLEN", DOMAIN_EVENTS_STREAM))
+            .await
+            .context("XLEN of the event stream")?)
     }
 
     /// A client of fanout-svc (for polling its counters from other tasks).

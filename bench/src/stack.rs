@@ -129,6 +129,29 @@ impl Default for StackOptions {
     }
 }
 
+/// How long the event stream must stay the same length before the outbox
+/// relays count as drained (see [`BenchStack::wait_fanout_idle`]).
+const RELAYS_SETTLED: Duration = Duration::from_millis(500);
+
+/// The event stream's length over time: settled once unchanged for [`RELAYS_SETTLED`].
+#[derive(Default)]
+struct StreamGrowth {
+    last: Option<(u64, tokio::time::Instant)>,
+}
+
+impl StreamGrowth {
+    fn settled(&mut self, len: u64) -> bool {
+        let now = tokio::time::Instant::now();
+        match self.last {
+            Some((last, since)) if last == len => now.duration_since(since) >= RELAYS_SETTLED,
+            _ => {
+                self.last = Some((len, now));
+                false
+            }
+        }
+    }
+}
+
 /// The services of a [`BenchStack`].
 enum Services {
     Dev(Box<DevStack>),
@@ -329,11 +352,22 @@ impl BenchStack {
         }
     }
 
-    /// Waits until fanout-svc has applied every event appended so far.
+    /// Waits until fanout-svc has applied every event written so far. On
+    /// separate processes, events reach the stream through tweet-svc's and
+    /// graph-svc's outbox relays, so a lag of 0 can come while a relay still
+    /// holds a backlog: there the stream must also have stopped growing for
+    /// [`RELAYS_SETTLED`] (a relay with a backlog appends continuously).
     pub async fn wait_fanout_idle(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut stream = StreamGrowth::default();
         loop {
-            if self.fanout_lag().await? == 0 {
+            let settled = match &self.services {
+                Services::Dev(_) => true,
+                Services::Processes(processes) => {
+                    stream.settled(processes.event_stream_len().await?)
+                }
+            };
+            if settled && self.fanout_lag().await? == 0 {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
