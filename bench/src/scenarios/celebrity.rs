@@ -150,7 +150,9 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
         let mut response = new_histogram();
         let mut visible = new_histogram();
         let started = Instant::now();
+        let audience = prepared.workload.followers[author].len() as u64 + 1;
         for n in 0..posts {
+            let delivered_before = prepared.stack.deliveries_written().await?;
             let sent = Instant::now();
             let tweet_id = prepared
                 .grpc
@@ -183,10 +185,16 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
             } else {
-                prepared
-                    .stack
-                    .wait_fanout_idle(Duration::from_secs(30))
-                    .await?;
+                // Visible once fan-out wrote it to the author's and every
+                // follower's timeline (its deliveries counter, on either shape).
+                let deadline = sent + Duration::from_secs(30);
+                while prepared.stack.deliveries_written().await? < delivered_before + audience {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "a normal author's post never reached every follower"
+                    );
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
                 record(&mut visible, sent.elapsed());
             }
             posted.push(Posted { author, tweet_id });
