@@ -289,10 +289,10 @@ impl ServiceProcesses {
                 .context("cannot connect to the event log's Redis")
             })
             .await?;
-        Ok(client
+        client
             .query(Request::new("XLEN", DOMAIN_EVENTS_STREAM))
             .await
-            .context("XLEN of the event stream")?)
+            .context("XLEN of the event stream")
     }
 
     /// A client of fanout-svc (for polling its counters from other tasks).
