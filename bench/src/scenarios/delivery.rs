@@ -95,20 +95,21 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                     let newest = prepared.grpc.home(user, 1).await?.first().copied();
                     probes.push((user, newest.unwrap_or(0)));
                 }
-                let counted = match &log {
-                    Some(_) => None,
-                    None => Some(prepared.stack.deliveries_written().await?),
+                // Without the in-process log (separate processes), fan-out's
+                // deliveries counter times the landings instead.
+                let fanout = prepared
+                    .stack
+                    .processes()
+                    .filter(|_| log.is_none())
+                    .map(|processes| processes.fanout_client());
+                let before = match &fanout {
+                    Some(_) => prepared.stack.deliveries_written().await?,
+                    None => 0,
                 };
                 let posted_at = Instant::now();
-                let counter = match (counted, prepared.stack.processes()) {
-                    (Some(before), Some(processes)) => Some(tokio::spawn(count_landings(
-                        processes.fanout_client(),
-                        before,
-                        audience as u64,
-                        posted_at,
-                    ))),
-                    _ => None,
-                };
+                let counter = fanout.map(|fanout| {
+                    tokio::spawn(count_landings(fanout, before, audience as u64, posted_at))
+                });
                 let watchers = probes
                     .into_iter()
                     .map(|(user, newest_before)| {
