@@ -1518,6 +1518,12 @@ enum Item {
 /// Fragments `F0..Fn`, each spreading others, often several times: an
 /// expansion exponential in `n`. With `acyclic`, a fragment spreads only
 /// later ones.
+/// What "quick" means for the checks on these documents. It is no
+/// performance target: a naive expansion of a 40-fragment graph doubles per
+/// fragment (2^40 steps, hours), so a bound this loose still catches it,
+/// while a test thread descheduled on a loaded CI machine does not fail.
+const EXPONENTIAL_GUARD: Duration = Duration::from_secs(10);
+
 fn fragment_graph() -> impl Strategy<Value = (Vec<Vec<Item>>, bool)> {
     (1usize..40, any::<bool>()).prop_flat_map(|(count, acyclic)| {
         let fragment = move |index: usize| {
@@ -1622,7 +1628,7 @@ proptest! {
         let limits = DocumentLimits { max_depth: LimitsConfig::default().max_depth };
         let started = Instant::now();
         let result = admission::check(&parsed, limits);
-        prop_assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        prop_assert!(started.elapsed() < EXPONENTIAL_GUARD, "{:?}", started.elapsed());
         if acyclic {
             let mut memo = vec![None; fragments.len() + 1];
             let (selections, depth) = measure(&fragments[0], &fragments, &mut memo);
@@ -1645,7 +1651,7 @@ proptest! {
         if let Ok(parsed) = async_graphql::parser::parse_query(&document) {
             let started = Instant::now();
             let _ = admission::check(&parsed, DocumentLimits { max_depth: 12 });
-            prop_assert!(started.elapsed() < Duration::from_millis(500));
+            prop_assert!(started.elapsed() < EXPONENTIAL_GUARD);
         }
     }
 }
@@ -1662,7 +1668,7 @@ fn fragment_graphs_through_the_executor() {
         let document = render_fragments(&fragments);
         let started = Instant::now();
         let response = runtime.block_on(backend.execute(None, &document, json!({})));
-        prop_assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        prop_assert!(started.elapsed() < 2 * EXPONENTIAL_GUARD, "{:?}", started.elapsed());
         check_response(&document, &response, false)?;
     });
 }
