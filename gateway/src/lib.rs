@@ -21,6 +21,7 @@ pub mod executor;
 pub mod feed;
 pub mod http;
 pub mod hydrate;
+pub mod joined;
 pub mod loaders;
 pub mod media;
 pub mod media_route;

@@ -24,6 +24,7 @@ use warble_proto::tweet::v1 as tweet;
 
 use crate::auth::Viewer;
 use crate::error::{ErrorCode, StatusExt as _, gql_error};
+use crate::joined::Joined;
 use crate::loaders::Loaders;
 use crate::media::MediaNode;
 use crate::time::iso8601;
@@ -463,8 +464,8 @@ impl TweetNode {
 
     /// Who wrote it; null when the account no longer exists, or (with an
     /// error in `errors`) if the user service is unavailable.
-    async fn author(&self, ctx: &Context<'_>) -> Result<Option<UserNode>> {
-        match &self.author {
+    async fn author(&self, ctx: &Context<'_>) -> Result<Option<Joined<UserNode>>> {
+        let author = match &self.author {
             Slot::Ready(author) => Ok(author.clone()),
             Slot::Failed(error) => Err(error.clone()),
             Slot::Lazy => Ok(ctx
@@ -475,7 +476,8 @@ impl TweetNode {
                 .await
                 .gql()?
                 .map(UserNode::lazy)),
-        }
+        };
+        Ok(author?.map(Joined))
     }
 
     /// The tweet this one replies to; null when none or since deleted.
@@ -693,14 +695,14 @@ impl PageInfo {
 #[derive(SimpleObject, Clone)]
 pub struct TweetEdge {
     /// The tweet.
-    pub node: TweetNode,
+    pub node: Joined<TweetNode>,
     /// Opaque position just after this tweet: pass it as `after` to
     /// continue from here.
     pub cursor: String,
     /// Who retweeted the tweet, when this edge is their retweet (it sits
     /// at the retweet's time); null for the tweet's own entry, or when the
     /// retweeter's account no longer exists.
-    pub retweeted_by: Option<UserNode>,
+    pub retweeted_by: Option<Joined<UserNode>>,
 }
 
 /// A user in a block or mute list, with since when, and for a mute until when.
@@ -752,7 +754,7 @@ pub struct RelatedUserConnection {
 pub struct TweetConnection {
     /// The tweets, newest first. A tweet deleted while the page was read is
     /// left out, so a page may hold fewer than `first` even when more follow.
-    pub edges: Vec<TweetEdge>,
+    pub edges: Vec<Joined<TweetEdge>>,
     /// Where this page ends and whether more follow.
     pub page_info: PageInfo,
 }

@@ -16,6 +16,7 @@ use crate::downstream::{Downstream, DownstreamChannel};
 use crate::error::{ErrorCode, StatusExt as _, bad_input, gql_error};
 use crate::feed::{FeedEvent, LiveFeed};
 use crate::hydrate::{self, TweetWants, UserWants};
+use crate::joined::Joined;
 use crate::model::{
     AuthPayload, Node, PageInfo, TweetConnection, TweetEdge, TweetNode, UserConnection, UserEdge,
     UserNode, parse_id, require_viewer,
@@ -162,21 +163,23 @@ pub(crate) async fn tweet_connection(
     .await?;
     let retweeters = retweeters.transpose()?.unwrap_or_default();
     // A tweet deleted after the timeline was read drops out of the page.
-    let edges: Vec<TweetEdge> = entries
+    let edges: Vec<Joined<TweetEdge>> = entries
         .into_iter()
         .zip(nodes)
         .filter_map(|(entry, node)| {
-            node.map(|node| TweetEdge {
-                node,
-                cursor: entry.cursor,
-                retweeted_by: retweeters.get(&entry.retweeted_by).cloned(),
+            node.map(|node| {
+                Joined(TweetEdge {
+                    node: Joined(node),
+                    cursor: entry.cursor,
+                    retweeted_by: retweeters.get(&entry.retweeted_by).cloned().map(Joined),
+                })
             })
         })
         .collect();
     Ok(TweetConnection {
         page_info: PageInfo::of_page(
-            edges.first().map(|edge| edge.cursor.clone()),
-            edges.last().map(|edge| edge.cursor.clone()),
+            edges.first().map(|edge| edge.0.cursor.clone()),
+            edges.last().map(|edge| edge.0.cursor.clone()),
             next_cursor,
         ),
         edges,

@@ -17,7 +17,7 @@ pub type WarbleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// introspection to its own rule: run requests through
 /// [`crate::executor::EdgeExecutor`]. No extensions: with one installed,
 /// async-graphql sends every field through the extension chain (see
-/// [`crate::query_cache`]).
+/// [`crate::query_cache`]), and [`crate::joined`] would skip it.
 pub fn build(state: Arc<GatewayState>, limits: &LimitsConfig, introspection: bool) -> WarbleSchema {
     let builder = Schema::build(
         QueryRoot::default(),

@@ -900,3 +900,70 @@ async fn node_ids_are_checked_and_priced() {
         vec![("BAD_USER_INPUT".to_owned(), String::new())]
     );
 }
+
+/// A feed page's objects resolve through the gateway's joined resolution
+/// (`warble_gateway::joined`), a single tweet through async-graphql's own:
+/// the same selection must answer the same through both. The selection
+/// has what that resolution re-implements: aliases, `__typename`, a named
+/// fragment, inline fragments on the type and on its interface, and one
+/// field selected twice with different subfields (merged).
+#[tokio::test]
+async fn a_feed_page_answers_exactly_as_the_same_selection_on_one_tweet() {
+    const SELECTION: &str = r#"
+        __typename
+        id
+        words: text
+        ...TweetParts
+        ... on Node { id nodeId: id }
+        ... on Tweet { likeCount hashtags }
+        author { id username }
+        author { displayName writer: __typename ... on User { viewerFollows } }
+        viewerHasLiked
+    "#;
+    const FRAGMENT: &str = r#"fragment TweetParts on Tweet {
+        createdAt mentions replyCount
+        author { followersCount }
+    }"#;
+    let backend = Backend::start();
+    let alice = backend.sign_up("alice").await;
+    let bob = backend.sign_up("bob").await;
+    backend.follow(bob, alice).await;
+    let first = backend.post(alice, "first #Joined @bob").await;
+    let second = backend.post(alice, "second").await;
+    backend.data(Some(bob), LIKE, json!({ "id": first })).await;
+
+    let feed = backend
+        .data(
+            Some(bob),
+            &format!(
+                "query {{ homeTimeline(first: 10) {{ edges {{ __typename cursor node {{ {SELECTION} }} }} }} }} {FRAGMENT}"
+            ),
+            json!({}),
+        )
+        .await;
+    let edges = feed["homeTimeline"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2, "{feed}");
+    for (edge, tweet_id) in edges.iter().zip([&second, &first]) {
+        assert_eq!(edge["__typename"], "TweetEdge", "{edge}");
+        let alone = backend
+            .data(
+                Some(bob),
+                &format!("query($id: ID!) {{ tweet(id: $id) {{ {SELECTION} }} }} {FRAGMENT}"),
+                json!({ "id": tweet_id }),
+            )
+            .await;
+        assert_eq!(edge["node"], alone["tweet"], "the same selection, two ways");
+    }
+    let newest = &edges[1]["node"];
+    assert_eq!(newest["nodeId"], json!(first));
+    assert_eq!(newest["words"], "first #Joined @bob");
+    assert_eq!(newest["viewerHasLiked"], true);
+    assert_eq!(
+        newest["author"],
+        json!({
+            "id": alice.to_string(), "username": "alice", "displayName": "alice",
+            "writer": "User", "viewerFollows": true, "followersCount": 1,
+        }),
+        "both author selections and the fragment's merged into one object"
+    );
+}
