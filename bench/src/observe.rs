@@ -130,7 +130,7 @@ impl TimelineCache for ObservedCache {
         celebrities: &[u64],
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Option<Vec<Entry>>>, CacheError> {
+    ) -> Result<Vec<Option<warble_timeline_cache::RecentEntries>>, CacheError> {
         self.inner
             .celebrity_recent(celebrities, before, limit)
             .await

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::{
-    CELEBRITY_CAPACITY, Entry, RETWEET_DEDUP_WINDOW, Removal, TIMELINE_CAPACITY, TimelineCache,
+    CELEBRITY_CAPACITY, Entry, RETWEET_DEDUP_WINDOW, RecentEntries, Removal, TIMELINE_CAPACITY,
+    TimelineCache,
 };
 
 /// Runs every check, each on a fresh cache.
@@ -226,8 +227,16 @@ pub async fn paging_covers_everything_once(cache: &impl TimelineCache) {
 
 /// Celebrity recent sets: a miss until filled; a fill unions with entries
 /// added before it, so a tweet posted during a fill is not lost; retweets
-/// sit among the tweets at their own position.
+/// sit among the tweets at their own position. A set below capacity is
+/// complete (the celebrity's whole history); a full one is not, and a
+/// removal from a full one makes it a miss, to be filled again.
 pub async fn celebrity_sets(cache: &impl TimelineCache) {
+    let complete = |entries: Vec<Entry>| {
+        Some(RecentEntries {
+            entries,
+            complete: true,
+        })
+    };
     let own = |id| entry(id, 100);
     cache.celebrity_add(100, own(5)).await.unwrap();
     assert_eq!(
@@ -249,8 +258,8 @@ pub async fn celebrity_sets(cache: &impl TimelineCache) {
             .await
             .unwrap(),
         vec![
-            Some(vec![own(6), own(5), retweet, own(3), own(2), own(1)]),
-            Some(vec![]),
+            complete(vec![own(6), own(5), retweet, own(3), own(2), own(1)]),
+            complete(vec![]),
             None
         ]
     );
@@ -258,23 +267,53 @@ pub async fn celebrity_sets(cache: &impl TimelineCache) {
     cache.celebrity_remove(100, 4).await.unwrap();
     assert_eq!(
         cache.celebrity_recent(&[100], Some(6), 3).await.unwrap(),
-        vec![Some(vec![own(5), own(2), own(1)])]
+        vec![complete(vec![own(5), own(2), own(1)])],
+        "a removal from a set below capacity keeps it complete"
     );
     let many: Vec<Entry> = (1..=CELEBRITY_CAPACITY as u64 + 10)
         .map(|id| entry(id, 300))
         .collect();
     cache.celebrity_fill(300, &many).await.unwrap();
-    let recent = cache
-        .celebrity_recent(&[300], None, usize::MAX)
-        .await
-        .unwrap();
-    let recent = recent[0].as_ref().unwrap();
+    let full = |cache_answer: Vec<Option<RecentEntries>>| {
+        let recent = cache_answer[0].clone().expect("filled");
+        assert!(!recent.complete, "a full set may have lost older entries");
+        recent.entries
+    };
+    let recent = full(
+        cache
+            .celebrity_recent(&[300], None, usize::MAX)
+            .await
+            .unwrap(),
+    );
     assert_eq!(recent.len(), CELEBRITY_CAPACITY);
     assert_eq!(
         recent[0],
         entry(CELEBRITY_CAPACITY as u64 + 10, 300),
         "the newest are kept"
     );
+    // Removing from the full set leaves it one short of capacity while
+    // older entries exist: it must not read as complete, so it is a miss.
+    cache
+        .celebrity_remove(300, CELEBRITY_CAPACITY as u64)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.celebrity_recent(&[300], None, 10).await.unwrap(),
+        vec![None]
+    );
+    let refill: Vec<Entry> = many
+        .iter()
+        .copied()
+        .filter(|entry| entry.tweet_id != CELEBRITY_CAPACITY as u64)
+        .collect();
+    cache.celebrity_fill(300, &refill).await.unwrap();
+    full(cache.celebrity_recent(&[300], None, 10).await.unwrap());
+    // A set that reaches capacity through adds is no longer complete.
+    cache.celebrity_fill(400, &[entry(1, 400)]).await.unwrap();
+    for id in 2..=CELEBRITY_CAPACITY as u64 + 1 {
+        cache.celebrity_add(400, entry(id, 400)).await.unwrap();
+    }
+    full(cache.celebrity_recent(&[400], None, 10).await.unwrap());
 }
 
 /// Last-active marks only move forward.

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::{
-    CELEBRITY_CAPACITY, CacheError, CachedPage, Entry, RETWEET_DEDUP_WINDOW, Removal,
-    TIMELINE_CAPACITY, TimelineCache,
+    CELEBRITY_CAPACITY, CacheError, CachedPage, Entry, RETWEET_DEDUP_WINDOW, RecentEntries,
+    Removal, TIMELINE_CAPACITY, TimelineCache,
 };
 
 const SHARDS: usize = 64;
@@ -223,6 +223,11 @@ impl TimelineCache for EmbeddedTimelineCache {
         if let Some(set) = self.shard(celebrity).celebrity_sets.get_mut(&celebrity)
             && let Ok(index) = index_of(&set.entries, position)
         {
+            // A full set may have had older entries trimmed: once smaller,
+            // its size would wrongly say it is complete.
+            if set.entries.len() >= CELEBRITY_CAPACITY {
+                set.filled = false;
+            }
             set.entries.remove(index);
         }
         Ok(())
@@ -243,7 +248,7 @@ impl TimelineCache for EmbeddedTimelineCache {
         celebrities: &[u64],
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Option<Vec<Entry>>>, CacheError> {
+    ) -> Result<Vec<Option<RecentEntries>>, CacheError> {
         Ok(celebrities
             .iter()
             .map(|celebrity| {
@@ -252,12 +257,13 @@ impl TimelineCache for EmbeddedTimelineCache {
                     .celebrity_sets
                     .get(celebrity)
                     .filter(|set| set.filled)
-                    .map(|set| {
-                        below(&set.entries, before)
+                    .map(|set| RecentEntries {
+                        entries: below(&set.entries, before)
                             .iter()
                             .take(limit)
                             .copied()
-                            .collect()
+                            .collect(),
+                        complete: set.entries.len() < CELEBRITY_CAPACITY,
                     })
             })
             .collect())

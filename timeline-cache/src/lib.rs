@@ -138,6 +138,20 @@ pub struct CachedPage {
     pub len: usize,
 }
 
+/// A celebrity's recent entries, read from their set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecentEntries {
+    /// Up to the number asked, strictly older than the position asked,
+    /// newest first.
+    pub entries: Vec<Entry>,
+    /// The set holds every entry the celebrity has: it holds fewer than
+    /// [`CELEBRITY_CAPACITY`], so nothing was ever trimmed from it (see
+    /// [`TimelineCache::celebrity_fill`] and
+    /// [`TimelineCache::celebrity_remove`]). Fewer entries than asked then
+    /// means there are no more, and the tweet store need not be asked.
+    pub complete: bool,
+}
+
 /// Why a cache operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -193,22 +207,29 @@ pub trait TimelineCache: Send + Sync + 'static {
     /// nothing.
     async fn celebrity_add(&self, celebrity: u64, entry: Entry) -> Result<(), CacheError>;
 
-    /// Removes the entry at `position` from a celebrity's recent set.
+    /// Removes the entry at `position` from a celebrity's recent set. A set
+    /// that was full loses its *filled* mark with it (the next read fills it
+    /// again): it may now hold fewer than [`CELEBRITY_CAPACITY`] while older
+    /// entries, trimmed before, exist, so its size would no longer say it is
+    /// complete ([`RecentEntries::complete`]).
     async fn celebrity_remove(&self, celebrity: u64, position: u64) -> Result<(), CacheError>;
 
     /// Adds the tweet store's view of a celebrity's recent entries to their
     /// set (a union with anything added meanwhile) and marks the set filled.
+    /// `entries` are the celebrity's newest [`CELEBRITY_CAPACITY`] entries,
+    /// or all of them when they have fewer: a filled set smaller than that
+    /// is the celebrity's whole history.
     async fn celebrity_fill(&self, celebrity: u64, entries: &[Entry]) -> Result<(), CacheError>;
 
     /// For each celebrity, up to `limit` recent entries strictly older than
-    /// position `before`, newest first; `None` for one whose set was never
-    /// filled (a miss).
+    /// position `before`, newest first, and whether their set is complete;
+    /// `None` for one whose set is not filled (a miss).
     async fn celebrity_recent(
         &self,
         celebrities: &[u64],
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Option<Vec<Entry>>>, CacheError>;
+    ) -> Result<Vec<Option<RecentEntries>>, CacheError>;
 
     /// Records that `user` was active at `at_ms` (Unix milliseconds). A mark
     /// only moves forward: an `at_ms` older than the one held changes nothing.

@@ -119,8 +119,8 @@ use warble_mesh::backends::RedisConfig;
 use warble_mesh::redis_client::{RedisClient, RedisClientError, RedisScript, Request, key_slot};
 
 use crate::{
-    CELEBRITY_CAPACITY, CacheError, CachedPage, Entry, RETWEET_DEDUP_WINDOW, Removal,
-    TIMELINE_CAPACITY, TimelineCache,
+    CELEBRITY_CAPACITY, CacheError, CachedPage, Entry, RETWEET_DEDUP_WINDOW, RecentEntries,
+    Removal, TIMELINE_CAPACITY, TimelineCache,
 };
 
 /// Sorts above every 16-byte timeline member: the *built* flag.
@@ -231,6 +231,25 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
 if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 local len = redis.call('ZCARD', KEYS[1]) - 1
 return {len, redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[2], '-', 'LIMIT', 0, tonumber(ARGV[3]))}
+"#,
+    )
+});
+
+/// KEYS[1] a celebrity set; ARGV sentinel, the entry's position range (low,
+/// high, `[` forms), cap. Removes the entry; when the set was full, also
+/// the sentinel, so its next read fills it again (see
+/// `TimelineCache::celebrity_remove`). Returns how many entries went.
+static REMOVE_CELEBRITY_ENTRY: LazyLock<RedisScript> = LazyLock::new(|| {
+    RedisScript::new(
+        r#"
+local filled = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local len = redis.call('ZCARD', KEYS[1])
+if filled then len = len - 1 end
+local removed = redis.call('ZREMRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3])
+if removed > 0 and filled and len >= tonumber(ARGV[4]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return removed
 "#,
     )
 });
@@ -609,9 +628,12 @@ impl TimelineCache for RedisTimelineCache {
 
     async fn celebrity_remove(&self, celebrity: u64, position: u64) -> Result<(), CacheError> {
         let (low, high) = position_range(position);
-        let request = Request::new("ZREMRANGEBYLEX", self.celebrity_key(celebrity))
+        let request = REMOVE_CELEBRITY_ENTRY
+            .call(&[self.celebrity_key(celebrity)])
+            .arg(&FILLED[..])
             .arg(low.as_slice())
-            .arg(high.as_slice());
+            .arg(high.as_slice())
+            .arg(CELEBRITY_CAPACITY);
         self.batch(&[request]).await.map(|_| ())
     }
 
@@ -636,7 +658,7 @@ impl TimelineCache for RedisTimelineCache {
         celebrities: &[u64],
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Option<Vec<Entry>>>, CacheError> {
+    ) -> Result<Vec<Option<RecentEntries>>, CacheError> {
         let bound = upper_bound(before, &FILLED);
         let fetch = limit.min(CELEBRITY_CAPACITY);
         let requests: Vec<Request> = celebrities
@@ -655,11 +677,13 @@ impl TimelineCache for RedisTimelineCache {
             .zip(celebrities)
             .map(|(reply, &celebrity)| {
                 let read = parse_read(reply).map_err(|error| self.unavailable(error))?;
-                Ok(read.map(|page| {
-                    page.members
+                Ok(read.map(|page| RecentEntries {
+                    entries: page
+                        .members
                         .iter()
                         .filter_map(|member| parse_member(member, celebrity))
-                        .collect()
+                        .collect(),
+                    complete: page.len < CELEBRITY_CAPACITY,
                 }))
             })
             .collect()

@@ -14,7 +14,8 @@ use warble_testkit::{
     unique_prefix,
 };
 use warble_timeline_cache::{
-    Entry, RedisTimelineCache, Removal, TIMELINE_CAPACITY, TimelineCache, conformance,
+    Entry, RecentEntries, RedisTimelineCache, Removal, TIMELINE_CAPACITY, TimelineCache,
+    conformance,
 };
 
 async fn cache_on(config: &RedisConfig) -> RedisTimelineCache {
@@ -259,11 +260,17 @@ async fn ids_beyond_two_to_the_53_keep_their_exact_order(topology: Topology) {
             .celebrity_recent(&[7], Some(u64::MAX), 10)
             .await
             .unwrap(),
-        vec![Some(vec![entry(top, 7), entry(top - 1, 7)])]
+        vec![Some(RecentEntries {
+            entries: vec![entry(top, 7), entry(top - 1, 7)],
+            complete: true,
+        })]
     );
     assert_eq!(
         cache.celebrity_recent(&[7], None, 1).await.unwrap(),
-        vec![Some(vec![entry(u64::MAX, 7)])]
+        vec![Some(RecentEntries {
+            entries: vec![entry(u64::MAX, 7)],
+            complete: true,
+        })]
     );
 }
 

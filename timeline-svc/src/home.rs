@@ -420,8 +420,8 @@ impl HomeTimelines {
 
     /// Recent entries of the followed celebrities below `before`, up to
     /// `limit` each: from their cached sets, filling missing sets from the
-    /// tweet store, and asking the store directly when a set runs short (it
-    /// may have dropped older entries).
+    /// tweet store, and asking the store directly when a set runs short
+    /// and is not complete (it may have dropped older entries).
     async fn celebrity_entries(
         &self,
         celebrities: &[u64],
@@ -440,7 +440,10 @@ impl HomeTimelines {
         let mut short = Vec::new();
         for (celebrity, set) in celebrities.iter().zip(sets) {
             match set {
-                Some(recent) if recent.len() >= limit => entries.extend(recent),
+                // Enough for the page, or all there is.
+                Some(recent) if recent.entries.len() >= limit || recent.complete => {
+                    entries.extend(recent.entries)
+                }
                 Some(_) => short.push(*celebrity),
                 None => unfilled.push(*celebrity),
             }

@@ -171,7 +171,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Report> {
                     if recent
                         .first()
                         .and_then(|r| r.as_ref())
-                        .and_then(|r| r.first())
+                        .and_then(|r| r.entries.first())
                         .map(|entry| entry.tweet_id)
                         == Some(tweet_id)
                     {

@@ -484,7 +484,8 @@ pub async fn verify_posts(
                 .await?;
             match recent.first() {
                 Some(Some(recent))
-                    if recent.first().map(|entry| entry.tweet_id) == Some(post.tweet_id) =>
+                    if recent.entries.first().map(|entry| entry.tweet_id)
+                        == Some(post.tweet_id) =>
                 {
                     verified += 1
                 }

@@ -8,7 +8,7 @@ use warble_mesh::event_log::{DOMAIN_EVENTS_STREAM, EventLog as _};
 use warble_proto::events::v1::DeadLetter;
 use warble_stack::DevConfig;
 use warble_tests::{TestStack, eventually};
-use warble_timeline_cache::TIMELINE_CAPACITY;
+use warble_timeline_cache::{CELEBRITY_CAPACITY, TIMELINE_CAPACITY};
 
 /// Followers from which an author counts as a celebrity in these tests.
 const THRESHOLD: u64 = 3;
@@ -142,6 +142,54 @@ async fn the_cap_holds_and_older_pages_come_from_the_pull_path() {
     stack.stop().await;
 }
 
+/// A celebrity's recent set keeps their newest `CELEBRITY_CAPACITY`
+/// entries; a reader paging past them gets the rest from the tweet store,
+/// interleaved with the older cached tweets of a normal author they follow.
+/// (A set holding fewer is the celebrity's whole history, and pages stop
+/// asking the store: were a full set taken for complete, the celebrity's
+/// oldest tweets would go missing here.)
+#[tokio::test]
+async fn a_celebritys_tweets_past_the_recent_set_page_from_the_store() {
+    let stack = start().await;
+    let ids = users(&stack, &["celeb", "f1", "f2", "plain", "reader"]).await;
+    let (celebrity, plain, reader) = (ids[0], ids[3], ids[4]);
+    for fan in [ids[1], ids[2], reader] {
+        stack.follow(fan, celebrity).await;
+    }
+    stack.follow(reader, plain).await;
+    // Active: the plain author's tweets are pushed into the reader's cache.
+    stack.home_all(reader, 20).await;
+    stack.settle().await;
+    let total = CELEBRITY_CAPACITY + 30;
+    let mut posted = Vec::with_capacity(total + 60);
+    for n in 0..total {
+        // The plain author's tweets sit among the celebrity's oldest ones,
+        // those the recent set cannot hold.
+        if n < 60 {
+            posted.push(stack.post(plain, &format!("plain number {n}")).await);
+        }
+        posted.push(stack.post(celebrity, &format!("word number {n}")).await);
+    }
+    stack.settle().await;
+    posted.reverse();
+    assert_eq!(
+        stack.home_all(reader, 50).await,
+        posted,
+        "every tweet, newest first, once"
+    );
+    let recent = stack
+        .stack
+        .timeline_cache
+        .celebrity_recent(&[celebrity], None, usize::MAX)
+        .await
+        .unwrap()
+        .remove(0)
+        .expect("the reads filled the set");
+    assert_eq!(recent.entries.len(), CELEBRITY_CAPACITY);
+    assert!(!recent.complete);
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn a_delete_removes_the_tweet_everywhere() {
     let stack = start().await;
@@ -181,6 +229,7 @@ async fn a_delete_removes_the_tweet_everywhere() {
         !recent[0]
             .clone()
             .unwrap_or_default()
+            .entries
             .iter()
             .any(|entry| entry.tweet_id == merged)
     );
