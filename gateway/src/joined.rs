@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 
 use async_graphql::indexmap::IndexMap;
+use async_graphql::indexmap::map::Entry;
 use async_graphql::parser::types::{Field, Selection};
 use async_graphql::registry::Registry;
 use async_graphql::resolver_utils::{ContainerType, resolve_container};
@@ -184,9 +185,13 @@ fn collect<'a, T: ContainerType>(
 /// holds (a field selected twice, e.g. directly and through a fragment,
 /// with different subfields), as async-graphql does.
 fn insert(object: &mut IndexMap<Name, Value>, name: Name, value: Value) {
-    let Some(existing) = object.get_mut(&name) else {
-        object.insert(name, value);
-        return;
+    // One hash of the key either way (the common case is a new key).
+    let existing = match object.entry(name) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(value);
+            return;
+        }
+        Entry::Occupied(occupied) => occupied.into_mut(),
     };
     match (existing, value) {
         (Value::Object(existing), Value::Object(more)) => {
