@@ -302,7 +302,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
     };
     // With Redis, rate limits are shared by every replica.
     let limiter = match config.events.backend {
-        EventsBackend::Redis => RateLimiter::redis(
+        EventsBackend::Redis => RateLimiter::Redis(
             warble_mesh::redis_client::RedisClient::connect(&config.events.redis)
                 .await
                 .context("rate limits (events.redis.*)")?,
