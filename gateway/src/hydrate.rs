@@ -199,9 +199,11 @@ pub async fn tweets(
     ids: &[u64],
     wants: TweetWants,
 ) -> async_graphql::Result<Vec<Option<TweetNode>>> {
-    Ok(tweets_and_users(downstream, viewer, ids, wants, &[], None)
-        .await?
-        .0)
+    Ok(
+        tweets_and_users(downstream, viewer, ids, &[], wants, &[], None)
+            .await?
+            .0,
+    )
 }
 
 /// Hydrates tweets by id, in order (missing and deleted tweets are
@@ -209,10 +211,16 @@ pub async fn tweets(
 /// `others` (a page's retweeters) when `others_wants` asks for them: one
 /// GetTweets and one GetUsers for the lot. The users come back by id,
 /// `None` when not asked for, or the batch's error.
+///
+/// `authors`, when it names the author of every id (timeline entries carry
+/// them), lets GetUsers go out together with GetTweets instead of after
+/// it: a page waits for the slower of the two, not their sum. Otherwise
+/// (empty, or a zero among them) the authors come from the tweets found.
 pub async fn tweets_and_users(
     downstream: &Downstream,
     viewer: Option<Viewer>,
     ids: &[u64],
+    authors: &[u64],
     wants: TweetWants,
     others: &[u64],
     others_wants: Option<UserWants>,
@@ -222,6 +230,25 @@ pub async fn tweets_and_users(
 )> {
     if ids.is_empty() {
         return Ok((Vec::new(), None));
+    }
+    let authors_known = authors.len() == ids.len() && !authors.contains(&0);
+    if let (Some(author_wants), true) = (wants.author, authors_known) {
+        let mut user_ids = authors.to_vec();
+        let mut user_wants = author_wants;
+        if let Some(other_wants) = others_wants.filter(|_| !others.is_empty()) {
+            user_ids.extend_from_slice(others);
+            user_wants.counts |= other_wants.counts;
+            user_wants.viewer_follows |= other_wants.viewer_follows;
+        }
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let (fetched, loaded) = tokio::join!(
+            fetch_tweets(downstream, viewer, ids, wants),
+            users(downstream, viewer, &user_ids, user_wants)
+        );
+        let nodes = fetched?.into_nodes(Some(&loaded));
+        let ordered = ids.iter().map(|id| nodes.get(id).cloned()).collect();
+        return Ok((ordered, Some(loaded).filter(|_| others_wants.is_some())));
     }
     // One call brings the tweets with their counts and the viewer's state.
     let fetched = fetch_tweets(downstream, viewer, ids, wants).await?;

@@ -373,6 +373,7 @@ async fn hydrate_groups(
             downstream,
             Some(viewer),
             &tweet_ids,
+            &[],
             wants.tweet,
             &actor_ids,
             actor_wants,

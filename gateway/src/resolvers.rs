@@ -148,6 +148,7 @@ pub(crate) async fn tweet_connection(
     retweeters.sort_unstable();
     retweeters.dedup();
     let ids: Vec<u64> = entries.iter().map(|entry| entry.tweet_id).collect();
+    let authors: Vec<u64> = entries.iter().map(|entry| entry.author_id).collect();
     let retweeter_wants = retweeter_selection
         .exists()
         .then(|| UserWants::of(retweeter_selection));
@@ -156,6 +157,7 @@ pub(crate) async fn tweet_connection(
         &state.downstream,
         viewer(ctx),
         &ids,
+        &authors,
         wants,
         &retweeters,
         retweeter_wants,
