@@ -232,30 +232,39 @@ pub async fn tweets_and_users(
         return Ok((Vec::new(), None));
     }
     let authors_known = authors.len() == ids.len() && !authors.contains(&0);
-    if let (Some(author_wants), true) = (wants.author, authors_known) {
-        let mut user_ids = authors.to_vec();
-        let mut user_wants = author_wants;
-        if let Some(other_wants) = others_wants.filter(|_| !others.is_empty()) {
-            user_ids.extend_from_slice(others);
-            user_wants.counts |= other_wants.counts;
-            user_wants.viewer_follows |= other_wants.viewer_follows;
-        }
-        user_ids.sort_unstable();
-        user_ids.dedup();
+    let (fetched, loaded) = if wants.author.is_some() && authors_known {
+        let (user_ids, user_wants) = user_batch(wants.author, authors, others, others_wants);
         let (fetched, loaded) = tokio::join!(
             fetch_tweets(downstream, viewer, ids, wants),
-            users(downstream, viewer, &user_ids, user_wants)
+            load_users(downstream, viewer, &user_ids, user_wants)
         );
-        let nodes = fetched?.into_nodes(Some(&loaded));
-        let ordered = ids.iter().map(|id| nodes.get(id).cloned()).collect();
-        return Ok((ordered, Some(loaded).filter(|_| others_wants.is_some())));
-    }
-    // One call brings the tweets with their counts and the viewer's state.
-    let fetched = fetch_tweets(downstream, viewer, ids, wants).await?;
+        (fetched?, loaded)
+    } else {
+        // One call brings the tweets with their counts and the viewer's state.
+        let fetched = fetch_tweets(downstream, viewer, ids, wants).await?;
+        let (user_ids, user_wants) =
+            user_batch(wants.author, &fetched.author_ids(), others, others_wants);
+        let loaded = load_users(downstream, viewer, &user_ids, user_wants).await;
+        (fetched, loaded)
+    };
+    let nodes = fetched.into_nodes(loaded.as_ref().filter(|_| wants.author.is_some()));
+    let ordered = ids.iter().map(|id| nodes.get(id).cloned()).collect();
+    Ok((ordered, loaded.filter(|_| others_wants.is_some())))
+}
+
+/// The users one GetUsers loads for a page: `authors` when the selection
+/// asks for them, and `others` when it asks for those, each once, with
+/// what either selection asks of a user (`None`: nobody to load).
+fn user_batch(
+    author_wants: Option<UserWants>,
+    authors: &[u64],
+    others: &[u64],
+    others_wants: Option<UserWants>,
+) -> (Vec<u64>, Option<UserWants>) {
     let mut user_ids = Vec::new();
-    let mut user_wants: Option<UserWants> = None;
-    if let Some(author_wants) = wants.author {
-        user_ids.extend(fetched.author_ids());
+    let mut user_wants = None;
+    if let Some(author_wants) = author_wants {
+        user_ids.extend_from_slice(authors);
         user_wants = Some(author_wants);
     }
     if let Some(other_wants) = others_wants.filter(|_| !others.is_empty()) {
@@ -266,16 +275,18 @@ pub async fn tweets_and_users(
     }
     user_ids.sort_unstable();
     user_ids.dedup();
-    let loaded = match user_wants {
-        Some(user_wants) if !user_ids.is_empty() => {
-            Some(users(downstream, viewer, &user_ids, user_wants).await)
-        }
-        _ => None,
-    };
-    let authors = loaded.as_ref().filter(|_| wants.author.is_some());
-    let nodes = fetched.into_nodes(authors);
-    let ordered = ids.iter().map(|id| nodes.get(id).cloned()).collect();
-    Ok((ordered, loaded.filter(|_| others_wants.is_some())))
+    let user_wants = user_wants.filter(|_| !user_ids.is_empty());
+    (user_ids, user_wants)
+}
+
+/// [`users`] for a [`user_batch`]; `None` when it has nobody to load.
+async fn load_users(
+    downstream: &Downstream,
+    viewer: Option<Viewer>,
+    user_ids: &[u64],
+    wants: Option<UserWants>,
+) -> Option<Result<HashMap<u64, UserNode>, async_graphql::Error>> {
+    Some(users(downstream, viewer, user_ids, wants?).await)
 }
 
 /// Hydrates objects by id alone, in order, whatever their type (Relay's
